@@ -1,0 +1,148 @@
+"""The application context that feature packages register themselves into.
+
+Each feature package has a `feature.py` with `setup(app)`: it registers task
+handlers, scheduled jobs, long-running services, health checks and status
+sections. `setup` must be cheap and start nothing: the CLI builds an App too.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .config import Config
+from .scheduler import Scheduler
+from .state import Enqueued, Store
+from .tasks import Handler, Registry, WorkerPool
+
+# Feature packages, in start order. Each module has `setup(app: App) -> None`.
+FEATURES: tuple[str, ...] = (
+)
+
+
+class Service(Protocol):
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+HealthCheck = Callable[[], "str | None"]  # None when healthy, else the reason
+StatusSection = Callable[[], dict[str, Any]]
+
+
+@dataclass
+class App:
+    config: Config
+    store: Store
+    owner: str
+    registry: Registry = field(default_factory=Registry)
+    services: list[Service] = field(default_factory=list)
+    health_checks: dict[str, HealthCheck] = field(default_factory=dict)
+    status_sections: dict[str, StatusSection] = field(default_factory=dict)
+    scheduler: Scheduler = field(init=False)
+    pool: WorkerPool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.scheduler = Scheduler(self.store)
+        self.pool = WorkerPool(self.store, self.registry, self.config.tasks, self.owner)
+
+    @classmethod
+    def build(cls, config: Config, store: Store | None = None) -> App:
+        store = store or Store(config.gateway.db_path)
+        app = cls(config=config, store=store, owner=owner_id())
+        for name in FEATURES:
+            importlib.import_module(name).setup(app)
+        return app
+
+    # -- registration (called from feature setup) -----------------------------------------
+    def handle(self, kind: str, handler: Handler, max_attempts: int | None = None) -> None:
+        self.registry.register(kind, handler, max_attempts)
+
+    def every(self, name: str, seconds: float, func: Callable[[], object],
+              first_in: float = 0.0) -> None:
+        self.scheduler.every(name, seconds, func, first_in)
+
+    def add_service(self, service: Service, health: HealthCheck | None = None) -> None:
+        self.services.append(service)
+        if health is not None:
+            self.health_checks[service.name] = health
+
+    def add_status(self, name: str, section: StatusSection) -> None:
+        self.status_sections[name] = section
+
+    # -- use ------------------------------------------------------------------------------
+    def enqueue(self, kind: str, key: str, payload: dict[str, Any] | None = None,
+                **kw: Any) -> Enqueued:
+        out = self.store.tasks.enqueue(kind, key, payload, **kw)
+        self.pool.wake()
+        return out
+
+    def health(self) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        try:
+            self.store.db.one("SELECT 1")
+            out["state store"] = None
+        except Exception as exc:
+            out["state store"] = f"state database unusable: {exc}"
+        out["scheduler"] = None if self.scheduler.alive() else "scheduler is not running"
+        for name, check in self.health_checks.items():
+            try:
+                out[name] = check()
+            except Exception as exc:
+                out[name] = f"health check failed: {exc}"
+        return out
+
+
+def owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{int(time.time() * 1000)}"
+
+
+class DaemonLock:
+    """One daemon per state dir. The CLI uses it to know whether the daemon runs."""
+
+    def __init__(self, state_dir: Path):
+        self.path = state_dir / "daemon.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def holder(self) -> int | None:
+        """The pid of the running daemon, or None when no process holds the lock."""
+        if not self.path.exists():
+            return None
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                text = self.path.read_text().strip()
+                return int(text) if text.isdigit() else -1
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)

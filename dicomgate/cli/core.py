@@ -1,0 +1,124 @@
+"""check-config, run, status, version."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from typing import Any
+
+from .. import __version__, daemon, logs
+from ..app import App
+from ..config import config_path, load
+from ..state import STATES
+from .context import CommandError, daemon_pid, open_app, print_json, print_table, when
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check-config", help="validate the configuration file")
+    p.add_argument("path", nargs="?", help="file to check (default: --config)")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("run", help="run the daemon in the foreground")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("status", help="what the gateway knows right now")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("version", help="print the version")
+    p.set_defaults(func=lambda _a: print(f"dicomgate {__version__}"))
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    path = config_path(args.path or args.config)
+    config = load(path)  # ConfigError -> every problem, exit 2 (in main)
+    print(f"config OK: {path}")
+    for feature, on in config.features().items():
+        print(f"  {'on ' if on else 'off'}  {feature}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load(config_path(args.config))
+    logs.configure(config.log.level, config.log.format)
+    try:
+        return daemon.run(config)
+    except daemon.DaemonError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    app = open_app(args)
+    data = gather_status(app)
+    if args.json:
+        print_json(data)
+    else:
+        print_status(data)
+    return 0
+
+
+def gather_status(app: App) -> dict[str, Any]:
+    cfg = app.config
+    store = app.store
+    disk = shutil.disk_usage(cfg.gateway.state_dir)
+    pid = daemon_pid(cfg)
+    dead = store.tasks.list(state="dead", limit=20)
+    sections: dict[str, Any] = {}
+    for name, fn in app.status_sections.items():
+        try:
+            sections[name] = fn()
+        except Exception as exc:
+            sections[name] = {"error": str(exc)}
+    return {
+        "version": __version__,
+        "config": str(cfg.path),
+        "hospital_id": cfg.gateway.hospital_id,
+        "state_dir": str(cfg.gateway.state_dir),
+        "schema_version": store.db.schema_version(),
+        "daemon": {"running": pid is not None, "pid": pid},
+        "features": cfg.features(),
+        "disk": {"free_bytes": disk.free, "total_bytes": disk.total,
+                 "min_free_bytes": cfg.dicom.min_free_disk,
+                 "below_floor": disk.free < cfg.dicom.min_free_disk},
+        "tasks": store.tasks.counts(),
+        "dead_tasks": [{"id": t.id, "kind": t.kind, "key": t.key, "attempts": t.attempts,
+                        "error": t.last_error, "at": when(t.finished_at)} for t in dead],
+        "jobs": [{**j, "started_at": when(j["started_at"]),
+                  "finished_at": when(j["finished_at"])} for j in store.jobs.all()],
+        "sections": sections,
+    }
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)
+
+
+def print_status(d: dict[str, Any]) -> None:
+    w = sys.stdout.write
+    w(f"dicomgate {d['version']}\n")
+    w(f"config:      {d['config']}\n")
+    w(f"hospital:    {d['hospital_id']}\n")
+    w(f"state dir:   {d['state_dir']} (schema {d['schema_version']})\n")
+    dm = d["daemon"]
+    w(f"daemon:      {'running, pid ' + str(dm['pid']) if dm['running'] else 'not running'}\n")
+    disk = d["disk"]
+    warn = "  BELOW dicom.min_free_disk: C-STORE refused" if disk["below_floor"] else ""
+    w(f"disk free:   {_size(disk['free_bytes'])} of {_size(disk['total_bytes'])} "
+      f"(floor {_size(disk['min_free_bytes'])}){warn}\n")
+    w("features:    " + ", ".join(k for k, on in d["features"].items() if on) + "\n")
+    w("\ntasks:\n")
+    rows = [{"kind": k, **{s: v.get(s, 0) for s in STATES}} for k, v in d["tasks"].items()]
+    print_table(rows, ["kind", *STATES])
+    w(f"\ndead tasks ({len(d['dead_tasks'])}):\n")
+    print_table(d["dead_tasks"], ["id", "kind", "key", "attempts", "at", "error"])
+    w("\nscheduled jobs:\n")
+    print_table(d["jobs"], ["name", "finished_at", "outcome", "runs", "failures", "detail"])
+    for name, section in d["sections"].items():
+        w(f"\n{name}:\n")
+        for k, v in section.items():
+            w(f"  {k}: {v}\n")

@@ -1,0 +1,57 @@
+"""tasks list / tasks retry."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..state import STATES
+from .context import EXIT_USAGE, CommandError, open_app, print_json, print_table, when
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tasks", help="inspect and retry queued work")
+    tsub = p.add_subparsers(dest="tasks_command", metavar="ACTION")
+    tsub.required = True
+
+    lp = tsub.add_parser("list", help="list tasks, newest first")
+    lp.add_argument("--state", choices=STATES)
+    lp.add_argument("--kind")
+    lp.add_argument("--limit", type=int, default=100)
+    lp.add_argument("--json", action="store_true")
+    lp.set_defaults(func=cmd_list)
+
+    rp = tsub.add_parser("retry", help="run a dead or cancelled task again now")
+    rp.add_argument("id", nargs="?", type=int)
+    rp.add_argument("--all-dead", action="store_true", help="every dead task")
+    rp.set_defaults(func=cmd_retry)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    app = open_app(args)
+    tasks = app.store.tasks.list(state=args.state, kind=args.kind, limit=args.limit)
+    if args.json:
+        print_json([t.public() for t in tasks])
+        return 0
+    rows = [{"id": t.id, "kind": t.kind, "key": t.key, "state": t.state,
+             "attempts": t.attempts, "due": when(t.run_after) if t.state == "pending" else None,
+             "updated": when(t.updated_at), "error": t.last_error} for t in tasks]
+    print_table(rows, ["id", "kind", "key", "state", "attempts", "due", "updated", "error"])
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    if (args.id is None) == (not args.all_dead):
+        raise CommandError("give a task ID or --all-dead (not both)", EXIT_USAGE)
+    app = open_app(args)
+    if args.all_dead:
+        n = app.store.tasks.retry_all_dead()
+        print(f"{n} dead task(s) queued to run again")
+        return 0
+    task = app.store.tasks.get(args.id)
+    if task is None:
+        raise CommandError(f"no task {args.id} (see: dicomgate tasks list)")
+    if not app.store.tasks.retry(args.id):
+        raise CommandError(f"task {args.id} is {task.state}: only dead or cancelled tasks "
+                           "can be retried")
+    print(f"task {args.id} ({task.kind} {task.key}) queued to run again")
+    return 0

@@ -1,0 +1,28 @@
+"""Configuration: the only place that reads the TOML file or the environment."""
+
+from .load import CANONICAL_FIELDS, DEFAULT_PATH, ConfigError, config_path, load, parse
+from .model import (
+    Config,
+    DicomConfig,
+    GatewayConfig,
+    ImagesConfig,
+    LogConfig,
+    LoginConfig,
+    LookupConfig,
+    PacsConfig,
+    QrConfig,
+    ReportsConfig,
+    ReportsHttpConfig,
+    Secret,
+    ShimConfig,
+    TasksConfig,
+    UpstreamConfig,
+    ViewConfig,
+)
+
+__all__ = [
+    "CANONICAL_FIELDS", "DEFAULT_PATH", "Config", "ConfigError", "DicomConfig", "GatewayConfig",
+    "ImagesConfig", "LogConfig", "LoginConfig", "LookupConfig", "PacsConfig", "QrConfig",
+    "ReportsConfig", "ReportsHttpConfig", "Secret", "ShimConfig", "TasksConfig",
+    "UpstreamConfig", "ViewConfig", "config_path", "load", "parse",
+]

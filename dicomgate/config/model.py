@@ -1,0 +1,208 @@
+"""Frozen, typed configuration objects. Durations are seconds, sizes bytes."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Secret:
+    """A secret value that never prints itself (repr, str, logs, status)."""
+
+    __slots__ = ("_value", "source")
+
+    def __init__(self, value: str, source: str):
+        self._value = value
+        self.source = source  # "config", "file:/path" or "env:NAME": safe to show
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret(<hidden>, from {self.source})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    hospital_id: str
+    state_dir: Path
+    timezone: ZoneInfo
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.state_dir / "spool"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.state_dir / "quarantine"
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "state.db"
+
+
+@dataclass(frozen=True)
+class DicomConfig:
+    ae_title: str
+    bind: str = "0.0.0.0"
+    port: int = 11112
+    min_free_disk: int = 5 * 1024**3
+    allowed_calling_aets: tuple[str, ...] = ()  # besides pacs.ae_title
+    network_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class PacsConfig:
+    ae_title: str
+    host: str
+    port: int = 104
+    echo_interval: float = 60.0
+    timeout: float = 30.0
+    move_timeout: float = 3600.0
+
+
+@dataclass(frozen=True)
+class ViewConfig:
+    connection: Secret
+    name: str = "View_Pacs_Text_Info"
+    columns: tuple[tuple[str, str], ...] = ()  # (canonical field, site column)
+    batch_size: int = 500
+    encoding: str = ""  # "" = driver default; "gbk"/"gb18030" for GBK databases
+    timeout: float = 30.0
+
+    def column(self, canonical: str) -> str:
+        return dict(self.columns).get(canonical, canonical)
+
+
+@dataclass(frozen=True)
+class ReportsHttpConfig:
+    url: str
+    timeout: float = 30.0
+    token: Secret | None = None
+
+
+@dataclass(frozen=True)
+class ReportsConfig:
+    source: str  # "view" | "http"
+    poll_interval: float = 120.0
+    overlap: float = 600.0
+    settle_delay: float = 300.0
+    initial_lookback: float = 86400.0
+    view: ViewConfig | None = None
+    http: ReportsHttpConfig | None = None
+
+
+@dataclass(frozen=True)
+class ImagesConfig:
+    source: str = "dicom"  # "dicom" | "http"
+    http_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    dicomweb_url: str
+    api_url: str
+    auth: str = "none"  # "none" | "bearer" | "hmac"
+    token: Secret | None = None
+    hmac_key_id: str = ""
+    hmac_secret: Secret | None = None
+    verify_tls: bool = True
+    ca_bundle: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    concurrency: int = 4
+    batch_max_bytes: int = 32 * 1024**2
+    batch_max_instances: int = 100
+    timeout: float = 60.0
+    retention: float = 7 * 86400.0
+    confirm_delay: float = 5.0
+
+
+@dataclass(frozen=True)
+class ShimConfig:
+    bind: str = "0.0.0.0"
+    port: int = 8080
+    allow: tuple[Network, ...] = (ipaddress.ip_network("127.0.0.1/32"),)
+    delete_secret: Secret | None = None
+    max_body: int = 1024**2
+    threads: int = 8
+
+
+@dataclass(frozen=True)
+class QrConfig:
+    film_url: str
+    sm4_key: Secret
+    font_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class LoginConfig:
+    sm2_private_key: Secret
+    sm2_mode: str = "C1C3C2"  # or "C1C2C3"
+    session_ttl: float = 12 * 3600.0
+
+
+@dataclass(frozen=True)
+class LookupConfig:
+    province_dicomweb_url: str | None = None
+    national_dicomweb_url: str | None = None
+    timeout: float = 3.0
+
+
+@dataclass(frozen=True)
+class TasksConfig:
+    workers: int = 4
+    max_attempts: int = 12
+    backoff_base: float = 10.0
+    backoff_max: float = 3600.0
+    lease: float = 300.0
+    shutdown_grace: float = 20.0
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+    format: str = "auto"  # "auto" | "json" | "console"
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    gateway: GatewayConfig
+    dicom: DicomConfig
+    pacs: PacsConfig | None = None
+    reports: ReportsConfig | None = None
+    images: ImagesConfig | None = None
+    upstream: UpstreamConfig | None = None
+    shim: ShimConfig | None = None
+    qr: QrConfig | None = None
+    login: LoginConfig | None = None
+    lookup: LookupConfig | None = None
+    tasks: TasksConfig = field(default_factory=TasksConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def features(self) -> dict[str, bool]:
+        """Which features this configuration turns on (shown by check-config)."""
+        return {
+            "storage SCP (Portal AET)": True,
+            "PACS echo / C-MOVE retrieve": self.pacs is not None,
+            "report polling": self.reports is not None,
+            "HTTP image download": self.images is not None and self.images.source == "http",
+            "upstream delivery": self.upstream is not None,
+            "HTTP shim": self.shim is not None,
+            "QR code": self.shim is not None and self.qr is not None,
+            "doctor login sync": self.shim is not None and self.login is not None,
+            "cross-hospital lookup": self.shim is not None and self.lookup is not None,
+        }

@@ -1,0 +1,96 @@
+"""`dicomgate run`: wire the enabled components, tell systemd, stop cleanly on a signal."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import structlog
+
+from . import __version__, notify
+from .app import App, DaemonLock
+from .config import Config
+from .state import Store
+
+log = structlog.get_logger("dicomgate.daemon")
+
+
+class DaemonError(Exception):
+    """The daemon cannot start; the message says why and what to do."""
+
+
+def run(config: Config, stop: threading.Event | None = None) -> int:
+    stop = stop or threading.Event()
+    store = Store(config.gateway.db_path)
+    lock = DaemonLock(config.gateway.state_dir)
+    if not lock.acquire():
+        raise DaemonError(f"another dicomgate daemon (pid {lock.holder()}) is running on "
+                          f"state dir {config.gateway.state_dir}: stop it first "
+                          "(systemctl stop dicomgate)")
+    app = App.build(config, store)
+    _install_signals(stop)
+    started: list = []
+    try:
+        app.pool.reclaim_orphans()
+        for service in app.services:
+            service.start()
+            started.append(service)
+            log.info("service.started", service=service.name)
+        app.scheduler.start()
+        app.pool.start()
+        notify.notify(f"READY=1\nSTATUS=running, features: {_features(config)}")
+        log.info("daemon.started", version=__version__, config=str(config.path),
+                 state_dir=str(config.gateway.state_dir), features=_features(config),
+                 task_kinds=app.registry.kinds(), jobs=app.scheduler.names())
+        _watch(app, stop)
+    finally:
+        notify.notify("STOPPING=1")
+        log.info("daemon.stopping")
+        t0 = time.monotonic()
+        app.scheduler.stop()
+        for service in reversed(started):  # stop accepting work first
+            try:
+                service.stop()
+            except Exception as exc:
+                log.error("service.stop_failed", service=service.name, error=str(exc))
+        app.pool.stop()
+        store.close()
+        lock.release()
+        log.info("daemon.stopped", seconds=round(time.monotonic() - t0, 2))
+    return 0
+
+
+def _watch(app: App, stop: threading.Event) -> None:
+    """Beat the systemd watchdog while the components are healthy."""
+    period = notify.watchdog_period()
+    last_bad: dict[str, str | None] = {}
+    while not stop.wait(period):
+        health = app.health()
+        bad = {k: v for k, v in health.items() if v}
+        if bad != last_bad:
+            if bad:
+                log.warning("daemon.unhealthy", problems=bad)
+            else:
+                log.info("daemon.healthy")
+            last_bad = bad
+        # The state store and scheduler are the daemon's own organs: if they are dead,
+        # withholding the beat lets systemd restart us. Peers being down is not our fault.
+        if not bad.get("state store") and not bad.get("scheduler"):
+            notify.notify("WATCHDOG=1")
+
+
+def _install_signals(stop: threading.Event) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum, _frame):
+        log.info("daemon.signal", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _features(config: Config) -> str:
+    return ", ".join(k for k, on in config.features().items() if on)

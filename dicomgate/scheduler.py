@@ -1,0 +1,67 @@
+"""Periodic jobs on APScheduler; each run's start, end and outcome go to the state store."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC
+
+import structlog
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from .state import Store
+
+log = structlog.get_logger("dicomgate.scheduler")
+
+
+class Scheduler:
+    def __init__(self, store: Store):
+        self.store = store
+        self._sched = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1,
+                                                        "misfire_grace_time": None})
+        self._jobs: dict[str, tuple[float, Callable[[], object]]] = {}
+
+    def every(self, name: str, seconds: float, func: Callable[[], object],
+              first_in: float = 0.0) -> None:
+        """Run `func` every `seconds` (never two at once); its return value is the detail."""
+        if name in self._jobs:
+            raise ValueError(f"job {name!r} is already scheduled")
+        self._jobs[name] = (seconds, func)
+        self._sched.add_job(self._run, "interval", seconds=seconds, args=(name,), id=name,
+                            name=name, next_run_time=_in(first_in))
+
+    def run_now(self, name: str) -> None:
+        self._run(name)
+
+    def _run(self, name: str) -> None:
+        _, func = self._jobs[name]
+        started = time.monotonic()
+        self.store.jobs.started(name)
+        try:
+            detail = func()
+        except Exception as exc:
+            self.store.jobs.finished(name, False, f"{type(exc).__name__}: {exc}")
+            log.error("job.failed", job=name, error=f"{type(exc).__name__}: {exc}",
+                      seconds=round(time.monotonic() - started, 3))
+            return
+        self.store.jobs.finished(name, True, "" if detail is None else str(detail))
+        log.debug("job.done", job=name, seconds=round(time.monotonic() - started, 3))
+
+    def names(self) -> list[str]:
+        return sorted(self._jobs)
+
+    def alive(self) -> bool:
+        return bool(self._sched.running)
+
+    def start(self) -> None:
+        self._sched.start()
+
+    def stop(self) -> None:
+        if self._sched.running:
+            self._sched.shutdown(wait=False)
+
+
+def _in(seconds: float):
+    from datetime import datetime, timedelta
+
+    return datetime.now(UTC) + timedelta(seconds=seconds)

@@ -1,0 +1,29 @@
+"""The state store: the only package with SQL. Feature packages meet here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .audit import AuditStore
+from .db import Database, StateError
+from .jobs import JobStore, KeyValueStore
+from .tasks import ACTIVE, FINISHED, STATES, Enqueued, Task, TaskStore
+
+
+class Store:
+    """One object per process; its repositories share the database."""
+
+    def __init__(self, path: Path):
+        self.db = Database(path)
+        self.tasks = TaskStore(self.db)
+        self.jobs = JobStore(self.db)
+        self.watermarks = KeyValueStore(self.db, "watermarks")
+        self.facts = KeyValueStore(self.db, "kv")
+        self.audit = AuditStore(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+__all__ = ["ACTIVE", "FINISHED", "STATES", "Enqueued", "StateError", "Store", "Task",
+           "TaskStore"]

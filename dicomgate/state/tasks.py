@@ -1,0 +1,241 @@
+"""The durable task queue's SQL: enqueue, claim with a lease, finish, retry, dead.
+
+States: pending -> running -> done | pending (retry) | dead; pending/running ->
+cancelled. (kind, key) is unique: enqueueing the same work twice yields one task.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .db import Database
+
+ACTIVE = ("pending", "running")
+FINISHED = ("done", "dead", "cancelled")
+STATES = ACTIVE + FINISHED
+
+
+@dataclass(frozen=True)
+class Task:
+    id: int
+    kind: str
+    key: str
+    payload: dict[str, Any]
+    state: str
+    attempts: int
+    max_attempts: int | None
+    run_after: float
+    lease_owner: str | None
+    lease_until: float | None
+    last_error: str | None
+    result: str | None
+    exam_id: int | None
+    study_uid: str | None
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Task:
+        d = dict(row)
+        d.pop("rerun", None)
+        d["payload"] = json.loads(d["payload"] or "{}")
+        return cls(**d)
+
+    def public(self) -> dict[str, Any]:
+        """A JSON-friendly view for the CLI (payloads hold no personal data by design)."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    id: int
+    created: bool  # False: an active task with this kind and key already existed
+
+
+class TaskStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def enqueue(self, kind: str, key: str, payload: dict[str, Any] | None = None, *,
+                delay: float = 0.0, reopen: bool = False, max_attempts: int | None = None,
+                exam_id: int | None = None, study_uid: str | None = None,
+                conn: sqlite3.Connection | None = None) -> Enqueued:
+        """Add a task once per (kind, key).
+
+        An active task with the same key is left as it is (a running one is marked
+        to run again when it ends if `reopen`); a finished one is reopened only if
+        `reopen` (e.g. a study that grew after its retrieve completed).
+        Pass `conn` to enqueue inside the caller's transaction.
+        """
+        if conn is None:
+            with self.db.tx() as c:
+                return self.enqueue(kind, key, payload, delay=delay, reopen=reopen,
+                                    max_attempts=max_attempts, exam_id=exam_id,
+                                    study_uid=study_uid, conn=c)
+        now = time.time()
+        body = json.dumps(payload or {}, ensure_ascii=False, sort_keys=True)
+        row = conn.execute("SELECT id, state FROM tasks WHERE kind=? AND key=?",
+                           (kind, key)).fetchone()
+        if row is None:
+            cur = conn.execute(
+                "INSERT INTO tasks (kind, key, payload, state, run_after, max_attempts, "
+                "exam_id, study_uid, created_at, updated_at) "
+                "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
+                (kind, key, body, now + delay, max_attempts, exam_id, study_uid, now, now))
+            return Enqueued(int(cur.lastrowid), True)
+        task_id, state = int(row["id"]), row["state"]
+        if not reopen:
+            return Enqueued(task_id, False)
+        if state == "running":
+            conn.execute("UPDATE tasks SET rerun=1, payload=?, updated_at=? WHERE id=?",
+                         (body, now, task_id))
+        elif state == "pending":
+            conn.execute("UPDATE tasks SET payload=?, updated_at=? WHERE id=?",
+                         (body, now, task_id))
+        else:
+            conn.execute(
+                "UPDATE tasks SET state='pending', attempts=0, rerun=0, payload=?, "
+                "run_after=?, last_error=NULL, finished_at=NULL, updated_at=? WHERE id=?",
+                (body, now + delay, now, task_id))
+        return Enqueued(task_id, state in FINISHED)
+
+    def claim(self, kinds: list[str], owner: str, lease: float) -> Task | None:
+        """Take the oldest due task of one of `kinds`, leased to `owner`."""
+        if not kinds:
+            return None
+        now = time.time()
+        marks = ",".join("?" * len(kinds))
+        with self.db.tx() as c:
+            row = c.execute(
+                f"UPDATE tasks SET state='running', lease_owner=?, lease_until=?, "
+                f"attempts=attempts+1, updated_at=? WHERE id = ("
+                f"SELECT id FROM tasks WHERE state='pending' AND run_after<=? "
+                f"AND kind IN ({marks}) ORDER BY run_after, id LIMIT 1) RETURNING *",
+                (owner, now + lease, now, now, *kinds)).fetchone()
+        return Task.from_row(row) if row else None
+
+    def renew(self, task_ids: list[int], owner: str, lease: float) -> None:
+        if not task_ids:
+            return
+        marks = ",".join("?" * len(task_ids))
+        with self.db.tx() as c:
+            c.execute(f"UPDATE tasks SET lease_until=? WHERE lease_owner=? AND state='running' "
+                      f"AND id IN ({marks})", (time.time() + lease, owner, *task_ids))
+
+    def complete(self, task_id: int, owner: str, result: str | None = None) -> bool:
+        """Mark done (or pending again if a rerun was asked for meanwhile)."""
+        now = time.time()
+        with self.db.tx() as c:
+            cur = c.execute(
+                "UPDATE tasks SET state = CASE rerun WHEN 1 THEN 'pending' ELSE 'done' END, "
+                "attempts = CASE rerun WHEN 1 THEN 0 ELSE attempts END, "
+                "finished_at = CASE rerun WHEN 1 THEN NULL ELSE ? END, run_after=?, rerun=0, "
+                "result=?, last_error=NULL, lease_owner=NULL, lease_until=NULL, updated_at=? "
+                "WHERE id=? AND state='running' AND lease_owner=?",
+                (now, now, result, now, task_id, owner))
+        return cur.rowcount == 1
+
+    def fail(self, task_id: int, owner: str, error: str, *, retry_in: float | None,
+             dead: bool = False) -> str:
+        """Record a failure: back to pending after `retry_in` seconds, or dead."""
+        now = time.time()
+        state = "dead" if dead or retry_in is None else "pending"
+        with self.db.tx() as c:
+            c.execute(
+                "UPDATE tasks SET state=?, last_error=?, run_after=?, lease_owner=NULL, "
+                "lease_until=NULL, finished_at=?, updated_at=? "
+                "WHERE id=? AND state='running' AND lease_owner=?",
+                (state, error[:4000], now + (retry_in or 0), now if state == "dead" else None,
+                 now, task_id, owner))
+        return state
+
+    def release(self, task_id: int, owner: str) -> None:
+        """Give a claimed task back untouched (shutdown): the attempt does not count."""
+        with self.db.tx() as c:
+            c.execute("UPDATE tasks SET state='pending', attempts=MAX(attempts-1, 0), "
+                      "lease_owner=NULL, lease_until=NULL, run_after=?, updated_at=? "
+                      "WHERE id=? AND state='running' AND lease_owner=?",
+                      (time.time(), time.time(), task_id, owner))
+
+    def reclaim_expired(self, now: float | None = None) -> int:
+        """Leases past their end belong to a dead worker: make those tasks pending."""
+        now = time.time() if now is None else now
+        with self.db.tx() as c:
+            cur = c.execute("UPDATE tasks SET state='pending', lease_owner=NULL, "
+                            "lease_until=NULL, updated_at=? "
+                            "WHERE state='running' AND lease_until < ?", (now, now))
+        return cur.rowcount
+
+    def reclaim_foreign(self, owner: str) -> int:
+        """At start-up, tasks leased by any other owner were left by a dead process."""
+        with self.db.tx() as c:
+            cur = c.execute("UPDATE tasks SET state='pending', lease_owner=NULL, "
+                            "lease_until=NULL, updated_at=? "
+                            "WHERE state='running' AND lease_owner != ?", (time.time(), owner))
+        return cur.rowcount
+
+    def cancel(self, task_id: int, reason: str, conn: sqlite3.Connection | None = None) -> bool:
+        sql = ("UPDATE tasks SET state='cancelled', last_error=?, finished_at=?, updated_at=?, "
+               "lease_owner=NULL, lease_until=NULL WHERE id=? AND state IN ('pending','running')")
+        now = time.time()
+        if conn is not None:
+            return conn.execute(sql, (reason, now, now, task_id)).rowcount == 1
+        with self.db.tx() as c:
+            return c.execute(sql, (reason, now, now, task_id)).rowcount == 1
+
+    def retry(self, task_id: int) -> bool:
+        """An administrator's retry of a dead (or cancelled) task: due now, attempts reset."""
+        now = time.time()
+        with self.db.tx() as c:
+            cur = c.execute("UPDATE tasks SET state='pending', attempts=0, run_after=?, "
+                            "finished_at=NULL, updated_at=? "
+                            "WHERE id=? AND state IN ('dead','cancelled')", (now, now, task_id))
+        return cur.rowcount == 1
+
+    def retry_all_dead(self) -> int:
+        now = time.time()
+        with self.db.tx() as c:
+            cur = c.execute("UPDATE tasks SET state='pending', attempts=0, run_after=?, "
+                            "finished_at=NULL, updated_at=? WHERE state='dead'", (now, now))
+        return cur.rowcount
+
+    def get(self, task_id: int) -> Task | None:
+        row = self.db.one("SELECT * FROM tasks WHERE id=?", (task_id,))
+        return Task.from_row(row) if row else None
+
+    def find(self, kind: str, key: str) -> Task | None:
+        row = self.db.one("SELECT * FROM tasks WHERE kind=? AND key=?", (kind, key))
+        return Task.from_row(row) if row else None
+
+    def list(self, state: str | None = None, kind: str | None = None,
+             study_uid: str | None = None, exam_id: int | None = None,
+             limit: int = 1000) -> list[Task]:
+        where, params = [], []
+        for col, val in (("state", state), ("kind", kind), ("study_uid", study_uid),
+                         ("exam_id", exam_id)):
+            if val is not None:
+                where.append(f"{col}=?")
+                params.append(val)
+        sql = "SELECT * FROM tasks" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self.db.query(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
+        return [Task.from_row(r) for r in rows]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """{kind: {state: n}}."""
+        out: dict[str, dict[str, int]] = {}
+        for r in self.db.query("SELECT kind, state, COUNT(*) n FROM tasks GROUP BY kind, state"):
+            out.setdefault(r["kind"], {})[r["state"]] = r["n"]
+        return out
+
+    def next_due(self, kinds: list[str]) -> float | None:
+        if not kinds:
+            return None
+        marks = ",".join("?" * len(kinds))
+        row = self.db.one(f"SELECT MIN(run_after) FROM tasks WHERE state='pending' "
+                          f"AND kind IN ({marks})", tuple(kinds))
+        return row[0] if row and row[0] is not None else None
