@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .audit import AuditStore
 from .db import Database, StateError
+from .instances import InstanceRow, InstanceStore
 from .jobs import JobStore, KeyValueStore
 from .tasks import ACTIVE, FINISHED, STATES, Enqueued, Task, TaskStore
 
@@ -20,10 +21,11 @@ class Store:
         self.watermarks = KeyValueStore(self.db, "watermarks")
         self.facts = KeyValueStore(self.db, "kv")
         self.audit = AuditStore(self.db)
+        self.instances = InstanceStore(self.db)
 
     def close(self) -> None:
         self.db.close()
 
 
-__all__ = ["ACTIVE", "FINISHED", "STATES", "Enqueued", "StateError", "Store", "Task",
-           "TaskStore"]
+__all__ = ["ACTIVE", "FINISHED", "STATES", "Enqueued", "InstanceRow", "InstanceStore",
+           "StateError", "Store", "Task", "TaskStore"]

@@ -1,0 +1,1 @@
+"""Sandbox peers (Orthanc) and synthetic studies for tests, benchmarks and the demo."""

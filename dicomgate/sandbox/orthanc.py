@@ -1,0 +1,212 @@
+"""Start and drive a real Orthanc (Debian package) on loopback: the sandbox PACS or cloud.
+
+Used by the tests, the benchmarks and `dicomgate demo`. Everything lives in one
+directory; ports are free ones picked at start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ORTHANC_BIN = "/usr/sbin/Orthanc"
+DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+
+
+class SandboxError(Exception):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Orthanc:
+    """One Orthanc process. `modalities` maps a name to (AET, host, port) it may talk to."""
+
+    def __init__(self, workdir: Path, aet: str = "ORTHANC", *, dicomweb: bool = False,
+                 modalities: dict[str, tuple[str, str, int]] | None = None,
+                 dicomweb_servers: dict[str, str] | None = None,
+                 http_port: int | None = None, dicom_port: int | None = None,
+                 extra: dict[str, Any] | None = None):
+        self.workdir = Path(workdir)
+        self.aet = aet
+        self.dicomweb = dicomweb
+        self.modalities = dict(modalities or {})
+        self.dicomweb_servers = dict(dicomweb_servers or {})
+        self.http_port = http_port or free_port()
+        self.dicom_port = dicom_port or free_port()
+        self.extra = extra or {}
+        self.proc: subprocess.Popen | None = None
+        self.session = requests.Session()
+
+    # -- life cycle -------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def dicomweb_url(self) -> str:
+        return f"{self.url}/dicom-web"
+
+    def config(self) -> dict[str, Any]:
+        cfg: dict[str, Any] = {
+            "Name": self.aet,
+            "StorageDirectory": str(self.workdir / "storage"),
+            "IndexDirectory": str(self.workdir / "storage"),
+            "HttpPort": self.http_port,
+            "DicomPort": self.dicom_port,
+            "DicomAet": self.aet,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "HttpServerEnabled": True,
+            "DicomServerEnabled": True,
+            "DicomCheckCalledAet": False,
+            "DicomAlwaysAllowEcho": True,
+            "DicomAlwaysAllowStore": True,
+            "StorageCompression": False,
+            "OverwriteInstances": True,
+            "StableAge": 2,
+            "ConcurrentJobs": 2,
+            "DicomScpTimeout": 30,
+            "HttpTimeout": 120,
+            "DicomModalities": {k: list(v) for k, v in self.modalities.items()},
+            "Plugins": [DICOMWEB_PLUGIN] if self.dicomweb else [],
+        }
+        if self.dicomweb:
+            cfg["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/", "EnableWado": True,
+                               "Servers": {k: [v] for k, v in self.dicomweb_servers.items()}}
+        cfg.update(self.extra)
+        return cfg
+
+    def start(self, timeout: float = 30.0) -> Orthanc:
+        if not Path(ORTHANC_BIN).exists():
+            raise SandboxError(f"{ORTHANC_BIN} not found: apt-get install orthanc "
+                               "orthanc-dicomweb")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cfg_path = self.workdir / "orthanc.json"
+        cfg_path.write_text(json.dumps(self.config(), indent=2))
+        env = dict(os.environ, TCP_NODELAY="1")  # else ~40 ms stall per C-STORE received
+        log = open(self.workdir / "orthanc.log", "ab")
+        self.proc = subprocess.Popen([ORTHANC_BIN, str(cfg_path)], stdout=log,
+                                     stderr=subprocess.STDOUT, env=env,
+                                     cwd=self.workdir, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SandboxError(f"Orthanc {self.aet} exited at start (code "
+                                   f"{self.proc.returncode}); see {self.workdir}/orthanc.log")
+            try:
+                if self.session.get(f"{self.url}/system", timeout=1).ok:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise SandboxError(f"Orthanc {self.aet} did not answer within {timeout}s")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = None
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        self.proc = None
+
+    def restart(self) -> Orthanc:
+        self.stop()
+        return self.start()
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Orthanc:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- REST ---------------------------------------------------------------------------------
+    def _check(self, r: requests.Response) -> requests.Response:
+        if not r.ok:
+            raise SandboxError(f"Orthanc {self.aet} {r.request.method} {r.url}: "
+                               f"HTTP {r.status_code} {r.text[:300]}")
+        return r
+
+    def get(self, path: str, **kw) -> Any:
+        return self._check(self.session.get(self.url + path, timeout=60, **kw)).json()
+
+    def post(self, path: str, body: Any = None, **kw) -> Any:
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body or {})
+        r = self._check(self.session.post(self.url + path, data=data, timeout=600, **kw))
+        return r.json() if r.content else None
+
+    def delete(self, path: str) -> None:
+        self._check(self.session.delete(self.url + path, timeout=60))
+
+    def upload(self, data: bytes) -> dict[str, Any]:
+        """Store one Part 10 file; returns Orthanc's answer (ID, ParentStudy, Status...)."""
+        return self.post("/instances", data, headers={"Content-Type": "application/dicom"})
+
+    def upload_files(self, paths: list[Path]) -> int:
+        for p in paths:
+            self.upload(Path(p).read_bytes())
+        return len(paths)
+
+    def add_modality(self, name: str, aet: str, host: str, port: int) -> None:
+        self._check(self.session.put(f"{self.url}/modalities/{name}",
+                                     data=json.dumps({"AET": aet, "Host": host, "Port": port}),
+                                     timeout=30))
+        self.modalities[name] = (aet, host, port)
+
+    def studies(self) -> list[str]:
+        return self.get("/studies")
+
+    def study_id(self, study_uid: str) -> str | None:
+        found = self.post("/tools/lookup", study_uid)
+        for item in found or []:
+            if item.get("Type") == "Study":
+                return item["ID"]
+        return None
+
+    def sop_uids(self, study_uid: str) -> set[str]:
+        sid = self.study_id(study_uid)
+        if sid is None:
+            return set()
+        return {i["MainDicomTags"]["SOPInstanceUID"]
+                for i in self.get(f"/studies/{sid}/instances")}
+
+    def instance_file(self, sop_uid: str) -> bytes:
+        for item in self.post("/tools/lookup", sop_uid) or []:
+            if item.get("Type") == "Instance":
+                return self._check(self.session.get(f"{self.url}/instances/{item['ID']}/file",
+                                                    timeout=60)).content
+        raise SandboxError(f"instance {sop_uid} not in Orthanc {self.aet}")
+
+    def delete_instance(self, sop_uid: str) -> None:
+        for item in self.post("/tools/lookup", sop_uid) or []:
+            if item.get("Type") == "Instance":
+                self.delete(f"/instances/{item['ID']}")
+
+    def clear(self) -> None:
+        for sid in self.studies():
+            self.delete(f"/studies/{sid}")

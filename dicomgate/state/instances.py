@@ -1,0 +1,155 @@
+"""Studies and the instances in the spool: what arrived, where it is, how far it got."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .db import Database
+
+
+@dataclass(frozen=True)
+class InstanceRow:
+    sop_uid: str
+    study_uid: str
+    series_uid: str | None
+    sop_class_uid: str | None
+    transfer_syntax: str | None
+    path: str | None
+    size: int | None
+    sha256: str | None
+    state: str
+    error: str | None
+    source: str | None
+    received_at: float
+    updated_at: float
+    delivered_at: float | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> InstanceRow:
+        return cls(**dict(row))
+
+
+class InstanceStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    # -- instances ------------------------------------------------------------------------
+    def record(self, *, sop_uid: str, study_uid: str, series_uid: str | None,
+               sop_class_uid: str | None, transfer_syntax: str | None, path: str, size: int,
+               sha256: str, source: str, conn: sqlite3.Connection | None = None) -> str:
+        """Record a stored instance: 'new', 'same' (identical bytes) or 'replaced'."""
+        if conn is None:
+            with self.db.tx() as c:
+                return self.record(sop_uid=sop_uid, study_uid=study_uid, series_uid=series_uid,
+                                   sop_class_uid=sop_class_uid, transfer_syntax=transfer_syntax,
+                                   path=path, size=size, sha256=sha256, source=source, conn=c)
+        now = time.time()
+        old = conn.execute("SELECT sha256, state FROM instances WHERE sop_uid=?",
+                           (sop_uid,)).fetchone()
+        if old is not None and old["sha256"] == sha256 and old["state"] not in (
+                "purged", "deleted"):
+            return "same"
+        conn.execute(
+            "INSERT INTO instances (sop_uid, study_uid, series_uid, sop_class_uid, "
+            "transfer_syntax, path, size, sha256, state, error, source, received_at, "
+            "updated_at, delivered_at) VALUES (?,?,?,?,?,?,?,?,'received',NULL,?,?,?,NULL) "
+            "ON CONFLICT (sop_uid) DO UPDATE SET study_uid=excluded.study_uid, "
+            "series_uid=excluded.series_uid, sop_class_uid=excluded.sop_class_uid, "
+            "transfer_syntax=excluded.transfer_syntax, path=excluded.path, size=excluded.size, "
+            "sha256=excluded.sha256, state='received', error=NULL, source=excluded.source, "
+            "updated_at=excluded.updated_at, delivered_at=NULL",
+            (sop_uid, study_uid, series_uid, sop_class_uid, transfer_syntax, path, size, sha256,
+             source, now, now))
+        self.ensure_study(study_uid, conn=conn)
+        return "new" if old is None else "replaced"
+
+    def get(self, sop_uid: str) -> InstanceRow | None:
+        row = self.db.one("SELECT * FROM instances WHERE sop_uid=?", (sop_uid,))
+        return InstanceRow.from_row(row) if row else None
+
+    def of_study(self, study_uid: str, states: tuple[str, ...] | None = None) -> list[InstanceRow]:
+        sql = "SELECT * FROM instances WHERE study_uid=?"
+        params: list[Any] = [study_uid]
+        if states:
+            sql += f" AND state IN ({','.join('?' * len(states))})"
+            params += list(states)
+        rows = self.db.query(sql + " ORDER BY series_uid, sop_uid", tuple(params))
+        return [InstanceRow.from_row(r) for r in rows]
+
+    def sop_uids(self, study_uid: str, present_only: bool = True) -> set[str]:
+        sql = "SELECT sop_uid FROM instances WHERE study_uid=?"
+        if present_only:
+            sql += " AND state NOT IN ('purged', 'deleted')"
+        return {r[0] for r in self.db.query(sql, (study_uid,))}
+
+    def set_state(self, sop_uids: list[str], state: str, error: str | None = None,
+                  conn: sqlite3.Connection | None = None) -> int:
+        if not sop_uids:
+            return 0
+        now = time.time()
+        delivered = now if state == "delivered" else None
+        sql = (f"UPDATE instances SET state=?, error=?, updated_at=?, "
+               f"delivered_at=COALESCE(?, delivered_at) "
+               f"WHERE sop_uid IN ({','.join('?' * len(sop_uids))})")
+        params = (state, error, now, delivered, *sop_uids)
+        if conn is not None:
+            return conn.execute(sql, params).rowcount
+        with self.db.tx() as c:
+            return c.execute(sql, params).rowcount
+
+    # -- studies --------------------------------------------------------------------------
+    def ensure_study(self, study_uid: str, *, accession_no: str | None = None,
+                     exam_id: int | None = None, conn: sqlite3.Connection | None = None) -> None:
+        sql = ("INSERT INTO studies (study_uid, accession_no, exam_id, state, created_at, "
+               "updated_at) VALUES (?, ?, ?, 'new', ?, ?) ON CONFLICT (study_uid) DO UPDATE SET "
+               "accession_no=COALESCE(excluded.accession_no, studies.accession_no), "
+               "exam_id=COALESCE(excluded.exam_id, studies.exam_id)")
+        now = time.time()
+        params = (study_uid, accession_no, exam_id, now, now)
+        if conn is not None:
+            conn.execute(sql, params)
+            return
+        with self.db.tx() as c:
+            c.execute(sql, params)
+
+    def study(self, study_uid: str) -> dict[str, Any] | None:
+        row = self.db.one("SELECT * FROM studies WHERE study_uid=?", (study_uid,))
+        if row is None:
+            return None
+        d = dict(row)
+        d["detail"] = json.loads(d["detail"]) if d["detail"] else None
+        return d
+
+    def studies_of_accession(self, accession_no: str) -> list[str]:
+        return [r[0] for r in self.db.query(
+            "SELECT study_uid FROM studies WHERE accession_no=? ORDER BY created_at",
+            (accession_no,))]
+
+    def set_study(self, study_uid: str, *, state: str | None = None,
+                  expected_count: int | None = None, detail: dict[str, Any] | None = None,
+                  conn: sqlite3.Connection | None = None) -> None:
+        sets, params = ["updated_at=?"], [time.time()]
+        if state is not None:
+            sets.append("state=?")
+            params.append(state)
+        if expected_count is not None:
+            sets.append("expected_count=?")
+            params.append(expected_count)
+        if detail is not None:
+            sets.append("detail=?")
+            params.append(json.dumps(detail, ensure_ascii=False))
+        sql = f"UPDATE studies SET {', '.join(sets)} WHERE study_uid=?"
+        if conn is not None:
+            conn.execute(sql, (*params, study_uid))
+            return
+        with self.db.tx() as c:
+            c.execute(sql, (*params, study_uid))
+
+    def study_counts(self, study_uid: str) -> dict[str, int]:
+        rows = self.db.query("SELECT state, COUNT(*) n FROM instances WHERE study_uid=? "
+                             "GROUP BY state", (study_uid,))
+        return {r["state"]: r["n"] for r in rows}
