@@ -1,0 +1,44 @@
+"""A real worker process for the SIGKILL test: `python queue_worker.py STATE_DIR MARKS`.
+
+Takes the daemon lock (as `dicomgate run` does), reclaims orphaned leases, then runs
+every due `work` task. The handler's first attempt hangs (to be killed); later ones
+finish and write one `done` line."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from dicomgate.app import DaemonLock, owner_id
+from dicomgate.config import TasksConfig
+from dicomgate.state import Store, Task
+from dicomgate.tasks import Registry, WorkerPool
+
+
+def main(state_dir: Path, marks: Path) -> int:
+    lock = DaemonLock(state_dir)
+    if not lock.acquire():
+        return 3
+    store = Store(state_dir / "state.db")
+
+    def work(task: Task) -> str:
+        with marks.open("a") as f:
+            f.write(f"start {task.key} attempt={task.attempts} pid={os.getpid()}\n")
+        if task.attempts == 1:
+            time.sleep(120)  # killed here
+        with marks.open("a") as f:
+            f.write(f"done {task.key}\n")
+        return "ok"
+
+    registry = Registry()
+    registry.register("work", work)
+    pool = WorkerPool(store, registry, TasksConfig(workers=1, lease=300), owner_id())
+    pool.reclaim_orphans()
+    pool.drain(deadline=time.monotonic() + 60)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2])))
