@@ -8,6 +8,7 @@ from .audit import AuditStore
 from .db import Database, StateError
 from .instances import InstanceRow, InstanceStore
 from .jobs import JobStore, KeyValueStore
+from .overview import OverviewStore
 from .tasks import ACTIVE, FINISHED, STATES, Enqueued, Task, TaskStore
 
 
@@ -22,6 +23,7 @@ class Store:
         self.facts = KeyValueStore(self.db, "kv")
         self.audit = AuditStore(self.db)
         self.instances = InstanceStore(self.db)
+        self.overview = OverviewStore(self.db)
 
     def close(self) -> None:
         self.db.close()
