@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .audit import AuditStore
 from .db import Database, StateError
+from .exams import ExamStore
 from .jobs import JobStore, KeyValueStore
 from .tasks import ACTIVE, FINISHED, STATES, Enqueued, Task, TaskStore
 
@@ -20,6 +21,7 @@ class Store:
         self.watermarks = KeyValueStore(self.db, "watermarks")
         self.facts = KeyValueStore(self.db, "kv")
         self.audit = AuditStore(self.db)
+        self.exams = ExamStore(self.db)
 
     def close(self) -> None:
         self.db.close()
