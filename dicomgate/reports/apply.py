@@ -179,6 +179,8 @@ class Applier:
         if digest == exam.report_hash:
             return
         version = exam.report_version + 1
+        if exam.report_version and exam.record.get("modifyTime"):
+            event = MODIFIED  # read first by the audit-time query, but it is a modification
         self.store.exams.add_version(conn, exam.id, version, event.code, digest, exam.record)
         self.store.exams.update(conn, exam.id, report_version=version, report_hash=digest,
                                 state="reported")
