@@ -99,6 +99,10 @@ class Poller:
             result.counts = self.applier.apply(rows, events)
         except SourceError as exc:
             result.error = str(exc)
+        except Exception as exc:
+            result.error = f"internal error: {type(exc).__name__}: {exc}"
+            log.exception("reports.sync_crashed", accession_no=accession_no)
+            self.close()
         result.seconds = time.monotonic() - started
         return result
 
@@ -124,6 +128,10 @@ class Poller:
             result.error = str(exc)
             log.error("reports.sync_failed", type=event.code, error=str(exc),
                       rows_applied=result.counts.read)
+        except Exception as exc:  # a bug or a driver surprise: the other types carry on
+            result.error = f"internal error: {type(exc).__name__}: {exc}"
+            log.exception("reports.sync_crashed", type=event.code)
+            self.close()
         else:
             if not manual:
                 mark = end.replace(tzinfo=self.tz).isoformat(timespec="seconds")

@@ -21,6 +21,8 @@ from .events import REPORT_TEXT, EventType, implied_by
 TIME_FIELDS = ("examTime", "refundTime", "auditTime", "modifyTime", "reportTime")
 TIME_EXPECTED = "yyyy-MM-dd HH:mm:ss local time, or ISO 8601 with an offset such as +08:00"
 _UID_RE = re.compile(r"^(0|[1-9]\d*)(\.(0|[1-9]\d*))+$")
+# Latin-1 letters or U+FFFD in a Chinese hospital's text: GBK bytes decoded as something else.
+_MOJIBAKE_RE = re.compile("[\u00c0-\u00ff\ufffd]")
 _MODALITY_RE = re.compile(r"^[A-Z0-9_]{1,16}([\\/][A-Z0-9_]{1,16})*$")
 
 
@@ -73,6 +75,10 @@ def normalise(row: dict[str, Any], rules: Rules,
             out.record[name] = None
             out.problems.append(Problem(name, "<undecodable bytes>", "UTF-8 or GBK/GB18030 text"))
     rec = out.record
+    garbled = [k for k, v in rec.items() if isinstance(v, str) and _MOJIBAKE_RE.search(v)]
+    if garbled:
+        out.warnings.append(f"{', '.join(garbled)}: text looks mis-decoded (GBK read as "
+                            "another encoding?): set reports.view.encoding = \"gbk\"")
     rec["hospitalId"] = rec.get("hospitalId") or rules.hospital_id
     for name in TIME_FIELDS:
         if name in rec:

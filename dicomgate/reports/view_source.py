@@ -23,8 +23,10 @@ from .source import Row, SourceError
 
 log = structlog.get_logger("dicomgate.reports.view")
 
-# Letters (any script), digits, _ $ # and spaces; dots separate schema and view.
-_IDENT_RE = re.compile(r"^[\w$# ]+$")
+# Letters (any script), digits, _ $ # and spaces; dots separate schema and view. A name
+# given in double quotes is used verbatim (a case-sensitive PostgreSQL/Oracle name).
+_IDENT_RE = re.compile(r'^([\w$# ]+|"[^"]+")$')
+_PLAIN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # unquoted: the database folds its case
 
 
 class ViewSource:
@@ -41,7 +43,7 @@ class ViewSource:
                                   "(letters, digits, _ $ #; schema.view for a schema)")
         # site column (case-insensitive) -> canonical field
         mapped = dict(config.columns)
-        self._canonical = {mapped.get(f, f).lower(): f for f in CANONICAL_FIELDS}
+        self._canonical = {mapped.get(f, f).strip('"').lower(): f for f in CANONICAL_FIELDS}
 
     # -- connection -----------------------------------------------------------------------
     def _connect(self) -> pyodbc.Connection:
@@ -54,7 +56,10 @@ class ViewSource:
             raise SourceError(f"cannot connect to the PACS database over ODBC: {_odbc(exc)} "
                               "(check reports.view.connection, the DSN in odbc.ini and "
                               "the driver in odbcinst.ini: odbcinst -q -d)") from None
-        conn.timeout = int(self.config.timeout)
+        try:
+            conn.timeout = int(self.config.timeout)  # per-query timeout
+        except pyodbc.Error:  # psqlODBC refuses it; its login timeout still applies
+            log.debug("reports.view_no_query_timeout")
         if self.config.encoding:  # a GBK database: narrow text arrives in that encoding
             conn.setdecoding(pyodbc.SQL_CHAR, encoding=self.config.encoding)
             conn.setencoding(encoding=self.config.encoding)
@@ -111,14 +116,18 @@ class ViewSource:
     def _check_columns(self, names: list[str]) -> None:
         have = {n.lower() for n in names}
         column = self.config.column("accessionNo")
-        if column.lower() not in have:
+        if column.strip('"').lower() not in have:
             raise SourceError(f"view {self.config.name} has no column {column!r} for "
                               f"accessionNo; its columns are: {', '.join(names)} "
                               "(map it under [reports.view.columns])")
 
     def _q(self, ident: str) -> str:
+        """Plain names as written (the database folds case as it created them); others
+        quoted with the driver's quote character; "quoted" names verbatim."""
         q = self._quote
-        return ".".join(f"{q}{p}{q}" for p in ident.split(".")) if q else ident
+        parts = ident.split(".") if not ident.startswith('"') else [ident]
+        return ".".join(p if _PLAIN_RE.match(p) or p.startswith('"') or not q
+                        else f"{q}{p}{q}" for p in parts)
 
     def _view(self) -> str:
         return self._q(self.config.name)

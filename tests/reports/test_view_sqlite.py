@@ -185,6 +185,14 @@ def test_gbk_database(tmp_path, cli):
     assert record["patientName"] == "欧阳娜娜"
     assert record["examConclusion"] == "右肺上叶见结节影，建议复查。"
     assert record["examItemName"] == "胸部CT平扫"
+    assert json.loads(out)["warnings"] == []
+    # the same database read without the setting: flagged, so the admin can fix it
+    plain = write_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / "state" / f"state.db{suffix}").unlink(missing_ok=True)
+    sync(cli, plain)
+    code, out, _ = cli(plain, "exams", "show", "G1", "--json")
+    assert "text looks mis-decoded" in json.loads(out)["warnings"][0]
 
 
 def test_show_masks_personal_data_unless_revealed(cli, sqlite_pacs, sqlite_config):
