@@ -3,6 +3,7 @@ and the CLI run in-process."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -12,9 +13,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from reports_support import Pacs, view_reports, write_config
 
 from dicomgate.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """`sync` points structlog at the (captured) stderr: undo it after each test."""
+    yield
+    structlog.reset_defaults()
+    logging.getLogger().handlers[:] = []
 
 
 @pytest.fixture
