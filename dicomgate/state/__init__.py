@@ -7,6 +7,7 @@ from pathlib import Path
 from .audit import AuditStore
 from .db import Database, StateError
 from .instances import InstanceRow, InstanceStore
+from .exams import ExamStore
 from .jobs import JobStore, KeyValueStore
 from .overview import OverviewStore
 from .tasks import ACTIVE, FINISHED, STATES, Enqueued, Task, TaskStore
@@ -24,6 +25,7 @@ class Store:
         self.audit = AuditStore(self.db)
         self.instances = InstanceStore(self.db)
         self.overview = OverviewStore(self.db)
+        self.exams = ExamStore(self.db)
 
     def close(self) -> None:
         self.db.close()

@@ -1,0 +1,214 @@
+"""Apply normalised PACS rows to the state store and enqueue the work each event causes.
+
+One call per batch, in one transaction: exams, report versions and tasks commit
+together. Everything here is idempotent, so re-reading the overlap changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from ..privacy import mask_text
+from ..state import Store
+from ..state.exams import Exam, dumps
+from .events import (
+    AUDITED,
+    MODIFIED,
+    PERFORMED,
+    REFUNDED,
+    REPORT_FIELDS,
+    EventType,
+    implied_by,
+)
+from .record import Normalised, Rules, image_paths, normalise
+from .source import Row
+
+log = structlog.get_logger("dicomgate.reports")
+
+# Work that a refund makes pointless: cancelled before the withdrawal is queued.
+CANCEL_ON_REFUND = ("retrieve", "upload", "push_report")
+STICKY_STATES = ("withdrawn", "deleted")
+
+
+@dataclass
+class Counts:
+    read: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+    tasks: int = 0
+    cancelled: int = 0
+
+    def add(self, other: Counts) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class Applier:
+    store: Store
+    rules: Rules
+    settle_delay: float
+    images_http: bool = False
+
+    def apply(self, rows: Iterable[Row], events: list[EventType] | None) -> Counts:
+        """Apply one batch. `events`: the types the rows were read for; None: implied."""
+        counts = Counts()
+        with self.store.exams.batch() as conn:
+            for raw in rows:
+                counts.read += 1
+                self._row(conn, raw, events, counts)
+        return counts
+
+    # -- one row -------------------------------------------------------------------------
+    def _row(self, conn: sqlite3.Connection, raw: Row, events: list[EventType] | None,
+             counts: Counts) -> None:
+        n = normalise(raw, self.rules, events)
+        rec = n.record
+        acc, hid = rec.get("accessionNo"), rec["hospitalId"]
+        if not acc or any(p.field == "accessionNo" for p in n.problems):
+            self._reject(conn, n, events, counts)
+            return
+        exam = self.store.exams.find(conn, hid, acc)
+        merged = {**(exam.record if exam else {}), **rec}
+        digest = content_hash(merged)
+        if not n.ok:
+            self._quarantine(conn, exam, n, merged, digest, events, counts)
+            return
+        if exam is None:
+            self.store.exams.insert(
+                conn, hospital_id=hid, accession_no=acc, state="synced", record=merged,
+                content_hash=digest, study_uid=merged.get("studyInstanceUid"),
+                exam_time=merged.get("examTime"), warnings=n.warnings,
+                last_type=events[0].code if events else None)
+            exam = self.store.exams.find(conn, hid, acc)
+            counts.new += 1
+        elif exam.content_hash != digest or exam.state == "quarantined":
+            state = self._settled_state(conn, exam)
+            self.store.exams.update(
+                conn, exam.id, state=state, record=merged, content_hash=digest,
+                quarantine_reason=None, study_uid=merged.get("studyInstanceUid"),
+                exam_time=merged.get("examTime"), warnings=n.warnings,
+                last_type=events[0].code if events else exam.last_type)
+            if exam.state == "quarantined":
+                log.info("reports.quarantine_cleared", exam_id=exam.id, accession_no=acc)
+            exam = self.store.exams.find(conn, hid, acc)
+            counts.changed += 1
+        else:
+            counts.unchanged += 1
+        assert exam is not None
+        for event in events if events is not None else implied_by(merged):
+            self._event(conn, exam, event, counts)
+            exam = self.store.exams.find(conn, hid, acc) or exam
+
+    def _settled_state(self, conn: sqlite3.Connection, exam: Exam) -> str:
+        """The state of a good row: a withdrawal or deletion outlives later rows."""
+        if self.store.exams.task_keys(conn, exam.id, "withdraw"):
+            return "withdrawn"
+        if exam.state == "deleted":
+            return "deleted"
+        return "reported" if exam.report_version else "synced"
+
+    def _reject(self, conn: sqlite3.Connection, n: Normalised,
+                events: list[EventType] | None, counts: Counts) -> None:
+        counts.quarantined += 1
+        code = events[0].code if events else None
+        first = self.store.exams.reject(conn, hospital_id=n.record["hospitalId"],
+                                        event_type=code, content_hash=content_hash(n.record),
+                                        record=n.record, reason=n.reason)
+        if first:
+            log.warning("reports.row_rejected", type=code, reason=mask_text(n.reason))
+
+    def _quarantine(self, conn: sqlite3.Connection, exam: Exam | None, n: Normalised,
+                    merged: dict[str, Any], digest: str, events: list[EventType] | None,
+                    counts: Counts) -> None:
+        counts.quarantined += 1
+        acc, hid = merged["accessionNo"], merged["hospitalId"]
+        if exam is not None and exam.content_hash == digest and exam.state == "quarantined":
+            return  # the same bad row, re-read in the overlap
+        values = dict(state="quarantined", record=merged, content_hash=digest,
+                      quarantine_reason=n.reason, warnings=n.warnings,
+                      last_type=events[0].code if events else None)
+        if exam is None:
+            self.store.exams.insert(conn, hospital_id=hid, accession_no=acc, **values)
+        else:
+            self.store.exams.update(conn, exam.id, **values)
+        log.warning("reports.row_quarantined", accession_no=acc, hospital_id=hid,
+                    type=values["last_type"], reason=mask_text(n.reason))
+
+    # -- events --------------------------------------------------------------------------
+    def _event(self, conn: sqlite3.Connection, exam: Exam, event: EventType,
+               counts: Counts) -> None:
+        if exam.state in STICKY_STATES:
+            return  # refunded or deleted: nothing more to fetch or push
+        if event is PERFORMED:
+            if not self.store.exams.task_keys(conn, exam.id, "retrieve"):
+                self._retrieve(conn, exam, "exam performed", self.settle_delay, counts)
+        elif event in (AUDITED, MODIFIED):
+            self._report(conn, exam, event, counts)
+        elif event is REFUNDED:
+            self._refund(conn, exam, counts)
+
+    def _retrieve(self, conn: sqlite3.Connection, exam: Exam, reason: str, delay: float,
+                  counts: Counts, reopen: bool = False) -> None:
+        rec = exam.record
+        known = self.store.exams.task_keys(conn, exam.id, "retrieve")
+        key = known[0] if known else (f"study:{exam.study_uid}" if exam.study_uid
+                                      else f"acc:{exam.hospital_id}:{exam.accession_no}")
+        payload: dict[str, Any] = {"accession_no": exam.accession_no,
+                                   "hospital_id": exam.hospital_id, "exam_id": exam.id,
+                                   "reason": reason}
+        if exam.study_uid:
+            payload["study_uid"] = exam.study_uid
+        if self.images_http:
+            payload["image_paths"] = image_paths(rec.get("imagePath"))
+        out = self.store.tasks.enqueue("retrieve", key, payload, delay=delay, reopen=reopen,
+                                       exam_id=exam.id, study_uid=exam.study_uid, conn=conn)
+        counts.tasks += int(out.created)
+
+    def _report(self, conn: sqlite3.Connection, exam: Exam, event: EventType,
+                counts: Counts) -> None:
+        digest = content_hash({f: exam.record.get(f) for f in REPORT_FIELDS})
+        if digest == exam.report_hash:
+            return
+        version = exam.report_version + 1
+        if exam.report_version and exam.record.get("modifyTime"):
+            event = MODIFIED  # read first by the audit-time query, but it is a modification
+        self.store.exams.add_version(conn, exam.id, version, event.code, digest, exam.record)
+        self.store.exams.update(conn, exam.id, report_version=version, report_hash=digest,
+                                state="reported")
+        out = self.store.tasks.enqueue("push_report", f"exam:{exam.id}:v{version}",
+                                       {"exam_id": exam.id, "version": version},
+                                       exam_id=exam.id, study_uid=exam.study_uid, conn=conn)
+        counts.tasks += int(out.created)
+        log.info("reports.report_version", exam_id=exam.id, accession_no=exam.accession_no,
+                 version=version, type=event.code)
+        if event is AUDITED:  # images may have grown since the first retrieve
+            self._retrieve(conn, exam, "report audited: completeness re-check", 0.0, counts,
+                           reopen=True)
+
+    def _refund(self, conn: sqlite3.Connection, exam: Exam, counts: Counts) -> None:
+        ids = self.store.exams.active_task_ids(conn, exam.id, exam.study_uid, CANCEL_ON_REFUND)
+        for task_id in ids:
+            counts.cancelled += int(self.store.tasks.cancel(
+                task_id, "exam refunded at the PACS (type 2)", conn=conn))
+        self.store.exams.update(conn, exam.id, state="withdrawn")
+        out = self.store.tasks.enqueue(
+            "withdraw", f"exam:{exam.hospital_id}:{exam.accession_no}",
+            {"hospital_id": exam.hospital_id, "accession_no": exam.accession_no,
+             "exam_id": exam.id, "refund_time": exam.record.get("refundTime")},
+            exam_id=exam.id, study_uid=exam.study_uid, conn=conn)
+        counts.tasks += int(out.created)
+        log.info("reports.exam_withdrawn", exam_id=exam.id, accession_no=exam.accession_no,
+                 cancelled=len(ids))
+
+
+def content_hash(value: dict[str, Any]) -> str:
+    return hashlib.sha256(dumps(value).encode()).hexdigest()

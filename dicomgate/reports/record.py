@@ -1,0 +1,225 @@
+"""The canonical exam record: normalise one PACS row and check it against spec section 5.
+
+A row is a mapping of canonical field names to raw values (ODBC types or JSON values).
+Bad values become `Problem`s (the row is quarantined); doubtful ones `warnings` (kept).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ..config.load import CANONICAL_FIELDS
+from . import dictionaries, idcard
+from .events import REPORT_TEXT, EventType, implied_by
+
+TIME_FIELDS = ("examTime", "refundTime", "auditTime", "modifyTime", "reportTime")
+TIME_EXPECTED = "yyyy-MM-dd HH:mm:ss local time, or ISO 8601 with an offset such as +08:00"
+_UID_RE = re.compile(r"^(0|[1-9]\d*)(\.(0|[1-9]\d*))+$")
+# Latin-1 letters or U+FFFD in a Chinese hospital's text: GBK bytes decoded as something else.
+_MOJIBAKE_RE = re.compile("[\u00c0-\u00ff\ufffd]")
+_MODALITY_RE = re.compile(r"^[A-Z0-9_]{1,16}([\\/][A-Z0-9_]{1,16})*$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    field: str
+    value: str | None
+    expected: str
+
+    def __str__(self) -> str:
+        got = "missing" if self.value is None else repr(self.value)
+        return f"{self.field}: {got} (expected {self.expected})"
+
+
+@dataclass
+class Normalised:
+    record: dict[str, Any]
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(str(p) for p in self.problems)
+
+
+@dataclass(frozen=True)
+class Rules:
+    hospital_id: str
+    timezone: ZoneInfo
+    image_urls_required: bool = False  # images come by HTTP GET of imagePath (4.2 mode 2)
+
+
+def normalise(row: dict[str, Any], rules: Rules,
+              events: Sequence[EventType] | None = None) -> Normalised:
+    """Canonical values for every field present in `row` (absent fields stay absent).
+
+    `events` are the event types the row was read for (their time fields are
+    required); None: those its times imply (a row read by accession number)."""
+    out = Normalised({})
+    for name, raw in row.items():
+        if name not in CANONICAL_FIELDS:
+            continue
+        try:
+            out.record[name] = _text(raw) if not isinstance(raw, (dt.date, dt.datetime)) else raw
+        except UnicodeDecodeError:
+            out.record[name] = None
+            out.problems.append(Problem(name, "<undecodable bytes>", "UTF-8 or GBK/GB18030 text"))
+    rec = out.record
+    garbled = [k for k, v in rec.items() if isinstance(v, str) and _MOJIBAKE_RE.search(v)]
+    if garbled:
+        out.warnings.append(f"{', '.join(garbled)}: text looks mis-decoded (GBK read as "
+                            "another encoding?): set reports.view.encoding = \"gbk\"")
+    rec["hospitalId"] = rec.get("hospitalId") or rules.hospital_id
+    for name in TIME_FIELDS:
+        if name in rec:
+            rec[name] = _time(rec[name], name, rules.timezone, out)
+    if "birthDate" in rec:
+        rec["birthDate"] = _date(rec["birthDate"], out)
+    for name in dictionaries.DICTIONARIES:
+        if rec.get(name) is not None:
+            _code(rec, name, out)
+    _identity(rec, out)
+    _modality(rec, out)
+    _image_paths(rec, rules, out)
+    _required(rec, implied_by(rec) if events is None else events, out)
+    return out
+
+
+def _text(raw: Any) -> str | None:
+    """A stripped string, or None for NULL/empty. Bytes are UTF-8, else GB18030 (GBK)."""
+    if raw is None:
+        return None
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        data = bytes(raw)
+        try:
+            raw = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raw = data.decode("gb18030")  # a superset of GBK and GB2312
+    elif isinstance(raw, bool):
+        raw = int(raw)
+    if isinstance(raw, float) and raw.is_integer() or isinstance(raw, Decimal) and raw == \
+            raw.to_integral_value():
+        raw = int(raw)  # numeric columns: 2.0 -> "2"
+    text = str(raw).strip()
+    return text or None
+
+
+def _time(raw: Any, name: str, tz: ZoneInfo, out: Normalised) -> str | None:
+    if raw is None:
+        return None
+    value = parse_time(raw, tz)
+    if value is None:
+        out.problems.append(Problem(name, str(raw), TIME_EXPECTED))
+        return None
+    return value.isoformat(timespec="seconds")
+
+
+def parse_time(raw: Any, tz: ZoneInfo) -> dt.datetime | None:
+    """An aware datetime; naive values are `tz` local time. None when not a time."""
+    if isinstance(raw, dt.datetime):
+        value = raw
+    elif isinstance(raw, dt.date):
+        value = dt.datetime.combine(raw, dt.time())
+    else:
+        text = str(raw).strip().replace("/", "-")
+        if re.fullmatch(r"\d{14}", text):  # yyyyMMddHHmmss
+            text = f"{text[:4]}-{text[4:6]}-{text[6:8]} {text[8:10]}:{text[10:12]}:{text[12:]}"
+        try:
+            value = dt.datetime.fromisoformat(text)
+        except ValueError:
+            return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=tz)
+    return value.replace(microsecond=0)
+
+
+def _date(raw: Any, out: Normalised) -> str | None:
+    if raw is None:
+        return None
+    if isinstance(raw, dt.date):
+        return raw.isoformat()[:10]
+    text = str(raw).strip().replace("/", "-")
+    if re.fullmatch(r"\d{8}", text):
+        text = f"{text[:4]}-{text[4:6]}-{text[6:]}"
+    try:
+        return dt.date.fromisoformat(text[:10]).isoformat()
+    except ValueError:
+        out.problems.append(Problem("birthDate", str(raw), "a date yyyy-MM-dd"))
+        return None
+
+
+def _code(rec: dict[str, Any], name: str, out: Normalised) -> None:
+    raw = rec[name]
+    code = dictionaries.lookup(name, raw)
+    if code is None:
+        out.problems.append(Problem(name, raw, dictionaries.expected(name)))
+    rec[name] = code
+
+
+def _identity(rec: dict[str, Any], out: Normalised) -> None:
+    number = rec.get("idCardNo")
+    if not number:
+        return
+    rec["idCardNo"] = number = number.upper()
+    wrong = idcard.problem(number)
+    if wrong:  # flagged, not refused: the exam still belongs to the patient
+        out.warnings.append(f"idCardNo: {wrong}")
+
+
+def _modality(rec: dict[str, Any], out: Normalised) -> None:
+    modality = rec.get("modality")
+    if modality:
+        rec["modality"] = modality = modality.upper()
+        if not _MODALITY_RE.match(modality):
+            out.warnings.append(f"modality: {modality!r} is not a DICOM modality code")
+    if not rec.get("imgExamType") and not any(p.field == "imgExamType" for p in out.problems):
+        derived = dictionaries.exam_type_for(modality)
+        rec["imgExamType"] = derived
+        if derived is None and modality:
+            out.warnings.append(f"imgExamType: missing and modality {modality!r} does not "
+                                "imply one (expected CR/DX/DR/MG/RF/XA, CT, MR, US, NM/PT)")
+    uid = rec.get("studyInstanceUid")
+    if uid and (len(uid) > 64 or not _UID_RE.match(uid)):
+        out.problems.append(Problem("studyInstanceUid", uid,
+                                    "a DICOM UID: digits and dots, at most 64 characters"))
+
+
+def _image_paths(rec: dict[str, Any], rules: Rules, out: Normalised) -> None:
+    paths = image_paths(rec.get("imagePath"))
+    bad = [p for p in paths if not p.lower().startswith(("http://", "https://"))]
+    if bad and rules.image_urls_required:
+        out.problems.append(Problem("imagePath", bad[0], "http:// or https:// URLs separated "
+                                    "by ';' (images.source = \"http\")"))
+    elif rules.image_urls_required and not paths and rec.get("examTime"):
+        out.warnings.append("imagePath: empty while images.source = \"http\"")
+
+
+def image_paths(value: str | None) -> list[str]:
+    return [p.strip() for p in (value or "").split(";") if p.strip()]
+
+
+def _required(rec: dict[str, Any], events: Sequence[EventType], out: Normalised) -> None:
+    failed = {p.field for p in out.problems}
+    if not rec.get("accessionNo"):
+        out.problems.append(Problem("accessionNo", None, "a value; required: the exam's key"))
+    for event in events:
+        for name in event.required:
+            if not rec.get(name) and name not in failed:
+                out.problems.append(Problem(name, None, f"a value; required for type "
+                                            f"{event.code} ({event.name})"))
+        if event.code in (3, 4) and not any(rec.get(f) for f in REPORT_TEXT):
+            out.problems.append(Problem("examConclusion", None, "report text in examFindings "
+                                        f"or examConclusion; required for type {event.code}"))
+    acc = rec.get("accessionNo")
+    if acc and len(acc) > 64:
+        out.problems.append(Problem("accessionNo", acc, "at most 64 characters"))

@@ -1,0 +1,173 @@
+"""Exams, their report versions and unkeyable rejected rows (owner: dicomgate.reports).
+
+Writes take the caller's connection so that an exam, its version and the tasks it
+causes commit together (see `batch()`).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from .db import Database
+
+EXAM_STATES = ("new", "quarantined", "synced", "reported", "withdrawn", "deleted")
+
+
+@dataclass(frozen=True)
+class Exam:
+    id: int
+    hospital_id: str
+    accession_no: str
+    study_uid: str | None
+    state: str
+    record: dict[str, Any]
+    content_hash: str | None
+    report_version: int
+    report_hash: str | None
+    quarantine_reason: str | None
+    warnings: list[str]
+    exam_time: str | None
+    last_type: int | None
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Exam:
+        d = dict(row)
+        d["record"] = json.loads(d["record"] or "{}")
+        d["warnings"] = json.loads(d["warnings"] or "[]")
+        return cls(**d)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+class ExamStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    @contextmanager
+    def batch(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction for a batch of rows and the tasks they cause."""
+        with self.db.tx() as conn:
+            yield conn
+
+    # -- writes (inside batch) -----------------------------------------------------------
+    def find(self, conn: sqlite3.Connection, hospital_id: str, accession_no: str
+             ) -> Exam | None:
+        row = conn.execute("SELECT * FROM exams WHERE hospital_id=? AND accession_no=?",
+                           (hospital_id, accession_no)).fetchone()
+        return Exam.from_row(row) if row else None
+
+    def insert(self, conn: sqlite3.Connection, *, hospital_id: str, accession_no: str,
+               **values: Any) -> int:
+        now = time.time()
+        cols = self._columns(values)
+        cur = conn.execute(
+            f"INSERT INTO exams (hospital_id, accession_no, created_at, updated_at"
+            f"{''.join(', ' + c for c in cols)}) VALUES (?, ?, ?, ?{', ?' * len(cols)})",
+            (hospital_id, accession_no, now, now, *cols.values()))
+        return int(cur.lastrowid)
+
+    def update(self, conn: sqlite3.Connection, exam_id: int, **values: Any) -> None:
+        cols = self._columns(values)
+        sets = "".join(f"{c}=?, " for c in cols)
+        conn.execute(f"UPDATE exams SET {sets}updated_at=? WHERE id=?",
+                     (*cols.values(), time.time(), exam_id))
+
+    @staticmethod
+    def _columns(values: dict[str, Any]) -> dict[str, Any]:
+        allowed = {"study_uid", "state", "record", "content_hash", "report_version",
+                   "report_hash", "quarantine_reason", "warnings", "exam_time", "last_type"}
+        unknown = set(values) - allowed
+        if unknown:
+            raise ValueError(f"not exam columns: {sorted(unknown)}")
+        return {k: dumps(v) if k in ("record", "warnings") else v for k, v in values.items()}
+
+    def add_version(self, conn: sqlite3.Connection, exam_id: int, version: int,
+                    source_type: int, content_hash: str, record: dict[str, Any]) -> None:
+        conn.execute("INSERT INTO exam_versions (exam_id, version, source_type, content_hash, "
+                     "record, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                     (exam_id, version, str(source_type), content_hash, dumps(record),
+                      time.time()))
+
+    def task_keys(self, conn: sqlite3.Connection, exam_id: int, kind: str) -> list[str]:
+        return [r[0] for r in conn.execute(
+            "SELECT key FROM tasks WHERE exam_id=? AND kind=? ORDER BY id", (exam_id, kind))]
+
+    def active_task_ids(self, conn: sqlite3.Connection, exam_id: int, study_uid: str | None,
+                        kinds: tuple[str, ...]) -> list[int]:
+        marks = ",".join("?" * len(kinds))
+        sql = (f"SELECT id FROM tasks WHERE state IN ('pending','running') AND kind IN "
+               f"({marks}) AND (exam_id=? OR (? IS NOT NULL AND study_uid=?)) ORDER BY id")
+        return [r[0] for r in conn.execute(sql, (*kinds, exam_id, study_uid, study_uid))]
+
+    def reject(self, conn: sqlite3.Connection, *, hospital_id: str, event_type: int | None,
+               content_hash: str, record: dict[str, Any], reason: str) -> bool:
+        """Keep a row that has no key; True when it is seen for the first time."""
+        now = time.time()
+        cur = conn.execute(
+            "INSERT INTO exam_rejects (hospital_id, event_type, content_hash, record, reason, "
+            "first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (content_hash) "
+            "DO UPDATE SET last_seen=excluded.last_seen, seen=seen+1 RETURNING seen",
+            (hospital_id, event_type, content_hash, dumps(record), reason, now, now))
+        return cur.fetchone()[0] == 1
+
+    # -- reads ---------------------------------------------------------------------------
+    def get(self, hospital_id: str, accession_no: str) -> Exam | None:
+        row = self.db.one("SELECT * FROM exams WHERE hospital_id=? AND accession_no=?",
+                          (hospital_id, accession_no))
+        return Exam.from_row(row) if row else None
+
+    def by_accession(self, accession_no: str) -> list[Exam]:
+        rows = self.db.query("SELECT * FROM exams WHERE accession_no=? ORDER BY hospital_id",
+                             (accession_no,))
+        return [Exam.from_row(r) for r in rows]
+
+    def get_by_id(self, exam_id: int) -> Exam | None:
+        row = self.db.one("SELECT * FROM exams WHERE id=?", (exam_id,))
+        return Exam.from_row(row) if row else None
+
+    def list(self, state: str | None = None, since: float | None = None,
+             limit: int = 1000) -> list[Exam]:
+        where, params = [], []
+        if state is not None:
+            where.append("state=?")
+            params.append(state)
+        if since is not None:
+            where.append("updated_at>=?")
+            params.append(since)
+        sql = "SELECT * FROM exams" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self.db.query(sql + " ORDER BY updated_at DESC, id DESC LIMIT ?",
+                             (*params, limit))
+        return [Exam.from_row(r) for r in rows]
+
+    def versions(self, exam_id: int) -> list[dict[str, Any]]:
+        rows = self.db.query("SELECT * FROM exam_versions WHERE exam_id=? ORDER BY version",
+                             (exam_id,))
+        return [{**dict(r), "record": json.loads(r["record"])} for r in rows]
+
+    def version(self, exam_id: int, version: int) -> dict[str, Any] | None:
+        r = self.db.one("SELECT * FROM exam_versions WHERE exam_id=? AND version=?",
+                        (exam_id, version))
+        return {**dict(r), "record": json.loads(r["record"])} if r else None
+
+    def rejects(self, since: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        rows = self.db.query("SELECT * FROM exam_rejects WHERE last_seen>=? "
+                             "ORDER BY last_seen DESC LIMIT ?", (since or 0.0, limit))
+        return [{**dict(r), "record": json.loads(r["record"])} for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        out = {r["state"]: r["n"] for r in
+               self.db.query("SELECT state, COUNT(*) n FROM exams GROUP BY state")}
+        rejects = self.db.one("SELECT COUNT(*) FROM exam_rejects")[0]
+        if rejects:
+            out["rejected (no accessionNo)"] = rejects
+        return out

@@ -1,0 +1,93 @@
+"""Fixtures for the reports tests: a SQLite PACS behind unixODBC, its gateway config,
+and the CLI run in-process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+from reports_support import Pacs, view_reports, write_config
+
+from dicomgate.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """`sync` points structlog at the (captured) stderr: undo it after each test."""
+    yield
+    structlog.reset_defaults()
+    logging.getLogger().handlers[:] = []
+
+
+@pytest.fixture
+def cli(capsys) -> Callable[..., tuple[int, str, str]]:
+    def run(config: Path, *argv: str) -> tuple[int, str, str]:
+        code = main(["--config", str(config), *argv])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
+@pytest.fixture
+def sqlite_pacs(tmp_path: Path) -> Pacs:
+    return Pacs(tmp_path / "pacs.db")
+
+
+@pytest.fixture
+def sqlite_config(tmp_path: Path, sqlite_pacs: Pacs) -> Path:
+    return write_config(tmp_path, view_reports(f"Driver=SQLite3;Database={sqlite_pacs.path}"))
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _as_postgres(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    cmd = ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else list(argv)
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[dict]:
+    """A throw-away PostgreSQL 15 cluster on a free loopback port, run as user postgres."""
+    # not under pytest's tmp dir: that one is private to root and postgres cannot enter it
+    base = Path(tempfile.mkdtemp(prefix="dicomgate-pg-"))
+    data, sock = base / "data", base / "sock"
+    sock.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres")
+        shutil.chown(sock, "postgres")
+        os.chmod(base, 0o755)
+    port = _free_port()
+    _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+                 "-E", "UTF8", "--locale=C.UTF-8")
+    _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-t", "30", "-l",
+                 str(base / "pg.log"), "-o",
+                 f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off "
+                 "-c timezone=Asia/Shanghai", "start")
+    try:
+        yield {"port": port, "host": "127.0.0.1", "sock": str(sock)}
+    finally:
+        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w",
+                     "stop")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def psql(pg: dict, sql: str, db: str = "postgres") -> str:
+    return _as_postgres(str(PG_BIN / "psql"), "-h", pg["host"], "-p", str(pg["port"]),
+                        "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-q", "-A",
+                        "-t", "-c", sql).stdout

@@ -1,0 +1,118 @@
+"""Mode 1 over unixODBC + psqlODBC against a PostgreSQL server the tests start.
+
+Includes a real connection drop in the middle of a sync: the view calls a function
+that terminates its own backend when it reaches a marked row.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from conftest import psql
+from reports_pacs import TABLES, VIEW, Exam, insert_exam_sql, insert_report_sql, report_values
+from reports_support import open_store, view_reports, write_config
+
+CHAOS = """
+CREATE TABLE chaos (accession TEXT);
+CREATE FUNCTION chaos_gate(acc TEXT) RETURNS TEXT AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM chaos WHERE accession = acc) THEN
+        PERFORM pg_terminate_backend(pg_backend_pid());
+    END IF;
+    RETURN acc;
+END $$ LANGUAGE plpgsql VOLATILE;
+"""
+
+
+def sql_literal(value) -> str:
+    if value is None:
+        return "NULL"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+class PgPacs:
+    def __init__(self, pg: dict):
+        self.pg = pg
+        self.db = "pacs_" + uuid.uuid4().hex[:8]
+        psql(pg, f"CREATE DATABASE {self.db} ENCODING 'UTF8' TEMPLATE template0")
+        self.run(TABLES.format(ts="TIMESTAMP") + CHAOS + VIEW.format(acc="chaos_gate(e.EXAM_NO)"))
+
+    def run(self, sql: str) -> str:
+        return psql(self.pg, sql, self.db)
+
+    def insert(self, template: str, values: tuple) -> None:
+        parts = template.split("?")
+        self.run("".join(p + (sql_literal(v) if i < len(values) else "")
+                         for i, (p, v) in enumerate(zip(parts, [*values, None], strict=True))))
+
+    def connection(self, **extra: str) -> str:
+        opts = "".join(f"{k}={v};" for k, v in extra.items())
+        return (f"Driver={{PostgreSQL Unicode}};Server={self.pg['host']};Port={self.pg['port']};"
+                f"Database={self.db};Uid=postgres;Pwd=;{opts}")
+
+
+@pytest.fixture
+def pg_pacs(postgres) -> PgPacs:
+    return PgPacs(postgres)
+
+
+def sync(cli, config, *extra) -> tuple[int, dict[int, dict], str]:
+    code, out, err = cli(config, "sync", "--once", "--json", *extra)
+    assert out, err
+    return code, {r["type"]: r for r in json.loads(out)}, err
+
+
+def test_postgres_view_four_types(tmp_path, cli, pg_pacs):
+    pg_pacs.insert(insert_exam_sql(), Exam("P1", study_uid="1.2.156.1").values())
+    pg_pacs.insert(insert_exam_sql(), Exam("P2", name="司马懿", sex=None).values())
+    pg_pacs.insert(insert_report_sql(), report_values("P1", "左肺下叶炎症。", 15))
+    config = write_config(tmp_path, view_reports(pg_pacs.connection()))
+    code, res, err = sync(cli, config)
+    assert code == 0, err
+    assert [res[t]["read"] for t in (1, 2, 3, 4)] == [2, 0, 1, 0]
+    pg_pacs.run("UPDATE RIS_REPORT SET IMPRESSION='左肺下叶炎症，较前吸收。', "
+                "MODIFY_DATE=now()::timestamp(0) - interval '1 minute' WHERE EXAM_NO='P1'")
+    pg_pacs.run("INSERT INTO RIS_FEE VALUES ('P2', now()::timestamp(0) - interval '1 minute')")
+    code, res, err = sync(cli, config)
+    assert code == 0, err
+    assert res[4]["read"] == 1 and res[2]["read"] == 1
+    store = open_store(config)
+    p1 = store.exams.get("H33010200001", "P1")
+    assert p1.report_version == 2
+    assert store.exams.version(p1.id, 2)["record"]["examConclusion"] == "左肺下叶炎症，较前吸收。"
+    p2 = store.exams.get("H33010200001", "P2")
+    assert p2.record["patientName"] == "司马懿" and p2.record["sex"] is None
+    assert p2.state == "withdrawn"
+    assert store.tasks.find("retrieve", "acc:H33010200001:P2").state == "cancelled"
+    assert store.tasks.find("withdraw", "exam:H33010200001:P2").state == "pending"
+    # the session timezone is the gateway's: PACS times were read as Asia/Shanghai
+    assert p1.record["examTime"].endswith("+08:00")
+
+
+def test_connection_drop_mid_sync_resumes_without_loss(tmp_path, cli, pg_pacs):
+    for i in range(30):
+        pg_pacs.insert(insert_exam_sql(), Exam(f"Q{i:02d}", minutes_ago=40 - i).values())
+    pg_pacs.run("INSERT INTO chaos VALUES ('Q20')")
+    # a server-side cursor: rows are fetched 5 at a time, so the drop happens mid-read
+    conn = pg_pacs.connection(UseDeclareFetch="1", Fetch="5")
+    config = write_config(tmp_path, view_reports(conn).replace("batch_size = 7",
+                                                               "batch_size = 5"))
+    code, res, err = sync(cli, config)
+    assert code == 1
+    assert res[1]["error"] and "reading view View_Pacs_Text_Info failed" in res[1]["error"]
+    assert 0 < res[1]["read"] < 30  # some batches were committed before the drop
+    assert all(res[t]["error"] is None for t in (2, 3, 4))  # reconnected for the others
+    store = open_store(config)
+    assert store.watermarks.get("reports.type1") is None  # not advanced past the failure
+    first = res[1]["new"]
+
+    pg_pacs.run("DELETE FROM chaos")
+    code, res, err = sync(cli, config)
+    assert code == 0, err
+    assert res[1]["read"] == 30 and res[1]["new"] == 30 - first
+    assert res[1]["unchanged"] == first
+    assert store.watermarks.get("reports.type1") is not None
+    retrieves = store.tasks.list(kind="retrieve")
+    assert len(retrieves) == 30 and len({t.key for t in retrieves}) == 30
