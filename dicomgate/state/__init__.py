@@ -6,8 +6,8 @@ from pathlib import Path
 
 from .audit import AuditStore
 from .db import Database, StateError
-from .instances import InstanceRow, InstanceStore
 from .exams import ExamStore
+from .instances import InstanceRow, InstanceStore
 from .jobs import JobStore, KeyValueStore
 from .overview import OverviewStore
 from .tasks import ACTIVE, FINISHED, STATES, Enqueued, Task, TaskStore
