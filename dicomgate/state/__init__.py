@@ -6,7 +6,9 @@ from pathlib import Path
 
 from .audit import AuditStore
 from .db import Database, StateError
+from .deletions import DeletionStore
 from .jobs import JobStore, KeyValueStore
+from .sessions import SessionStore
 from .tasks import ACTIVE, FINISHED, STATES, Enqueued, Task, TaskStore
 
 
@@ -20,6 +22,7 @@ class Store:
         self.watermarks = KeyValueStore(self.db, "watermarks")
         self.facts = KeyValueStore(self.db, "kv")
         self.audit = AuditStore(self.db)
+        self.sessions, self.deletions = SessionStore(self.db), DeletionStore(self.db)
 
     def close(self) -> None:
         self.db.close()
