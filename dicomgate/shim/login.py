@@ -46,7 +46,7 @@ def decode_values(raw: dict[str, str], p: Params) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in raw.items():
         try:
-            out[key] = value if key == "doctorIdCardNo" else dollar_decode(value)
+            out[key] = dollar_decode(value)
         except EncodingError as exc:
             p.add(f"{key} invalid: {exc}")
     return out
