@@ -86,8 +86,9 @@ class LookupEndpoint:
     def _query(self, name: str, base: str, patient_id: str) -> PlatformResult:
         url = f"{base}/studies"
         try:
-            r = requests.get(url, params={"PatientID": patient_id,
-                                          "includefield": ",".join(_TAGS.values())},
+            # One includefield per tag: Orthanc's DICOMweb plugin ignores a comma list.
+            r = requests.get(url, params=[("PatientID", patient_id)] + [
+                ("includefield", tag) for tag in _TAGS.values()],
                              headers={"Accept": "application/dicom+json"},
                              timeout=self.config.timeout)
         except requests.Timeout:
