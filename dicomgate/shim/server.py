@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 
 import structlog
+from waitress import wasyncore
 from waitress.server import create_server
 
 from ..config.model import ShimConfig
@@ -39,7 +40,9 @@ class ShimService:
             self._server = create_server(
                 app, host=self.config.bind, port=self.config.port,
                 threads=self.config.threads, ident="dicomgate",
-                max_request_body_size=self.config.max_body,
+                # waitress's own limit answers in plain text: leave the JSON refusal to ShimApp
+                # for bodies up to twice the limit, and let waitress cut off anything larger.
+                max_request_body_size=2 * self.config.max_body + 64 * 1024,
                 max_request_header_size=64 * 1024, channel_timeout=30,
                 connection_limit=200, expose_tracebacks=False)
         except OSError as exc:
@@ -61,8 +64,9 @@ class ShimService:
     def stop(self) -> None:
         server, self._server = self._server, None
         if server is not None:
-            server.close()
+            server.close()  # stop accepting; in-flight requests finish below
             server.task_dispatcher.shutdown(timeout=5)
+            wasyncore.close_all(server._map)  # idle keep-alive channels keep the loop alive
         if self._thread is not None:
             self._thread.join(timeout=5)
         if self.on_stop:
