@@ -6,7 +6,7 @@ import json
 import time
 
 import pytest
-from conftest import HOSPITAL
+from shim_fixtures import HOSPITAL
 
 DELETE = "/getway/reportAndFilm/api/deleteImage"
 

@@ -9,9 +9,9 @@ import sys
 from urllib.parse import quote
 
 import pytest
-from conftest import HOSPITAL, SM2_KEY
 from hypothesis import given
 from hypothesis import strategies as st
+from shim_fixtures import HOSPITAL, SM2_KEY
 from shim_sm2_reference import encrypt, id_check_digit, public_key
 
 from dicomgate.gm import to_der

@@ -6,9 +6,9 @@ import io
 import json
 
 import pytest
-from conftest import HOSPITAL, start_shim, stop
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from shim_fixtures import HOSPITAL, start_shim, stop
 from shim_sm2_reference import encrypt, public_key
 from test_shim_login import SM2_KEY, login_query
 

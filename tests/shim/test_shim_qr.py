@@ -9,10 +9,10 @@ import sys
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import FILM_URL, HOSPITAL, SM4_KEY
 from gmssl import sm4
 from PIL import Image
 from pyzbar.pyzbar import decode as zbar_decode
+from shim_fixtures import FILM_URL, HOSPITAL, SM4_KEY
 
 QRURL = "/getway/reportAndFilm/api/qrurl"
 QRCODE = "/getway/reportAndFilm/api/qrcode"

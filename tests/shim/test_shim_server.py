@@ -9,7 +9,7 @@ import sys
 import time
 
 import requests
-from conftest import free_port
+from shim_fixtures import free_port
 from shim_sm2_reference import encrypt, public_key
 from test_shim_login import DOCTOR_ID, SM2_KEY, login_query
 
