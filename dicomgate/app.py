@@ -25,6 +25,7 @@ from .tasks import Handler, Registry, WorkerPool
 # Feature packages, in start order. Each module has `setup(app: App) -> None`.
 FEATURES: tuple[str, ...] = (
     "dicomgate.reports.feature",
+    "dicomgate.shim.feature",
 )
 
 

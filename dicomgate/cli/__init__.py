@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "dicomgate.cli.core",
     "dicomgate.cli.tasks",
     "dicomgate.cli.reports",
+    "dicomgate.cli.shim",
 )
 
 

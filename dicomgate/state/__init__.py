@@ -6,10 +6,12 @@ from pathlib import Path
 
 from .audit import AuditStore
 from .db import Database, StateError
+from .deletions import DeletionStore
 from .exams import ExamStore
 from .instances import InstanceRow, InstanceStore
 from .jobs import JobStore, KeyValueStore
 from .overview import OverviewStore
+from .sessions import SessionStore
 from .tasks import ACTIVE, FINISHED, STATES, Enqueued, Task, TaskStore
 
 
@@ -26,6 +28,7 @@ class Store:
         self.instances = InstanceStore(self.db)
         self.overview = OverviewStore(self.db)
         self.exams = ExamStore(self.db)
+        self.sessions, self.deletions = SessionStore(self.db), DeletionStore(self.db)
 
     def close(self) -> None:
         self.db.close()

@@ -1,0 +1,183 @@
+"""Image deletion (spec 4.5): `POST /getway/reportAndFilm/api/deleteImage`.
+
+"Deletion-update": the cloud must end up holding what the PACS still holds. So: remove our
+spool copies of the exam and mark them `deleted`, enqueue the upstream `deletion` task, then
+enqueue a `retrieve` re-check of the exam (after RECHECK_DELAY, which also gathers a doctor's
+run of deletions into one re-check) so what remains at the PACS is delivered again. The same
+call repeated (same exam, same operateDateTime) changes nothing and answers the same.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from ..app import App
+from ..privacy import mask_name
+from ..state.deletions import Deletion, Holdings
+from .http import OK, Request, Response, reply
+from .params import Params, no_chars
+
+log = structlog.get_logger("dicomgate.shim.deletion")
+
+RECHECK_DELAY = 300.0
+SIGNATURE_WINDOW = 300.0
+_TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y/%m/%d %H:%M:%S",
+                 "%Y%m%d%H%M%S", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S.%f")
+
+
+def parse_operate_time(value: str) -> str | None:
+    """The canonical `yyyy-MM-dd HH:mm:ss` of a PACS time, or None."""
+    text = re.sub(r"(Z|[+-]\d{2}:?\d{2})$", "", value.strip())
+    for fmt in _TIME_FORMATS:
+        try:
+            return dt.datetime.strptime(text, fmt).strftime("%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            continue
+    return None
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """hex HMAC-SHA256 over `<timestamp>\\n<raw body>` (headers X-Dicomgate-Timestamp and
+    X-Dicomgate-Signature)."""
+    return hmac.new(secret.encode(), timestamp.encode() + b"\n" + body,
+                    hashlib.sha256).hexdigest()
+
+
+def signature_problem(secret: str, req: Request) -> str | None:
+    ts = req.headers.get("x-dicomgate-timestamp", "")
+    sig = req.headers.get("x-dicomgate-signature", "").lower().removeprefix("sha256=")
+    if not ts or not sig:
+        return ("signature required: headers X-Dicomgate-Timestamp (unix seconds) and "
+                "X-Dicomgate-Signature (hex HMAC-SHA256 of timestamp + newline + body)")
+    if not ts.isdigit() or abs(time.time() - int(ts)) > SIGNATURE_WINDOW:
+        return f"X-Dicomgate-Timestamp not within {SIGNATURE_WINDOW:g}s of the gateway clock"
+    if not hmac.compare_digest(signature(secret, ts, req.body), sig):
+        return "X-Dicomgate-Signature does not match (shim.delete_secret)"
+    return None
+
+
+class DeletionEndpoint:
+    def __init__(self, app: App):
+        self.app = app
+        self.store = app.store
+        self.spool = app.config.gateway.spool_dir
+        shim = app.config.shim
+        self.secret = shim.delete_secret.reveal() if shim and shim.delete_secret else None
+
+    def __call__(self, req: Request) -> Response:
+        if self.secret:
+            problem = signature_problem(self.secret, req)
+            if problem:
+                log.warning("deletion.unsigned", client=req.client, problem=problem)
+                return reply(403, problem)
+        p = Params(req.params(), self.app.config.gateway.hospital_id)
+        patient_name = p.required("patientName", "患者姓名")
+        accession = p.required("accessionNo", "检查号",
+                               check=no_chars("\\*?", "an exact accession number"))
+        hospital = p.hospital()
+        operator = p.required("operateDoctorName", "操作医生姓名")
+        raw_time = p.required("operateDateTime", "操作时间 yyyy-MM-dd HH:mm:ss")
+        when = parse_operate_time(raw_time) if raw_time else None
+        if raw_time and when is None:
+            p.add(f"operateDateTime invalid: {raw_time[:30]!r} (expected yyyy-MM-dd HH:mm:ss)")
+        p.done()
+        req.context.update(accession_no=accession, hospital_id=hospital)
+        data = self.delete(hospital, accession, when or "", patient_name, operator, req.client)
+        return reply(OK, None, data)
+
+    def delete(self, hospital: str, accession: str, when: str, patient_name: str,
+               operator: str, client: str) -> dict[str, Any]:
+        with self.store.db.tx() as c:
+            past = self.store.deletions.find(hospital, accession, when, conn=c)
+            if past is not None:
+                self.store.deletions.repeated(c, past.id)
+                past = self.store.deletions.find(hospital, accession, when, conn=c)
+                self._enqueue_deletion(c, past)  # no-op unless it was never queued
+                files = self.store.deletions.still_deleted(past.sop_uids)
+            else:
+                holdings = self.store.deletions.holdings(c, hospital, accession)
+                self.store.deletions.mark_deleted(c, holdings)
+                self.store.deletions.record(
+                    c, hospital_id=hospital, accession_no=accession, operate_time=when,
+                    patient_name=patient_name, operator_name=operator, holdings=holdings,
+                    client=client)
+                past = self.store.deletions.find(hospital, accession, when, conn=c)
+                self._enqueue_deletion(c, past)
+                self._enqueue_recheck(c, past, holdings)
+                self.store.audit.record(mask_name(operator), "image.delete",
+                                        f"{hospital}:{accession}", "ok", {
+                                            "operateDateTime": when, "client": client,
+                                            "patientName": mask_name(patient_name),
+                                            "studies": len(holdings.study_uids),
+                                            "instances": len(holdings.instances),
+                                            "deletionId": past.id}, conn=c)
+                files = holdings.instances
+        removed = self._remove_files(files)
+        if removed:
+            self.store.deletions.files_removed(past.id, removed)
+        self.app.pool.wake()
+        log.info("deletion.received", accession_no=accession, hospital_id=hospital,
+                 deletion_id=past.id, studies=len(past.study_uids),
+                 instances=len(past.sop_uids), files_removed=removed, repeat=past.requests > 1)
+        return {"deletionId": past.id, "studies": len(past.study_uids),
+                "instances": len(past.sop_uids), "filesRemoved": removed,
+                "repeat": past.requests > 1}
+
+    def _enqueue_deletion(self, conn, d: Deletion) -> None:
+        self.store.tasks.enqueue(
+            "deletion", f"del:{d.hospital_id}:{d.accession_no}:{d.operate_time}",
+            {"hospital_id": d.hospital_id, "accession_no": d.accession_no,
+             "study_uids": d.study_uids, "sop_uids": d.sop_uids,
+             "operate_time": d.operate_time, "deletion_id": d.id},
+            exam_id=d.exam_id, conn=conn)
+
+    def _enqueue_recheck(self, conn, d: Deletion, holdings: Holdings) -> None:
+        base = {"hospital_id": d.hospital_id, "accession_no": d.accession_no,
+                "reason": "deletion"}
+        if holdings.exam_id is not None:
+            base["exam_id"] = holdings.exam_id
+        for uid in holdings.study_uids:
+            self.store.tasks.enqueue("retrieve", f"study:{uid}", base | {"study_uid": uid},
+                                     delay=RECHECK_DELAY, reopen=True, study_uid=uid,
+                                     exam_id=holdings.exam_id, conn=conn)
+        if not holdings.study_uids and holdings.exam_id is not None:
+            self.store.tasks.enqueue("retrieve", f"acc:{d.hospital_id}:{d.accession_no}", base,
+                                     delay=RECHECK_DELAY, reopen=True,
+                                     exam_id=holdings.exam_id, conn=conn)
+
+    def _remove_files(self, instances: list[dict[str, Any]]) -> int:
+        removed = 0
+        dirs: set[Path] = set()
+        spool = self.spool.resolve()
+        for inst in instances:
+            path = Path(inst["path"]) if inst.get("path") else (
+                spool / inst["study_uid"] / (inst.get("series_uid") or "") /
+                f"{inst['sop_uid']}.dcm")
+            path = path.resolve()
+            if not path.is_relative_to(spool):  # never delete outside the spool
+                log.warning("deletion.path_outside_spool", sop_uid=inst["sop_uid"])
+                continue
+            try:
+                path.unlink()
+                removed += 1
+                dirs.update((path.parent, path.parent.parent))
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                log.error("deletion.unlink_failed", sop_uid=inst["sop_uid"], error=str(exc))
+        for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+            if d != spool and d.is_relative_to(spool):
+                try:
+                    os.rmdir(d)  # only when empty
+                except OSError:
+                    pass
+        return removed

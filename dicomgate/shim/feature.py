@@ -1,0 +1,85 @@
+"""Registers the HTTP shim with the app: its routes, its server, a session-expiry job."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..app import App
+from ..config.model import Config
+from .deletion import DeletionEndpoint
+from .http import Request, Response, RouteTable
+from .login import LoginEndpoint
+from .lookup import LookupEndpoint
+from .openapi import build as build_openapi
+from .qr import FilmLinks
+from .qr_endpoint import QrEndpoints
+from .server import ShimService
+
+QR_URL = "/getway/reportAndFilm/api/qrurl"
+QR_CODE = "/getway/reportAndFilm/api/qrcode"
+LOGIN = "/hrball/"
+LOOKUP = "/iuWorkStation/swipingIdCardNo"
+DELETE = "/getway/reportAndFilm/api/deleteImage"
+
+
+def setup(app: App) -> None:
+    cfg = app.config
+    if cfg.shim is None:
+        return
+    routes = RouteTable()
+    hospital = cfg.gateway.hospital_id
+    closers = []
+    if cfg.qr is not None:
+        links = FilmLinks(cfg.qr.film_url, bytes.fromhex(cfg.qr.sm4_key.reveal()),
+                          cfg.qr.font_path)
+        qr = QrEndpoints(links, hospital)
+        routes.add(QR_URL, qr.qrurl, summary="QR code URL (4.3)")
+        routes.add(QR_CODE, qr.qrcode, summary="QR code PNG (4.3)")
+    if cfg.login is not None:
+        routes.add(LOGIN, LoginEndpoint(cfg.login, app.store.sessions, hospital),
+                   ("GET", "POST"), summary="doctor login sync (4.4.3.1)")
+        app.every("shim.expire_sessions", 600.0, app.store.sessions.close_expired)
+    if cfg.lookup is not None:
+        lookup = LookupEndpoint(cfg.lookup, app.store, hospital)
+        closers.append(lookup.close)
+        routes.add(LOOKUP, lookup, ("GET", "POST"), summary="external exam lookup (4.4.3.2)")
+    routes.add(DELETE, DeletionEndpoint(app), ("POST",), summary="image deletion (4.5)")
+    routes.add("/openapi.json", _openapi_handler(routes), summary="this API")
+    service = ShimService(cfg.shim, routes, on_stop=lambda: [c() for c in closers])
+    app.add_service(service, health=service.health)
+    app.add_status("shim", lambda: _status(app, cfg))
+
+
+def shim_routes(app: App) -> RouteTable | None:
+    """The shim's route table, for features that serve on the same port (/healthz,
+    /metrics): `shim_routes(app).add("/healthz", handler, open_access=True)` in their
+    setup, listed after the shim in FEATURES."""
+    service = next((s for s in app.services if isinstance(s, ShimService)), None)
+    return service.routes if service else None
+
+
+def _openapi_handler(routes: RouteTable):
+    def handler(_req: Request) -> Response:
+        documented = set(build_openapi()["paths"])
+        extra = {r.path: {m.lower(): {"summary": r.summary or r.path,
+                                      "responses": {"200": {"description": "OK"}}}
+                          for m in r.methods}
+                 for r in routes.all() if r.path not in documented}
+        body = json.dumps(build_openapi(extra), ensure_ascii=False).encode("utf-8")
+        return Response(200, body, code=200)
+    return handler
+
+
+def _status(app: App, cfg: Config) -> dict[str, Any]:
+    shim = cfg.shim
+    assert shim is not None
+    return {
+        "listen": f"{shim.bind}:{shim.port}",
+        "allow": [str(n) for n in shim.allow],
+        "endpoints": {"qr": cfg.qr is not None, "login": cfg.login is not None,
+                      "lookup": cfg.lookup is not None, "deletion": True},
+        "deletion_signed": shim.delete_secret is not None,
+        "open_doctor_sessions": app.store.sessions.count_open(),
+        "deletions_received": len(app.store.deletions.list(limit=1000)),
+    }

@@ -1,0 +1,97 @@
+"""Parameter checking that names every missing or invalid parameter (spec code 202)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+
+# Spellings the PACS vendors really send, canonical name first. The spec's own tables spell
+# hospitalId as "hospitalld" (double l) and mix accessNumber / accessionNo.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "hospitalId": ("hospitalId", "hospitalld", "hospitalID", "hospital_id"),
+    "accessNumber": ("accessNumber", "accessionNo", "accessionNumber", "accession_no"),
+    "accessionNo": ("accessionNo", "accessNumber", "accessionNumber", "accession_no"),
+}
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class ParamError(ValueError):
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class Params:
+    """Reads parameters, collecting every problem, then `done()` raises them together."""
+
+    def __init__(self, raw: Mapping[str, str], default_hospital: str):
+        self.raw = raw
+        self.default_hospital = default_hospital
+        self.problems: list[str] = []
+
+    def get(self, name: str) -> str:
+        for alias in ALIASES.get(name, (name,)):
+            value = self.raw.get(alias)
+            if value is not None and value.strip():
+                return value.strip()
+        return ""
+
+    def required(self, name: str, what: str, max_len: int = 64,
+                 check: Callable[[str], str | None] | None = None) -> str:
+        value = self.get(name)
+        if not value:
+            self.problems.append(f"{name} missing ({what})")
+            return ""
+        return self._check(name, value, what, max_len, check)
+
+    def optional(self, name: str, what: str, max_len: int = 64,
+                 check: Callable[[str], str | None] | None = None) -> str:
+        value = self.get(name)
+        return self._check(name, value, what, max_len, check) if value else ""
+
+    def choice(self, name: str, choices: dict[str, str], required: bool = True) -> str:
+        value = self.get(name)
+        expected = ", ".join(f"{k} {v}" for k, v in choices.items())
+        if not value:
+            if required:
+                self.problems.append(f"{name} missing (one of: {expected})")
+            return ""
+        if value not in choices:
+            self.problems.append(f"{name} invalid: {value[:20]!r} (one of: {expected})")
+            return ""
+        return value
+
+    def hospital(self) -> str:
+        value = self.get("hospitalId") or self.default_hospital
+        return self._check("hospitalId", value, "医保医疗机构代码", 64, None)
+
+    def add(self, problem: str) -> None:
+        self.problems.append(problem)
+
+    def done(self) -> None:
+        if self.problems:
+            raise ParamError(self.problems)
+
+    def _check(self, name: str, value: str, what: str, max_len: int,
+               check: Callable[[str], str | None] | None) -> str:
+        if len(value) > max_len:
+            self.problems.append(f"{name} too long: {len(value)} characters ({what}, at "
+                                 f"most {max_len})")
+            return ""
+        if _CONTROL.search(value):
+            self.problems.append(f"{name} contains control characters ({what})")
+            return ""
+        if check is not None:
+            problem = check(value)
+            if problem:
+                self.problems.append(f"{name} invalid: {problem}")
+                return ""
+        return value
+
+
+def no_chars(chars: str, why: str) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        bad = sorted({c for c in value if c in chars})
+        return f"contains {' '.join(bad)} ({why})" if bad else None
+    return check

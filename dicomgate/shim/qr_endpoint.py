@@ -1,0 +1,51 @@
+"""`GET /getway/reportAndFilm/api/qrurl` and `/qrcode` (spec 4.3)."""
+
+from __future__ import annotations
+
+import base64
+
+import structlog
+
+from .http import OK, Request, Response, reply
+from .params import Params, no_chars
+from .qr import SEPARATOR, ExamIdentity, FilmLinks
+
+log = structlog.get_logger("dicomgate.shim.qr")
+
+_NO_SEP = no_chars(SEPARATOR, "reserved as the token's field separator")
+
+
+def _exam(req: Request, default_hospital: str) -> ExamIdentity:
+    p = Params(req.query(), default_hospital)
+    accession = p.required("accessNumber", "检查编号", check=_NO_SEP)
+    modality = p.required("modality", "检查模式 (CT, MR, DX, ...)", 16, check=_NO_SEP)
+    hospital = p.hospital()
+    if SEPARATOR in hospital:
+        p.add(f"hospitalId invalid: {_NO_SEP(hospital)}")
+    p.done()
+    req.context.update(accession_no=accession, modality=modality)
+    return ExamIdentity(hospital, accession, modality.upper())
+
+
+class QrEndpoints:
+    def __init__(self, links: FilmLinks, default_hospital: str):
+        self.links = links
+        self.default_hospital = default_hospital
+        self._warned = False
+
+    def qrurl(self, req: Request) -> Response:
+        return reply(OK, None, self.links.url(_exam(req, self.default_hospital)))
+
+    def qrcode(self, req: Request) -> Response:
+        exam = _exam(req, self.default_hospital)
+        caption = req.query().get("caption", "0").strip() in ("1", "true", "yes")
+        png, captioned = self.links.png(self.links.url(exam), caption)
+        message = None
+        if caption and not captioned:
+            message = ("请求成功（未找到中文字体，二维码下方未加说明文字；"
+                       "请安装 fonts-wqy-microhei 或设置 qr.font_path）")
+            if not self._warned:
+                log.warning("qr.no_cjk_font", hint="install fonts-wqy-microhei or set "
+                                                   "qr.font_path")
+                self._warned = True
+        return reply(OK, message, base64.b64encode(png).decode("ascii"))

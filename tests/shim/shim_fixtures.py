@@ -1,0 +1,230 @@
+"""Shared shim test helpers and fixtures (imported by conftest.py): the real `dicomgate run`
+Orthanc + DICOMweb servers as the provincial and national platforms."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+SM4_KEY = "0123456789abcdeffedcba9876543210"
+SM2_KEY = "3945208f7b2144b13f36e38ac6d39f95889393692860b51a42fb81ef4df7c5b8"
+DELETE_SECRET = "s3cret-for-deletion-signing"
+HOSPITAL = "H33010200001"
+FILM_URL = "http://wx.imagingunion.com/iuweixin/iu_scanFilmInfo"
+ORTHANC = "/usr/sbin/Orthanc"
+DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+
+
+_MAIN = "import sys; from dicomgate.cli import main; sys.exit(main())"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not answer at {url} within {timeout}s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+@dataclass
+class Shim:
+    base: str
+    port: int
+    config: Path
+    state_dir: Path
+    log: Path
+    proc: subprocess.Popen
+
+    def get(self, path: str, **params) -> dict:
+        r = requests.get(self.base + path, params=params, timeout=10)
+        return {"http": r.status_code, **r.json()}
+
+    def raw(self, method: str, path: str, body: bytes = b"", headers: dict | None = None,
+            source: str | None = None) -> tuple[int, dict]:
+        """Exactly these bytes on the wire (no client-side re-encoding)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10,
+                                          source_address=(source, 0) if source else None)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            return r.status, json.loads(r.read().decode("utf-8"))
+        finally:
+            conn.close()
+
+    def post_signed(self, path: str, payload: dict, secret: str = DELETE_SECRET,
+                    form: bool = False) -> tuple[int, dict]:
+        if form:
+            from urllib.parse import urlencode
+            body = urlencode(payload).encode()
+            ctype = "application/x-www-form-urlencoded"
+        else:
+            body = json.dumps(payload, ensure_ascii=False).encode()
+            ctype = "application/json"
+        ts = str(int(time.time()))
+        sig = hmac.new(secret.encode(), ts.encode() + b"\n" + body, hashlib.sha256).hexdigest()
+        return self.raw("POST", path, body, {"Content-Type": ctype,
+                                             "X-Dicomgate-Timestamp": ts,
+                                             "X-Dicomgate-Signature": sig})
+
+    def store(self):
+        from dicomgate.state import Store
+        return Store(self.state_dir / "state.db")
+
+
+def write_config(tmp: Path, port: int, province: str, national: str) -> Path:
+    path = tmp / "dicomgate.toml"
+    path.write_text(f"""
+[gateway]
+hospital_id = "{HOSPITAL}"
+state_dir = "{tmp / 'state'}"
+[dicom]
+ae_title = "DICOMGATE"
+port = {free_port()}
+[shim]
+bind = "127.0.0.1"
+port = {port}
+allow = ["127.0.0.1/32", "::1/128"]
+delete_secret = "{DELETE_SECRET}"
+max_body = "64KB"
+[qr]
+film_url = "{FILM_URL}"
+sm4_key = "{SM4_KEY}"
+[login]
+sm2_private_key = "{SM2_KEY}"
+sm2_mode = "C1C3C2"
+session_ttl = "1h"
+[lookup]
+province_dicomweb_url = "{province}"
+national_dicomweb_url = "{national}"
+timeout = "2s"
+[log]
+format = "json"
+""", encoding="utf-8")
+    return path
+
+
+def start_shim(tmp: Path, province: str, national: str) -> Shim:
+    port = free_port()
+    config = write_config(tmp, port, province, national)
+    log = tmp / "daemon.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", _MAIN, "--config", str(config), "run"],
+                                stdout=out, stderr=subprocess.STDOUT, env=env)
+    shim = Shim(f"http://127.0.0.1:{port}", port, config, tmp / "state", log, proc)
+    try:
+        wait_http(shim.base + "/openapi.json", proc, "dicomgate run")
+    except RuntimeError:
+        stop(proc)
+        raise RuntimeError(log.read_text()) from None
+    return shim
+
+
+@pytest.fixture(scope="session")
+def shim(tmp_path_factory) -> Iterator[Shim]:
+    """The general-purpose daemon; its lookup platforms are closed ports."""
+    tmp = tmp_path_factory.mktemp("shim")
+    dead = f"http://127.0.0.1:{free_port()}/dicom-web"
+    s = start_shim(tmp, dead, dead)
+    yield s
+    stop(s.proc)
+
+
+# --- Orthanc ---------------------------------------------------------------------------
+
+@dataclass
+class Orthanc:
+    name: str
+    http_port: int
+    proc: subprocess.Popen
+    dir: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def dicomweb(self) -> str:
+        return f"{self.url}/dicom-web"
+
+    def upload(self, part10: bytes) -> None:
+        r = requests.post(f"{self.url}/instances", data=part10, timeout=10)
+        r.raise_for_status()
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+
+def start_orthanc(tmp: Path, name: str) -> Orthanc:
+    if not Path(ORTHANC).exists() or not Path(DICOMWEB_PLUGIN).exists():
+        pytest.fail("Orthanc and its DICOMweb plugin are required (apt: orthanc "
+                    "orthanc-dicomweb)")
+    d = tmp / name
+    d.mkdir()
+    http_port = free_port()
+    cfg = {"Name": name, "HttpPort": http_port, "DicomPort": free_port(),
+           "StorageDirectory": str(d / "db"), "IndexDirectory": str(d / "db"),
+           "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
+           "Plugins": [DICOMWEB_PLUGIN], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
+    (d / "orthanc.json").write_text(json.dumps(cfg))
+    out = open(d / "orthanc.log", "wb")
+    proc = subprocess.Popen([ORTHANC, str(d / "orthanc.json")], stdout=out,
+                            stderr=subprocess.STDOUT, cwd=d)
+    o = Orthanc(name, http_port, proc, d)
+    try:
+        wait_http(o.url + "/system", proc, f"Orthanc {name}")
+    except RuntimeError:
+        o.stop()
+        raise RuntimeError((d / "orthanc.log").read_text()[-2000:]) from None
+    return o
+
+
+@pytest.fixture(scope="module")
+def orthanc_pair(tmp_path_factory) -> Iterator[tuple[Orthanc, Orthanc]]:
+    tmp = tmp_path_factory.mktemp("orthanc")
+    province = start_orthanc(tmp, "province")
+    try:
+        national = start_orthanc(tmp, "national")
+    except Exception:
+        province.stop()
+        raise
+    yield province, national
+    province.stop()
+    national.stop()
+    shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,115 @@
+"""QR code endpoints (spec 4.3) over real HTTP: token, URL, PNG decoded back with zbar."""
+
+from __future__ import annotations
+
+import base64
+import io
+import subprocess
+import sys
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from gmssl import sm4
+from PIL import Image
+from pyzbar.pyzbar import decode as zbar_decode
+from shim_fixtures import FILM_URL, HOSPITAL, SM4_KEY
+
+QRURL = "/getway/reportAndFilm/api/qrurl"
+QRCODE = "/getway/reportAndFilm/api/qrcode"
+
+
+def _sm4_decrypt(token: str) -> str:
+    """Decrypt with gmssl directly, as the cloud side would (not through dicomgate.gm)."""
+    c = sm4.CryptSM4()
+    c.set_key(bytes.fromhex(SM4_KEY), sm4.SM4_DECRYPT)
+    return c.crypt_ecb(base64.b64decode(token)).decode("utf-8")
+
+
+def _token(url: str) -> str:
+    parts = urlsplit(url)
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == FILM_URL
+    return parse_qs(parts.query)["info"][0]  # parse_qs undoes the percent-encoding
+
+
+def test_qrurl_token_decrypts_to_the_exam(shim):
+    r = shim.get(QRURL, accessNumber="CT2024/0001+A", modality="ct", hospitalId="H1")
+    assert (r["http"], r["code"], r["message"]) == (200, 200, "请求成功")
+    assert _sm4_decrypt(_token(r["data"])) == "H1|CT2024/0001+A|CT"
+    raw_query = urlsplit(r["data"]).query
+    assert "+" not in raw_query and "/" not in raw_query  # percent-encoded
+
+
+def test_qrurl_is_stable_and_differs_per_exam(shim):
+    a = shim.get(QRURL, accessNumber="A1", modality="CT")["data"]
+    assert shim.get(QRURL, accessNumber="A1", modality="CT")["data"] == a
+    assert shim.get(QRURL, accessNumber="A2", modality="CT")["data"] != a
+    assert _sm4_decrypt(_token(a)) == f"{HOSPITAL}|A1|CT"  # hospital defaults to ours
+
+
+@pytest.mark.parametrize("spelling", ["hospitalId", "hospitalld"])
+def test_both_hospital_spellings(shim, spelling):
+    r = shim.get(QRURL, accessNumber="A1", modality="MR", **{spelling: "H999"})
+    assert _sm4_decrypt(_token(r["data"])) == "H999|A1|MR"
+
+
+def test_accession_no_alias(shim):
+    r = shim.get(QRURL, accessionNo="A7", modality="DX")
+    assert _sm4_decrypt(_token(r["data"])) == f"{HOSPITAL}|A7|DX"
+
+
+@pytest.mark.parametrize("params,named", [
+    ({"modality": "CT"}, ["accessNumber"]),
+    ({"accessNumber": "A1"}, ["modality"]),
+    ({}, ["accessNumber", "modality"]),
+    ({"accessNumber": "A|1", "modality": "CT"}, ["accessNumber"]),
+    ({"accessNumber": "A1", "modality": "C" * 40}, ["modality"]),
+])
+def test_qrurl_bad_parameters_named(shim, params, named):
+    for path in (QRURL, QRCODE):
+        r = shim.get(path, **params)
+        assert (r["http"], r["code"], r["data"]) == (200, 202, None)
+        for name in named:
+            assert name in r["message"]
+
+
+def test_qrcode_png_decodes_to_the_exact_url(shim):
+    url = shim.get(QRURL, accessNumber="A1", modality="CT")["data"]
+    r = shim.get(QRCODE, accessNumber="A1", modality="CT")
+    assert r["code"] == 200
+    img = Image.open(io.BytesIO(base64.b64decode(r["data"])))
+    assert img.format == "PNG"
+    found = zbar_decode(img)
+    assert [f.data.decode() for f in found] == [url]
+    assert img.width == img.height  # no caption asked for
+
+
+def test_qrcode_caption_under_the_code(shim):
+    url = shim.get(QRURL, accessNumber="A1", modality="CT")["data"]
+    plain = Image.open(io.BytesIO(base64.b64decode(
+        shim.get(QRCODE, accessNumber="A1", modality="CT")["data"]))).convert("L")
+    r = shim.get(QRCODE, accessNumber="A1", modality="CT", caption="1")
+    assert (r["code"], r["message"]) == (200, "请求成功")  # the CJK font is installed here
+    img = Image.open(io.BytesIO(base64.b64decode(r["data"]))).convert("L")
+    assert [f.data.decode() for f in zbar_decode(img)] == [url]
+    assert img.height > plain.height + 10
+    band = img.crop((0, plain.height, img.width, img.height))
+    dark = sum(band.histogram()[:128])
+    assert dark > 100  # glyphs were drawn below the code
+
+
+def test_cli_qr_decode_round_trip(shim):
+    url = shim.get(QRURL, accessNumber="ACC-9", modality="US", hospitalId="H7")["data"]
+    for arg in (url, _token(url), url.split("info=")[1]):
+        out = subprocess.run([sys.executable, "-c",
+                              "import sys; from dicomgate.cli import main; sys.exit(main())",
+                              "--config", str(shim.config), "qr", "decode", "--json", arg],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert '"accessionNo": "ACC-9"' in out.stdout and '"hospitalId": "H7"' in out.stdout
+        assert '"modality": "US"' in out.stdout
+    bad = subprocess.run([sys.executable, "-c",
+                          "import sys; from dicomgate.cli import main; sys.exit(main())",
+                          "--config", str(shim.config), "qr", "decode", "AAAA"],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 1 and "cannot be decrypted" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -1,0 +1,111 @@
+"""The server itself: CIDR allow-list, limits, errors, OpenAPI, route hook, log privacy."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+import sys
+import time
+
+import requests
+from shim_fixtures import free_port
+from shim_sm2_reference import encrypt, public_key
+from test_shim_login import DOCTOR_ID, SM2_KEY, login_query
+
+from dicomgate.config.model import ShimConfig
+from dicomgate.shim.http import Request, Response, RouteTable, reply
+from dicomgate.shim.server import ShimService
+
+QRURL = "/getway/reportAndFilm/api/qrurl?accessNumber=A1&modality=CT"
+
+
+def test_caller_outside_allow_list_gets_403(shim):
+    status, r = shim.raw("GET", QRURL, source="127.0.0.2")
+    assert status == 403 and r["code"] == 403 and "127.0.0.2" in r["message"]
+    status, r = shim.raw("GET", QRURL, source="127.0.0.1")
+    assert status == 200 and r["code"] == 200
+
+
+def test_unknown_path_and_body_limit(shim):
+    status, r = shim.raw("GET", "/nope")
+    assert status == 404 and "openapi.json" in r["message"]
+    big = b"{" + b" " * (70 * 1024) + b"}"
+    status, r = shim.raw("POST", "/getway/reportAndFilm/api/deleteImage", big,
+                         {"Content-Type": "application/json"})
+    assert status == 413 and "max_body" in r["message"]
+
+
+def test_unreadable_body_is_202(shim):
+    status, r = shim.raw("POST", "/iuWorkStation/swipingIdCardNo", b"[1, 2]",
+                         {"Content-Type": "application/json"})
+    assert (status, r["code"]) == (200, 202) and "JSON" in r["message"]
+
+
+def test_openapi_lists_every_endpoint(shim):
+    doc = requests.get(shim.base + "/openapi.json", timeout=10).json()
+    assert doc["openapi"].startswith("3.")
+    assert {"/getway/reportAndFilm/api/qrurl", "/getway/reportAndFilm/api/qrcode", "/hrball/",
+            "/iuWorkStation/swipingIdCardNo",
+            "/getway/reportAndFilm/api/deleteImage"} <= set(doc["paths"])
+    names = [p["name"] for p in doc["paths"]["/hrball/"]["get"]["parameters"]]
+    assert "doctorIdCardNo" in names and "hospitalId" in names
+
+
+def test_route_hook_internal_error_and_open_access():
+    """What a later feature does: add routes (e.g. /healthz open to monitoring hosts)."""
+    routes = RouteTable()
+
+    def boom(_req: Request) -> Response:
+        raise RuntimeError("secret internals at /etc/dicomgate")
+
+    routes.add("/boom", boom)
+    routes.add("/healthz", lambda _r: reply(200, "ok"), open_access=True)
+    port = free_port()
+    svc = ShimService(ShimConfig(bind="127.0.0.1", port=port,
+                                 allow=(ipaddress.ip_network("10.9.9.9/32"),)), routes)
+    svc.start()
+    try:
+        assert svc.health() is None
+        r = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        assert r.status_code == 200 and r.json()["message"] == "ok"
+        r = requests.get(f"http://127.0.0.1:{port}/boom", timeout=5)
+        assert r.status_code == 403  # not in the allow-list
+        svc.stop()
+        svc = ShimService(ShimConfig(bind="127.0.0.1", port=port), routes)
+        svc.start()
+        r = requests.get(f"http://127.0.0.1:{port}/boom", timeout=5)
+        assert r.status_code == 500 and r.json()["code"] == 500
+        assert "secret internals" not in r.text and "Traceback" not in r.text
+        assert r.headers["X-Request-Id"] in r.json()["message"]
+    finally:
+        svc.stop()
+    assert svc.health() is not None
+
+
+def test_no_personal_data_in_logs(shim):
+    cipher = encrypt(public_key(int(SM2_KEY, 16)), DOCTOR_ID.encode()).hex()
+    assert shim.raw("GET", "/hrball/?" + login_query(cipher, hisUserId="priv"))[1]["code"] == 200
+    shim.get("/iuWorkStation/swipingIdCardNo", hisUserId="priv",
+             idCardNo="330102198001011234", patientName="赵六")
+    shim.post_signed("/getway/reportAndFilm/api/deleteImage", {
+        "patientName": "钱七", "accessionNo": "PRIV-1", "operateDoctorName": "孙八",
+        "operateDateTime": "2024-01-01 00:00:00"})
+    time.sleep(0.3)
+    text = shim.log.read_text(encoding="utf-8")
+    assert '"event": "shim.request"' in text and '"event": "doctor.login"' in text
+    for secret in (DOCTOR_ID, "330102198001011234", "13800138000", "张医生", "赵六", "钱七",
+                   "孙八", cipher[:40]):
+        assert secret not in text, secret
+    for line in text.splitlines():
+        json.loads(line)  # one JSON object per line for journald
+
+
+def test_status_shows_the_shim(shim):
+    out = subprocess.run([sys.executable, "-c",
+                          "import sys; from dicomgate.cli import main; sys.exit(main())",
+                          "--config", str(shim.config), "status", "--json"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    section = json.loads(out.stdout)["sections"]["shim"]
+    assert section["deletion_signed"] is True and section["endpoints"]["lookup"] is True
