@@ -12,6 +12,7 @@ from .http import Request, Response, RouteTable
 from .login import LoginEndpoint
 from .lookup import LookupEndpoint
 from .openapi import build as build_openapi
+from .ops import healthz, metrics_endpoint
 from .qr import FilmLinks
 from .qr_endpoint import QrEndpoints
 from .server import ShimService
@@ -45,6 +46,8 @@ def setup(app: App) -> None:
         closers.append(lookup.close)
         routes.add(LOOKUP, lookup, ("GET", "POST"), summary="external exam lookup (4.4.3.2)")
     routes.add(DELETE, DeletionEndpoint(app), ("POST",), summary="image deletion (4.5)")
+    routes.add("/healthz", healthz(app), summary="health: 200 or 503 with the reasons")
+    routes.add("/metrics", metrics_endpoint(app), summary="Prometheus metrics")
     routes.add("/openapi.json", _openapi_handler(routes), summary="this API")
     service = ShimService(cfg.shim, routes, on_stop=lambda: [c() for c in closers])
     app.add_service(service, health=service.health)

@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl
 import structlog
 
 from ..config.model import Network
+from ..metrics import HTTP_REQUESTS
 from .params import ParamError
 
 log = structlog.get_logger("dicomgate.shim")
@@ -148,6 +149,8 @@ class ShimApp:
         start_response(f"{resp.status} {_REASONS.get(resp.status, 'OK')}", [
             ("Content-Type", resp.content_type), ("Content-Length", str(len(resp.body))),
             ("X-Request-Id", req_id), ("Cache-Control", "no-store")])
+        route = self.routes.find(path)
+        HTTP_REQUESTS.labels(route.path if route else "other", str(resp.code or resp.status)).inc()
         log.info("shim.request", method=method, path=path, client=client, status=resp.status,
                  code=resp.code, ms=round((time.perf_counter() - t0) * 1000, 2),
                  request_id=req_id, **(req.context if req else {}))

@@ -1,0 +1,32 @@
+"""/healthz and /metrics on the shim's port, for monitoring (issue 7)."""
+
+from __future__ import annotations
+
+import json
+
+from .. import metrics
+from ..app import App
+from .http import Request, Response
+
+
+def healthz(app: App):
+    """200 when every component is alive; 503 listing the reasons otherwise."""
+
+    def handler(_req: Request) -> Response:
+        checks = app.health()
+        problems = {name: why for name, why in checks.items() if why}
+        body = {"status": "ok" if not problems else "unhealthy",
+                "checks": {name: why or "ok" for name, why in checks.items()}}
+        return Response(503 if problems else 200,
+                        json.dumps(body, ensure_ascii=False).encode("utf-8"),
+                        code=503 if problems else 200)
+
+    return handler
+
+
+def metrics_endpoint(app: App):
+    def handler(_req: Request) -> Response:
+        return Response(200, metrics.render(app.store, app.config),
+                        content_type="text/plain; version=0.0.4; charset=utf-8", code=200)
+
+    return handler
