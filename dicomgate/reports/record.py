@@ -14,8 +14,9 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from .. import idcard
 from ..config.load import CANONICAL_FIELDS
-from . import dictionaries, idcard
+from . import dictionaries
 from .events import REPORT_TEXT, EventType, implied_by
 
 TIME_FIELDS = ("examTime", "refundTime", "auditTime", "modifyTime", "reportTime")
@@ -171,7 +172,7 @@ def _identity(rec: dict[str, Any], out: Normalised) -> None:
     if not number:
         return
     rec["idCardNo"] = number = number.upper()
-    wrong = idcard.problem(number)
+    wrong = idcard.problem(number, allow_legacy15=True)
     if wrong:  # flagged, not refused: the exam still belongs to the patient
         out.warnings.append(f"idCardNo: {wrong}")
 

@@ -8,6 +8,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..idcard import check_digit
 from .orthanc import Orthanc
 from .studies import Patient, StudySpec, bundled_instances, ct_instances, sop_uid_of
 
@@ -26,13 +27,6 @@ class DemoExam:
     instances: list[bytes]
     row: dict[str, str | None]
     sop_uids: set[str] = field(default_factory=set)
-
-
-def id_check_digit(first17: str) -> str:
-    """GB 11643 check character for a 17-digit prefix."""
-    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-    total = sum(int(d) * w for d, w in zip(first17, weights, strict=True))
-    return "10X98765432"[total % 11]
 
 
 def demo_exams(hospital_id: str, now: dt.datetime) -> list[DemoExam]:
@@ -60,7 +54,7 @@ def demo_exams(hospital_id: str, now: dt.datetime) -> list[DemoExam]:
                                                  "JPEG2000.dcm"))
         row = {
             "accessionNo": acc, "studyInstanceUid": spec.study_uid, "hospitalId": hospital_id,
-            "patientId": pid, "patientName": name, "idCardNo": id17 + id_check_digit(id17),
+            "patientId": pid, "patientName": name, "idCardNo": id17 + check_digit(id17),
             "sex": sex, "age": "45", "birthDate": "1980-01-01", "patientType": "1",
             "chargeType": "02", "modality": modality, "imgExamType": None,
             "examPart": f"0{n}", "examPartName": ("胸部", "头部", "腹部")[n - 1],

@@ -16,11 +16,11 @@ import structlog
 
 from ..config.model import LoginConfig
 from ..gm import GmError, Sm2Decryptor, decode_text
+from ..idcard import problem as id_problem
 from ..privacy import mask_name
 from ..state.sessions import SessionStore
 from .dollar import EncodingError, dollar_decode, parse_login_string
 from .http import OK, Request, Response, reply
-from .idcard import id_problem
 from .params import Params
 
 log = structlog.get_logger("dicomgate.shim.login")

@@ -6,14 +6,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
-import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import structlog
+from reports_pg import PG_BIN, _as_postgres, _free_port
 from reports_support import Pacs, view_reports, write_config
 
 from dicomgate.cli import main
@@ -47,20 +46,6 @@ def sqlite_config(tmp_path: Path, sqlite_pacs: Pacs) -> Path:
     return write_config(tmp_path, view_reports(f"Driver=SQLite3;Database={sqlite_pacs.path}"))
 
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _as_postgres(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    cmd = ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else list(argv)
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[dict]:
     """A throw-away PostgreSQL 15 cluster on a free loopback port, run as user postgres."""
@@ -85,9 +70,3 @@ def postgres() -> Iterator[dict]:
         _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w",
                      "stop")
         shutil.rmtree(base, ignore_errors=True)
-
-
-def psql(pg: dict, sql: str, db: str = "postgres") -> str:
-    return _as_postgres(str(PG_BIN / "psql"), "-h", pg["host"], "-p", str(pg["port"]),
-                        "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-q", "-A",
-                        "-t", "-c", sql).stdout

@@ -10,8 +10,8 @@ import json
 import uuid
 
 import pytest
-from conftest import psql
 from reports_pacs import TABLES, VIEW, Exam, insert_exam_sql, insert_report_sql, report_values
+from reports_pg import psql
 from reports_support import open_store, view_reports, write_config
 
 CHAOS = """
