@@ -84,6 +84,12 @@ class PacsClient:
             return (f"{self.where} rejected the association from {me} ({reason}): the PACS "
                     f"must know AE {me} (host {this_host(self.dicom.bind)}, port "
                     f"{self.dicom.port}) and allow it C-ECHO, C-FIND and C-MOVE")
+        try:  # pynetdicom reports a refused connection as an abort: tell them apart
+            socket.create_connection((self.pacs.host, self.pacs.port),
+                                     timeout=self.pacs.timeout).close()
+        except OSError as exc:
+            return (f"{self.where} did not answer: {exc.strerror or exc} (check pacs.host, "
+                    "pacs.port, the network, and that the PACS DICOM service runs)")
         if assoc.is_aborted:
             return f"{self.where} aborted the association (is its DICOM service hung?)"
         return (f"{self.where} did not answer within {self.pacs.timeout:g}s (check pacs.host, "
