@@ -97,6 +97,9 @@ class Ingest:
         if ident.sop_uid != sop_uid:
             raise Malformed(f"dataset SOPInstanceUID {ident.sop_uid} differs from the "
                             f"C-STORE request's Affected SOP Instance UID {sop_uid}")
+        if src.parent == self.spool.incoming:  # already on the spool's file system
+            size, sha = self.spool.digest(src)
+            return self.commit(src, ident, size, sha, source=f"dicom:{calling_aet}")
         with open(src, "rb") as f:
             offset = dataset_offset(f)
         header = part10_header(sop_class_uid or ident.sop_class_uid, sop_uid,

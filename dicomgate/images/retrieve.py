@@ -27,14 +27,22 @@ IMAGE_MOVE_BATCH = 200  # SOP Instance UIDs per image-level C-MOVE
 
 def present_sop_uids(store: Store, study_uid: str) -> set[str]:
     """Instances we hold or have delivered: a 'received' row counts only if its file is
-    still there (an operator may have cleaned the spool)."""
+    still there with its recorded size (an operator may have cleaned the spool; a power
+    loss may have truncated a file)."""
     out = set()
     for row in store.instances.of_study(study_uid):
         if row.state in PRESENT_STATES:
             out.add(row.sop_uid)
-        elif row.state in ("received", "rejected") and row.path and os.path.exists(row.path):
+        elif row.state in ("received", "rejected") and row.path and _size(row.path) == row.size:
             out.add(row.sop_uid)
     return out
+
+
+def _size(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
 
 
 class Retriever:

@@ -7,7 +7,9 @@ hashing on the way, under its final spool name.
 
 from __future__ import annotations
 
+import functools
 import socket
+import tempfile
 import threading
 from pathlib import Path
 
@@ -36,6 +38,17 @@ STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_CANNOT_UNDERSTAND = 0xC000
 STATUS_PROCESSING_FAILURE = 0x0110
+
+
+def _receive_into(folder: Path) -> None:
+    """pynetdicom writes each received dataset (as Part 10) to a NamedTemporaryFile in the
+    system temp dir; put it on the spool's file system instead, so that storing it is a
+    rename rather than a second copy of every byte (half the disk writes)."""
+    from pynetdicom import dimse_messages
+
+    if hasattr(dimse_messages, "NamedTemporaryFile"):
+        dimse_messages.NamedTemporaryFile = functools.partial(tempfile.NamedTemporaryFile,
+                                                              dir=str(folder))
 
 
 def _no_delay(event: evt.Event) -> None:
@@ -87,6 +100,10 @@ class StorageSCP:
             raise RuntimeError("no calling AE may send to the Portal AET: set pacs.ae_title "
                                "or dicom.allowed_calling_aets")
         _config.STORE_RECV_CHUNKED_DATASET = True  # datasets go to disk, not memory
+        _receive_into(self.ingest.spool.incoming_dir())
+        stale = self.ingest.spool.clean_incoming()
+        if stale:
+            log.warning("spool.stale_removed", files=stale, reason="left by an earlier crash")
         handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_REJECTED, self._on_rejected),
                     (evt.EVT_C_ECHO, lambda _e: STATUS_SUCCESS),
                     (evt.EVT_CONN_OPEN, _no_delay)]

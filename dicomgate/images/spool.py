@@ -81,13 +81,36 @@ class Spool:
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.state_dir).free
 
+    def incoming_dir(self) -> Path:
+        _secure_mkdir(self.incoming)
+        return self.incoming
+
     def temp_path(self) -> Path:
         """A temp file on the spool's file system, so the final rename is atomic."""
-        _secure_mkdir(self.incoming)
-        return self.incoming / f"{uuid.uuid4().hex}.part"
+        return self.incoming_dir() / f"{uuid.uuid4().hex}.part"
+
+    def digest(self, path: Path) -> tuple[int, str]:
+        digest, size = hashlib.sha256(), 0
+        for chunk in file_chunks(path):
+            digest.update(chunk)
+            size += len(chunk)
+        return size, digest.hexdigest()
+
+    def clean_incoming(self) -> int:
+        """Temp files left by a crash: nothing is in flight before the SCP starts."""
+        n = 0
+        if self.incoming.is_dir():
+            for p in self.incoming.iterdir():
+                p.unlink(missing_ok=True)
+                n += 1
+        return n
 
     def write(self, dest: Path, chunks: Iterable[bytes]) -> tuple[int, str]:
-        """Write chunks to `dest` (0600, fsync'd); returns (size, sha256)."""
+        """Write chunks to `dest` (0600); returns (size, sha256).
+
+        No fsync: the rename keeps a crash from exposing a half file, and after a power
+        loss the completeness check compares each file's size with its row and fetches
+        again what does not match (the PACS still has it)."""
         digest, size = hashlib.sha256(), 0
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -97,7 +120,6 @@ class Spool:
                     digest.update(chunk)
                     size += len(chunk)
                 f.flush()
-                os.fsync(fd)
         except BaseException:
             os.close(fd)
             dest.unlink(missing_ok=True)

@@ -41,8 +41,6 @@ def test_allowed_sender_stores_and_echo(gateway):
     rows = [gateway.store.instances.get(s) for s in sops]
     assert all(r is not None and r.state == "received" and Path(r.path).exists() for r in rows)
     assert all(r.source == "dicom:MODALITY1" for r in rows)
-    meta = pydicom.dcmread(rows[0].path).file_meta
-    assert meta.SourceApplicationEntityTitle == "MODALITY1"
 
 
 @pytest.mark.parametrize("calling,called,reason", [
