@@ -39,3 +39,16 @@ def gateway(config_path: Path):
     gw.store.close()
 
 
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging():
+    """`dicomgate pull` configures structlog on the (captured) stderr of its test: give
+    every test a fresh configuration so no logger writes to a closed capture stream."""
+    import logging
+
+    import structlog
+
+    yield
+    structlog.reset_defaults()
+    logging.getLogger().handlers[:] = []
