@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "dicomgate.cli.tasks",
     "dicomgate.cli.reports",
     "dicomgate.cli.shim",
+    "dicomgate.cli.images",
 )
 
 

@@ -71,6 +71,12 @@ class InstanceStore:
         row = self.db.one("SELECT * FROM instances WHERE sop_uid=?", (sop_uid,))
         return InstanceRow.from_row(row) if row else None
 
+    def get_path(self, sop_uid: str, conn: sqlite3.Connection | None = None) -> str | None:
+        row = (conn.execute("SELECT path FROM instances WHERE sop_uid=?", (sop_uid,)).fetchone()
+               if conn is not None else
+               self.db.one("SELECT path FROM instances WHERE sop_uid=?", (sop_uid,)))
+        return row[0] if row else None
+
     def of_study(self, study_uid: str, states: tuple[str, ...] | None = None) -> list[InstanceRow]:
         sql = "SELECT * FROM instances WHERE study_uid=?"
         params: list[Any] = [study_uid]
@@ -153,3 +159,11 @@ class InstanceStore:
         rows = self.db.query("SELECT state, COUNT(*) n FROM instances WHERE study_uid=? "
                              "GROUP BY state", (study_uid,))
         return {r["state"]: r["n"] for r in rows}
+
+    def study_state_counts(self) -> dict[str, int]:
+        return {r["state"]: r["n"] for r in self.db.query(
+            "SELECT state, COUNT(*) n FROM studies GROUP BY state ORDER BY state")}
+
+    def instance_state_counts(self) -> dict[str, int]:
+        return {r["state"]: r["n"] for r in self.db.query(
+            "SELECT state, COUNT(*) n FROM instances GROUP BY state ORDER BY state")}

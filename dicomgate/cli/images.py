@@ -1,0 +1,248 @@
+"""echo, pull, study show: the PACS administrator's view of image retrieval."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import threading
+import time
+from typing import Any
+
+from .. import logs
+from ..app import App
+from ..images.ingest import Ingest
+from ..images.retrieve import Retriever, present_sop_uids
+from ..images.scp import StorageSCP
+from ..images.scu import PacsClient, PacsRefused, PacsUnavailable
+from ..images.spool import Spool
+from ..tasks import Fatal, RetryLater
+from .context import (
+    EXIT_USAGE,
+    CommandError,
+    daemon_pid,
+    open_app,
+    print_json,
+    print_table,
+    when,
+)
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("echo", help="C-ECHO the PACS now and print the round trip")
+    p.set_defaults(func=cmd_echo)
+
+    p = sub.add_parser("pull", help="retrieve a study from the PACS now (C-FIND + C-MOVE)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--study-uid", metavar="UID")
+    which.add_argument("--accession", metavar="ACC")
+    p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("study", help="inspect studies in the spool")
+    ssub = p.add_subparsers(dest="study_command", metavar="ACTION")
+    ssub.required = True
+    sp = ssub.add_parser("show", help="a study's state and its instances")
+    sp.add_argument("uid")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_study_show)
+
+
+def _pacs(app: App) -> PacsClient:
+    if app.config.pacs is None:
+        raise CommandError(f"no [pacs] section in {app.config.path}: add one with the PACS "
+                           "ae_title, host and port", EXIT_USAGE)
+    return PacsClient(app.config.dicom, app.config.pacs)
+
+
+# -- echo -------------------------------------------------------------------------------
+def cmd_echo(args: argparse.Namespace) -> int:
+    app = open_app(args)
+    pacs = _pacs(app)
+    try:
+        seconds = pacs.echo()
+    except (PacsUnavailable, PacsRefused) as exc:
+        raise CommandError(f"C-ECHO failed: {exc}") from None
+    print(f"C-ECHO {pacs.where} as {app.config.dicom.ae_title}: OK, "
+          f"{seconds * 1000:.1f} ms round trip")
+    return 0
+
+
+# -- pull -------------------------------------------------------------------------------
+def cmd_pull(args: argparse.Namespace) -> int:
+    app = open_app(args)
+    cfg = app.config
+    pacs = _pacs(app)
+    tty = sys.stderr.isatty()
+    logs.configure("warning" if tty else cfg.log.level, cfg.log.format, stream=sys.stderr)
+    progress = Progress(app, args.study_uid, args.accession, tty)
+    if daemon_pid(cfg) is not None:
+        result = _via_daemon(app, args, progress)
+    else:
+        result = _here(app, pacs, args, progress)
+    progress.done()
+    return _report(app, args, result)
+
+
+def _here(app: App, pacs: PacsClient, args: argparse.Namespace, progress: Progress) -> str:
+    """No daemon: run our own Portal AET while the PACS sends."""
+    cfg = app.config
+    scp = StorageSCP(cfg, Ingest(app.store, Spool(cfg.gateway.state_dir),
+                                 cfg.dicom.min_free_disk))
+    try:
+        scp.start()
+    except RuntimeError as exc:
+        raise CommandError(str(exc)) from None
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["result"] = Retriever(app.store, pacs).run(study_uid=args.study_uid,
+                                                          accession_no=args.accession)
+        except (PacsUnavailable, PacsRefused, RetryLater, Fatal) as exc:
+            box["error"] = str(exc)
+        except Exception as exc:  # shown as one line, never a traceback
+            box["error"] = f"internal error: {type(exc).__name__}: {exc}"
+
+    worker = threading.Thread(target=work, name="pull", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            progress.show()
+            worker.join(0.3)
+    finally:
+        scp.stop()
+    if "error" in box:
+        progress.done()
+        raise CommandError(box["error"])
+    return box["result"]
+
+
+def _via_daemon(app: App, args: argparse.Namespace, progress: Progress) -> str:
+    """The daemon's SCP holds the port: hand it the work through the queue and wait."""
+    cfg = app.config
+    tasks = app.store.tasks
+    if args.study_uid:
+        key, payload = f"study:{args.study_uid}", {"study_uid": args.study_uid}
+    else:
+        key = f"acc:{cfg.gateway.hospital_id}:{args.accession}"
+        payload = {"accession_no": args.accession}
+    payload |= {"hospital_id": cfg.gateway.hospital_id, "reason": "dicomgate pull"}
+    with app.store.db.tx() as c:
+        old = tasks.find("retrieve", key)
+        if old is not None and old.state == "pending":  # maybe in backoff: make it due now
+            tasks.cancel(old.id, "superseded by dicomgate pull", conn=c)
+        enq = tasks.enqueue("retrieve", key, payload, reopen=True, study_uid=args.study_uid,
+                            conn=c)
+    first = tasks.get(enq.id)
+    assert first is not None
+    deadline = time.monotonic() + cfg.pacs.move_timeout + 600
+    seen_running = first.state == "running"
+    while time.monotonic() < deadline:
+        task = tasks.get(enq.id)
+        if task is None:
+            raise CommandError(f"retrieve task {enq.id} disappeared from the queue")
+        seen_running |= task.state == "running"
+        fresh = task.updated_at > first.updated_at or seen_running
+        if task.state == "done" and fresh:
+            return task.result or ""
+        if task.state in ("dead", "cancelled") and fresh:
+            raise CommandError(f"{task.last_error} (task {task.id}; after fixing: dicomgate "
+                               f"tasks retry {task.id})")
+        if task.state == "pending" and task.last_error and fresh and seen_running:
+            raise CommandError(f"{task.last_error} (the daemon retries task {task.id} at "
+                               f"{when(task.run_after)})")
+        progress.show()
+        time.sleep(0.3)
+    raise CommandError(f"the daemon did not finish retrieve task {enq.id} in time; see: "
+                       "dicomgate tasks list --kind retrieve")
+
+
+def _report(app: App, args: argparse.Namespace, result: str) -> int:
+    uids = ([args.study_uid] if args.study_uid
+            else app.store.instances.studies_of_accession(args.accession))
+    ok = bool(uids)
+    for uid in uids:
+        study = app.store.instances.study(uid) or {}
+        have = len(present_sop_uids(app.store, uid))
+        print(f"study {uid}: {study.get('state', 'unknown')}, {have}/"
+              f"{study.get('expected_count') or '?'} instances in the spool")
+        ok &= study.get("state") == "complete"
+    if not ok:
+        raise CommandError(f"not complete: {result or 'no study found'}")
+    return 0
+
+
+class Progress:
+    """received / expected on a TTY (stderr); a log event every few seconds otherwise."""
+
+    def __init__(self, app: App, study_uid: str | None, accession: str | None, tty: bool):
+        self.app, self.study_uid, self.accession, self.tty = app, study_uid, accession, tty
+        self._last_log = 0.0
+        self._drawn = False
+
+    def counts(self) -> tuple[int, int | None]:
+        inst = self.app.store.instances
+        uids = [self.study_uid] if self.study_uid else inst.studies_of_accession(
+            self.accession or "")
+        have, expected = 0, 0
+        for uid in uids:
+            have += len(present_sop_uids(self.app.store, uid))
+            expected += (inst.study(uid) or {}).get("expected_count") or 0
+        return have, expected or None
+
+    def show(self) -> None:
+        have, expected = self.counts()
+        what = self.study_uid or f"accession {self.accession}"
+        if self.tty:
+            bar = ""
+            if expected:
+                filled = int(30 * min(have, expected) / expected)
+                bar = "[" + "#" * filled + "." * (30 - filled) + "] "
+            sys.stderr.write(f"\r{bar}{have}/{expected or '?'} instances  {what}  ")
+            sys.stderr.flush()
+            self._drawn = True
+        elif time.monotonic() - self._last_log >= 5:
+            self._last_log = time.monotonic()
+            from structlog import get_logger
+
+            get_logger("dicomgate.cli").info("pull.progress", received=have,
+                                             expected=expected, study_uid=self.study_uid,
+                                             accession_no=self.accession)
+
+    def done(self) -> None:
+        if self._drawn:
+            self.show()
+            sys.stderr.write("\n")
+            self._drawn = False
+
+
+# -- study show -------------------------------------------------------------------------
+def cmd_study_show(args: argparse.Namespace) -> int:
+    app = open_app(args)
+    store = app.store
+    study = store.instances.study(args.uid)
+    if study is None:
+        raise CommandError(f"no study {args.uid} in the state store (to fetch it: dicomgate "
+                           f"pull --study-uid {args.uid})")
+    rows = [dataclasses.asdict(r) for r in store.instances.of_study(args.uid)]
+    tasks = [{"id": t.id, "kind": t.kind, "key": t.key, "state": t.state,
+              "attempts": t.attempts, "result": t.result, "error": t.last_error}
+             for t in store.tasks.list(study_uid=args.uid)]
+    if args.json:
+        print_json({"study": study, "instances": rows, "tasks": tasks})
+        return 0
+    print(f"study {study['study_uid']}")
+    print(f"  state:     {study['state']}")
+    print(f"  expected:  {study['expected_count'] if study['expected_count'] else '?'}")
+    print(f"  accession: {study['accession_no'] or '-'}   exam: {study['exam_id'] or '-'}")
+    print(f"  updated:   {when(study['updated_at'])}")
+    if study["detail"]:
+        print(f"  detail:    {study['detail']}")
+    print(f"\ninstances ({len(rows)}):")
+    for r in rows:
+        r["received"] = when(r["received_at"])
+    print_table(rows, ["sop_uid", "series_uid", "transfer_syntax", "size", "sha256", "path",
+                       "state", "received"])
+    print(f"\ntasks ({len(tasks)}):")
+    print_table(tasks, ["id", "kind", "key", "state", "attempts", "result", "error"])
+    return 0

@@ -1,0 +1,1 @@
+"""Images: the Portal AET storage SCP, PACS echo, C-FIND/C-MOVE retrieve, HTTP image mode."""

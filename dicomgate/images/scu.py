@@ -1,0 +1,215 @@
+"""The PACS as seen by its SCU: C-ECHO, C-FIND (study, series, image), C-MOVE.
+
+Failures become exceptions whose message says what to fix: PacsUnavailable for what a
+retry can cure (no association, timeout, abort), PacsRefused for what needs a person.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, Association
+from pynetdicom.sop_class import (
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+
+from ..config import DicomConfig, PacsConfig
+
+
+class PacsUnavailable(Exception):
+    """The PACS did not answer or dropped us: retry later."""
+
+
+class PacsRefused(Exception):
+    """The PACS answered with a failure that retrying will not cure."""
+
+
+@dataclass(frozen=True)
+class MoveResult:
+    completed: int
+    failed: int
+    warning: int
+    status: int
+
+
+def this_host(bind: str = "0.0.0.0") -> str:
+    """The address to give the PACS for us: the bind address, else this host's name/IP."""
+    if bind not in ("0.0.0.0", "::", ""):
+        return bind
+    name = socket.gethostname()
+    try:
+        addr = socket.gethostbyname(name)
+    except OSError:
+        return name
+    return name if addr.startswith("127.") else addr
+
+
+class PacsClient:
+    def __init__(self, dicom: DicomConfig, pacs: PacsConfig):
+        self.dicom = dicom
+        self.pacs = pacs
+
+    @property
+    def where(self) -> str:
+        return f"PACS {self.pacs.ae_title} at {self.pacs.host}:{self.pacs.port}"
+
+    @contextmanager
+    def _association(self, context: str, dimse_timeout: float) -> Iterator[Association]:
+        ae = AE(ae_title=self.dicom.ae_title)
+        ae.add_requested_context(context)
+        ae.acse_timeout = ae.network_timeout = self.pacs.timeout
+        ae.connection_timeout = self.pacs.timeout
+        ae.dimse_timeout = dimse_timeout
+        assoc = ae.associate(self.pacs.host, self.pacs.port, ae_title=self.pacs.ae_title)
+        if not assoc.is_established:
+            raise PacsUnavailable(self._why_not(assoc))
+        try:
+            yield assoc
+        finally:
+            if assoc.is_established:
+                assoc.release()
+
+    def _why_not(self, assoc: Association) -> str:
+        if assoc.is_rejected:
+            rsp = assoc.acceptor.primitive
+            reason = getattr(rsp, "reason_str", "no reason given")
+            me = self.dicom.ae_title
+            return (f"{self.where} rejected the association from {me} ({reason}): the PACS "
+                    f"must know AE {me} (host {this_host(self.dicom.bind)}, port "
+                    f"{self.dicom.port}) and allow it C-ECHO, C-FIND and C-MOVE")
+        try:  # pynetdicom reports a refused connection as an abort: tell them apart
+            socket.create_connection((self.pacs.host, self.pacs.port),
+                                     timeout=self.pacs.timeout).close()
+        except OSError as exc:
+            return (f"{self.where} did not answer: {exc.strerror or exc} (check pacs.host, "
+                    "pacs.port, the network, and that the PACS DICOM service runs)")
+        if assoc.is_aborted:
+            return f"{self.where} aborted the association (is its DICOM service hung?)"
+        return (f"{self.where} did not answer within {self.pacs.timeout:g}s (check pacs.host, "
+                "pacs.port, the network, and that the PACS DICOM service runs)")
+
+    # -- C-ECHO ---------------------------------------------------------------------------
+    def echo(self) -> float:
+        """Round trip in seconds, association included."""
+        t0 = time.monotonic()
+        with self._association(Verification, self.pacs.timeout) as assoc:
+            status = assoc.send_c_echo()
+            if not status or "Status" not in status:
+                raise PacsUnavailable(f"{self.where} sent no C-ECHO response")
+            if status.Status != 0x0000:
+                raise PacsRefused(f"{self.where} answered C-ECHO with status "
+                                  f"0x{status.Status:04X}")
+        return time.monotonic() - t0
+
+    # -- C-FIND ---------------------------------------------------------------------------
+    def find(self, level: str, keys: dict[str, str]) -> list[Dataset]:
+        query = Dataset()
+        query.QueryRetrieveLevel = level
+        for k, v in keys.items():
+            setattr(query, k, v)
+        out: list[Dataset] = []
+        model = StudyRootQueryRetrieveInformationModelFind
+        with self._association(model, self.pacs.timeout) as assoc:
+            for status, ident in assoc.send_c_find(query, model):
+                if not status or "Status" not in status:
+                    raise PacsUnavailable(f"{self.where} stopped answering the {level}-level "
+                                          "C-FIND (timeout or abort)")
+                code = status.Status
+                if code in (0xFF00, 0xFF01):
+                    if ident is not None:
+                        out.append(ident)
+                elif code == 0x0000:
+                    break
+                else:
+                    raise PacsRefused(f"{self.where} refused the {level}-level C-FIND: "
+                                      f"{_status_text(code, status)}")
+        return out
+
+    def studies_of_accession(self, accession: str) -> list[str]:
+        found = self.find("STUDY", {"AccessionNumber": accession, "StudyInstanceUID": ""})
+        return sorted({str(d.StudyInstanceUID) for d in found
+                       if d.get("StudyInstanceUID")})
+
+    def study_instances(self, study_uid: str) -> dict[str, set[str]]:
+        """{SeriesInstanceUID: {SOPInstanceUID}}: series-level, then image-level per series
+        (the hierarchical form every PACS must support)."""
+        series = self.find("SERIES", {"StudyInstanceUID": study_uid, "SeriesInstanceUID": ""})
+        out: dict[str, set[str]] = {}
+        for s in series:
+            series_uid = str(s.get("SeriesInstanceUID", "") or "")
+            if not series_uid:
+                continue
+            found = self.find("IMAGE", {"StudyInstanceUID": study_uid,
+                                        "SeriesInstanceUID": series_uid, "SOPInstanceUID": ""})
+            out[series_uid] = {str(d.SOPInstanceUID) for d in found if d.get("SOPInstanceUID")}
+        return out
+
+    def study_instance_count(self, study_uid: str) -> int | None:
+        found = self.find("STUDY", {"StudyInstanceUID": study_uid,
+                                    "NumberOfStudyRelatedInstances": ""})
+        for d in found:
+            n = d.get("NumberOfStudyRelatedInstances")
+            if n not in (None, ""):
+                return int(n)
+        return None
+
+    # -- C-MOVE ---------------------------------------------------------------------------
+    def move(self, level: str, keys: dict[str, str | list[str]],
+             progress: Callable[[int, int], None] | None = None) -> MoveResult:
+        """C-MOVE to our own AE; follows pending responses until the final one."""
+        query = Dataset()
+        query.QueryRetrieveLevel = level
+        for k, v in keys.items():
+            setattr(query, k, v)
+        model = StudyRootQueryRetrieveInformationModelMove
+        final: Dataset | None = None
+        with self._association(model, self.pacs.move_timeout) as assoc:
+            for status, _ident in assoc.send_c_move(query, self.dicom.ae_title, model):
+                if not status or "Status" not in status:
+                    raise PacsUnavailable(f"{self.where} stopped answering the C-MOVE "
+                                          f"(no response within {self.pacs.move_timeout:g}s "
+                                          "or the association dropped)")
+                if status.Status in (0xFF00, 0xFF01):
+                    if progress is not None:
+                        progress(int(status.get("NumberOfCompletedSuboperations", 0) or 0),
+                                 int(status.get("NumberOfRemainingSuboperations", 0) or 0))
+                    continue
+                final = status
+                break
+        if final is None:
+            raise PacsUnavailable(f"{self.where} ended the C-MOVE without a final status")
+        code = int(final.Status)
+        result = MoveResult(int(final.get("NumberOfCompletedSuboperations", 0) or 0),
+                            int(final.get("NumberOfFailedSuboperations", 0) or 0),
+                            int(final.get("NumberOfWarningSuboperations", 0) or 0), code)
+        if code in (0x0000, 0xB000):
+            return result
+        if code == 0xA801:
+            me = self.dicom.ae_title
+            raise PacsRefused(
+                f"PACS {self.pacs.ae_title} does not know move destination {me}: add AE "
+                f"{me}, host {this_host(self.dicom.bind)}, port {self.dicom.port} on the PACS "
+                "(status 0xA801)")
+        if code in (0xA701, 0xA702, 0xA700):
+            raise PacsUnavailable(f"{self.where} is out of resources for the C-MOVE "
+                                  f"({_status_text(code, final)})")
+        if code == 0xFE00:
+            raise PacsUnavailable(f"{self.where} cancelled the C-MOVE")
+        hint = ""
+        if result.completed == 0 and code & 0xF000 == 0xC000:  # Orthanc says 0xC000 for it
+            hint = (f"; if the PACS log says destination {self.dicom.ae_title} is unknown, add "
+                    f"AE {self.dicom.ae_title}, host {this_host(self.dicom.bind)}, port "
+                    f"{self.dicom.port} on the PACS")
+        raise PacsRefused(f"{self.where} refused the C-MOVE: {_status_text(code, final)}{hint}")
+
+
+def _status_text(code: int, status: Dataset) -> str:
+    comment = status.get("ErrorComment")
+    return f"status 0x{code:04X}" + (f" ({comment})" if comment else "")

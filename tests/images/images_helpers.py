@@ -1,0 +1,99 @@
+"""Helpers for the images tests (imported by name: tests/ has no packages)."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+
+from dicomgate.config import Config
+from dicomgate.images.ingest import Ingest
+from dicomgate.images.retrieve import Retriever
+from dicomgate.images.scp import StorageSCP
+from dicomgate.images.scu import PacsClient
+from dicomgate.images.spool import Spool
+from dicomgate.state import Store
+
+GW_AET = "DICOMGATE"
+PACS_AET = "HOSPPACS"
+
+
+def write_config(path: Path, *, state_dir: Path, port: int, pacs_port: int,
+                 min_free_disk: str = "1MB", extra: str = "") -> Path:
+    path.write_text(f"""
+[gateway]
+hospital_id = "H33010200001"
+state_dir = "{state_dir}"
+
+[dicom]
+ae_title = "{GW_AET}"
+bind = "127.0.0.1"
+port = {port}
+min_free_disk = "{min_free_disk}"
+allowed_calling_aets = ["MODALITY1"]
+network_timeout = "10s"
+
+[pacs]
+ae_title = "{PACS_AET}"
+host = "127.0.0.1"
+port = {pacs_port}
+echo_interval = "1s"
+timeout = "5s"
+move_timeout = "60s"
+
+[tasks]
+workers = 2
+backoff_base = "1s"
+{extra}
+""", encoding="utf-8")
+    return path
+
+
+@dataclass
+class Gateway:
+    config: Config
+    store: Store
+    spool: Spool
+    scp: StorageSCP
+    pacs: PacsClient
+    retriever: Retriever
+
+
+def start_gateway(config: Config) -> Gateway:
+    store = Store(config.gateway.db_path)
+    spool = Spool(config.gateway.state_dir)
+    scp = StorageSCP(config, Ingest(store, spool, config.dicom.min_free_disk))
+    scp.start()
+    pacs = PacsClient(config.dicom, config.pacs)
+    return Gateway(config, store, spool, scp, pacs, Retriever(store, pacs))
+
+
+def same_dataset(ours: bytes, theirs: bytes) -> list[str]:
+    """Differences between two Part 10 files outside group 0002 (empty when equal).
+
+    Data Set Trailing Padding (FFFC,FFFC) has no meaning (PS3.5 7.8) and Orthanc's DCMTK
+    drops it when it sends, so it may exist only in the PACS's copy; nothing else may differ.
+    """
+    a = pydicom.dcmread(io.BytesIO(ours))
+    b = pydicom.dcmread(io.BytesIO(theirs))
+    problems = []
+    padding = 0xFFFCFFFC
+    if padding in {e.tag for e in a}:
+        problems.append("our copy has trailing padding the PACS did not send")
+    tags_a = {e.tag for e in a if e.tag.group != 2}
+    tags_b = {e.tag for e in b if e.tag.group != 2 and e.tag != padding}
+    if tags_a != tags_b:
+        problems.append(f"tags differ: {sorted(tags_a ^ tags_b)}")
+    for tag in sorted(tags_a & tags_b):
+        ea, eb = a[tag], b[tag]
+        if ea.value != eb.value:
+            problems.append(f"{tag} value differs")
+        # Orthanc's DCMTK sends encapsulated Pixel Data as OB even where its file says OW
+        # (PS3.5 A.4 requires OB): the bytes are what must not change.
+        if ea.VR != eb.VR and not (tag == 0x7FE00010 and ea.VR == "OB"):
+            problems.append(f"{tag} VR {ea.VR} != {eb.VR}")
+    if a.file_meta.TransferSyntaxUID != b.file_meta.TransferSyntaxUID:
+        problems.append("transfer syntax differs")
+    return problems

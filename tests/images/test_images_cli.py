@@ -1,0 +1,117 @@
+"""The CLI as a PACS administrator uses it: echo, pull (with and without the daemon),
+study show; and the scheduled echo's up/down transitions."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from dicomgate.cli import main
+from dicomgate.config.load import load
+from dicomgate.images.echo import FACT, EchoMonitor
+from dicomgate.images.scu import PacsClient
+from dicomgate.sandbox.studies import StudySpec, bundled_instances, ct_instances
+from dicomgate.state import Store
+
+
+def test_echo_cli_up_and_down(config_path, pacs, capsys):
+    assert main(["--config", str(config_path), "echo"]) == 0
+    out = capsys.readouterr().out
+    assert "OK" in out and "ms round trip" in out and "HOSPPACS" in out
+    pacs.stop()
+    assert main(["--config", str(config_path), "echo"]) == 1
+    err = capsys.readouterr().err
+    assert "C-ECHO failed" in err and "did not answer" in err
+
+
+def test_scheduled_echo_transitions(config_path, pacs):
+    cfg = load(config_path)
+    store = Store(cfg.gateway.db_path)
+    monitor = EchoMonitor(store, PacsClient(cfg.dicom, cfg.pacs))
+    with capture_logs() as logs:
+        assert "ms" in monitor.run()
+        monitor.run()
+        pacs.stop()
+        with pytest.raises(RuntimeError, match="did not answer"):
+            monitor.run()
+        assert store.facts.get(FACT)["ok"] is False
+        pacs.start()
+        monitor.run()
+    events = [e["event"] for e in logs if e["event"].startswith("pacs.")]
+    assert events == ["pacs.up", "pacs.down", "pacs.up"]  # transitions only
+    fact = store.facts.get(FACT)
+    assert fact["ok"] is True and fact["latency_ms"] > 0
+    store.close()
+
+
+def test_pull_by_uid_without_daemon_then_study_show(config_path, pacs, capsys):
+    spec = StudySpec(accession="ACC400")
+    for d in bundled_instances(spec)[:4] + ct_instances(spec, series=1, per_series=4):
+        pacs.upload(d)
+    assert main(["--config", str(config_path), "pull", "--study-uid", spec.study_uid]) == 0
+    out = capsys.readouterr().out
+    assert f"study {spec.study_uid}: complete, 8/8 instances" in out
+    assert main(["--config", str(config_path), "study", "show", spec.study_uid, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["study"]["state"] == "complete"
+    assert {i["sop_uid"] for i in shown["instances"]} == pacs.sop_uids(spec.study_uid)
+    assert all(len(i["sha256"]) == 64 and Path(i["path"]).exists()
+               for i in shown["instances"])
+    assert main(["--config", str(config_path), "study", "show", spec.study_uid]) == 0
+    text = capsys.readouterr().out
+    assert "state:     complete" in text and "TRANSFER_SYNTAX" in text
+    assert main(["--config", str(config_path), "study", "show", "1.2.3"]) == 1
+    assert "no study 1.2.3" in capsys.readouterr().err
+
+
+def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "daemon exited at start"
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"daemon SCP did not listen on {port}")
+
+
+def test_pull_by_accession_hands_over_to_running_daemon(config_path, pacs, gw_port, capsys,
+                                                        tmp_path):
+    spec = StudySpec(accession="ACC500")
+    for d in ct_instances(spec, series=2, per_series=3):
+        pacs.upload(d)
+    log = open(tmp_path / "daemon.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from dicomgate.cli import "
+                             "main; sys.exit(main())", "--config", str(config_path), "run"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_port(gw_port, proc)
+        code = main(["--config", str(config_path), "pull", "--accession", "ACC500"])
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        assert f"study {spec.study_uid}: complete, 6/6 instances" in out.out
+        store = Store(load(config_path).gateway.db_path)
+        task = store.tasks.find("retrieve", "acc:H33010200001:ACC500")
+        assert task is not None and task.state == "done"  # the daemon did it
+        assert store.instances.study(spec.study_uid)["accession_no"] == "ACC500"
+        store.close()
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        log.close()
+    daemon_log = (tmp_path / "daemon.log").read_text()
+    assert "scp.listening" in daemon_log and "study.complete" in daemon_log
+
+
+def test_pull_reports_unreachable_pacs(config_path, pacs, capsys):
+    pacs.stop()
+    assert main(["--config", str(config_path), "pull", "--study-uid", "1.2.3.4"]) == 1
+    assert "did not answer" in capsys.readouterr().err

@@ -1,0 +1,157 @@
+"""Retrieve against a real Orthanc PACS: study-level C-MOVE, completeness, repair, growth."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+from images_helpers import GW_AET, PACS_AET, same_dataset, write_config
+
+from dicomgate.images.retrieve import present_sop_uids
+from dicomgate.images.scu import PacsClient
+from dicomgate.sandbox.orthanc import free_port
+from dicomgate.sandbox.studies import (
+    Patient,
+    StudySpec,
+    bundled_instances,
+    ct_instances,
+    sop_uid_of,
+    write_study,
+)
+from dicomgate.state import Task
+from dicomgate.tasks import Fatal
+
+
+def _task(payload: dict) -> Task:
+    now = time.time()
+    return Task(id=1, kind="retrieve", key="k", payload=payload, state="running", attempts=1,
+                max_attempts=None, run_after=now, lease_owner="t", lease_until=now + 60,
+                last_error=None, result=None, exam_id=None, study_uid=None, created_at=now,
+                updated_at=now, finished_at=None)
+
+
+def test_retrieve_every_transfer_syntax_byte_identical(pacs, gateway):
+    spec = StudySpec(accession="ACC100", patient=Patient(name="Li^Si=李四", charset="GB18030"))
+    data = bundled_instances(spec) + ct_instances(spec, series=2, per_series=3)
+    for d in data:
+        pacs.upload(d)
+    result = gateway.retriever.run(study_uid=spec.study_uid)
+    assert "complete" in result
+    study = gateway.store.instances.study(spec.study_uid)
+    assert study["state"] == "complete"
+    assert study["expected_count"] == len(data)
+    rows = gateway.store.instances.of_study(spec.study_uid)
+    assert {r.sop_uid for r in rows} == pacs.sop_uids(spec.study_uid)
+    assert len({r.transfer_syntax for r in rows}) >= 9  # sent as stored, not transcoded
+    for row in rows:
+        ours = Path(row.path).read_bytes()
+        assert ours[128:132] == b"DICM"
+        assert same_dataset(ours, pacs.instance_file(row.sop_uid)) == [], row.transfer_syntax
+        assert Path(row.path).stat().st_mode & 0o777 == 0o600
+        assert row.size == len(ours)
+    gb = pydicom.dcmread(rows[0].path)
+    assert "李四" in str(gb.PatientName)
+    # pipelined: the upload of this study was queued as instances landed
+    upload = gateway.store.tasks.find("upload", f"study:{spec.study_uid}")
+    assert upload is not None and upload.state == "pending"
+    assert not list(gateway.spool.incoming.glob("*"))  # no temp file left behind
+
+
+def test_repair_after_spool_files_deleted_and_growth(pacs, gateway):
+    spec = StudySpec(accession="ACC200")
+    for d in ct_instances(spec, series=2, per_series=5):
+        pacs.upload(d)
+    gateway.retriever.run(accession_no="ACC200")
+    rows = gateway.store.instances.of_study(spec.study_uid)
+    assert len(rows) == 10
+    first_received = {r.sop_uid: r.received_at for r in rows}
+    for row in rows[:3]:
+        Path(row.path).unlink()
+    assert len(present_sop_uids(gateway.store, spec.study_uid)) == 7
+    before = gateway.scp.received
+    result = gateway.retriever.run(study_uid=spec.study_uid)
+    assert "3 moved" in result
+    assert gateway.scp.received - before == 3  # only the missing ones were asked for
+    assert all(Path(r.path).exists() for r in gateway.store.instances.of_study(spec.study_uid))
+
+    # the study grows after the exam: a second pull fetches only the new instances
+    extra = ct_instances(spec, series=1, per_series=2, seed=99)
+    for d in extra:
+        pacs.upload(d)
+    before = gateway.scp.received
+    result = gateway.retriever.run(accession_no="ACC200")
+    assert "12 instances, 2 moved" in result
+    assert gateway.scp.received - before == 2
+    rows = gateway.store.instances.of_study(spec.study_uid)
+    assert {r.sop_uid for r in rows} == pacs.sop_uids(spec.study_uid)
+    for r in rows:
+        if r.sop_uid in first_received and r.sop_uid not in {x.sop_uid for x in rows[:0]}:
+            assert r.received_at == pytest.approx(first_received[r.sop_uid])
+    assert {sop_uid_of(d) for d in extra} <= {r.sop_uid for r in rows}
+
+
+def test_accession_unknown_retries_later(pacs, gateway):
+    from dicomgate.tasks import RetryLater
+
+    with pytest.raises(RetryLater, match="no study with AccessionNumber NOPE"):
+        gateway.retriever.handle(_task({"accession_no": "NOPE"}))
+
+
+def test_pacs_down_is_retried(gateway, pacs):
+    from dicomgate.tasks import RetryLater
+
+    pacs.stop()
+    with pytest.raises(RetryLater, match=f"PACS {PACS_AET} at 127.0.0.1"):
+        gateway.retriever.handle(_task({"study_uid": "1.2.3.4"}))
+
+
+@pytest.fixture
+def dcmqrscp(tmp_path):
+    """DCMTK's Q/R SCP as a PACS that does not know our AE as a move destination."""
+    if shutil.which("dcmqrscp") is None:
+        pytest.fail("dcmqrscp (DCMTK) is required: apt-get install dcmtk")
+    port = free_port()
+    db = tmp_path / "qrdb"
+    db.mkdir()
+    cfg = tmp_path / "dcmqrscp.cfg"
+    cfg.write_text(f"NetworkTCPPort = {port}\nMaxPDUSize = 16384\nMaxAssociations = 16\n"
+                   "HostTable BEGIN\nHostTable END\nVendorTable BEGIN\nVendorTable END\n"
+                   f"AETable BEGIN\n{PACS_AET} {db} RW (200, 1024mb) ANY\nAETable END\n")
+    proc = subprocess.Popen(["dcmqrscp", "-c", str(cfg)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    yield port
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_unknown_move_destination_message(tmp_path, dcmqrscp, gw_port):
+    from dicomgate.config.load import load
+    from dicomgate.images.retrieve import Retriever
+    from dicomgate.state import Store
+
+    spec = StudySpec(accession="ACC300")
+    files = write_study(ct_instances(spec, series=1, per_series=2), tmp_path / "in")
+    deadline = time.monotonic() + 10
+    while True:  # dcmqrscp takes a moment to listen
+        out = subprocess.run(["storescu", "-aec", PACS_AET, "127.0.0.1", str(dcmqrscp),
+                              *map(str, files)], capture_output=True, timeout=30)
+        if out.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert out.returncode == 0, out.stderr
+    cfg = load(write_config(tmp_path / "gw.toml", state_dir=tmp_path / "state", port=gw_port,
+                            pacs_port=dcmqrscp))
+    store = Store(cfg.gateway.db_path)
+    retriever = Retriever(store, PacsClient(cfg.dicom, cfg.pacs))
+    with pytest.raises(Fatal) as err:
+        retriever.handle(_task({"study_uid": spec.study_uid}))
+    msg = str(err.value)
+    assert (f"PACS {PACS_AET} does not know move destination {GW_AET}: add AE {GW_AET}, "
+            f"host ") in msg
+    assert f"port {gw_port} on the PACS" in msg
+    assert "0xA801" in msg
+    store.close()

@@ -1,0 +1,118 @@
+"""The Portal AET as a receiver: allow-list, called AE, disk floor, malformed data, replace."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pydicom
+import pytest
+from images_helpers import GW_AET, start_gateway, write_config
+from pynetdicom import AE, _config
+from pynetdicom.sop_class import CTImageStorage, Verification
+from structlog.testing import capture_logs
+
+from dicomgate.config.load import load
+from dicomgate.sandbox.studies import StudySpec, ct_instances
+
+
+def _associate(gw, calling: str = "MODALITY1", called: str = GW_AET):
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(CTImageStorage)
+    ae.add_requested_context(Verification)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+    return ae.associate("127.0.0.1", gw.config.dicom.port, ae_title=called)
+
+
+def _ct(n: int = 1, seed: int = 0) -> list[bytes]:
+    return ct_instances(StudySpec(accession="S1"), series=1, per_series=n, seed=seed)
+
+
+def test_allowed_sender_stores_and_echo(gateway):
+    data = _ct(2)
+    assoc = _associate(gateway)
+    assert assoc.is_established
+    assert assoc.send_c_echo().Status == 0x0000
+    for d in data:
+        assert assoc.send_c_store(pydicom.dcmread(io.BytesIO(d))).Status == 0x0000
+    assoc.release()
+    sops = {pydicom.dcmread(io.BytesIO(d)).SOPInstanceUID for d in data}
+    rows = [gateway.store.instances.get(s) for s in sops]
+    assert all(r is not None and r.state == "received" and Path(r.path).exists() for r in rows)
+    assert all(r.source == "dicom:MODALITY1" for r in rows)
+
+
+@pytest.mark.parametrize("calling,called,reason", [
+    ("INTRUDER", GW_AET, "calling AE INTRUDER is not allowed"),
+    ("MODALITY1", "SOMEONEELSE", "called AE SOMEONEELSE is not this gateway's AE"),
+])
+def test_association_rejected_with_reason_logged(gateway, calling, called, reason):
+    with capture_logs() as logs:
+        assoc = _associate(gateway, calling=calling, called=called)
+        assert not assoc.is_established
+        assert assoc.is_rejected
+    events = [e for e in logs if e["event"] == "association.rejected"]
+    assert events and reason in events[0]["reason"]
+    assert events[0]["calling_aet"] == calling
+
+
+def test_disk_floor_answers_a700_and_writes_nothing(tmp_path, gw_port, pacs):
+    cfg = load(write_config(tmp_path / "floor.toml", state_dir=tmp_path / "state",
+                            port=gw_port, pacs_port=pacs.dicom_port, min_free_disk="900TB"))
+    gw = start_gateway(cfg)
+    try:
+        assoc = _associate(gw)
+        status = assoc.send_c_store(pydicom.dcmread(io.BytesIO(_ct(1)[0])))
+        assoc.release()
+        assert status.Status == 0xA700
+        assert not list(gw.spool.root.rglob("*.dcm"))
+        assert gw.store.instances.instance_state_counts() == {}
+        assert gw.scp.health() and "min_free_disk" in gw.scp.health()
+    finally:
+        gw.scp.stop()
+        gw.store.close()
+
+
+def test_malformed_dataset_quarantined_next_one_stored(gateway, tmp_path):
+    good = _ct(1)[0]
+    ds = pydicom.dcmread(io.BytesIO(good))
+    # A valid File Meta header followed by bytes that are no dataset at all.
+    bad = tmp_path / "bad.dcm"
+    meta_end = good.index(b"\x08\x00", 132 + 12)  # first group 0008 tag after the meta
+    bad.write_bytes(good[:meta_end] + b"\x08\x00\x18\x00UI\xff\x7fgarbage" * 3)
+    assoc = _associate(gateway)
+    old = _config.STORE_SEND_CHUNKED_DATASET
+    _config.STORE_SEND_CHUNKED_DATASET = True  # send the file's bytes as they are
+    try:
+        status_bad = assoc.send_c_store(bad)
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = old
+    status_good = assoc.send_c_store(ds)
+    assoc.release()
+    assert status_bad.Status == 0xC000
+    assert status_good.Status == 0x0000
+    notes = list(gateway.spool.quarantine_dir.glob("*.json"))
+    assert len(notes) == 1
+    note = json.loads(notes[0].read_text())
+    assert note["sop_uid"] == ds.SOPInstanceUID and note["reason"]
+    assert notes[0].with_suffix(".dcm").exists()
+    assert gateway.store.instances.get(ds.SOPInstanceUID).state == "received"
+
+
+def test_same_uid_same_bytes_noop_different_bytes_replaced(gateway):
+    data = _ct(1)[0]
+    ds = pydicom.dcmread(io.BytesIO(data))
+    assoc = _associate(gateway)
+    assert assoc.send_c_store(ds).Status == 0x0000
+    first = gateway.store.instances.get(ds.SOPInstanceUID)
+    assert assoc.send_c_store(ds).Status == 0x0000
+    assert gateway.store.instances.get(ds.SOPInstanceUID).updated_at == first.updated_at
+    ds.StudyDescription = "CT CHEST corrected"
+    with capture_logs() as logs:
+        assert assoc.send_c_store(ds).Status == 0x0000
+    assoc.release()
+    second = gateway.store.instances.get(ds.SOPInstanceUID)
+    assert second.sha256 != first.sha256
+    assert "corrected" in str(pydicom.dcmread(second.path).StudyDescription)
+    assert any(e["event"] == "instance.replaced" for e in logs)
