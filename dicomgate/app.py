@@ -79,6 +79,10 @@ class App:
         if health is not None:
             self.health_checks[service.name] = health
 
+    def add_health(self, name: str, check: HealthCheck) -> None:
+        """A condition `/healthz` reports on (a peer down, a job failing)."""
+        self.health_checks[name] = check
+
     def add_status(self, name: str, section: StatusSection) -> None:
         self.status_sections[name] = section
 

@@ -17,7 +17,8 @@ HTTP_REGISTRY = CollectorRegistry()
 HTTP_REQUESTS = Counter("dicomgate_http_requests", "HTTP requests served by the shim",
                         ["endpoint", "code"], registry=HTTP_REGISTRY)
 
-ECHO_FACT = "pacs.echo"  # {"ok": bool, "latency_ms": float, "at": epoch, "error": str}
+# Written by images.echo: {"ok": bool, "latency_ms": float, "at": epoch, "error": str}
+ECHO_FACT = "images.pacs_echo"
 
 
 class StateCollector:

@@ -61,3 +61,11 @@ def echo_status(store: Store) -> dict[str, Any]:
                 "last echo": f"{at}, {fact['latency_ms']} ms"}
     return {"pacs": f"DOWN since {since} ({fact['pacs']})",
             "last echo": f"{at}: {fact['error']}"}
+
+
+def echo_health(store: Store) -> str | None:
+    """For /healthz: None while the last C-ECHO succeeded (or none has run yet)."""
+    fact = store.facts.get(FACT)
+    if not fact or fact["ok"]:
+        return None
+    return f"PACS {fact['pacs']} does not answer C-ECHO: {fact['error']}"

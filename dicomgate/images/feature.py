@@ -6,7 +6,7 @@ from typing import Any
 
 from ..app import App
 from ..tasks import Fatal
-from .echo import EchoMonitor, echo_status
+from .echo import EchoMonitor, echo_health, echo_status
 from .http_fetch import HttpFetcher
 from .ingest import Ingest
 from .retrieve import Retriever
@@ -28,6 +28,7 @@ def setup(app: App) -> None:
         http = HttpFetcher(app.store, ingest, cfg.images.http_timeout)
     if pacs is not None:
         app.every("pacs.echo", cfg.pacs.echo_interval, EchoMonitor(app.store, pacs).run)
+        app.add_health("pacs", lambda: echo_health(app.store))
         app.handle("retrieve", Retriever(app.store, pacs, http.handle if http else None).handle)
     elif http is not None:
         app.handle("retrieve", http_only(http))
