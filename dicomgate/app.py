@@ -24,6 +24,7 @@ from .tasks import Handler, Registry, WorkerPool
 
 # Feature packages, in start order. Each module has `setup(app: App) -> None`.
 FEATURES: tuple[str, ...] = (
+    "dicomgate.upstream.feature",
 )
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .audit import AuditStore
 from .db import Database, StateError
+from .delivery import DeliveryStore
 from .instances import InstanceRow, InstanceStore
 from .jobs import JobStore, KeyValueStore
 from .tasks import ACTIVE, FINISHED, STATES, Enqueued, Task, TaskStore
@@ -22,6 +23,7 @@ class Store:
         self.facts = KeyValueStore(self.db, "kv")
         self.audit = AuditStore(self.db)
         self.instances = InstanceStore(self.db)
+        self.delivery = DeliveryStore(self.db)
 
     def close(self) -> None:
         self.db.close()
