@@ -7,7 +7,6 @@ requests sends it with a Content-Length (it has `__len__`) and reads it in block
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import uuid
 from pathlib import Path
@@ -16,7 +15,10 @@ CONTENT_TYPE = "application/dicom"
 BLOCK = 1024 * 1024
 
 
-class MultipartStream(io.RawIOBase):
+class MultipartStream:
+    """File-like enough for requests: `read` and `__len__` (no `tell`: requests would then
+    take the length for unknown and fall back to chunked encoding)."""
+
     def __init__(self, paths: list[Path], boundary: str | None = None):
         self.boundary = boundary or uuid.uuid4().hex
         self.paths = [Path(p) for p in paths]
@@ -36,9 +38,6 @@ class MultipartStream(io.RawIOBase):
 
     def __len__(self) -> int:
         return self._length
-
-    def readable(self) -> bool:
-        return True
 
     def _generate(self):
         for head, path, size in zip(self._heads, self.paths, self._sizes, strict=True):
@@ -70,11 +69,6 @@ class MultipartStream(io.RawIOBase):
             need -= len(take)
             out.append(take)
         return b"".join(out)
-
-    def readinto(self, b) -> int:
-        data = self.read(len(b))
-        b[:len(data)] = data
-        return len(data)
 
     def sha256_hex(self) -> str:
         """The body's hash without building it (for HMAC signing)."""
