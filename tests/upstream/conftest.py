@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 from pathlib import Path
 
 import pydicom
 import pytest
+import structlog
+from upstream_cloud_api import CloudApi
 
 from dicomgate.app import App
 from dicomgate.config import load
-from dicomgate.sandbox.orthanc import Orthanc
+from dicomgate.sandbox.orthanc import Orthanc, free_port
 from dicomgate.state import Store
 
-from upstream_cloud_api import CloudApi
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """`push --once` configures logging onto the captured stderr: undo it after each test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +54,7 @@ def api():
 
 def write_config(state_dir: Path, dicomweb_url: str, api_url: str, **upstream) -> Path:
     lines = ["[gateway]", 'hospital_id = "H33010200001"', f'state_dir = "{state_dir}"',
-             "[dicom]", 'ae_title = "DICOMGATE"', "port = 11112",
+             "[dicom]", 'ae_title = "DICOMGATE"', f"port = {free_port()}",
              "[tasks]", "workers = 2", 'backoff_base = "1s"', 'backoff_max = "5s"',
              "[upstream]", f'dicomweb_url = "{dicomweb_url}"', f'api_url = "{api_url}"',
              'confirm_delay = "1s"', 'timeout = "20s"']
