@@ -68,7 +68,7 @@ def write_config(state: Path, cloud: Orthanc, pacs: Orthanc | None, port: int,
              'min_free_disk = "100MB"', "[tasks]", "workers = 4",
              "[upstream]", f'dicomweb_url = "{cloud.dicomweb_url}"',
              'api_url = "http://127.0.0.1:9/api"', f"concurrency = {concurrency}",
-             f'batch_max_bytes = "{batch}"', '[log]', 'level = "warning"']
+             f'batch_max_bytes = "{batch}"', '[log]', 'level = "info"', 'format = "json"']
     if pacs is not None:
         lines += ["[pacs]", f'ae_title = "{pacs.aet}"', 'host = "127.0.0.1"',
                   f"port = {pacs.dicom_port}", 'echo_interval = "1h"']

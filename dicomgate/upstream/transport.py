@@ -16,6 +16,15 @@ from .auth import BearerAuth, HmacAuth
 from .errors import check_status, from_exception
 
 CONNECT_TIMEOUT = 10.0
+SEND_BLOCK = 1024 * 1024  # urllib3 reads request bodies in 16 KB blocks by default
+
+
+class _Adapter(HTTPAdapter):
+    """Bigger send blocks: a 32 MB STOW body in 32 reads instead of 2000."""
+
+    def init_poolmanager(self, *args: Any, **kw: Any) -> None:
+        kw.setdefault("blocksize", SEND_BLOCK)
+        super().init_poolmanager(*args, **kw)
 
 
 class Transport:
@@ -45,7 +54,7 @@ class Transport:
                     else str(cfg.client_cert)
             s.auth = self._auth()
             s.headers["User-Agent"] = f"dicomgate/{__version__}"
-            adapter = HTTPAdapter(pool_connections=2, pool_maxsize=2, max_retries=0)
+            adapter = _Adapter(pool_connections=2, pool_maxsize=2, max_retries=0)
             s.mount("http://", adapter)
             s.mount("https://", adapter)
             self._local.session = s

@@ -21,7 +21,8 @@ from .uploader import Uploader, UploadSummary
 
 log = structlog.get_logger("dicomgate.upstream")
 
-MAX_ROUNDS = 5
+MAX_RESENDS = 3          # QIDO-RS says lost, sent again, at most this often per run
+MAX_RUN_SECONDS = 600.0  # a study still arriving after this: the task runs again
 SKIP_STUDY_STATES = ("withdrawn", "deleted")
 
 
@@ -64,7 +65,9 @@ class UploadHandler:
         conf = Confirmation()
         if self.store.delivery.ever_sent(uid):
             conf = self.confirm(uid)  # after a crash: skip what already reached the cloud
-        for _ in range(MAX_ROUNDS):
+        deadline = time.monotonic() + MAX_RUN_SECONDS
+        resends = 0
+        while True:
             rows = self.store.instances.of_study(uid, ("received",))
             if rows:
                 s = self.uploader.upload(uid, rows)
@@ -75,8 +78,14 @@ class UploadHandler:
                 if s.error is not None:
                     raise RetryLater(f"{s.error} ({s.uploaded} of {s.total} instances sent "
                                      "this time)", after=s.retry_after)
+                if time.monotonic() < deadline:
+                    continue  # the study may still be arriving: send newcomers first
             conf = self.confirm(uid)
-            if not conf.requeued and not self.store.instances.of_study(uid, ("received",)):
+            if conf.requeued and resends < MAX_RESENDS and time.monotonic() < deadline:
+                resends += 1
+                continue
+            if not self.store.instances.of_study(uid, ("received",)) or \
+                    time.monotonic() >= deadline:
                 break
         return self._finish(uid, total, conf)
 
@@ -130,7 +139,7 @@ class UploadHandler:
                              "cloud's QIDO-RS: checking again", after=self.cfg.confirm_delay)
         if counts.get("received", 0) or counts.get("uploaded", 0):
             raise RetryLater(f"{sent}; {counts.get('received', 0)} still to send, "
-                             f"{counts.get('uploaded', 0)} unconfirmed")
+                             f"{counts.get('uploaded', 0)} unconfirmed", after=1.0)
         tail = f"{done} delivered" + (f", {rejected} rejected (see dicomgate upload-state "
                                       f"{uid})" if rejected else "")
         if study.get("state") == "complete" and not rejected and \
