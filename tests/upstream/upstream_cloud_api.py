@@ -20,7 +20,7 @@ NONCE_TTL = 600
 
 class CloudApi:
     def __init__(self, auth: str = "none", token: str = "", key_id: str = "",
-                 secret: str = ""):
+                 secret: str = "", tls=None):
         self.auth, self.token, self.key_id, self.secret = auth, token, key_id, secret
         self.lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []     # every request, as received
@@ -32,11 +32,15 @@ class CloudApi:
         self.refuse: dict[str, tuple[int, str]] = {}  # path -> (status, message)
         self.auth_failures: list[str] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.scheme = "http"
+        if tls is not None:  # an ssl.SSLContext (server side)
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/api"
+        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}/api"
 
     def start(self) -> CloudApi:
         self.thread.start()
