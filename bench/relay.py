@@ -1,6 +1,6 @@
 """Relay benchmark: PACS -> gateway -> cloud, dicomgate against Orthanc as the router.
 
-    .venv/bin/python bench/relay.py [--instances 200] [--size 512] [--keep]
+    .venv/bin/python bench/relay.py [--instances 200] [--size 512] [--repeat 3] [--keep]
 
 One run, same machine, same study (default 200 CT slices of 512x512x16 bit, ~105 MB):
 
@@ -24,6 +24,7 @@ import io
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -166,6 +167,7 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--batch", default="32MB", help="upstream.batch_max_bytes")
     p.add_argument("--timeout", type=float, default=600)
+    p.add_argument("--repeat", type=int, default=1, help="runs of each leg; medians reported")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     args = p.parse_args()
 
@@ -178,31 +180,41 @@ def main() -> int:
     pacs = Orthanc(work / "pacs", "PACS", dicomweb=False).start()
     results: dict[str, object] = {"instances": n, "megabytes": round(mb, 1),
                                   "concurrency": args.concurrency, "batch": args.batch}
+    runs: dict[str, list[float]] = {k: [] for k in ("b", "b_stow", "c", "a")}
     try:
         for f in files:
             pacs.upload(f)
         print(f"study: {n} instances, {mb:.1f} MB; work dir {work}", flush=True)
-        tb, tb_stow = leg_b(work, pacs, spec.study_uid, n, args)
-        results.update(orthanc_total_s=round(tb, 2), orthanc_move_s=round(tb - tb_stow, 2),
-                       orthanc_stow_s=round(tb_stow, 2))
-        print(f"(b) Orthanc router: {tb:.2f} s (C-MOVE {tb - tb_stow:.2f} s + STOW "
-              f"{tb_stow:.2f} s)", flush=True)
-        tc = leg_c(work, files, n, args)
-        results.update(dicomgate_upload_s=round(tc, 2), upload_ratio=round(tc / tb_stow, 2))
-        print(f"(c) dicomgate upload leg: {tc:.2f} s = {tc / tb_stow:.2f}x Orthanc's STOW leg "
-              f"({mb / tc:.0f} MB/s)", flush=True)
-        if have_images():
-            ta = leg_a(work, pacs, spec.study_uid, n, args)
-            results.update(dicomgate_total_s=round(ta, 2), ratio=round(ta / tb, 2))
-            print(f"(a) dicomgate relay: {ta:.2f} s = {ta / tb:.2f}x Orthanc's time "
-                  f"(target <= 0.6x)", flush=True)
-        else:
-            print("(a) skipped: the images package (Portal AET) is not in this tree",
-                  flush=True)
+        for i in range(args.repeat):
+            run = work / f"run{i}"
+            tb, tb_stow = leg_b(run, pacs, spec.study_uid, n, args)
+            runs["b"].append(tb)
+            runs["b_stow"].append(tb_stow)
+            print(f"(b) Orthanc router: {tb:.2f} s (C-MOVE {tb - tb_stow:.2f} s + STOW "
+                  f"{tb_stow:.2f} s)", flush=True)
+            tc = leg_c(run, files, n, args)
+            runs["c"].append(tc)
+            print(f"(c) dicomgate upload leg: {tc:.2f} s = {tc / tb_stow:.2f}x Orthanc's STOW "
+                  f"leg ({mb / tc:.0f} MB/s)", flush=True)
+            if have_images():
+                ta = leg_a(run, pacs, spec.study_uid, n, args)
+                runs["a"].append(ta)
+                print(f"(a) dicomgate relay: {ta:.2f} s = {ta / tb:.2f}x Orthanc's time "
+                      f"(target <= 0.6x)", flush=True)
+            else:
+                print("(a) skipped: the images package (Portal AET) is not in this tree",
+                      flush=True)
     finally:
         pacs.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in runs.items() if v}
+    results.update(runs=args.repeat, orthanc_total_s=round(med["b"], 2),
+                   orthanc_stow_s=round(med["b_stow"], 2),
+                   dicomgate_upload_s=round(med["c"], 2),
+                   upload_ratio=round(med["c"] / med["b_stow"], 2))
+    if "a" in med:
+        results.update(dicomgate_total_s=round(med["a"], 2), ratio=round(med["a"] / med["b"], 2))
     print(json.dumps(results))
     return 0
 
