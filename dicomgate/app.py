@@ -27,6 +27,7 @@ FEATURES: tuple[str, ...] = (
     "dicomgate.images.feature",
     "dicomgate.reports.feature",
     "dicomgate.shim.feature",
+    "dicomgate.upstream.feature",
 )
 
 

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "dicomgate.cli.reports",
     "dicomgate.cli.shim",
     "dicomgate.cli.images",
+    "dicomgate.cli.upstream",
 )
 
 

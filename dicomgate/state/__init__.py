@@ -7,6 +7,7 @@ from pathlib import Path
 from .audit import AuditStore
 from .db import Database, StateError
 from .deletions import DeletionStore
+from .delivery import DeliveryStore
 from .exams import ExamStore
 from .instances import InstanceRow, InstanceStore
 from .jobs import JobStore, KeyValueStore
@@ -29,6 +30,7 @@ class Store:
         self.overview = OverviewStore(self.db)
         self.exams = ExamStore(self.db)
         self.sessions, self.deletions = SessionStore(self.db), DeletionStore(self.db)
+        self.delivery = DeliveryStore(self.db)
 
     def close(self) -> None:
         self.db.close()

@@ -1,0 +1,224 @@
+"""Relay benchmark: PACS -> gateway -> cloud, dicomgate against Orthanc as the router.
+
+    .venv/bin/python bench/relay.py [--instances 200] [--size 512] [--repeat 3] [--keep]
+
+One run, same machine, same study (default 200 CT slices of 512x512x16 bit, ~105 MB):
+
+ (a) Orthanc "PACS" -> dicomgate (`dicomgate run`: C-MOVE to its Portal AET, pipelined
+     STOW-RS) -> Orthanc "cloud A" (DICOMweb). Wall time from enqueueing the retrieve
+     until cloud A holds every instance. Needs the images package (Portal AET SCP).
+ (b) Orthanc "router" (TCP_NODELAY=1): C-MOVE from the PACS into itself, then its DICOMweb
+     client `POST /dicom-web/servers/cloud/stow` to a fresh "cloud B". Same end point.
+ (c) the upload leg alone: the study already in dicomgate's spool, `dicomgate push --once`
+     until cloud C holds every instance; compared with (b)'s STOW leg.
+
+Every Orthanc runs with TCP_NODELAY=1 (dicomgate.sandbox.orthanc sets it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pydicom
+
+from dicomgate.app import FEATURES
+from dicomgate.config import load
+from dicomgate.sandbox.orthanc import Orthanc, free_port
+from dicomgate.sandbox.studies import StudySpec, ct_instances
+from dicomgate.state import Store
+
+HERE = Path(__file__).resolve().parent
+DICOMGATE = str(Path(sys.executable).parent / "dicomgate")
+POLL = 0.05
+
+
+def have_images() -> bool:
+    return importlib.util.find_spec("dicomgate.images") is not None and \
+        "dicomgate.images.feature" in FEATURES
+
+
+def count(o: Orthanc) -> int:
+    return int(o.get("/statistics")["CountInstances"])
+
+
+def wait_count(o: Orthanc, n: int, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if count(o) >= n:
+            return time.monotonic()
+        time.sleep(POLL)
+    raise SystemExit(f"{o.aet} holds {count(o)} of {n} instances after {timeout}s")
+
+
+def write_config(state: Path, cloud: Orthanc, pacs: Orthanc | None, port: int,
+                 concurrency: int, batch: str) -> Path:
+    lines = ["[gateway]", 'hospital_id = "H33010200001"', f'state_dir = "{state}"',
+             "[dicom]", 'ae_title = "DICOMGATE"', 'bind = "127.0.0.1"', f"port = {port}",
+             'min_free_disk = "100MB"', "[tasks]", "workers = 4",
+             "[upstream]", f'dicomweb_url = "{cloud.dicomweb_url}"',
+             'api_url = "http://127.0.0.1:9/api"', f"concurrency = {concurrency}",
+             f'batch_max_bytes = "{batch}"', '[log]', 'level = "info"', 'format = "json"']
+    if pacs is not None:
+        lines += ["[pacs]", f'ae_title = "{pacs.aet}"', 'host = "127.0.0.1"',
+                  f"port = {pacs.dicom_port}", 'echo_interval = "1h"']
+    path = state.parent / f"{state.name}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def spool_into(config: Path, files: list[bytes]) -> None:
+    """Put the study in dicomgate's spool as its storage SCP would (for leg c)."""
+    cfg = load(config)
+    store = Store(cfg.gateway.db_path)
+    for data in files:
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+        folder = cfg.gateway.spool_dir / ds.StudyInstanceUID / ds.SeriesInstanceUID
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{ds.SOPInstanceUID}.dcm"
+        path.write_bytes(data)
+        store.instances.record(sop_uid=ds.SOPInstanceUID, study_uid=ds.StudyInstanceUID,
+                               series_uid=ds.SeriesInstanceUID, sop_class_uid=ds.SOPClassUID,
+                               transfer_syntax=ds.file_meta.TransferSyntaxUID,
+                               path=str(path), size=len(data),
+                               sha256=hashlib.sha256(data).hexdigest(), source="bench")
+    store.close()
+
+
+def leg_a(work: Path, pacs: Orthanc, study_uid: str, n: int, args) -> float:
+    cloud = Orthanc(work / "cloudA", "CLOUDA", dicomweb=True).start()
+    port = free_port()
+    pacs.add_modality("dicomgate", "DICOMGATE", "127.0.0.1", port)
+    config = write_config(work / "gw_a", cloud, pacs, port, args.concurrency, args.batch)
+    log = open(work / "gw_a.log", "ab")
+    proc = subprocess.Popen([DICOMGATE, "--config", str(config), "run"], stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        store = Store(load(config).gateway.db_path)
+        time.sleep(2.0)  # let the daemon open its Portal AET
+        t0 = time.monotonic()
+        store.tasks.enqueue("retrieve", f"study:{study_uid}",
+                            {"study_uid": study_uid, "hospital_id": "H33010200001",
+                             "reason": "bench"}, study_uid=study_uid)
+        t1 = wait_count(cloud, n, args.timeout)
+        return t1 - t0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+        cloud.stop()
+
+
+def leg_b(work: Path, pacs: Orthanc, study_uid: str, n: int, args) -> tuple[float, float]:
+    cloud = Orthanc(work / "cloudB", "CLOUDB", dicomweb=True).start()
+    router = Orthanc(work / "router", "ROUTER", dicomweb=True,
+                     modalities={"pacs": (pacs.aet, "127.0.0.1", pacs.dicom_port)},
+                     dicomweb_servers={"cloud": cloud.dicomweb_url}).start()
+    pacs.add_modality("router", "ROUTER", "127.0.0.1", router.dicom_port)
+    try:
+        t0 = time.monotonic()
+        router.post("/modalities/pacs/move", {
+            "Level": "Study", "Resources": [{"StudyInstanceUID": study_uid}],
+            "TargetAet": "ROUTER", "Synchronous": True, "Timeout": 600})
+        wait_count(router, n, args.timeout)
+        t_move = time.monotonic()
+        router_id = router.study_id(study_uid)
+        router.post("/dicom-web/servers/cloud/stow",
+                    {"Resources": [router_id], "Synchronous": True})
+        t1 = wait_count(cloud, n, args.timeout)
+        return t1 - t0, t1 - t_move
+    finally:
+        router.stop()
+        cloud.stop()
+
+
+def leg_c(work: Path, files: list[bytes], n: int, args) -> float:
+    cloud = Orthanc(work / "cloudC", "CLOUDC", dicomweb=True).start()
+    try:
+        config = write_config(work / "gw_c", cloud, None, free_port(), args.concurrency,
+                              args.batch)
+        spool_into(config, files)
+        t0 = time.monotonic()
+        out = subprocess.run([DICOMGATE, "--config", str(config), "push", "--once"],
+                             capture_output=True, text=True, timeout=args.timeout)
+        if out.returncode != 0:
+            raise SystemExit(f"push --once failed:\n{out.stdout}\n{out.stderr}")
+        t1 = wait_count(cloud, n, args.timeout)
+        return t1 - t0
+    finally:
+        cloud.stop()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--instances", type=int, default=200)
+    p.add_argument("--size", type=int, default=512, help="rows = columns of each slice")
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--batch", default="32MB", help="upstream.batch_max_bytes")
+    p.add_argument("--timeout", type=float, default=600)
+    p.add_argument("--repeat", type=int, default=1, help="runs of each leg; medians reported")
+    p.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = p.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="dicomgate-relay-"))
+    spec = StudySpec("BENCH0001")
+    files = ct_instances(spec, series=2, per_series=args.instances // 2, rows=args.size,
+                         cols=args.size)
+    n = len(files)
+    mb = sum(len(f) for f in files) / 1e6
+    pacs = Orthanc(work / "pacs", "PACS", dicomweb=False).start()
+    results: dict[str, object] = {"instances": n, "megabytes": round(mb, 1),
+                                  "concurrency": args.concurrency, "batch": args.batch}
+    runs: dict[str, list[float]] = {k: [] for k in ("b", "b_stow", "c", "a")}
+    try:
+        for f in files:
+            pacs.upload(f)
+        print(f"study: {n} instances, {mb:.1f} MB; work dir {work}", flush=True)
+        for i in range(args.repeat):
+            run = work / f"run{i}"
+            tb, tb_stow = leg_b(run, pacs, spec.study_uid, n, args)
+            runs["b"].append(tb)
+            runs["b_stow"].append(tb_stow)
+            print(f"(b) Orthanc router: {tb:.2f} s (C-MOVE {tb - tb_stow:.2f} s + STOW "
+                  f"{tb_stow:.2f} s)", flush=True)
+            tc = leg_c(run, files, n, args)
+            runs["c"].append(tc)
+            print(f"(c) dicomgate upload leg: {tc:.2f} s = {tc / tb_stow:.2f}x Orthanc's STOW "
+                  f"leg ({mb / tc:.0f} MB/s)", flush=True)
+            if have_images():
+                ta = leg_a(run, pacs, spec.study_uid, n, args)
+                runs["a"].append(ta)
+                print(f"(a) dicomgate relay: {ta:.2f} s = {ta / tb:.2f}x Orthanc's time "
+                      f"(target <= 0.6x)", flush=True)
+            else:
+                print("(a) skipped: the images package (Portal AET) is not in this tree",
+                      flush=True)
+    finally:
+        pacs.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in runs.items() if v}
+    results.update(runs=args.repeat, orthanc_total_s=round(med["b"], 2),
+                   orthanc_stow_s=round(med["b_stow"], 2),
+                   dicomgate_upload_s=round(med["c"], 2),
+                   upload_ratio=round(med["c"] / med["b_stow"], 2))
+    if "a" in med:
+        results.update(dicomgate_total_s=round(med["a"], 2), ratio=round(med["a"] / med["b"], 2))
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TCP_NODELAY", "1")
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""push --once (drain upstream work now, with progress) and upload-state (per instance)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .. import logs
+from ..app import App
+from ..state.delivery import UPSTREAM_KINDS
+from .context import (
+    EXIT_USAGE,
+    CommandError,
+    daemon_pid,
+    open_app,
+    print_json,
+    print_table,
+    when,
+)
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("push", help="deliver queued images and reports to the cloud now")
+    p.add_argument("--once", action="store_true",
+                   help="drain what is due now (backed-off work included), then exit")
+    p.add_argument("--study", metavar="UID", help="only this study's upload")
+    p.add_argument("--retry-rejected", action="store_true",
+                   help="send instances the cloud rejected again (after it was fixed)")
+    p.add_argument("--timeout", type=float, default=3600.0,
+                   help="stop after this many seconds (default 3600)")
+    p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("upload-state", help="per-instance upload state of a study")
+    p.add_argument("study_uid", nargs="?", metavar="UID")
+    p.add_argument("--rejected", action="store_true",
+                   help="every instance the cloud rejected, all studies")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_upload_state)
+
+
+def _upstream_app(args: argparse.Namespace) -> App:
+    app = open_app(args)
+    if app.config.upstream is None:
+        raise CommandError(f"no [upstream] section in {app.config.path}: delivery to the "
+                           "cloud is off", EXIT_USAGE)
+    return app
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    if not args.once:
+        raise CommandError("the daemon pushes continuously; `dicomgate push --once` drains "
+                           "what is queued now", EXIT_USAGE)
+    app = _upstream_app(args)
+    logs.configure("warning", "console", sys.stderr)
+    from ..upstream import feature
+
+    up = feature.of(app)
+    assert up is not None
+    if daemon_pid(app.config):
+        print(f"note: the daemon (pid {daemon_pid(app.config)}) is running and shares this "
+              "work", file=sys.stderr)
+    store = app.store
+    if args.retry_rejected:
+        studies = store.delivery.unreject(args.study)
+        print(f"{len(studies)} study(ies) with rejected instances queued again")
+    studies = [args.study] if args.study else store.delivery.studies_with_backlog()
+    for uid in studies:
+        store.tasks.enqueue("upload", f"study:{uid}", {"study_uid": uid}, reopen=True,
+                            study_uid=uid)
+    store.delivery.make_due()
+    up.uploader.progress = _progress_printer()
+    kinds = ["upload"] if args.study else list(UPSTREAM_KINDS)
+    return _drain(app, kinds, args)
+
+
+def _drain(app: App, kinds: list[str], args: argparse.Namespace) -> int:
+    store, pool = app.store, app.pool
+    deadline = time.monotonic() + args.timeout
+    failed = done = 0
+    while time.monotonic() < deadline:
+        if args.study:
+            task = store.delivery.claim_task("upload", f"study:{args.study}", pool.owner,
+                                             pool.cfg.lease)
+        else:
+            task = store.tasks.claim(kinds, pool.owner, pool.cfg.lease)
+        if task is None:
+            break
+        print(f"{task.kind} {task.key} ...", flush=True)
+        state = pool.run(task)
+        after = store.tasks.get(task.id)
+        if state == "done":
+            done += 1
+            print(f"  done: {after.result if after else ''}")
+        else:
+            failed += 1
+            print(f"  {'DEAD' if state == 'dead' else 'will retry'}: "
+                  f"{after.last_error if after else ''}")
+    print(f"{done} task(s) done, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+def _progress_printer():
+    tty = sys.stdout.isatty()
+
+    def show(study_uid: str, s) -> None:
+        line = (f"  {study_uid}: {s.uploaded}/{s.total} instances, "
+                f"{s.uploaded_bytes / 1e6:.1f}/{s.total_bytes / 1e6:.1f} MB, "
+                f"{s.requests} request(s)")
+        if s.rejected:
+            line += f", {s.rejected} rejected"
+        if tty:
+            print("\r" + line, end="", flush=True)
+            if s.uploaded + s.rejected >= s.total:
+                print()
+        else:
+            print(line, flush=True)
+    return show
+
+
+def cmd_upload_state(args: argparse.Namespace) -> int:
+    app = open_app(args)
+    if args.rejected:
+        rows = app.store.delivery.rejected()
+        if args.json:
+            print_json(rows)
+            return 0
+        print_table([{**r, "updated_at": when(r["updated_at"])} for r in rows],
+                    ["study_uid", "sop_uid", "updated_at", "error"])
+        return 0
+    if not args.study_uid:
+        raise CommandError("give a study UID, or --rejected", EXIT_USAGE)
+    study = app.store.instances.study(args.study_uid)
+    if study is None:
+        raise CommandError(f"study {args.study_uid} is unknown to this gateway (nothing "
+                           "received for it)")
+    rows = app.store.delivery.study_upload_rows(args.study_uid)
+    counts = app.store.instances.study_counts(args.study_uid)
+    task = app.store.tasks.find("upload", f"study:{args.study_uid}")
+    if args.json:
+        print_json({"study": study, "counts": counts,
+                    "task": task.public() if task else None, "instances": rows})
+        return 0
+    expected = study.get("expected_count")
+    print(f"study {args.study_uid}: {study['state']}, {len(rows)} instance(s) in the spool"
+          + (f", the PACS has {expected}" if expected is not None else ""))
+    print("  " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if task:
+        print(f"  upload task {task.id}: {task.state}, {task.attempts} attempt(s)"
+              + (f", next {when(task.run_after)}" if task.state == "pending" else "")
+              + (f": {task.last_error}" if task.last_error else "")
+              + (f": {task.result}" if task.result and not task.last_error else ""))
+    print()
+    print_table([{"sop_uid": r["sop_uid"], "size": r["size"], "state": r["state"],
+                  "attempts": r["attempts"] or 0, "last_sent": when(r["last_at"]),
+                  "delivered": when(r["delivered_at"]), "error": r["error"]} for r in rows],
+                ["sop_uid", "size", "state", "attempts", "last_sent", "delivered", "error"])
+    return 0

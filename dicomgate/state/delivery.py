@@ -1,0 +1,197 @@
+"""Upstream delivery SQL: upload attempts, backlog, retention, report versions, send log."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from .db import Database
+
+BACKLOG_STATES = ("received", "uploaded")
+UPSTREAM_KINDS = ("upload", "push_report", "withdraw", "deletion")
+
+
+class DeliveryStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    # -- per-instance upload attempts -----------------------------------------------------
+    def mark_sending(self, sop_uids: list[str]) -> None:
+        """Recorded before a batch leaves: after a crash, these may already be in the cloud."""
+        now = time.time()
+        with self.db.tx() as c:
+            c.executemany(
+                "INSERT INTO instance_uploads (sop_uid, attempts, last_status, last_at) "
+                "VALUES (?, 1, 'sending', ?) ON CONFLICT (sop_uid) DO UPDATE SET "
+                "attempts=attempts+1, last_status='sending', last_at=excluded.last_at",
+                [(u, now) for u in sop_uids])
+
+    def set_upload_status(self, statuses: dict[str, str]) -> None:
+        now = time.time()
+        with self.db.tx() as c:
+            c.executemany("UPDATE instance_uploads SET last_status=?, last_at=? WHERE sop_uid=?",
+                          [(s, now, u) for u, s in statuses.items()])
+
+    def attempts(self, sop_uids: list[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(sop_uids, 500):
+            rows = self.db.query(
+                f"SELECT * FROM instance_uploads WHERE sop_uid IN ({','.join('?' * len(chunk))})",
+                tuple(chunk))
+            out.update({r["sop_uid"]: dict(r) for r in rows})
+        return out
+
+    def ever_sent(self, study_uid: str) -> bool:
+        """Has any instance of this study left for the cloud without a recorded outcome?"""
+        row = self.db.one(
+            "SELECT 1 FROM instances i JOIN instance_uploads u ON u.sop_uid=i.sop_uid "
+            "WHERE i.study_uid=? AND i.state='received' LIMIT 1", (study_uid,))
+        return row is not None
+
+    def study_upload_rows(self, study_uid: str) -> list[dict[str, Any]]:
+        rows = self.db.query(
+            "SELECT i.sop_uid, i.series_uid, i.size, i.state, i.error, i.received_at, "
+            "i.updated_at, i.delivered_at, i.path, u.attempts, u.last_status, u.last_at "
+            "FROM instances i LEFT JOIN instance_uploads u ON u.sop_uid=i.sop_uid "
+            "WHERE i.study_uid=? ORDER BY i.series_uid, i.sop_uid", (study_uid,))
+        return [dict(r) for r in rows]
+
+    def rejected(self, limit: int = 1000) -> list[dict[str, Any]]:
+        rows = self.db.query("SELECT sop_uid, study_uid, error, updated_at FROM instances "
+                             "WHERE state='rejected' ORDER BY updated_at DESC LIMIT ?", (limit,))
+        return [dict(r) for r in rows]
+
+    def unreject(self, study_uid: str | None = None) -> list[str]:
+        """Give rejected instances another chance (after the cloud side was fixed)."""
+        sql = "UPDATE instances SET state='received', error=NULL, updated_at=? WHERE " \
+              "state='rejected'"
+        params: list[Any] = [time.time()]
+        if study_uid:
+            sql += " AND study_uid=?"
+            params.append(study_uid)
+        with self.db.tx() as c:
+            rows = c.execute(sql + " RETURNING study_uid", tuple(params)).fetchall()
+        return sorted({r[0] for r in rows})
+
+    # -- backlog and spool ----------------------------------------------------------------
+    def backlog(self) -> dict[str, Any]:
+        now = time.time()
+        row = self.db.one(
+            f"SELECT COUNT(*) n, COALESCE(SUM(size), 0) bytes, MIN(received_at) oldest, "
+            f"COUNT(DISTINCT study_uid) studies FROM instances "
+            f"WHERE state IN ({','.join('?' * len(BACKLOG_STATES))})", BACKLOG_STATES)
+        spool = self.db.one(
+            "SELECT COUNT(*) n, COALESCE(SUM(size), 0) bytes FROM instances "
+            "WHERE path IS NOT NULL AND state NOT IN ('purged', 'deleted')")
+        by_state = {r["state"]: r["n"] for r in self.db.query(
+            "SELECT state, COUNT(*) n FROM instances GROUP BY state")}
+        return {
+            "backlog_instances": row["n"], "backlog_bytes": row["bytes"],
+            "backlog_studies": row["studies"],
+            "oldest_age_seconds": None if row["oldest"] is None else round(now - row["oldest"]),
+            "spool_instances": spool["n"], "spool_bytes": spool["bytes"],
+            "instances_by_state": by_state,
+        }
+
+    # -- retention ------------------------------------------------------------------------
+    def purgeable(self, older_than: float, limit: int = 1000) -> list[dict[str, Any]]:
+        """Delivered instances whose delivery is older than the cutoff and still on disk."""
+        rows = self.db.query(
+            "SELECT sop_uid, study_uid, path, size, sha256 FROM instances "
+            "WHERE state='delivered' "
+            "AND delivered_at IS NOT NULL AND delivered_at < ? AND path IS NOT NULL "
+            "ORDER BY delivered_at LIMIT ?", (older_than, limit))
+        return [dict(r) for r in rows]
+
+    def mark_purged(self, sop_uids: list[str]) -> set[str]:
+        """Only delivered rows turn purged (a row that changed meanwhile is left alone);
+        returns the ones that did."""
+        done: set[str] = set()
+        now = time.time()
+        with self.db.tx() as c:
+            for chunk in _chunks(sop_uids, 500):
+                rows = c.execute(
+                    f"UPDATE instances SET state='purged', updated_at=? WHERE state='delivered' "
+                    f"AND sop_uid IN ({','.join('?' * len(chunk))}) RETURNING sop_uid",
+                    (now, *chunk)).fetchall()
+                done.update(r[0] for r in rows)
+        return done
+
+    # -- reports --------------------------------------------------------------------------
+    def exam(self, exam_id: int) -> dict[str, Any] | None:
+        row = self.db.one("SELECT id, hospital_id, accession_no, study_uid, state, "
+                          "report_version, record FROM exams WHERE id=?", (exam_id,))
+        if row is None:
+            return None
+        d = dict(row)
+        d["record"] = json.loads(d["record"] or "{}")
+        return d
+
+    def exam_version(self, exam_id: int, version: int) -> dict[str, Any] | None:
+        row = self.db.one("SELECT version, source_type, content_hash, record, created_at "
+                          "FROM exam_versions WHERE exam_id=? AND version=?", (exam_id, version))
+        if row is None:
+            return None
+        d = dict(row)
+        d["record"] = json.loads(d["record"] or "{}")
+        return d
+
+    def set_exam_reported(self, exam_id: int) -> None:
+        """The cloud holds the report; a withdrawn or deleted exam keeps its state."""
+        with self.db.tx() as c:
+            c.execute("UPDATE exams SET state='reported', updated_at=? WHERE id=? "
+                      "AND state IN ('new', 'synced', 'reported')", (time.time(), exam_id))
+
+    def studies_of_exam(self, exam_id: int | None, accession_no: str) -> list[str]:
+        rows = self.db.query("SELECT study_uid FROM studies WHERE exam_id=? OR accession_no=? "
+                             "ORDER BY created_at", (exam_id, accession_no))
+        return [r[0] for r in rows]
+
+    # -- REST send log ----------------------------------------------------------------------
+    def log_send(self, kind: str, key: str, idempotency_key: str, http_status: int | None,
+                 outcome: str, message: str | None) -> None:
+        with self.db.tx() as c:
+            c.execute("INSERT INTO upstream_sends (kind, key, idempotency_key, http_status, "
+                      "outcome, message, at) VALUES (?,?,?,?,?,?,?)",
+                      (kind, key, idempotency_key, http_status, outcome,
+                       (message or "")[:1000], time.time()))
+
+    def sends(self, kind: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM upstream_sends"
+        params: tuple = ()
+        if kind:
+            sql += " WHERE kind=?"
+            params = (kind,)
+        return [dict(r) for r in self.db.query(sql + " ORDER BY id DESC LIMIT ?",
+                                               (*params, limit))]
+
+    # -- queue ------------------------------------------------------------------------------
+    def make_due(self, kinds: tuple[str, ...] = UPSTREAM_KINDS) -> int:
+        """`push --once`: pending upstream work waiting out a backoff runs now."""
+        now = time.time()
+        with self.db.tx() as c:
+            return c.execute(
+                f"UPDATE tasks SET run_after=?, updated_at=? WHERE state='pending' "
+                f"AND run_after > ? AND kind IN ({','.join('?' * len(kinds))})",
+                (now, now, now, *kinds)).rowcount
+
+    def claim_task(self, kind: str, key: str, owner: str, lease: float):
+        """Claim one named pending task (push --study), like TaskStore.claim does."""
+        from .tasks import Task
+
+        now = time.time()
+        with self.db.tx() as c:
+            row = c.execute(
+                "UPDATE tasks SET state='running', lease_owner=?, lease_until=?, "
+                "attempts=attempts+1, updated_at=? WHERE kind=? AND key=? AND state='pending' "
+                "RETURNING *", (owner, now + lease, now, kind, key)).fetchone()
+        return Task.from_row(row) if row else None
+
+    def studies_with_backlog(self) -> list[str]:
+        return [r[0] for r in self.db.query(
+            "SELECT DISTINCT study_uid FROM instances WHERE state IN ('received', 'uploaded')")]
+
+
+def _chunks(items: list[str], n: int) -> list[list[str]]:
+    return [items[i:i + n] for i in range(0, len(items), n)]

@@ -1,0 +1,73 @@
+"""Wire the upstream feature: task handlers, retention and probe jobs, status section."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..app import App
+from .dicomweb import DicomWebClient
+from .handlers import EventHandlers
+from .rest import RestClient
+from .retention import Retention
+from .status import UpstreamStatus
+from .transport import Reachability, Transport
+from .upload import UploadHandler
+from .uploader import Uploader
+
+# Cloud outages can last days: transient failures keep retrying (backoff capped by
+# tasks.backoff_max) instead of going dead after tasks.max_attempts.
+MAX_ATTEMPTS = 10_000
+RETENTION_EVERY = 600.0
+PROBE_EVERY = 60.0
+
+
+@dataclass
+class Upstream:
+    uploader: Uploader
+    upload: UploadHandler
+    events: EventHandlers
+    retention: Retention
+    status: UpstreamStatus
+    name: str = "upstream uploader"
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self.uploader.close()
+
+
+_BY_APP: dict[int, Upstream] = {}
+
+
+def of(app: App) -> Upstream | None:
+    """The feature's objects in this App (the CLI attaches progress output to them)."""
+    return _BY_APP.get(id(app))
+
+
+def setup(app: App) -> None:
+    cfg = app.config.upstream
+    if cfg is None:
+        return
+    store = app.store
+    reach = Reachability(store)
+    transport = Transport(cfg, app.config.gateway.hospital_id, reach)
+    dicomweb = DicomWebClient(transport, cfg.dicomweb_url)
+    rest = RestClient(transport, cfg.api_url)
+    uploader = Uploader(store, dicomweb, cfg)
+    up = Upstream(
+        uploader=uploader,
+        upload=UploadHandler(store, dicomweb, uploader, cfg),
+        events=EventHandlers(store, rest, app.config.gateway.hospital_id),
+        retention=Retention(store, app.config.gateway.spool_dir, cfg.retention),
+        status=UpstreamStatus(store, reach, dicomweb, rest, wake=app.pool.wake),
+    )
+    _BY_APP[id(app)] = up
+    app.handle("upload", up.upload, max_attempts=MAX_ATTEMPTS)
+    app.handle("push_report", up.events.push_report, max_attempts=MAX_ATTEMPTS)
+    app.handle("withdraw", up.events.withdraw, max_attempts=MAX_ATTEMPTS)
+    app.handle("deletion", up.events.deletion, max_attempts=MAX_ATTEMPTS)
+    app.every("upstream.retention", RETENTION_EVERY, up.retention.run, first_in=60.0)
+    app.every("upstream.probe", PROBE_EVERY, up.status.probe)
+    app.add_service(up, health=up.status.health)
+    app.add_status("upstream", up.status.section)

@@ -1,0 +1,82 @@
+"""Spool retention: a file goes only after its delivery was confirmed `retention` ago."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import structlog
+
+from ..state import Store
+
+log = structlog.get_logger("dicomgate.upstream")
+
+
+def _sha256(path: Path) -> str | None:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1024 * 1024):
+                h.update(chunk)
+    except FileNotFoundError:
+        return None
+    return h.hexdigest()
+
+
+class Retention:
+    def __init__(self, store: Store, spool_dir: Path, retention: float):
+        self.store = store
+        self.spool_dir = spool_dir
+        self.retention = retention
+
+    def run(self, now: float | None = None, limit: int = 5000) -> str:
+        cutoff = (time.time() if now is None else now) - self.retention
+        rows = self.store.delivery.purgeable(cutoff, limit)
+        if not rows:
+            return "nothing to purge"
+        # Mark first (only rows still delivered), then remove: a crash in between leaves
+        # a purged row whose file is removed by nobody, never a file lost before delivery.
+        marked = self.store.delivery.mark_purged([r["sop_uid"] for r in rows])
+        n = len(marked)
+        freed, kept = 0, 0
+        for r in rows:
+            if r["sop_uid"] not in marked:
+                continue
+            path = Path(r["path"])
+            if not _inside(path, self.spool_dir):
+                kept += 1
+                log.error("retention.outside_spool", sop_uid=r["sop_uid"], path=str(path))
+                continue
+            digest = _sha256(path)
+            if digest is None:
+                continue
+            if digest != r["sha256"]:  # new content of the same SOP arrived meanwhile
+                kept += 1
+                continue
+            path.unlink(missing_ok=True)
+            freed += r["size"] or 0
+            _prune_dirs(path.parent, self.spool_dir)
+        log.info("retention.purged", instances=n, bytes=freed, kept=kept)
+        return f"purged {n} instance(s), {freed / 1e6:.1f} MB freed"
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _prune_dirs(folder: Path, root: Path) -> None:
+    """Remove emptied series/study folders, never the spool root itself."""
+    root = root.resolve()
+    folder = folder.resolve()
+    while folder != root and root in folder.parents:
+        try:
+            os.rmdir(folder)
+        except OSError:  # not empty, or gone
+            return
+        folder = folder.parent

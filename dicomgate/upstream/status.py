@@ -1,0 +1,91 @@
+"""The `upstream` section of `dicomgate status`, the cloud probe and its health check."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+
+from ..state import Store
+from .dicomweb import DicomWebClient
+from .errors import UpstreamError
+from .rest import RestClient
+from .transport import Reachability
+
+log = structlog.get_logger("dicomgate.upstream")
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def human_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{int(seconds)} s"
+
+
+class UpstreamStatus:
+    def __init__(self, store: Store, reach: Reachability, dicomweb: DicomWebClient,
+                 rest: RestClient, wake: Any = None):
+        self.store = store
+        self.reach = reach
+        self.dicomweb = dicomweb
+        self.rest = rest
+        self.wake = wake  # called when the cloud comes back: backed-off work runs now
+
+    def section(self) -> dict[str, Any]:
+        b = self.store.delivery.backlog()
+        out: dict[str, Any] = {
+            "spool": f"{b['spool_instances']} instance(s), {human_bytes(b['spool_bytes'])}",
+            "backlog": (f"{b['backlog_instances']} instance(s) in {b['backlog_studies']} "
+                        f"study(ies), {human_bytes(b['backlog_bytes'])}, oldest "
+                        f"{human_age(b['oldest_age_seconds'])}"),
+            "rejected_instances": b["instances_by_state"].get("rejected", 0),
+            "spool_bytes": b["spool_bytes"],
+            "backlog_instances": b["backlog_instances"],
+            "backlog_bytes": b["backlog_bytes"],
+            "oldest_age_seconds": b["oldest_age_seconds"],
+        }
+        now = time.time()
+        reach = self.reach.snapshot()
+        for target in ("dicomweb", "api"):
+            r = reach.get(target)
+            if r is None:
+                out[f"cloud_{target}"] = "not contacted yet"
+                continue
+            age = human_age(now - r["at"])
+            out[f"cloud_{target}"] = (f"reachable ({age} ago)" if r["reachable"] else
+                                      f"UNREACHABLE ({age} ago): {r['error']}")
+        return out
+
+    def health(self) -> str | None:
+        bad = [f"{t}: {r['error']}" for t, r in self.reach.snapshot().items()
+               if not r["reachable"]]
+        return "cloud unreachable: " + "; ".join(bad) if bad else None
+
+    def probe(self) -> str:
+        """Periodic: is the cloud there? When it comes back, due the backed-off work now."""
+        before = self.reach.snapshot()
+        results = {}
+        for target, check in (("dicomweb", self.dicomweb.probe), ("api", self.rest.ping)):
+            try:
+                check()
+                results[target] = "ok"
+            except UpstreamError as exc:
+                results[target] = f"failed: {exc}"
+        was_down = any(not r["reachable"] for r in before.values())
+        if was_down and results.get("dicomweb") == "ok":
+            n = self.store.delivery.make_due()
+            log.info("cloud.back", tasks_due_now=n)
+            if self.wake:
+                self.wake()
+        return ", ".join(f"{k} {v}" for k, v in results.items())

@@ -1,0 +1,119 @@
+"""HTTP sessions to the cloud: TLS settings, authentication, timeouts, one per thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from .. import __version__
+from ..config import UpstreamConfig
+from ..state import Store
+from .auth import BearerAuth, HmacAuth
+from .errors import check_status, from_exception
+
+CONNECT_TIMEOUT = 10.0
+SEND_BLOCK = 1024 * 1024  # urllib3 reads request bodies in 16 KB blocks by default
+
+
+class _Adapter(HTTPAdapter):
+    """Bigger send blocks: a 32 MB STOW body in 32 reads instead of 2000."""
+
+    def init_poolmanager(self, *args: Any, **kw: Any) -> None:
+        kw.setdefault("blocksize", SEND_BLOCK)
+        super().init_poolmanager(*args, **kw)
+
+
+class Transport:
+    def __init__(self, cfg: UpstreamConfig, hospital_id: str, reach: Reachability | None = None):
+        self.cfg = cfg
+        self.hospital_id = hospital_id
+        self.reach = reach
+        self._local = threading.local()
+
+    def _auth(self) -> requests.auth.AuthBase | None:
+        cfg = self.cfg
+        if cfg.auth == "bearer" and cfg.token is not None:
+            return BearerAuth(cfg.token.reveal())
+        if cfg.auth == "hmac" and cfg.hmac_secret is not None:
+            return HmacAuth(cfg.hmac_key_id or self.hospital_id, cfg.hmac_secret.reveal())
+        return None
+
+    def session(self) -> requests.Session:
+        s = getattr(self._local, "session", None)
+        if s is None:
+            s = requests.Session()
+            s.trust_env = False  # no proxy or netrc surprises from the service environment
+            cfg = self.cfg
+            s.verify = str(cfg.ca_bundle) if cfg.verify_tls and cfg.ca_bundle else cfg.verify_tls
+            if cfg.client_cert:
+                s.cert = (str(cfg.client_cert), str(cfg.client_key)) if cfg.client_key \
+                    else str(cfg.client_cert)
+            s.auth = self._auth()
+            s.headers["User-Agent"] = f"dicomgate/{__version__}"
+            adapter = _Adapter(pool_connections=2, pool_maxsize=2, max_retries=0)
+            s.mount("http://", adapter)
+            s.mount("https://", adapter)
+            self._local.session = s
+        return s
+
+    def request(self, target: str, method: str, url: str, what: str, check: bool = True,
+                **kw: Any) -> requests.Response:
+        """One exchange; raises Transient / Refused (errors.py) for anything but 2xx
+        (with `check=False` only for connection-level failures: the caller reads the answer).
+
+        `target` ("dicomweb" or "api") is what the reachability report is about."""
+        kw.setdefault("timeout", (CONNECT_TIMEOUT, self.cfg.timeout))
+        try:
+            r = self.session().request(method, url, **kw)
+        except requests.RequestException as exc:
+            err = from_exception(exc, what)
+            if self.reach:
+                self.reach.failed(target, str(err))
+            raise err from None
+        if self.reach:
+            if r.status_code >= 500 or r.status_code in (401, 403, 407, 429):
+                self.reach.failed(target, f"HTTP {r.status_code}")
+            else:
+                self.reach.ok(target)
+        if check:
+            check_status(r, what)
+        return r
+
+
+class Reachability:
+    """The last known outcome per cloud endpoint, kept in the state store for `status`."""
+
+    FACT = "upstream.reachability"
+
+    def __init__(self, store: Store, min_interval: float = 30.0):
+        self.store = store
+        self.min_interval = min_interval
+        self._lock = threading.Lock()
+        self._last: dict[str, tuple[bool, float]] = {}
+
+    def ok(self, target: str) -> None:
+        self._record(target, True, None)
+
+    def failed(self, target: str, error: str) -> None:
+        self._record(target, False, error)
+
+    def _record(self, target: str, ok: bool, error: str | None) -> None:
+        now = time.time()
+        with self._lock:
+            prev = self._last.get(target)
+            if prev and prev[0] == ok and now - prev[1] < self.min_interval:
+                return  # unchanged and recent: spare the database a write per request
+            self._last[target] = (ok, now)
+        try:
+            facts = self.store.facts.get(self.FACT, {}) or {}
+            facts[target] = {"reachable": ok, "at": now, "error": error}
+            self.store.facts.set(self.FACT, facts)
+        except Exception:  # reachability is informative; never fail an upload over it
+            pass
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.store.facts.get(self.FACT, {}) or {}

@@ -1,0 +1,172 @@
+"""Batches of spool files sent by STOW-RS, several requests in flight, outcomes recorded.
+
+One thread pool per process (`upstream.concurrency` requests in flight in total, whatever
+number of studies are uploading); outcomes are written by the task's own thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from ..config import UpstreamConfig
+from ..state import InstanceRow, Store
+from .dicomweb import BatchOutcome, DicomWebClient
+from .errors import Transient
+
+log = structlog.get_logger("dicomgate.upstream")
+
+Progress = Callable[[str, "UploadSummary"], None]
+
+
+@dataclass
+class UploadSummary:
+    total: int = 0
+    total_bytes: int = 0
+    uploaded: int = 0
+    uploaded_bytes: int = 0
+    rejected: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+    error: Transient | None = None
+    retry_after: float | None = None
+
+    def add_error(self, err: Transient) -> None:
+        self.error = self.error or err
+        if err.retry_after is not None:
+            self.retry_after = max(self.retry_after or 0.0, err.retry_after)
+
+
+@dataclass
+class _Batch:
+    rows: list[InstanceRow]
+    attempts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return sum(r.size or 0 for r in self.rows)
+
+
+def make_batches(rows: list[InstanceRow], max_bytes: int,
+                 max_count: int) -> list[list[InstanceRow]]:
+    """Consecutive instances, at most `max_count` and `max_bytes` per batch (a bigger
+    instance travels alone)."""
+    out: list[list[InstanceRow]] = []
+    cur: list[InstanceRow] = []
+    cur_bytes = 0
+    for row in rows:
+        size = row.size or 0
+        if cur and (len(cur) >= max_count or cur_bytes + size > max_bytes):
+            out.append(cur)
+            cur, cur_bytes = [], 0
+        cur.append(row)
+        cur_bytes += size
+    if cur:
+        out.append(cur)
+    return out
+
+
+class Uploader:
+    def __init__(self, store: Store, client: DicomWebClient, cfg: UpstreamConfig):
+        self.store = store
+        self.client = client
+        self.cfg = cfg
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self.progress: Progress | None = None  # the CLI shows batches as they finish
+
+    def pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.cfg.concurrency,
+                                                thread_name_prefix="stow")
+            return self._pool
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+
+    def upload(self, study_uid: str, rows: list[InstanceRow]) -> UploadSummary:
+        """Send `rows` (state received); returns counts. Transient failures stop new
+        requests and are reported in `summary.error` (the rows stay `received`)."""
+        summary = UploadSummary(total=len(rows), total_bytes=sum(r.size or 0 for r in rows))
+        started = time.monotonic()
+        rows = self._present(rows, summary)
+        todo = [_Batch(b) for b in make_batches(rows, self.cfg.batch_max_bytes,
+                                                self.cfg.batch_max_instances)]
+        running: dict[Future, _Batch] = {}
+        while (todo and summary.error is None) or running:
+            while todo and summary.error is None and len(running) < self.cfg.concurrency:
+                batch = todo.pop(0)
+                running[self._submit(batch)] = batch
+            done, _ = wait(running, timeout=self.cfg.timeout * 2 + 30,
+                           return_when=FIRST_COMPLETED)
+            if not done:  # every request has its own timeout: this is a safety net
+                summary.add_error(Transient("STOW-RS: requests did not finish in time"))
+                break
+            for fut in done:
+                batch = running.pop(fut)
+                todo += self._record(study_uid, batch, fut, summary)
+            if self.progress:
+                self.progress(study_uid, summary)
+        summary.seconds = time.monotonic() - started
+        return summary
+
+    def _present(self, rows: list[InstanceRow], summary: UploadSummary) -> list[InstanceRow]:
+        """A row whose spool file is gone cannot be sent: say so on the row, send the rest."""
+        out, missing = [], []
+        for r in rows:
+            (out if r.path and Path(r.path).is_file() else missing).append(r)
+        for r in missing:
+            self.store.instances.set_state(
+                [r.sop_uid], "rejected",
+                f"spool file {r.path} is missing, nothing to send: retrieve the study again")
+            log.error("upload.spool_missing", study_uid=r.study_uid, sop_uid=r.sop_uid,
+                      path=r.path)
+        summary.rejected += len(missing)
+        return out
+
+    def _submit(self, batch: _Batch) -> Future:
+        uids = [r.sop_uid for r in batch.rows]
+        self.store.delivery.mark_sending(uids)  # durable before the bytes leave
+        batch.attempts = {u: a.get("attempts", 0)
+                          for u, a in self.store.delivery.attempts(uids).items()}
+        items = [(r.sop_uid, Path(r.path or "")) for r in batch.rows]
+        return self.pool().submit(self.client.stow, items, batch.attempts)
+
+    def _record(self, study_uid: str, batch: _Batch, fut: Future,
+                summary: UploadSummary) -> list[_Batch]:
+        summary.requests += 1
+        try:
+            out: BatchOutcome = fut.result()
+        except Exception as exc:  # a bug in our client must not lose the batch
+            out = BatchOutcome(retry=[r.sop_uid for r in batch.rows],
+                               error=Transient(f"STOW-RS: {type(exc).__name__}: {exc}"))
+        by_uid = {r.sop_uid: r for r in batch.rows}
+        with self.store.db.tx() as c:
+            self.store.instances.set_state(out.uploaded, "uploaded", conn=c)
+            for uid, reason in out.rejected.items():
+                self.store.instances.set_state([uid], "rejected", reason, conn=c)
+        status = {u: "uploaded" for u in out.uploaded}
+        status.update({u: "rejected" for u in out.rejected})
+        status.update({u: "retry" for u in out.retry})
+        self.store.delivery.set_upload_status(status)
+        summary.uploaded += len(out.uploaded)
+        summary.uploaded_bytes += sum(by_uid[u].size or 0 for u in out.uploaded if u in by_uid)
+        summary.rejected += len(out.rejected)
+        for uid, reason in out.rejected.items():
+            log.warning("upload.rejected", study_uid=study_uid, sop_uid=uid, reason=reason)
+        if out.error is not None:
+            summary.add_error(out.error)
+            log.warning("upload.batch_failed", study_uid=study_uid, instances=len(batch.rows),
+                        error=str(out.error), http_status=out.http_status)
+        # Instances a 4xx batch left unexplained go again one by one, to find the culprit.
+        return [_Batch([by_uid[u]]) for u in out.resend if u in by_uid]

@@ -1,0 +1,114 @@
+"""Fixtures for the upstream tests: a real Orthanc cloud, the cloud REST server, a spool."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+from pathlib import Path
+
+import pydicom
+import pytest
+import structlog
+from upstream_cloud_api import CloudApi
+
+from dicomgate.app import App
+from dicomgate.config import load
+from dicomgate.sandbox.orthanc import Orthanc, free_port
+from dicomgate.state import Store
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """`push --once` configures logging onto the captured stderr: undo it after each test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    o = Orthanc(tmp_path_factory.mktemp("cloud"), "CLOUD", dicomweb=True).start()
+    yield o
+    o.stop()
+
+
+@pytest.fixture
+def fresh_cloud(cloud):
+    if not cloud.running():
+        cloud.start()
+    cloud.clear()
+    return cloud
+
+
+@pytest.fixture
+def api():
+    server = CloudApi().start()
+    yield server
+    server.stop()
+
+
+def write_config(state_dir: Path, dicomweb_url: str, api_url: str, **upstream) -> Path:
+    lines = ["[gateway]", 'hospital_id = "H33010200001"', f'state_dir = "{state_dir}"',
+             "[dicom]", 'ae_title = "DICOMGATE"', f"port = {free_port()}",
+             "[tasks]", "workers = 2", 'backoff_base = "1s"', 'backoff_max = "5s"',
+             "[upstream]", f'dicomweb_url = "{dicomweb_url}"', f'api_url = "{api_url}"',
+             'confirm_delay = "1s"', 'timeout = "20s"']
+    for k, v in upstream.items():
+        lines.append(f"{k} = {v!r}" if isinstance(v, str) else
+                     f"{k} = {str(v).lower() if isinstance(v, bool) else v}")
+    path = state_dir.parent / f"{state_dir.name}.toml"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines).replace("'", '"') + "\n")
+    return path
+
+
+def build_app(config_path: Path) -> App:
+    config = load(config_path)
+    return App.build(config, Store(config.gateway.db_path))
+
+
+def spool(app: App, instances: list[bytes], source: str = "test") -> list[str]:
+    """Write Part 10 files into the spool layout and record them, as the images SCP does."""
+    spool_dir = app.config.gateway.spool_dir
+    uids = []
+    for data in instances:
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+        study, series, sop = ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+        folder = spool_dir / study / series
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = folder / f"{sop}.dcm"
+        tmp = folder / f".{sop}.tmp"
+        tmp.write_bytes(data)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+        app.store.instances.record(
+            sop_uid=sop, study_uid=study, series_uid=series, sop_class_uid=ds.SOPClassUID,
+            transfer_syntax=ds.file_meta.TransferSyntaxUID, path=str(path), size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(), source=source)
+        uids.append(sop)
+    return uids
+
+
+def complete(app: App, study_uid: str, expected: int) -> None:
+    app.store.instances.set_study(study_uid, state="complete", expected_count=expected)
+
+
+def enqueue_upload(app: App, study_uid: str) -> None:
+    app.enqueue("upload", f"study:{study_uid}", {"study_uid": study_uid}, reopen=True,
+                study_uid=study_uid)
+
+
+def drain(app: App, limit: int = 50) -> list[str]:
+    """Run due tasks in this thread; returns the states they ended in."""
+    states = []
+    for _ in range(limit):
+        task = app.store.tasks.claim(app.registry.kinds(), app.pool.owner, 60)
+        if task is None:
+            break
+        states.append(app.pool.run(task))
+    return states
