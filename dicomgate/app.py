@@ -90,9 +90,8 @@ class App:
     # -- use ------------------------------------------------------------------------------
     def enqueue(self, kind: str, key: str, payload: dict[str, Any] | None = None,
                 **kw: Any) -> Enqueued:
-        out = self.store.tasks.enqueue(kind, key, payload, **kw)
-        self.pool.wake()
-        return out
+        """Enqueue; local workers are woken when it commits (TaskStore.listeners)."""
+        return self.store.tasks.enqueue(kind, key, payload, **kw)
 
     def health(self) -> dict[str, str | None]:
         out: dict[str, str | None] = {}

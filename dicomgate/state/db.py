@@ -10,7 +10,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -70,13 +70,26 @@ class Database:
         """A write transaction, taken at once so writers queue instead of deadlocking."""
         c = self.conn()
         c.execute("BEGIN IMMEDIATE")
+        self._local.after = []
         try:
             yield c
         except BaseException:
+            self._local.after = None
             c.execute("ROLLBACK")
             raise
+        c.execute("COMMIT")
+        callbacks, self._local.after = self._local.after, None
+        for fn in callbacks:
+            fn()
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Run `fn` once the current transaction commits (now, outside one): others only
+        see a row after the commit, so that is when to tell them."""
+        pending = getattr(self._local, "after", None)
+        if pending is None:
+            fn()
         else:
-            c.execute("COMMIT")
+            pending.append(fn)
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
         return self.conn().execute(sql, params).fetchall()

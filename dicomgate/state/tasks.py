@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,16 @@ class Enqueued:
 class TaskStore:
     def __init__(self, db: Database):
         self.db = db
+        # Called with the kind after a task becomes due by enqueue (once committed), so
+        # local workers start at once instead of at their next poll.
+        self.listeners: list[Callable[[str], None]] = []
+
+    def _announce(self, kind: str) -> None:
+        def notify() -> None:
+            for fn in self.listeners:
+                fn(kind)
+
+        self.db.after_commit(notify)
 
     def enqueue(self, kind: str, key: str, payload: dict[str, Any] | None = None, *,
                 delay: float = 0.0, reopen: bool = False, max_attempts: int | None = None,
@@ -87,6 +98,7 @@ class TaskStore:
                 "exam_id, study_uid, created_at, updated_at) "
                 "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
                 (kind, key, body, now + delay, max_attempts, exam_id, study_uid, now, now))
+            self._announce(kind)
             return Enqueued(int(cur.lastrowid), True)
         task_id, state = int(row["id"]), row["state"]
         if not reopen:
@@ -102,6 +114,7 @@ class TaskStore:
                 "UPDATE tasks SET state='pending', attempts=0, rerun=0, payload=?, "
                 "run_after=?, last_error=NULL, finished_at=NULL, updated_at=? WHERE id=?",
                 (body, now + delay, now, task_id))
+            self._announce(kind)
         return Enqueued(task_id, state in FINISHED)
 
     def claim(self, kinds: list[str], owner: str, lease: float) -> Task | None:

@@ -28,6 +28,7 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
         self._running: dict[int, Task] = {}
         self._lock = threading.Lock()
+        store.tasks.listeners.append(lambda _kind: self.wake())
 
     # -- life cycle ---------------------------------------------------------------------
     def reclaim_orphans(self) -> int:

@@ -162,3 +162,21 @@ def test_task_of_killed_worker_is_done_exactly_once_after_restart(tmp_path):
     t = store.tasks.get(tid)
     assert t.state == "done" and t.attempts == 2
     store.close()
+
+
+def test_listeners_hear_of_new_tasks_only_once_committed(store):
+    heard = []
+    store.tasks.listeners.append(heard.append)
+    with store.db.tx() as c:
+        store.tasks.enqueue("upload", "study:1", conn=c)
+        assert heard == []  # not visible to other connections yet
+    assert heard == ["upload"]
+    try:
+        with store.db.tx() as c:
+            store.tasks.enqueue("upload", "study:2", conn=c)
+            raise RuntimeError("rolled back")
+    except RuntimeError:
+        pass
+    assert heard == ["upload"] and store.tasks.find("upload", "study:2") is None
+    store.tasks.enqueue("upload", "study:1")  # already pending: nothing new to announce
+    assert heard == ["upload"]
