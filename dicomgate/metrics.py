@@ -7,12 +7,13 @@ import shutil
 import time
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from .config import Config
 from .state import STATES, Store
 
+disable_created_metrics()  # *_created series only add noise for an operator
 HTTP_REGISTRY = CollectorRegistry()
 HTTP_REQUESTS = Counter("dicomgate_http_requests", "HTTP requests served by the shim",
                         ["endpoint", "code"], registry=HTTP_REGISTRY)

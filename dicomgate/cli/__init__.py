@@ -15,6 +15,7 @@ from .context import EXIT_FAILED, EXIT_USAGE, CommandError
 COMMAND_MODULES = (
     "dicomgate.cli.core",
     "dicomgate.cli.tasks",
+    "dicomgate.cli.demo",
     "dicomgate.cli.reports",
     "dicomgate.cli.shim",
     "dicomgate.cli.images",

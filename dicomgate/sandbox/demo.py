@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -20,14 +21,16 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import requests
 
-from .cloud_api import ReportReceiver
+from .cloud_api import CloudApi
 from .hospital import DemoExam, create_view_db, demo_exams, load_pacs
 from .orthanc import Orthanc, free_port
 
 HOSPITAL_ID = "H33010200001"
+TIMEZONE = "Asia/Shanghai"
 SM4_KEY = "0123456789abcdeffedcba9876543210"
 SM2_KEY = "3945208f7b2144b13f36e38ac6d39f95889393692860b51a42fb81ef4df7c5b8"
 
@@ -47,15 +50,16 @@ class ExamProgress:
 
 
 class Demo:
-    def __init__(self, workdir: Path, out=sys.stdout):
+    def __init__(self, workdir: Path, out=sys.stdout, echo_interval: str = "10s"):
         self.dir = workdir
+        self.echo_interval = echo_interval
         self.out = out
         self.scp_port = free_port()
         self.shim_port = free_port()
         self.pacs = Orthanc(workdir / "pacs", "HOSPPACS",
                             modalities={"dicomgate": ("DICOMGATE", "127.0.0.1", self.scp_port)})
         self.cloud = Orthanc(workdir / "cloud", "CLOUD", dicomweb=True)
-        self.receiver = ReportReceiver()
+        self.receiver = CloudApi(auth="hmac", key_id=HOSPITAL_ID, secret=secrets.token_hex(16))
         self.daemon: subprocess.Popen | None = None
         self.exams: list[DemoExam] = []
         self.config_path = workdir / "dicomgate.toml"
@@ -70,7 +74,9 @@ class Demo:
         self.pacs.start()
         self.cloud.start()
         self.receiver.start()
-        self.exams = demo_exams(HOSPITAL_ID, dt.datetime.now())
+        # The view holds naive hospital-local times, as a PACS would.
+        local_now = dt.datetime.now(ZoneInfo(TIMEZONE)).replace(tzinfo=None)
+        self.exams = demo_exams(HOSPITAL_ID, local_now)
         n = load_pacs(self.pacs, self.exams)
         self.say(f"demo: hospital PACS (Orthanc HOSPPACS, DICOM port {self.pacs.dicom_port}) "
                  f"holds {len(self.exams)} studies, {n} instances")
@@ -91,7 +97,7 @@ class Demo:
 [gateway]
 hospital_id = "{HOSPITAL_ID}"
 state_dir = "{self.dir / 'state'}"
-timezone = "Asia/Shanghai"
+timezone = "{TIMEZONE}"
 
 [dicom]
 ae_title = "DICOMGATE"
@@ -103,7 +109,7 @@ min_free_disk = "200MB"
 ae_title = "HOSPPACS"
 host = "127.0.0.1"
 port = {self.pacs.dicom_port}
-echo_interval = "10s"
+echo_interval = "{self.echo_interval}"
 timeout = "20s"
 
 [reports]

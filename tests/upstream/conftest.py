@@ -11,10 +11,10 @@ from pathlib import Path
 import pydicom
 import pytest
 import structlog
-from upstream_cloud_api import CloudApi
 
 from dicomgate.app import App
 from dicomgate.config import load
+from dicomgate.sandbox.cloud_api import CloudApi
 from dicomgate.sandbox.orthanc import Orthanc, free_port
 from dicomgate.state import Store
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 from conftest import build_app, drain, write_config
-from upstream_cloud_api import CloudApi
 
+from dicomgate.sandbox.cloud_api import CloudApi
 from dicomgate.upstream.rest import idempotency_key
 
 SECRET = "s3cr3t-hmac-key"

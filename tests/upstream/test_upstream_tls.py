@@ -8,7 +8,8 @@ import time
 
 import pytest
 from conftest import build_app, drain, write_config
-from upstream_cloud_api import CloudApi
+
+from dicomgate.sandbox.cloud_api import CloudApi
 
 CNF = """[req]
 distinguished_name = dn

@@ -1,4 +1,4 @@
-"""A small cloud REST server implementing docs/upstream-api.md, for the tests only.
+"""The reference cloud REST receiver: docs/upstream-api.md, for the tests and the demo.
 
 Verifies HMAC signatures (or bearer tokens) independently of dicomgate's code, keeps
 idempotency records, and can be told to fail the next requests (503 + Retry-After).
@@ -183,3 +183,8 @@ class CloudApi:
                 self._reply(status, reply)
 
         return Handler
+
+    def accessions(self) -> set[str]:
+        """Accession numbers whose report the cloud holds."""
+        with self.lock:
+            return {acc for (_hospital, acc) in self.reports}
