@@ -21,13 +21,13 @@ from pathlib import Path
 import pytest
 import requests
 
+from dicomgate.sandbox.orthanc import Orthanc
+
 SM4_KEY = "0123456789abcdeffedcba9876543210"
 SM2_KEY = "3945208f7b2144b13f36e38ac6d39f95889393692860b51a42fb81ef4df7c5b8"
 DELETE_SECRET = "s3cret-for-deletion-signing"
 HOSPITAL = "H33010200001"
 FILM_URL = "http://wx.imagingunion.com/iuweixin/iu_scanFilmInfo"
-ORTHANC = "/usr/sbin/Orthanc"
-DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 
 
 _MAIN = "import sys; from dicomgate.cli import main; sys.exit(main())"
@@ -168,59 +168,12 @@ def shim(tmp_path_factory) -> Iterator[Shim]:
 
 # --- Orthanc ---------------------------------------------------------------------------
 
-@dataclass
-class Orthanc:
-    name: str
-    http_port: int
-    proc: subprocess.Popen
-    dir: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def dicomweb(self) -> str:
-        return f"{self.url}/dicom-web"
-
-    def upload(self, part10: bytes) -> None:
-        r = requests.post(f"{self.url}/instances", data=part10, timeout=10)
-        r.raise_for_status()
-
-    def stop(self) -> None:
-        stop(self.proc)
-
-
-def start_orthanc(tmp: Path, name: str) -> Orthanc:
-    if not Path(ORTHANC).exists() or not Path(DICOMWEB_PLUGIN).exists():
-        pytest.fail("Orthanc and its DICOMweb plugin are required (apt: orthanc "
-                    "orthanc-dicomweb)")
-    d = tmp / name
-    d.mkdir()
-    http_port = free_port()
-    cfg = {"Name": name, "HttpPort": http_port, "DicomPort": free_port(),
-           "StorageDirectory": str(d / "db"), "IndexDirectory": str(d / "db"),
-           "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
-           "Plugins": [DICOMWEB_PLUGIN], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
-    (d / "orthanc.json").write_text(json.dumps(cfg))
-    out = open(d / "orthanc.log", "wb")
-    proc = subprocess.Popen([ORTHANC, str(d / "orthanc.json")], stdout=out,
-                            stderr=subprocess.STDOUT, cwd=d)
-    o = Orthanc(name, http_port, proc, d)
-    try:
-        wait_http(o.url + "/system", proc, f"Orthanc {name}")
-    except RuntimeError:
-        o.stop()
-        raise RuntimeError((d / "orthanc.log").read_text()[-2000:]) from None
-    return o
-
-
 @pytest.fixture(scope="module")
 def orthanc_pair(tmp_path_factory) -> Iterator[tuple[Orthanc, Orthanc]]:
     tmp = tmp_path_factory.mktemp("orthanc")
-    province = start_orthanc(tmp, "province")
+    province = Orthanc(tmp / "province", "PROVINCE", dicomweb=True).start()
     try:
-        national = start_orthanc(tmp, "national")
+        national = Orthanc(tmp / "national", "NATIONAL", dicomweb=True).start()
     except Exception:
         province.stop()
         raise

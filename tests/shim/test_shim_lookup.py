@@ -53,7 +53,7 @@ def platforms(orthanc_pair):
 @pytest.fixture(scope="module")
 def lookup_shim(tmp_path_factory, platforms):
     province, national, uids = platforms
-    s = start_shim(tmp_path_factory.mktemp("lookup"), province.dicomweb, national.dicomweb)
+    s = start_shim(tmp_path_factory.mktemp("lookup"), province.dicomweb_url, national.dicomweb_url)
     store = s.store()
     with store.db.tx() as c:  # a study this gateway holds itself
         c.execute("INSERT INTO studies (study_uid, state, created_at, updated_at) "
