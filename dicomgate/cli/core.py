@@ -120,5 +120,14 @@ def print_status(d: dict[str, Any]) -> None:
     print_table(d["jobs"], ["name", "finished_at", "outcome", "runs", "failures", "detail"])
     for name, section in d["sections"].items():
         w(f"\n{name}:\n")
-        for k, v in section.items():
-            w(f"  {k}: {v}\n")
+        _print_mapping(section, 1)
+
+
+def _print_mapping(m: dict[str, Any], depth: int) -> None:
+    pad = "  " * depth
+    for k, v in m.items():
+        if isinstance(v, dict) and v:
+            sys.stdout.write(f"{pad}{k}:\n")
+            _print_mapping(v, depth + 1)
+        else:
+            sys.stdout.write(f"{pad}{k}: {'-' if v is None else v}\n")
