@@ -52,6 +52,11 @@ class UploadHandler:
             return "nothing in the spool for this study"
         if study["state"] in SKIP_STUDY_STATES:
             return f"skipped: study is {study['state']}"
+        if self._deletion_pending(uid):
+            # Deletion-update: the cloud must drop the old copy before it gets what the
+            # PACS still holds, or the deletion would remove the re-uploaded images.
+            raise RetryLater(f"a deletion of study {uid} has not reached the cloud yet: "
+                             "uploading after it", after=30)
         try:
             return self._run(uid)
         except Transient as exc:
@@ -59,6 +64,11 @@ class UploadHandler:
         except Refused as exc:
             raise RetryLater(f"the cloud refused a DICOMweb request ({exc}); check "
                              "upstream.dicomweb_url", after=600) from None
+
+    def _deletion_pending(self, uid: str) -> bool:
+        return any(uid in (t.payload.get("study_uids") or [])
+                   for state in ("pending", "running")
+                   for t in self.store.tasks.list(state=state, kind="deletion"))
 
     def _run(self, uid: str) -> str:
         total = UploadSummary()

@@ -175,3 +175,23 @@ def test_instance_lost_by_cloud_is_sent_again(tmp_path, fresh_cloud):
     assert drain(app) == ["done"]
     assert fresh_cloud.sop_uids(spec.study_uid) == set(uids)
     assert app.store.instances.study_counts(spec.study_uid) == {"delivered": 4}
+
+
+def test_upload_waits_for_a_pending_deletion_of_its_study(tmp_path, fresh_cloud):
+    app = _app(tmp_path, fresh_cloud)
+    spec = StudySpec("ACCDEL")
+    data = ct_instances(spec, series=1, per_series=2)
+    spool(app, data)
+    complete(app, spec.study_uid, len(data))
+    deletion = app.store.tasks.enqueue("deletion", "del:H:ACCDEL:t", {
+        "hospital_id": "H", "accession_no": "ACCDEL", "study_uids": [spec.study_uid],
+        "sop_uids": [], "operate_time": "t", "deletion_id": "1"}, delay=3600)
+    enqueue_upload(app, spec.study_uid)
+    assert drain(app) == ["pending"]  # retried later, nothing sent
+    assert fresh_cloud.sop_uids(spec.study_uid) == set()
+    upload = app.store.tasks.find("upload", f"study:{spec.study_uid}")
+    assert "deletion" in upload.last_error
+    app.store.tasks.cancel(deletion.id, "test: deletion delivered")
+    app.store.delivery.make_due(("upload",))
+    assert drain(app) == ["done"]
+    assert len(fresh_cloud.sop_uids(spec.study_uid)) == 2
