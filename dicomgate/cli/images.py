@@ -241,8 +241,11 @@ def cmd_study_show(args: argparse.Namespace) -> int:
     print(f"\ninstances ({len(rows)}):")
     for r in rows:
         r["received"] = when(r["received_at"])
+        r["delivered"] = when(r["delivered_at"])
+    # state is the delivery state too (received, uploaded, delivered, rejected, purged);
+    # error is the cloud's reason for a rejection.
     print_table(rows, ["sop_uid", "series_uid", "transfer_syntax", "size", "sha256", "path",
-                       "state", "received"])
+                       "state", "received", "delivered", "error"])
     print(f"\ntasks ({len(tasks)}):")
     print_table(tasks, ["id", "kind", "key", "state", "attempts", "result", "error"])
     return 0
