@@ -180,7 +180,14 @@ format = "json"
             if self.daemon and self.daemon.poll() is not None:
                 raise RuntimeError(f"the daemon exited with code {self.daemon.returncode}; "
                                    f"see {self.dir / 'daemon.log'}")
-            prog = self.progress()
+            try:
+                prog = self.progress()
+            except (requests.RequestException, OSError) as exc:  # watching, not the gateway
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"could not read the demo's progress: {exc}") from None
+                self.say(f"demo: could not read progress ({exc}); trying again")
+                time.sleep(1.0)
+                continue
             line = "  ".join(f"{p.accession}: {p.received}/{p.expected} received, "
                              f"{p.delivered} delivered, report {'yes' if p.report else 'no'}"
                              for p in prog)

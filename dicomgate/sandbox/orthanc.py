@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 ORTHANC_BIN = "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
@@ -49,6 +51,11 @@ class Orthanc:
         self.extra = extra or {}
         self.proc: subprocess.Popen | None = None
         self.session = requests.Session()
+        # Orthanc closes idle keep-alive connections; a request on one that just closed
+        # fails with RemoteDisconnected. Every call here is idempotent: retry it.
+        retry = Retry(total=3, connect=3, read=3, status=0, allowed_methods=None,
+                      backoff_factor=0.1)
+        self.session.mount("http://", HTTPAdapter(max_retries=retry))
 
     # -- life cycle -------------------------------------------------------------------------
     @property
