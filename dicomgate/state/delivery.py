@@ -96,12 +96,14 @@ class DeliveryStore:
 
     # -- retention ------------------------------------------------------------------------
     def purgeable(self, older_than: float, limit: int = 1000) -> list[dict[str, Any]]:
-        """Delivered instances whose delivery is older than the cutoff and still on disk."""
+        """Instances still on disk whose delivery was confirmed before the cutoff, or whose
+        study was withdrawn (the exam refunded; the cloud dropped it) before the cutoff."""
         rows = self.db.query(
-            "SELECT sop_uid, study_uid, path, size, sha256 FROM instances "
-            "WHERE state='delivered' "
-            "AND delivered_at IS NOT NULL AND delivered_at < ? AND path IS NOT NULL "
-            "ORDER BY delivered_at LIMIT ?", (older_than, limit))
+            "SELECT sop_uid, study_uid, path, size, sha256 FROM instances WHERE path IS NOT NULL "
+            "AND ((state='delivered' AND delivered_at IS NOT NULL AND delivered_at < ?) "
+            f"OR (state NOT IN ('purged', 'deleted') AND study_uid IN ({_WITHDRAWN_BEFORE}))) "
+            "ORDER BY COALESCE(delivered_at, updated_at) LIMIT ?",
+            (older_than, older_than, limit))
         return [dict(r) for r in rows]
 
     def mark_purged(self, sop_uids: list[str]) -> set[str]:
@@ -112,7 +114,8 @@ class DeliveryStore:
         with self.db.tx() as c:
             for chunk in _chunks(sop_uids, 500):
                 rows = c.execute(
-                    f"UPDATE instances SET state='purged', updated_at=? WHERE state='delivered' "
+                    f"UPDATE instances SET state='purged', updated_at=? WHERE (state='delivered' "
+                    f"OR study_uid IN (SELECT study_uid FROM studies WHERE state='withdrawn')) "
                     f"AND sop_uid IN ({','.join('?' * len(chunk))}) RETURNING sop_uid",
                     (now, *chunk)).fetchall()
                 done.update(r[0] for r in rows)
@@ -191,6 +194,9 @@ class DeliveryStore:
     def studies_with_backlog(self) -> list[str]:
         return [r[0] for r in self.db.query(
             "SELECT DISTINCT study_uid FROM instances WHERE state IN ('received', 'uploaded')")]
+
+
+_WITHDRAWN_BEFORE = "SELECT study_uid FROM studies WHERE state='withdrawn' AND updated_at < ?"
 
 
 def _chunks(items: list[str], n: int) -> list[list[str]]:

@@ -1,4 +1,5 @@
-"""Spool retention: a file goes only after its delivery was confirmed `retention` ago."""
+"""Spool retention: a file goes only `retention` after its delivery was confirmed, or after
+its study was withdrawn (the exam refunded)."""
 
 from __future__ import annotations
 

@@ -53,3 +53,17 @@ def test_retention_keeps_new_content_of_a_delivered_instance(tmp_path, fresh_clo
     path.write_bytes(path.read_bytes() + b"\0\0")  # replaced on disk, row not yet updated
     feature.of(app).retention.run(now=time.time() + 10)
     assert path.exists()
+
+
+def test_retention_removes_withdrawn_studies_after_the_retention(tmp_path, fresh_cloud):
+    app = build_app(write_config(tmp_path / "state", fresh_cloud.dicomweb_url,
+                                 "http://127.0.0.1:9/api", retention="1h"))
+    spec = StudySpec("ACC-W1")
+    uids = spool(app, ct_instances(spec, series=1, per_series=2))  # never uploaded
+    app.store.instances.set_study(spec.study_uid, state="withdrawn")
+    paths = [Path(app.store.instances.get(u).path) for u in uids]
+    up = feature.of(app)
+    assert up.retention.run() == "nothing to purge"  # a refund may still be reversed
+    assert up.retention.run(now=time.time() + 3601).startswith("purged 2 instance(s)")
+    assert not any(p.exists() for p in paths)
+    assert {app.store.instances.get(u).state for u in uids} == {"purged"}
