@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 import itertools
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,12 +81,8 @@ class Ingest:
         # One thread (so one SQLite connection) records every instance, whatever thread
         # received it: association threads come and go, connections would pile up.
         self._db = ThreadPoolExecutor(1, thread_name_prefix="spool-db")
-        # SHA-256 of a received file runs here while the receiving thread parses its
-        # header: hashlib and file reads release the GIL, so the two overlap on two cores.
-        self._hash = ThreadPoolExecutor(2, thread_name_prefix="spool-hash")
 
     def close(self) -> None:
-        self._hash.shutdown(wait=True)
         self._db.shutdown(wait=True)
 
     def has_room(self) -> bool:
@@ -97,16 +93,13 @@ class Ingest:
         """A C-STORE dataset that pynetdicom wrote (Part 10) to `src`."""
         if not self.has_room():
             raise OutOfSpace("free space below dicom.min_free_disk")
+        ident = identify(src)
+        if ident.sop_uid != sop_uid:
+            raise Malformed(f"dataset SOPInstanceUID {ident.sop_uid} differs from the "
+                            f"C-STORE request's Affected SOP Instance UID {sop_uid}")
         if src.parent == self.spool.incoming:  # already on the spool's file system
-            digest = self._hash.submit(self.spool.digest, src)
-            try:
-                ident = self._identify_received(src, sop_uid)
-            except BaseException:
-                wait([digest])  # no reader left on a file about to be quarantined
-                raise
-            size, sha = digest.result()
+            size, sha = self.spool.digest(src)
             return self.commit(src, ident, size, sha, source=f"dicom:{calling_aet}")
-        ident = self._identify_received(src, sop_uid)
         with open(src, "rb") as f:
             offset = dataset_offset(f)
         header = part10_header(sop_class_uid or ident.sop_class_uid, sop_uid,
@@ -120,14 +113,6 @@ class Ingest:
                 raise OutOfSpace(f"disk full writing {temp}") from None
             raise
         return self.commit(temp, ident, size, sha, source=f"dicom:{calling_aet}")
-
-    @staticmethod
-    def _identify_received(src: Path, sop_uid: str) -> Identity:
-        ident = identify(src)
-        if ident.sop_uid != sop_uid:
-            raise Malformed(f"dataset SOPInstanceUID {ident.sop_uid} differs from the "
-                            f"C-STORE request's Affected SOP Instance UID {sop_uid}")
-        return ident
 
     def from_file(self, temp: Path, size: int, sha: str, source: str) -> Stored:
         """A whole Part 10 file already in the spool's temp area (HTTP download)."""
