@@ -1,17 +1,19 @@
 """The Portal AET: a pynetdicom storage SCP that writes what it receives to the spool.
 
 Every storage SOP class, every common transfer syntax as it comes (no transcoding, no
-pixel decoding): pynetdicom writes each dataset to a temp file in chunks and we copy it,
-hashing on the way, under its final spool name.
+pixel decoding): pynetdicom writes each dataset in chunks to a temp file on the spool's
+file system, hashed as it is written, and we rename it under its final spool name.
 """
 
 from __future__ import annotations
 
-import functools
+import hashlib
 import socket
 import tempfile
 import threading
+import weakref
 from pathlib import Path
+from typing import Any
 
 import structlog
 from pydicom import uid as uids
@@ -40,15 +42,60 @@ STATUS_CANNOT_UNDERSTAND = 0xC000
 STATUS_PROCESSING_FAILURE = 0x0110
 
 
+class _HashingFile:
+    """pynetdicom's temp file for one received dataset, hashed (SHA-256) as it is written.
+
+    The hash is computed while the rest of the dataset is still on the wire (hashlib
+    releases the GIL), instead of reading the finished file back before the response."""
+
+    def __init__(self, folder: Path):
+        self._file = tempfile.NamedTemporaryFile(delete=False, mode="wb", suffix=".dcm",
+                                                 dir=str(folder))
+        self.name = self._file.name
+        self.file = self._file.file  # pynetdicom flushes through it after each PDV
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
+        return self._file.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+
+# Files being received, by path; an entry goes when pynetdicom drops its file object.
+_receiving: weakref.WeakValueDictionary[str, _HashingFile] = weakref.WeakValueDictionary()
+
+
 def _receive_into(folder: Path) -> None:
     """pynetdicom writes each received dataset (as Part 10) to a NamedTemporaryFile in the
     system temp dir; put it on the spool's file system instead, so that storing it is a
-    rename rather than a second copy of every byte (half the disk writes)."""
+    rename rather than a second copy of every byte (half the disk writes), and hash it as
+    it is written."""
     from pynetdicom import dimse_messages
 
+    def open_hashing(*_args: Any, **_kwargs: Any) -> _HashingFile:
+        f = _HashingFile(folder)
+        _receiving[f.name] = f
+        return f
+
     if hasattr(dimse_messages, "NamedTemporaryFile"):
-        dimse_messages.NamedTemporaryFile = functools.partial(tempfile.NamedTemporaryFile,
-                                                              dir=str(folder))
+        dimse_messages.NamedTemporaryFile = open_hashing
+
+
+def _digest_of(path: Path) -> tuple[int, str] | None:
+    """(size, sha256) of a received file if every byte of it went through _HashingFile."""
+    f = _receiving.pop(str(path), None)
+    if f is None:
+        return None
+    try:
+        if path.stat().st_size != f.size:
+            return None
+    except OSError:
+        return None
+    return f.size, f.sha256.hexdigest()
 
 
 # How long an association's DUL thread sleeps when it found nothing to do (pynetdicom's
@@ -171,7 +218,8 @@ class StorageSCP:
         try:
             self.ingest.from_network(path, transfer_syntax=str(event.context.transfer_syntax),
                                      sop_class_uid=str(req.AffectedSOPClassUID),
-                                     sop_uid=sop_uid, calling_aet=calling)
+                                     sop_uid=sop_uid, calling_aet=calling,
+                                     digest=_digest_of(path))
         except OutOfSpace as exc:
             log.error("store.refused", sop_uid=sop_uid, calling_aet=calling, status="0xA700",
                       reason=str(exc), free_bytes=self.ingest.spool.free_bytes(),
