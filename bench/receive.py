@@ -6,7 +6,8 @@ in the same run, into DCMTK storescp (TCP_NODELAY=1); throughput, ratio, peak RS
     .venv/bin/python bench/receive.py --pdu 131072    # Orthanc and storescp at 128 KB PDUs
 
 Before/after in the same run: `--baseline DIR` also runs `dicomgate run` from an older
-source tree (`git archive <rev> dicomgate | tar -x -C DIR`) in each round.
+source tree (`git archive <rev> dicomgate | tar -x -C DIR`) in each round. `--bare` adds
+bench/bare_scp.py (pynetdicom with dicomgate's settings and a no-op handler): the ceiling.
 
 Both receivers run as their own processes (dicomgate as `dicomgate run`), so the peak RSS
 (VmHWM) is the receiver's alone. Everything stays on loopback in a temp dir.
@@ -134,6 +135,20 @@ def receive_gw(work: Path, gw_port: int, orthanc: Orthanc, study_uid: str, insta
     return seconds, rss
 
 
+def receive_bare(work: Path, port: int, orthanc: Orthanc, study_uid: str) -> tuple[float, float]:
+    script = Path(__file__).with_name("bare_scp.py")
+    proc = subprocess.Popen([sys.executable, str(script), str(port), GW_AET,
+                             str(work / "bare-spool")],
+                            stdout=open(work / "bare.log", "ab"), stderr=subprocess.STDOUT)
+    wait_port(port, proc)
+    try:
+        seconds = timed_move(orthanc.dicom_port, GW_AET, study_uid)  # checks every status
+        rss = peak_rss_mb(proc.pid)
+    finally:
+        stop(proc)
+    return seconds, rss
+
+
 def receive_dcmtk(work: Path, port: int, orthanc: Orthanc, study_uid: str, instances: int,
                   pdu: int | None) -> tuple[float, float]:
     dc = start_storescp(work, port, pdu)
@@ -170,6 +185,8 @@ def main() -> int:
                          "default: both at their default, 16384)")
     ap.add_argument("--baseline", type=Path, default=None,
                     help="a source tree holding an older dicomgate/ to run in the same rounds")
+    ap.add_argument("--bare", action="store_true",
+                    help="also run pynetdicom alone with a no-op handler (the ceiling)")
     ap.add_argument("--keep", action="store_true", help="keep the work dir")
     args = ap.parse_args()
     if shutil.which("storescp") is None:
@@ -185,7 +202,8 @@ def main() -> int:
     try:
         spec = StudySpec(accession="BENCH1")
         total = load_study(orthanc, spec, args.instances, args.size)
-        names = ["dicomgate"] + (["baseline"] if args.baseline else []) + ["storescp"]
+        names = (["dicomgate"] + (["baseline"] if args.baseline else [])
+                 + (["bare"] if args.bare else []) + ["storescp"])
         rows: list[dict[str, tuple[float, float]]] = []
         for r in range(args.rounds):
             row = {"dicomgate": receive_gw(work, gw_port, orthanc, spec.study_uid,
@@ -193,6 +211,8 @@ def main() -> int:
             if args.baseline:
                 row["baseline"] = receive_gw(work, gw_port, orthanc, spec.study_uid,
                                              args.instances, args.baseline.resolve())
+            if args.bare:
+                row["bare"] = receive_bare(work, gw_port, orthanc, spec.study_uid)
             row["storescp"] = receive_dcmtk(work, dcmtk_port, orthanc, spec.study_uid,
                                             args.instances, args.pdu)
             rows.append(row)
