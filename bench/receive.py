@@ -3,6 +3,11 @@ in the same run, into DCMTK storescp (TCP_NODELAY=1); throughput, ratio, peak RS
 
     .venv/bin/python bench/receive.py                  # 200 x 512 KB (~105 MB), 3 rounds
     .venv/bin/python bench/receive.py --instances 2000 --rounds 1   # ~1 GB, for memory
+    .venv/bin/python bench/receive.py --pdu 131072    # Orthanc and storescp at 128 KB PDUs
+
+Before/after in the same run: `--baseline DIR` also runs `dicomgate run` from an older
+source tree (`git archive <rev> dicomgate | tar -x -C DIR`) in each round. `--bare` adds
+bench/bare_scp.py (pynetdicom with dicomgate's settings and a no-op handler): the ceiling.
 
 Both receivers run as their own processes (dicomgate as `dicomgate run`), so the peak RSS
 (VmHWM) is the receiver's alone. Everything stays on loopback in a temp dir.
@@ -49,7 +54,8 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_dicomgate(work: Path, port: int, pacs_port: int) -> subprocess.Popen:
+def start_dicomgate(work: Path, port: int, pacs_port: int,
+                    source: Path | None = None) -> subprocess.Popen:
     state = work / "gw-state"
     shutil.rmtree(state, ignore_errors=True)
     cfg = work / "gw.toml"
@@ -71,18 +77,22 @@ echo_interval = "1h"
 level = "warning"
 format = "json"
 """)
+    env = dict(os.environ, PYTHONPATH=str(source)) if source else None
     proc = subprocess.Popen([sys.executable, "-c", "import sys; from dicomgate.cli import "
                              "main; sys.exit(main())", "--config", str(cfg), "run"],
-                            stdout=open(work / "gw.log", "ab"), stderr=subprocess.STDOUT)
+                            stdout=open(work / "gw.log", "ab"), stderr=subprocess.STDOUT,
+                            cwd=work, env=env)  # cwd: import the tree asked for, not ./
     wait_port(port, proc)
     return proc
 
 
-def start_storescp(work: Path, port: int) -> subprocess.Popen:
+def start_storescp(work: Path, port: int, pdu: int | None) -> subprocess.Popen:
     out = work / "storescp-out"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
-    proc = subprocess.Popen(["storescp", "-aet", DCMTK_AET, "-od", str(out), str(port)],
+    pdu_opt = ["--max-pdu", str(pdu)] if pdu else []
+    proc = subprocess.Popen(["storescp", "-aet", DCMTK_AET, *pdu_opt, "-od", str(out),
+                             str(port)],
                             env=dict(os.environ, TCP_NODELAY="1"),
                             stdout=open(work / "storescp.log", "ab"), stderr=subprocess.STDOUT)
     wait_port(port, proc)
@@ -111,64 +121,113 @@ def timed_move(pacs_port: int, dest_aet: str, study_uid: str) -> float:
     return seconds
 
 
+def receive_gw(work: Path, gw_port: int, orthanc: Orthanc, study_uid: str, instances: int,
+               source: Path | None) -> tuple[float, float]:
+    gw = start_dicomgate(work, gw_port, orthanc.dicom_port, source)
+    try:
+        seconds = timed_move(orthanc.dicom_port, GW_AET, study_uid)
+        rss = peak_rss_mb(gw.pid)
+    finally:
+        stop(gw)
+    received = len(list((work / "gw-state" / "spool").rglob("*.dcm")))
+    if received != instances:
+        raise SystemExit(f"dicomgate ({source or 'this tree'}) stored {received} of {instances}")
+    return seconds, rss
+
+
+def receive_bare(work: Path, port: int, orthanc: Orthanc, study_uid: str) -> tuple[float, float]:
+    script = Path(__file__).with_name("bare_scp.py")
+    proc = subprocess.Popen([sys.executable, str(script), str(port), GW_AET,
+                             str(work / "bare-spool")],
+                            stdout=open(work / "bare.log", "ab"), stderr=subprocess.STDOUT)
+    wait_port(port, proc)
+    try:
+        seconds = timed_move(orthanc.dicom_port, GW_AET, study_uid)  # checks every status
+        rss = peak_rss_mb(proc.pid)
+    finally:
+        stop(proc)
+    return seconds, rss
+
+
+def receive_dcmtk(work: Path, port: int, orthanc: Orthanc, study_uid: str, instances: int,
+                  pdu: int | None) -> tuple[float, float]:
+    dc = start_storescp(work, port, pdu)
+    try:
+        seconds = timed_move(orthanc.dicom_port, DCMTK_AET, study_uid)
+        rss = peak_rss_mb(dc.pid)
+    finally:
+        stop(dc)
+    got = len(list((work / "storescp-out").iterdir()))
+    if got != instances:
+        raise SystemExit(f"storescp stored {got} of {instances}")
+    return seconds, rss
+
+
+def load_study(orthanc: Orthanc, spec: StudySpec, instances: int, size: int) -> int:
+    total, t0, per = 0, time.perf_counter(), 100
+    for start in range(0, instances, per):  # generate and upload in slices
+        n = min(per, instances - start)
+        for d in ct_instances(spec, series=1, per_series=n, rows=size, cols=size, seed=start):
+            orthanc.upload(d)
+            total += len(d)
+    print(f"study: {instances} instances, {total / 1e6:.1f} MB in Orthanc "
+          f"(loaded in {time.perf_counter() - t0:.1f} s)")
+    return total
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--instances", type=int, default=200)
     ap.add_argument("--size", type=int, default=512, help="rows = columns of each slice")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--pdu", type=int, default=None,
+                    help="MaximumPduLength of Orthanc and --max-pdu of storescp (4096-131072; "
+                         "default: both at their default, 16384)")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="a source tree holding an older dicomgate/ to run in the same rounds")
+    ap.add_argument("--bare", action="store_true",
+                    help="also run pynetdicom alone with a no-op handler (the ceiling)")
     ap.add_argument("--keep", action="store_true", help="keep the work dir")
     args = ap.parse_args()
     if shutil.which("storescp") is None:
         raise SystemExit("storescp not found: apt-get install dcmtk")
+    if args.baseline and not (args.baseline / "dicomgate" / "cli").is_dir():
+        raise SystemExit(f"--baseline {args.baseline}: no dicomgate/ package there")
     work = Path(tempfile.mkdtemp(prefix="dicomgate-bench-"))
     gw_port, dcmtk_port = free_port(), free_port()
     orthanc = Orthanc(work / "pacs", PACS_AET, modalities={
-        "gw": (GW_AET, "127.0.0.1", gw_port), "dcmtk": (DCMTK_AET, "127.0.0.1", dcmtk_port)})
+        "gw": (GW_AET, "127.0.0.1", gw_port), "dcmtk": (DCMTK_AET, "127.0.0.1", dcmtk_port)},
+        extra={"MaximumPduLength": args.pdu} if args.pdu else None)
     orthanc.start()
     try:
         spec = StudySpec(accession="BENCH1")
-        total = 0
-        t0 = time.perf_counter()
-        per = 100
-        for start in range(0, args.instances, per):  # generate and upload in slices
-            n = min(per, args.instances - start)
-            for d in ct_instances(spec, series=1, per_series=n, rows=args.size,
-                                  cols=args.size, seed=start):
-                orthanc.upload(d)
-                total += len(d)
-        print(f"study: {args.instances} instances, {total / 1e6:.1f} MB in Orthanc "
-              f"(loaded in {time.perf_counter() - t0:.1f} s)")
-        rows = []
+        total = load_study(orthanc, spec, args.instances, args.size)
+        names = (["dicomgate"] + (["baseline"] if args.baseline else [])
+                 + (["bare"] if args.bare else []) + ["storescp"])
+        rows: list[dict[str, tuple[float, float]]] = []
         for r in range(args.rounds):
-            gw = start_dicomgate(work, gw_port, orthanc.dicom_port)
-            try:
-                t_gw = timed_move(orthanc.dicom_port, GW_AET, spec.study_uid)
-                rss_gw = peak_rss_mb(gw.pid)
-            finally:
-                stop(gw)
-            received = len(list((work / "gw-state" / "spool").rglob("*.dcm")))
-            dc = start_storescp(work, dcmtk_port)
-            try:
-                t_dc = timed_move(orthanc.dicom_port, DCMTK_AET, spec.study_uid)
-                rss_dc = peak_rss_mb(dc.pid)
-            finally:
-                stop(dc)
-            got_dc = len(list((work / "storescp-out").iterdir()))
-            if received != args.instances or got_dc != args.instances:
-                raise SystemExit(f"round {r + 1}: dicomgate stored {received}, storescp "
-                                 f"{got_dc} of {args.instances}")
-            rows.append((t_gw, t_dc, rss_gw, rss_dc))
-            print(f"round {r + 1}: dicomgate {total / t_gw / 1e6:7.1f} MB/s "
-                  f"({t_gw:.2f} s, peak RSS {rss_gw:.0f} MB) | storescp "
-                  f"{total / t_dc / 1e6:7.1f} MB/s ({t_dc:.2f} s, peak RSS {rss_dc:.0f} MB) "
-                  f"| ratio {t_dc / t_gw:.2f}x")
-        t_gw = statistics.median(r[0] for r in rows)
-        t_dc = statistics.median(r[1] for r in rows)
-        print(f"median: dicomgate {total / t_gw / 1e6:.1f} MB/s "
-              f"({args.instances / t_gw:.0f} inst/s), storescp {total / t_dc / 1e6:.1f} MB/s "
-              f"({args.instances / t_dc:.0f} inst/s), dicomgate/storescp throughput "
-              f"{t_dc / t_gw:.2f}x; peak RSS dicomgate {max(r[2] for r in rows):.0f} MB, "
-              f"storescp {max(r[3] for r in rows):.0f} MB")
+            row = {"dicomgate": receive_gw(work, gw_port, orthanc, spec.study_uid,
+                                           args.instances, None)}
+            if args.baseline:
+                row["baseline"] = receive_gw(work, gw_port, orthanc, spec.study_uid,
+                                             args.instances, args.baseline.resolve())
+            if args.bare:
+                row["bare"] = receive_bare(work, gw_port, orthanc, spec.study_uid)
+            row["storescp"] = receive_dcmtk(work, dcmtk_port, orthanc, spec.study_uid,
+                                            args.instances, args.pdu)
+            rows.append(row)
+            dc = row["storescp"][0]
+            print(f"round {r + 1}: " + " | ".join(
+                f"{n} {total / row[n][0] / 1e6:6.1f} MB/s ({row[n][0]:.2f} s, "
+                f"RSS {row[n][1]:.0f} MB, {dc / row[n][0]:.2f}x)" for n in names))
+        med = {n: statistics.median(row[n][0] for row in rows) for n in names}
+        dc = med["storescp"]
+        print("median: " + ", ".join(
+            f"{n} {total / med[n] / 1e6:.1f} MB/s ({args.instances / med[n]:.0f} inst/s, "
+            f"peak RSS {max(row[n][1] for row in rows):.0f} MB)" for n in names))
+        print("ratios to storescp, median of per-round ratios: " + ", ".join(
+            f"{n} {statistics.median(row['storescp'][0] / row[n][0] for row in rows):.2f}x"
+            for n in names if n != "storescp") + f" (median times: {dc / med['dicomgate']:.2f}x)")
     finally:
         orthanc.stop()
         if not args.keep:

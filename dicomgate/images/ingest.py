@@ -89,8 +89,10 @@ class Ingest:
         return self.spool.free_bytes() >= self.min_free_disk
 
     def from_network(self, src: Path, *, transfer_syntax: str, sop_class_uid: str,
-                     sop_uid: str, calling_aet: str) -> Stored:
-        """A C-STORE dataset that pynetdicom wrote (Part 10) to `src`."""
+                     sop_uid: str, calling_aet: str,
+                     digest: tuple[int, str] | None = None) -> Stored:
+        """A C-STORE dataset that pynetdicom wrote (Part 10) to `src`; `digest` is its
+        (size, sha256) when computed while it was written."""
         if not self.has_room():
             raise OutOfSpace("free space below dicom.min_free_disk")
         ident = identify(src)
@@ -98,7 +100,7 @@ class Ingest:
             raise Malformed(f"dataset SOPInstanceUID {ident.sop_uid} differs from the "
                             f"C-STORE request's Affected SOP Instance UID {sop_uid}")
         if src.parent == self.spool.incoming:  # already on the spool's file system
-            size, sha = self.spool.digest(src)
+            size, sha = digest or self.spool.digest(src)
             return self.commit(src, ident, size, sha, source=f"dicom:{calling_aet}")
         with open(src, "rb") as f:
             offset = dataset_offset(f)

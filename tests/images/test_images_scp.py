@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -41,6 +42,24 @@ def test_allowed_sender_stores_and_echo(gateway):
     rows = [gateway.store.instances.get(s) for s in sops]
     assert all(r is not None and r.state == "received" and Path(r.path).exists() for r in rows)
     assert all(r.source == "dicom:MODALITY1" for r in rows)
+
+
+def test_recorded_size_and_sha256_are_those_of_the_stored_file(gateway):
+    """The hash is taken while pynetdicom writes the PDVs: check it against the file."""
+    data = ct_instances(StudySpec(accession="S2"), series=1, per_series=3, rows=256, cols=256)
+    ae = AE(ae_title="MODALITY1")
+    ae.add_requested_context(CTImageStorage)
+    ae.maximum_pdu_size = 16384  # ~130 KB datasets arrive as many PDVs
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+    assoc = ae.associate("127.0.0.1", gateway.config.dicom.port, ae_title=GW_AET)
+    for d in data:
+        assert assoc.send_c_store(pydicom.dcmread(io.BytesIO(d))).Status == 0x0000
+    assoc.release()
+    for d in data:
+        row = gateway.store.instances.get(pydicom.dcmread(io.BytesIO(d)).SOPInstanceUID)
+        stored = Path(row.path).read_bytes()
+        assert row.size == len(stored) > len(d) // 2
+        assert row.sha256 == hashlib.sha256(stored).hexdigest()
 
 
 @pytest.mark.parametrize("calling,called,reason", [
