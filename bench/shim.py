@@ -15,7 +15,6 @@ import json
 import queue
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,14 +22,10 @@ import threading
 import time
 from pathlib import Path
 
+from dicomgate.sandbox.orthanc import free_port
+
 ORTHANC = "/usr/sbin/Orthanc"
 SM4_KEY = "0123456789abcdeffedcba9876543210"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait(port: int, path: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 import structlog
-from reports_pg import PG_BIN, _as_postgres, _free_port
+from reports_pg import PG_BIN, _as_postgres
 from reports_support import Pacs, view_reports, write_config
 
 from dicomgate.cli import main
+from dicomgate.sandbox.orthanc import free_port
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +58,7 @@ def postgres() -> Iterator[dict]:
         shutil.chown(base, "postgres")
         shutil.chown(sock, "postgres")
         os.chmod(base, 0o755)
-    port = _free_port()
+    port = free_port()
     _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
                  "-E", "UTF8", "--locale=C.UTF-8")
     _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-t", "30", "-l",

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from dicomgate.sandbox.orthanc import Orthanc
+from dicomgate.sandbox.orthanc import Orthanc, free_port
 
 SM4_KEY = "0123456789abcdeffedcba9876543210"
 SM2_KEY = "3945208f7b2144b13f36e38ac6d39f95889393692860b51a42fb81ef4df7c5b8"
@@ -31,12 +30,6 @@ FILM_URL = "http://wx.imagingunion.com/iuweixin/iu_scanFilmInfo"
 
 
 _MAIN = "import sys; from dicomgate.cli import main; sys.exit(main())"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, proc: subprocess.Popen, what: str, timeout: float = 20.0) -> None:
