@@ -6,7 +6,7 @@ import argparse
 
 from ..config import ConfigError
 from ..gm import Sm2Decryptor
-from ..privacy import mask_id, mask_name, mask_phone
+from ..privacy import mask_mapping, mask_name
 from ..shim.dollar import parse_login_string
 from ..shim.login import decode_login
 from ..shim.params import ParamError
@@ -106,7 +106,7 @@ def cmd_login_parse(args: argparse.Namespace) -> int:
         data["doctorIdCardNo"] = fields.id_card_no
         data["sm2Mode"] = fields.sm2_mode
     if not args.reveal:
-        data = _masked(data)
+        data = mask_mapping(data)
     if note:
         data["note"] = note
     if args.json:
@@ -115,15 +115,6 @@ def cmd_login_parse(args: argparse.Namespace) -> int:
         for k, v in data.items():
             print(f"{k:15} {v}")
     return 0
-
-
-def _masked(data: dict[str, str | None]) -> dict[str, str | None]:
-    out = dict(data)
-    for key, fn in (("doctorName", mask_name), ("doctorIdCardNo", mask_id),
-                    ("phoneNumber", mask_phone)):
-        if out.get(key):
-            out[key] = fn(out[key])
-    return out
 
 
 def cmd_login_sessions(args: argparse.Namespace) -> int:
