@@ -96,3 +96,42 @@ def test_healthz_flips_to_503_when_the_pacs_stops(running_demo):
     finally:
         running_demo.pacs.start()
     wait_for_status(running_demo, 200)
+
+
+def test_ctrl_c_stops_everything_the_demo_started(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    workdir = tmp_path / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "dicomgate.cli", "demo", "--dir",
+                             str(workdir), "--timeout", "180"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        for line in proc.stdout:  # bounded by the demo's own --timeout
+            lines.append(line)
+            if "Ctrl-C stops everything" in line:
+                break
+        assert any("every exam delivered" in ln for ln in lines), "".join(lines)
+        started = children_of(workdir)
+        assert len(started) >= 3  # two Orthancs and the daemon
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, rest
+        assert "demo: stopping" in rest and "Traceback" not in rest
+        assert children_of(workdir) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in children_of(workdir):
+            os.kill(pid, signal.SIGKILL)
+
+
+def children_of(workdir) -> list[int]:
+    """Processes whose command line names the demo's directory (Orthanc, the daemon)."""
+    import subprocess
+
+    out = subprocess.run(["pgrep", "-f", str(workdir)], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
