@@ -115,3 +115,38 @@ def test_pull_reports_unreachable_pacs(config_path, pacs, capsys):
     pacs.stop()
     assert main(["--config", str(config_path), "pull", "--study-uid", "1.2.3.4"]) == 1
     assert "did not answer" in capsys.readouterr().err
+
+
+def test_pull_on_a_terminal_draws_a_progress_bar(config_path, pacs):
+    """Run `dicomgate pull` with a real pseudo-terminal as its stderr, as an admin would."""
+    import os
+    import pty
+
+    spec = StudySpec(accession="ACC-TTY")
+    for d in ct_instances(spec, series=2, per_series=3):
+        pacs.upload(d)
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "dicomgate.cli", "--config",
+                             str(config_path), "pull", "--study-uid", spec.study_uid],
+                            stdin=follower, stdout=subprocess.PIPE, stderr=follower)
+    os.close(follower)
+    screen = b""
+    try:
+        while True:  # until the child closes the terminal (bounded by the pull's timeouts)
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the child exited
+                break
+            if not chunk:
+                break
+            screen += chunk
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        os.close(leader)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, screen.decode(errors="replace")
+    text = screen.decode(errors="replace")
+    assert "\r" in text and "6/6 instances" in text  # redrawn in place, ending complete
+    assert b"complete, 6/6 instances" in out
+    assert '"event"' not in text  # a person gets a bar, not JSON log lines
