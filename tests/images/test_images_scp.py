@@ -135,3 +135,36 @@ def test_same_uid_same_bytes_noop_different_bytes_replaced(gateway):
     assert second.sha256 != first.sha256
     assert "corrected" in str(pydicom.dcmread(second.path).StudyDescription)
     assert any(e["event"] == "instance.replaced" for e in logs)
+
+
+def test_disk_floor_refuses_then_accepts_again_when_space_returns(tmp_path, gw_port, pacs):
+    """A real small file system (tmpfs): fill it below the floor, then free it."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(disk)], check=True)
+    gw = None
+    try:
+        cfg = load(write_config(tmp_path / "floor.toml", state_dir=disk / "state",
+                                port=gw_port, pacs_port=pacs.dicom_port, min_free_disk="16MB"))
+        gw = start_gateway(cfg)
+        ballast = disk / "ballast"
+        ballast.write_bytes(b"\0" * (20 * 1024 * 1024))  # leaves < 16 MB free
+        first, second = _ct(2)
+        assoc = _associate(gw)
+        assert assoc.send_c_store(pydicom.dcmread(io.BytesIO(first))).Status == 0xA700
+        assert not list(gw.spool.root.rglob("*.dcm"))
+        ballast.unlink()  # space returns: the same association stores again
+        assert assoc.send_c_store(pydicom.dcmread(io.BytesIO(second))).Status == 0x0000
+        assoc.release()
+        assert len(list(gw.spool.root.rglob("*.dcm"))) == 1
+        assert gw.scp.health() is None
+    finally:
+        if gw is not None:
+            gw.scp.stop()
+            gw.store.close()
+        subprocess.run(["umount", "-l", str(disk)], check=False)
