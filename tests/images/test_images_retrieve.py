@@ -155,3 +155,53 @@ def test_unknown_move_destination_message(tmp_path, dcmqrscp, gw_port):
     assert f"port {gw_port} on the PACS" in msg
     assert "0xA801" in msg
     store.close()
+
+
+def _study_only_pacs(tmp_path, gw_port: int, give_count: bool):
+    from images_helpers import start_gateway
+    from study_only_pacs import StudyOnlyPacs
+
+    from dicomgate.config.load import load
+
+    pacs_port = free_port()
+    peer = StudyOnlyPacs(PACS_AET, pacs_port, {GW_AET: ("127.0.0.1", gw_port)},
+                         give_count=give_count)
+    gw = start_gateway(load(write_config(tmp_path / "so.toml", state_dir=tmp_path / "so",
+                                         port=gw_port, pacs_port=pacs_port)))
+    return peer, gw
+
+
+def test_pacs_refusing_image_queries_falls_back_to_the_study_count(tmp_path, gw_port):
+    peer, gw = _study_only_pacs(tmp_path, gw_port, give_count=True)
+    spec = StudySpec(accession="ACC-SO")
+    data = ct_instances(spec, series=2, per_series=3)
+    for d in data:
+        peer.add(d)
+    peer.start()
+    try:
+        result = gw.retriever.run(study_uid=spec.study_uid)
+        assert "complete, 6 instances" in result
+        assert peer.refused_levels  # it really refused the finer queries
+        study = gw.store.instances.study(spec.study_uid)
+        assert study["state"] == "complete" and study["expected_count"] == 6
+        assert present_sop_uids(gw.store, spec.study_uid) == {sop_uid_of(d) for d in data}
+    finally:
+        peer.stop()
+        gw.scp.stop()
+        gw.store.close()
+
+
+def test_pacs_refusing_image_queries_without_a_count_is_a_clear_error(tmp_path, gw_port):
+    from dicomgate.images.scu import PacsRefused
+
+    peer, gw = _study_only_pacs(tmp_path, gw_port, give_count=False)
+    spec = StudySpec(accession="ACC-SO2")
+    peer.add(ct_instances(spec, series=1, per_series=1)[0])
+    peer.start()
+    try:
+        with pytest.raises(PacsRefused, match="NumberOfStudyRelatedInstances"):
+            gw.retriever.run(study_uid=spec.study_uid)
+    finally:
+        peer.stop()
+        gw.scp.stop()
+        gw.store.close()

@@ -1,0 +1,84 @@
+"""A Q/R SCP built on pynetdicom that, like some PACS, refuses SERIES/IMAGE-level C-FIND:
+it answers STUDY-level queries (optionally with NumberOfStudyRelatedInstances) and
+STUDY-level C-MOVE. For the retrieve fallback tests (Orthanc never refuses these)."""
+
+from __future__ import annotations
+
+import io
+
+import pydicom
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import (
+    CTImageStorage,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelMove,
+)
+
+REFUSED = 0xC310  # "unable to process": what such PACS answer
+
+
+class StudyOnlyPacs:
+    def __init__(self, aet: str, port: int, destinations: dict[str, tuple[str, int]],
+                 give_count: bool = True):
+        self.instances: list[pydicom.Dataset] = []
+        self.destinations = destinations
+        self.give_count = give_count
+        self.refused_levels: list[str] = []
+        ae = AE(ae_title=aet)
+        ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+        ae.add_supported_context(StudyRootQueryRetrieveInformationModelMove)
+        ae.add_requested_context(CTImageStorage)  # the tests' studies are CT
+        self.ae, self.port = ae, port
+        self.server = None
+
+    def add(self, part10: bytes) -> None:
+        self.instances.append(pydicom.dcmread(io.BytesIO(part10)))
+
+    def start(self) -> StudyOnlyPacs:
+        self.server = self.ae.start_server(
+            ("127.0.0.1", self.port), block=False,
+            evt_handlers=[(evt.EVT_C_FIND, self._find), (evt.EVT_C_MOVE, self._move)])
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+
+    def _study(self, uid: str) -> list[pydicom.Dataset]:
+        return [d for d in self.instances if d.StudyInstanceUID == uid]
+
+    def _find(self, event):
+        query = event.identifier
+        if query.QueryRetrieveLevel != "STUDY":
+            self.refused_levels.append(query.QueryRetrieveLevel)
+            yield REFUSED, None
+            return
+        uids = {d.StudyInstanceUID for d in self.instances}
+        if query.get("StudyInstanceUID"):
+            uids &= {query.StudyInstanceUID}
+        if query.get("AccessionNumber"):
+            uids &= {d.StudyInstanceUID for d in self.instances
+                     if d.AccessionNumber == query.AccessionNumber}
+        for uid in sorted(uids):
+            ident = pydicom.Dataset()
+            ident.QueryRetrieveLevel = "STUDY"
+            ident.StudyInstanceUID = uid
+            if self.give_count:
+                ident.NumberOfStudyRelatedInstances = len(self._study(uid))
+            yield 0xFF00, ident
+
+    def _move(self, event):
+        query = event.identifier
+        dest = event.move_destination
+        dest = (dest.decode() if isinstance(dest, bytes) else dest).strip()
+        if dest not in self.destinations:
+            yield None, None  # unknown destination: pynetdicom answers 0xA801
+            return
+        yield self.destinations[dest]
+        if query.QueryRetrieveLevel != "STUDY":
+            yield 0
+            return
+        matches = self._study(query.StudyInstanceUID)
+        yield len(matches)
+        for ds in matches:
+            yield 0xFF00, ds
