@@ -79,7 +79,10 @@ class FilmLinks:
         qr.save(buf, kind="png", scale=8, border=4)
         if not caption or self.font_path is None:
             return buf.getvalue(), False
-        return _with_caption(buf.getvalue(), self.font_path), True
+        try:
+            return _with_caption(buf.getvalue(), self.font_path), True
+        except OSError:  # not a font file (qr.font_path mistyped): the code still prints
+            return buf.getvalue(), False
 
 
 def _token_from(text: str) -> str:

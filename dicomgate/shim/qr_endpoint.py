@@ -42,10 +42,11 @@ class QrEndpoints:
         png, captioned = self.links.png(self.links.url(exam), caption)
         message = None
         if caption and not captioned:
-            message = ("请求成功（未找到中文字体，二维码下方未加说明文字；"
+            message = ("请求成功（未找到可用的中文字体，二维码下方未加说明文字；"
                        "请安装 fonts-wqy-microhei 或设置 qr.font_path）")
             if not self._warned:
-                log.warning("qr.no_cjk_font", hint="install fonts-wqy-microhei or set "
-                                                   "qr.font_path")
+                log.warning("qr.no_cjk_font", font=str(self.links.font_path),
+                            hint="install fonts-wqy-microhei or set qr.font_path to a "
+                                 "TrueType/OpenType CJK font")
                 self._warned = True
         return reply(OK, message, base64.b64encode(png).decode("ascii"))

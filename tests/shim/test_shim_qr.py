@@ -113,3 +113,17 @@ def test_cli_qr_decode_round_trip(shim):
                          capture_output=True, text=True, timeout=30)
     assert bad.returncode == 1 and "cannot be decrypted" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_unusable_font_still_gives_a_readable_code_without_caption(tmp_path):
+    from dicomgate.shim.qr import FilmLinks
+
+    not_a_font = tmp_path / "font.ttc"
+    not_a_font.write_text("this is not a font")
+    links = FilmLinks(FILM_URL, bytes.fromhex(SM4_KEY), not_a_font)
+    url = FILM_URL + "?info=abc"
+    png, captioned = links.png(url, True)
+    assert captioned is False
+    img = Image.open(io.BytesIO(png))
+    assert [f.data.decode() for f in zbar_decode(img)] == [url]
+    assert img.width == img.height
