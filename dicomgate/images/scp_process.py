@@ -97,7 +97,9 @@ def _stop_event() -> threading.Event:
     signal.signal(signal.SIGINT, on_signal)
 
     def watch_parent() -> None:  # EOF: the daemon died (even by SIGKILL)
-        sys.stdin.buffer.read()
+        # os.read, not sys.stdin: a buffered read still blocked at exit aborts Python.
+        while os.read(0, 4096):
+            pass
         stop.set()
 
     threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()

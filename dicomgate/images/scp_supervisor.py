@@ -139,9 +139,11 @@ class ScpSupervisor:
                     self.wake()
                 elif line == "ready":
                     self._ready.set()
+                    pid = self._proc.pid if self._proc else None
                     if restarted:
-                        log.warning("scp.process_restarted", pid=self._proc.pid,
-                                    deaths=self._deaths)
+                        log.warning("scp.process_restarted", pid=pid, deaths=self._deaths)
+                    else:
+                        log.info("scp.process_started", pid=pid)
                 elif line.startswith("error "):
                     self._error = line[6:]
 
