@@ -123,6 +123,8 @@ class ScpSupervisor:
             code = child.proc.wait()
             if child.proc.stdin:
                 child.proc.stdin.close()
+            if code == 0:  # it stops only when asked: systemd signals the whole cgroup,
+                self._stopping.wait(2.0)  # so the daemon is likely stopping too
             if self._stopping.is_set() or (first and not self._ready.is_set()):
                 return  # stopped on purpose, or start() reports the failure
             next_child = self._restart(code, time.monotonic() - started)

@@ -161,3 +161,15 @@ def test_scp_child_exits_when_the_daemon_is_killed(daemon):
     _wait_gone(child, 15)  # its stdin closed: it stops by itself, no orphan on the port
     names = [e["event"] for e in daemon.events()]
     assert "scp.stopped" in names
+
+
+def test_sigterm_to_daemon_and_child_together_is_a_clean_stop(daemon):
+    """What `systemctl stop` does (KillMode=control-group): no crash reported, no restart."""
+    [child] = daemon.scp_pids()
+    os.kill(child, signal.SIGTERM)
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(20) == 0
+    _wait_gone(child, 5)
+    names = [e["event"] for e in daemon.events()]
+    assert "scp.stopped" in names and names[-1] == "daemon.stopped"
+    assert "scp.process_died" not in names and "scp.process_restarted" not in names
