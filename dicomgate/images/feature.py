@@ -10,7 +10,8 @@ from .echo import EchoMonitor, echo_health, echo_status
 from .http_fetch import HttpFetcher
 from .ingest import Ingest
 from .retrieve import Retriever
-from .scp import StorageSCP, allowed_calling_aets
+from .scp import allowed_calling_aets
+from .scp_supervisor import ScpSupervisor
 from .scu import PacsClient
 from .spool import Spool
 
@@ -19,8 +20,8 @@ def setup(app: App) -> None:
     cfg = app.config
     spool = Spool(cfg.gateway.state_dir)
     ingest = Ingest(app.store, spool, cfg.dicom.min_free_disk)
-    if allowed_calling_aets(cfg):
-        scp = StorageSCP(cfg, ingest)
+    if allowed_calling_aets(cfg):  # in a child process: receiving gets a core of its own
+        scp = ScpSupervisor(cfg, spool, app.pool.wake)
         app.add_service(scp, health=scp.health)
     pacs = PacsClient(cfg.dicom, cfg.pacs) if cfg.pacs is not None else None
     http = None

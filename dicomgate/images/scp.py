@@ -11,6 +11,7 @@ import hashlib
 import socket
 import tempfile
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,10 @@ STATUS_CANNOT_UNDERSTAND = 0xC000
 STATUS_PROCESSING_FAILURE = 0x0110
 
 
+# Suffix of the temp files datasets are received into (spool .part files are others').
+RECEIVING_SUFFIX = ".dcm"
+
+
 class _HashingFile:
     """pynetdicom's temp file for one received dataset, hashed (SHA-256) as it is written.
 
@@ -49,7 +54,7 @@ class _HashingFile:
     releases the GIL), instead of reading the finished file back before the response."""
 
     def __init__(self, folder: Path):
-        self._file = tempfile.NamedTemporaryFile(delete=False, mode="wb", suffix=".dcm",
+        self._file = tempfile.NamedTemporaryFile(delete=False, mode="wb", suffix=RECEIVING_SUFFIX,
                                                  dir=str(folder))
         self.name = self._file.name
         self.file = self._file.file  # pynetdicom flushes through it after each PDV
@@ -118,6 +123,20 @@ def _tune_connection(event: evt.Event) -> None:
         dul._run_loop_delay = DUL_IDLE_SLEEP
 
 
+def _end_associations(server: Any, drain: float) -> None:
+    deadline = time.monotonic() + drain
+    for assoc in server.active_associations:
+        assoc.join(max(0.0, deadline - time.monotonic()))
+    left = server.active_associations
+    for assoc in left:
+        assoc.abort()
+    for assoc in left:  # its C-STORE handler may be committing: let it finish
+        assoc.join(5.0)
+    if left:
+        log.warning("scp.associations_aborted", count=len(left), drain_seconds=drain,
+                    reason="still open when the SCP stopped")
+
+
 def allowed_calling_aets(config: Config) -> list[str]:
     aets = list(config.dicom.allowed_calling_aets)
     if config.pacs is not None:
@@ -153,7 +172,9 @@ class StorageSCP:
         ae.maximum_pdu_size = 0  # no limit: fewer, larger PDVs from senders that allow it
         return ae
 
-    def start(self) -> None:
+    def start(self, clean: str = "") -> None:
+        """Listen. Temp files ending with `clean` left in the spool's incoming dir are
+        removed first (all of them by default: nothing else writes there yet)."""
         d = self.config.dicom
         if not allowed_calling_aets(self.config):
             raise RuntimeError("no calling AE may send to the Portal AET: set pacs.ae_title "
@@ -163,7 +184,7 @@ class StorageSCP:
         # its logger (held at WARNING, see logs.py) drops anyway; its warnings still log.
         _config.LOG_HANDLER_LEVEL = "none"
         _receive_into(self.ingest.spool.incoming_dir())
-        stale = self.ingest.spool.clean_incoming()
+        stale = self.ingest.spool.clean_incoming(clean)
         if stale:
             log.warning("spool.stale_removed", files=stale, reason="left by an earlier crash")
         handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_REJECTED, self._on_rejected),
@@ -179,10 +200,14 @@ class StorageSCP:
         log.info("scp.listening", ae_title=d.ae_title, bind=d.bind, port=d.port,
                  calling_aets=allowed_calling_aets(self.config))
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+    def stop(self, drain: float = 0.0) -> None:
+        """Stop accepting associations; give open ones `drain` seconds to end, then abort
+        them. A dataset cut off this way was never recorded (its temp file is removed at
+        the next start) and the retrieve asks the PACS again for what is missing."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            _end_associations(server, drain)
         self.ingest.close()
 
     def health(self) -> str | None:

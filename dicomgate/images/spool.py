@@ -96,13 +96,14 @@ class Spool:
             size += len(chunk)
         return size, digest.hexdigest()
 
-    def clean_incoming(self) -> int:
-        """Temp files left by a crash: nothing is in flight before the SCP starts."""
+    def clean_incoming(self, suffix: str = "") -> int:
+        """Temp files (ending with `suffix`) left by a crash of their writer."""
         n = 0
         if self.incoming.is_dir():
             for p in self.incoming.iterdir():
-                p.unlink(missing_ok=True)
-                n += 1
+                if p.name.endswith(suffix):
+                    p.unlink(missing_ok=True)
+                    n += 1
         return n
 
     def write(self, dest: Path, chunks: Iterable[bytes]) -> tuple[int, str]:

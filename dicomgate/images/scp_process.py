@@ -1,0 +1,119 @@
+"""The Portal AET in a child process of the daemon (`python -m dicomgate.images.scp_process`).
+
+Receiving (pynetdicom, hashing, SQLite commits) and uploading (STOW-RS) are both mostly
+Python: in one process they take turns on the GIL. Here the SCP gets a core of its own.
+The child builds only what storing needs and talks to the daemon (scp_supervisor.py) over
+a pipe, one word per line: `ready`, `task` (an upload was enqueued: wake the workers),
+`error <why>` (it cannot start). It stops on SIGTERM/SIGINT, or when the daemon goes away
+(its stdin closes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import structlog
+
+from .. import logs
+from ..config import ConfigError, load
+from ..state import Store
+from .ingest import Ingest
+from .scp import RECEIVING_SUFFIX, StorageSCP
+from .spool import Spool
+
+log = structlog.get_logger("dicomgate.images.scp_process")
+
+DRAIN_SECONDS = 5.0  # open associations get this long to end on their own at shutdown
+
+
+class Pipe:
+    """The write end of the pipe to the daemon. Never blocks: if the pipe is full, a
+    wake-up is already waiting there, and a gone daemon is noticed through stdin."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        os.set_blocking(fd, False)
+
+    def say(self, line: str) -> None:
+        try:
+            os.write(self.fd, (line.replace("\n", " ") + "\n").encode()[:4000])
+        except (BlockingIOError, BrokenPipeError):
+            pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    pipe = Pipe(args.notify_fd)
+    try:
+        config = load(Path(args.config))
+    except ConfigError as exc:
+        pipe.say(f"error configuration {exc.path}: {'; '.join(exc.lines)}")
+        return 2
+    logs.configure(config.log.level, config.log.format)
+    stop = _stop_event()
+    store = Store(config.gateway.db_path)
+    store.tasks.listeners.append(lambda _kind: pipe.say("task"))
+    scp = StorageSCP(config, Ingest(store, Spool(config.gateway.state_dir),
+                                    config.dicom.min_free_disk))
+    try:
+        # After a restart only our own leftovers go: the daemon's HTTP downloads share
+        # the incoming dir.
+        scp.start(clean=RECEIVING_SUFFIX if args.restart else "")
+    except RuntimeError as exc:
+        pipe.say(f"error {exc}")
+        store.close()
+        return 2
+    pipe.say("ready")
+    stop.wait()
+    log.info("scp.stopping", pid=os.getpid(), drain_seconds=DRAIN_SECONDS)
+    scp.stop(drain=DRAIN_SECONDS)
+    store.close()
+    log.info("scp.stopped", pid=os.getpid())
+    return 0
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="dicomgate.images.scp_process",
+                                description="internal: the daemon's Portal AET process")
+    p.add_argument("--config", required=True)
+    p.add_argument("--notify-fd", type=int, required=True)
+    p.add_argument("--restart", action="store_true", help="not the daemon's first start")
+    return p.parse_args(argv)
+
+
+def _stop_event() -> threading.Event:
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("scp.signal", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def watch_parent() -> None:  # EOF: the daemon died (even by SIGKILL)
+        # os.read, not sys.stdin: a buffered read still blocked at exit aborts Python.
+        while os.read(0, 4096):
+            pass
+        stop.set()
+
+    threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
+    return stop
+
+
+def guarded_main() -> int:
+    """Whatever goes wrong reaches the daemon's log as one line, never a traceback."""
+    try:
+        return main()
+    except Exception as exc:
+        log.error("scp.process_crashed", error=f"{type(exc).__name__}: {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(guarded_main())

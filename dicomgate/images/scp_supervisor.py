@@ -1,0 +1,178 @@
+"""The daemon's side of the Portal AET process (scp_process.py): start it, relay its
+wake-ups to the worker pool, report it dead on /healthz, restart it, stop it.
+
+A restart waits 1, 2, 4... s; after MAX_RESTARTS deaths without STABLE_SECONDS of uptime
+in between, the supervisor gives up (a crash loop only fills the log) and /healthz says so.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO
+
+import structlog
+
+from ..config import Config
+from .scp_process import DRAIN_SECONDS
+from .spool import Spool
+
+log = structlog.get_logger("dicomgate.images.scp_supervisor")
+
+MAX_RESTARTS = 5
+STABLE_SECONDS = 60.0
+START_TIMEOUT = 30.0
+
+
+@dataclass
+class _Child:
+    proc: subprocess.Popen
+    pipe: IO[bytes]  # read end of the child's notification pipe
+
+
+class ScpSupervisor:
+    """A daemon service (start/stop/health) running the storage SCP in a child process."""
+
+    name = "storage SCP"
+
+    def __init__(self, config: Config, spool: Spool, wake: Callable[[], None]):
+        self.config = config
+        self.spool = spool
+        self.wake = wake  # the worker pool's: an upload task was enqueued by the child
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._proc: subprocess.Popen | None = None
+        self._ready = threading.Event()  # the current child listens
+        self._error: str | None = None  # why the current child could not start
+        self._deaths = 0
+        self._gave_up = False
+        self._thread: threading.Thread | None = None
+
+    # -- life cycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        child = self._spawn(restart=False)
+        self._thread = threading.Thread(target=self._supervise, args=(child,),
+                                        name="scp-supervisor", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self._ready.wait(0.05):
+            if child.proc.poll() is not None or time.monotonic() > deadline:
+                self._thread.join(2)  # it reads the child's last words
+                self.stop()
+                raise RuntimeError(self._error or "the storage SCP process did not start "
+                                   f"(exit {_exit(child.proc.poll())}): see its log lines")
+
+    def stop(self) -> None:
+        """SIGTERM: the child stops accepting, lets open associations end (bounded), exits."""
+        with self._lock:
+            self._stopping.set()
+            proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(DRAIN_SECONDS + 10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+                log.error("scp.process_killed", pid=proc.pid, reason="did not stop in time")
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5)
+
+    def health(self) -> str | None:
+        proc = self._proc
+        if self._gave_up:
+            return (f"storage SCP process died {self._deaths} times in a row; no more "
+                    "restarts: see scp.process_died in the log, then restart dicomgate")
+        if proc is None or proc.poll() is not None:
+            return (f"storage SCP process is not running (exit {_exit(proc and proc.poll())});"
+                    " restarting it")
+        if not self._ready.is_set():
+            return "storage SCP process is starting"
+        if self.spool.free_bytes() < self.config.dicom.min_free_disk:
+            return (f"free space in {self.config.gateway.state_dir} below "
+                    f"dicom.min_free_disk: C-STORE answered 0xA700")
+        return None
+
+    # -- internals ------------------------------------------------------------------------
+    def _spawn(self, restart: bool) -> _Child:
+        read_fd, write_fd = os.pipe()
+        cmd = [sys.executable, "-m", "dicomgate.images.scp_process", "--config",
+               str(self.config.path), "--notify-fd", str(write_fd)]
+        try:
+            # stdin stays open and unused: the child sees EOF when the daemon dies.
+            proc = subprocess.Popen([*cmd, *(["--restart"] if restart else [])],
+                                    stdin=subprocess.PIPE, pass_fds=(write_fd,))
+        finally:
+            os.close(write_fd)
+        self._ready.clear()
+        self._error = None
+        self._proc = proc
+        return _Child(proc, os.fdopen(read_fd, "rb"))
+
+    def _supervise(self, child: _Child) -> None:
+        first = True
+        while True:
+            started = time.monotonic()
+            self._listen(child.pipe, restarted=not first)
+            code = child.proc.wait()
+            if child.proc.stdin:
+                child.proc.stdin.close()
+            if code == 0:  # it stops only when asked: systemd signals the whole cgroup,
+                self._stopping.wait(2.0)  # so the daemon is likely stopping too
+            if self._stopping.is_set() or (first and not self._ready.is_set()):
+                return  # stopped on purpose, or start() reports the failure
+            next_child = self._restart(code, time.monotonic() - started)
+            if next_child is None:
+                return
+            child, first = next_child, False
+
+    def _listen(self, pipe: IO[bytes], restarted: bool) -> None:
+        """Until the child closes its end (it exited)."""
+        with pipe:
+            for raw in pipe:
+                line = raw.decode("utf-8", "replace").strip()
+                if line == "task":
+                    self.wake()
+                elif line == "ready":
+                    self._ready.set()
+                    pid = self._proc.pid if self._proc else None
+                    if restarted:
+                        log.warning("scp.process_restarted", pid=pid, deaths=self._deaths)
+                    else:
+                        log.info("scp.process_started", pid=pid)
+                elif line.startswith("error "):
+                    self._error = line[6:]
+
+    def _restart(self, code: int, uptime: float) -> _Child | None:
+        if uptime >= STABLE_SECONDS:
+            self._deaths = 0
+        self._deaths += 1
+        if self._deaths > MAX_RESTARTS:
+            self._gave_up = True
+            log.error("scp.process_given_up", exit=_exit(code), deaths=self._deaths - 1,
+                      error=self._error)
+            return None
+        delay = float(2 ** (self._deaths - 1))
+        log.error("scp.process_died", exit=_exit(code), error=self._error,
+                  uptime_seconds=round(uptime, 1), restart_in=delay, attempt=self._deaths,
+                  max_restarts=MAX_RESTARTS)
+        if self._stopping.wait(delay):
+            return None
+        with self._lock:
+            if self._stopping.is_set():
+                return None
+            return self._spawn(restart=True)
+
+
+def _exit(code: int | None) -> str:
+    if code is None:
+        return "none yet"
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"code {code}"

@@ -1,0 +1,175 @@
+"""`dicomgate run` with the Portal AET in a child process: supervised, restarted after a
+crash (reported on /healthz meanwhile), stopped with the daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from pydicom.data import get_testdata_file
+
+from dicomgate.sandbox.orthanc import free_port
+
+MAIN = "import sys; from dicomgate.cli import main; sys.exit(main())"
+CT = get_testdata_file("CT_small.dcm")
+MR = get_testdata_file("MR_small.dcm")
+
+
+@pytest.fixture
+def daemon(tmp_path: Path):
+    dicom_port, http_port = free_port(), free_port()
+    config = tmp_path / "dicomgate.toml"
+    config.write_text(f"""
+[gateway]
+hospital_id = "H33010200001"
+state_dir = "{tmp_path / 'state'}"
+[dicom]
+ae_title = "DICOMGATE"
+bind = "127.0.0.1"
+port = {dicom_port}
+min_free_disk = "1MB"
+allowed_calling_aets = ["MODALITY1"]
+[shim]
+bind = "127.0.0.1"
+port = {http_port}
+allow = ["127.0.0.1/32"]
+[log]
+format = "json"
+""", encoding="utf-8")
+    log = tmp_path / "daemon.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", MAIN, "--config", str(config), "run"],
+                                stdout=out, stderr=subprocess.STDOUT)
+    d = Daemon(proc, log, dicom_port, f"http://127.0.0.1:{http_port}/healthz",
+               tmp_path / "state" / "state.db")
+    try:
+        d.wait_health(200, timeout=30)
+        yield d
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for pid in d.scp_pids():  # never leave a child behind, whatever failed
+            _kill(pid)
+
+
+class Daemon:
+    def __init__(self, proc, log: Path, dicom_port: int, healthz: str, db: Path):
+        self.proc, self.log, self.dicom_port, self.healthz, self.db = (
+            proc, log, dicom_port, healthz, db)
+
+    def events(self) -> list[dict]:
+        return [json.loads(line) for line in self.log.read_text().splitlines()
+                if line.startswith("{")]
+
+    def scp_pids(self) -> list[int]:
+        return [e["pid"] for e in self.events()
+                if e["event"] in ("scp.process_started", "scp.process_restarted")]
+
+    def health(self) -> tuple[int, dict]:
+        r = requests.get(self.healthz, timeout=5)
+        return r.status_code, r.json()
+
+    def wait_health(self, code: int, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()
+            try:
+                got, body = self.health()
+                if got == code:
+                    return body
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"/healthz never answered {code}:\n{self.log.read_text()}")
+
+    def store(self, path: str) -> None:
+        r = subprocess.run(["storescu", "-aet", "MODALITY1", "-aec", "DICOMGATE", "127.0.0.1",
+                            str(self.dicom_port), path], capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 0, r.stderr
+
+    def recorded(self) -> tuple[int, int]:
+        """(instances, upload tasks) in the state store."""
+        with sqlite3.connect(self.db) as c:
+            return (c.execute("SELECT COUNT(*) FROM instances").fetchone()[0],
+                    c.execute("SELECT COUNT(*) FROM tasks WHERE kind='upload'").fetchone()[0])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+
+
+def _kill(pid: int) -> None:
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        assert time.monotonic() < deadline, f"SCP process {pid} still running"
+        time.sleep(0.05)
+
+
+def test_scp_child_killed_is_reported_restarted_and_stores_again(daemon):
+    [first] = daemon.scp_pids()
+    assert first != daemon.proc.pid
+    daemon.store(CT)
+    assert daemon.recorded() == (1, 1)  # recorded, upload enqueued, before the response
+
+    os.kill(first, signal.SIGKILL)
+    body = daemon.wait_health(503, timeout=5)
+    assert "storage SCP process is not running" in body["checks"]["storage SCP"]
+    assert "killed by SIGKILL" in body["checks"]["storage SCP"]
+    daemon.wait_health(200, timeout=20)
+    events = daemon.events()
+    died = next(e for e in events if e["event"] == "scp.process_died")
+    assert died["exit"] == "killed by SIGKILL" and died["attempt"] == 1
+    [_, second] = daemon.scp_pids()
+    assert second != first and _alive(second)
+    daemon.store(MR)
+    assert daemon.recorded() == (2, 2)
+
+    t0 = time.monotonic()
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(20) == 0
+    assert time.monotonic() - t0 < 15
+    _wait_gone(second, 5)
+    names = [e["event"] for e in daemon.events()]
+    assert "scp.stopped" in names and names[-1] == "daemon.stopped"
+    assert "Traceback" not in daemon.log.read_text()
+
+
+def test_scp_child_exits_when_the_daemon_is_killed(daemon):
+    [child] = daemon.scp_pids()
+    daemon.proc.kill()
+    daemon.proc.wait(10)
+    _wait_gone(child, 15)  # its stdin closed: it stops by itself, no orphan on the port
+    names = [e["event"] for e in daemon.events()]
+    assert "scp.stopped" in names
+
+
+def test_sigterm_to_daemon_and_child_together_is_a_clean_stop(daemon):
+    """What `systemctl stop` does (KillMode=control-group): no crash reported, no restart."""
+    [child] = daemon.scp_pids()
+    os.kill(child, signal.SIGTERM)
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(20) == 0
+    _wait_gone(child, 5)
+    names = [e["event"] for e in daemon.events()]
+    assert "scp.stopped" in names and names[-1] == "daemon.stopped"
+    assert "scp.process_died" not in names and "scp.process_restarted" not in names
