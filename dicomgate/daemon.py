@@ -32,6 +32,9 @@ def run(config: Config, stop: threading.Event | None = None) -> int:
     _install_signals(stop)
     started: list = []
     try:
+        if not store.tasks.doorbell.listen(app.pool.wake):
+            log.warning("daemon.no_doorbell", path=str(store.tasks.doorbell.path),
+                        effect="tasks queued by other processes start within 1 s, not at once")
         app.pool.reclaim_orphans()
         for service in app.services:
             service.start()
@@ -55,6 +58,7 @@ def run(config: Config, stop: threading.Event | None = None) -> int:
             except Exception as exc:
                 log.error("service.stop_failed", service=service.name, error=str(exc))
         app.pool.stop()
+        store.tasks.doorbell.close()
         store.close()
         lock.release()
         log.info("daemon.stopped", seconds=round(time.monotonic() - t0, 2))

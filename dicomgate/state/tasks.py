@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .db import Database
+from .doorbell import Doorbell
 
 ACTIVE = ("pending", "running")
 FINISHED = ("done", "dead", "cancelled")
@@ -64,11 +65,13 @@ class TaskStore:
         # Called with the kind after a task becomes due by enqueue (once committed), so
         # local workers start at once instead of at their next poll.
         self.listeners: list[Callable[[str], None]] = []
+        self.doorbell = Doorbell(db.path.parent / "wake.sock")  # the daemon, elsewhere
 
     def _announce(self, kind: str) -> None:
         def notify() -> None:
             for fn in self.listeners:
                 fn(kind)
+            self.doorbell.ring()
 
         self.db.after_commit(notify)
 

@@ -180,3 +180,22 @@ def test_listeners_hear_of_new_tasks_only_once_committed(store):
     assert heard == ["upload"] and store.tasks.find("upload", "study:2") is None
     store.tasks.enqueue("upload", "study:1")  # already pending: nothing new to announce
     assert heard == ["upload"]
+
+
+def test_a_task_committed_by_another_process_rings_the_daemon(store, tmp_path):
+    import threading
+
+    rung = threading.Event()
+    assert store.tasks.doorbell.listen(rung.set)
+    try:
+        assert (tmp_path / "state" / "wake.sock").stat().st_mode & 0o777 == 0o600
+        code = ("import sys; from pathlib import Path; from dicomgate.state import Store; "
+                "Store(Path(sys.argv[1])).tasks.enqueue('retrieve', 'study:9.9')")
+        subprocess.run([sys.executable, "-c", code, str(store.db.path)], check=True, timeout=60)
+        assert rung.wait(10), "the other process's enqueue did not ring"
+        rung.clear()
+        store.tasks.enqueue("retrieve", "study:9.8")  # the listener's own process: no ring
+        assert not rung.wait(0.5)
+    finally:
+        store.tasks.doorbell.close()
+    assert not (tmp_path / "state" / "wake.sock").exists()
