@@ -110,7 +110,8 @@ def print_status(d: dict[str, Any]) -> None:
     warn = "  BELOW dicom.min_free_disk: C-STORE refused" if disk["below_floor"] else ""
     w(f"disk free:   {_size(disk['free_bytes'])} of {_size(disk['total_bytes'])} "
       f"(floor {_size(disk['min_free_bytes'])}){warn}\n")
-    w("features:    " + ", ".join(k for k, on in d["features"].items() if on) + "\n")
+    on = [k for k, enabled in d["features"].items() if enabled]
+    w("features:    " + (", ".join(on) or "none (see dicomgate check-config)") + "\n")
     w("\ntasks:\n")
     rows = [{"kind": k, **{s: v.get(s, 0) for s in STATES}} for k, v in d["tasks"].items()]
     print_table(rows, ["kind", *STATES])

@@ -196,7 +196,9 @@ class Config:
     def features(self) -> dict[str, bool]:
         """Which features this configuration turns on (shown by check-config)."""
         return {
-            "storage SCP (Portal AET)": True,
+            # With no PACS and no allowed sender, nobody may store: the SCP does not start.
+            "storage SCP (Portal AET)": self.pacs is not None
+            or bool(self.dicom.allowed_calling_aets),
             "PACS echo / C-MOVE retrieve": self.pacs is not None,
             "report polling": self.reports is not None,
             "HTTP image download": self.images is not None and self.images.source == "http",

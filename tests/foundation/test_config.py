@@ -127,5 +127,6 @@ def test_config_path_from_environment(tmp_path):
 
 def test_sections_left_out_turn_features_off(tmp_path):
     cfg = load(write_config(tmp_path / "ok.toml", BASE))
-    on = {k for k, v in cfg.features().items() if v}
-    assert on == {"storage SCP (Portal AET)"}
+    assert not any(cfg.features().values())  # nobody may store: not even the SCP
+    cfg = load(write_config(tmp_path / "ok2.toml", BASE + 'allowed_calling_aets = ["CT1"]\n'))
+    assert {k for k, v in cfg.features().items() if v} == {"storage SCP (Portal AET)"}
