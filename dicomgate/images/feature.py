@@ -21,7 +21,7 @@ def setup(app: App) -> None:
     spool = Spool(cfg.gateway.state_dir)
     ingest = Ingest(app.store, spool, cfg.dicom.min_free_disk)
     if allowed_calling_aets(cfg):  # in a child process: receiving gets a core of its own
-        scp = ScpSupervisor(cfg, spool, app.pool.wake)
+        scp = ScpSupervisor(cfg, spool)
         app.add_service(scp, health=scp.health)
     pacs = PacsClient(cfg.dicom, cfg.pacs) if cfg.pacs is not None else None
     http = None

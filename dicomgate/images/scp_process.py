@@ -3,9 +3,9 @@
 Receiving (pynetdicom, hashing, SQLite commits) and uploading (STOW-RS) are both mostly
 Python: in one process they take turns on the GIL. Here the SCP gets a core of its own.
 The child builds only what storing needs and talks to the daemon (scp_supervisor.py) over
-a pipe, one word per line: `ready`, `task` (an upload was enqueued: wake the workers),
-`error <why>` (it cannot start). It stops on SIGTERM/SIGINT, or when the daemon goes away
-(its stdin closes).
+a pipe, one word per line: `ready`, or `error <why>` (it cannot start). The upload tasks
+it commits wake the daemon's workers through the task queue's doorbell. It stops on
+SIGTERM/SIGINT, or when the daemon goes away (its stdin closes).
 """
 
 from __future__ import annotations
@@ -57,7 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(config.log.level, config.log.format)
     stop = _stop_event()
     store = Store(config.gateway.db_path)
-    store.tasks.listeners.append(lambda _kind: pipe.say("task"))
     scp = StorageSCP(config, Ingest(store, Spool(config.gateway.state_dir),
                                     config.dicom.min_free_disk))
     try:

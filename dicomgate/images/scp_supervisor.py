@@ -1,5 +1,5 @@
-"""The daemon's side of the Portal AET process (scp_process.py): start it, relay its
-wake-ups to the worker pool, report it dead on /healthz, restart it, stop it.
+"""The daemon's side of the Portal AET process (scp_process.py): start it, report it dead
+on /healthz, restart it, stop it.
 
 A restart waits 1, 2, 4... s; after MAX_RESTARTS deaths without STABLE_SECONDS of uptime
 in between, the supervisor gives up (a crash loop only fills the log) and /healthz says so.
@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
@@ -41,10 +40,9 @@ class ScpSupervisor:
 
     name = "storage SCP"
 
-    def __init__(self, config: Config, spool: Spool, wake: Callable[[], None]):
+    def __init__(self, config: Config, spool: Spool):
         self.config = config
         self.spool = spool
-        self.wake = wake  # the worker pool's: an upload task was enqueued by the child
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._proc: subprocess.Popen | None = None
@@ -137,9 +135,7 @@ class ScpSupervisor:
         with pipe:
             for raw in pipe:
                 line = raw.decode("utf-8", "replace").strip()
-                if line == "task":
-                    self.wake()
-                elif line == "ready":
+                if line == "ready":
                     self._ready.set()
                     pid = self._proc.pid if self._proc else None
                     if restarted:
