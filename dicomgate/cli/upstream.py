@@ -68,7 +68,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     for uid in studies:
         store.tasks.enqueue("upload", f"study:{uid}", {"study_uid": uid}, reopen=True,
                             study_uid=uid)
-    store.delivery.make_due()
+    store.tasks.make_due(UPSTREAM_KINDS)
     up.uploader.progress = _progress_printer()
     kinds = ["upload"] if args.study else list(UPSTREAM_KINDS)
     return _drain(app, kinds, args)
@@ -80,8 +80,8 @@ def _drain(app: App, kinds: list[str], args: argparse.Namespace) -> int:
     failed = done = 0
     while time.monotonic() < deadline:
         if args.study:
-            task = store.delivery.claim_task("upload", f"study:{args.study}", pool.owner,
-                                             pool.cfg.lease)
+            task = store.tasks.claim_key("upload", f"study:{args.study}", pool.owner,
+                                           pool.cfg.lease)
         else:
             task = store.tasks.claim(kinds, pool.owner, pool.cfg.lease)
         if task is None:

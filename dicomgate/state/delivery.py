@@ -169,28 +169,6 @@ class DeliveryStore:
         return [dict(r) for r in self.db.query(sql + " ORDER BY id DESC LIMIT ?",
                                                (*params, limit))]
 
-    # -- queue ------------------------------------------------------------------------------
-    def make_due(self, kinds: tuple[str, ...] = UPSTREAM_KINDS) -> int:
-        """`push --once`: pending upstream work waiting out a backoff runs now."""
-        now = time.time()
-        with self.db.tx() as c:
-            return c.execute(
-                f"UPDATE tasks SET run_after=?, updated_at=? WHERE state='pending' "
-                f"AND run_after > ? AND kind IN ({','.join('?' * len(kinds))})",
-                (now, now, now, *kinds)).rowcount
-
-    def claim_task(self, kind: str, key: str, owner: str, lease: float):
-        """Claim one named pending task (push --study), like TaskStore.claim does."""
-        from .tasks import Task
-
-        now = time.time()
-        with self.db.tx() as c:
-            row = c.execute(
-                "UPDATE tasks SET state='running', lease_owner=?, lease_until=?, "
-                "attempts=attempts+1, updated_at=? WHERE kind=? AND key=? AND state='pending' "
-                "RETURNING *", (owner, now + lease, now, kind, key)).fetchone()
-        return Task.from_row(row) if row else None
-
     def studies_with_backlog(self) -> list[str]:
         return [r[0] for r in self.db.query(
             "SELECT DISTINCT study_uid FROM instances WHERE state IN ('received', 'uploaded')")]

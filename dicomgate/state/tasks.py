@@ -135,6 +135,26 @@ class TaskStore:
                 (owner, now + lease, now, now, *kinds)).fetchone()
         return Task.from_row(row) if row else None
 
+    def claim_key(self, kind: str, key: str, owner: str, lease: float) -> Task | None:
+        """Claim one named pending task, due or not (`push --once --study`)."""
+        now = time.time()
+        with self.db.tx() as c:
+            row = c.execute(
+                "UPDATE tasks SET state='running', lease_owner=?, lease_until=?, "
+                "attempts=attempts+1, updated_at=? WHERE kind=? AND key=? AND state='pending' "
+                "RETURNING *", (owner, now + lease, now, kind, key)).fetchone()
+        return Task.from_row(row) if row else None
+
+    def make_due(self, kinds: tuple[str, ...]) -> int:
+        """Pending tasks of `kinds` waiting out a backoff run now (an operator's push, or
+        the peer they wait for is back)."""
+        now = time.time()
+        with self.db.tx() as c:
+            return c.execute(
+                f"UPDATE tasks SET run_after=?, updated_at=? WHERE state='pending' "
+                f"AND run_after > ? AND kind IN ({','.join('?' * len(kinds))})",
+                (now, now, now, *kinds)).rowcount
+
     def renew(self, task_ids: list[int], owner: str, lease: float) -> None:
         if not task_ids:
             return

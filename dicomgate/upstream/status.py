@@ -8,6 +8,7 @@ from typing import Any
 import structlog
 
 from ..state import Store
+from ..state.delivery import UPSTREAM_KINDS
 from .dicomweb import DicomWebClient
 from .errors import UpstreamError
 from .rest import RestClient
@@ -84,7 +85,7 @@ class UpstreamStatus:
                 results[target] = f"failed: {exc}"
         was_down = any(not r["reachable"] for r in before.values())
         if was_down and results.get("dicomweb") == "ok":
-            n = self.store.delivery.make_due()
+            n = self.store.tasks.make_due(UPSTREAM_KINDS)
             log.info("cloud.back", tasks_due_now=n)
             if self.wake:
                 self.wake()

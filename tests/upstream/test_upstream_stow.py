@@ -192,6 +192,6 @@ def test_upload_waits_for_a_pending_deletion_of_its_study(tmp_path, fresh_cloud)
     upload = app.store.tasks.find("upload", f"study:{spec.study_uid}")
     assert "deletion" in upload.last_error
     app.store.tasks.cancel(deletion.id, "test: deletion delivered")
-    app.store.delivery.make_due(("upload",))
+    app.store.tasks.make_due(("upload",))
     assert drain(app) == ["done"]
     assert len(fresh_cloud.sop_uids(spec.study_uid)) == 2
