@@ -24,6 +24,7 @@ from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import generate_uid
 
 from .. import __version__
+from ..files import sha256_file
 
 # A fixed Implementation Class UID for files dicomgate writes (derived, not random).
 IMPLEMENTATION_UID = generate_uid(entropy_srcs=["dicomgate implementation"])
@@ -90,11 +91,7 @@ class Spool:
         return self.incoming_dir() / f"{uuid.uuid4().hex}.part"
 
     def digest(self, path: Path) -> tuple[int, str]:
-        digest, size = hashlib.sha256(), 0
-        for chunk in file_chunks(path):
-            digest.update(chunk)
-            size += len(chunk)
-        return size, digest.hexdigest()
+        return sha256_file(path)
 
     def clean_incoming(self, suffix: str = "") -> int:
         """Temp files (ending with `suffix`) left by a crash of their writer."""

@@ -3,27 +3,23 @@ its study was withdrawn (the exam refunded)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from pathlib import Path
 
 import structlog
 
+from ..files import sha256_file
 from ..state import Store
 
 log = structlog.get_logger("dicomgate.upstream")
 
 
 def _sha256(path: Path) -> str | None:
-    h = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1024 * 1024):
-                h.update(chunk)
+        return sha256_file(path)[1]
     except FileNotFoundError:
         return None
-    return h.hexdigest()
 
 
 class Retention:
