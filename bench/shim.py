@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import queue
 import shutil
 import signal
@@ -22,9 +21,8 @@ import threading
 import time
 from pathlib import Path
 
-from dicomgate.sandbox.orthanc import free_port
+from dicomgate.sandbox.orthanc import Orthanc, free_port
 
-ORTHANC = "/usr/sbin/Orthanc"
 SM4_KEY = "0123456789abcdeffedcba9876543210"
 
 
@@ -67,18 +65,6 @@ format = "json"
                              "sys.exit(main())", "--config", str(cfg), "run"],
                             stdout=log, stderr=subprocess.STDOUT)
     wait(port, "/openapi.json", proc)
-    return proc, port
-
-
-def start_orthanc(tmp: Path) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    cfg = {"Name": "peer", "HttpPort": port, "DicomPort": free_port(),
-           "StorageDirectory": str(tmp / "orthanc"), "IndexDirectory": str(tmp / "orthanc"),
-           "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "HttpThreadsCount": 16}
-    (tmp / "orthanc.json").write_text(json.dumps(cfg))
-    proc = subprocess.Popen([ORTHANC, str(tmp / "orthanc.json")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    wait(port, "/system", proc)
     return proc, port
 
 
@@ -146,11 +132,12 @@ def main() -> int:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-shim-"))
     procs: list[subprocess.Popen] = []
+    orthanc: Orthanc | None = None
     try:
         shim, shim_port = start_shim(tmp)
         procs.append(shim)
-        orthanc, orthanc_port = start_orthanc(tmp)
-        procs.append(orthanc)
+        orthanc = Orthanc(tmp / "orthanc", "PEER", extra={"HttpThreadsCount": 16}).start()
+        orthanc_port = orthanc.http_port
         # every request a distinct exam: the URL cache never helps, SM4 runs every time
         qr_paths = [f"/getway/reportAndFilm/api/qrurl?accessNumber=CT{i:07d}&modality=CT"
                     f"&hospitalId=H33010200001" for i in range(int(args.rate * args.seconds))]
@@ -161,6 +148,8 @@ def main() -> int:
                                                args.seconds, args.connections),
         }
     finally:
+        if orthanc is not None:
+            orthanc.stop()
         for p in procs:
             p.send_signal(signal.SIGTERM)
             try:
