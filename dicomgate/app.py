@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from .config import Config
 from .scheduler import Scheduler
-from .state import Enqueued, Store
+from .state import Store
 from .tasks import Handler, Registry, WorkerPool
 
 # Feature packages, in start order. Each module has `setup(app: App) -> None`.
@@ -88,11 +88,6 @@ class App:
         self.status_sections[name] = section
 
     # -- use ------------------------------------------------------------------------------
-    def enqueue(self, kind: str, key: str, payload: dict[str, Any] | None = None,
-                **kw: Any) -> Enqueued:
-        """Enqueue; local workers are woken when it commits (TaskStore.listeners)."""
-        return self.store.tasks.enqueue(kind, key, payload, **kw)
-
     def health(self) -> dict[str, str | None]:
         out: dict[str, str | None] = {}
         try:

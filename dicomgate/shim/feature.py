@@ -54,14 +54,6 @@ def setup(app: App) -> None:
     app.add_status("shim", lambda: _status(app, cfg))
 
 
-def shim_routes(app: App) -> RouteTable | None:
-    """The shim's route table, for features that serve on the same port (/healthz,
-    /metrics): `shim_routes(app).add("/healthz", handler, open_access=True)` in their
-    setup, listed after the shim in FEATURES."""
-    service = next((s for s in app.services if isinstance(s, ShimService)), None)
-    return service.routes if service else None
-
-
 def _openapi_handler(routes: RouteTable):
     def handler(_req: Request) -> Response:
         documented = set(build_openapi()["paths"])

@@ -25,7 +25,7 @@ class ShimService:
     def __init__(self, config: ShimConfig, routes: RouteTable,
                  on_stop: Callable[[], None] | None = None):
         self.config = config
-        self.routes = routes  # other features may add routes (e.g. /healthz) before start
+        self.routes = routes
         self.on_stop = on_stop
         self._server = None
         self._thread: threading.Thread | None = None
