@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 import requests
 
+from ..state import Store
 from .cloud_api import CloudApi
 from .hospital import DemoExam, create_view_db, demo_exams, load_pacs
 from .orthanc import Orthanc, free_port
@@ -61,6 +62,7 @@ class Demo:
         self.cloud = Orthanc(workdir / "cloud", "CLOUD", dicomweb=True)
         self.receiver = CloudApi(auth="hmac", key_id=HOSPITAL_ID, secret=secrets.token_hex(16))
         self.daemon: subprocess.Popen | None = None
+        self.store: Store | None = None
         self.exams: list[DemoExam] = []
         self.config_path = workdir / "dicomgate.toml"
 
@@ -158,19 +160,15 @@ format = "json"
 
     # -- watching -------------------------------------------------------------------------
     def progress(self) -> list[ExamProgress]:
-        from ..state import Store
-
+        if self.store is None:  # opened once, read every second while the daemon works
+            self.store = Store(self.dir / "state" / "state.db")
         out = []
-        store = Store(self.dir / "state" / "state.db")
-        try:
-            for exam in self.exams:
-                p = ExamProgress(exam.spec.accession, len(exam.sop_uids))
-                p.received = len(store.instances.sop_uids(exam.spec.study_uid) & exam.sop_uids)
-                p.delivered = len(self.cloud.sop_uids(exam.spec.study_uid) & exam.sop_uids)
-                p.report = exam.spec.accession in self.receiver.accessions()
-                out.append(p)
-        finally:
-            store.close()
+        for exam in self.exams:
+            p = ExamProgress(exam.spec.accession, len(exam.sop_uids))
+            p.received = len(self.store.instances.sop_uids(exam.spec.study_uid) & exam.sop_uids)
+            p.delivered = len(self.cloud.sop_uids(exam.spec.study_uid) & exam.sop_uids)
+            p.report = exam.spec.accession in self.receiver.accessions()
+            out.append(p)
         return out
 
     def wait(self, timeout: float) -> list[ExamProgress]:
@@ -247,6 +245,8 @@ format = "json"
                 self.daemon.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.daemon.kill()
+        if self.store is not None:
+            self.store.close()
         self.receiver.stop()
         self.cloud.stop()
         self.pacs.stop()
