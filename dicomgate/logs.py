@@ -33,7 +33,9 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        # One write per line: the daemon and its SCP child share stdout (journald), and
+        # print() would write the newline separately, letting lines interleave.
+        logger_factory=structlog.WriteLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
     # Third-party libraries (pynetdicom, apscheduler, urllib3) log through stdlib logging:

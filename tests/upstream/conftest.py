@@ -99,8 +99,8 @@ def complete(app: App, study_uid: str, expected: int) -> None:
 
 
 def enqueue_upload(app: App, study_uid: str) -> None:
-    app.enqueue("upload", f"study:{study_uid}", {"study_uid": study_uid}, reopen=True,
-                study_uid=study_uid)
+    app.store.tasks.enqueue("upload", f"study:{study_uid}", {"study_uid": study_uid},
+                            reopen=True, study_uid=study_uid)
 
 
 def drain(app: App, limit: int = 50) -> list[str]:

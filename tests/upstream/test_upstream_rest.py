@@ -50,7 +50,7 @@ def add_exam(app, record: dict, versions: int = 1, state: str = "synced") -> int
 
 
 def push(app, exam_id: int, version: int) -> None:
-    app.enqueue("push_report", f"exam:{exam_id}:v{version}",
+    app.store.tasks.enqueue("push_report", f"exam:{exam_id}:v{version}",
                 {"exam_id": exam_id, "version": version}, exam_id=exam_id)
 
 
@@ -143,7 +143,7 @@ def test_withdrawal_stops_uploads_of_the_exam(tmp_path, hmac_api):
     exam_id = add_exam(app, RECORD)
     app.store.instances.ensure_study("1.2.3.4", accession_no="CT2026001", exam_id=exam_id)
     push(app, exam_id, 1)
-    app.enqueue("withdraw", "exam:H33010200001:CT2026001",
+    app.store.tasks.enqueue("withdraw", "exam:H33010200001:CT2026001",
                 {"hospital_id": "H33010200001", "accession_no": "CT2026001",
                  "exam_id": exam_id, "refund_time": "2026-11-25 11:00:00"})
     assert drain(app) == ["done", "done"]
@@ -152,14 +152,14 @@ def test_withdrawal_stops_uploads_of_the_exam(tmp_path, hmac_api):
     assert body["studyInstanceUids"] == ["1.2.3.4"] and body["refundTime"] == "2026-11-25 11:00:00"
     assert ("H33010200001", "CT2026001") not in hmac_api.reports
     assert app.store.instances.study("1.2.3.4")["state"] == "withdrawn"
-    app.enqueue("upload", "study:1.2.3.4", {"study_uid": "1.2.3.4"})
+    app.store.tasks.enqueue("upload", "study:1.2.3.4", {"study_uid": "1.2.3.4"})
     assert drain(app) == ["done"]
     assert app.store.tasks.find("upload", "study:1.2.3.4").result == "skipped: study is withdrawn"
 
 
 def test_deletion_event(tmp_path, hmac_api):
     app = _app(tmp_path, hmac_api.url)
-    app.enqueue("deletion", "del:H33010200001:CT2026001:2026-11-25 12:00:00",
+    app.store.tasks.enqueue("deletion", "del:H33010200001:CT2026001:2026-11-25 12:00:00",
                 {"hospital_id": "H33010200001", "accession_no": "CT2026001",
                  "study_uids": [], "sop_uids": ["1.2.3.4.5"], "deletion_id": "d-1",
                  "operate_time": "2026-11-25 12:00:00"})
@@ -180,7 +180,7 @@ def test_stow_is_signed_too(tmp_path, hmac_api, fresh_cloud):
                                  hmac_api.url, auth="hmac", hmac_secret=SECRET))
     spec = StudySpec("ACC-SIGN")
     spool(app, ct_instances(spec, series=1, per_series=3))
-    app.enqueue("upload", f"study:{spec.study_uid}", {"study_uid": spec.study_uid})
+    app.store.tasks.enqueue("upload", f"study:{spec.study_uid}", {"study_uid": spec.study_uid})
     drain(app)
     stow = [r for r in hmac_api.requests if r["path"] == "/dw/studies"]
     assert stow and hmac_api.auth_failures == []  # signature and body hash verified

@@ -51,8 +51,9 @@ def _server(pki, require_client: bool) -> CloudApi:
 
 
 def _deletion(app) -> None:
-    app.enqueue("deletion", "del:H:A1:t", {"hospital_id": "H33010200001", "accession_no": "A1",
-                                           "sop_uids": ["1.2.3"], "deletion_id": "d1"})
+    app.store.tasks.enqueue("deletion", "del:H:A1:t", {
+        "hospital_id": "H33010200001", "accession_no": "A1", "sop_uids": ["1.2.3"],
+        "deletion_id": "d1"})
 
 
 def test_untrusted_certificate_is_refused_and_retried(tmp_path, pki):
