@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 from ..config import ConfigError
-from ..gm import Sm2Decryptor
+from ..smcrypto import Sm2Decryptor
 from ..privacy import mask_mapping, mask_name
-from ..shim.dollar import parse_login_string
+from ..shim.login_string import parse_login_string
 from ..shim.login import decode_login
 from ..shim.params import ParamError
 from ..shim.qr import ExamIdentity, FilmLinks, TokenError

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 import structlog
 
 from ..config.model import LoginConfig
-from ..gm import GmError, Sm2Decryptor, decode_text
+from ..smcrypto import GmError, Sm2Decryptor, decode_text
 from ..idcard import problem as id_problem
 from ..privacy import mask_name
 from ..state.sessions import SessionStore
-from .dollar import EncodingError, dollar_decode, parse_login_string
+from .login_string import EncodingError, dollar_decode, parse_login_string
 from .http import OK, Request, Response, reply
 from .params import Params
 

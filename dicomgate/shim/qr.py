@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import segno
 
-from ..gm import GmError, Sm4Ecb
+from ..smcrypto import GmError, Sm4Ecb
 
 CAPTION = "扫描查看数字影像"
 SEPARATOR = "|"

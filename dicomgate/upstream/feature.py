@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 from ..app import App
 from .dicomweb import DicomWebClient
-from .handlers import EventHandlers
+from .event_tasks import EventHandlers
 from .rest import RestClient
 from .retention import Retention
 from .status import UpstreamStatus
 from .transport import Reachability, Transport
-from .upload import UploadHandler
-from .uploader import Uploader
+from .upload_task import UploadHandler
+from .stow_batches import Uploader
 
 # Cloud outages can last days: transient failures keep retrying (backoff capped by
 # tasks.backoff_max) instead of going dead after tasks.max_attempts.

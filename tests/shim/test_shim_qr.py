@@ -19,7 +19,7 @@ QRCODE = "/getway/reportAndFilm/api/qrcode"
 
 
 def _sm4_decrypt(token: str) -> str:
-    """Decrypt with gmssl directly, as the cloud side would (not through dicomgate.gm)."""
+    """Decrypt with gmssl directly, as the cloud side would (not through dicomgate.smcrypto)."""
     c = sm4.CryptSM4()
     c.set_key(bytes.fromhex(SM4_KEY), sm4.SM4_DECRYPT)
     return c.crypt_ecb(base64.b64decode(token)).decode("utf-8")

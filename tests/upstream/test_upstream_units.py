@@ -11,7 +11,7 @@ from dicomgate.state import InstanceRow
 from dicomgate.upstream import stow_parse
 from dicomgate.upstream.errors import retry_after
 from dicomgate.upstream.multipart import MultipartStream
-from dicomgate.upstream.uploader import make_batches
+from dicomgate.upstream.stow_batches import make_batches
 
 
 def test_multipart_stream_is_a_valid_multipart_related_body(tmp_path):

@@ -17,7 +17,7 @@ from ..state import Store, Task
 from ..tasks import Fatal, RetryLater
 from .dicomweb import DicomWebClient
 from .errors import Refused, Transient
-from .uploader import Uploader, UploadSummary
+from .stow_batches import Uploader, UploadSummary
 
 log = structlog.get_logger("dicomgate.upstream")
 
