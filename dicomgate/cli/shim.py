@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 
 from ..config import ConfigError
-from ..smcrypto import Sm2Decryptor
 from ..privacy import mask_mapping, mask_name
-from ..shim.login_string import parse_login_string
 from ..shim.login import decode_login
+from ..shim.login_string import parse_login_string
 from ..shim.params import ParamError
 from ..shim.qr import ExamIdentity, FilmLinks, TokenError
+from ..smcrypto import Sm2Decryptor
 from .context import EXIT_USAGE, CommandError, load_config, open_app, print_json, print_table, when
 
 

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 import structlog
 
 from ..config.model import LoginConfig
-from ..smcrypto import GmError, Sm2Decryptor, decode_text
 from ..idcard import problem as id_problem
 from ..privacy import mask_name
+from ..smcrypto import GmError, Sm2Decryptor, decode_text
 from ..state.sessions import SessionStore
-from .login_string import EncodingError, dollar_decode, parse_login_string
 from .http import OK, Request, Response, reply
+from .login_string import EncodingError, dollar_decode, parse_login_string
 from .params import Params
 
 log = structlog.get_logger("dicomgate.shim.login")

@@ -10,9 +10,9 @@ from .event_tasks import EventHandlers
 from .rest import RestClient
 from .retention import Retention
 from .status import UpstreamStatus
+from .stow_batches import Uploader
 from .transport import Reachability, Transport
 from .upload_task import UploadHandler
-from .stow_batches import Uploader
 
 # Cloud outages can last days: transient failures keep retrying (backoff capped by
 # tasks.backoff_max) instead of going dead after tasks.max_attempts.

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from shim_fixtures import HOSPITAL, SM2_KEY
 from shim_sm2_reference import encrypt, id_check_digit, public_key
 
-from dicomgate.smcrypto import to_der
 from dicomgate.shim.login_string import dollar_decode, dollar_encode, parse_login_string
+from dicomgate.smcrypto import to_der
 
 PUB = public_key(int(SM2_KEY, 16))
 DOCTOR_ID = "11010519491231002X"  # the GB 11643 standard's own example
