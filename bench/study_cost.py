@@ -18,7 +18,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +41,28 @@ def timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+def one_study(steps: dict[str, list[float]], uid: str, *, odd: bool, client: PacsClient,
+              to_dcmtk: PacsClient, retriever: Retriever) -> None:
+    def add(name: str, fn) -> None:
+        steps.setdefault(name, []).append(timed(fn))
+
+    series = client.find("SERIES", {"StudyInstanceUID": uid, "SeriesInstanceUID": ""})
+    s_uid = str(series[0].SeriesInstanceUID)
+    if odd:  # the whole task first on odd studies: nothing cached either way
+        add("retrieve task (whole)", lambda: retriever.study(uid))
+        add("C-MOVE STUDY -> dicomgate (again)",
+            lambda: client.move("STUDY", {"StudyInstanceUID": uid}))
+    else:
+        add("C-MOVE STUDY -> dicomgate", lambda: client.move("STUDY", {"StudyInstanceUID": uid}))
+    add("association + C-ECHO", client.echo)
+    add("C-FIND STUDY (count)", lambda: client.study_instance_count(uid))
+    add("C-FIND SERIES", lambda: client.find("SERIES", {"StudyInstanceUID": uid,
+                                                        "SeriesInstanceUID": ""}))
+    add("C-FIND IMAGE", lambda: client.find("IMAGE", {
+        "StudyInstanceUID": uid, "SeriesInstanceUID": s_uid, "SOPInstanceUID": ""}))
+    add("C-MOVE STUDY -> storescp", lambda: to_dcmtk.move("STUDY", {"StudyInstanceUID": uid}))
 
 
 def main() -> int:
@@ -74,31 +95,8 @@ def main() -> int:
         retriever = Retriever(store, client)
         try:
             for i, spec in enumerate(specs):
-                uid = spec.study_uid
-                series = client.find("SERIES", {"StudyInstanceUID": uid,
-                                                "SeriesInstanceUID": ""})
-                s_uid = str(series[0].SeriesInstanceUID)
-                run = {
-                    "association + C-ECHO": lambda: client.echo(),
-                    "C-FIND STUDY (count)": lambda: client.study_instance_count(uid),
-                    "C-FIND SERIES": lambda: client.find("SERIES", {
-                        "StudyInstanceUID": uid, "SeriesInstanceUID": ""}),
-                    "C-FIND IMAGE": lambda: client.find("IMAGE", {
-                        "StudyInstanceUID": uid, "SeriesInstanceUID": s_uid,
-                        "SOPInstanceUID": ""}),
-                    "C-MOVE STUDY -> storescp": lambda: to_dcmtk.move(
-                        "STUDY", {"StudyInstanceUID": uid}),
-                }
-                if i % 2:  # whole task first on odd studies: nothing cached either way
-                    steps.setdefault("retrieve task (whole)", []).append(
-                        timed(lambda: retriever.study(uid)))
-                    steps.setdefault("C-MOVE STUDY -> dicomgate (again)", []).append(
-                        timed(lambda: client.move("STUDY", {"StudyInstanceUID": uid})))
-                else:
-                    steps.setdefault("C-MOVE STUDY -> dicomgate", []).append(
-                        timed(lambda: client.move("STUDY", {"StudyInstanceUID": uid})))
-                for name, fn in run.items():
-                    steps.setdefault(name, []).append(timed(fn))
+                one_study(steps, spec.study_uid, odd=bool(i % 2), client=client,
+                          to_dcmtk=to_dcmtk, retriever=retriever)
         finally:
             store.close()
             stop(gw)
