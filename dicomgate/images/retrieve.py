@@ -96,7 +96,42 @@ class Retriever:
         self.store.instances.ensure_study(study_uid, accession_no=accession_no,
                                           exam_id=exam_id)
         started = time.monotonic()
-        exp = self._expected(study_uid)
+        with self.pacs.session() as pacs:  # one association for the queries and the move
+            done = self._whole_study(pacs, study_uid, started)
+            if done is not None:
+                return done
+            return self._listed(pacs, study_uid, started)
+
+    def _whole_study(self, pacs: PacsClient, study_uid: str, started: float) -> str | None:
+        """A study we hold nothing of: ask the PACS how many instances it has (STUDY-level
+        C-FIND), C-MOVE the whole study, and call it complete when the move reports exactly
+        that many sub-operations completed, none failed or with warnings, and the spool
+        holds exactly that many instances of the study. Anything else (no count, a
+        mismatch, something already held): None, and the full listing decides and repairs."""
+        if self.store.instances.of_study(study_uid):
+            return None
+        try:
+            count = pacs.study_instance_count(study_uid)
+        except PacsRefused as exc:
+            log.info("pacs.study_count_refused", study_uid=study_uid, error=str(exc))
+            return None
+        if not count:
+            return None
+        self.store.instances.set_study(study_uid, state="retrieving", expected_count=count)
+        log.info("study.retrieve_started", study_uid=study_uid, expected=count, present=0,
+                 missing=count, mode="study count")
+        result = pacs.move("STUDY", {"StudyInstanceUID": study_uid})
+        held = len(present_sop_uids(self.store, study_uid))
+        if (result.completed, result.failed, result.warning, held) == (count, 0, 0, count):
+            return self._finish(study_uid, Expected(None, count), 0, result.completed, started)
+        log.info("study.listing", study_uid=study_uid, expected=count, held=held,
+                 completed=result.completed, failed=result.failed, warning=result.warning,
+                 reason="the C-MOVE did not account for every instance: listing them")
+        return None
+
+    def _listed(self, pacs: PacsClient, study_uid: str, started: float) -> str:
+        """Completeness by the PACS's list of SOP Instance UIDs; move what is missing."""
+        exp = self._expected(pacs, study_uid)
         if exp.count == 0:
             raise RetryLater(f"{self.pacs.where} lists no instance for study {study_uid} "
                              "(yet); will ask again")
@@ -107,41 +142,43 @@ class Retriever:
                  present=len(have), missing=exp.size(missing))
         moved = 0
         if missing:
-            moved += self._move(study_uid, exp, missing, whole=not have)
+            moved += self._move(pacs, study_uid, exp, missing, whole=not have)
             missing = exp.missing(present_sop_uids(self.store, study_uid))
         if missing:  # repair: ask again for exactly what did not arrive
             log.warning("study.repairing", study_uid=study_uid, missing=exp.size(missing))
-            moved += self._move(study_uid, exp, missing, whole=False)
+            moved += self._move(pacs, study_uid, exp, missing, whole=False)
             missing = exp.missing(present_sop_uids(self.store, study_uid))
         return self._finish(study_uid, exp, missing, moved, started)
 
-    def _expected(self, study_uid: str) -> Expected:
+    def _expected(self, pacs: PacsClient, study_uid: str) -> Expected:
         """The SOP Instance UIDs by series, or only their number when the PACS refuses
         image-level queries and answers NumberOfStudyRelatedInstances."""
         try:
-            by_series = self.pacs.study_instances(study_uid)
+            by_series = pacs.study_instances(study_uid)
             return Expected(by_series, sum(len(s) for s in by_series.values()))
         except PacsRefused as exc:
             log.warning("pacs.image_query_refused", study_uid=study_uid, error=str(exc))
-            count = self.pacs.study_instance_count(study_uid)
+            count = pacs.study_instance_count(study_uid)
             if count is None:
                 raise PacsRefused(f"{exc}; and it gives no NumberOfStudyRelatedInstances "
                                   "either, so completeness cannot be checked") from None
             return Expected(None, count)
 
-    def _move(self, study_uid: str, exp: Expected, missing: Missing, whole: bool) -> int:
+    def _move(self, pacs: PacsClient, study_uid: str, exp: Expected, missing: Missing,
+              whole: bool) -> int:
         if whole or exp.by_series is None:
-            return self.pacs.move("STUDY", {"StudyInstanceUID": study_uid}).completed
+            return pacs.move("STUDY", {"StudyInstanceUID": study_uid}).completed
         assert isinstance(missing, dict)
-        return self._move_images(study_uid, missing)
+        return self._move_images(pacs, study_uid, missing)
 
-    def _move_images(self, study_uid: str, missing: dict[str, set[str]]) -> int:
+    def _move_images(self, pacs: PacsClient, study_uid: str,
+                     missing: dict[str, set[str]]) -> int:
         moved = 0
         for series_uid, sops in missing.items():
             ordered = sorted(sops)
             for i in range(0, len(ordered), IMAGE_MOVE_BATCH):
                 batch = ordered[i:i + IMAGE_MOVE_BATCH]
-                moved += self.pacs.move("IMAGE", {"StudyInstanceUID": study_uid,
+                moved += pacs.move("IMAGE", {"StudyInstanceUID": study_uid,
                                                   "SeriesInstanceUID": series_uid,
                                                   "SOPInstanceUID": batch}).completed
         return moved

@@ -19,8 +19,10 @@ REFUSED = 0xC310  # "unable to process": what such PACS answer
 
 class StudyOnlyPacs:
     def __init__(self, aet: str, port: int, destinations: dict[str, tuple[str, int]],
-                 give_count: bool = True):
+                 give_count: bool = True, count_extra: int = 0):
         self.instances: list[pydicom.Dataset] = []
+        self.count_extra = count_extra  # a stale index: claims more than it can move
+        self.associations = 0
         self.destinations = destinations
         self.give_count = give_count
         self.refused_levels: list[str] = []
@@ -37,12 +39,16 @@ class StudyOnlyPacs:
     def start(self) -> StudyOnlyPacs:
         self.server = self.ae.start_server(
             ("127.0.0.1", self.port), block=False,
-            evt_handlers=[(evt.EVT_C_FIND, self._find), (evt.EVT_C_MOVE, self._move)])
+            evt_handlers=[(evt.EVT_C_FIND, self._find), (evt.EVT_C_MOVE, self._move),
+                          (evt.EVT_ACCEPTED, self._accepted)])
         return self
 
     def stop(self) -> None:
         if self.server is not None:
             self.server.shutdown()
+
+    def _accepted(self, _event) -> None:
+        self.associations += 1
 
     def _study(self, uid: str) -> list[pydicom.Dataset]:
         return [d for d in self.instances if d.StudyInstanceUID == uid]
@@ -64,7 +70,7 @@ class StudyOnlyPacs:
             ident.QueryRetrieveLevel = "STUDY"
             ident.StudyInstanceUID = uid
             if self.give_count:
-                ident.NumberOfStudyRelatedInstances = len(self._study(uid))
+                ident.NumberOfStudyRelatedInstances = len(self._study(uid)) + self.count_extra
             yield 0xFF00, ident
 
     def _move(self, event):
