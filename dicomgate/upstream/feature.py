@@ -63,7 +63,8 @@ def setup(app: App) -> None:
         status=UpstreamStatus(store, reach, dicomweb, rest, wake=app.pool.wake),
     )
     _BY_APP[id(app)] = up
-    app.handle("upload", up.upload, max_attempts=MAX_ATTEMPTS)
+    app.lane("upload", cfg.concurrency)  # never behind hung C-MOVEs; reports not behind it
+    app.handle("upload", up.upload, max_attempts=MAX_ATTEMPTS, lane="upload")
     app.handle("push_report", up.events.push_report, max_attempts=MAX_ATTEMPTS)
     app.handle("withdraw", up.events.withdraw, max_attempts=MAX_ATTEMPTS)
     app.handle("deletion", up.events.deletion, max_attempts=MAX_ATTEMPTS)
