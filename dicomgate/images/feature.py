@@ -39,7 +39,8 @@ def setup(app: App) -> None:
         app.add_health("pacs", lambda: echo_health(app.store) or stall_health(app.store))
         app.lane("retrieve", cfg.pacs.max_associations)
         retriever = Retriever(app.store, pacs, http.handle if http else None,
-                              room=ingest.has_room, min_free_disk=cfg.dicom.min_free_disk)
+                              room=ingest.has_room, min_free_disk=cfg.dicom.min_free_disk,
+                              pacs_down_wait=cfg.tasks.backoff_max)
         app.handle("retrieve", retriever.handle, lane="retrieve")
     elif http is not None:
         app.lane("retrieve", cfg.tasks.workers)

@@ -28,7 +28,7 @@ class MoveVerdicts:
 
     def add(self, store: Store, exc: MoveFailed, started: float) -> None:
         events = _ours(store, started)
-        if not events and exc.result.failed:
+        if not events:
             time.sleep(EVENT_GRACE)
             events = _ours(store, started)
         if events:

@@ -50,19 +50,21 @@ def _size(path: str) -> int | None:
 STALL_FACT = "images.move_stalled"
 DISK_RECHECK = 10.0      # a retrieve waiting for free space looks again this often
 SCP_RESTART_WAIT = 5.0   # our SCP process died mid C-MOVE: it is back within seconds
-PACS_DOWN_RECHECK = 600.0  # the echo says the PACS is down: `pacs.up` wakes us sooner
+PACS_DOWN_RECHECK = 3600.0  # the echo says the PACS is down: `pacs.up` wakes us sooner
 PACS_FLAKY_RECHECK = 30.0  # the echo says up, yet this C-MOVE could not be done
 
 
 class Retriever:
     def __init__(self, store: Store, pacs: PacsClient,
                  fetch_http: Callable[[Task], str] | None = None,
-                 room: Callable[[], bool] | None = None, min_free_disk: int = 0):
+                 room: Callable[[], bool] | None = None, min_free_disk: int = 0,
+                 pacs_down_wait: float = PACS_DOWN_RECHECK):
         self.store = store
         self.pacs = pacs
         self.fetch_http = fetch_http
         self.room = room  # False while free space is below dicom.min_free_disk
         self.min_free_disk = min_free_disk
+        self.pacs_down_wait = pacs_down_wait  # tasks.backoff_max: `pacs.up` wakes sooner
 
     # -- task handler ---------------------------------------------------------------------
     def handle(self, task: Task) -> str:
@@ -94,7 +96,9 @@ class Retriever:
         """How long a retrieve waits for the PACS: long while the echo says it is down
         (`pacs.up` wakes it), short when only this C-MOVE failed."""
         fact = self.store.facts.get(ECHO_FACT) or {}
-        return PACS_DOWN_RECHECK if fact.get("ok") is False else PACS_FLAKY_RECHECK
+        if fact.get("ok") is False:
+            return self.pacs_down_wait
+        return min(PACS_FLAKY_RECHECK, self.pacs_down_wait)
 
     def run(self, *, study_uid: str | None = None, accession_no: str | None = None,
             exam_id: int | None = None) -> str:

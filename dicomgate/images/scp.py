@@ -249,7 +249,7 @@ class StorageSCP:
             log.error("store.refused", sop_uid=sop_uid, calling_aet=calling, status="0xA700",
                       reason=str(exc), free_bytes=self.ingest.spool.free_bytes(),
                       min_free_disk=self.ingest.min_free_disk)
-            self.ingest.remember("out_of_space", f"we refused it: {exc}", sop_uid=sop_uid,
+            self.ingest.remember("out_of_space", str(exc), sop_uid=sop_uid,
                                  calling_aet=calling, status="0xA700")
             return STATUS_OUT_OF_RESOURCES
         except Malformed as exc:

@@ -173,8 +173,7 @@ class ScpSupervisor:
         if self.store is None:
             return
         try:
-            self.store.scp_events.add("process_died", f"our storage SCP process died "
-                                      f"({_exit(code)}) and was restarted")
+            self.store.scp_events.add("process_died", f"{_exit(code)}; restarted")
         except Exception as exc:  # the disk may be full: the log line still says it
             log.warning("scp.event_not_recorded", cause="process_died",
                         error=f"{type(exc).__name__}: {exc}")
