@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from .config import Config
 from .scheduler import Scheduler
 from .state import Store
-from .tasks import Handler, Registry, WorkerPool
+from .tasks import GENERAL, Handler, Registry, WorkerPool
 
 # Feature packages, in start order. Each module has `setup(app: App) -> None`.
 FEATURES: tuple[str, ...] = (
@@ -68,8 +68,15 @@ class App:
         return app
 
     # -- registration (called from feature setup) -----------------------------------------
-    def handle(self, kind: str, handler: Handler, max_attempts: int | None = None) -> None:
-        self.registry.register(kind, handler, max_attempts)
+    def handle(self, kind: str, handler: Handler, max_attempts: int | None = None,
+               lane: str = GENERAL) -> None:
+        """`lane`: the thread group it runs in (see `lane`); default: tasks.workers."""
+        self.registry.register(kind, handler, max_attempts, lane)
+
+    def lane(self, name: str, threads: int) -> None:
+        """Threads of their own for some kinds: hung work of those kinds (a C-MOVE the PACS
+        never finishes) can hold only these, and report pushes never wait behind images."""
+        self.registry.add_lane(name, threads)
 
     def every(self, name: str, seconds: float, func: Callable[[], object],
               first_in: float = 0.0) -> None:
@@ -96,6 +103,7 @@ class App:
         except Exception as exc:
             out["state store"] = f"state database unusable: {exc}"
         out["scheduler"] = None if self.scheduler.alive() else "scheduler is not running"
+        out["workers"] = self.pool.health()
         for name, check in self.health_checks.items():
             try:
                 out[name] = check()

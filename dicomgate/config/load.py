@@ -125,6 +125,7 @@ def _pacs(t: Table) -> model.PacsConfig:
         echo_interval=t.value("echo_interval", values.duration, 60.0),
         timeout=t.value("timeout", values.duration, 30.0),
         move_timeout=t.value("move_timeout", values.duration, 3600.0),
+        max_associations=t.int("max_associations", 2, lo=1, hi=32),
     )
 
 

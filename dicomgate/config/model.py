@@ -71,6 +71,9 @@ class PacsConfig:
     echo_interval: float = 60.0
     timeout: float = 30.0
     move_timeout: float = 3600.0
+    # Associations dicomgate opens to the PACS at once (retrieve tasks running together):
+    # a hung C-MOVE holds one of these, never the workers of other kinds.
+    max_associations: int = 2
 
 
 @dataclass(frozen=True)

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
+
 from ..app import App
 from ..tasks import Fatal
 from .echo import EchoMonitor, echo_health, echo_status
 from .http_fetch import HttpFetcher
 from .ingest import Ingest
-from .retrieve import Retriever
+from .retrieve import Retriever, stall_health
 from .scp import allowed_calling_aets
 from .scp_supervisor import ScpSupervisor
 from .scu import PacsClient
 from .spool import Spool
+
+log = structlog.get_logger("dicomgate.images")
+
+INCOMING_CLEANUP_EVERY = 600.0
+STALE_TEMP_AGE = 3600.0  # a temp file nobody wrote to for this long was left by a crash
 
 
 def setup(app: App) -> None:
@@ -21,7 +28,7 @@ def setup(app: App) -> None:
     spool = Spool(cfg.gateway.state_dir)
     ingest = Ingest(app.store, spool, cfg.dicom.min_free_disk)
     if allowed_calling_aets(cfg):  # in a child process: receiving gets a core of its own
-        scp = ScpSupervisor(cfg, spool)
+        scp = ScpSupervisor(cfg, spool, app.store)
         app.add_service(scp, health=scp.health)
     pacs = PacsClient(cfg.dicom, cfg.pacs) if cfg.pacs is not None else None
     http = None
@@ -29,10 +36,17 @@ def setup(app: App) -> None:
         http = HttpFetcher(app.store, ingest, cfg.images.http_timeout)
     if pacs is not None:
         app.every("pacs.echo", cfg.pacs.echo_interval, EchoMonitor(app.store, pacs).run)
-        app.add_health("pacs", lambda: echo_health(app.store))
-        app.handle("retrieve", Retriever(app.store, pacs, http.handle if http else None).handle)
+        app.add_health("pacs", lambda: echo_health(app.store) or stall_health(app.store))
+        app.lane("retrieve", cfg.pacs.max_associations)
+        retriever = Retriever(app.store, pacs, http.handle if http else None,
+                              room=ingest.has_room, min_free_disk=cfg.dicom.min_free_disk,
+                              pacs_down_wait=cfg.tasks.backoff_max)
+        app.handle("retrieve", retriever.handle, lane="retrieve")
     elif http is not None:
-        app.handle("retrieve", http_only(http))
+        app.lane("retrieve", cfg.tasks.workers)
+        app.handle("retrieve", http_only(http), lane="retrieve")
+    app.every("spool.incoming_cleanup", INCOMING_CLEANUP_EVERY,
+              lambda: clean_incoming(spool), first_in=INCOMING_CLEANUP_EVERY)
     app.add_status("images", lambda: status(app, spool))
 
 
@@ -59,3 +73,13 @@ def status(app: App, spool: Spool) -> dict[str, Any]:
     out["instances"] = app.store.instances.instance_state_counts() or "none"
     out["quarantined files"] = spool.quarantined()
     return out
+
+
+def clean_incoming(spool: Spool) -> str:
+    """Temp files in spool/.incoming left by a crash or a full disk (the SCP's own are
+    removed when it starts; this catches the rest while the daemon runs)."""
+    n = spool.clean_stale(STALE_TEMP_AGE)
+    if n:
+        log.warning("spool.stale_removed", files=n, reason="temp files untouched for "
+                    f"{STALE_TEMP_AGE:.0f}s (a crash or a full disk interrupted them)")
+    return f"{n} stale temp files removed"

@@ -85,6 +85,16 @@ class Ingest:
     def close(self) -> None:
         self._db.shutdown(wait=True)
 
+    def remember(self, cause: str, reason: str, **context: str | None) -> None:
+        """Keep what our SCP refused or failed (state: scp_events), so that the retrieve
+        whose C-MOVE then fails knows the cause was ours. Never fails the caller."""
+        try:
+            self._db.submit(self.store.scp_events.add, cause, reason,
+                            **context).result(timeout=5)
+        except Exception as exc:  # the disk may be full: the log line still says it
+            log.warning("scp.event_not_recorded", cause=cause,
+                        error=f"{type(exc).__name__}: {exc}")
+
     def has_room(self) -> bool:
         return self.spool.free_bytes() >= self.min_free_disk
 

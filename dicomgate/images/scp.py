@@ -262,6 +262,8 @@ class StorageSCP:
             log.error("store.refused", sop_uid=sop_uid, calling_aet=calling, status="0xA700",
                       reason=str(exc), free_bytes=self.ingest.spool.free_bytes(),
                       min_free_disk=self.ingest.min_free_disk)
+            self.ingest.remember("out_of_space", str(exc), sop_uid=sop_uid,
+                                 calling_aet=calling, status="0xA700")
             return STATUS_OUT_OF_RESOURCES
         except Malformed as exc:
             kept = self.ingest.spool.quarantine(path, str(exc), {
@@ -269,10 +271,15 @@ class StorageSCP:
                 "transfer_syntax": str(event.context.transfer_syntax)})
             log.error("store.quarantined", sop_uid=sop_uid, calling_aet=calling,
                       reason=str(exc), file=str(kept))
+            self.ingest.remember("quarantined", f"{exc} (kept as {kept})", sop_uid=sop_uid,
+                                 calling_aet=calling, status=f"0x{STATUS_CANNOT_UNDERSTAND:04X}")
             return STATUS_CANNOT_UNDERSTAND
         except Exception as exc:
             log.error("store.failed", sop_uid=sop_uid, calling_aet=calling,
                       error=f"{type(exc).__name__}: {exc}")
+            self.ingest.remember("failed", f"{type(exc).__name__}: {exc}", sop_uid=sop_uid,
+                                 calling_aet=calling,
+                                 status=f"0x{STATUS_PROCESSING_FAILURE:04X}")
             return STATUS_PROCESSING_FAILURE
         with self._lock:
             self.received += 1

@@ -22,6 +22,7 @@ from pynetdicom.sop_class import (
 )
 
 from ..config import DicomConfig, PacsConfig
+from .move_watch import Activity, MoveWatch
 
 
 class PacsUnavailable(Exception):
@@ -30,6 +31,23 @@ class PacsUnavailable(Exception):
 
 class PacsRefused(Exception):
     """The PACS answered with a failure that retrying will not cure."""
+
+
+class MoveStalled(PacsUnavailable):
+    """No C-MOVE response and no instance received for pacs.timeout: we abandoned it."""
+
+
+class MoveFailed(PacsRefused):
+    """A C-MOVE ended with a failure status. Whose fault it is (the PACS's, or our own
+    SCP's refusals and crashes meanwhile) is decided by the retriever, which knows what
+    our side saw (move_outcome.py); `hint` is the guess for when nothing on our side
+    explains it."""
+
+    def __init__(self, text: str, result: MoveResult, hint: str = ""):
+        super().__init__(text + hint)
+        self.text = text
+        self.result = result
+        self.hint = hint
 
 
 @dataclass(frozen=True)
@@ -105,17 +123,18 @@ class PacsClient:
         ae.acse_timeout = ae.network_timeout = self.pacs.timeout
         ae.connection_timeout = self.pacs.timeout
         ae.dimse_timeout = dimse_timeout
+        t0 = time.monotonic()
         assoc = ae.associate(self.pacs.host, self.pacs.port, ae_title=self.pacs.ae_title,
                              evt_handlers=[(evt.EVT_CONN_OPEN, _no_delay)])
         if not assoc.is_established:
-            raise PacsUnavailable(self._why_not(assoc))
+            raise PacsUnavailable(self._why_not(assoc, time.monotonic() - t0))
         try:
             yield assoc
         finally:
             if assoc.is_established:
                 assoc.release()
 
-    def _why_not(self, assoc: Association) -> str:
+    def _why_not(self, assoc: Association, waited: float = 0.0) -> str:
         if assoc.is_rejected:
             rsp = assoc.acceptor.primitive
             reason = getattr(rsp, "reason_str", "no reason given")
@@ -129,8 +148,13 @@ class PacsClient:
         except OSError as exc:
             return (f"{self.where} did not answer: {exc.strerror or exc} (check pacs.host, "
                     "pacs.port, the network, and that the PACS DICOM service runs)")
+        if assoc.is_aborted and waited >= self.pacs.timeout - 0.5:
+            # pynetdicom aborts by itself when the answer does not come in time
+            return (f"{self.where} accepted the connection but did not answer the "
+                    f"association request within {self.pacs.timeout:g}s (pacs.timeout): we "
+                    "gave up; its DICOM service may be hung")
         if assoc.is_aborted:
-            return f"{self.where} aborted the association (is its DICOM service hung?)"
+            return f"{self.where} aborted the association after {waited:.1f}s"
         return (f"{self.where} did not answer within {self.pacs.timeout:g}s (check pacs.host, "
                 "pacs.port, the network, and that the PACS DICOM service runs)")
 
@@ -201,20 +225,24 @@ class PacsClient:
 
     # -- C-MOVE ---------------------------------------------------------------------------
     def move(self, level: str, keys: dict[str, str | list[str]],
-             progress: Callable[[int, int], None] | None = None) -> MoveResult:
-        """C-MOVE to our own AE; follows pending responses until the final one."""
+             progress: Callable[[int, int], None] | None = None,
+             activity: Activity | None = None) -> MoveResult:
+        """C-MOVE to our own AE; follows pending responses until the final one.
+
+        Abandoned (MoveStalled) when neither a response nor an instance (`activity`: the
+        time the newest one landed) comes for pacs.timeout."""
         query = Dataset()
         query.QueryRetrieveLevel = level
         for k, v in keys.items():
             setattr(query, k, v)
         model = StudyRootQueryRetrieveInformationModelMove
         final: Dataset | None = None
-        with self._association(model, self.pacs.move_timeout) as assoc:
+        with self._association(model, self.pacs.move_timeout) as assoc, \
+                MoveWatch(self.pacs.timeout, assoc.abort, activity) as watch:
             for status, _ident in assoc.send_c_move(query, self.dicom.ae_title, model):
                 if not status or "Status" not in status:
-                    raise PacsUnavailable(f"{self.where} stopped answering the C-MOVE "
-                                          f"(no response within {self.pacs.move_timeout:g}s "
-                                          "or the association dropped)")
+                    raise self._move_interrupted(watch)
+                watch.responded()
                 if status.Status in (0xFF00, 0xFF01):
                     if progress is not None:
                         progress(int(status.get("NumberOfCompletedSuboperations", 0) or 0),
@@ -236,17 +264,34 @@ class PacsClient:
                 f"PACS {self.pacs.ae_title} does not know move destination {me}: add AE "
                 f"{me}, host {this_host(self.dicom.bind)}, port {self.dicom.port} on the PACS "
                 "(status 0xA801)")
-        if code in (0xA701, 0xA702, 0xA700):
-            raise PacsUnavailable(f"{self.where} is out of resources for the C-MOVE "
-                                  f"({_status_text(code, final)})")
         if code == 0xFE00:
             raise PacsUnavailable(f"{self.where} cancelled the C-MOVE")
+        counts = (f"{result.completed} sub-operations completed, {result.failed} failed, "
+                  f"{result.warning} with warnings")
+        if code in (0xA701, 0xA702, 0xA700):
+            raise MoveFailed(f"{self.where} ended the C-MOVE out of resources "
+                             f"({_status_text(code, final)}; {counts})", result)
         hint = ""
         if result.completed == 0 and code & 0xF000 == 0xC000:  # Orthanc says 0xC000 for it
             hint = (f"; if the PACS log says destination {self.dicom.ae_title} is unknown, add "
                     f"AE {self.dicom.ae_title}, host {this_host(self.dicom.bind)}, port "
                     f"{self.dicom.port} on the PACS")
-        raise PacsRefused(f"{self.where} refused the C-MOVE: {_status_text(code, final)}{hint}")
+        raise MoveFailed(f"{self.where} ended the C-MOVE with a failure: "
+                         f"{_status_text(code, final)} ({counts})", result, hint)
+
+    def _move_interrupted(self, watch: MoveWatch) -> PacsUnavailable:
+        """Why the C-MOVE has no response: we abandoned it, it timed out, or it dropped."""
+        if watch.stalled_for is not None:
+            return MoveStalled(f"C-MOVE stalled: {self.where} sent no response and no "
+                               f"instance for {watch.stalled_for:.0f}s (pacs.timeout "
+                               f"{self.pacs.timeout:g}s); abandoned, will retry")
+        quiet = watch.since_response()
+        if quiet >= self.pacs.move_timeout - 1:
+            return PacsUnavailable(f"{self.where} sent no C-MOVE response within "
+                                   f"{self.pacs.move_timeout:g}s (pacs.move_timeout)")
+        return PacsUnavailable(f"{self.where} dropped the association during the C-MOVE "
+                               f"{quiet:.0f}s after its last response (its DICOM service "
+                               "stopped or restarted, or the network failed)")
 
 
 def _status_text(code: int, status: Dataset) -> str:

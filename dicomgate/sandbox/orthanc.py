@@ -40,7 +40,7 @@ class Orthanc:
                  modalities: dict[str, tuple[str, str, int]] | None = None,
                  dicomweb_servers: dict[str, str] | None = None,
                  http_port: int | None = None, dicom_port: int | None = None,
-                 extra: dict[str, Any] | None = None):
+                 extra: dict[str, Any] | None = None, nagle: bool = False):
         self.workdir = Path(workdir)
         self.aet = aet
         self.dicomweb = dicomweb
@@ -49,6 +49,9 @@ class Orthanc:
         self.http_port = http_port or free_port()
         self.dicom_port = dicom_port or free_port()
         self.extra = extra or {}
+        # True: leave Nagle's algorithm on, as a PACS on a real network is (~40 ms per
+        # C-STORE it sends on loopback): a C-MOVE then lasts long enough to interrupt.
+        self.nagle = nagle
         self.proc: subprocess.Popen | None = None
         self.session = requests.Session()
         # Orthanc closes idle keep-alive connections; a request on one that just closed
@@ -103,7 +106,9 @@ class Orthanc:
         self.workdir.mkdir(parents=True, exist_ok=True)
         cfg_path = self.workdir / "orthanc.json"
         cfg_path.write_text(json.dumps(self.config(), indent=2))
-        env = dict(os.environ, TCP_NODELAY="1")  # else ~40 ms stall per C-STORE received
+        env = dict(os.environ)
+        if not self.nagle:
+            env["TCP_NODELAY"] = "1"  # else ~40 ms stall per C-STORE received
         log = open(self.workdir / "orthanc.log", "ab")
         self.proc = subprocess.Popen([ORTHANC_BIN, str(cfg_path)], stdout=log,
                                      stderr=subprocess.STDOUT, env=env,

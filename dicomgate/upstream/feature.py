@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ..app import App
 from .dicomweb import DicomWebClient
 from .event_tasks import EventHandlers
+from .replace import Replacer
 from .rest import RestClient
 from .retention import Retention
 from .status import UpstreamStatus
@@ -57,13 +58,15 @@ def setup(app: App) -> None:
     uploader = Uploader(store, dicomweb, cfg)
     up = Upstream(
         uploader=uploader,
-        upload=UploadHandler(store, dicomweb, uploader, cfg),
+        upload=UploadHandler(store, dicomweb, uploader, cfg,
+                             Replacer(store, dicomweb, rest, app.config.gateway.hospital_id)),
         events=EventHandlers(store, rest, app.config.gateway.hospital_id),
         retention=Retention(store, app.config.gateway.spool_dir, cfg.retention),
         status=UpstreamStatus(store, reach, dicomweb, rest, wake=app.pool.wake),
     )
     _BY_APP[id(app)] = up
-    app.handle("upload", up.upload, max_attempts=MAX_ATTEMPTS)
+    app.lane("upload", cfg.concurrency)  # never behind hung C-MOVEs; reports not behind it
+    app.handle("upload", up.upload, max_attempts=MAX_ATTEMPTS, lane="upload")
     app.handle("push_report", up.events.push_report, max_attempts=MAX_ATTEMPTS)
     app.handle("withdraw", up.events.withdraw, max_attempts=MAX_ATTEMPTS)
     app.handle("deletion", up.events.deletion, max_attempts=MAX_ATTEMPTS)
