@@ -142,9 +142,10 @@ class Associator:
             return PacsRefused(f"{head}: calling AE title {me} not recognised: {register}, "
                                "or set dicom.ae_title to the AE title the PACS knows")
         if source == 1 and reason == 7:
-            return PacsRefused(f"{head}: called AE title {them} not recognised: pacs.ae_title "
-                               f"({them!r}) is not the PACS's Q/R AE title; set it to the "
-                               "AE title the PACS administrator gives")
+            return PacsRefused(f"{head}: called AE title {them} not recognised: check that "
+                               f"pacs.ae_title ({them!r}) is the PACS's Q/R AE title; some "
+                               f"PACSs (DCMTK dcmqrscp) also answer this to a caller they do "
+                               f"not allow: then {register}")
         if result == 2 or source == 3:
             return PacsUnavailable(f"{head}: busy (transient rejection, "
                                    f"{_rj_text(result, source, reason)}); will retry")
