@@ -95,6 +95,20 @@ class Ingest:
             log.warning("scp.event_not_recorded", cause=cause,
                         error=f"{type(exc).__name__}: {exc}")
 
+    def note(self, kind: str, reason: str, **fields: object) -> None:
+        """Record a DICOM event (state/dicom_events.py) from any association thread;
+        a failure to record is logged, never raised into the association."""
+        def write() -> None:
+            try:
+                self.store.dicom_events.record(kind, reason, **fields)  # type: ignore[arg-type]
+            except Exception as exc:
+                log.error("dicom_event.not_recorded", kind=kind, reason=reason,
+                          error=f"{type(exc).__name__}: {exc}")
+        try:
+            self._db.submit(write)
+        except RuntimeError:  # shut down: the SCP is stopping
+            pass
+
     def has_room(self) -> bool:
         return self.spool.free_bytes() >= self.min_free_disk
 
