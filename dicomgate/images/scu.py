@@ -199,7 +199,7 @@ class PacsClient:
         model = StudyRootQueryRetrieveInformationModelMove
         final: Dataset | None = None
         with self._association(model, self.pacs.move_timeout) as assoc, \
-                MoveWatch(self.pacs.timeout, assoc.abort, activity) as watch:
+                MoveWatch(self.pacs.timeout, lambda: _abandon(assoc), activity) as watch:
             for status, _ident in assoc.send_c_move(query, self.dicom.ae_title, model):
                 if not status or "Status" not in status:
                     raise self._move_interrupted(watch)
@@ -253,6 +253,13 @@ class PacsClient:
         return PacsUnavailable(f"{self.where} dropped the association during the C-MOVE "
                                f"{quiet:.0f}s after its last response (its DICOM service "
                                "stopped or restarted, or the network failed)")
+
+
+def _abandon(assoc: Association) -> None:
+    """Abort from another thread. The C-MOVE loop waits on the DIMSE queue for up to
+    move_timeout and an abort does not wake it: an empty item does (read as 'no response')."""
+    assoc.abort()
+    assoc.dimse.msg_queue.put((None, None))
 
 
 def _status_text(code: int, status: Dataset) -> str:

@@ -111,8 +111,9 @@ class InstanceStore:
         return [InstanceRow.from_row(r) for r in rows]
 
     def last_change(self, study_uid: str) -> float | None:
-        """When an instance of the study last landed or changed (C-MOVE progress)."""
-        row = self.db.one("SELECT MAX(updated_at) FROM instances WHERE study_uid=?",
+        """When an instance of the study last landed (C-MOVE progress; uploads change
+        updated_at, not received_at)."""
+        row = self.db.one("SELECT MAX(received_at) FROM instances WHERE study_uid=?",
                           (study_uid,))
         return row[0] if row and row[0] is not None else None
 
