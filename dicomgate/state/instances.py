@@ -77,6 +77,9 @@ class InstanceStore:
             # the first replaced version is the one the cloud may hold: keep it
             conn.execute("INSERT INTO superseded (sop_uid, old_sha256, at) VALUES (?, ?, ?) "
                          "ON CONFLICT (sop_uid) DO NOTHING", (sop_uid, old["sha256"], now))
+            # the study is not delivered until the cloud holds the new content too
+            conn.execute("UPDATE studies SET state='complete', updated_at=? "
+                         "WHERE study_uid=? AND state='delivered'", (now, study_uid))
         conn.execute(
             "INSERT INTO instances (sop_uid, study_uid, series_uid, sop_class_uid, "
             "transfer_syntax, path, size, sha256, state, error, source, received_at, "
