@@ -165,8 +165,14 @@ class Retriever:
     def _quarantined(exp: Expected, verdicts: MoveVerdicts) -> dict[str, str]:
         if exp.by_series is None:
             return {}
-        wanted = {u for s in exp.by_series.values() for u in s}
-        return {u: r for u, r in verdicts.quarantined().items() if u in wanted}
+        bad = verdicts.quarantined()
+        out = {}
+        for uid in (u for s in exp.by_series.values() for u in s):
+            # a PACS may cut an over-long UID to 64 characters in the C-STORE request
+            hit = bad.get(uid) or bad.get(uid[:64]) if len(uid) > 64 else bad.get(uid)
+            if hit:
+                out[uid] = hit
+        return out
 
     def _explain(self, study_uid: str, exp: Expected, missing: Missing,
                  verdicts: MoveVerdicts) -> None:
