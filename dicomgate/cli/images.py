@@ -16,6 +16,7 @@ from ..images.retrieve import Retriever, present_sop_uids
 from ..images.scp import StorageSCP
 from ..images.scu import PacsClient, PacsRefused, PacsUnavailable
 from ..images.spool import Spool
+from ..state.kinds import Retrieve
 from ..tasks import Fatal, RetryLater
 from .context import (
     EXIT_USAGE,
@@ -121,18 +122,14 @@ def _via_daemon(app: App, args: argparse.Namespace, progress: Progress) -> str:
     """The daemon's SCP holds the port: hand it the work through the queue and wait."""
     cfg = app.config
     tasks = app.store.tasks
-    if args.study_uid:
-        key, payload = f"study:{args.study_uid}", {"study_uid": args.study_uid}
-    else:
-        key = f"acc:{cfg.gateway.hospital_id}:{args.accession}"
-        payload = {"accession_no": args.accession}
-    payload |= {"hospital_id": cfg.gateway.hospital_id, "reason": "dicomgate pull"}
+    want = Retrieve(study_uid=args.study_uid or None,
+                    accession_no=None if args.study_uid else args.accession,
+                    hospital_id=cfg.gateway.hospital_id, reason="dicomgate pull")
     with app.store.db.tx() as c:
-        old = tasks.find("retrieve", key)
+        old = tasks.find(Retrieve.kind, want.key())
         if old is not None and old.state == "pending":  # maybe in backoff: make it due now
             tasks.cancel(old.id, "superseded by dicomgate pull", conn=c)
-        enq = tasks.enqueue("retrieve", key, payload, reopen=True, study_uid=args.study_uid,
-                            conn=c)
+        enq = tasks.enqueue(want, reopen=True, study_uid=args.study_uid, conn=c)
     first = tasks.get(enq.id)
     assert first is not None
     deadline = time.monotonic() + cfg.pacs.move_timeout + 600

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from ..state import Store, Task
+from ..state.kinds import Upload
 from ..tasks import Fatal, RetryLater
 from .scu import PacsClient, PacsRefused, PacsUnavailable
 
@@ -163,8 +164,7 @@ class Retriever:
         with self.store.db.tx() as c:
             self.store.instances.set_study(study_uid, state="complete", expected_count=exp.count,
                                            detail={"moved": moved, "at": time.time()}, conn=c)
-            self.store.tasks.enqueue("upload", f"study:{study_uid}", {"study_uid": study_uid},
-                                     reopen=True, study_uid=study_uid, conn=c)
+            self.store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid, conn=c)
         log.info("study.complete", study_uid=study_uid, instances=exp.count, moved=moved,
                  seconds=seconds)
         return f"study {study_uid}: complete, {exp.count} instances, {moved} moved"

@@ -9,7 +9,6 @@ from typing import Any
 from .db import Database
 
 BACKLOG_STATES = ("received", "uploaded")
-UPSTREAM_KINDS = ("upload", "push_report", "withdraw", "deletion")
 
 
 class DeliveryStore:
