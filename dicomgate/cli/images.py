@@ -97,8 +97,9 @@ def _here(app: App, pacs: PacsClient, args: argparse.Namespace, progress: Progre
 
     def work() -> None:
         try:
-            box["result"] = Retriever(app.store, pacs).run(study_uid=args.study_uid,
-                                                          accession_no=args.accession)
+            retriever = Retriever(app.store, pacs, progress=progress.moved)
+            box["result"] = retriever.run(study_uid=args.study_uid,
+                                          accession_no=args.accession)
         except (PacsUnavailable, PacsRefused, RetryLater, Fatal) as exc:
             box["error"] = str(exc)
         except Exception as exc:  # shown as one line, never a traceback
@@ -106,10 +107,9 @@ def _here(app: App, pacs: PacsClient, args: argparse.Namespace, progress: Progre
 
     worker = threading.Thread(target=work, name="pull", daemon=True)
     worker.start()
+    progress.show()
     try:
-        while worker.is_alive():
-            progress.show()
-            worker.join(0.3)
+        worker.join()  # the C-MOVE's pending responses drive the progress line
     finally:
         scp.stop()
     if "error" in box:
@@ -170,12 +170,24 @@ def _report(app: App, args: argparse.Namespace, result: str) -> int:
 
 
 class Progress:
-    """received / expected on a TTY (stderr); a log event every few seconds otherwise."""
+    """received / expected on a TTY (stderr); a log event every few seconds otherwise.
+
+    Here, the C-MOVE's pending responses (completed sub-operations) drive it (`moved`);
+    through the daemon, which moves in its own process, the store's counts do (`show`)."""
 
     def __init__(self, app: App, study_uid: str | None, accession: str | None, tty: bool):
         self.app, self.study_uid, self.accession, self.tty = app, study_uid, accession, tty
         self._last_log = 0.0
         self._drawn = False
+        self._moving: dict[str, tuple[int, int]] = {}  # study_uid: (held, expected)
+        self._lock = threading.Lock()
+
+    def moved(self, study_uid: str, held: int, expected: int) -> None:
+        with self._lock:
+            self._moving[study_uid] = (held, expected)
+            have = sum(h for h, _ in self._moving.values())
+            expected = sum(e for _, e in self._moving.values())
+            self._draw(have, expected or None)
 
     def counts(self) -> tuple[int, int | None]:
         inst = self.app.store.instances
@@ -189,6 +201,10 @@ class Progress:
 
     def show(self) -> None:
         have, expected = self.counts()
+        with self._lock:
+            self._draw(have, expected)
+
+    def _draw(self, have: int, expected: int | None) -> None:
         what = self.study_uid or f"accession {self.accession}"
         if self.tty:
             bar = ""
