@@ -24,7 +24,8 @@ import structlog
 
 from ..privacy import mask_name
 from ..state import Store
-from ..state.deletions import Deletion, Holdings
+from ..state.deletions import Deletion
+from ..state.instances import Holdings
 from ..state.kinds import Deletion as DeletionTask
 from ..state.kinds import Retrieve
 from .http import OK, Request, Response, reply
@@ -109,10 +110,12 @@ class DeletionEndpoint:
                 self.store.deletions.repeated(c, past.id)
                 past = self.store.deletions.find(hospital, accession, when, conn=c)
                 self._enqueue_deletion(c, past)  # no-op unless it was never queued
-                files = self.store.deletions.still_deleted(past.sop_uids)
+                files = self.store.instances.still_deleted(past.sop_uids)
             else:
-                holdings = self.store.deletions.holdings(c, hospital, accession)
-                self.store.deletions.mark_deleted(c, holdings)
+                exam = self.store.exams.find(c, hospital, accession)
+                holdings = self.store.instances.holdings(
+                    c, exam.id if exam else None, exam.study_uid if exam else None, accession)
+                self.store.instances.mark_deleted(c, holdings)
                 self.store.deletions.record(
                     c, hospital_id=hospital, accession_no=accession, operate_time=when,
                     patient_name=patient_name, operator_name=operator, holdings=holdings,

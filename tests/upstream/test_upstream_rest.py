@@ -66,7 +66,7 @@ def test_report_signed_with_hmac_and_accepted(tmp_path, hmac_api):
     req = hmac_api.requests[-1]
     assert req["headers"]["Idempotency-Key"] == idempotency_key(
         "H33010200001", "push_report", f"exam:{exam_id}:v1", "1")
-    assert app.store.delivery.exam(exam_id)["state"] == "reported"
+    assert app.store.exams.get_by_id(exam_id).state == "reported"
 
 
 def test_wrong_secret_refused_by_server_and_retried(tmp_path, hmac_api):
