@@ -11,11 +11,16 @@ from typing import Any
 
 from .. import logs
 from ..app import App
-from ..images.ingest import Ingest
-from ..images.retrieve import Retriever, present_sop_uids
-from ..images.scp import StorageSCP
-from ..images.scu import PacsClient, PacsRefused, PacsUnavailable
-from ..images.spool import Spool
+from ..images import (
+    Ingest,
+    PacsClient,
+    PacsRefused,
+    PacsUnavailable,
+    Retriever,
+    Spool,
+    StorageSCP,
+    present_sop_uids,
+)
 from ..state.kinds import Retrieve
 from ..tasks import Fatal, RetryLater
 from .context import (
