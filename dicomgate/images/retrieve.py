@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from ..state import Store, Task
+from ..state.kinds import Upload
 from ..tasks import Fatal, RetryLater, WaitFor
 from .echo import FACT as ECHO_FACT
 from .move_outcome import MoveVerdicts
@@ -25,6 +26,9 @@ log = structlog.get_logger("dicomgate.images.retrieve")
 
 PRESENT_STATES = ("uploaded", "delivered", "purged")  # left the spool on purpose
 IMAGE_MOVE_BATCH = 200  # SOP Instance UIDs per image-level C-MOVE
+
+# Told as the PACS reports C-MOVE sub-operations: (study_uid, instances held, expected).
+MoveProgress = Callable[[str, int, int], None]
 
 
 def present_sop_uids(store: Store, study_uid: str) -> set[str]:
@@ -58,10 +62,12 @@ class Retriever:
     def __init__(self, store: Store, pacs: PacsClient,
                  fetch_http: Callable[[Task], str] | None = None,
                  room: Callable[[], bool] | None = None, min_free_disk: int = 0,
-                 pacs_down_wait: float = PACS_DOWN_RECHECK):
+                 pacs_down_wait: float = PACS_DOWN_RECHECK,
+                 progress: MoveProgress | None = None):
         self.store = store
         self.pacs = pacs
         self.fetch_http = fetch_http
+        self.progress = progress
         self.room = room  # False while free space is below dicom.min_free_disk
         self.min_free_disk = min_free_disk
         self.pacs_down_wait = pacs_down_wait  # tasks.backoff_max: `pacs.up` wakes sooner
@@ -214,14 +220,15 @@ class Retriever:
 
     def _move(self, study_uid: str, exp: Expected, missing: Missing, whole: bool,
               verdicts: MoveVerdicts) -> int:
+        held = exp.count - exp.size(missing)
         if whole or exp.by_series is None:
             return self._move_one(study_uid, "STUDY", {"StudyInstanceUID": study_uid},
-                                  verdicts)
+                                  verdicts, self._told(study_uid, held, exp.count))
         assert isinstance(missing, dict)
-        return self._move_images(study_uid, missing, verdicts)
+        return self._move_images(study_uid, missing, verdicts, held, exp.count)
 
     def _move_images(self, study_uid: str, missing: dict[str, set[str]],
-                     verdicts: MoveVerdicts) -> int:
+                     verdicts: MoveVerdicts, held: int, expected: int) -> int:
         moved = 0
         for series_uid, sops in missing.items():
             ordered = sorted(sops)
@@ -229,16 +236,17 @@ class Retriever:
                 batch = ordered[i:i + IMAGE_MOVE_BATCH]
                 moved += self._move_one(study_uid, "IMAGE", {
                     "StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid,
-                    "SOPInstanceUID": batch}, verdicts)
+                    "SOPInstanceUID": batch}, verdicts,
+                    self._told(study_uid, held + moved, expected))
         return moved
 
     def _move_one(self, study_uid: str, level: str, keys: dict[str, str | list[str]],
-                  verdicts: MoveVerdicts) -> int:
+                  verdicts: MoveVerdicts, told: Callable[[int, int], None] | None) -> int:
         """One C-MOVE; a failure status is kept in `verdicts` (what arrived is checked
         afterwards), anything else propagates."""
         started = time.time()
         try:
-            moved = self.pacs.move(level, keys,
+            moved = self.pacs.move(level, keys, told,
                                    activity=lambda: self.store.instances.last_change(study_uid))
         except MoveFailed as exc:
             verdicts.add(self.store, exc, started)
@@ -250,6 +258,14 @@ class Retriever:
         if self.store.facts.get(STALL_FACT):
             self.store.facts.set(STALL_FACT, None)
         return moved.completed
+
+    def _told(self, study_uid: str, held: int, expected: int
+              ) -> Callable[[int, int], None] | None:
+        """The C-MOVE's pending responses (completed, remaining) as study progress."""
+        if self.progress is None:
+            return None
+        tell = self.progress
+        return lambda completed, _remaining: tell(study_uid, held + completed, expected)
 
     def _finish(self, study_uid: str, exp: Expected, missing: Missing, moved: int,
                 started: float, quarantined: dict[str, str] | None = None) -> str:
@@ -270,8 +286,7 @@ class Retriever:
         with self.store.db.tx() as c:
             self.store.instances.set_study(study_uid, state="complete", expected_count=exp.count,
                                            detail={"moved": moved, "at": time.time()}, conn=c)
-            self.store.tasks.enqueue("upload", f"study:{study_uid}", {"study_uid": study_uid},
-                                     reopen=True, study_uid=study_uid, conn=c)
+            self.store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid, conn=c)
         log.info("study.complete", study_uid=study_uid, instances=exp.count, moved=moved,
                  seconds=seconds)
         return f"study {study_uid}: complete, {exp.count} instances, {moved} moved"
@@ -285,8 +300,7 @@ class Retriever:
         with self.store.db.tx() as c:
             self.store.instances.set_study(study_uid, state="complete", expected_count=good,
                                            detail=detail, conn=c)
-            self.store.tasks.enqueue("upload", f"study:{study_uid}", {"study_uid": study_uid},
-                                     reopen=True, study_uid=study_uid, conn=c)
+            self.store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid, conn=c)
         log.error("study.instances_quarantined", study_uid=study_uid, delivered=good,
                   quarantined=sorted(quarantined))
         raise Fatal(f"study {study_uid}: {good} of {exp.count} instances retrieved and "

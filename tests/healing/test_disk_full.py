@@ -70,6 +70,7 @@ def test_outcome_recorded_after_the_disk_frees(tmpfs):
 
     from dicomgate.config import TasksConfig
     from dicomgate.state import Store
+    from dicomgate.state.kinds import Upload
     from dicomgate.tasks import Registry, WorkerPool
 
     fs = tmpfs("8M")
@@ -81,10 +82,10 @@ def test_outcome_recorded_after_the_disk_frees(tmpfs):
         return "ran while the disk filled up"
 
     registry = Registry()
-    registry.register("job", fill_then_succeed)
+    registry.register("upload", fill_then_succeed)
     pool = WorkerPool(store, registry, TasksConfig(workers=1, lease=30), owner="test")
-    first = store.tasks.enqueue("job", "a").id
-    store.tasks.enqueue("job", "b")
+    first = store.tasks.enqueue(Upload("1.2.3.1")).id
+    store.tasks.enqueue(Upload("1.2.3.2"))
     pool.start()
     try:
         deadline = time.monotonic() + 20
@@ -97,7 +98,7 @@ def test_outcome_recorded_after_the_disk_frees(tmpfs):
         assert len(filled) == 1  # paused: the second task was not claimed meanwhile
         filled[0].unlink()
         deadline = time.monotonic() + 60
-        while store.tasks.counts().get("job", {}).get("done", 0) < 2:
+        while store.tasks.counts().get("upload", {}).get("done", 0) < 2:
             assert time.monotonic() < deadline, store.tasks.counts()
             if len(filled) > 1:  # the second run filled the disk again: free it
                 filled.pop().unlink(missing_ok=True)
