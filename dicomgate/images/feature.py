@@ -7,6 +7,7 @@ from typing import Any
 import structlog
 
 from ..app import App
+from ..state.kinds import Retrieve
 from ..tasks import Fatal
 from .echo import EchoMonitor, echo_health, echo_status
 from .http_fetch import HttpFetcher
@@ -41,10 +42,10 @@ def setup(app: App) -> None:
         retriever = Retriever(app.store, pacs, http.handle if http else None,
                               room=ingest.has_room, min_free_disk=cfg.dicom.min_free_disk,
                               pacs_down_wait=cfg.tasks.backoff_max)
-        app.handle("retrieve", retriever.handle, lane="retrieve")
+        app.handle(Retrieve, retriever.handle, lane="retrieve")
     elif http is not None:
         app.lane("retrieve", cfg.tasks.workers)
-        app.handle("retrieve", http_only(http), lane="retrieve")
+        app.handle(Retrieve, http_only(http), lane="retrieve")
     app.every("spool.incoming_cleanup", INCOMING_CLEANUP_EVERY,
               lambda: clean_incoming(spool), first_in=INCOMING_CLEANUP_EVERY)
     app.add_status("images", lambda: status(app, spool))

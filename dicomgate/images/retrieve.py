@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from ..state import Store, Task
+from ..state.kinds import Upload
 from ..tasks import Fatal, RetryLater, WaitFor
 from .echo import FACT as ECHO_FACT
 from .move_outcome import MoveVerdicts
@@ -25,6 +26,9 @@ log = structlog.get_logger("dicomgate.images.retrieve")
 
 PRESENT_STATES = ("uploaded", "delivered", "purged")  # left the spool on purpose
 IMAGE_MOVE_BATCH = 200  # SOP Instance UIDs per image-level C-MOVE
+
+# Told as the PACS reports C-MOVE sub-operations: (study_uid, instances held, expected).
+MoveProgress = Callable[[str, int, int], None]
 
 
 def present_sop_uids(store: Store, study_uid: str) -> set[str]:
@@ -58,10 +62,12 @@ class Retriever:
     def __init__(self, store: Store, pacs: PacsClient,
                  fetch_http: Callable[[Task], str] | None = None,
                  room: Callable[[], bool] | None = None, min_free_disk: int = 0,
-                 pacs_down_wait: float = PACS_DOWN_RECHECK):
+                 pacs_down_wait: float = PACS_DOWN_RECHECK,
+                 progress: MoveProgress | None = None):
         self.store = store
         self.pacs = pacs
         self.fetch_http = fetch_http
+        self.progress = progress
         self.room = room  # False while free space is below dicom.min_free_disk
         self.min_free_disk = min_free_disk
         self.pacs_down_wait = pacs_down_wait  # tasks.backoff_max: `pacs.up` wakes sooner
@@ -156,7 +162,7 @@ class Retriever:
         log.info("study.retrieve_started", study_uid=study_uid, expected=count, present=0,
                  missing=count, mode="study count")
         result = self._move_call(pacs, study_uid, "STUDY", {"StudyInstanceUID": study_uid},
-                                 verdicts)
+                                 verdicts, self._told(study_uid, 0, count))
         held = len(present_sop_uids(self.store, study_uid))
         if (result.status, result.completed, result.failed, result.warning, held) == \
                 (0x0000, count, 0, 0, count):
@@ -207,8 +213,14 @@ class Retriever:
     def _quarantined(exp: Expected, verdicts: MoveVerdicts) -> dict[str, str]:
         if exp.by_series is None:
             return {}
-        wanted = {u for s in exp.by_series.values() for u in s}
-        return {u: r for u, r in verdicts.quarantined().items() if u in wanted}
+        bad = verdicts.quarantined()
+        out = {}
+        for uid in (u for s in exp.by_series.values() for u in s):
+            # a PACS may cut an over-long UID to 64 characters in the C-STORE request
+            hit = bad.get(uid) or bad.get(uid[:64]) if len(uid) > 64 else bad.get(uid)
+            if hit:
+                out[uid] = hit
+        return out
 
     def _explain(self, study_uid: str, exp: Expected, missing: Missing,
                  verdicts: MoveVerdicts) -> None:
@@ -250,14 +262,15 @@ class Retriever:
 
     def _move(self, pacs: PacsClient, study_uid: str, exp: Expected, missing: Missing,
               whole: bool, verdicts: MoveVerdicts) -> int:
+        held = exp.count - exp.size(missing)
         if whole or exp.by_series is None:
             return self._move_call(pacs, study_uid, "STUDY", {"StudyInstanceUID": study_uid},
-                                   verdicts).completed
+                                   verdicts, self._told(study_uid, held, exp.count)).completed
         assert isinstance(missing, dict)
-        return self._move_images(pacs, study_uid, missing, verdicts)
+        return self._move_images(pacs, study_uid, missing, verdicts, held, exp.count)
 
     def _move_images(self, pacs: PacsClient, study_uid: str, missing: dict[str, set[str]],
-                     verdicts: MoveVerdicts) -> int:
+                     verdicts: MoveVerdicts, held: int, expected: int) -> int:
         moved = 0
         for series_uid, sops in missing.items():
             ordered = sorted(sops)
@@ -265,16 +278,18 @@ class Retriever:
                 batch = ordered[i:i + IMAGE_MOVE_BATCH]
                 moved += self._move_call(pacs, study_uid, "IMAGE", {
                     "StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid,
-                    "SOPInstanceUID": batch}, verdicts).completed
+                    "SOPInstanceUID": batch}, verdicts,
+                    self._told(study_uid, held + moved, expected)).completed
         return moved
 
     def _move_call(self, pacs: PacsClient, study_uid: str, level: str,
-                   keys: dict[str, str | list[str]], verdicts: MoveVerdicts) -> MoveResult:
+                   keys: dict[str, str | list[str]], verdicts: MoveVerdicts,
+                   told: Callable[[int, int], None] | None) -> MoveResult:
         """One C-MOVE; a failure status is kept in `verdicts` (what arrived is checked
         afterwards), anything else propagates."""
         started = time.time()
         try:
-            moved = pacs.move(level, keys,
+            moved = pacs.move(level, keys, told,
                               activity=lambda: self.store.instances.last_change(study_uid))
         except MoveFailed as exc:
             verdicts.add(self.store, exc, started)
@@ -286,6 +301,14 @@ class Retriever:
         if self.store.facts.get(STALL_FACT):
             self.store.facts.set(STALL_FACT, None)
         return moved
+
+    def _told(self, study_uid: str, held: int, expected: int
+              ) -> Callable[[int, int], None] | None:
+        """The C-MOVE's pending responses (completed, remaining) as study progress."""
+        if self.progress is None:
+            return None
+        tell = self.progress
+        return lambda completed, _remaining: tell(study_uid, held + completed, expected)
 
     def _finish(self, study_uid: str, exp: Expected, missing: Missing, moved: int,
                 started: float, quarantined: dict[str, str] | None = None) -> str:
@@ -306,8 +329,7 @@ class Retriever:
         with self.store.db.tx() as c:
             self.store.instances.set_study(study_uid, state="complete", expected_count=exp.count,
                                            detail={"moved": moved, "at": time.time()}, conn=c)
-            self.store.tasks.enqueue("upload", f"study:{study_uid}", {"study_uid": study_uid},
-                                     reopen=True, study_uid=study_uid, conn=c)
+            self.store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid, conn=c)
         log.info("study.complete", study_uid=study_uid, instances=exp.count, moved=moved,
                  seconds=seconds)
         return f"study {study_uid}: complete, {exp.count} instances, {moved} moved"
@@ -321,8 +343,7 @@ class Retriever:
         with self.store.db.tx() as c:
             self.store.instances.set_study(study_uid, state="complete", expected_count=good,
                                            detail=detail, conn=c)
-            self.store.tasks.enqueue("upload", f"study:{study_uid}", {"study_uid": study_uid},
-                                     reopen=True, study_uid=study_uid, conn=c)
+            self.store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid, conn=c)
         log.error("study.instances_quarantined", study_uid=study_uid, delivered=good,
                   quarantined=sorted(quarantined))
         raise Fatal(f"study {study_uid}: {good} of {exp.count} instances retrieved and "

@@ -210,7 +210,7 @@ class PacsClient:
         final: Dataset | None = None
         final_ident: Dataset | None = None
         with self._association("move", self.pacs.move_timeout) as (assoc, model), \
-                MoveWatch(self.pacs.timeout, lambda: _abort(assoc), activity) as watch:
+                MoveWatch(self.pacs.timeout, lambda: _abandon(assoc), activity) as watch:
             assert model is not None
             query = self._identifier(model, level, keys, patient_needed=True)
             for status, ident in assoc.send_c_move(query, self.dicom.ae_title, model.move):
@@ -269,10 +269,9 @@ class PacsClient:
                                "stopped or restarted, or the network failed)")
 
 
-def _abort(assoc: Association) -> None:
-    """Abort from another thread and wake the C-MOVE's response loop: pynetdicom's reactor
-    thread, woken by the abort, may take the (None, None) wake-up meant for that loop off
-    the DIMSE queue, which would leave it waiting for the DIMSE timeout (move_timeout)."""
+def _abandon(assoc: Association) -> None:
+    """Abort from another thread. The C-MOVE loop waits on the DIMSE queue for up to
+    move_timeout and an abort does not wake it: an empty item does (read as 'no response')."""
     assoc.abort()
     assoc.dimse.msg_queue.put((None, None))
 

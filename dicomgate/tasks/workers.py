@@ -26,6 +26,7 @@ from .registry import Registry
 log = structlog.get_logger("dicomgate.tasks")
 
 IDLE_POLL = 1.0  # seconds between looks at the queue when nothing woke the workers
+WRITE_PROBE = "tasks.write_probe"  # a fact written to learn whether the store is writable
 
 
 @dataclass(frozen=True)
@@ -163,15 +164,25 @@ class WorkerPool:
         self.run(task)
 
     def _claim(self, kinds: list[str]) -> Task | None:
-        if self.pause.delay() and not self.pause.due():
-            return None  # the store cannot be written: wait until the next try
+        if self.pause.reason() is not None and not self._probe():
+            return None  # the store cannot be written yet
         try:
-            task = self.store.tasks.claim(kinds, self.owner, self.cfg.lease)
+            return self.store.tasks.claim(kinds, self.owner, self.cfg.lease)
         except Exception as exc:  # disk full, database locked for too long...
             self._store_failed("claim", exc)
             return None
+
+    def _probe(self) -> bool:
+        """While paused: a real write (a claim that finds nothing writes nothing)."""
+        if not self.pause.due():
+            return False
+        try:
+            self.store.facts.set(WRITE_PROBE, time.time())
+        except Exception as exc:
+            self._store_failed("probe", exc)
+            return False
         self._store_ok()
-        return task
+        return True
 
     def run(self, task: Task) -> str:
         """Run one claimed task; returns its new state."""

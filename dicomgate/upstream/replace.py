@@ -46,14 +46,15 @@ class Replacer:
         self.hospital_id = hospital_id
 
     def run(self, study_uid: str, rows: list[InstanceRow]) -> int:
-        """Handle the superseding rows among `rows` (state received); returns how many
-        the cloud now holds in our version. Transient/Refused errors propagate."""
+        """Handle the superseding rows among `rows` (state received); returns how many it
+        handled (their state may have changed). Transient/Refused errors propagate."""
         old = self.store.instances.superseded([r.sop_uid for r in rows])
-        done = 0
+        handled = 0
         for row in rows:
             if row.sop_uid in old and row.path and Path(row.path).is_file():
-                done += self._one(study_uid, row)
-        return done
+                self._one(study_uid, row)
+                handled += 1
+        return handled
 
     def _one(self, study_uid: str, row: InstanceRow) -> int:
         ours = Path(row.path or "").read_bytes()

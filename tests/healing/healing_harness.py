@@ -20,6 +20,7 @@ import requests
 from dicomgate.sandbox.cloud_api import CloudApi
 from dicomgate.sandbox.orthanc import Orthanc, free_port
 from dicomgate.state import Store
+from dicomgate.state.kinds import Retrieve
 
 MAIN = "import sys; from dicomgate.cli import main; sys.exit(main())"
 GW_AET, PACS_AET = "DICOMGATE", "HOSPPACS"
@@ -176,9 +177,8 @@ class Daemon:
 
     # -- acting -----------------------------------------------------------------------------
     def retrieve(self, study_uid: str) -> int:
-        return self.store.tasks.enqueue("retrieve", f"study:{study_uid}",
-                                        {"study_uid": study_uid, "hospital_id": "H33010200001",
-                                         "reason": "test"}, study_uid=study_uid).id
+        return self.store.tasks.enqueue(Retrieve(study_uid=study_uid, reason="test"),
+                                        study_uid=study_uid).id
 
     def task(self, task_id: int):
         return self.store.tasks.get(task_id)
