@@ -167,6 +167,9 @@ class Retriever:
         if (result.status, result.completed, result.failed, result.warning, held) == \
                 (0x0000, count, 0, 0, count):
             return self._finish(study_uid, Expected(None, count), 0, result.completed, started)
+        if verdicts.causes() & {"out_of_space", "process_died"}:
+            # our own side failed it: wait for it to recover rather than list and ask again
+            self._explain(study_uid, Expected(None, count), count - held, verdicts)
         log.info("study.listing", study_uid=study_uid, expected=count, held=held,
                  completed=result.completed, failed=result.failed, warning=result.warning,
                  reason="the C-MOVE did not account for every instance: listing them")
