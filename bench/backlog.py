@@ -40,7 +40,7 @@ from zoneinfo import ZoneInfo
 
 from dicomgate.sandbox.cloud_api import CloudApi
 from dicomgate.sandbox.hospital import create_view_db
-from dicomgate.sandbox.orthanc import Orthanc, free_port
+from dicomgate.sandbox.orthanc import Orthanc, SandboxError, free_port
 from dicomgate.sandbox.studies import Patient, StudySpec, ct_instances
 
 DICOMGATE = str(Path(sys.executable).parent / "dicomgate")
@@ -88,6 +88,19 @@ def view_row(study: Study, at: str) -> dict[str, str | None]:
             "imagePath": None}
 
 
+def started(make) -> Orthanc:
+    """Start an Orthanc; on this shared host a port picked free may be taken (TIME_WAIT
+    storms from other benchmarks) before Orthanc binds it: try again with fresh ports."""
+    for attempt in range(5):
+        try:
+            return make().start()
+        except SandboxError:
+            if attempt == 4:
+                raise
+            time.sleep(0.5)
+    raise AssertionError
+
+
 def count(o: Orthanc) -> int:
     return int(o.get("/statistics")["CountInstances"])
 
@@ -119,6 +132,7 @@ ae_title = "{pacs.aet}"
 host = "127.0.0.1"
 port = {pacs.dicom_port}
 echo_interval = "1h"
+max_associations = {args.max_associations}
 [reports]
 source = "view"
 poll_interval = "1s"
@@ -142,7 +156,7 @@ format = "json"
 
 def leg_dicomgate(work: Path, pacs: Orthanc, studies: list[Study], n: int,
                   args) -> dict[str, object]:
-    cloud = Orthanc(work / "cloudA", "CLOUDA", dicomweb=True).start()
+    cloud = started(lambda: Orthanc(work / "cloudA", "CLOUDA", dicomweb=True))
     api = CloudApi().start()
     port = free_port()
     pacs.add_modality("dicomgate", "DICOMGATE", "127.0.0.1", port)
@@ -167,7 +181,11 @@ def leg_dicomgate(work: Path, pacs: Orthanc, studies: list[Study], n: int,
         t_rep = wait_until("every report", lambda: len(api.accessions()) >= len(studies),
                            args.timeout)
         time.sleep(0.5)  # let the last state rows commit
+        cpu = {"daemon_cpu_s": cpu_seconds(proc.pid),
+               "scp_cpu_s": sum(cpu_seconds(c) for c in children(proc.pid)),
+               "pacs_cpu_s": cpu_seconds(pacs.proc.pid), "cloud_cpu_s": cpu_seconds(cloud.proc.pid)}
         phases = breakdown(state_db, log_path, wall0)
+        phases.update(cpu)
         phases.update(images_s=t_img - t0, reports_s=t_rep - t0)
         return phases
     finally:
@@ -176,6 +194,19 @@ def leg_dicomgate(work: Path, pacs: Orthanc, studies: list[Study], n: int,
         log.close()
         api.stop()
         cloud.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    out: list[int] = []
+    for f in Path(f"/proc/{pid}/task").glob("*/children"):
+        out += [int(c) for c in f.read_text().split()]
+    return out
 
 
 def _polled(db: Path) -> bool:
@@ -248,10 +279,11 @@ def _log_times(log: Path, wall0: float) -> dict:
 # -- (b) Orthanc router -------------------------------------------------------------------
 def leg_orthanc(work: Path, pacs: Orthanc, studies: list[Study], n: int,
                 args) -> dict[str, float]:
-    cloud = Orthanc(work / "cloudB", "CLOUDB", dicomweb=True).start()
-    router = Orthanc(work / "router", "ROUTER", dicomweb=True,
-                     modalities={"pacs": (pacs.aet, "127.0.0.1", pacs.dicom_port)},
-                     dicomweb_servers={"cloud": cloud.dicomweb_url}).start()
+    cloud = started(lambda: Orthanc(work / "cloudB", "CLOUDB", dicomweb=True))
+    router = started(lambda: Orthanc(
+        work / "router", "ROUTER", dicomweb=True,
+        modalities={"pacs": (pacs.aet, "127.0.0.1", pacs.dicom_port)},
+        dicomweb_servers={"cloud": cloud.dicomweb_url}))
     pacs.add_modality("router", "ROUTER", "127.0.0.1", router.dicom_port)
     try:
         t0 = time.monotonic()
@@ -283,6 +315,7 @@ def main() -> int:
     p.add_argument("--size", type=int, default=256, help="rows = columns (small day)")
     p.add_argument("--workers", type=int, default=4, help="tasks.workers")
     p.add_argument("--concurrency", type=int, default=4, help="upstream.concurrency")
+    p.add_argument("--max-associations", type=int, default=2, help="pacs.max_associations")
     p.add_argument("--extra", action="append", default=[],
                    help="a TOML line appended to dicomgate's config (repeatable)")
     p.add_argument("--repeat", type=int, default=1)
@@ -294,7 +327,7 @@ def main() -> int:
     studies = make_studies(args)
     n = sum(len(s.files) for s in studies)
     mb = sum(len(f) for s in studies for f in s.files) / 1e6
-    pacs = Orthanc(work / "pacs", "PACS").start()
+    pacs = started(lambda: Orthanc(work / "pacs", "PACS"))
     results = []
     try:
         for s in studies:

@@ -95,11 +95,17 @@ def prefer_sender_order(event: evt.Event) -> None:
         theirs = wanted.get(str(cx.abstract_syntax))
         if not theirs:
             continue
-        ours = [str(ts) for ts in cx.transfer_syntax]
+        ours = {str(ts): ts for ts in cx.transfer_syntax}
         first = [ts for ts in theirs if ts in ours]
+        order = first + [ts for ts in ours if ts not in first]
+        if order == list(ours):
+            continue  # already in the sender's order: nothing to copy
         own = PresentationContext()
         own.abstract_syntax = cx.abstract_syntax
-        own.transfer_syntax = first + [ts for ts in ours if ts not in first]
+        # The UIDs are ours, validated once: the public setter would validate each one
+        # again (a regex per UID; senders such as Orthanc propose ~100 SOP classes x
+        # several syntaxes on every association: tens of ms of CPU per association).
+        own._transfer_syntax = [ours[ts] for ts in order]
         own.scu_role, own.scp_role = cx.scu_role, cx.scp_role
         contexts[i] = own
     event.assoc.acceptor.supported_contexts = contexts

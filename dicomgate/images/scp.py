@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from pydicom import config as pydicom_config
 from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import Verification
 
@@ -118,6 +119,17 @@ def _tune_connection(event: evt.Event) -> None:
         dul._run_loop_delay = DUL_IDLE_SLEEP
 
 
+def _skip_value_validation() -> None:
+    """pydicom checks every value it reads against its VR in its default 'warn' mode: a
+    regex per UID. A sender such as Orthanc proposes ~100 presentation contexts on each
+    association, so decoding the A-ASSOCIATE-RQ alone ran ~500 of them, a fifth of the
+    Portal AET's CPU with many small studies (bench/README.md, backlog). The warnings are
+    logged nowhere; what a stored instance must satisfy, ingest.identify checks itself
+    (UIDs, their length and characters), and pynetdicom still validates the UIDs it
+    negotiates. Set in the process that runs the Portal AET."""
+    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+
+
 class SharedContexts(list):
     """The Portal AET's accepted presentation contexts, built once. pynetdicom deep-copies
     the server's list for every incoming association (170 storage SOP classes x 21 syntaxes:
@@ -189,6 +201,7 @@ class StorageSCP:
         # pynetdicom's own per-PDU/per-message log handlers format info/debug lines that
         # its logger (held at WARNING, see logs.py) drops anyway; its warnings still log.
         _config.LOG_HANDLER_LEVEL = "none"
+        _skip_value_validation()
         _receive_into(self.ingest.spool.incoming_dir())
         stale = self.ingest.spool.clean_incoming(clean)
         if stale:
