@@ -127,6 +127,7 @@ ae_title = "DICOMGATE"
 bind = "127.0.0.1"
 port = {port}
 min_free_disk = "100MB"
+scp_processes = {args.scp_processes}
 [pacs]
 ae_title = "{pacs.aet}"
 host = "127.0.0.1"
@@ -316,6 +317,7 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=4, help="tasks.workers")
     p.add_argument("--concurrency", type=int, default=4, help="upstream.concurrency")
     p.add_argument("--max-associations", type=int, default=2, help="pacs.max_associations")
+    p.add_argument("--scp-processes", type=int, default=1, help="dicom.scp_processes")
     p.add_argument("--extra", action="append", default=[],
                    help="a TOML line appended to dicomgate's config (repeatable)")
     p.add_argument("--repeat", type=int, default=1)

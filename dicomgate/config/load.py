@@ -106,6 +106,7 @@ def _dicom(t: Table) -> model.DicomConfig:
         min_free_disk=t.value("min_free_disk", values.size, 5 * 1024**3),
         allowed_calling_aets=t.list_of("allowed_calling_aets", values.ae_title, ()),
         network_timeout=t.value("network_timeout", values.duration, 60.0),
+        scp_processes=t.int("scp_processes", 1, lo=1, hi=16),
     )
 
 

@@ -61,6 +61,9 @@ class DicomConfig:
     min_free_disk: int = 5 * 1024**3
     allowed_calling_aets: tuple[str, ...] = ()  # besides pacs.ae_title
     network_timeout: float = 60.0
+    # Portal AET processes accepting on the one port (SO_REUSEPORT): associations from a
+    # PACS sending several at once are spread over them instead of sharing one GIL.
+    scp_processes: int = 1
 
 
 @dataclass(frozen=True)

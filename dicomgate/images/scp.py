@@ -20,6 +20,7 @@ import structlog
 from pydicom import config as pydicom_config
 from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import Verification
+from pynetdicom.transport import ThreadedAssociationServer
 
 from ..config import Config
 from .ingest import Ingest, Malformed, OutOfSpace
@@ -43,14 +44,20 @@ STATUS_PROCESSING_FAILURE = 0x0110
 RECEIVING_SUFFIX = ".dcm"
 
 
+def receiving_suffix(index: int) -> str:
+    """Suffix of the temp files of Portal AET process `index`: one process cleaning up
+    after its own restart must not remove what another is receiving."""
+    return f".scp{index}{RECEIVING_SUFFIX}"
+
+
 class _HashingFile:
     """pynetdicom's temp file for one received dataset, hashed (SHA-256) as it is written.
 
     The hash is computed while the rest of the dataset is still on the wire (hashlib
     releases the GIL), instead of reading the finished file back before the response."""
 
-    def __init__(self, folder: Path):
-        self._file = tempfile.NamedTemporaryFile(delete=False, mode="wb", suffix=RECEIVING_SUFFIX,
+    def __init__(self, folder: Path, suffix: str = RECEIVING_SUFFIX):
+        self._file = tempfile.NamedTemporaryFile(delete=False, mode="wb", suffix=suffix,
                                                  dir=str(folder))
         self.name = self._file.name
         self.file = self._file.file  # pynetdicom flushes through it after each PDV
@@ -70,7 +77,7 @@ class _HashingFile:
 _receiving: weakref.WeakValueDictionary[str, _HashingFile] = weakref.WeakValueDictionary()
 
 
-def _receive_into(folder: Path) -> None:
+def _receive_into(folder: Path, suffix: str = RECEIVING_SUFFIX) -> None:
     """pynetdicom writes each received dataset (as Part 10) to a NamedTemporaryFile in the
     system temp dir; put it on the spool's file system instead, so that storing it is a
     rename rather than a second copy of every byte (half the disk writes), and hash it as
@@ -78,7 +85,7 @@ def _receive_into(folder: Path) -> None:
     from pynetdicom import dimse_messages
 
     def open_hashing(*_args: Any, **_kwargs: Any) -> _HashingFile:
-        f = _HashingFile(folder)
+        f = _HashingFile(folder, suffix)
         _receiving[f.name] = f
         return f
 
@@ -117,6 +124,17 @@ def _tune_connection(event: evt.Event) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if hasattr(dul, "_run_loop_delay"):
         dul._run_loop_delay = DUL_IDLE_SLEEP
+
+
+class SharedPortServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server, bound with SO_REUSEPORT: each Portal AET process binds
+    dicom.port and the kernel spreads incoming connections over them. (pynetdicom's
+    server_bind sets only SO_REUSEADDR; a port held without SO_REUSEPORT, e.g. by a
+    storescp, still refuses the bind.)"""
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
 
 
 def _skip_value_validation() -> None:
@@ -167,9 +185,11 @@ class StorageSCP:
 
     name = "storage SCP"
 
-    def __init__(self, config: Config, ingest: Ingest):
+    def __init__(self, config: Config, ingest: Ingest, index: int = 0, shared_port: bool = False):
         self.config = config
         self.ingest = ingest
+        self.index = index  # which of dicom.scp_processes this is
+        self.shared_port = shared_port  # several processes accept on dicom.port
         self._server = None
         self._lock = threading.Lock()
         self.received = 0  # instances stored since start (for the CLI's temporary SCP)
@@ -202,7 +222,7 @@ class StorageSCP:
         # its logger (held at WARNING, see logs.py) drops anyway; its warnings still log.
         _config.LOG_HANDLER_LEVEL = "none"
         _skip_value_validation()
-        _receive_into(self.ingest.spool.incoming_dir())
+        _receive_into(self.ingest.spool.incoming_dir(), receiving_suffix(self.index))
         stale = self.ingest.spool.clean_incoming(clean)
         if stale:
             log.warning("spool.stale_removed", files=stale, reason="left by an earlier crash")
@@ -212,16 +232,27 @@ class StorageSCP:
                     (evt.EVT_REQUESTED, prefer_sender_order),
                     (evt.EVT_ACCEPTED, on_accepted(self.ingest.note))]
         try:
-            ae = self.build_ae()
-            self._server = ae.start_server((d.bind, d.port), block=False,
-                                           evt_handlers=handlers,
-                                           contexts=SharedContexts(ae.supported_contexts))
+            self._server = self._listen(self.build_ae(), handlers)
         except OSError as exc:
             raise RuntimeError(f"cannot listen on {d.bind}:{d.port} for the Portal AET "
                                f"{d.ae_title}: {exc.strerror} (is another dicomgate or "
                                "storescp using the port? see dicom.port)") from None
         log.info("scp.listening", ae_title=d.ae_title, bind=d.bind, port=d.port,
                  calling_aets=allowed_calling_aets(self.config))
+
+    def _listen(self, ae: AE, handlers: list) -> Any:
+        d = self.config.dicom
+        contexts = SharedContexts(ae.supported_contexts)
+        if not self.shared_port:
+            return ae.start_server((d.bind, d.port), block=False, evt_handlers=handlers,
+                                   contexts=contexts)
+        server = ae.make_server((d.bind, d.port), contexts=contexts, evt_handlers=handlers,
+                                server_class=SharedPortServer)
+        thread = threading.Thread(target=server.serve_forever, daemon=True,
+                                  name=f"AcceptorServer-{self.index}")
+        thread.start()
+        ae._servers.append(server)  # as start_server does: ae.shutdown() stops it
+        return server
 
     def stop(self, drain: float = 0.0) -> None:
         """Stop accepting associations; give open ones `drain` seconds to end, then abort

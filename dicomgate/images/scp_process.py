@@ -23,7 +23,7 @@ from .. import logs
 from ..config import ConfigError, load
 from ..state import Store
 from .ingest import Ingest
-from .scp import RECEIVING_SUFFIX, StorageSCP
+from .scp import StorageSCP, receiving_suffix
 from .spool import Spool
 
 log = structlog.get_logger("dicomgate.images.scp_process")
@@ -58,11 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     stop = _stop_event()
     store = Store(config.gateway.db_path)
     scp = StorageSCP(config, Ingest(store, Spool(config.gateway.state_dir),
-                                    config.dicom.min_free_disk))
+                                    config.dicom.min_free_disk),
+                     index=args.index, shared_port=config.dicom.scp_processes > 1)
     try:
         # After a restart only our own leftovers go: the daemon's HTTP downloads share
         # the incoming dir.
-        scp.start(clean=RECEIVING_SUFFIX if args.restart else "")
+        # Process 0 starts first and alone: it clears every leftover of an earlier run.
+        first = args.index == 0 and not args.restart
+        scp.start(clean="" if first else receiving_suffix(args.index))
     except RuntimeError as exc:
         pipe.say(f"error {exc}")
         store.close()
@@ -82,6 +85,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--config", required=True)
     p.add_argument("--notify-fd", type=int, required=True)
     p.add_argument("--restart", action="store_true", help="not the daemon's first start")
+    p.add_argument("--index", type=int, default=0, help="which of dicom.scp_processes")
     return p.parse_args(argv)
 
 
