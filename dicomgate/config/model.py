@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from .. import spool_layout
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -42,11 +44,11 @@ class GatewayConfig:
 
     @property
     def spool_dir(self) -> Path:
-        return self.state_dir / "spool"
+        return spool_layout.spool_dir(self.state_dir)
 
     @property
     def quarantine_dir(self) -> Path:
-        return self.state_dir / "quarantine"
+        return spool_layout.quarantine_dir(self.state_dir)
 
     @property
     def db_path(self) -> Path:
