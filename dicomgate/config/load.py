@@ -204,18 +204,10 @@ def _images(t: Table) -> model.ImagesConfig:
 
 def _upstream(t: Table) -> model.UpstreamConfig:
     d = _defaults(model.UpstreamConfig)
-    auth = t.str("auth", d["auth"], choices=("none", "bearer", "hmac"))
-    out = model.UpstreamConfig(
+    return model.UpstreamConfig(
         dicomweb_url=t.value("dicomweb_url", values.url),
         api_url=t.value("api_url", values.url),
-        auth=auth,
-        token=t.secret("token", required=auth == "bearer"),
-        hmac_key_id=t.str("hmac_key_id", d["hmac_key_id"]),
-        hmac_secret=t.secret("hmac_secret", required=auth == "hmac"),
-        verify_tls=t.bool("verify_tls", d["verify_tls"]),
-        ca_bundle=t.path_value("ca_bundle", None, must_exist=True),
-        client_cert=t.path_value("client_cert", None, must_exist=True),
-        client_key=t.path_value("client_key", None, must_exist=True),
+        **_http_client(t),
         concurrency=t.int("concurrency", d["concurrency"], lo=1, hi=64),
         batch_max_bytes=t.value("batch_max_bytes", values.size, d["batch_max_bytes"]),
         batch_max_instances=t.int("batch_max_instances", d["batch_max_instances"],
@@ -224,7 +216,23 @@ def _upstream(t: Table) -> model.UpstreamConfig:
         retention=t.value("retention", values.duration, d["retention"]),
         confirm_delay=t.value("confirm_delay", values.duration, d["confirm_delay"]),
     )
-    if out.client_key and not out.client_cert:
+
+
+def _http_client(t: Table) -> dict[str, Any]:
+    """TLS and authentication keys, the same in every section that makes HTTP requests."""
+    d = _defaults(model.HttpClientConfig)
+    auth = t.str("auth", d["auth"], choices=("none", "bearer", "hmac"))
+    out = dict(
+        auth=auth,
+        token=t.secret("token", required=auth == "bearer"),
+        hmac_key_id=t.str("hmac_key_id", d["hmac_key_id"]),
+        hmac_secret=t.secret("hmac_secret", required=auth == "hmac"),
+        verify_tls=t.bool("verify_tls", d["verify_tls"]),
+        ca_bundle=t.path_value("ca_bundle", None, must_exist=True),
+        client_cert=t.path_value("client_cert", None, must_exist=True),
+        client_key=t.path_value("client_key", None, must_exist=True),
+    )
+    if out["client_key"] and not out["client_cert"]:
         t.problems.add(t.key("client_key"), "given without client_cert",
                        "client_cert and client_key together")
     return out
@@ -277,6 +285,7 @@ def _lookup(t: Table) -> model.LookupConfig:
         province_dicomweb_url=t.value("province_dicomweb_url", values.url, None),
         national_dicomweb_url=t.value("national_dicomweb_url", values.url, None),
         timeout=t.value("timeout", values.duration, d["timeout"]),
+        **_http_client(t),
     )
     if not out.province_dicomweb_url and not out.national_dicomweb_url:
         t.problems.add("lookup", "no platform URL",

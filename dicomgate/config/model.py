@@ -112,10 +112,9 @@ class ImagesConfig:
     http_timeout: float = 60.0
 
 
-@dataclass(frozen=True)
-class UpstreamConfig:
-    dicomweb_url: str
-    api_url: str
+@dataclass(frozen=True, kw_only=True)
+class HttpClientConfig:
+    """TLS and authentication of outgoing HTTP (dicomgate.http_client builds the session)."""
     auth: str = "none"  # "none" | "bearer" | "hmac"
     token: Secret | None = None
     hmac_key_id: str = ""
@@ -124,6 +123,12 @@ class UpstreamConfig:
     ca_bundle: Path | None = None
     client_cert: Path | None = None
     client_key: Path | None = None
+
+
+@dataclass(frozen=True)
+class UpstreamConfig(HttpClientConfig):
+    dicomweb_url: str
+    api_url: str
     concurrency: int = 4
     batch_max_bytes: int = 32 * 1024**2
     batch_max_instances: int = 100
@@ -157,7 +162,7 @@ class LoginConfig:
 
 
 @dataclass(frozen=True)
-class LookupConfig:
+class LookupConfig(HttpClientConfig):
     province_dicomweb_url: str | None = None
     national_dicomweb_url: str | None = None
     timeout: float = 3.0
