@@ -28,6 +28,8 @@ from .params import Params, no_chars
 
 log = structlog.get_logger("dicomgate.shim.deletion")
 
+PATH = "/getway/reportAndFilm/api/deleteImage"
+
 RECHECK_DELAY = 300.0
 SIGNATURE_WINDOW = 300.0
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y/%m/%d %H:%M:%S",

@@ -24,6 +24,8 @@ from .params import Params, no_chars
 
 log = structlog.get_logger("dicomgate.shim.lookup")
 
+PATH = "/iuWorkStation/swipingIdCardNo"
+
 PLATFORM_NAMES = {"province": "省医保影像云平台", "national": "国家医保影像云平台"}
 _TAGS = {
     "studyInstanceUid": "0020000D", "studyDate": "00080020", "modality": "00080061",
