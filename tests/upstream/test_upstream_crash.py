@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import build_app, complete, enqueue_upload, spool, write_config
+from conftest import build_app, complete, enqueue_upload, spool, upstream_config
 
 from dicomgate.sandbox.studies import StudySpec, ct_instances
 
@@ -36,7 +36,7 @@ def _wait(cond, timeout: float, step: float = 0.01) -> bool:
 
 
 def test_kill_9_during_upload_then_every_instance_exactly_once(tmp_path, fresh_cloud):
-    config = write_config(tmp_path / "state", fresh_cloud.dicomweb_url,
+    config = upstream_config(tmp_path / "state", fresh_cloud.dicomweb_url,
                           "http://127.0.0.1:9/api", concurrency=1, batch_max_instances=1)
     app = build_app(config)
     spec = StudySpec("ACC-KILL")

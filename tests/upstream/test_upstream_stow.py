@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pydicom
-from conftest import build_app, complete, drain, enqueue_upload, spool, write_config
+from conftest import build_app, complete, drain, enqueue_upload, spool, upstream_config
 
 from dicomgate.sandbox.studies import StudySpec, bundled_instances, ct_instances
 from dicomgate.upstream import feature
@@ -16,7 +16,7 @@ from dicomgate.upstream.dicomweb import DicomWebClient
 
 
 def _app(tmp_path, cloud, api_url="http://127.0.0.1:9/api", **kw):
-    return build_app(write_config(tmp_path / "state", cloud.dicomweb_url, api_url, **kw))
+    return build_app(upstream_config(tmp_path / "state", cloud.dicomweb_url, api_url, **kw))
 
 
 def test_study_delivered_with_identical_pixels(tmp_path, fresh_cloud):

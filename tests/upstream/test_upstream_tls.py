@@ -7,7 +7,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import build_app, drain, write_config
+from conftest import build_app, drain, upstream_config
 
 from dicomgate.sandbox.cloud_api import CloudApi
 
@@ -59,7 +59,7 @@ def _deletion(app) -> None:
 def test_untrusted_certificate_is_refused_and_retried(tmp_path, pki):
     server = _server(pki, require_client=False)
     try:
-        app = build_app(write_config(tmp_path / "s", "https://127.0.0.1:9/dw", server.url))
+        app = build_app(upstream_config(tmp_path / "s", "https://127.0.0.1:9/dw", server.url))
         _deletion(app)
         assert drain(app) == ["pending"]
         task = app.store.tasks.list(kind="deletion")[0]
@@ -73,14 +73,14 @@ def test_untrusted_certificate_is_refused_and_retried(tmp_path, pki):
 def test_ca_bundle_and_client_certificate(tmp_path, pki):
     server = _server(pki, require_client=True)
     try:
-        app = build_app(write_config(
+        app = build_app(upstream_config(
             tmp_path / "s", "https://127.0.0.1:9/dw", server.url, ca_bundle=str(pki / "ca.pem"),
             client_cert=str(pki / "client.pem"), client_key=str(pki / "client.key")))
         _deletion(app)
         assert drain(app) == ["done"]
         assert server.applied[-1]["body"]["sopInstanceUids"] == ["1.2.3"]
         # The same server without our client certificate: the handshake fails.
-        app2 = build_app(write_config(tmp_path / "s2", "https://127.0.0.1:9/dw", server.url,
+        app2 = build_app(upstream_config(tmp_path / "s2", "https://127.0.0.1:9/dw", server.url,
                                       ca_bundle=str(pki / "ca.pem")))
         _deletion(app2)
         assert drain(app2) == ["pending"]
