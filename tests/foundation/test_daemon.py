@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
 import time
 
-from tests.support import DICOMGATE, run_cli
-
-
-def start_daemon(config, notify_path, **env):
-    return subprocess.Popen(
-        [*DICOMGATE, "--config", str(config), "run"], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "NOTIFY_SOCKET": str(notify_path), **env})
+from tests.support import run_cli, start_daemon
 
 
 def receive_until(sock: socket.socket, wanted: str, timeout: float) -> list[str]:
@@ -37,7 +29,9 @@ def test_run_reaches_ready_beats_watchdog_and_stops_on_sigterm(minimal_config, t
     notify_path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(notify_path))
-    proc = start_daemon(minimal_config, notify_path, WATCHDOG_USEC="400000")
+    proc = start_daemon(minimal_config, env={"NOTIFY_SOCKET": str(notify_path),
+                                             "WATCHDOG_USEC": "400000"},
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         receive_until(sock, "READY=1", 20)
         receive_until(sock, "WATCHDOG=1", 5)

@@ -13,6 +13,7 @@ import pytest
 from dicomgate.config import TasksConfig
 from dicomgate.state import Store
 from dicomgate.tasks import Fatal, Registry, RetryLater, WorkerPool, backoff
+from tests.support import wait_until
 
 
 @pytest.fixture
@@ -123,8 +124,8 @@ def test_expired_lease_is_reclaimed_and_late_completion_ignored(store):
     first = store.tasks.claim(["k"], "worker-a", lease=0.05)
     assert first.id == tid
     assert store.tasks.claim(["k"], "worker-b", lease=60) is None  # leased: not twice
-    time.sleep(0.1)
-    assert store.tasks.reclaim_expired() == 1
+    wait_until(lambda: store.tasks.reclaim_expired() == 1, timeout=5,
+               what="the 0.05 s lease to expire and be reclaimed")
     second = store.tasks.claim(["k"], "worker-b", lease=60)
     assert second.id == tid and second.attempts == 2
     assert not store.tasks.complete(tid, "worker-a")  # the old owner lost it

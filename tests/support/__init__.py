@@ -84,9 +84,10 @@ def stop_daemon(proc: subprocess.Popen, timeout: float = 15.0) -> None:
 
 # -- waiting ----------------------------------------------------------------------------------
 def wait_until(condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.02,
-               what: str = "") -> T:
+               what: str = "", detail: Callable[[], str] | None = None) -> T:
     """Poll `condition` until it returns something true, and return that; AssertionError
-    naming `what` after `timeout` seconds. Instead of sleeping a guessed time."""
+    naming `what` (and `detail()`, e.g. a log's tail) after `timeout` seconds. Instead of
+    sleeping a guessed time."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -94,5 +95,6 @@ def wait_until(condition: Callable[[], T], timeout: float = 10.0, interval: floa
             return value
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for "
-                                 f"{what or getattr(condition, '__name__', 'the condition')}")
+                                 f"{what or getattr(condition, '__name__', 'the condition')}"
+                                 + (f"\n{detail()}" if detail else ""))
         time.sleep(interval)

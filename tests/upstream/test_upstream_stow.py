@@ -38,25 +38,32 @@ def test_study_delivered_with_identical_pixels(tmp_path, fresh_cloud):
 
 
 class _Spy:
-    """Watches the real client's requests: how many at once, how big."""
+    """Watches the real client's requests: how many at once, how big.
 
-    def __init__(self, client: DicomWebClient):
+    The first requests are held until `overlap` of them are open together (at most
+    HOLD seconds): if the uploader cannot send that many at once, the peak stays lower."""
+
+    HOLD = 10.0
+
+    def __init__(self, client: DicomWebClient, overlap: int):
         self.real = client.stow
-        self.lock = threading.Lock()
+        self.overlap = overlap
+        self.cond = threading.Condition()
         self.now = self.peak = 0
         self.batches: list[list[tuple[str, Path]]] = []
         client.stow = self.stow
 
     def stow(self, items, attempts):
-        with self.lock:
+        with self.cond:
             self.now += 1
             self.peak = max(self.peak, self.now)
             self.batches.append(items)
+            self.cond.notify_all()
+            self.cond.wait_for(lambda: self.peak >= self.overlap, timeout=self.HOLD)
         try:
-            time.sleep(0.05)  # hold the request open long enough to overlap
             return self.real(items, attempts)
         finally:
-            with self.lock:
+            with self.cond:
                 self.now -= 1
 
 
@@ -68,7 +75,7 @@ def test_batching_and_parallel_requests(tmp_path, fresh_cloud):
     data = ct_instances(spec, series=2, per_series=12, rows=64, cols=64)  # ~8.5 KB each
     spool(app, data)
     complete(app, spec.study_uid, len(data))
-    spy = _Spy(feature.of(app).upload.client)
+    spy = _Spy(feature.of(app).upload.client, overlap=3)
     enqueue_upload(app, spec.study_uid)
     assert drain(app) == ["done"]
     sizes = [sum(p.stat().st_size for _, p in b) for b in spy.batches]
