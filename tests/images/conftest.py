@@ -10,6 +10,7 @@ from images_helpers import GW_AET, PACS_AET, images_config, start_gateway
 
 from dicomgate.config.load import load
 from dicomgate.sandbox.orthanc import Orthanc, free_port
+from tests.support.orthanc import PeerOrthanc
 
 
 @pytest.fixture
@@ -19,8 +20,8 @@ def gw_port() -> int:
 
 @pytest.fixture
 def pacs(tmp_path: Path, gw_port: int):
-    orthanc = Orthanc(tmp_path / "pacs", PACS_AET,
-                      modalities={"gateway": (GW_AET, "127.0.0.1", gw_port)}).start()
+    orthanc = PeerOrthanc(tmp_path / "pacs", PACS_AET,
+                          modalities={"gateway": (GW_AET, "127.0.0.1", gw_port)}).start()
     yield orthanc
     orthanc.stop()
 
@@ -28,7 +29,7 @@ def pacs(tmp_path: Path, gw_port: int):
 @pytest.fixture
 def config_path(tmp_path: Path, gw_port: int, pacs: Orthanc) -> Path:
     return images_config(tmp_path / "dicomgate.toml", state_dir=tmp_path / "state",
-                        port=gw_port, pacs_port=pacs.dicom_port)
+                         port=gw_port, pacs_port=pacs.dicom_port)
 
 
 @pytest.fixture

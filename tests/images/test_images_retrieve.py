@@ -20,10 +20,10 @@ from dicomgate.sandbox.studies import (
     bundled_instances,
     ct_instances,
     sop_uid_of,
-    write_study,
 )
 from dicomgate.state import Task
 from dicomgate.tasks import Fatal
+from tests.support.studies import write_study
 
 
 def _task(payload: dict) -> Task:

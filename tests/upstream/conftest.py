@@ -13,14 +13,15 @@ import pytest
 from dicomgate.app import App
 from dicomgate.config import load
 from dicomgate.sandbox.cloud_api import CloudApi
-from dicomgate.sandbox.orthanc import Orthanc, free_port
+from dicomgate.sandbox.orthanc import free_port
 from dicomgate.state import Store
 from tests.support import gateway_toml, toml_table, write_config
+from tests.support.orthanc import PeerOrthanc
 
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
-    o = Orthanc(tmp_path_factory.mktemp("cloud"), "CLOUD", dicomweb=True).start()
+    o = PeerOrthanc(tmp_path_factory.mktemp("cloud"), "CLOUD", dicomweb=True).start()
     yield o
     o.stop()
 

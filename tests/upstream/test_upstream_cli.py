@@ -12,7 +12,7 @@ from dicomgate.sandbox.studies import StudySpec, ct_instances
 
 def test_push_once_drains_backlog_with_progress(tmp_path, fresh_cloud, api, capsys):
     config = upstream_config(tmp_path / "state", fresh_cloud.dicomweb_url, api.url,
-                          batch_max_instances=4)
+                             batch_max_instances=4)
     app = build_app(config)
     spec = StudySpec("ACC-CLI")
     uids = spool(app, ct_instances(spec, series=1, per_series=10))

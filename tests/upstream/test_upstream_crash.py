@@ -15,7 +15,7 @@ N = 240
 
 def test_kill_9_during_upload_then_every_instance_exactly_once(tmp_path, fresh_cloud):
     config = upstream_config(tmp_path / "state", fresh_cloud.dicomweb_url,
-                          "http://127.0.0.1:9/api", concurrency=1, batch_max_instances=1)
+                             "http://127.0.0.1:9/api", concurrency=1, batch_max_instances=1)
     app = build_app(config)
     spec = StudySpec("ACC-KILL")
     uids = spool(app, ct_instances(spec, series=2, per_series=N // 2, rows=128, cols=128))

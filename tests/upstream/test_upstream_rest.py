@@ -29,7 +29,7 @@ def _app(tmp_path, api_url, **kw):
     if kw["auth"] == "hmac":
         kw.setdefault("hmac_secret", SECRET)
     return build_app(upstream_config(tmp_path / "state", "http://127.0.0.1:9/dicom-web",
-                                  api_url, **kw))
+                                     api_url, **kw))
 
 
 def add_exam(app, record: dict, versions: int = 1, state: str = "synced") -> int:
@@ -177,7 +177,7 @@ def test_stow_is_signed_too(tmp_path, hmac_api, fresh_cloud):
     from dicomgate.sandbox.studies import StudySpec, ct_instances
 
     app = build_app(upstream_config(tmp_path / "state", hmac_api.url.replace("/api", "/dw"),
-                                 hmac_api.url, auth="hmac", hmac_secret=SECRET))
+                                    hmac_api.url, auth="hmac", hmac_secret=SECRET))
     spec = StudySpec("ACC-SIGN")
     spool(app, ct_instances(spec, series=1, per_series=3))
     app.store.tasks.enqueue("upload", f"study:{spec.study_uid}", {"study_uid": spec.study_uid})

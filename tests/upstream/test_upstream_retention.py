@@ -13,7 +13,7 @@ from dicomgate.upstream import feature
 
 def test_retention_deletes_only_delivered_files(tmp_path, fresh_cloud):
     app = build_app(upstream_config(tmp_path / "state", fresh_cloud.dicomweb_url,
-                                 "http://127.0.0.1:9/api", retention="1h"))
+                                    "http://127.0.0.1:9/api", retention="1h"))
     up = feature.of(app)
     sent, held = StudySpec("ACC-R1"), StudySpec("ACC-R2")
     sent_uids = spool(app, ct_instances(sent, series=1, per_series=3))
@@ -44,7 +44,7 @@ def test_retention_deletes_only_delivered_files(tmp_path, fresh_cloud):
 
 def test_retention_keeps_new_content_of_a_delivered_instance(tmp_path, fresh_cloud):
     app = build_app(upstream_config(tmp_path / "state", fresh_cloud.dicomweb_url,
-                                 "http://127.0.0.1:9/api", retention="1s"))
+                                    "http://127.0.0.1:9/api", retention="1s"))
     spec = StudySpec("ACC-R3")
     uid = spool(app, ct_instances(spec, series=1, per_series=1))[0]
     enqueue_upload(app, spec.study_uid)
@@ -57,7 +57,7 @@ def test_retention_keeps_new_content_of_a_delivered_instance(tmp_path, fresh_clo
 
 def test_retention_removes_withdrawn_studies_after_the_retention(tmp_path, fresh_cloud):
     app = build_app(upstream_config(tmp_path / "state", fresh_cloud.dicomweb_url,
-                                 "http://127.0.0.1:9/api", retention="1h"))
+                                    "http://127.0.0.1:9/api", retention="1h"))
     spec = StudySpec("ACC-W1")
     uids = spool(app, ct_instances(spec, series=1, per_series=2))  # never uploaded
     app.store.instances.set_study(spec.study_uid, state="withdrawn")

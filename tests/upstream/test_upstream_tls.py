@@ -81,7 +81,7 @@ def test_ca_bundle_and_client_certificate(tmp_path, pki):
         assert server.applied[-1]["body"]["sopInstanceUids"] == ["1.2.3"]
         # The same server without our client certificate: the handshake fails.
         app2 = build_app(upstream_config(tmp_path / "s2", "https://127.0.0.1:9/dw", server.url,
-                                      ca_bundle=str(pki / "ca.pem")))
+                                         ca_bundle=str(pki / "ca.pem")))
         _deletion(app2)
         assert drain(app2) == ["pending"]
         assert len(server.applied) == 1
