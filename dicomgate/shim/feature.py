@@ -43,7 +43,10 @@ def setup(app: App) -> None:
         closers.append(lookup_endpoint.close)
         routes.add(lookup.PATH, lookup_endpoint, ("GET", "POST"),
                    summary="external exam lookup (4.4.3.2)")
-    routes.add(deletion.PATH, DeletionEndpoint(app), ("POST",), summary="image deletion (4.5)")
+    secret = cfg.shim.delete_secret
+    deleter = DeletionEndpoint(app.store, cfg.gateway.spool_dir, hospital,
+                               secret.reveal() if secret else None, app.pool.wake)
+    routes.add(deletion.PATH, deleter, ("POST",), summary="image deletion (4.5)")
     routes.add(ops.HEALTHZ_PATH, healthz(app), summary="health: 200 or 503 with the reasons")
     routes.add(ops.METRICS_PATH, metrics_endpoint(app), summary="Prometheus metrics")
     routes.add(OPENAPI_PATH, _openapi_handler(routes), summary="this API")

@@ -9,7 +9,7 @@ import structlog
 
 from ..humanize import human_age, human_bytes
 from ..state import Store
-from ..state.delivery import UPSTREAM_KINDS
+from ..state.kinds import UPSTREAM_KINDS
 from .dicomweb import DicomWebClient
 from .errors import UpstreamError
 from .rest import RestClient

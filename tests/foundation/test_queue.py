@@ -12,6 +12,7 @@ import pytest
 
 from dicomgate.config import TasksConfig
 from dicomgate.state import Store
+from dicomgate.state.kinds import Retrieve, Upload
 from dicomgate.tasks import Fatal, Registry, RetryLater, WorkerPool, backoff
 
 
@@ -50,8 +51,8 @@ def test_failures_back_off_then_go_dead(store):
         calls.append(time.time())
         raise RetryLater("PACS not answering")
 
-    pool = pool_for(store, {"flaky": flaky}, backoff_base=0.05, backoff_max=10, max_attempts=4)
-    tid = store.tasks.enqueue("flaky", "k").id
+    pool = pool_for(store, {"upload": flaky}, backoff_base=0.05, backoff_max=10, max_attempts=4)
+    tid = store.tasks.enqueue(Upload("1.2")).id
     gaps = []
     for _ in range(4):
         wait_due(store, tid)
@@ -68,8 +69,8 @@ def test_fatal_is_dead_at_once_and_retry_revives(store):
     def bad(task):
         raise Fatal("destination AE unknown: add DICOMGATE on the PACS")
 
-    pool = pool_for(store, {"bad": bad})
-    tid = store.tasks.enqueue("bad", "k").id
+    pool = pool_for(store, {"retrieve": bad})
+    tid = store.tasks.enqueue(Retrieve(study_uid="1.2")).id
     pool.drain()
     assert store.tasks.get(tid).state == "dead"
     assert store.tasks.retry(tid)
@@ -81,8 +82,8 @@ def test_crash_in_handler_is_retried_not_fatal(store):
     def crashy(task):
         raise KeyError("oops")
 
-    pool = pool_for(store, {"crashy": crashy}, backoff_base=60)
-    tid = store.tasks.enqueue("crashy", "k").id
+    pool = pool_for(store, {"upload": crashy}, backoff_base=60)
+    tid = store.tasks.enqueue(Upload("1.2")).id
     pool.drain()
     t = store.tasks.get(tid)
     assert t.state == "pending" and "KeyError" in t.last_error
@@ -92,21 +93,21 @@ def test_reenqueue_while_running_runs_again(store):
     seen = []
 
     def h(task):
-        seen.append(task.payload["n"])
+        seen.append(task.payload["reason"])
         if len(seen) == 1:  # more work arrives while we are busy
-            store.tasks.enqueue("h", "k", {"n": 2}, reopen=True)
+            store.tasks.enqueue(Retrieve(study_uid="1.2", reason="2"), reopen=True)
         return "ok"
 
-    pool = pool_for(store, {"h": h})
-    tid = store.tasks.enqueue("h", "k", {"n": 1}).id
+    pool = pool_for(store, {"retrieve": h})
+    tid = store.tasks.enqueue(Retrieve(study_uid="1.2", reason="1")).id
     pool.drain()
-    assert seen == [1, 2] and store.tasks.get(tid).state == "done"
+    assert seen == ["1", "2"] and store.tasks.get(tid).state == "done"
 
 
 def test_task_of_killed_worker_is_done_exactly_once_after_restart(tmp_path):
     state_dir = tmp_path / "state"
     store = Store(state_dir / "state.db")
-    tid = store.tasks.enqueue("work", "job-1").id
+    tid = store.tasks.enqueue(Upload("job-1")).id
     marks = tmp_path / "marks.txt"
     script = Path(__file__).with_name("queue_worker.py")
     first = subprocess.Popen([sys.executable, str(script), str(state_dir), str(marks)])
@@ -123,7 +124,7 @@ def test_task_of_killed_worker_is_done_exactly_once_after_restart(tmp_path):
                             timeout=60)
     assert second.returncode == 0
     lines = marks.read_text().splitlines()
-    assert [ln for ln in lines if ln.startswith("done")] == ["done job-1"]
+    assert [ln for ln in lines if ln.startswith("done")] == ["done study:job-1"]
     t = store.tasks.get(tid)
     assert t.state == "done" and t.attempts == 2
     store.close()

@@ -15,6 +15,7 @@ from dicomgate.config import load
 from dicomgate.sandbox.cloud_api import CloudApi
 from dicomgate.sandbox.orthanc import free_port
 from dicomgate.state import Store
+from dicomgate.state.kinds import Upload
 from tests.support import gateway_toml, toml_table, write_config
 from tests.support.orthanc import PeerOrthanc
 
@@ -83,8 +84,7 @@ def complete(app: App, study_uid: str, expected: int) -> None:
 
 
 def enqueue_upload(app: App, study_uid: str) -> None:
-    app.store.tasks.enqueue("upload", f"study:{study_uid}", {"study_uid": study_uid},
-                            reopen=True, study_uid=study_uid)
+    app.store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid)
 
 
 def drain(app: App, limit: int = 50) -> list[str]:
