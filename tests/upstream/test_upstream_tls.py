@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ssl
-import subprocess
 import time
 
 import pytest
@@ -11,35 +10,12 @@ from conftest import build_app, drain, upstream_config
 
 from dicomgate.sandbox.cloud_api import CloudApi
 from dicomgate.state.kinds import Deletion
-
-CNF = """[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = {cn}
-[ext]
-subjectAltName = IP:127.0.0.1
-basicConstraints = CA:FALSE
-"""
-
-
-def _openssl(*args: str, cwd) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+from tests.support.pki import make_pki
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pki")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-             "/CN=Test Cloud CA", "-keyout", "ca.key", "-out", "ca.pem", cwd=d)
-    for name in ("server", "client"):
-        (d / f"{name}.cnf").write_text(CNF.format(cn=name))
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
-                 f"{name}.csr", "-config", f"{name}.cnf", cwd=d)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-days", "2", "-extfile", f"{name}.cnf", "-extensions",
-                 "ext", "-out", f"{name}.pem", cwd=d)
-    return d
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def _server(pki, require_client: bool) -> CloudApi:
