@@ -23,7 +23,8 @@ from .. import logs
 from ..config import ConfigError, load
 from ..state import Store
 from .ingest import Ingest
-from .scp import StorageSCP, receiving_suffix
+from .pynetdicom_tuning import receiving_suffix
+from .scp import StorageSCP
 from .spool import Spool
 
 log = structlog.get_logger("dicomgate.images.scp_process")

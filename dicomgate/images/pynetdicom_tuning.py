@@ -1,0 +1,178 @@
+"""Every setting and patch dicomgate applies to pynetdicom, in one place.
+
+Measured on pynetdicom 3.0.4 (bench/receive.py figures in bench/README.md); setup.cfg pins
+pynetdicom>=3.0,<3.1 because two of these reach into internals that a minor release may
+change. tests/images/test_pynetdicom_tuning.py fails loudly when an installed pynetdicom no
+longer has what they rely on; the SCP logs `pynetdicom.tuning_unavailable` at start.
+
+- Public configuration (`pynetdicom._config`, documented): datasets received in chunks
+  to a file, not memory; pynetdicom's own per-PDU log handlers off.
+- Internal: `dimse_messages.NamedTemporaryFile`, the factory of the temp file a dataset is
+  received into, replaced to put it on the spool's file system (storing it is a rename, not
+  a second copy of every byte) and to hash it while it is written.
+- Internal: `DULServiceProvider._run_loop_delay`, the DUL thread's idle sleep, shortened.
+- Internal: the per-association deep copy of the accepted presentation contexts
+  (`RequestHandler._create_association`) made a no-op (SharedContexts).
+- Subclass: the threaded association server bound with SO_REUSEPORT (SharedPortServer), for
+  several Portal AET processes on one port.
+- pydicom's value validation off in the Portal AET process (skip_value_validation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import socket
+import tempfile
+import weakref
+from pathlib import Path
+from typing import Any
+
+import pynetdicom
+from pydicom import config as pydicom_config
+from pynetdicom import _config, dimse_messages, dul, evt
+from pynetdicom.transport import ThreadedAssociationServer
+
+MEASURED_ON = "3.0.4"
+PINNED = ">=3.0,<3.1"  # as in setup.cfg
+
+# Suffix of the temp files datasets are received into (spool .part files are others').
+RECEIVING_SUFFIX = ".dcm"
+
+
+def receiving_suffix(index: int) -> str:
+    """Suffix of the temp files of Portal AET process `index` (dicom.scp_processes): one
+    process cleaning up after its own restart must not remove what another is receiving."""
+    return f".scp{index}{RECEIVING_SUFFIX}"
+
+# How long an association's DUL thread sleeps when it found nothing to do (pynetdicom's
+# default is 1 ms). The C-STORE response waits in its queue for this, and so does the next
+# request's first PDU: ~1 ms per instance of a serial C-MOVE. 0.2 ms costs a few thousand
+# cheap wake-ups a second, and only while an association is open (network_timeout ends
+# idle ones).
+DUL_IDLE_SLEEP = 0.0002
+
+
+def missing() -> list[str]:
+    """What this module relies on and the installed pynetdicom lacks (empty when all is there)."""
+    out = []
+    if not callable(getattr(dimse_messages, "NamedTemporaryFile", None)) or \
+            "NamedTemporaryFile(" not in inspect.getsource(dimse_messages):
+        out.append("pynetdicom.dimse_messages.NamedTemporaryFile (the received-dataset temp "
+                   "file factory)")
+    if "self._run_loop_delay" not in inspect.getsource(dul.DULServiceProvider):
+        out.append("pynetdicom.dul.DULServiceProvider._run_loop_delay (the DUL idle sleep)")
+    for name in ("STORE_RECV_CHUNKED_DATASET", "LOG_HANDLER_LEVEL"):
+        if not hasattr(_config, name):
+            out.append(f"pynetdicom._config.{name}")
+    return out
+
+
+def installed_version() -> str:
+    return pynetdicom.__version__
+
+
+class _HashingFile:
+    """pynetdicom's temp file for one received dataset, hashed (SHA-256) as it is written.
+
+    The hash is computed while the rest of the dataset is still on the wire (hashlib
+    releases the GIL), instead of reading the finished file back before the response."""
+
+    def __init__(self, folder: Path, suffix: str = RECEIVING_SUFFIX):
+        self._file = tempfile.NamedTemporaryFile(delete=False, mode="wb", suffix=suffix,
+                                                 dir=str(folder))
+        self.name = self._file.name
+        self.file = self._file.file  # pynetdicom flushes through it after each PDV
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
+        return self._file.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+
+# Files being received, by path; an entry goes when pynetdicom drops its file object.
+_receiving: weakref.WeakValueDictionary[str, _HashingFile] = weakref.WeakValueDictionary()
+
+
+def receive_into(folder: Path, hashing: bool = True, suffix: str = RECEIVING_SUFFIX) -> None:
+    """Receive datasets in chunks into temp files in `folder` (process-wide), hashed as they
+    are written unless `hashing` is False (the bare-SCP benchmark)."""
+    _config.STORE_RECV_CHUNKED_DATASET = True  # datasets go to disk, not memory
+    # pynetdicom's own per-PDU/per-message log handlers format info/debug lines that its
+    # logger (held at WARNING, see logs.py) drops anyway; its warnings still log.
+    _config.LOG_HANDLER_LEVEL = "none"
+
+    def open_hashing(*_args: Any, **_kwargs: Any) -> _HashingFile:
+        f = _HashingFile(folder, suffix)
+        _receiving[f.name] = f
+        return f
+
+    def open_plain(*_args: Any, **_kwargs: Any) -> Any:
+        return tempfile.NamedTemporaryFile(delete=False, mode="wb", suffix=suffix,
+                                           dir=str(folder))
+
+    if hasattr(dimse_messages, "NamedTemporaryFile"):
+        dimse_messages.NamedTemporaryFile = open_hashing if hashing else open_plain
+
+
+def digest_of(path: Path) -> tuple[int, str] | None:
+    """(size, sha256) of a received file if every byte of it went through _HashingFile."""
+    f = _receiving.pop(str(path), None)
+    if f is None:
+        return None
+    try:
+        if path.stat().st_size != f.size:
+            return None
+    except OSError:
+        return None
+    return f.size, f.sha256.hexdigest()
+
+
+def tune_connection(event: evt.Event) -> None:
+    """EVT_CONN_OPEN handler. Send each C-STORE response at once: with Nagle's algorithm the
+    small responses meet the sender's delayed ACK and every instance stalls ~40 ms on a
+    quiet link. Shorten the DUL's idle sleep (see DUL_IDLE_SLEEP)."""
+    d = event.assoc.dul
+    sock = getattr(d.socket, "socket", None)
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if hasattr(d, "_run_loop_delay"):
+        d._run_loop_delay = DUL_IDLE_SLEEP
+
+
+class SharedPortServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server, bound with SO_REUSEPORT: each Portal AET process binds
+    dicom.port and the kernel spreads incoming connections over them. (pynetdicom's
+    server_bind sets only SO_REUSEADDR; a port held without SO_REUSEPORT, e.g. by a
+    storescp, still refuses the bind.)"""
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+
+def skip_value_validation() -> None:
+    """pydicom checks every value it reads against its VR in its default 'warn' mode: a
+    regex per UID. A sender such as Orthanc proposes ~100 presentation contexts on each
+    association, so decoding the A-ASSOCIATE-RQ alone ran ~500 of them, a fifth of the
+    Portal AET's CPU with many small studies (bench/README.md, backlog). The warnings are
+    logged nowhere; what a stored instance must satisfy, ingest.identify checks itself
+    (UIDs, their length and characters), and pynetdicom still validates the UIDs it
+    negotiates. Set in the process that runs the Portal AET."""
+    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+
+
+class SharedContexts(list):
+    """The Portal AET's accepted presentation contexts, built once. pynetdicom deep-copies
+    the server's list for every incoming association (170 storage SOP classes x 21 syntaxes:
+    ~50 ms of CPU per association, more than a small study's C-STOREs). Negotiation
+    (pynetdicom.presentation.negotiate_as_acceptor) only reads them and builds new result
+    contexts, so every association can share this one list."""
+
+    def __deepcopy__(self, memo: dict) -> SharedContexts:
+        return self
