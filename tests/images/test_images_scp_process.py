@@ -171,7 +171,8 @@ def test_sigterm_to_daemon_and_child_together_is_a_clean_stop(daemon):
 
 
 def test_two_scp_processes_share_the_port_and_cover_for_each_other(daemon2, tmp_path):
-    from dicomgate.sandbox.studies import StudySpec, ct_instances, write_study
+    from dicomgate.sandbox.studies import StudySpec, ct_instances
+    from tests.support.studies import write_study
 
     files = write_study(ct_instances(StudySpec("ACC-TWO"), series=1, per_series=12),
                         tmp_path / "study")
