@@ -17,12 +17,12 @@ import structlog
 
 from ..state import Store, Task
 from ..tasks import Fatal, RetryLater
+from .repair import Ladder, Mover, Step, give_up_detail
 from .scu import PacsClient, PacsRefused, PacsUnavailable
 
 log = structlog.get_logger("dicomgate.images.retrieve")
 
 PRESENT_STATES = ("uploaded", "delivered", "purged")  # left the spool on purpose
-IMAGE_MOVE_BATCH = 200  # SOP Instance UIDs per image-level C-MOVE
 
 
 def present_sop_uids(store: Store, study_uid: str) -> set[str]:
@@ -47,10 +47,11 @@ def _size(path: str) -> int | None:
 
 class Retriever:
     def __init__(self, store: Store, pacs: PacsClient,
-                 fetch_http: Callable[[Task], str] | None = None):
+                 fetch_http: Callable[[Task], str] | None = None, queue_uploads: bool = True):
         self.store = store
         self.pacs = pacs
         self.fetch_http = fetch_http
+        self.queue_uploads = queue_uploads  # False without [upstream]: nobody would run them
 
     # -- task handler ---------------------------------------------------------------------
     def handle(self, task: Task) -> str:
@@ -105,22 +106,38 @@ class Retriever:
         missing = exp.missing(have)
         log.info("study.retrieve_started", study_uid=study_uid, expected=exp.count,
                  present=len(have), missing=exp.size(missing))
-        moved = 0
-        if missing:
-            moved += self._move(study_uid, exp, missing, whole=not have)
+        mover = Mover(self.store, self.pacs, dict(exp.classes))
+        moved, steps = 0, []
+        if missing and (not have or exp.by_series is None):  # the whole study at once
+            moved += mover.move(study_uid, "STUDY", {"StudyInstanceUID": study_uid}).completed
             missing = exp.missing(present_sop_uids(self.store, study_uid))
-        if missing:  # repair: ask again for exactly what did not arrive
+        if missing:  # ask again, ever coarser, for exactly what is not here
             log.warning("study.repairing", study_uid=study_uid, missing=exp.size(missing))
-            moved += self._move(study_uid, exp, missing, whole=False)
+            more, steps = self._repair(mover, study_uid, exp, missing)
+            moved += more
             missing = exp.missing(present_sop_uids(self.store, study_uid))
-        return self._finish(study_uid, exp, missing, moved, started)
+        return self._finish(study_uid, exp, missing, moved, started, steps)
+
+    def _repair(self, mover: Mover, study_uid: str, exp: Expected,
+                missing: Missing) -> tuple[int, list[Step]]:
+        if exp.by_series is None:  # only a count: the whole study again
+            return mover.move(study_uid, "STUDY", {"StudyInstanceUID": study_uid}).completed, []
+        assert isinstance(missing, dict)
+
+        def missing_now() -> dict[str, set[str]]:
+            now = exp.missing(present_sop_uids(self.store, study_uid))
+            assert isinstance(now, dict)
+            return now
+
+        return Ladder(mover, missing_now).run(study_uid, missing)
 
     def _expected(self, study_uid: str) -> Expected:
         """The SOP Instance UIDs by series, or only their number when the PACS refuses
         image-level queries and answers NumberOfStudyRelatedInstances."""
         try:
             by_series = self.pacs.study_instances(study_uid)
-            return Expected(by_series, sum(len(s) for s in by_series.values()))
+            return Expected(by_series, sum(len(s) for s in by_series.values()),
+                            tuple(self.pacs.sop_classes.get(study_uid, {}).items()))
         except PacsRefused as exc:
             log.warning("pacs.image_query_refused", study_uid=study_uid, error=str(exc))
             count = self.pacs.study_instance_count(study_uid)
@@ -129,42 +146,31 @@ class Retriever:
                                   "either, so completeness cannot be checked") from None
             return Expected(None, count)
 
-    def _move(self, study_uid: str, exp: Expected, missing: Missing, whole: bool) -> int:
-        if whole or exp.by_series is None:
-            return self.pacs.move("STUDY", {"StudyInstanceUID": study_uid}).completed
-        assert isinstance(missing, dict)
-        return self._move_images(study_uid, missing)
-
-    def _move_images(self, study_uid: str, missing: dict[str, set[str]]) -> int:
-        moved = 0
-        for series_uid, sops in missing.items():
-            ordered = sorted(sops)
-            for i in range(0, len(ordered), IMAGE_MOVE_BATCH):
-                batch = ordered[i:i + IMAGE_MOVE_BATCH]
-                moved += self.pacs.move("IMAGE", {"StudyInstanceUID": study_uid,
-                                                  "SeriesInstanceUID": series_uid,
-                                                  "SOPInstanceUID": batch}).completed
-        return moved
-
     def _finish(self, study_uid: str, exp: Expected, missing: Missing, moved: int,
-                started: float) -> str:
+                started: float, steps: list[Step]) -> str:
         seconds = round(time.monotonic() - started, 2)
         if missing:
             n = exp.size(missing)
             detail: dict[str, Any] = {"missing": n, "expected": exp.count, "moved": moved}
+            why = f"{n} of {exp.count} instances did not arrive after C-MOVE and repair"
             if isinstance(missing, dict):
                 detail["missing_sop_uids"] = sorted(u for s in missing.values() for u in s)[:50]
+                if steps:
+                    why = give_up_detail(steps, missing, self.pacs.where)
+            detail["repair"] = [s.as_dict() for s in steps]
+            detail["why"] = why
             self.store.instances.set_study(study_uid, state="incomplete",
                                            expected_count=exp.count, detail=detail)
             log.warning("study.incomplete", study_uid=study_uid, missing=n, expected=exp.count,
-                        moved=moved, seconds=seconds)
-            raise RetryLater(f"study {study_uid}: {n} of {exp.count} instances did not arrive "
-                             f"after C-MOVE and repair from {self.pacs.where}; will try again")
+                        moved=moved, seconds=seconds, why=why)
+            raise RetryLater(f"study {study_uid}: {why}; will try again")
         with self.store.db.tx() as c:
             self.store.instances.set_study(study_uid, state="complete", expected_count=exp.count,
                                            detail={"moved": moved, "at": time.time()}, conn=c)
-            self.store.tasks.enqueue("upload", f"study:{study_uid}", {"study_uid": study_uid},
-                                     reopen=True, study_uid=study_uid, conn=c)
+            if self.queue_uploads:
+                self.store.tasks.enqueue("upload", f"study:{study_uid}",
+                                         {"study_uid": study_uid}, reopen=True,
+                                         study_uid=study_uid, conn=c)
         log.info("study.complete", study_uid=study_uid, instances=exp.count, moved=moved,
                  seconds=seconds)
         return f"study {study_uid}: complete, {exp.count} instances, {moved} moved"
@@ -177,6 +183,7 @@ Missing = dict[str, set[str]] | int
 class Expected:
     by_series: dict[str, set[str]] | None  # None: the PACS only told us how many
     count: int
+    classes: tuple[tuple[str, str], ...] = ()  # (SOP Instance UID, SOP Class UID)
 
     def missing(self, have: set[str]) -> Missing:
         if self.by_series is None:

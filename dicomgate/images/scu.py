@@ -47,6 +47,7 @@ class PacsClient:
         self.dicom = dicom
         self.pacs = pacs
         self._patient_ids: dict[str, str] = {}  # study UID -> PatientID (Patient Root)
+        self.sop_classes: dict[str, dict[str, str]] = {}  # study UID -> {SOP UID: class}
 
     @property
     def where(self) -> str:
@@ -137,8 +138,12 @@ class PacsClient:
             if not series_uid:
                 continue
             found = self.find("IMAGE", {"StudyInstanceUID": study_uid,
-                                        "SeriesInstanceUID": series_uid, "SOPInstanceUID": ""})
+                                        "SeriesInstanceUID": series_uid, "SOPInstanceUID": "",
+                                        "SOPClassUID": ""})
             out[series_uid] = {str(d.SOPInstanceUID) for d in found if d.get("SOPInstanceUID")}
+            self.sop_classes.setdefault(study_uid, {}).update(
+                {str(d.SOPInstanceUID): str(d.get("SOPClassUID", "") or "")
+                 for d in found if d.get("SOPInstanceUID")})
         return out
 
     def study_instance_count(self, study_uid: str) -> int | None:

@@ -150,10 +150,10 @@ def test_unknown_move_destination_message(tmp_path, dcmqrscp, gw_port):
     with pytest.raises(Fatal) as err:
         retriever.handle(_task({"study_uid": spec.study_uid}))
     msg = str(err.value)
-    assert (f"PACS {PACS_AET} does not know move destination {GW_AET}: add AE {GW_AET}, "
-            f"host ") in msg
-    assert f"port {gw_port} on the PACS" in msg
-    assert "0xA801" in msg
+    assert f"PACS {PACS_AET} at 127.0.0.1:{dcmqrscp} answered 0xA801" in msg
+    assert "the Portal AET saw no association from it" in msg
+    assert f"add AE {GW_AET} (dicom.ae_title), host " in msg
+    assert f"port {gw_port} (dicom.port) as a move destination" in msg
     store.close()
 
 
