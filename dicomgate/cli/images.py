@@ -86,8 +86,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
 def _here(app: App, pacs: PacsClient, args: argparse.Namespace, progress: Progress) -> str:
     """No daemon: run our own Portal AET while the PACS sends."""
     cfg = app.config
+    uploads = cfg.upstream is not None
     scp = StorageSCP(cfg, Ingest(app.store, Spool(cfg.gateway.state_dir),
-                                 cfg.dicom.min_free_disk))
+                                 cfg.dicom.min_free_disk, queue_uploads=uploads))
     try:
         scp.start()
     except RuntimeError as exc:
@@ -96,8 +97,8 @@ def _here(app: App, pacs: PacsClient, args: argparse.Namespace, progress: Progre
 
     def work() -> None:
         try:
-            box["result"] = Retriever(app.store, pacs).run(study_uid=args.study_uid,
-                                                          accession_no=args.accession)
+            box["result"] = Retriever(app.store, pacs, queue_uploads=uploads).run(
+                study_uid=args.study_uid, accession_no=args.accession)
         except (PacsUnavailable, PacsRefused, RetryLater, Fatal) as exc:
             box["error"] = str(exc)
         except Exception as exc:  # shown as one line, never a traceback

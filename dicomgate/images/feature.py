@@ -19,7 +19,8 @@ from .spool import Spool
 def setup(app: App) -> None:
     cfg = app.config
     spool = Spool(cfg.gateway.state_dir)
-    ingest = Ingest(app.store, spool, cfg.dicom.min_free_disk)
+    uploads = cfg.upstream is not None  # else no upload task: nobody would run it
+    ingest = Ingest(app.store, spool, cfg.dicom.min_free_disk, queue_uploads=uploads)
     if allowed_calling_aets(cfg):  # in a child process: receiving gets a core of its own
         scp = ScpSupervisor(cfg, spool)
         app.add_service(scp, health=scp.health)
@@ -30,7 +31,8 @@ def setup(app: App) -> None:
     if pacs is not None:
         app.every("pacs.echo", cfg.pacs.echo_interval, EchoMonitor(app.store, pacs).run)
         app.add_health("pacs", lambda: echo_health(app.store))
-        app.handle("retrieve", Retriever(app.store, pacs, http.handle if http else None).handle)
+        app.handle("retrieve", Retriever(app.store, pacs, http.handle if http else None,
+                                         queue_uploads=uploads).handle)
     elif http is not None:
         app.handle("retrieve", http_only(http))
     app.add_status("images", lambda: status(app, spool))

@@ -74,10 +74,14 @@ def identify(path: Path) -> Identity:
 
 
 class Ingest:
-    def __init__(self, store: Store, spool: Spool, min_free_disk: int):
+    def __init__(self, store: Store, spool: Spool, min_free_disk: int,
+                 queue_uploads: bool = True):
         self.store = store
         self.spool = spool
         self.min_free_disk = min_free_disk
+        # False without [upstream]: nobody would run them (upstream queues what is waiting
+        # when it is switched on)
+        self.queue_uploads = queue_uploads
         # One thread (so one SQLite connection) records every instance, whatever thread
         # received it: association threads come and go, connections would pile up.
         self._db = ThreadPoolExecutor(1, thread_name_prefix="spool-db")
@@ -156,7 +160,7 @@ class Ingest:
                 self.spool.place(temp, final)
                 if outcome == "replaced" and old and old != str(final):
                     Path(old).unlink(missing_ok=True)
-            if outcome != "same":
+            if outcome != "same" and self.queue_uploads:
                 store.tasks.enqueue("upload", f"study:{ident.study_uid}",
                                     {"study_uid": ident.study_uid}, reopen=True,
                                     study_uid=ident.study_uid, conn=c)
