@@ -61,7 +61,7 @@ class Mover:
         except (PacsRefused, PacsUnavailable) as exc:
             partial = getattr(exc, "move_result", None)
             seen = self._seen(study_uid, started)
-            if partial is not None:
+            if partial is not None and (partial.failed or partial.failed_uids):
                 self._failed_suboperations(study_uid, level, partial, seen)
             raise explain(exc, partial, seen, self.pacs.dicom, self.pacs.where) from None
         if result.failed or result.failed_uids:
@@ -86,9 +86,13 @@ class Mover:
         log.warning("move.suboperations_failed", study_uid=study_uid, level=level,
                     status=f"0x{result.status:04X}", failed=result.failed,
                     completed=result.completed, failed_sop_uids=list(result.failed_uids[:50]))
+        only = next(iter(contexts.values())) if len(contexts) == 1 else None
         for uid in result.failed_uids:
-            sop_class = self.sop_classes.get(uid)
-            why = ours.get(uid) or contexts.get(sop_class)
+            sop_class = self.sop_classes.get(uid) or None
+            # the SOP class from C-FIND, else the one rejected context there was
+            why = ours.get(uid) or (contexts.get(sop_class) if sop_class else only)
+            if sop_class is None and why is not None:
+                sop_class = why.sop_class_uid
             reason = (f"the Portal AET: {why.reason}" if why is not None else
                       "the PACS reported it failed; the Portal AET rejected nothing for it "
                       "(see the PACS log)")
@@ -186,9 +190,11 @@ def _size(missing: Missing) -> int:
 
 def give_up_detail(steps: list[Step], missing: Missing, where: str) -> str:
     """What a person can act on when every step left instances missing."""
-    tried = "; ".join(f"{s.name}: {s.moved} moved" + (f", refused ({s.error})" if s.error
-                                                      else "") for s in steps)
+    tried = "; ".join(f"{s.name}: {s.moved} moved" + (", refused" if s.error else "")
+                      for s in steps)
+    answers = list(dict.fromkeys(s.error for s in steps if s.error))
+    said = f" Refusals: {' | '.join(answers)}." if answers else ""
     return (f"{_size(missing)} instances that {where} lists in C-FIND did not arrive at any "
-            f"C-MOVE level ({tried}). See `dicomgate study show` for each failed "
+            f"C-MOVE level ({tried}).{said} See `dicomgate study show` for each failed "
             "sub-operation and what the Portal AET rejected; if it rejected nothing, the "
             "PACS cannot read those files: check them on the PACS")

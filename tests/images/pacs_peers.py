@@ -148,3 +148,26 @@ class QrScp(Peer):
     def stop(self) -> None:
         super().stop()
         self.log.close()
+
+
+def seed_qrscp(peer: QrScp, files: list[Path]) -> None:
+    """Put files into qrscp's archive the way its own C-STORE handler does (file in its
+    instance directory, row through its db module): for objects no sender would give it,
+    such as a private SOP class."""
+    import pydicom
+    from pynetdicom.apps.qrscp.db import add_instance
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    engine = create_engine(f"sqlite:///{peer.workdir / 'instances.sqlite'}")
+    session = sessionmaker(bind=engine)()
+    try:
+        for f in files:
+            ds = pydicom.dcmread(f)
+            target = peer.workdir / "instances" / str(ds.SOPInstanceUID)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(f.read_bytes())
+            add_instance(ds, session, str(target))
+    finally:
+        session.close()
+        engine.dispose()
