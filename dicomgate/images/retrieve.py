@@ -102,8 +102,10 @@ class Retriever:
             raise RetryLater(f"{self.pacs.where} lists no instance for study {study_uid} "
                              "(yet); will ask again")
         have = present_sop_uids(self.store, study_uid)
-        self.store.instances.set_study(study_uid, state="retrieving", expected_count=exp.count)
         missing = exp.missing(have)
+        if not missing and self._already_delivered(study_uid):
+            return f"study {study_uid}: delivered, {exp.count} instances, 0 moved"
+        self.store.instances.set_study(study_uid, state="retrieving", expected_count=exp.count)
         log.info("study.retrieve_started", study_uid=study_uid, expected=exp.count,
                  present=len(have), missing=exp.size(missing))
         mover = Mover(self.store, self.pacs, dict(exp.classes))
@@ -117,6 +119,15 @@ class Retriever:
             moved += more
             missing = exp.missing(present_sop_uids(self.store, study_uid))
         return self._finish(study_uid, exp, missing, moved, started, steps)
+
+    def _already_delivered(self, study_uid: str) -> bool:
+        """Nothing is missing and the cloud has it all: leave the study as it is (pulled
+        again, it would go back to 'complete' and be uploaded again for nothing)."""
+        study = self.store.instances.study(study_uid) or {}
+        if study.get("state") != "delivered":
+            return False
+        log.info("study.already_delivered", study_uid=study_uid)
+        return True
 
     def _repair(self, mover: Mover, study_uid: str, exp: Expected,
                 missing: Missing) -> tuple[int, list[Step]]:
