@@ -52,18 +52,30 @@ class Mover:
     store: Store
     pacs: PacsClient
     sop_classes: dict[str, str] = field(default_factory=dict)  # SOP UID -> SOP class
+    progress: Callable[[str, int, int], None] | None = None  # (study, held, expected)
+    held: int = 0  # instances present before the first move
+    expected: int = 0
+    moved: int = 0  # completed sub-operations so far
+
+    def _told(self, study_uid: str) -> Callable[[int, int], None] | None:
+        """The C-MOVE's pending responses (completed, remaining) as study progress."""
+        if self.progress is None:
+            return None
+        tell, base = self.progress, self.held + self.moved
+        return lambda completed, _remaining: tell(study_uid, base + completed, self.expected)
 
     def move(self, study_uid: str, level: str, keys: dict[str, str | list[str]]
              ) -> MoveResult:
         started = time.time()
         try:
-            result = self.pacs.move(level, keys)
+            result = self.pacs.move(level, keys, self._told(study_uid))
         except (PacsRefused, PacsUnavailable) as exc:
             partial = getattr(exc, "move_result", None)
             seen = self._seen(study_uid, started)
             if partial is not None and (partial.failed or partial.failed_uids):
                 self._failed_suboperations(study_uid, level, partial, seen)
             raise explain(exc, partial, seen, self.pacs.dicom, self.pacs.where) from None
+        self.moved += result.completed
         if result.failed or result.failed_uids:
             self._failed_suboperations(study_uid, level, result,
                                        self._seen(study_uid, started))

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from ..state import Store, Task
+from ..state.kinds import Upload
 from ..tasks import Fatal, RetryLater
 from .repair import Ladder, Mover, Step, give_up_detail
 from .scu import PacsClient, PacsRefused, PacsUnavailable
@@ -23,6 +24,9 @@ from .scu import PacsClient, PacsRefused, PacsUnavailable
 log = structlog.get_logger("dicomgate.images.retrieve")
 
 PRESENT_STATES = ("uploaded", "delivered", "purged")  # left the spool on purpose
+
+# Told as the PACS reports C-MOVE sub-operations: (study_uid, instances held, expected).
+MoveProgress = Callable[[str, int, int], None]
 
 
 def present_sop_uids(store: Store, study_uid: str) -> set[str]:
@@ -47,10 +51,12 @@ def _size(path: str) -> int | None:
 
 class Retriever:
     def __init__(self, store: Store, pacs: PacsClient,
-                 fetch_http: Callable[[Task], str] | None = None, queue_uploads: bool = True):
+                 fetch_http: Callable[[Task], str] | None = None,
+                 progress: MoveProgress | None = None, queue_uploads: bool = True):
         self.store = store
         self.pacs = pacs
         self.fetch_http = fetch_http
+        self.progress = progress
         self.queue_uploads = queue_uploads  # False without [upstream]: nobody would run them
 
     # -- task handler ---------------------------------------------------------------------
@@ -108,7 +114,8 @@ class Retriever:
         self.store.instances.set_study(study_uid, state="retrieving", expected_count=exp.count)
         log.info("study.retrieve_started", study_uid=study_uid, expected=exp.count,
                  present=len(have), missing=exp.size(missing))
-        mover = Mover(self.store, self.pacs, dict(exp.classes))
+        mover = Mover(self.store, self.pacs, dict(exp.classes), self.progress,
+                      held=exp.count - exp.size(missing), expected=exp.count)
         moved, steps = 0, []
         if missing and (not have or exp.by_series is None):  # the whole study at once
             moved += mover.move(study_uid, "STUDY", {"StudyInstanceUID": study_uid}).completed
@@ -179,9 +186,8 @@ class Retriever:
             self.store.instances.set_study(study_uid, state="complete", expected_count=exp.count,
                                            detail={"moved": moved, "at": time.time()}, conn=c)
             if self.queue_uploads:
-                self.store.tasks.enqueue("upload", f"study:{study_uid}",
-                                         {"study_uid": study_uid}, reopen=True,
-                                         study_uid=study_uid, conn=c)
+                self.store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid,
+                                         conn=c)
         log.info("study.complete", study_uid=study_uid, instances=exp.count, moved=moved,
                  seconds=seconds)
         return f"study {study_uid}: complete, {exp.count} instances, {moved} moved"
