@@ -6,47 +6,30 @@ retry can cure (no association, timeout, abort), PacsRefused for what needs a pe
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, Association
-from pynetdicom.sop_class import (
-    StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelMove,
-    Verification,
-)
+from pynetdicom import Association
 
 from ..config import DicomConfig, PacsConfig
 from .move_watch import Activity, MoveWatch
+from .qr_association import (
+    PATIENT_ROOT,
+    Associator,
+    Model,
+    PacsRefused,
+    PacsUnavailable,
+    this_host,
+)
 
-
-class PacsUnavailable(Exception):
-    """The PACS did not answer or dropped us: retry later."""
-
-
-class PacsRefused(Exception):
-    """The PACS answered with a failure that retrying will not cure."""
+__all__ = ["MoveResult", "PacsClient", "PacsRefused", "PacsUnavailable", "this_host"]
 
 
 class MoveStalled(PacsUnavailable):
     """No C-MOVE response and no instance received for pacs.timeout: we abandoned it."""
-
-
-class MoveFailed(PacsRefused):
-    """A C-MOVE ended with a failure status. Whose fault it is (the PACS's, or our own
-    SCP's refusals and crashes meanwhile) is decided by the retriever, which knows what
-    our side saw (move_outcome.py); `hint` is the guess for when nothing on our side
-    explains it."""
-
-    def __init__(self, text: str, result: MoveResult, hint: str = ""):
-        super().__init__(text + hint)
-        self.text = text
-        self.result = result
-        self.hint = hint
 
 
 @dataclass(frozen=True)
@@ -55,75 +38,65 @@ class MoveResult:
     failed: int
     warning: int
     status: int
+    failed_uids: tuple[str, ...] = ()  # Failed SOP Instance UID List of the final response
 
 
-def this_host(bind: str = "0.0.0.0") -> str:
-    """The address to give the PACS for us: the bind address, else this host's name/IP."""
-    if bind not in ("0.0.0.0", "::", ""):
-        return bind
-    name = socket.gethostname()
-    try:
-        addr = socket.gethostbyname(name)
-    except OSError:
-        return name
-    return name if addr.startswith("127.") else addr
+def _with_result(exc: Exception, result: MoveResult) -> Exception:
+    """Attach the final C-MOVE response to the exception (the retriever explains it)."""
+    exc.move_result = result  # type: ignore[attr-defined]
+    return exc
 
 
 class PacsClient:
     def __init__(self, dicom: DicomConfig, pacs: PacsConfig):
         self.dicom = dicom
         self.pacs = pacs
+        self._patient_ids: dict[str, str] = {}  # study UID -> PatientID (Patient Root)
+        self.sop_classes: dict[str, dict[str, str]] = {}  # study UID -> {SOP UID: class}
 
     @property
     def where(self) -> str:
         return f"PACS {self.pacs.ae_title} at {self.pacs.host}:{self.pacs.port}"
 
     @contextmanager
-    def _association(self, context: str, dimse_timeout: float) -> Iterator[Association]:
-        ae = AE(ae_title=self.dicom.ae_title)
-        ae.add_requested_context(context)
-        ae.acse_timeout = ae.network_timeout = self.pacs.timeout
-        ae.connection_timeout = self.pacs.timeout
-        ae.dimse_timeout = dimse_timeout
-        t0 = time.monotonic()
-        assoc = ae.associate(self.pacs.host, self.pacs.port, ae_title=self.pacs.ae_title)
-        if not assoc.is_established:
-            raise PacsUnavailable(self._why_not(assoc, time.monotonic() - t0))
+    def _association(self, service: str, dimse_timeout: float
+                     ) -> Iterator[tuple[Association, Model | None]]:
+        assoc, model = Associator(self.dicom, self.pacs).open(service, dimse_timeout)
         try:
-            yield assoc
+            yield assoc, model
         finally:
             if assoc.is_established:
                 assoc.release()
 
-    def _why_not(self, assoc: Association, waited: float = 0.0) -> str:
-        if assoc.is_rejected:
-            rsp = assoc.acceptor.primitive
-            reason = getattr(rsp, "reason_str", "no reason given")
-            me = self.dicom.ae_title
-            return (f"{self.where} rejected the association from {me} ({reason}): the PACS "
-                    f"must know AE {me} (host {this_host(self.dicom.bind)}, port "
-                    f"{self.dicom.port}) and allow it C-ECHO, C-FIND and C-MOVE")
-        try:  # pynetdicom reports a refused connection as an abort: tell them apart
-            socket.create_connection((self.pacs.host, self.pacs.port),
-                                     timeout=self.pacs.timeout).close()
-        except OSError as exc:
-            return (f"{self.where} did not answer: {exc.strerror or exc} (check pacs.host, "
-                    "pacs.port, the network, and that the PACS DICOM service runs)")
-        if assoc.is_aborted and waited >= self.pacs.timeout - 0.5:
-            # pynetdicom aborts by itself when the answer does not come in time
-            return (f"{self.where} accepted the connection but did not answer the "
-                    f"association request within {self.pacs.timeout:g}s (pacs.timeout): we "
-                    "gave up; its DICOM service may be hung")
-        if assoc.is_aborted:
-            return f"{self.where} aborted the association after {waited:.1f}s"
-        return (f"{self.where} did not answer within {self.pacs.timeout:g}s (check pacs.host, "
-                "pacs.port, the network, and that the PACS DICOM service runs)")
+    def _identifier(self, model: Model | None, level: str, keys: dict[str, str | list[str]],
+                    patient_needed: bool) -> Dataset:
+        """The request identifier. Patient Root is hierarchical from the patient: below
+        PATIENT level (and for every C-MOVE) the identifier carries the PatientID."""
+        query = Dataset()
+        query.QueryRetrieveLevel = level
+        if model is PATIENT_ROOT and "PatientID" not in keys:
+            uid = keys.get("StudyInstanceUID")
+            query.PatientID = (self._patient_id(uid) if patient_needed and isinstance(uid, str)
+                               else "")
+        for k, v in keys.items():
+            setattr(query, k, v)
+        return query
+
+    def _patient_id(self, study_uid: str) -> str:
+        if study_uid not in self._patient_ids:
+            self.find("STUDY", {"StudyInstanceUID": study_uid, "PatientID": ""})
+        return self._patient_ids.get(study_uid, "")
+
+    def _remember_patient(self, ident: Dataset) -> None:
+        uid, pid = ident.get("StudyInstanceUID"), ident.get("PatientID")
+        if uid and pid not in (None, ""):
+            self._patient_ids[str(uid)] = str(pid)
 
     # -- C-ECHO ---------------------------------------------------------------------------
     def echo(self) -> float:
         """Round trip in seconds, association included."""
         t0 = time.monotonic()
-        with self._association(Verification, self.pacs.timeout) as assoc:
+        with self._association("echo", self.pacs.timeout) as (assoc, _model):
             status = assoc.send_c_echo()
             if not status or "Status" not in status:
                 raise PacsUnavailable(f"{self.where} sent no C-ECHO response")
@@ -134,14 +107,11 @@ class PacsClient:
 
     # -- C-FIND ---------------------------------------------------------------------------
     def find(self, level: str, keys: dict[str, str]) -> list[Dataset]:
-        query = Dataset()
-        query.QueryRetrieveLevel = level
-        for k, v in keys.items():
-            setattr(query, k, v)
         out: list[Dataset] = []
-        model = StudyRootQueryRetrieveInformationModelFind
-        with self._association(model, self.pacs.timeout) as assoc:
-            for status, ident in assoc.send_c_find(query, model):
+        with self._association("find", self.pacs.timeout) as (assoc, model):
+            assert model is not None
+            query = self._identifier(model, level, keys, patient_needed=level != "STUDY")
+            for status, ident in assoc.send_c_find(query, model.find):
                 if not status or "Status" not in status:
                     raise PacsUnavailable(f"{self.where} stopped answering the {level}-level "
                                           "C-FIND (timeout or abort)")
@@ -149,6 +119,7 @@ class PacsClient:
                 if code in (0xFF00, 0xFF01):
                     if ident is not None:
                         out.append(ident)
+                        self._remember_patient(ident)
                 elif code == 0x0000:
                     break
                 else:
@@ -157,7 +128,8 @@ class PacsClient:
         return out
 
     def studies_of_accession(self, accession: str) -> list[str]:
-        found = self.find("STUDY", {"AccessionNumber": accession, "StudyInstanceUID": ""})
+        found = self.find("STUDY", {"AccessionNumber": accession, "StudyInstanceUID": "",
+                                    "PatientID": ""})
         return sorted({str(d.StudyInstanceUID) for d in found
                        if d.get("StudyInstanceUID")})
 
@@ -171,12 +143,16 @@ class PacsClient:
             if not series_uid:
                 continue
             found = self.find("IMAGE", {"StudyInstanceUID": study_uid,
-                                        "SeriesInstanceUID": series_uid, "SOPInstanceUID": ""})
+                                        "SeriesInstanceUID": series_uid, "SOPInstanceUID": "",
+                                        "SOPClassUID": ""})
             out[series_uid] = {str(d.SOPInstanceUID) for d in found if d.get("SOPInstanceUID")}
+            self.sop_classes.setdefault(study_uid, {}).update(
+                {str(d.SOPInstanceUID): str(d.get("SOPClassUID", "") or "")
+                 for d in found if d.get("SOPInstanceUID")})
         return out
 
     def study_instance_count(self, study_uid: str) -> int | None:
-        found = self.find("STUDY", {"StudyInstanceUID": study_uid,
+        found = self.find("STUDY", {"StudyInstanceUID": study_uid, "PatientID": "",
                                     "NumberOfStudyRelatedInstances": ""})
         for d in found:
             n = d.get("NumberOfStudyRelatedInstances")
@@ -192,15 +168,13 @@ class PacsClient:
 
         Abandoned (MoveStalled) when neither a response nor an instance (`activity`: the
         time the newest one landed) comes for pacs.timeout."""
-        query = Dataset()
-        query.QueryRetrieveLevel = level
-        for k, v in keys.items():
-            setattr(query, k, v)
-        model = StudyRootQueryRetrieveInformationModelMove
         final: Dataset | None = None
-        with self._association(model, self.pacs.move_timeout) as assoc, \
+        final_ident: Dataset | None = None
+        with self._association("move", self.pacs.move_timeout) as (assoc, model), \
                 MoveWatch(self.pacs.timeout, lambda: _abandon(assoc), activity) as watch:
-            for status, _ident in assoc.send_c_move(query, self.dicom.ae_title, model):
+            assert model is not None
+            query = self._identifier(model, level, keys, patient_needed=True)
+            for status, ident in assoc.send_c_move(query, self.dicom.ae_title, model.move):
                 if not status or "Status" not in status:
                     raise self._move_interrupted(watch)
                 watch.responded()
@@ -209,36 +183,36 @@ class PacsClient:
                         progress(int(status.get("NumberOfCompletedSuboperations", 0) or 0),
                                  int(status.get("NumberOfRemainingSuboperations", 0) or 0))
                     continue
-                final = status
+                final, final_ident = status, ident
                 break
         if final is None:
             raise PacsUnavailable(f"{self.where} ended the C-MOVE without a final status")
         code = int(final.Status)
         result = MoveResult(int(final.get("NumberOfCompletedSuboperations", 0) or 0),
                             int(final.get("NumberOfFailedSuboperations", 0) or 0),
-                            int(final.get("NumberOfWarningSuboperations", 0) or 0), code)
+                            int(final.get("NumberOfWarningSuboperations", 0) or 0), code,
+                            _failed_uids(final_ident))
         if code in (0x0000, 0xB000):
             return result
         if code == 0xA801:
             me = self.dicom.ae_title
-            raise PacsRefused(
+            raise _with_result(PacsRefused(
                 f"PACS {self.pacs.ae_title} does not know move destination {me}: add AE "
                 f"{me}, host {this_host(self.dicom.bind)}, port {self.dicom.port} on the PACS "
-                "(status 0xA801)")
-        if code == 0xFE00:
-            raise PacsUnavailable(f"{self.where} cancelled the C-MOVE")
-        counts = (f"{result.completed} sub-operations completed, {result.failed} failed, "
-                  f"{result.warning} with warnings")
+                "(status 0xA801)"), result)
         if code in (0xA701, 0xA702, 0xA700):
-            raise MoveFailed(f"{self.where} ended the C-MOVE out of resources "
-                             f"({_status_text(code, final)}; {counts})", result)
+            raise _with_result(PacsUnavailable(
+                f"{self.where} is out of resources for the C-MOVE "
+                f"({_status_text(code, final)})"), result)
+        if code == 0xFE00:
+            raise _with_result(PacsUnavailable(f"{self.where} cancelled the C-MOVE"), result)
         hint = ""
         if result.completed == 0 and code & 0xF000 == 0xC000:  # Orthanc says 0xC000 for it
             hint = (f"; if the PACS log says destination {self.dicom.ae_title} is unknown, add "
                     f"AE {self.dicom.ae_title}, host {this_host(self.dicom.bind)}, port "
                     f"{self.dicom.port} on the PACS")
-        raise MoveFailed(f"{self.where} ended the C-MOVE with a failure: "
-                         f"{_status_text(code, final)} ({counts})", result, hint)
+        raise _with_result(PacsRefused(
+            f"{self.where} refused the C-MOVE: {_status_text(code, final)}{hint}"), result)
 
     def _move_interrupted(self, watch: MoveWatch) -> PacsUnavailable:
         """Why the C-MOVE has no response: we abandoned it, it timed out, or it dropped."""
@@ -253,6 +227,16 @@ class PacsClient:
         return PacsUnavailable(f"{self.where} dropped the association during the C-MOVE "
                                f"{quiet:.0f}s after its last response (its DICOM service "
                                "stopped or restarted, or the network failed)")
+
+
+def _failed_uids(ident: Dataset | None) -> tuple[str, ...]:
+    """The final response's Failed SOP Instance UID List (one UID or several)."""
+    value = ident.get("FailedSOPInstanceUIDList") if ident is not None else None
+    if not value:
+        return ()
+    if isinstance(value, str):
+        return tuple(u for u in value.split("\\") if u)
+    return tuple(str(u) for u in value)
 
 
 def _abandon(assoc: Association) -> None:

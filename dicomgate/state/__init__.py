@@ -8,11 +8,11 @@ from .audit import AuditStore
 from .db import Database, StateError
 from .deletions import DeletionStore
 from .delivery import DeliveryStore
+from .dicom_events import DicomEvent, DicomEventStore
 from .exams import ExamStore
 from .instances import InstanceRow, InstanceStore
 from .jobs import JobStore, KeyValueStore
 from .overview import OverviewStore
-from .scp_events import ScpEvent, ScpEventStore
 from .sessions import SessionStore
 from .tasks import ACTIVE, FINISHED, STATES, Enqueued, Task, TaskStore
 
@@ -28,15 +28,15 @@ class Store:
         self.facts = KeyValueStore(self.db, "kv")
         self.audit = AuditStore(self.db)
         self.instances = InstanceStore(self.db)
+        self.dicom_events = DicomEventStore(self.db)
         self.overview = OverviewStore(self.db)
         self.exams = ExamStore(self.db)
         self.sessions, self.deletions = SessionStore(self.db), DeletionStore(self.db)
         self.delivery = DeliveryStore(self.db)
-        self.scp_events = ScpEventStore(self.db)
 
     def close(self) -> None:
         self.db.close()
 
 
-__all__ = ["ACTIVE", "FINISHED", "STATES", "Enqueued", "InstanceRow", "InstanceStore",
-           "ScpEvent", "StateError", "Store", "Task", "TaskStore"]
+__all__ = ["ACTIVE", "FINISHED", "STATES", "DicomEvent", "DicomEventStore", "Enqueued",
+           "InstanceRow", "InstanceStore", "StateError", "Store", "Task", "TaskStore"]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from images_helpers import GW_AET, start_gateway, write_config
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, _config
 from pynetdicom.sop_class import CTImageStorage, Verification
 from structlog.testing import capture_logs
@@ -20,7 +21,9 @@ from dicomgate.sandbox.studies import StudySpec, ct_instances
 
 def _associate(gw, calling: str = "MODALITY1", called: str = GW_AET):
     ae = AE(ae_title=calling)
-    ae.add_requested_context(CTImageStorage)
+    # explicit first: the Portal AET takes the sender's first syntax, and the chunked send
+    # of a file as it is needs its own (explicit) syntax
+    ae.add_requested_context(CTImageStorage, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
     ae.add_requested_context(Verification)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
     return ae.associate("127.0.0.1", gw.config.dicom.port, ae_title=called)
