@@ -52,5 +52,6 @@ def test_one_quarantined_instance_does_not_block_the_others(pacs, gateway):
     study = gateway.store.instances.study(spec.study_uid)
     assert study["state"] == "complete" and study["expected_count"] == 5
     upload = gateway.store.tasks.find("upload", f"study:{spec.study_uid}")
-    assert upload is not None and upload.state == "pending"
+    if gateway.retriever.queue_uploads:  # with [upstream]: the 5 good ones go on their way
+        assert upload is not None and upload.state == "pending"
     assert gateway.spool.quarantined() >= 1
