@@ -255,8 +255,9 @@ class Retriever:
                                          conn=c)
         log.error("study.instances_quarantined", study_uid=study_uid, delivered=good,
                   quarantined=sorted(quarantined))
-        raise Fatal(f"study {study_uid}: {good} of {exp.count} instances retrieved and "
-                    f"queued for upload; {len(quarantined)} could not be stored and are in "
+        queued = " and queued for upload" if self.queue_uploads else ""
+        raise Fatal(f"study {study_uid}: {good} of {exp.count} instances retrieved{queued}; "
+                    f"{len(quarantined)} could not be stored and are in "
                     f"the quarantine dir ({_quarantine_text(quarantined)}): have the PACS "
                     "correct them, then `dicomgate tasks retry` this task")
 

@@ -5,7 +5,7 @@ the study is complete, and a study the cloud already holds counts as done (exit 
 from __future__ import annotations
 
 import pytest
-from images_helpers import write_config
+from images_helpers import images_config
 
 from dicomgate.cli import main
 from dicomgate.config.load import load
@@ -31,7 +31,7 @@ def test_pull_exits_0_for_a_delivered_study(tmp_path, pacs, gw_port, cloud, caps
     spec = StudySpec(accession="DLV1")
     for d in ct_instances(spec, series=1, per_series=3):
         pacs.upload(d)
-    cfg = write_config(tmp_path / "up.toml", state_dir=tmp_path / "state", port=gw_port,
+    cfg = images_config(tmp_path / "up.toml", state_dir=tmp_path / "state", port=gw_port,
                        pacs_port=pacs.dicom_port, extra=_upstream(cloud))
     assert main(["--config", str(cfg), "pull", "--study-uid", spec.study_uid]) == 0
     store = Store(load(cfg).gateway.db_path)
@@ -53,7 +53,7 @@ def test_uploads_queued_when_upstream_is_switched_on(tmp_path, pacs, gw_port):
     spec = StudySpec(accession="DLV2")
     for d in ct_instances(spec, series=1, per_series=2):
         pacs.upload(d)
-    cfg = write_config(tmp_path / "off.toml", state_dir=tmp_path / "state", port=gw_port,
+    cfg = images_config(tmp_path / "off.toml", state_dir=tmp_path / "state", port=gw_port,
                        pacs_port=pacs.dicom_port)
     assert main(["--config", str(cfg), "pull", "--study-uid", spec.study_uid]) == 0
     store = Store(load(cfg).gateway.db_path)

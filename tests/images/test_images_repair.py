@@ -7,22 +7,23 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from images_helpers import GW_AET, PACS_AET, start_gateway, write_config
+from images_helpers import GW_AET, PACS_AET, images_config, start_gateway
 from pacs_peers import QrScp, seed_qrscp
 from study_only_pacs import StudyOnlyPacs
 
 from dicomgate.config.load import load
 from dicomgate.images.retrieve import present_sop_uids
 from dicomgate.sandbox.orthanc import free_port
-from dicomgate.sandbox.studies import StudySpec, ct_instances, sop_uid_of, write_study
+from dicomgate.sandbox.studies import StudySpec, ct_instances, sop_uid_of
 from dicomgate.tasks import Fatal, RetryLater
 from tests.support import run_cli
+from tests.support.studies import write_study
 
 PRIVATE_CLASS = "1.3.12.2.1107.5.9.1"  # Siemens CSA Non-Image Storage: private
 
 
 def _config(tmp_path: Path, gw_port: int, pacs_port: int, pacs_aet: str = PACS_AET) -> Path:
-    cfg = write_config(tmp_path / "gw.toml", state_dir=tmp_path / "state", port=gw_port,
+    cfg = images_config(tmp_path / "gw.toml", state_dir=tmp_path / "state", port=gw_port,
                        pacs_port=pacs_port)
     if pacs_aet != PACS_AET:
         cfg.write_text(cfg.read_text().replace(f'ae_title = "{PACS_AET}"',
