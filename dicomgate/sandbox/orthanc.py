@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import subprocess
 import time
@@ -26,7 +27,21 @@ class SandboxError(Exception):
     pass
 
 
+# Listening ports are picked below the kernel's ephemeral range (32768-60999 by default):
+# a port picked inside it is often taken by some outgoing connection before the server
+# binds it, on a machine running many tests at once.
+LISTEN_PORTS = (20000, 32000)
+
+
 def free_port() -> int:
+    for _ in range(200):
+        port = random.randrange(*LISTEN_PORTS)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
