@@ -27,7 +27,8 @@ STALE_TEMP_AGE = 3600.0  # a temp file nobody wrote to for this long was left by
 def setup(app: App) -> None:
     cfg = app.config
     spool = Spool(cfg.gateway.state_dir)
-    ingest = Ingest(app.store, spool, cfg.dicom.min_free_disk)
+    uploads = cfg.upstream is not None  # else no upload task: nobody would run it
+    ingest = Ingest(app.store, spool, cfg.dicom.min_free_disk, queue_uploads=uploads)
     if allowed_calling_aets(cfg):  # in a child process: receiving gets a core of its own
         scp = ScpPool(cfg, spool, app.store)
         app.add_service(scp, health=scp.health)
@@ -40,7 +41,8 @@ def setup(app: App) -> None:
         app.add_health("pacs", lambda: echo_health(app.store) or stall_health(app.store))
         app.lane("retrieve", cfg.pacs.max_associations)
         retriever = Retriever(app.store, pacs, http.handle if http else None,
-                              room=ingest.has_room, min_free_disk=cfg.dicom.min_free_disk,
+                              queue_uploads=uploads, room=ingest.has_room,
+                              min_free_disk=cfg.dicom.min_free_disk,
                               pacs_down_wait=cfg.tasks.backoff_max)
         app.handle(Retrieve, retriever.handle, lane="retrieve")
     elif http is not None:

@@ -75,26 +75,20 @@ def identify(path: Path) -> Identity:
 
 
 class Ingest:
-    def __init__(self, store: Store, spool: Spool, min_free_disk: int):
+    def __init__(self, store: Store, spool: Spool, min_free_disk: int,
+                 queue_uploads: bool = True):
         self.store = store
         self.spool = spool
         self.min_free_disk = min_free_disk
+        # False without [upstream]: nobody would run them (upstream queues what is waiting
+        # when it is switched on)
+        self.queue_uploads = queue_uploads
         # One thread (so one SQLite connection) records every instance, whatever thread
         # received it: association threads come and go, connections would pile up.
         self._db = ThreadPoolExecutor(1, thread_name_prefix="spool-db")
 
     def close(self) -> None:
         self._db.shutdown(wait=True)
-
-    def remember(self, cause: str, reason: str, **context: str | None) -> None:
-        """Keep what our SCP refused or failed (state: scp_events), so that the retrieve
-        whose C-MOVE then fails knows the cause was ours. Never fails the caller."""
-        try:
-            self._db.submit(self.store.scp_events.add, cause, reason,
-                            **context).result(timeout=5)
-        except Exception as exc:  # the disk may be full: the log line still says it
-            log.warning("scp.event_not_recorded", cause=cause,
-                        error=f"{type(exc).__name__}: {exc}")
 
     def note(self, kind: str, reason: str, **fields: object) -> None:
         """Record a DICOM event (state/dicom_events.py) from any association thread;
@@ -167,7 +161,7 @@ class Ingest:
                 self.spool.place(temp, final)
                 if outcome == "replaced" and old and old != str(final):
                     Path(old).unlink(missing_ok=True)
-            if outcome != "same":
+            if outcome != "same" and self.queue_uploads:
                 store.tasks.enqueue(Upload(ident.study_uid), reopen=True,
                                     study_uid=ident.study_uid, conn=c)
         if outcome == "replaced":

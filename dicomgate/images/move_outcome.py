@@ -1,10 +1,13 @@
-"""Why a C-MOVE failed, decided from what dicomgate saw itself.
+"""Why a C-MOVE failed, decided from what dicomgate saw itself, and what the retrieve does
+about it (issue 14).
 
 A PACS ends a C-MOVE with a failure status (Orthanc: 0xC000) whenever a sub-operation
-failed, whoever caused it. When our own Portal AET refused an instance (disk floor), could
-not store it (bad instance, quarantined) or its process died during the C-MOVE, the PACS is
-not to blame: the retrieve waits or retries with our reason. Only a failure nothing on our
-side explains is the PACS's refusal (and only one with nothing delivered is for a person).
+failed, whoever caused it. When our own Portal AET refused an instance (disk floor, 0xA700),
+could not store it (a bad instance, quarantined, 0xC000) or failed (0x0110), or its process
+died during the C-MOVE, the PACS is not to blame: the retrieve waits or retries with our
+reason, and only what a person must fix (a bad instance) ends dead, after the rest of the
+study was fetched. The Portal AET records those events (state/dicom_events.py); the repair
+ladder's Mover hands failed C-MOVEs here before move_diagnosis blames the PACS.
 """
 
 from __future__ import annotations
@@ -12,52 +15,99 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from ..state import ScpEvent, Store
-from .scu import MoveFailed
+from ..state import DicomEvent, Store
+from ..tasks import RetryLater, WaitFor
 
-# Our SCP notes an event a moment after it answered; the PACS's final status may be faster.
+# The Portal AET records an event a moment after it answered; the PACS may be faster.
 EVENT_GRACE = 1.0
+DISK_RECHECK = 10.0  # a retrieve waiting for free space looks again this often
+SCP_RESTART_WAIT = 5.0  # our SCP process died mid C-MOVE: it is back within seconds
+
+CAUSE_TEXT = {"out_of_space": "our Portal AET refused instances (0xA700, disk floor)",
+              "quarantined": "our Portal AET could not store instances (quarantined)",
+              "failed": "our Portal AET failed to store instances (0x0110)",
+              "process_died": "our Portal AET's process died"}
+
+
+def cause_of(event: DicomEvent) -> str | None:
+    if event.kind == "scp_process_died":
+        return "process_died"
+    if event.kind != "store_refused":
+        return None
+    return {"0xA700": "out_of_space", "0xC000": "quarantined"}.get(event.status or "",
+                                                                     "failed")
+
+
+class OurSide(Exception):
+    """A C-MOVE failed because of our side (disk floor, SCP process died): asking the PACS
+    again, at any level, would fail the same way until that recovers."""
+
+    def __init__(self, message: str, cause: str):
+        super().__init__(message)
+        self.cause = cause
 
 
 @dataclass
 class MoveVerdicts:
-    """What the failed C-MOVEs of one retrieve run came to."""
+    """Our side's causes behind the failed C-MOVEs of one retrieve run."""
 
-    ours: list[ScpEvent] = field(default_factory=list)  # our side's causes
-    pacs: list[MoveFailed] = field(default_factory=list)  # failures nothing of ours explains
+    ours: list[tuple[str, DicomEvent]] = field(default_factory=list)
 
-    def add(self, store: Store, exc: MoveFailed, started: float) -> None:
-        events = _ours(store, started)
-        if not events:
+    def absorb(self, store: Store, started: float) -> bool:
+        """A C-MOVE started at `started` just ended with a failure status: True (and the
+        causes kept) when our side explains it."""
+        found = self._ours(store, started)
+        if not found:
             time.sleep(EVENT_GRACE)
-            events = _ours(store, started)
-        if events:
-            self.ours.extend(e for e in events if e not in self.ours)
-        else:
-            self.pacs.append(exc)
+            found = self._ours(store, started)
+        known = {e.id for _, e in self.ours}
+        self.ours.extend((c, e) for c, e in found if e.id not in known)
+        return bool(found)
 
-    def quarantined(self) -> dict[str, str]:
-        return {e.sop_uid: e.reason for e in self.ours
-                if e.cause == "quarantined" and e.sop_uid}
+    @staticmethod
+    def _ours(store: Store, started: float) -> list[tuple[str, DicomEvent]]:
+        out = []
+        for e in store.dicom_events.since(started - 0.5, ("store_refused", "scp_process_died")):
+            cause = cause_of(e)
+            if cause is not None:
+                out.append((cause, e))
+        return out
 
     def causes(self) -> set[str]:
-        return {e.cause for e in self.ours}
+        return {c for c, _ in self.ours}
 
-    def our_reason(self) -> str:
-        """One line per cause, the latest instance of each, for the task's error."""
-        latest: dict[str, ScpEvent] = {}
-        for e in self.ours:
-            latest[e.cause] = e
-        parts = []
-        for cause, e in latest.items():
-            n = sum(1 for x in self.ours if x.cause == cause)
-            what = {"out_of_space": "our storage SCP refused instances (0xA700)",
-                    "quarantined": "our storage SCP could not store instances (quarantined)",
-                    "failed": "our storage SCP failed to store instances",
-                    "process_died": "our storage SCP process died"}.get(cause, cause)
-            parts.append(f"{what}: {e.reason}" + (f" ({n} times)" if n > 1 else ""))
-        return "; ".join(parts)
+    def quarantined(self) -> dict[str, str]:
+        return {e.sop_uid: e.reason for c, e in self.ours if c == "quarantined" and e.sop_uid}
+
+    def reason(self) -> str:
+        """One clause per cause (its latest event), for the task's error."""
+        latest: dict[str, DicomEvent] = {}
+        counts: dict[str, int] = {}
+        for c, e in self.ours:
+            latest[c] = e
+            counts[c] = counts.get(c, 0) + 1
+        return "; ".join(f"{CAUSE_TEXT.get(c, c)}: {e.reason}"
+                         + (f" ({counts[c]} times)" if counts[c] > 1 else "")
+                         for c, e in latest.items())
+
+    def stop_if_pointless(self) -> None:
+        """Asking again cannot work until our side recovers: end the run (OurSide)."""
+        causes = self.causes()
+        for cause in ("out_of_space", "process_died"):
+            if cause in causes:
+                raise OurSide(self.reason(), cause)
+
+    def explain_missing(self, study_uid: str, n: int, expected: int) -> None:
+        """Instances still missing after the run and our side failed some: retry, with
+        our reason (never the PACS's AE registration)."""
+        if self.ours:
+            raise RetryLater(f"study {study_uid}: {n} of {expected} instances missing "
+                             f"because {self.reason()}; retrying")
 
 
-def _ours(store: Store, started: float) -> list[ScpEvent]:
-    return store.scp_events.between(started - 0.5, time.time() + 0.5)
+def wait_for_our_side(study_uid: str | None, exc: OurSide) -> WaitFor:
+    if exc.cause == "out_of_space":
+        return WaitFor(f"study {study_uid}: C-MOVE failed because {exc}; the retrieve resumes "
+                       "once space is freed", "disk space", after=DISK_RECHECK)
+    return WaitFor(f"study {study_uid}: C-MOVE failed because {exc}; retrying",
+                   "storage SCP", after=SCP_RESTART_WAIT)

@@ -16,6 +16,9 @@ longer has what they rely on; the SCP logs `pynetdicom.tuning_unavailable` at st
 - Subclass: the threaded association server bound with SO_REUSEPORT (SharedPortServer), for
   several Portal AET processes on one port.
 - pydicom's value validation off in the Portal AET process (skip_value_validation).
+
+Negotiation (the sender's syntax order, the bounded PDU, rejected contexts recorded) uses
+public API only (EVT_REQUESTED, `acceptor.supported_contexts`) and lives in negotiation.py.
 """
 
 from __future__ import annotations

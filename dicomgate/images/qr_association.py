@@ -98,13 +98,13 @@ class Associator:
         ae.connection_timeout = self.pacs.timeout
         ae.dimse_timeout = dimse_timeout
         seen = Seen()
-        t0 = time.monotonic()
+        started = time.monotonic()
         assoc = ae.associate(self.pacs.host, self.pacs.port, ae_title=self.pacs.ae_title,
                              evt_handlers=[(evt.EVT_PDU_RECV, _catch_rejection(seen)),
                                            (evt.EVT_ACCEPTED, _catch_contexts(seen)),
                                            (evt.EVT_CONN_OPEN, _no_delay)])
         if not assoc.is_established:
-            raise self.failure(assoc, seen, service, time.monotonic() - t0)
+            raise self.failure(assoc, seen, service, time.monotonic() - started)
         model = model_of(assoc, service) if service != "echo" else None
         if service != "echo" and model is None:
             assoc.release()
@@ -126,11 +126,11 @@ class Associator:
                 f"{self.where} did not answer: {exc.strerror or exc} (check pacs.host and "
                 "pacs.port, the network, and that the PACS DICOM service runs)")
         if assoc.is_aborted and waited >= self.pacs.timeout - 0.5:
-            # pynetdicom aborts by itself when the answer does not come in time
+            # pynetdicom aborted by itself: the answer did not come within acse_timeout
             return PacsUnavailable(
-                f"{self.where} accepted the connection but did not answer the association "
-                f"request within {self.pacs.timeout:g}s (pacs.timeout): we gave up; its "
-                "DICOM service may be hung")
+                f"{self.where} accepted the TCP connection but did not answer the association "
+                f"request within {self.pacs.timeout:g}s (pacs.timeout); dicomgate gave up and "
+                "aborted it: its DICOM service may be hung or overloaded")
         if assoc.is_aborted:
             return PacsUnavailable(
                 f"{self.where} accepted the TCP connection, then closed it without answering "

@@ -2,7 +2,8 @@
 
 Every storage SOP class, every common transfer syntax as it comes (no transcoding, no
 pixel decoding): pynetdicom writes each dataset in chunks to a temp file on the spool's
-file system, hashed as it is written, and we rename it under its final spool name.
+file system, hashed as it is written (pynetdicom_tuning.py), and we rename it under its
+final spool name.
 """
 
 from __future__ import annotations
@@ -193,8 +194,6 @@ class StorageSCP:
             log.error("store.refused", sop_uid=sop_uid, calling_aet=calling, status="0xA700",
                       reason=str(exc), free_bytes=self.ingest.spool.free_bytes(),
                       min_free_disk=self.ingest.min_free_disk)
-            self.ingest.remember("out_of_space", str(exc), sop_uid=sop_uid,
-                                 calling_aet=calling, status="0xA700")
             self._note_refused(event, "0xA700", f"{exc} (dicom.min_free_disk)")
             return STATUS_OUT_OF_RESOURCES
         except Malformed as exc:
@@ -203,16 +202,11 @@ class StorageSCP:
                 "transfer_syntax": str(event.context.transfer_syntax)})
             log.error("store.quarantined", sop_uid=sop_uid, calling_aet=calling,
                       reason=str(exc), file=str(kept))
-            self.ingest.remember("quarantined", f"{exc} (kept as {kept})", sop_uid=sop_uid,
-                                 calling_aet=calling, status=f"0x{STATUS_CANNOT_UNDERSTAND:04X}")
             self._note_refused(event, "0xC000", f"quarantined: {exc}")
             return STATUS_CANNOT_UNDERSTAND
         except Exception as exc:
             log.error("store.failed", sop_uid=sop_uid, calling_aet=calling,
                       error=f"{type(exc).__name__}: {exc}")
-            self.ingest.remember("failed", f"{type(exc).__name__}: {exc}", sop_uid=sop_uid,
-                                 calling_aet=calling,
-                                 status=f"0x{STATUS_PROCESSING_FAILURE:04X}")
             self._note_refused(event, "0x0110", f"{type(exc).__name__}: {exc}")
             return STATUS_PROCESSING_FAILURE
         with self._lock:

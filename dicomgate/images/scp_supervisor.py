@@ -175,7 +175,7 @@ class ScpSupervisor:
         if self.store is None:
             return
         try:
-            self.store.scp_events.add("process_died", f"{_exit(code)}; restarted")
+            self.store.dicom_events.record("scp_process_died", f"{_exit(code)}; restarted")
         except Exception as exc:  # the disk may be full: the log line still says it
             log.warning("scp.event_not_recorded", cause="process_died",
                         error=f"{type(exc).__name__}: {exc}")

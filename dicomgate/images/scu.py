@@ -27,8 +27,7 @@ from .qr_association import (
     this_host,
 )
 
-__all__ = ["MoveFailed", "MoveResult", "MoveStalled", "PacsClient", "PacsRefused",
-           "PacsUnavailable", "this_host"]
+__all__ = ["MoveResult", "PacsClient", "PacsRefused", "PacsUnavailable", "this_host"]
 
 
 class MoveStalled(PacsUnavailable):
@@ -42,20 +41,6 @@ class MoveResult:
     warning: int
     status: int
     failed_uids: tuple[str, ...] = ()  # Failed SOP Instance UID List of the final response
-
-
-class MoveFailed(PacsRefused):
-    """A C-MOVE ended with a failure status. Whose fault it is (the PACS's, or our own
-    SCP's refusals and crashes meanwhile) is decided by the retriever, which knows what
-    our side saw (move_outcome.py); `hint` is the guess for when nothing on our side
-    explains it."""
-
-    def __init__(self, text: str, result: MoveResult, hint: str = ""):
-        super().__init__(text + hint)
-        self.text = text
-        self.result = result
-        self.move_result = result
-        self.hint = hint
 
 
 def _with_result(exc: Exception, result: MoveResult) -> Exception:
@@ -239,20 +224,19 @@ class PacsClient:
                 f"PACS {self.pacs.ae_title} does not know move destination {me}: add AE "
                 f"{me}, host {this_host(self.dicom.bind)}, port {self.dicom.port} on the PACS "
                 "(status 0xA801)"), result)
+        if code in (0xA701, 0xA702, 0xA700):
+            raise _with_result(PacsUnavailable(
+                f"{self.where} is out of resources for the C-MOVE "
+                f"({_status_text(code, final)})"), result)
         if code == 0xFE00:
             raise _with_result(PacsUnavailable(f"{self.where} cancelled the C-MOVE"), result)
-        counts = (f"{result.completed} sub-operations completed, {result.failed} failed, "
-                  f"{result.warning} with warnings")
-        if code in (0xA701, 0xA702, 0xA700):
-            raise MoveFailed(f"{self.where} ended the C-MOVE out of resources "
-                             f"({_status_text(code, final)}; {counts})", result)
         hint = ""
         if result.completed == 0 and code & 0xF000 == 0xC000:  # Orthanc says 0xC000 for it
             hint = (f"; if the PACS log says destination {self.dicom.ae_title} is unknown, add "
                     f"AE {self.dicom.ae_title}, host {this_host(self.dicom.bind)}, port "
                     f"{self.dicom.port} on the PACS")
-        raise MoveFailed(f"{self.where} ended the C-MOVE with a failure: "
-                         f"{_status_text(code, final)} ({counts})", result, hint)
+        raise _with_result(PacsRefused(
+            f"{self.where} refused the C-MOVE: {_status_text(code, final)}{hint}"), result)
 
     def _move_interrupted(self, watch: MoveWatch) -> PacsUnavailable:
         """Why the C-MOVE has no response: we abandoned it, it timed out, or it dropped."""
@@ -269,13 +253,6 @@ class PacsClient:
                                "stopped or restarted, or the network failed)")
 
 
-def _abandon(assoc: Association) -> None:
-    """Abort from another thread. The C-MOVE loop waits on the DIMSE queue for up to
-    move_timeout and an abort does not wake it: an empty item does (read as 'no response')."""
-    assoc.abort()
-    assoc.dimse.msg_queue.put((None, None))
-
-
 def _failed_uids(ident: Dataset | None) -> tuple[str, ...]:
     """The final response's Failed SOP Instance UID List (one UID or several)."""
     value = ident.get("FailedSOPInstanceUIDList") if ident is not None else None
@@ -284,6 +261,13 @@ def _failed_uids(ident: Dataset | None) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(u for u in value.split("\\") if u)
     return tuple(str(u) for u in value)
+
+
+def _abandon(assoc: Association) -> None:
+    """Abort from another thread. The C-MOVE loop waits on the DIMSE queue for up to
+    move_timeout and an abort does not wake it: an empty item does (read as 'no response')."""
+    assoc.abort()
+    assoc.dimse.msg_queue.put((None, None))
 
 
 def _status_text(code: int, status: Dataset) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import subprocess
 import time
@@ -26,7 +27,21 @@ class SandboxError(Exception):
     pass
 
 
+# Listening ports are picked below the kernel's ephemeral range (32768-60999 by default):
+# a port picked inside it is often taken by some outgoing connection before the server
+# binds it, on a machine running many tests at once.
+LISTEN_PORTS = (20000, 32000)
+
+
 def free_port() -> int:
+    for _ in range(200):
+        port = random.randrange(*LISTEN_PORTS)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -47,6 +62,9 @@ class Orthanc:
         self.dicomweb_servers = dict(dicomweb_servers or {})
         self.http_port = http_port or free_port()
         self.dicom_port = dicom_port or free_port()
+        # Ports picked here may be taken by someone else before Orthanc binds them (a busy
+        # machine): the first start then tries fresh ones. Given ports are kept as given.
+        self._pick_ports = http_port is None and dicom_port is None
         self.extra = extra or {}
         # True: leave Nagle's algorithm on, as a PACS on a real network is (~40 ms per
         # C-STORE it sends on loopback): a C-MOVE then lasts long enough to interrupt.
@@ -99,6 +117,16 @@ class Orthanc:
         return cfg
 
     def start(self, timeout: float = 30.0) -> Orthanc:
+        for attempt in range(3):
+            try:
+                return self._start(timeout)
+            except SandboxError as exc:
+                if not (self._pick_ports and "already in use" in str(exc)) or attempt == 2:
+                    raise
+                self.http_port, self.dicom_port = free_port(), free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> Orthanc:
         if not Path(ORTHANC_BIN).exists():
             raise SandboxError(f"{ORTHANC_BIN} not found: apt-get install orthanc "
                                "orthanc-dicomweb")
@@ -116,10 +144,15 @@ class Orthanc:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                taken = "already in use" in (self.workdir / "orthanc.log").read_text(
+                    errors="replace")[-4000:]
                 raise SandboxError(f"Orthanc {self.aet} exited at start (code "
-                                   f"{self.proc.returncode}); see {self.workdir}/orthanc.log")
+                                   f"{self.proc.returncode}"
+                                   f"{', a port is already in use' if taken else ''}); "
+                                   f"see {self.workdir}/orthanc.log")
             try:
                 if self.session.get(f"{self.url}/system", timeout=1).ok:
+                    self._pick_ports = False  # restarts keep the ports peers know
                     return self
             except requests.RequestException:
                 pass

@@ -13,7 +13,6 @@ from .exams import ExamStore
 from .instances import InstanceRow, InstanceStore
 from .jobs import JobStore, KeyValueStore
 from .overview import OverviewStore
-from .scp_events import ScpEvent, ScpEventStore
 from .sessions import SessionStore
 from .tasks import ACTIVE, FINISHED, STATES, Enqueued, Task, TaskStore
 
@@ -34,12 +33,10 @@ class Store:
         self.exams = ExamStore(self.db)
         self.sessions, self.deletions = SessionStore(self.db), DeletionStore(self.db)
         self.delivery = DeliveryStore(self.db)
-        self.scp_events = ScpEventStore(self.db)
 
     def close(self) -> None:
         self.db.close()
 
 
 __all__ = ["ACTIVE", "FINISHED", "STATES", "DicomEvent", "DicomEventStore", "Enqueued",
-           "InstanceRow", "InstanceStore", "ScpEvent", "StateError", "Store", "Task",
-           "TaskStore"]
+           "InstanceRow", "InstanceStore", "StateError", "Store", "Task", "TaskStore"]

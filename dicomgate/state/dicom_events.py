@@ -1,6 +1,7 @@
 """The log of DICOM events dicomgate must be able to explain later: associations and
 presentation contexts the Portal AET rejected, C-STOREs it refused, C-MOVE
-sub-operations the PACS reported as failed. Kept KEEP_DAYS days."""
+sub-operations the PACS reported as failed, deaths of the Portal AET's process.
+Kept KEEP_DAYS days."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from .db import Database
 
 KEEP_DAYS = 30
 KINDS = ("association_rejected", "context_rejected", "store_refused", "suboperation_failed",
-         "repair_step")
+         "repair_step", "scp_process_died")
 
 
 @dataclass(frozen=True)

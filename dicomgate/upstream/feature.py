@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import structlog
+
 from ..app import App
+from ..state import Store
 from ..state.kinds import Deletion, PushReport, Upload, Withdraw
 from .dicomweb import DicomWebClient
 from .event_tasks import EventHandlers
@@ -19,7 +22,9 @@ from .upload_task import UploadHandler
 # Cloud outages can last days: transient failures keep retrying (backoff capped by
 # tasks.backoff_max) instead of going dead after tasks.max_attempts.
 MAX_ATTEMPTS = 10_000
+log = structlog.get_logger("dicomgate.upstream")
 RETENTION_EVERY = 600.0
+CATCH_UP_EVERY = 3600.0  # first run at start
 PROBE_EVERY = 60.0
 
 
@@ -37,6 +42,18 @@ class Upstream:
 
     def stop(self) -> None:
         self.uploader.close()
+
+
+def queue_waiting_uploads(store: Store) -> int:
+    """Images received while [upstream] was off (no upload task was queued for them then)
+    are queued for upload now."""
+    uids = store.delivery.studies_awaiting_upload()
+    for uid in uids:
+        store.tasks.enqueue(Upload(uid), reopen=True, study_uid=uid)
+    if uids:
+        log.info("upstream.uploads_queued", studies=len(uids), reason="received while no "
+                 "upload was queued (e.g. before [upstream] was configured)")
+    return len(uids)
 
 
 def setup(app: App) -> Upstream | None:
@@ -65,6 +82,7 @@ def setup(app: App) -> Upstream | None:
     app.handle(Deletion, up.events.deletion, max_attempts=MAX_ATTEMPTS)
     app.every("upstream.retention", RETENTION_EVERY, up.retention.run, first_in=60.0)
     app.every("upstream.probe", PROBE_EVERY, up.status.probe)
+    app.every("upstream.catch_up", CATCH_UP_EVERY, lambda: queue_waiting_uploads(store))
     app.add_service(up, health=up.status.health)
     app.add_status("upstream", up.status.section)
     return up

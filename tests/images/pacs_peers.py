@@ -19,14 +19,18 @@ from pathlib import Path
 from dicomgate.sandbox.orthanc import free_port
 
 
-def _wait_listening(port: int, proc: subprocess.Popen, what: str, timeout: float = 20) -> None:
+def _wait_listening(port: int, proc: subprocess.Popen, what: str, timeout: float = 20) -> bool:
+    """True once `proc` listens on `port`; False if it exited (the free port was taken by
+    another process meanwhile: several suites share this machine)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited at start (code {proc.returncode})")
+            return False
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
+                time.sleep(0.2)  # someone else's listener would leave ours to exit
+                if proc.poll() is None:
+                    return True
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"{what} did not listen on port {port} within {timeout}s")
@@ -75,6 +79,14 @@ class DcmQrScp(Peer):
         self.calling_aets = calling_aets  # empty: ANY peer may query/retrieve
 
     def start(self) -> DcmQrScp:
+        for _ in range(5):
+            if self._start():
+                return self
+            self.log.close()
+            self.port = free_port()
+        raise RuntimeError(f"dcmqrscp did not start: see {self.workdir / 'dcmqrscp.log'}")
+
+    def _start(self) -> bool:
         db = self.workdir / "db"
         db.mkdir(parents=True, exist_ok=True)
         hosts = [f"{name.lower()} = ({name}, {host}, {port})"
@@ -91,8 +103,7 @@ class DcmQrScp(Peer):
         self.log = open(self.workdir / "dcmqrscp.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(["dcmqrscp", "-dhl", "-c", str(cfg), *self.options],
                                      stdout=self.log, stderr=subprocess.STDOUT)
-        _wait_listening(self.port, self.proc, "dcmqrscp")
-        return self
+        return _wait_listening(self.port, self.proc, "dcmqrscp")
 
     def stop(self) -> None:
         super().stop()
@@ -110,6 +121,14 @@ class QrScp(Peer):
         self.destinations, self.max_pdu = destinations, max_pdu
 
     def start(self) -> QrScp:
+        for _ in range(5):
+            if self._start():
+                return self
+            self.log.close()
+            self.port = free_port()
+        raise RuntimeError(f"qrscp did not start: see {self.workdir / 'qrscp.log'}")
+
+    def _start(self) -> bool:
         self.workdir.mkdir(parents=True, exist_ok=True)
         dests = "".join(f"\n[{aet}]\n    address: {host}\n    port: {port}\n"
                         for aet, (host, port) in self.destinations.items())
@@ -124,9 +143,31 @@ class QrScp(Peer):
         self.log = open(self.workdir / "qrscp.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen([sys.executable, "-m", "pynetdicom", "qrscp", "-c",
                                       str(ini)], stdout=self.log, stderr=subprocess.STDOUT)
-        _wait_listening(self.port, self.proc, "qrscp")
-        return self
+        return _wait_listening(self.port, self.proc, "qrscp")
 
     def stop(self) -> None:
         super().stop()
         self.log.close()
+
+
+def seed_qrscp(peer: QrScp, files: list[Path]) -> None:
+    """Put files into qrscp's archive the way its own C-STORE handler does (file in its
+    instance directory, row through its db module): for objects no sender would give it,
+    such as a private SOP class."""
+    import pydicom
+    from pynetdicom.apps.qrscp.db import add_instance
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    engine = create_engine(f"sqlite:///{peer.workdir / 'instances.sqlite'}")
+    session = sessionmaker(bind=engine)()
+    try:
+        for f in files:
+            ds = pydicom.dcmread(f)
+            target = peer.workdir / "instances" / str(ds.SOPInstanceUID)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(f.read_bytes())
+            add_instance(ds, session, str(target))
+    finally:
+        session.close()
+        engine.dispose()

@@ -5,13 +5,14 @@ names the side to fix and the configuration key."""
 from __future__ import annotations
 
 import pytest
-from images_helpers import GW_AET, PACS_AET, start_gateway, write_config
+from images_helpers import GW_AET, PACS_AET, images_config, start_gateway
 from pacs_peers import DcmQrScp
 
 from dicomgate.config.load import load
 from dicomgate.images.retrieve import present_sop_uids
 from dicomgate.images.scu import PacsClient, PacsRefused
-from dicomgate.sandbox.studies import StudySpec, ct_instances, sop_uid_of, write_study
+from dicomgate.sandbox.studies import StudySpec, ct_instances, sop_uid_of
+from tests.support.studies import write_study
 
 
 def _peer(tmp_path, gw_port, *options, calling=()):
@@ -20,7 +21,7 @@ def _peer(tmp_path, gw_port, *options, calling=()):
 
 
 def _gateway(tmp_path, gw_port, pacs_port, pacs_aet=PACS_AET):
-    cfg = write_config(tmp_path / "gw.toml", state_dir=tmp_path / "state", port=gw_port,
+    cfg = images_config(tmp_path / "gw.toml", state_dir=tmp_path / "state", port=gw_port,
                        pacs_port=pacs_port)
     if pacs_aet != PACS_AET:
         cfg.write_text(cfg.read_text().replace(f'ae_title = "{PACS_AET}"',
@@ -51,7 +52,7 @@ def test_retrieve_from_dcmqrscp_model_variants(tmp_path, gw_port, options):
 def test_misspelled_pacs_ae_title_names_the_key(tmp_path, gw_port):
     peer = _peer(tmp_path, gw_port)
     try:
-        cfg = load(write_config(tmp_path / "gw.toml", state_dir=tmp_path / "state",
+        cfg = load(images_config(tmp_path / "gw.toml", state_dir=tmp_path / "state",
                                 port=gw_port, pacs_port=peer.port))
         wrong = cfg.pacs.__class__(**{**cfg.pacs.__dict__, "ae_title": "HOSPPAC"})
         client = PacsClient(cfg.dicom, wrong)
@@ -68,7 +69,7 @@ def test_misspelled_pacs_ae_title_names_the_key(tmp_path, gw_port):
 def test_pacs_that_does_not_know_us_names_dicom_ae_title(tmp_path, gw_port):
     peer = _peer(tmp_path, gw_port, calling=("OTHERAE",))
     try:
-        cfg = load(write_config(tmp_path / "gw.toml", state_dir=tmp_path / "state",
+        cfg = load(images_config(tmp_path / "gw.toml", state_dir=tmp_path / "state",
                                 port=gw_port, pacs_port=peer.port))
         client = PacsClient(cfg.dicom, cfg.pacs)
         for _ in range(5):

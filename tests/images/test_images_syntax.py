@@ -18,7 +18,8 @@ from pynetdicom.sop_class import CTImageStorage, SecondaryCaptureImageStorage
 from structlog.testing import capture_logs
 
 from dicomgate.images.negotiation import MAX_PDU
-from dicomgate.sandbox.studies import StudySpec, bundled_instances, ct_instances, write_study
+from dicomgate.sandbox.studies import StudySpec, bundled_instances, ct_instances
+from tests.support.studies import write_study
 
 SV1 = "SC_rgb_jpeg_gdcm.dcm"        # JPEG lossless SV1 (1.2.840.10008.1.2.4.70)
 BASELINE = "SC_rgb_jpeg_dcmtk.dcm"  # JPEG baseline (1.2.840.10008.1.2.4.50), lossy
@@ -126,14 +127,14 @@ def dcmqrscp_xs(tmp_path, gw_port):
 
 
 def test_dcmqrscp_moves_jpeg_lossless_as_stored(tmp_path, dcmqrscp_xs, gw_port):
-    from images_helpers import start_gateway, write_config
+    from images_helpers import images_config, start_gateway
 
     from dicomgate.config.load import load
 
     spec = StudySpec(accession="SYN3")
     files = write_study(bundled_instances(spec, names=(SV1,)), tmp_path / "in")
     dcmqrscp_xs.load(files, "-xs")
-    gw = start_gateway(load(write_config(tmp_path / "gw.toml", state_dir=tmp_path / "state",
+    gw = start_gateway(load(images_config(tmp_path / "gw.toml", state_dir=tmp_path / "state",
                                          port=gw_port, pacs_port=dcmqrscp_xs.port)))
     try:
         result = gw.retriever.run(study_uid=spec.study_uid)
