@@ -166,7 +166,8 @@ def skip_value_validation() -> None:
     Portal AET's CPU with many small studies (bench/README.md, backlog). The warnings are
     logged nowhere; what a stored instance must satisfy, ingest.identify checks itself
     (UIDs, their length and characters), and pynetdicom still validates the UIDs it
-    negotiates. Set in the process that runs the Portal AET."""
+    negotiates. Set only in the Portal AET's own process (scp_process.py): it is
+    process-wide."""
     pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
 
 

@@ -103,7 +103,6 @@ class StorageSCP:
                                "slower; install the pynetdicom range setup.cfg names")
         pynetdicom_tuning.receive_into(self.ingest.spool.incoming_dir(),
                                        suffix=pynetdicom_tuning.receiving_suffix(self.index))
-        pynetdicom_tuning.skip_value_validation()
         stale = self.ingest.spool.clean_incoming(clean)
         if stale:
             log.warning("spool.stale_removed", files=stale, reason="left by an earlier crash")

@@ -22,6 +22,7 @@ import structlog
 from .. import logs
 from ..config import ConfigError, load
 from ..state import Store
+from . import pynetdicom_tuning
 from .ingest import Ingest
 from .pynetdicom_tuning import receiving_suffix
 from .scp import StorageSCP
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logs.configure(config.log.level, config.log.format)
     stop = _stop_event()
+    pynetdicom_tuning.skip_value_validation()  # this process only receives (see there)
     store = Store(config.gateway.db_path)
     scp = StorageSCP(config, Ingest(store, Spool(config.gateway.state_dir),
                                     config.dicom.min_free_disk,
