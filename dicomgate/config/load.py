@@ -20,6 +20,8 @@ CANONICAL_FIELDS = (
     "applyDoctor", "examTime", "refundTime", "auditTime", "modifyTime", "reportTime",
     "examFindings", "examConclusion", "examRsltCode", "reportDoctor", "auditDoctor", "imagePath",
 )
+# The time fields: [reports.view.time_formats] may name a format for each.
+TIME_FIELDS = ("examTime", "refundTime", "auditTime", "modifyTime", "reportTime")
 
 
 class ConfigError(Exception):
@@ -137,6 +139,8 @@ def _reports(t: Table) -> model.ReportsConfig:
         overlap=t.value("overlap", values.duration, 600.0),
         settle_delay=t.value("settle_delay", values.duration, 300.0),
         initial_lookback=t.value("initial_lookback", values.duration, 86400.0),
+        reconcile_interval=t.value("reconcile_interval", values.duration, 6 * 3600.0),
+        reconcile_lookback=t.value("reconcile_lookback", values.duration, 2 * 86400.0),
         view=_view(view) if view else None,
         http=_reports_http(http) if http else None,
     )
@@ -154,17 +158,28 @@ def _view(t: Table) -> model.ViewConfig:
     ct = t.table("columns")
     if ct is not None:
         for field in CANONICAL_FIELDS:
-            col = ct.str(field, None)
+            col = ct.value(field, values.sql_identifier, None)
             if col:
                 columns.append((field, col))
         ct.finish()
+    formats: list[tuple[str, str]] = []
+    ft = t.table("time_formats")
+    if ft is not None:
+        for field in TIME_FIELDS:
+            fmt = ft.value(field, values.time_format, None)
+            if fmt:
+                formats.append((field, fmt))
+        ft.finish()
     out = model.ViewConfig(
         connection=t.secret("connection"),
-        name=t.str("name", "View_Pacs_Text_Info"),
+        name=t.value("name", lambda raw: values.sql_identifier(raw, dotted=True),
+                     "View_Pacs_Text_Info"),
         columns=tuple(columns),
         batch_size=t.int("batch_size", 500, lo=1, hi=100_000),
         encoding=t.str("encoding", "", choices=("", "utf-8", "gbk", "gb18030")),
         timeout=t.value("timeout", values.duration, 30.0),
+        time_format=t.value("time_format", values.time_format, "auto"),
+        time_formats=tuple(formats),
     )
     t.finish()
     return out

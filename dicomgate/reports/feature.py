@@ -18,7 +18,7 @@ def make_source(config: Config) -> Source:
         from .view_source import ViewSource
 
         assert reports.view is not None
-        return ViewSource(reports.view)
+        return ViewSource(reports.view, config.gateway.timezone)
     from .http_source import HttpSource
 
     assert reports.http is not None

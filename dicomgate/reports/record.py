@@ -16,11 +16,12 @@ from zoneinfo import ZoneInfo
 
 from .. import idcard
 from ..config.load import CANONICAL_FIELDS
-from . import dictionaries
+from . import dictionaries, time_format
 from .events import REPORT_TEXT, EventType, implied_by
 
 TIME_FIELDS = ("examTime", "refundTime", "auditTime", "modifyTime", "reportTime")
-TIME_EXPECTED = "yyyy-MM-dd HH:mm:ss local time, or ISO 8601 with an offset such as +08:00"
+TIME_EXPECTED = ("yyyy-MM-dd HH:mm:ss local time, ISO 8601 with an offset such as +08:00, "
+                 "or the view's reports.view.time_format")
 _UID_RE = re.compile(r"^(0|[1-9]\d*)(\.(0|[1-9]\d*))+$")
 # Latin-1 letters or U+FFFD in a Chinese hospital's text: GBK bytes decoded as something else.
 _MOJIBAKE_RE = re.compile("[\u00c0-\u00ff\ufffd]")
@@ -127,21 +128,7 @@ def _time(raw: Any, name: str, tz: ZoneInfo, out: Normalised) -> str | None:
 
 def parse_time(raw: Any, tz: ZoneInfo) -> dt.datetime | None:
     """An aware datetime; naive values are `tz` local time. None when not a time."""
-    if isinstance(raw, dt.datetime):
-        value = raw
-    elif isinstance(raw, dt.date):
-        value = dt.datetime.combine(raw, dt.time())
-    else:
-        text = str(raw).strip().replace("/", "-")
-        if re.fullmatch(r"\d{14}", text):  # yyyyMMddHHmmss
-            text = f"{text[:4]}-{text[4:6]}-{text[6:8]} {text[8:10]}:{text[10:12]}:{text[12:]}"
-        try:
-            value = dt.datetime.fromisoformat(text)
-        except ValueError:
-            return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=tz)
-    return value.replace(microsecond=0)
+    return time_format.parse_any(raw, tz)
 
 
 def _date(raw: Any, out: Normalised) -> str | None:

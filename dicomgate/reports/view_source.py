@@ -1,9 +1,15 @@
 """Mode 1: read View_Pacs_Text_Info (or the site's view) over ODBC with pyodbc.
 
 Read-only: the connection asks for read-only access and only SELECTs with bound
-parameters are sent; identifiers come from the configuration, never from data.
-Rows arrive in `fetchmany` batches so memory stays flat; after an error the
-connection is dropped and the next call opens a new one.
+parameters are sent; identifiers come from the configuration (checked by the same
+rule as check-config), never from data. Rows arrive in `fetchmany` batches ordered
+by accession number, so that the poller sees duplicate rows of one exam together.
+
+Time windows are bound in each time column's own format (see time_format.py),
+learned by sampling the column's newest values or taken from the configuration,
+and verified over the whole column before the first window is trusted. Every row
+is filtered again by its parsed time. After an error the connection is dropped and
+the next call opens a new one.
 """
 
 from __future__ import annotations
@@ -11,39 +17,72 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pyodbc
 import structlog
 
-from ..config.load import CANONICAL_FIELDS
+from ..config import values
+from ..config.load import CANONICAL_FIELDS, TIME_FIELDS
 from ..config.model import ViewConfig
+from . import duplicates, time_format
 from .events import EventType
 from .source import Row, SourceError
+from .time_format import FormatProblem, TimeFormat
 
 log = structlog.get_logger("dicomgate.reports.view")
 
-# Letters (any script), digits, _ $ # and spaces; dots separate schema and view. A name
-# given in double quotes is used verbatim (a case-sensitive PostgreSQL/Oracle name).
-_IDENT_RE = re.compile(r'^([\w$# ]+|"[^"]+")$')
 _PLAIN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # unquoted: the database folds its case
+# The SQLite ODBC driver hands a BLOB in a text column over as the literal X'D5C5C8FD'.
+_HEX_LITERAL_RE = re.compile(r"^X'((?:[0-9A-Fa-f]{2})*)'$")
+SAMPLE_ROWS = 50
+_MIXED_HELP = ("have the PACS vendor give the column one format in the view (SQL Server: "
+               "CONVERT(varchar(19), col, 120); Oracle: TO_CHAR(col, 'YYYY-MM-DD HH24:MI:SS'); "
+               "MySQL: DATE_FORMAT(col, '%Y-%m-%d %H:%i:%s')) or a DATETIME column")
+
+
+class TimeFormatError(SourceError):
+    """A time column whose values a window cannot select reliably."""
+
+    def __init__(self, field: str, column: str, problem: str, sample: Any, todo: str):
+        self.field, self.column, self.sample, self.todo = field, column, sample, todo
+        super().__init__(f"view column {column} ({field}) cannot be compared as a time "
+                         f"reliably: {problem} — {todo}")
+
+
+@dataclass(frozen=True)
+class ColumnFormat:
+    """What the source knows about one time column (shown by sync --check and status)."""
+
+    field: str
+    column: str
+    format: TimeFormat | None  # None: the column holds no value yet
+    configured: str  # "auto" or the configured format
+    newest: Any = None
 
 
 class ViewSource:
     name = "view"
 
-    def __init__(self, config: ViewConfig):
+    def __init__(self, config: ViewConfig, tz: ZoneInfo):
         self.config = config
+        self.tz = tz
         self._conn: pyodbc.Connection | None = None
         self._quote = '"'
-        self._text_times = False
-        for part in [*config.name.split("."), *(c for _, c in config.columns)]:
-            if not _IDENT_RE.match(part):
-                raise SourceError(f"reports.view: {part!r} is not a plain SQL identifier "
-                                  "(letters, digits, _ $ #; schema.view for a schema)")
+        self._sqlite = False
+        checks = [("reports.view.name", config.name, True),
+                  *((f"reports.view.columns.{f}", c, False) for f, c in config.columns)]
+        for key, ident, dotted in checks:  # the rule check-config applies, again
+            try:
+                values.sql_identifier(ident, dotted=dotted)
+            except values.BadValue as exc:
+                raise SourceError(f"{key}: {exc.problem} (expected {exc.expected})") from None
         # site column (case-insensitive) -> canonical field
         mapped = dict(config.columns)
         self._canonical = {mapped.get(f, f).strip('"').lower(): f for f in CANONICAL_FIELDS}
+        self._formats: dict[str, ColumnFormat] = {}
 
     # -- connection -----------------------------------------------------------------------
     def _connect(self) -> pyodbc.Connection:
@@ -65,8 +104,8 @@ class ViewSource:
             conn.setencoding(encoding=self.config.encoding)
         self._quote = (conn.getinfo(pyodbc.SQL_IDENTIFIER_QUOTE_CHAR) or "").strip()
         driver = str(conn.getinfo(pyodbc.SQL_DRIVER_NAME) or "").lower()
-        # SQLite keeps times as text; a bound TIMESTAMP becomes "... .000" and misorders.
-        self._text_times = "sqlite" in driver
+        # SQLite keeps "typed" times as text; a bound TIMESTAMP becomes "... .000".
+        self._sqlite = "sqlite" in driver
         self._conn = conn
         log.info("reports.view_connected", view=self.config.name, driver=driver)
         return conn
@@ -79,39 +118,195 @@ class ViewSource:
             except pyodbc.Error:
                 pass
 
-    # -- queries --------------------------------------------------------------------------
+    # -- windows --------------------------------------------------------------------------
     def window(self, event: EventType, start: dt.datetime, end: dt.datetime
                ) -> Iterator[list[Row]]:
-        column = self.config.column(event.time_field)
-        yield from self._select(f"{self._q(column)} >= ? AND {self._q(column)} < ?",
-                                (self._time(start), self._time(end)), required=column)
+        field = event.time_field
+        known = self.time_format(field)
+        if known.format is None:
+            log.info("reports.view_column_empty", field=field, column=known.column)
+            return  # no value in the column yet: nothing can be in the window
+        fmt = known.format
+        lo, hi = fmt.bounds(start, end, self.tz, text_datetimes=self._sqlite)
+        q = self._q(known.column)
+        where = f"{q} >= ? AND {q} < ?"
+        first, last = start.replace(tzinfo=self.tz), end.replace(tzinfo=self.tz)
+        # Rows of an exam that the view shows more than once are held back and one is
+        # chosen once all are read (duplicates.py); the others stream batch by batch.
+        twice = self._repeated(where, (lo, hi))
+        held: list[Row] = []
+        for batch in self._select(where, (lo, hi), known.column):
+            rows = [self._times(r) for r in batch]
+            kept = [r for r in rows if _inside(r.get(field), fmt, first, last)]
+            held.extend(r for r in kept if duplicates.key(r)[1] in twice)
+            kept = [r for r in kept if duplicates.key(r)[1] not in twice]
+            if kept:
+                yield kept
+        if held:
+            yield duplicates.pick(held, self.tz)
+
+    def _repeated(self, where: str, params: tuple) -> set[str]:
+        """Accession numbers with more than one row in the window."""
+        q = self._q(self.config.column("accessionNo"))
+        sql = (f"SELECT {q} FROM {self._view()} WHERE {where} GROUP BY {q} "
+               "HAVING COUNT(*) > 1")
+        return {duplicates.key({"accessionNo": self._value(r[0])})[1]
+                for r in self._fetch(sql, params, 100_000)}
 
     def accession(self, accession_no: str) -> list[Row]:
         column = self.config.column("accessionNo")
         out: list[Row] = []
-        for batch in self._select(f"{self._q(column)} = ?", (accession_no,), required=column):
-            out.extend(batch)
+        for batch in self._select(f"{self._q(column)} = ?", (accession_no,), column):
+            out.extend(self._times(r) for r in batch)
         return out
 
-    def _select(self, where: str, params: tuple, required: str) -> Iterator[list[Row]]:
+    def _times(self, row: Row) -> Row:
+        """Time values as aware datetimes where they parse (others stay raw and are
+        quarantined by the record rules, with the value shown)."""
+        for field in TIME_FIELDS:
+            raw = row.get(field)
+            if raw is None:
+                continue
+            known = self._formats.get(field)
+            fmt = known.format if known else None
+            parsed = fmt.parse(raw, self.tz) if fmt else time_format.parse_any(raw, self.tz)
+            if parsed is not None:
+                row[field] = parsed
+        return row
+
+    # -- time formats ---------------------------------------------------------------------
+    def time_format(self, field: str) -> ColumnFormat:
+        """The format of `field`'s column: configured or learned from its newest values,
+        then verified over the whole column. Raises TimeFormatError."""
+        known = self._formats.get(field)
+        if known is not None:
+            return known
+        column = self.config.column(field)
+        configured = self.config.format_of(field)
+        samples = self.sample_column(column)
+        key = f"reports.view.time_formats.{field}"
+        if configured == "auto":
+            try:
+                fmt = time_format.learn(samples)
+            except FormatProblem as exc:
+                odd = _first_odd(samples)
+                todo = _MIXED_HELP if time_format.learn_one(odd) else _todo(key, odd)
+                raise TimeFormatError(field, column, str(exc), odd, todo) from None
+            if fmt is None:
+                return ColumnFormat(field, column, None, configured)  # learn it next time
+        else:
+            fmt = time_format.make(configured)
+            odd = next((v for v in samples if not fmt.matches(v)), None)
+            if odd is not None:
+                raise TimeFormatError(field, column, f"value {odd!r} is not {configured!r}",
+                                      odd, _todo(key, odd))
+        self._verify(field, column, fmt, key)
+        known = ColumnFormat(field, column, fmt, configured, samples[0] if samples else None)
+        self._formats[field] = known
+        log.info("reports.view_time_format", field=field, column=column, format=fmt.name,
+                 offsets=fmt.offsets, configured=configured)
+        return known
+
+    def sample_column(self, column: str, limit: int = SAMPLE_ROWS) -> list[Any]:
+        """The newest (largest) non-null values of `column`."""
+        q = self._q(column)
+        sql = f"SELECT {q} FROM {self._view()} WHERE {q} IS NOT NULL ORDER BY {q} DESC"
+        return [r[0] for r in self._fetch(sql, (), limit)]
+
+    def _verify(self, field: str, column: str, fmt: TimeFormat, key: str) -> None:
+        """Every value of the column must be of `fmt`, or some rows are never selected."""
+        q, view = self._q(column), self._view()
+        if fmt.shape is not None:  # text: one LIKE shape (`_` is any one character)
+            where = f"{q} IS NOT NULL AND NOT ({q} LIKE ?)"
+            odd = self._fetch(f"SELECT {q} FROM {view} WHERE {where}", (fmt.shape,), 3)
+            if odd:
+                count = self._fetch(f"SELECT COUNT(*) FROM {view} WHERE {where}",
+                                    (fmt.shape,), 1)[0][0]
+                raise TimeFormatError(
+                    field, column, f"{count} value(s) are not {fmt.name!r} like the newest "
+                    f"ones, e.g. {odd[0][0]!r}; those rows would never be selected",
+                    odd[0][0], _MIXED_HELP)
+        elif fmt.kind == "number":
+            low, high = self._fetch(f"SELECT MIN({q}), MAX({q}) FROM {view}", (), 1)[0]
+            for value in (low, high):
+                if not fmt.matches(value):
+                    raise TimeFormatError(field, column, f"value {value!r} is not "
+                                          f"{fmt.name!r} like the newest ones", value,
+                                          _MIXED_HELP)
+
+    # -- queries --------------------------------------------------------------------------
+    def columns(self) -> list[str]:
+        """The view's column names (a query that returns no row)."""
+        conn = self._connect()
+        try:
+            cursor = conn.cursor()
+            cursor.execute(f"SELECT * FROM {self._view()} WHERE 1 = 0")
+            names = [d[0] for d in cursor.description]
+            cursor.close()
+            return names
+        except pyodbc.Error as exc:
+            self.close()
+            raise SourceError(f"reading view {self.config.name} failed: {_odbc(exc)}") from None
+
+    def newest(self, limit: int = SAMPLE_ROWS) -> list[Row]:
+        """The newest rows by exam time (for sync --check), times parsed."""
+        column = self.config.column("examTime")
+        rows: list[Row] = []
+        for batch in self._select(f"{self._q(column)} IS NOT NULL", (), column,
+                                  order_by=column, descending=True, limit=limit):
+            rows.extend(self._times(r) for r in batch)
+        return rows
+
+    def _fetch(self, sql: str, params: tuple, limit: int) -> list[Any]:
+        conn = self._connect()
+        try:
+            cursor = conn.cursor()
+            cursor.execute(sql, *params)
+            rows = cursor.fetchmany(limit)
+            cursor.close()
+            return rows
+        except pyodbc.Error as exc:
+            self.close()
+            raise SourceError(f"reading view {self.config.name} failed: {_odbc(exc)} "
+                              f"(query: {sql})") from None
+
+    def _select(self, where: str, params: tuple, required: str, order_by: str | None = None,
+                descending: bool = False, limit: int | None = None) -> Iterator[list[Row]]:
         conn = self._connect()
         sql = f"SELECT * FROM {self._view()} WHERE {where}"
+        if order_by:
+            sql += f" ORDER BY {self._q(order_by)}{' DESC' if descending else ''}"
+        taken = 0
         try:
             cursor = conn.cursor()
             cursor.execute(sql, *params)
             names = [d[0] for d in cursor.description]
             self._check_columns(names)
             fields = [self._canonical.get(n.lower()) for n in names]
-            while True:
-                batch = cursor.fetchmany(self.config.batch_size)
+            while limit is None or taken < limit:
+                size = self.config.batch_size if limit is None else min(
+                    self.config.batch_size, limit - taken)
+                batch = cursor.fetchmany(size)
                 if not batch:
                     break
-                yield [{f: v for f, v in zip(fields, row, strict=True) if f} for row in batch]
+                taken += len(batch)
+                yield [{f: self._value(v) for f, v in zip(fields, row, strict=True) if f}
+                       for row in batch]
             cursor.close()
         except pyodbc.Error as exc:
             self.close()  # a broken connection is reopened on the next call
             raise SourceError(f"reading view {self.config.name} failed: {_odbc(exc)} "
                               f"(query: {sql})") from None
+
+    def _value(self, value: Any) -> Any:
+        """Bytes stay bytes (the record rules decode them with reports.view.encoding)."""
+        if isinstance(value, bytearray | memoryview):
+            return bytes(value)
+        if self._sqlite and isinstance(value, str) and value.startswith("X'"):
+            m = _HEX_LITERAL_RE.match(value)
+            if m:
+                return bytes.fromhex(m.group(1))
+        return value
 
     def _check_columns(self, names: list[str]) -> None:
         have = {n.lower() for n in names}
@@ -132,9 +327,34 @@ class ViewSource:
     def _view(self) -> str:
         return self._q(self.config.name)
 
-    def _time(self, value: dt.datetime) -> Any:
-        value = value.replace(microsecond=0, tzinfo=None)
-        return value.strftime("%Y-%m-%d %H:%M:%S") if self._text_times else value
+
+def _inside(raw: Any, fmt: TimeFormat, first: dt.datetime, last: dt.datetime) -> bool:
+    """Whether a row belongs to [first, last). A time that does not parse is kept: the
+    record rules quarantine it with the value, so it is seen, not dropped."""
+    if not isinstance(raw, dt.datetime):
+        return True
+    if fmt.date_only:
+        return first.date() <= raw.date() <= last.date()
+    return first <= raw < last
+
+
+def _first_odd(samples: list[Any]) -> Any:
+    """The first value unlike the newest one (or not a time at all)."""
+    present = [v for v in samples if v is not None]
+    first = time_format.learn_one(present[0]) if present else None
+    for value in present:
+        fmt = time_format.learn_one(value)
+        if fmt is None or first is None or fmt.name != first.name:
+            return value
+    return present[-1] if present else None
+
+
+def _todo(key: str, sample: Any) -> str:
+    fmt = time_format.learn_one(sample)
+    if fmt is not None:
+        return f'set {key} = "{fmt.name}", or {_MIXED_HELP}'
+    return (f"if every value is year-first and zero-padded, set {key} to its pattern "
+            f'(e.g. "yyyy/MM/dd HH:mm:ss"); otherwise {_MIXED_HELP}')
 
 
 def _odbc(exc: pyodbc.Error) -> str:
