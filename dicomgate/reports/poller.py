@@ -16,6 +16,7 @@ import structlog
 
 from ..config import Config
 from ..state import Store
+from . import duplicates
 from .apply import Applier, Counts
 from .events import BY_CODE, POLL_ORDER, EventType
 from .record import Rules, parse_time
@@ -58,7 +59,9 @@ class Poller:
         self._source_factory = source_factory
         self._source: Source | None = None
         images_http = config.images is not None and config.images.source == "http"
-        self.applier = Applier(store, Rules(config.gateway.hospital_id, self.tz, images_http),
+        encoding = self.reports.view.encoding if self.reports.view else ""
+        self.applier = Applier(store, Rules(config.gateway.hospital_id, self.tz, images_http,
+                                            encoding),
                                self.reports.settle_delay, images_http)
 
     @property
@@ -94,7 +97,7 @@ class Poller:
         result = TypeResult(None, None, None)
         started = time.monotonic()
         try:
-            rows = self.source.accession(accession_no)
+            rows = duplicates.pick(self.source.accession(accession_no), self.tz)
             events = None if types is None else [BY_CODE[c] for c in types]
             result.counts = self.applier.apply(rows, events)
         except SourceError as exc:
@@ -123,6 +126,7 @@ class Poller:
         started = time.monotonic()
         try:
             for batch in self.source.window(event, start, end):
+                batch = duplicates.pick(batch, self.tz)  # the view source did; HTTP not
                 result.counts.add(self.applier.apply(batch, [event]))
         except SourceError as exc:
             result.error = str(exc)

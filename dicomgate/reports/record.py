@@ -25,6 +25,8 @@ TIME_EXPECTED = ("yyyy-MM-dd HH:mm:ss local time, ISO 8601 with an offset such a
 _UID_RE = re.compile(r"^(0|[1-9]\d*)(\.(0|[1-9]\d*))+$")
 # Latin-1 letters or U+FFFD in a Chinese hospital's text: GBK bytes decoded as something else.
 _MOJIBAKE_RE = re.compile("[\u00c0-\u00ff\ufffd]")
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f]")
+FREE_TEXT = ("examFindings", "examConclusion")  # where tabs and line breaks belong
 _MODALITY_RE = re.compile(r"^[A-Z0-9_]{1,16}([\\/][A-Z0-9_]{1,16})*$")
 
 
@@ -59,6 +61,7 @@ class Rules:
     hospital_id: str
     timezone: ZoneInfo
     image_urls_required: bool = False  # images come by HTTP GET of imagePath (4.2 mode 2)
+    encoding: str = ""  # reports.view.encoding: how bytes (BLOB) values are decoded
 
 
 def normalise(row: dict[str, Any], rules: Rules,
@@ -71,11 +74,17 @@ def normalise(row: dict[str, Any], rules: Rules,
     for name, raw in row.items():
         if name not in CANONICAL_FIELDS:
             continue
+        if isinstance(raw, dt.date | dt.datetime):
+            out.record[name] = raw
+            continue
         try:
-            out.record[name] = _text(raw) if not isinstance(raw, (dt.date, dt.datetime)) else raw
+            out.record[name] = _clean(name, _text(raw, rules.encoding), out)
         except UnicodeDecodeError:
             out.record[name] = None
-            out.problems.append(Problem(name, "<undecodable bytes>", "UTF-8 or GBK/GB18030 text"))
+            enc = rules.encoding or "utf-8"
+            out.problems.append(Problem(name, f"<bytes {bytes(raw)[:16].hex()}>",
+                                        f"text in {enc}: set reports.view.encoding to the "
+                                        "database's encoding (gbk, gb18030, utf-8)"))
     rec = out.record
     garbled = [k for k, v in rec.items() if isinstance(v, str) and _MOJIBAKE_RE.search(v)]
     if garbled:
@@ -97,16 +106,13 @@ def normalise(row: dict[str, Any], rules: Rules,
     return out
 
 
-def _text(raw: Any) -> str | None:
-    """A stripped string, or None for NULL/empty. Bytes are UTF-8, else GB18030 (GBK)."""
+def _text(raw: Any, encoding: str = "") -> str | None:
+    """A stripped string, or None for NULL/empty. Bytes (a BLOB column) are decoded with
+    reports.view.encoding (UTF-8 when unset); UnicodeDecodeError when they do not fit."""
     if raw is None:
         return None
     if isinstance(raw, (bytes, bytearray, memoryview)):
-        data = bytes(raw)
-        try:
-            raw = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raw = data.decode("gb18030")  # a superset of GBK and GB2312
+        raw = bytes(raw).decode(encoding or "utf-8")
     elif isinstance(raw, bool):
         raw = int(raw)
     if isinstance(raw, float) and raw.is_integer() or isinstance(raw, Decimal) and raw == \
@@ -114,6 +120,19 @@ def _text(raw: Any) -> str | None:
         raw = int(raw)  # numeric columns: 2.0 -> "2"
     text = str(raw).strip()
     return text or None
+
+
+def _clean(name: str, text: str | None, out: Normalised) -> str | None:
+    """Remove NUL and other control characters (tab and line breaks stay in free text),
+    with a warning on the exam: a value is never cut short without a trace."""
+    if text is None or not _CONTROL_RE.search(text):
+        return text
+    keep = "\t\r\n" if name in FREE_TEXT else ""
+    bad = sorted({f"U+{ord(c):04X}" for c in text if _CONTROL_RE.match(c) and c not in keep})
+    if not bad:
+        return text
+    out.warnings.append(f"{name}: control characters removed ({', '.join(bad)})")
+    return "".join(c for c in text if c in keep or not _CONTROL_RE.match(c)).strip() or None
 
 
 def _time(raw: Any, name: str, tz: ZoneInfo, out: Normalised) -> str | None:
