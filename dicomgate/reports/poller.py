@@ -42,6 +42,9 @@ class TypeResult:
                 **self.counts.__dict__, "error": self.error, "seconds": round(self.seconds, 3)}
 
 
+POLL_ERRORS = "reports.poll_errors"  # fact: {type: error} of the last scheduled poll
+
+
 class SyncFailed(Exception):
     """At least one event type could not be read; the others were applied."""
 
@@ -78,6 +81,8 @@ class Poller:
     # -- the scheduled job ---------------------------------------------------------------
     def poll(self) -> str:
         results = self.sync()
+        # what health and status show until the type reads again
+        self.store.facts.set(POLL_ERRORS, {str(r.type): r.error for r in results if r.error})
         summary = "; ".join(_summary(r) for r in results)
         failed = [r for r in results if r.error]
         if failed:
