@@ -153,7 +153,7 @@ def learn(samples: list[Any]) -> TimeFormat | None:
     values = [v for v in samples if v is not None]
     if not values:
         return None
-    found = [(v, _single(v)) for v in values]
+    found = [(v, learn_one(v)) for v in values]
     for value, fmt in found:
         if fmt is None:
             raise FormatProblem(f"value {value!r} is not in a time format a window can "
@@ -170,7 +170,7 @@ def learn(samples: list[Any]) -> TimeFormat | None:
     return first
 
 
-def _single(value: Any) -> TimeFormat | None:
+def learn_one(value: Any) -> TimeFormat | None:
     """The format of one value, or None."""
     if isinstance(value, dt.datetime | dt.date):
         return TimeFormat("datetime", "datetime")

@@ -207,10 +207,12 @@ class ViewSource:
                  offsets=fmt.offsets, configured=configured)
         return known
 
-    def sample_column(self, column: str, limit: int = SAMPLE_ROWS) -> list[Any]:
-        """The newest (largest) non-null values of `column`."""
+    def sample_column(self, column: str, limit: int = SAMPLE_ROWS, smallest: bool = False
+                      ) -> list[Any]:
+        """The newest (largest) non-null values of `column`, or the `smallest`."""
         q = self._q(column)
-        sql = f"SELECT {q} FROM {self._view()} WHERE {q} IS NOT NULL ORDER BY {q} DESC"
+        sql = (f"SELECT {q} FROM {self._view()} WHERE {q} IS NOT NULL ORDER BY {q}"
+               f"{'' if smallest else ' DESC'}")
         return [r[0] for r in self._fetch(sql, (), limit)]
 
     def _verify(self, field: str, column: str, fmt: TimeFormat, key: str) -> None:
@@ -226,9 +228,9 @@ class ViewSource:
                     field, column, f"{count} value(s) are not {fmt.name!r} like the newest "
                     f"ones, e.g. {odd[0][0]!r}; those rows would never be selected",
                     odd[0][0], _MIXED_HELP)
-        elif fmt.kind == "number":
-            low, high = self._fetch(f"SELECT MIN({q}), MAX({q}) FROM {view}", (), 1)[0]
-            for value in (low, high):
+        elif fmt.kind == "number":  # the smallest values (not MIN(): the SQLite driver
+            # cuts an aggregate of a NUMERIC column to 32 bits)
+            for value in self.sample_column(column, limit=3, smallest=True):
                 if not fmt.matches(value):
                     raise TimeFormatError(field, column, f"value {value!r} is not "
                                           f"{fmt.name!r} like the newest ones", value,
