@@ -147,7 +147,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         print(reconcile.summary(result))
         print_table([{**m.__dict__, "repaired": m.accession_no in result.repaired}
                      for m in result.missed],
-                    ["type", "hospital_id", "accession_no", "view_time", "held_time",
+                    ["type", "hospital_id", "accession_no", "view_time", "held",
                      "repaired"])
     missed_left = args.report_only and result.missed
     return EXIT_FAILED if result.errors or missed_left else 0

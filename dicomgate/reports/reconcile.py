@@ -16,8 +16,10 @@ from typing import Any
 
 import structlog
 
+from ..state import Store
+from ..state.exams import Exam
 from . import duplicates
-from .events import POLL_ORDER
+from .events import AUDITED, MODIFIED, POLL_ORDER, REFUNDED, EventType
 from .poller import Poller
 from .record import normalise
 from .source import SourceError
@@ -32,7 +34,7 @@ class Missed:
     hospital_id: str
     accession_no: str
     view_time: str | None  # the event time the source shows
-    held_time: str | None  # the one the state store holds (None: no exam, or no time)
+    held: str | None  # what the store holds: that time, the exam state; None: no exam
 
 
 @dataclass
@@ -68,16 +70,16 @@ def reconcile(poller: Poller, start: dt.datetime, end: dt.datetime,
                         continue  # kept among the rejected rows by the window reads
                     result.checked += 1
                     exam = poller.store.exams.get(hid, acc)
-                    held = exam.record.get(event.time_field) if exam else None
                     shown = rec.get(event.time_field)
-                    if exam is None or (shown and held != shown):
+                    done, held = _applied(poller.store, exam, event, shown)
+                    if not done:
                         result.missed.append(Missed(event.code, hid, acc, shown, held))
         except SourceError as exc:
             result.errors.append(f"type {event.code}: {exc}")
             poller.close()
     for m in result.missed:
         log.warning("reports.reconcile_missed", type=m.type, hospital_id=m.hospital_id,
-                    accession_no=m.accession_no, view_time=m.view_time, held_time=m.held_time)
+                    accession_no=m.accession_no, view_time=m.view_time, held=m.held)
     if repair:
         for acc in sorted({m.accession_no for m in result.missed}):
             out = poller.sync_accession(acc)
@@ -90,6 +92,23 @@ def reconcile(poller: Poller, start: dt.datetime, end: dt.datetime,
              missed=len(result.missed), repaired=len(result.repaired),
              errors=len(result.errors), seconds=round(result.seconds, 3))
     return result
+
+
+def _applied(store: Store, exam: Exam | None, event: EventType, shown: str | None
+             ) -> tuple[bool, str | None]:
+    """Whether the store has acted on `event` as the source shows it, and what it holds.
+    A quarantined exam counts: it is listed with its reason, not lost."""
+    if exam is None:
+        return False, None
+    if exam.state == "quarantined" or not shown:
+        return True, exam.state
+    if event is REFUNDED:
+        return exam.state == "withdrawn", exam.state
+    if event in (AUDITED, MODIFIED):  # the newest report version carries that time
+        versions = store.exams.versions(exam.id)
+        held = versions[-1]["record"].get(event.time_field) if versions else None
+        return held == shown or exam.state in ("withdrawn", "deleted"), held
+    return True, exam.record.get(event.time_field)
 
 
 def summary(r: ReconcileResult) -> str:

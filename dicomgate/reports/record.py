@@ -79,12 +79,14 @@ def normalise(row: dict[str, Any], rules: Rules,
             continue
         try:
             out.record[name] = _clean(name, _text(raw, rules.encoding), out)
-        except UnicodeDecodeError:
+        except UnicodeDecodeError as exc:
             out.record[name] = None
             enc = rules.encoding or "utf-8"
-            out.problems.append(Problem(name, f"<bytes {bytes(raw)[:16].hex()}>",
-                                        f"text in {enc}: set reports.view.encoding to the "
-                                        "database's encoding (gbk, gb18030, utf-8)"))
+            # the bytes themselves are not shown: they may be a patient's name
+            out.problems.append(Problem(name, f"<{len(exc.object)} bytes, not {enc} at byte "
+                                        f"{exc.start}>", f"text in {enc}: set "
+                                        "reports.view.encoding to the database's encoding "
+                                        "(gbk, gb18030, utf-8)"))
     rec = out.record
     garbled = [k for k, v in rec.items() if isinstance(v, str) and _MOJIBAKE_RE.search(v)]
     if garbled:

@@ -102,6 +102,11 @@ class ViewSource:
         if self.config.encoding:  # a GBK database: narrow text arrives in that encoding
             conn.setdecoding(pyodbc.SQL_CHAR, encoding=self.config.encoding)
             conn.setencoding(encoding=self.config.encoding)
+            # Decode each value here: one undecodable value must quarantine its row,
+            # not fail the whole fetch inside pyodbc.
+            narrow = _decoder(self.config.encoding)
+            for sql_type in (pyodbc.SQL_CHAR, pyodbc.SQL_VARCHAR, pyodbc.SQL_LONGVARCHAR):
+                conn.add_output_converter(sql_type, narrow)
         self._quote = (conn.getinfo(pyodbc.SQL_IDENTIFIER_QUOTE_CHAR) or "").strip()
         driver = str(conn.getinfo(pyodbc.SQL_DRIVER_NAME) or "").lower()
         # SQLite keeps "typed" times as text; a bound TIMESTAMP becomes "... .000".
@@ -328,6 +333,17 @@ class ViewSource:
 
     def _view(self) -> str:
         return self._q(self.config.name)
+
+
+def _decoder(encoding: str):
+    def decode(raw: bytes | None) -> str | bytes | None:
+        if raw is None:
+            return None
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            return raw  # the record rules quarantine it, saying which encoding failed
+    return decode
 
 
 def _inside(raw: Any, fmt: TimeFormat, first: dt.datetime, last: dt.datetime) -> bool:

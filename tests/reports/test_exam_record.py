@@ -72,7 +72,7 @@ def test_bytes_decoded_with_the_view_encoding_or_quarantined():
     # GBK bytes with no encoding set: not guessed, quarantined with what to set
     n = normalise({"accessionNo": "A1", "patientName": "王五".encode("gbk")}, RULES)
     assert not n.ok and n.problems[0].field == "patientName"
-    assert "reports.view.encoding" in n.reason and "<bytes cdf5cee5>" in n.reason
+    assert "reports.view.encoding" in n.reason and "'<4 bytes, not utf-8 at byte 0>'" in n.reason
 
 
 def test_control_characters_stripped_with_a_warning():
