@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from tests.support import write_config
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest keeps only the newest 3 /tmp/pytest-of-<user>/pytest-N dirs and deletes older
+    # ones at start: two checkouts testing at once would delete each other's live temp dirs.
+    if config.option.basetemp is None:
+        tag = hashlib.sha1(str(config.rootpath).encode()).hexdigest()[:8]
+        config.option.basetemp = Path(tempfile.gettempdir()) / f"pytest-dicomgate-{tag}"
 
 
 @pytest.fixture

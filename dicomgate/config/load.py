@@ -7,21 +7,11 @@ import tomllib
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ..exam_record import CANONICAL_FIELDS, TIME_FIELDS  # keys of [reports.view.columns]
 from . import model, values
 from .reader import Problems, Table
 
 DEFAULT_PATH = Path("/etc/dicomgate/dicomgate.toml")
-
-# The canonical exam record's fields: the keys allowed under [reports.view.columns].
-CANONICAL_FIELDS = (
-    "accessionNo", "studyInstanceUid", "hospitalId", "patientId", "patientName", "idCardNo",
-    "sex", "age", "birthDate", "patientType", "prfs", "chargeType", "mdtrtId", "psnNo",
-    "modality", "imgExamType", "examPart", "examPartName", "examItemName", "applyDept",
-    "applyDoctor", "examTime", "refundTime", "auditTime", "modifyTime", "reportTime",
-    "examFindings", "examConclusion", "examRsltCode", "reportDoctor", "auditDoctor", "imagePath",
-)
-# The time fields: [reports.view.time_formats] may name a format for each.
-TIME_FIELDS = ("examTime", "refundTime", "auditTime", "modifyTime", "reportTime")
 
 
 class ConfigError(Exception):

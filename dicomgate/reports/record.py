@@ -15,11 +15,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .. import idcard
-from ..config.load import CANONICAL_FIELDS
+from ..exam_record import CANONICAL_FIELDS, TIME_FIELDS
 from . import dictionaries, time_format
 from .events import REPORT_TEXT, EventType, implied_by
 
-TIME_FIELDS = ("examTime", "refundTime", "auditTime", "modifyTime", "reportTime")
 TIME_EXPECTED = ("yyyy-MM-dd HH:mm:ss local time, ISO 8601 with an offset such as +08:00, "
                  "or the view's reports.view.time_format")
 _UID_RE = re.compile(r"^(0|[1-9]\d*)(\.(0|[1-9]\d*))+$")

@@ -25,8 +25,8 @@ import pyodbc
 import structlog
 
 from ..config import values
-from ..config.load import CANONICAL_FIELDS, TIME_FIELDS
 from ..config.model import ViewConfig
+from ..exam_record import CANONICAL_FIELDS, TIME_FIELDS
 from . import duplicates, time_format
 from .events import EventType
 from .source import Row, SourceError

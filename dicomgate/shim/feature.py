@@ -45,7 +45,10 @@ def setup(app: App) -> None:
         lookup = LookupEndpoint(cfg.lookup, app.store, hospital)
         closers.append(lookup.close)
         routes.add(LOOKUP, lookup, ("GET", "POST"), summary="external exam lookup (4.4.3.2)")
-    routes.add(DELETE, DeletionEndpoint(app), ("POST",), summary="image deletion (4.5)")
+    secret = cfg.shim.delete_secret
+    deleter = DeletionEndpoint(app.store, cfg.gateway.spool_dir, hospital,
+                               secret.reveal() if secret else None, app.pool.wake)
+    routes.add(DELETE, deleter, ("POST",), summary="image deletion (4.5)")
     routes.add("/healthz", healthz(app), summary="health: 200 or 503 with the reasons")
     routes.add("/metrics", metrics_endpoint(app), summary="Prometheus metrics")
     routes.add("/openapi.json", _openapi_handler(routes), summary="this API")

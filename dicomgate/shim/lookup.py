@@ -120,7 +120,7 @@ class LookupEndpoint:
                     merged[uid]["source"] += f",{res.name}"
                 else:
                     merged[uid] = s
-        own = self.store.deletions.known_studies(list(merged))
+        own = self.store.instances.known_studies(list(merged))
         exams = sorted((s for uid, s in merged.items() if uid not in own),
                        key=lambda s: s["studyDate"] or "", reverse=True)
         failed = [r for r in results if r.studies is None]

@@ -35,7 +35,7 @@ class Retention:
             return "nothing to purge"
         # Mark first (only rows still delivered), then remove: a crash in between leaves
         # a purged row whose file is removed by nobody, never a file lost before delivery.
-        marked = self.store.delivery.mark_purged([r["sop_uid"] for r in rows])
+        marked = self.store.instances.mark_purged([r["sop_uid"] for r in rows])
         n = len(marked)
         freed, kept = 0, 0
         for r in rows:

@@ -8,7 +8,7 @@ from typing import Any
 import structlog
 
 from ..state import Store
-from ..state.delivery import UPSTREAM_KINDS
+from ..state.kinds import UPSTREAM_KINDS
 from .dicomweb import DicomWebClient
 from .errors import UpstreamError
 from .rest import RestClient

@@ -74,7 +74,9 @@ def test_tasks_cli_lists_and_retries_dead(minimal_config, tmp_path):
     from dicomgate.state import Store
 
     store = Store(tmp_path / "state" / "state.db")
-    tid = store.tasks.enqueue("retrieve", "study:1.2.3").id
+    from dicomgate.state.kinds import Retrieve
+
+    tid = store.tasks.enqueue(Retrieve(study_uid="1.2.3")).id
     task = store.tasks.claim(["retrieve"], "me", 60)
     store.tasks.fail(task.id, "me", "PACS refused: unknown AE", retry_in=None)
     r = run_cli("tasks", "list", "--state", "dead", config=minimal_config)

@@ -112,8 +112,9 @@ def test_refund_cancels_pending_work(cli, sqlite_pacs, sqlite_config):
     store = open_store(sqlite_config)
     exam = store.exams.get("H33010200001", "D1")
     # an upload the images package queued for the study (linked only by study UID)
-    upload = store.tasks.enqueue("upload", "study:1.2.3.4", {"study_uid": "1.2.3.4"},
-                                 study_uid="1.2.3.4")
+    from dicomgate.state.kinds import Upload
+
+    upload = store.tasks.enqueue(Upload("1.2.3.4"), study_uid="1.2.3.4")
     sqlite_pacs.run("INSERT INTO RIS_FEE VALUES (?, ?)", ("D1", ts(ago(1))))
     res = by_type(sync(cli, sqlite_config))
     assert res[2]["read"] == 1 and res[2]["cancelled"] == 3 and res[2]["tasks"] == 1

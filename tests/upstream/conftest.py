@@ -17,6 +17,7 @@ from dicomgate.config import load
 from dicomgate.sandbox.cloud_api import CloudApi
 from dicomgate.sandbox.orthanc import Orthanc, free_port
 from dicomgate.state import Store
+from dicomgate.state.kinds import Upload
 
 
 @pytest.fixture(autouse=True)
@@ -99,8 +100,7 @@ def complete(app: App, study_uid: str, expected: int) -> None:
 
 
 def enqueue_upload(app: App, study_uid: str) -> None:
-    app.store.tasks.enqueue("upload", f"study:{study_uid}", {"study_uid": study_uid},
-                            reopen=True, study_uid=study_uid)
+    app.store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid)
 
 
 def drain(app: App, limit: int = 50) -> list[str]:

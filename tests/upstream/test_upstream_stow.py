@@ -11,7 +11,7 @@ import pydicom
 from conftest import build_app, complete, drain, enqueue_upload, spool, write_config
 
 from dicomgate.sandbox.studies import StudySpec, bundled_instances, ct_instances
-from dicomgate.upstream import feature
+from dicomgate.state.kinds import Deletion
 from dicomgate.upstream.dicomweb import DicomWebClient
 
 
@@ -68,7 +68,7 @@ def test_batching_and_parallel_requests(tmp_path, fresh_cloud):
     data = ct_instances(spec, series=2, per_series=12, rows=64, cols=64)  # ~8.5 KB each
     spool(app, data)
     complete(app, spec.study_uid, len(data))
-    spy = _Spy(feature.of(app).upload.client)
+    spy = _Spy(app.features["upstream"].upload.client)
     enqueue_upload(app, spec.study_uid)
     assert drain(app) == ["done"]
     sizes = [sum(p.stat().st_size for _, p in b) for b in spy.batches]
@@ -133,7 +133,7 @@ def test_bad_instance_rejected_with_reason_rest_delivered(tmp_path, fresh_cloud,
 
 def test_cloud_down_backlog_then_drains(tmp_path, fresh_cloud):
     app = _app(tmp_path, fresh_cloud)
-    up = feature.of(app)
+    up = app.features["upstream"]
     spec = StudySpec("ACC005")
     data = ct_instances(spec, series=1, per_series=6)
     spool(app, data)
@@ -183,9 +183,8 @@ def test_upload_waits_for_a_pending_deletion_of_its_study(tmp_path, fresh_cloud)
     data = ct_instances(spec, series=1, per_series=2)
     spool(app, data)
     complete(app, spec.study_uid, len(data))
-    deletion = app.store.tasks.enqueue("deletion", "del:H:ACCDEL:t", {
-        "hospital_id": "H", "accession_no": "ACCDEL", "study_uids": [spec.study_uid],
-        "sop_uids": [], "operate_time": "t", "deletion_id": "1"}, delay=3600)
+    deletion = app.store.tasks.enqueue(Deletion("H", "ACCDEL", (spec.study_uid,), (), "t", 1),
+                                       delay=3600)
     enqueue_upload(app, spec.study_uid)
     assert drain(app) == ["pending"]  # retried later, nothing sent
     assert fresh_cloud.sop_uids(spec.study_uid) == set()

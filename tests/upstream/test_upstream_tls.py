@@ -10,6 +10,7 @@ import pytest
 from conftest import build_app, drain, write_config
 
 from dicomgate.sandbox.cloud_api import CloudApi
+from dicomgate.state.kinds import Deletion
 
 CNF = """[req]
 distinguished_name = dn
@@ -51,9 +52,7 @@ def _server(pki, require_client: bool) -> CloudApi:
 
 
 def _deletion(app) -> None:
-    app.store.tasks.enqueue("deletion", "del:H:A1:t", {
-        "hospital_id": "H33010200001", "accession_no": "A1", "sop_uids": ["1.2.3"],
-        "deletion_id": "d1"})
+    app.store.tasks.enqueue(Deletion("H33010200001", "A1", (), ("1.2.3",), "t", 1))
 
 
 def test_untrusted_certificate_is_refused_and_retried(tmp_path, pki):
