@@ -38,6 +38,7 @@ _PLAIN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # unquoted: the database fo
 # The SQLite ODBC driver hands a BLOB in a text column over as the literal X'D5C5C8FD'.
 _HEX_LITERAL_RE = re.compile(r"^X'((?:[0-9A-Fa-f]{2})*)'$")
 SAMPLE_ROWS = 50
+_FULL = "dg_whole_"  # prefix of the extra SQLite columns that carry a value with a NUL
 _MIXED_HELP = ("have the PACS vendor give the column one format in the view (SQL Server: "
                "CONVERT(varchar(19), col, 120); Oracle: TO_CHAR(col, 'YYYY-MM-DD HH24:MI:SS'); "
                "MySQL: DATE_FORMAT(col, '%Y-%m-%d %H:%i:%s')) or a DATETIME column")
@@ -83,6 +84,7 @@ class ViewSource:
         mapped = dict(config.columns)
         self._canonical = {mapped.get(f, f).strip('"').lower(): f for f in CANONICAL_FIELDS}
         self._formats: dict[str, ColumnFormat] = {}
+        self._columns: list[str] | None = None
 
     # -- connection -----------------------------------------------------------------------
     def _connect(self) -> pyodbc.Connection:
@@ -280,7 +282,11 @@ class ViewSource:
     def _select(self, where: str, params: tuple, required: str, order_by: str | None = None,
                 descending: bool = False, limit: int | None = None) -> Iterator[list[Row]]:
         conn = self._connect()
-        sql = f"SELECT * FROM {self._view()} WHERE {where}"
+        full = self._nul_columns() if self._sqlite else []
+        extra = "".join(f", CASE WHEN typeof({self._q(c)}) = 'text' AND instr(CAST("
+                        f"{self._q(c)} AS BLOB), x'00') > 0 THEN CAST({self._q(c)} AS BLOB) "
+                        f"END AS {_FULL}{i}" for i, (c, _) in enumerate(full))
+        sql = f"SELECT *{extra} FROM {self._view()} WHERE {where}"
         if order_by:
             sql += f" ORDER BY {self._q(order_by)}{' DESC' if descending else ''}"
         taken = 0
@@ -290,6 +296,8 @@ class ViewSource:
             names = [d[0] for d in cursor.description]
             self._check_columns(names)
             fields = [self._canonical.get(n.lower()) for n in names]
+            if full:  # the whole value of a text the SQLite driver would cut at a NUL
+                fields = fields[:len(names) - len(full)] + [f"{_FULL}{f}" for _, f in full]
             while limit is None or taken < limit:
                 size = self.config.batch_size if limit is None else min(
                     self.config.batch_size, limit - taken)
@@ -297,13 +305,21 @@ class ViewSource:
                 if not batch:
                     break
                 taken += len(batch)
-                yield [{f: self._value(v) for f, v in zip(fields, row, strict=True) if f}
-                       for row in batch]
+                yield [_uncut({f: self._value(v) for f, v in zip(fields, row, strict=True)
+                               if f}) for row in batch]
             cursor.close()
         except pyodbc.Error as exc:
             self.close()  # a broken connection is reopened on the next call
             raise SourceError(f"reading view {self.config.name} failed: {_odbc(exc)} "
                               f"(query: {sql})") from None
+
+    def _nul_columns(self) -> list[tuple[str, str]]:
+        """(view column, canonical field) of the mapped columns: the SQLite ODBC driver
+        ends a text at its first NUL, so each is also read as a BLOB when it has one."""
+        if self._columns is None:
+            self._columns = self.columns()
+        return [(n, self._canonical[n.lower()]) for n in self._columns
+                if n.lower() in self._canonical]
 
     def _value(self, value: Any) -> Any:
         """Bytes stay bytes (the record rules decode them with reports.view.encoding)."""
@@ -333,6 +349,15 @@ class ViewSource:
 
     def _view(self) -> str:
         return self._q(self.config.name)
+
+
+def _uncut(row: Row) -> Row:
+    """Put the whole (BLOB) value in place of a text the driver cut at a NUL."""
+    for key in [k for k in row if k.startswith(_FULL)]:
+        value = row.pop(key)
+        if value is not None:
+            row[key[len(_FULL):]] = value
+    return row
 
 
 def _decoder(encoding: str):
