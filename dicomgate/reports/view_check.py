@@ -17,7 +17,8 @@ from ..privacy import mask_text
 from .events import POLL_ORDER
 from .record import Rules, normalise
 from .source import SourceError
-from .view_source import SAMPLE_ROWS, TimeFormatError, ViewSource
+from .view_source import SAMPLE_ROWS, ViewSource
+from .view_times import TimeFormatError
 
 FACT = "reports.view_check"  # the last result, in the state store's facts
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,7 +29,8 @@ from ..exam_record import CANONICAL_FIELDS, TIME_FIELDS
 from . import duplicates, time_format
 from .events import EventType
 from .source import Row, SourceError
-from .time_format import FormatProblem, TimeFormat
+from .time_format import TimeFormat
+from .view_times import ColumnFormat, ColumnTimes
 
 log = structlog.get_logger("dicomgate.reports.view")
 
@@ -39,31 +39,6 @@ _PLAIN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # unquoted: the database fo
 _HEX_LITERAL_RE = re.compile(r"^X'((?:[0-9A-Fa-f]{2})*)'$")
 SAMPLE_ROWS = 50
 _FULL = "dg_whole_"  # prefix of the extra SQLite columns that carry a value with a NUL
-_MIXED_HELP = ("have the PACS vendor give the column one format in the view (SQL Server: "
-               "CONVERT(varchar(19), col, 120); Oracle: TO_CHAR(col, 'YYYY-MM-DD HH24:MI:SS'); "
-               "MySQL: DATE_FORMAT(col, '%Y-%m-%d %H:%i:%s')) or a DATETIME column")
-
-
-class TimeFormatError(SourceError):
-    """A time column whose values a window cannot select reliably."""
-
-    def __init__(self, field: str, column: str, problem: str, sample: Any, todo: str):
-        self.field, self.column, self.sample, self.todo = field, column, sample, todo
-        super().__init__(f"view column {column} ({field}) cannot be compared as a time "
-                         f"reliably: {problem} — {todo}")
-
-
-@dataclass(frozen=True)
-class ColumnFormat:
-    """What the source knows about one time column (shown by sync --check and status)."""
-
-    field: str
-    column: str
-    format: TimeFormat | None  # None: the column holds no value yet
-    configured: str  # "auto" or the configured format
-    newest: Any = None
-
-
 class ViewSource:
     name = "view"
 
@@ -83,7 +58,7 @@ class ViewSource:
         # site column (case-insensitive) -> canonical field
         mapped = dict(config.columns)
         self._canonical = {mapped.get(f, f).strip('"').lower(): f for f in CANONICAL_FIELDS}
-        self._formats: dict[str, ColumnFormat] = {}
+        self.times = ColumnTimes(self)
         self._columns: list[str] | None = None
 
     # -- connection -----------------------------------------------------------------------
@@ -174,7 +149,7 @@ class ViewSource:
             raw = row.get(field)
             if raw is None:
                 continue
-            known = self._formats.get(field)
+            known = self.times.known.get(field)
             fmt = known.format if known else None
             parsed = fmt.parse(raw, self.tz) if fmt else time_format.parse_any(raw, self.tz)
             if parsed is not None:
@@ -183,36 +158,7 @@ class ViewSource:
 
     # -- time formats ---------------------------------------------------------------------
     def time_format(self, field: str) -> ColumnFormat:
-        """The format of `field`'s column: configured or learned from its newest values,
-        then verified over the whole column. Raises TimeFormatError."""
-        known = self._formats.get(field)
-        if known is not None:
-            return known
-        column = self.config.column(field)
-        configured = self.config.format_of(field)
-        samples = self.sample_column(column)
-        key = f"reports.view.time_formats.{field}"
-        if configured == "auto":
-            try:
-                fmt = time_format.learn(samples)
-            except FormatProblem as exc:
-                odd = _first_odd(samples)
-                todo = _MIXED_HELP if time_format.learn_one(odd) else _todo(key, odd)
-                raise TimeFormatError(field, column, str(exc), odd, todo) from None
-            if fmt is None:
-                return ColumnFormat(field, column, None, configured)  # learn it next time
-        else:
-            fmt = time_format.make(configured)
-            odd = next((v for v in samples if not fmt.matches(v)), None)
-            if odd is not None:
-                raise TimeFormatError(field, column, f"value {odd!r} is not {configured!r}",
-                                      odd, _todo(key, odd))
-        self._verify(field, column, fmt, key)
-        known = ColumnFormat(field, column, fmt, configured, samples[0] if samples else None)
-        self._formats[field] = known
-        log.info("reports.view_time_format", field=field, column=column, format=fmt.name,
-                 offsets=fmt.offsets, configured=configured)
-        return known
+        return self.times.format_of(field)
 
     def sample_column(self, column: str, limit: int = SAMPLE_ROWS, smallest: bool = False
                       ) -> list[Any]:
@@ -221,27 +167,6 @@ class ViewSource:
         sql = (f"SELECT {q} FROM {self._view()} WHERE {q} IS NOT NULL ORDER BY {q}"
                f"{'' if smallest else ' DESC'}")
         return [r[0] for r in self._fetch(sql, (), limit)]
-
-    def _verify(self, field: str, column: str, fmt: TimeFormat, key: str) -> None:
-        """Every value of the column must be of `fmt`, or some rows are never selected."""
-        q, view = self._q(column), self._view()
-        if fmt.shape is not None:  # text: one LIKE shape (`_` is any one character)
-            where = f"{q} IS NOT NULL AND NOT ({q} LIKE ?)"
-            odd = self._fetch(f"SELECT {q} FROM {view} WHERE {where}", (fmt.shape,), 3)
-            if odd:
-                count = self._fetch(f"SELECT COUNT(*) FROM {view} WHERE {where}",
-                                    (fmt.shape,), 1)[0][0]
-                raise TimeFormatError(
-                    field, column, f"{count} value(s) are not {fmt.name!r} like the newest "
-                    f"ones, e.g. {odd[0][0]!r}; those rows would never be selected",
-                    odd[0][0], _MIXED_HELP)
-        elif fmt.kind == "number":  # the smallest values (not MIN(): the SQLite driver
-            # cuts an aggregate of a NUMERIC column to 32 bits)
-            for value in self.sample_column(column, limit=3, smallest=True):
-                if not fmt.matches(value):
-                    raise TimeFormatError(field, column, f"value {value!r} is not "
-                                          f"{fmt.name!r} like the newest ones", value,
-                                          _MIXED_HELP)
 
     # -- queries --------------------------------------------------------------------------
     def columns(self) -> list[str]:
@@ -379,25 +304,6 @@ def _inside(raw: Any, fmt: TimeFormat, first: dt.datetime, last: dt.datetime) ->
     if fmt.date_only:
         return first.date() <= raw.date() <= last.date()
     return first <= raw < last
-
-
-def _first_odd(samples: list[Any]) -> Any:
-    """The first value unlike the newest one (or not a time at all)."""
-    present = [v for v in samples if v is not None]
-    first = time_format.learn_one(present[0]) if present else None
-    for value in present:
-        fmt = time_format.learn_one(value)
-        if fmt is None or first is None or fmt.name != first.name:
-            return value
-    return present[-1] if present else None
-
-
-def _todo(key: str, sample: Any) -> str:
-    fmt = time_format.learn_one(sample)
-    if fmt is not None:
-        return f'set {key} = "{fmt.name}", or {_MIXED_HELP}'
-    return (f"if every value is year-first and zero-padded, set {key} to its pattern "
-            f'(e.g. "yyyy/MM/dd HH:mm:ss"); otherwise {_MIXED_HELP}')
 
 
 def _odbc(exc: pyodbc.Error) -> str:
