@@ -9,6 +9,9 @@ import sqlite3
 from reports_pacs import Exam, ago, insert_exam_sql, insert_report_sql, report_values, ts
 from reports_support import Pacs, open_store, view_reports, write_config
 
+from dicomgate.app import App
+from dicomgate.config import load
+
 
 def sync(cli, config, *extra) -> dict[int, dict]:
     code, out, err = cli(config, "sync", "--once", "--json", *extra)
@@ -163,3 +166,17 @@ def test_reconciliation_finds_and_repairs_what_the_window_missed(cli, sqlite_pac
     assert code == 0 and "0 missed" in out  # repaired: nothing left
     code, out, _ = cli(sqlite_config, "status")
     assert "reconciliation" in out and "repaired: 0" in out
+
+
+def test_the_daemon_reconciles_on_its_schedule(cli, sqlite_pacs, sqlite_config):
+    add(sqlite_pacs, Exam("S1", minutes_ago=30))
+    sync(cli, sqlite_config)
+    add(sqlite_pacs, Exam("S2", minutes_ago=180))  # late: before every window from now on
+    assert sync(cli, sqlite_config)[1]["new"] == 0
+    app = App.build(load(sqlite_config))
+    assert "reports.reconcile" in app.scheduler.names()
+    app.scheduler.run_now("reports.reconcile")
+    store = open_store(sqlite_config)
+    assert store.exams.get("H33010200001", "S2").state == "synced"
+    job = {j["name"]: j for j in store.jobs.all()}["reports.reconcile"]
+    assert job["outcome"] == "ok" and "1 missed by the windows, 1 re-read" in job["detail"]

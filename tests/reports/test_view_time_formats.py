@@ -105,6 +105,8 @@ def test_mixed_formats_fail_loudly_and_name_the_column(tmp_path, cli):
     assert "reports.check" in app.scheduler.names()
     app.scheduler.run_now("reports.check")
     assert "EXAM_DATE (examTime)" in app.health()["reports"]
+    app.scheduler.run_now("reports.poll")  # the scheduled poll says which type stopped
+    assert "type 1 (performed): view column EXAM_DATE" in app.health()["reports"]
     code, out, _ = cli(config, "status")
     assert code == 0 and "EXAM_DATE (examTime)" in out
 
