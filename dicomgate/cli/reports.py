@@ -95,6 +95,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
             results = [poller.sync_accession(args.accession, args.type)]
         else:
             results = poller.sync(args.type, since, until)
+            if since is None:  # the daemon's own windows: status shows what failed
+                poller.record_errors(results)
     finally:
         poller.close()
     _print_results(results, args.json)
@@ -117,7 +119,7 @@ def _check(app: App, as_json: bool) -> int:
               f"({result.rows_sampled} newest rows checked)")
         print_table([{"field": f, **c} for f, c in result.time_columns.items()],
                     ["field", "column", "format", "configured", "newest", "sample"])
-        for line in result.problems:
+        for line in [*result.problems, *result.row_problems]:
             print(f"PROBLEM: {line}")
         for line in result.warnings:
             print(f"warning: {line}")

@@ -54,7 +54,7 @@ def run_check(app: App) -> view_check.CheckResult:
                  time_columns=result.time_columns)
     else:
         log.error("reports.view_check_failed", problems=result.problems,
-                  warnings=result.warnings)
+                  row_problems=result.row_problems, warnings=result.warnings)
     return result
 
 
@@ -85,7 +85,7 @@ def setup(app: App) -> None:
     def check() -> str:
         result = run_check(app)
         if not result.ok:
-            raise SourceError("; ".join(result.problems))
+            raise SourceError("; ".join([*result.problems, *result.row_problems]))
         return f"view OK ({len(result.warnings)} warnings)"
 
     def reconcile_job() -> str:
@@ -133,7 +133,9 @@ def status(app: App) -> dict[str, Any]:
         "problems": problems(app) or None,
         "watermarks": {f"type {e.code} ({e.name})": app.store.watermarks.get(watermark_name(e))
                        for e in POLL_ORDER},
-        "view check": {"at": check.get("at"), "warnings": len(check.get("warnings") or []),
+        "view check": {"at": check.get("at"),
+                       "row problems": check.get("row_problems") or None,
+                       "warnings": len(check.get("warnings") or []),
                        "time formats": {k: v.get("format") for k, v in
                                         (check.get("time_columns") or {}).items()}}
         if check else None,

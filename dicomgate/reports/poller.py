@@ -81,13 +81,22 @@ class Poller:
     # -- the scheduled job ---------------------------------------------------------------
     def poll(self) -> str:
         results = self.sync()
-        # what health and status show until the type reads again
-        self.store.facts.set(POLL_ERRORS, {str(r.type): r.error for r in results if r.error})
+        self.record_errors(results)
         summary = "; ".join(_summary(r) for r in results)
         failed = [r for r in results if r.error]
         if failed:
             raise SyncFailed(summary)
         return summary
+
+    def record_errors(self, results: list[TypeResult]) -> None:
+        """Keep each type's last error for health and status, until it reads again."""
+        errors = dict(self.store.facts.get(POLL_ERRORS) or {})
+        for r in results:
+            if r.type is not None:
+                errors.pop(str(r.type), None)
+                if r.error:
+                    errors[str(r.type)] = r.error
+        self.store.facts.set(POLL_ERRORS, errors)
 
     def sync(self, types: list[int] | None = None, since: dt.datetime | None = None,
              until: dt.datetime | None = None) -> list[TypeResult]:

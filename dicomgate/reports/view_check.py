@@ -2,8 +2,10 @@
 anything is trusted, are the columns there, can every time column be windowed, do the
 newest rows pass the record rules?
 
-Problems are what makes rows unselected or quarantined (someone must act); warnings
-are worth a look (fields the view does not have, a clock in the future).
+Problems keep rows from being read (a missing column, a time column that cannot be
+compared): health and status show them. Row problems are what the newest rows would be
+quarantined for (someone must act, but the rows are listed, not lost). Warnings are worth
+a look (fields the view does not have, a clock in the future).
 """
 
 from __future__ import annotations
@@ -27,18 +29,19 @@ FACT = "reports.view_check"  # the last result, in the state store's facts
 class CheckResult:
     at: str
     problems: list[str] = field(default_factory=list)
+    row_problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     time_columns: dict[str, dict[str, Any]] = field(default_factory=dict)
     rows_sampled: int = 0
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.row_problems
 
     def public(self) -> dict[str, Any]:
         return {"at": self.at, "ok": self.ok, "problems": self.problems,
-                "warnings": self.warnings, "time_columns": self.time_columns,
-                "rows_sampled": self.rows_sampled}
+                "row_problems": self.row_problems, "warnings": self.warnings,
+                "time_columns": self.time_columns, "rows_sampled": self.rows_sampled}
 
 
 def check_view(source: ViewSource, rules: Rules) -> CheckResult:
@@ -117,7 +120,7 @@ def _newest_rows(source: ViewSource, rules: Rules, out: CheckResult) -> None:
         for w in n.warnings:
             warnings.setdefault(w.split(":")[0], []).append(w)
     for name, found in problems.items():
-        out.problems.append(f"{len(found)} of the {len(rows)} newest rows would be "
+        out.row_problems.append(f"{len(found)} of the {len(rows)} newest rows would be "
                             f"quarantined for {name}, e.g. {mask_text(found[0])}")
     for found in warnings.values():
         out.warnings.append(f"{len(found)} of the {len(rows)} newest rows: "

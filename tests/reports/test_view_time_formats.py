@@ -97,6 +97,8 @@ def test_mixed_formats_fail_loudly_and_name_the_column(tmp_path, cli):
     assert "/" in error  # the odd sample value is shown
     assert res[3]["error"] is None  # the other types carry on
     assert open_store(config).watermarks.get("reports.type1") is None
+    code, out, _ = cli(config, "status")
+    assert "- type 1 (performed): view column EXAM_DATE (examTime)" in out
 
     code, out, _ = cli(config, "sync", "--check")
     assert code == 1 and "PROBLEM: view column EXAM_DATE (examTime)" in out
