@@ -161,7 +161,7 @@ def time_format(raw: object) -> str:
         raise BadValue(f"{raw!r} does not sort as text (year, month, day, hour, minute, "
                        "second in that order): a time window cannot select by it",
                        TIME_FORMAT_EXPECTED)
-    if any(c.isalnum() and c != "T" for c in literals):
+    if any(c.isascii() and c.isalnum() and c != "T" for c in literals):
         raise BadValue(f"{raw!r} has letters besides the tokens yyyy MM dd HH mm ss and T",
-                       TIME_FORMAT_EXPECTED)
+                       TIME_FORMAT_EXPECTED)  # 年 月 日 时 分 秒 are separators like - and :
     return pattern

@@ -31,8 +31,8 @@ _WIDEN = dt.timedelta(hours=14)
 
 # Tried in this order when reports.view.time_format = "auto".
 TEXT_CANDIDATES = ("yyyy-MM-dd HH:mm:ss", "yyyy/MM/dd HH:mm:ss", "yyyyMMddHHmmss",
-                   "yyyy-MM-ddTHH:mm:ss", "yyyy.MM.dd HH:mm:ss", "yyyy-MM-dd", "yyyy/MM/dd",
-                   "yyyyMMdd")
+                   "yyyy-MM-ddTHH:mm:ss", "yyyy.MM.dd HH:mm:ss", "yyyy年MM月dd日 HH:mm:ss",
+                   "yyyy年MM月dd日 HH时mm分ss秒", "yyyy-MM-dd", "yyyy/MM/dd", "yyyyMMdd")
 NAMED = {"iso8601": "yyyy-MM-ddTHH:mm:ss"}
 NUMBER_FORMATS = ("epoch", "epoch_ms", "number:yyyyMMddHHmmss")
 

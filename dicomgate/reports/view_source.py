@@ -150,7 +150,8 @@ class ViewSource:
             if raw is None:
                 continue
             known = self.times.known.get(field)
-            fmt = known.format if known else None
+            # a column no window reads by (reportTime): the value's own format
+            fmt = known.format if known else time_format.learn_one(raw)
             parsed = fmt.parse(raw, self.tz) if fmt else time_format.parse_any(raw, self.tz)
             if parsed is not None:
                 row[field] = parsed

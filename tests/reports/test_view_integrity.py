@@ -47,6 +47,13 @@ def test_duplicate_rows_are_one_exam_and_versions_stay_stable(cli, sqlite_pacs, 
     res = sync(cli, sqlite_config)
     assert res[3]["tasks"] == 0 and res[3]["unchanged"] == 1
     assert len(store.exams.versions(exam.id)) == 1
+    # a manual window of the past sees only the draft: older than the report held, so
+    # it is not applied (no version that flips back)
+    res = sync(cli, sqlite_config, "--type", "3", "--since", ts(ago(30)), "--until",
+               ts(ago(22)))
+    assert res[3]["read"] == 1 and res[3]["stale"] == 1 and res[3]["tasks"] == 0
+    exam = store.exams.get("H33010200001", "D1")
+    assert exam.record["examConclusion"] == "终稿：左肺结节。" and exam.report_version == 1
 
 
 def test_duplicates_with_equal_times_choose_by_content_not_order(cli, sqlite_pacs,

@@ -26,6 +26,7 @@ TIME_COLUMNS = (("RIS_EXAM", "EXAM_DATE"), ("RIS_REPORT", "REPORT_DATE"),
 # into that format)
 FORMATS = {
     "slashes": ("TEXT", "replace({c}, '-', '/')"),
+    "chinese": ("TEXT", "strftime('%Y年%m月%d日 %H时%M分%S秒', {c})"),
     "digits": ("TEXT", "strftime('%Y%m%d%H%M%S', {c})"),
     "iso_utc": ("TEXT", "strftime('%Y-%m-%dT%H:%M:%SZ', {c}, '-8 hours')"),
     "iso_offset": ("TEXT", "replace({c}, ' ', 'T') || '+08:00'"),
