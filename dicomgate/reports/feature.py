@@ -62,6 +62,9 @@ def reconcile_recent(app: App, poller: Poller) -> reconcile.ReconcileResult:
     """The daemon's pass: [now - reconcile_lookback, now - overlap - poll interval)."""
     reports = app.config.reports
     assert reports is not None
+    # a fresh source: the time formats are verified over the whole columns again, for this
+    # pass and the polls after it (a row in another format may have appeared since)
+    poller.close()
     now = poller.now()
     end = now - dt.timedelta(seconds=reports.overlap + reports.poll_interval)
     result = reconcile.reconcile(poller, end - dt.timedelta(
@@ -84,6 +87,8 @@ def setup(app: App) -> None:
 
     def check() -> str:
         result = run_check(app)
+        if result.problems:
+            poller.close()  # the polls learn and verify the formats again: they stop too
         if not result.ok:
             raise SourceError("; ".join([*result.problems, *result.row_problems]))
         return f"view OK ({len(result.warnings)} warnings)"

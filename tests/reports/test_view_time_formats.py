@@ -144,3 +144,22 @@ def test_bad_time_format_in_config_is_refused_by_check_config(tmp_path, cli):
     config = write_config(tmp_path, view_reports("DSN=x", 'time_format = "dd/MM/yyyy HH:mm:ss"'))
     code, _, err = cli(config, "check-config")
     assert code == 2 and "reports.view.time_format: 'dd/MM/yyyy HH:mm:ss' does not sort" in err
+
+
+def test_the_daemon_verifies_the_formats_again(tmp_path, cli):
+    """A long-running poller learned the format; a row in another format appears later:
+    the next reconciliation pass verifies the columns again and the polls stop loudly."""
+    pacs = Pacs(tmp_path / "pacs.db")
+    pacs.run(insert_exam_sql(), Exam("L1", minutes_ago=30).values())
+    config = write_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
+    app = App.build(load(config))
+    app.scheduler.run_now("reports.poll")
+    assert app.health()["reports"] is None
+    pacs.run(insert_exam_sql(), Exam("L2", minutes_ago=20).values())
+    pacs.run("UPDATE RIS_EXAM SET EXAM_DATE = replace(EXAM_DATE, '-', '/') "
+             "WHERE EXAM_NO = 'L2'")
+    app.scheduler.run_now("reports.poll")  # the format it knows: L2 is not selected...
+    assert open_store(config).exams.get("H33010200001", "L2") is None
+    app.scheduler.run_now("reports.reconcile")  # ...until the columns are verified again
+    app.scheduler.run_now("reports.poll")
+    assert "type 1 (performed): view column EXAM_DATE (examTime)" in app.health()["reports"]
