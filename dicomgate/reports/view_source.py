@@ -184,11 +184,16 @@ class ViewSource:
             raise SourceError(f"reading view {self.config.name} failed: {_odbc(exc)}") from None
 
     def newest(self, limit: int = SAMPLE_ROWS) -> list[Row]:
-        """The newest rows by exam time (for sync --check), times parsed."""
+        """The newest rows by exam time (for sync --check; any rows when the view has no
+        exam time column), times parsed."""
         column = self.config.column("examTime")
+        if self._columns is None:
+            self._columns = self.columns()
+        have = column.strip('"').lower() in {c.lower() for c in self._columns}
         rows: list[Row] = []
-        for batch in self._select(f"{self._q(column)} IS NOT NULL", (), column,
-                                  order_by=column, descending=True, limit=limit):
+        for batch in self._select(f"{self._q(column)} IS NOT NULL" if have else "1 = 1", (),
+                                  column, order_by=column if have else None,
+                                  descending=True, limit=limit):
             rows.extend(self._times(r) for r in batch)
         return rows
 

@@ -187,3 +187,20 @@ def test_the_daemon_reconciles_on_its_schedule(cli, sqlite_pacs, sqlite_config):
     assert store.exams.get("H33010200001", "S2").state == "synced"
     job = {j["name"]: j for j in store.jobs.all()}["reports.reconcile"]
     assert job["outcome"] == "ok" and "1 missed by the windows, 1 re-read" in job["detail"]
+
+
+def test_check_names_missing_columns(tmp_path, cli, sqlite_pacs):
+    add(sqlite_pacs, Exam("K1", sex="7"))
+    config = write_config(tmp_path, view_reports(f"Driver=SQLite3;Database={sqlite_pacs.path}"))
+    config.write_text(config.read_text().replace('examTime = "EXAM_DATE"',
+                                                 'examTime = "EXAM_TIME"'))
+    code, out, _ = cli(config, "sync", "--check")
+    assert code == 1
+    assert "PROBLEM: reports.view.columns.examTime = 'EXAM_TIME': the view " \
+           "View_Pacs_Text_Info has no such column" in out
+    assert "PROBLEM: 1 of the 1 newest rows would be quarantined for sex" not in out  # stops
+    config.write_text(config.read_text().replace('examTime = "EXAM_TIME"',
+                                                 'examTime = "EXAM_DATE"'))
+    code, out, _ = cli(config, "sync", "--check")
+    assert code == 1 and "PROBLEM: 1 of the 1 newest rows would be quarantined for sex, " \
+        "e.g. sex: '7'" in out
