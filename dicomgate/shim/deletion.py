@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import os
 import re
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from typing import Any
 import structlog
 
 from ..privacy import mask_name
+from ..spool_layout import inside, instance_path, remove_instance
 from ..state import Store
 from ..state.deletions import Deletion
 from ..state.instances import Holdings
@@ -32,6 +32,8 @@ from .http import OK, Request, Response, reply
 from .params import Params, no_chars
 
 log = structlog.get_logger("dicomgate.shim.deletion")
+
+PATH = "/getway/reportAndFilm/api/deleteImage"
 
 RECHECK_DELAY = 300.0
 SIGNATURE_WINDOW = 300.0
@@ -161,28 +163,14 @@ class DeletionEndpoint:
 
     def _remove_files(self, instances: list[dict[str, Any]]) -> int:
         removed = 0
-        dirs: set[Path] = set()
-        spool = self.spool.resolve()
         for inst in instances:
-            path = Path(inst["path"]) if inst.get("path") else (
-                spool / inst["study_uid"] / (inst.get("series_uid") or "") /
-                f"{inst['sop_uid']}.dcm")
-            path = path.resolve()
-            if not path.is_relative_to(spool):  # never delete outside the spool
+            path = Path(inst["path"]) if inst.get("path") else instance_path(
+                self.spool, inst["study_uid"], inst.get("series_uid") or "", inst["sop_uid"])
+            if not inside(path, self.spool):  # never delete outside the spool
                 log.warning("deletion.path_outside_spool", sop_uid=inst["sop_uid"])
                 continue
             try:
-                path.unlink()
-                removed += 1
-                dirs.update((path.parent, path.parent.parent))
-            except FileNotFoundError:
-                continue
+                removed += remove_instance(path, self.spool)
             except OSError as exc:
                 log.error("deletion.unlink_failed", sop_uid=inst["sop_uid"], error=str(exc))
-        for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
-            if d != spool and d.is_relative_to(spool):
-                try:
-                    os.rmdir(d)  # only when empty
-                except OSError:
-                    pass
         return removed

@@ -12,7 +12,7 @@ import pytest
 
 from dicomgate.config import TasksConfig
 from dicomgate.state import Store
-from dicomgate.state.kinds import PushReport, Retrieve, Upload
+from dicomgate.state.kinds import Retrieve, Upload
 from dicomgate.tasks import Fatal, Registry, RetryLater, WorkerPool, backoff
 
 
@@ -33,21 +33,6 @@ def pool_for(store: Store, handlers: dict, **cfg) -> WorkerPool:
 def wait_due(store: Store, task_id: int, timeout: float = 5.0) -> None:
     task = store.tasks.get(task_id)
     time.sleep(max(0.0, min(timeout, task.run_after - time.time())) + 0.01)
-
-
-def test_enqueue_is_idempotent_by_kind_and_key(store):
-    a = store.tasks.enqueue(Retrieve(study_uid="1.2.3"))
-    b = store.tasks.enqueue(Retrieve(study_uid="1.2.3"))
-    c = store.tasks.enqueue(Upload("1.2.3"))
-    assert a.created and not b.created and a.id == b.id
-    assert c.created and c.id != a.id
-    assert len(store.tasks.list(kind="retrieve")) == 1
-
-
-def test_state_files_are_private(store, tmp_path):
-    state = tmp_path / "state"
-    assert state.stat().st_mode & 0o777 == 0o700
-    assert (state / "state.db").stat().st_mode & 0o777 == 0o600
 
 
 def test_backoff_grows_and_is_capped():
@@ -119,26 +104,6 @@ def test_reenqueue_while_running_runs_again(store):
     assert seen == ["1", "2"] and store.tasks.get(tid).state == "done"
 
 
-def test_expired_lease_is_reclaimed_and_late_completion_ignored(store):
-    tid = store.tasks.enqueue(PushReport(1, 1)).id
-    first = store.tasks.claim(["push_report"], "worker-a", lease=0.05)
-    assert first.id == tid
-    assert store.tasks.claim(["push_report"], "worker-b", lease=60) is None  # not twice
-    time.sleep(0.1)
-    assert store.tasks.reclaim_expired() == 1
-    second = store.tasks.claim(["push_report"], "worker-b", lease=60)
-    assert second.id == tid and second.attempts == 2
-    assert not store.tasks.complete(tid, "worker-a")  # the old owner lost it
-    assert store.tasks.complete(tid, "worker-b")
-
-
-def test_cancel_and_counts(store):
-    a = store.tasks.enqueue(Retrieve(study_uid="a")).id
-    store.tasks.enqueue(Retrieve(study_uid="b"))
-    assert store.tasks.cancel(a, "exam refunded")
-    assert store.tasks.counts() == {"retrieve": {"cancelled": 1, "pending": 1}}
-
-
 def test_task_of_killed_worker_is_done_exactly_once_after_restart(tmp_path):
     state_dir = tmp_path / "state"
     store = Store(state_dir / "state.db")
@@ -165,39 +130,3 @@ def test_task_of_killed_worker_is_done_exactly_once_after_restart(tmp_path):
     store.close()
 
 
-def test_listeners_hear_of_new_tasks_only_once_committed(store):
-    heard = []
-    store.tasks.listeners.append(heard.append)
-    with store.db.tx() as c:
-        store.tasks.enqueue(Upload("1"), conn=c)
-        assert heard == []  # not visible to other connections yet
-    assert heard == ["upload"]
-    try:
-        with store.db.tx() as c:
-            store.tasks.enqueue(Upload("2"), conn=c)
-            raise RuntimeError("rolled back")
-    except RuntimeError:
-        pass
-    assert heard == ["upload"] and store.tasks.find("upload", "study:2") is None
-    store.tasks.enqueue(Upload("1"))  # already pending: nothing new to announce
-    assert heard == ["upload"]
-
-
-def test_a_task_committed_by_another_process_rings_the_daemon(store, tmp_path):
-    import threading
-
-    rung = threading.Event()
-    assert store.tasks.doorbell.listen(rung.set)
-    try:
-        assert (tmp_path / "state" / "wake.sock").stat().st_mode & 0o777 == 0o600
-        code = ("import sys; from pathlib import Path; from dicomgate.state import Store; "
-                "from dicomgate.state.kinds import Retrieve; "
-                "Store(Path(sys.argv[1])).tasks.enqueue(Retrieve(study_uid='9.9'))")
-        subprocess.run([sys.executable, "-c", code, str(store.db.path)], check=True, timeout=60)
-        assert rung.wait(10), "the other process's enqueue did not ring"
-        rung.clear()
-        store.tasks.enqueue(Retrieve(study_uid="9.8"))  # the listener's own process: no ring
-        assert not rung.wait(0.5)
-    finally:
-        store.tasks.doorbell.close()
-    assert not (tmp_path / "state" / "wake.sock").exists()

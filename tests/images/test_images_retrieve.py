@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from images_helpers import GW_AET, PACS_AET, same_dataset, write_config
+from images_helpers import GW_AET, PACS_AET, images_config, same_dataset
 
 from dicomgate.images.retrieve import Retriever, present_sop_uids
 from dicomgate.images.scu import PacsClient
@@ -20,10 +20,10 @@ from dicomgate.sandbox.studies import (
     bundled_instances,
     ct_instances,
     sop_uid_of,
-    write_study,
 )
 from dicomgate.state import Task
 from dicomgate.tasks import Fatal
+from tests.support.studies import write_study
 
 
 def _task(payload: dict) -> Task:
@@ -159,7 +159,7 @@ def test_unknown_move_destination_message(tmp_path, dcmqrscp, gw_port):
             break
         time.sleep(0.2)
     assert out.returncode == 0, out.stderr
-    cfg = load(write_config(tmp_path / "gw.toml", state_dir=tmp_path / "state", port=gw_port,
+    cfg = load(images_config(tmp_path / "gw.toml", state_dir=tmp_path / "state", port=gw_port,
                             pacs_port=dcmqrscp))
     store = Store(cfg.gateway.db_path)
     retriever = Retriever(store, PacsClient(cfg.dicom, cfg.pacs))
@@ -182,7 +182,7 @@ def _study_only_pacs(tmp_path, gw_port: int, give_count: bool):
     pacs_port = free_port()
     peer = StudyOnlyPacs(PACS_AET, pacs_port, {GW_AET: ("127.0.0.1", gw_port)},
                          give_count=give_count)
-    gw = start_gateway(load(write_config(tmp_path / "so.toml", state_dir=tmp_path / "so",
+    gw = start_gateway(load(images_config(tmp_path / "so.toml", state_dir=tmp_path / "so",
                                          port=gw_port, pacs_port=pacs_port)))
     return peer, gw
 

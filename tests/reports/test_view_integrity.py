@@ -7,7 +7,7 @@ import json
 import sqlite3
 
 from reports_pacs import Exam, ago, insert_exam_sql, insert_report_sql, report_values, ts
-from reports_support import Pacs, open_store, view_reports, write_config
+from reports_support import Pacs, open_store, reports_config, view_reports
 
 from dicomgate.app import App
 from dicomgate.config import load
@@ -86,7 +86,7 @@ def test_gbk_blob_is_decoded_with_the_view_encoding(tmp_path, cli):
     pacs = Pacs(tmp_path / "gbk.db", encoding="gbk")  # a GBK database
     add(pacs, Exam("G1"))
     blob(pacs, "G1", "PAT_NAME", "张三".encode("gbk"))  # a BLOB, not text
-    gbk = write_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}",
+    gbk = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}",
                                               'encoding = "gbk"'))
     res = sync(cli, gbk, "--type", "1")
     assert res[1]["new"] == 1 and res[1]["quarantined"] == 0
@@ -122,20 +122,20 @@ def test_nul_in_a_name_is_stripped_with_a_warning(cli, sqlite_pacs, sqlite_confi
 
 
 def test_check_config_refuses_injection_in_identifiers(tmp_path, cli):
-    bad_view = write_config(tmp_path, view_reports("DSN=x").replace(
+    bad_view = reports_config(tmp_path, view_reports("DSN=x").replace(
         '"View_Pacs_Text_Info"', '"View_Pacs_Text_Info; DROP TABLE x"'))
     code, out, err = cli(bad_view, "check-config")
     assert code == 2 and "config OK" not in out
     assert "reports.view.name: 'View_Pacs_Text_Info; DROP TABLE x' is not a plain SQL " \
            "identifier" in err
-    bad_column = write_config(tmp_path, view_reports("DSN=x"))
+    bad_column = reports_config(tmp_path, view_reports("DSN=x"))
     bad_column.write_text(bad_column.read_text().replace(
         'accessionNo = "EXAM_NO"', 'accessionNo = "accessionNo; DROP TABLE x --"'))
     code, out, err = cli(bad_column, "check-config")
     assert code == 2 and "reports.view.columns.accessionNo: 'accessionNo; DROP TABLE x --'" \
         in err
     # what check-config accepts, sync accepts: schema.view and "quoted" names
-    good = write_config(tmp_path, view_reports("DSN=x").replace(
+    good = reports_config(tmp_path, view_reports("DSN=x").replace(
         '"View_Pacs_Text_Info"', '"pacs.View_Pacs_Text_Info"'))
     code, out, _ = cli(good, "check-config")
     assert code == 0 and "config OK" in out
@@ -191,7 +191,7 @@ def test_the_daemon_reconciles_on_its_schedule(cli, sqlite_pacs, sqlite_config):
 
 def test_check_names_missing_columns(tmp_path, cli, sqlite_pacs):
     add(sqlite_pacs, Exam("K1", sex="7"))
-    config = write_config(tmp_path, view_reports(f"Driver=SQLite3;Database={sqlite_pacs.path}"))
+    config = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={sqlite_pacs.path}"))
     config.write_text(config.read_text().replace('examTime = "EXAM_DATE"',
                                                  'examTime = "EXAM_TIME"'))
     code, out, _ = cli(config, "sync", "--check")

@@ -13,7 +13,7 @@ import json
 
 import pytest
 from reports_pacs import TZ, Exam, ago, insert_exam_sql, insert_report_sql, report_values
-from reports_support import Pacs, open_store, view_reports, write_config
+from reports_support import Pacs, open_store, reports_config, view_reports
 
 from dicomgate.app import App
 from dicomgate.config import load
@@ -63,7 +63,7 @@ def test_window_reads_every_time_format(tmp_path, cli, name):
     pacs.run("INSERT INTO RIS_FEE VALUES (?, ?)", ("T2", (ago(60 * 29)).strftime(
         "%Y-%m-%d %H:%M:%S")))  # refunded before the window too
     convert(pacs, sql)
-    config = write_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
+    config = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
 
     code, res, err = sync(cli, config)
     assert code == 0, err
@@ -91,7 +91,7 @@ def test_mixed_formats_fail_loudly_and_name_the_column(tmp_path, cli):
     pacs.run(insert_exam_sql(), Exam("M2", minutes_ago=40).values())
     pacs.run("UPDATE RIS_EXAM SET EXAM_DATE = replace(EXAM_DATE, '-', '/') "
              "WHERE EXAM_NO = 'M2'")
-    config = write_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
+    config = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
     code, res, _ = sync(cli, config)
     assert code == 1
     error = res[1]["error"]
@@ -119,7 +119,7 @@ def test_values_not_zero_padded_are_refused_with_what_to_set(tmp_path, cli):
     pacs = Pacs(tmp_path / "pacs.db")
     pacs.run(insert_exam_sql(), Exam("N1", minutes_ago=30).values())
     pacs.run("UPDATE RIS_EXAM SET EXAM_DATE = '2026/1/5 2:55:14'")
-    config = write_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
+    config = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
     code, res, _ = sync(cli, config, "--type", "1")
     assert code == 1 and "'2026/1/5 2:55:14'" in res[1]["error"]
     assert "DATETIME column" in res[1]["error"]
@@ -129,12 +129,12 @@ def test_configured_format_that_does_not_match_says_what_to_set(tmp_path, cli):
     pacs = Pacs(tmp_path / "pacs.db")
     pacs.run(insert_exam_sql(), Exam("C1", minutes_ago=30).values())
     convert(pacs, FORMATS["slashes"][1])
-    config = write_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}",
+    config = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}",
                                                  'time_format = "yyyyMMddHHmmss"'))
     code, res, _ = sync(cli, config, "--type", "1")
     assert code == 1
     assert 'set reports.view.time_formats.examTime = "yyyy/MM/dd HH:mm:ss"' in res[1]["error"]
-    fixed = write_config(tmp_path, view_reports(
+    fixed = reports_config(tmp_path, view_reports(
         f"Driver=SQLite3;Database={pacs.path}",
         '[reports.view.time_formats]\nexamTime = "yyyy/MM/dd HH:mm:ss"'))
     code, res, err = sync(cli, fixed, "--type", "1")
@@ -142,7 +142,7 @@ def test_configured_format_that_does_not_match_says_what_to_set(tmp_path, cli):
 
 
 def test_bad_time_format_in_config_is_refused_by_check_config(tmp_path, cli):
-    config = write_config(tmp_path, view_reports("DSN=x", 'time_format = "dd/MM/yyyy HH:mm:ss"'))
+    config = reports_config(tmp_path, view_reports("DSN=x", 'time_format = "dd/MM/yyyy HH:mm:ss"'))
     code, _, err = cli(config, "check-config")
     assert code == 2 and "reports.view.time_format: 'dd/MM/yyyy HH:mm:ss' does not sort" in err
 
@@ -152,7 +152,7 @@ def test_the_daemon_verifies_the_formats_again(tmp_path, cli):
     the next reconciliation pass verifies the columns again and the polls stop loudly."""
     pacs = Pacs(tmp_path / "pacs.db")
     pacs.run(insert_exam_sql(), Exam("L1", minutes_ago=30).values())
-    config = write_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
+    config = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
     app = App.build(load(config))
     app.scheduler.run_now("reports.poll")
     assert app.health()["reports"] is None

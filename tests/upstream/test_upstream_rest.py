@@ -6,7 +6,7 @@ import json
 import time
 
 import pytest
-from conftest import build_app, drain, write_config
+from conftest import build_app, drain, upstream_config
 
 from dicomgate.sandbox.cloud_api import CloudApi
 from dicomgate.state.kinds import Deletion, PushReport, Upload, Withdraw
@@ -29,8 +29,8 @@ def _app(tmp_path, api_url, **kw):
     kw.setdefault("auth", "hmac")
     if kw["auth"] == "hmac":
         kw.setdefault("hmac_secret", SECRET)
-    return build_app(write_config(tmp_path / "state", "http://127.0.0.1:9/dicom-web",
-                                  api_url, **kw))
+    return build_app(upstream_config(tmp_path / "state", "http://127.0.0.1:9/dicom-web",
+                                     api_url, **kw))
 
 
 def add_exam(app, record: dict, versions: int = 1, state: str = "synced") -> int:
@@ -172,8 +172,8 @@ def test_stow_is_signed_too(tmp_path, hmac_api, fresh_cloud):
 
     from dicomgate.sandbox.studies import StudySpec, ct_instances
 
-    app = build_app(write_config(tmp_path / "state", hmac_api.url.replace("/api", "/dw"),
-                                 hmac_api.url, auth="hmac", hmac_secret=SECRET))
+    app = build_app(upstream_config(tmp_path / "state", hmac_api.url.replace("/api", "/dw"),
+                                    hmac_api.url, auth="hmac", hmac_secret=SECRET))
     spec = StudySpec("ACC-SIGN")
     spool(app, ct_instances(spec, series=1, per_series=3))
     app.store.tasks.enqueue(Upload(spec.study_uid))

@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from conftest import build_app, complete, drain, enqueue_upload, spool, write_config
+from conftest import build_app, complete, drain, enqueue_upload, spool, upstream_config
 
 from dicomgate.sandbox.studies import StudySpec, ct_instances
 
 
 def test_retention_deletes_only_delivered_files(tmp_path, fresh_cloud):
-    app = build_app(write_config(tmp_path / "state", fresh_cloud.dicomweb_url,
-                                 "http://127.0.0.1:9/api", retention="1h"))
+    app = build_app(upstream_config(tmp_path / "state", fresh_cloud.dicomweb_url,
+                                    "http://127.0.0.1:9/api", retention="1h"))
     up = app.features["upstream"]
     sent, held = StudySpec("ACC-R1"), StudySpec("ACC-R2")
     sent_uids = spool(app, ct_instances(sent, series=1, per_series=3))
@@ -42,8 +42,8 @@ def test_retention_deletes_only_delivered_files(tmp_path, fresh_cloud):
 
 
 def test_retention_keeps_new_content_of_a_delivered_instance(tmp_path, fresh_cloud):
-    app = build_app(write_config(tmp_path / "state", fresh_cloud.dicomweb_url,
-                                 "http://127.0.0.1:9/api", retention="1s"))
+    app = build_app(upstream_config(tmp_path / "state", fresh_cloud.dicomweb_url,
+                                    "http://127.0.0.1:9/api", retention="1s"))
     spec = StudySpec("ACC-R3")
     uid = spool(app, ct_instances(spec, series=1, per_series=1))[0]
     enqueue_upload(app, spec.study_uid)
@@ -55,8 +55,8 @@ def test_retention_keeps_new_content_of_a_delivered_instance(tmp_path, fresh_clo
 
 
 def test_retention_removes_withdrawn_studies_after_the_retention(tmp_path, fresh_cloud):
-    app = build_app(write_config(tmp_path / "state", fresh_cloud.dicomweb_url,
-                                 "http://127.0.0.1:9/api", retention="1h"))
+    app = build_app(upstream_config(tmp_path / "state", fresh_cloud.dicomweb_url,
+                                    "http://127.0.0.1:9/api", retention="1h"))
     spec = StudySpec("ACC-W1")
     uids = spool(app, ct_instances(spec, series=1, per_series=2))  # never uploaded
     app.store.instances.set_study(spec.study_uid, state="withdrawn")
