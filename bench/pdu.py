@@ -71,6 +71,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def listening(start, what: str) -> tuple[subprocess.Popen, int]:
+    """start(port) -> process; a new port when the one picked was taken meanwhile (other
+    programs' connections in TIME-WAIT hold ephemeral ports)."""
+    for _ in range(5):
+        port = free_port()
+        proc = start(port)
+        try:
+            wait_port(port, proc)
+            return proc, port
+        except SystemExit:
+            if proc.poll() is None:
+                raise
+    raise SystemExit(f"{what} could not listen (5 ports tried)")
+
+
 def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -133,18 +148,20 @@ def make_object(path: Path, size_mb: int) -> None:
 def receive(work: Path, obj: Path, pdu: int, sender: str) -> tuple[float, float]:
     state = work / "state"
     shutil.rmtree(state, ignore_errors=True)
-    port = free_port()
-    cfg = work / "gw.toml"
-    cfg.write_text(f'[gateway]\nhospital_id = "BENCH"\nstate_dir = "{state}"\n'
-                   f'[dicom]\nae_title = "{GW_AET}"\nbind = "127.0.0.1"\nport = {port}\n'
-                   'min_free_disk = "1GB"\nallowed_calling_aets = ["MODALITY1", "STORESCU"]\n'
-                   'network_timeout = "600s"\n[log]\nlevel = "warning"\nformat = "json"\n')
-    proc = subprocess.Popen([sys.executable, "-c", RECEIVER, str(cfg), str(pdu)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=open(work / "receiver.log", "ab"), text=True)
+
+    def start(port: int) -> subprocess.Popen:
+        cfg = work / "gw.toml"
+        cfg.write_text(f'[gateway]\nhospital_id = "BENCH"\nstate_dir = "{state}"\n'
+                       f'[dicom]\nae_title = "{GW_AET}"\nbind = "127.0.0.1"\nport = {port}\n'
+                       'min_free_disk = "1GB"\n'
+                       'allowed_calling_aets = ["MODALITY1", "STORESCU"]\n'
+                       'network_timeout = "600s"\n[log]\nlevel = "warning"\nformat = "json"\n')
+        return subprocess.Popen([sys.executable, "-c", RECEIVER, str(cfg), str(pdu)],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=open(work / "receiver.log", "ab"), text=True)
+
+    proc, port = listening(start, "the Portal AET")
     try:
-        proc.stdout.readline()
-        wait_port(port, proc)
         t0 = time.perf_counter()
         if sender == "pynetdicom":
             out = subprocess.run([sys.executable, "-c", SENDER, str(obj), str(port)],
@@ -167,12 +184,11 @@ def storescp_peer(work: Path, obj: Path) -> tuple[float, float]:
     out_dir = work / "storescp"
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir()
-    port = free_port()
-    proc = subprocess.Popen(["storescp", "-aet", GW_AET, "--max-pdu", "131072", "-od",
-                             str(out_dir), str(port)], env=dict(os.environ, TCP_NODELAY="1"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, port = listening(lambda port: subprocess.Popen(
+        ["storescp", "-aet", GW_AET, "--max-pdu", "131072", "-od", str(out_dir), str(port)],
+        env=dict(os.environ, TCP_NODELAY="1"), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL), "storescp")
     try:
-        wait_port(port, proc)
         t0 = time.perf_counter()
         out = subprocess.run(["storescu", "-aec", GW_AET, "127.0.0.1", str(port), str(obj)],
                              capture_output=True, text=True, env=dict(os.environ,
