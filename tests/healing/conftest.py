@@ -11,7 +11,8 @@ import pytest
 from healing_harness import GW_AET, PACS_AET, Daemon, sigcont
 
 from dicomgate.sandbox.cloud_api import CloudApi
-from dicomgate.sandbox.orthanc import Orthanc, free_port
+from dicomgate.sandbox.orthanc import free_port
+from tests.support.orthanc import PeerOrthanc as Orthanc
 
 
 @pytest.fixture
