@@ -38,7 +38,8 @@ def setup(app: App) -> None:
         http = HttpFetcher(app.store, ingest, cfg.images.http_timeout)
     if pacs is not None:
         app.every("pacs.echo", cfg.pacs.echo_interval, EchoMonitor(app.store, pacs).run)
-        app.add_health("pacs", lambda: echo_health(app.store) or stall_health(app.store))
+        app.add_health("pacs", lambda: "; ".join(filter(None, (
+            echo_health(app.store), stall_health(app.store)))) or None)
         app.lane("retrieve", cfg.pacs.max_associations)
         retriever = Retriever(app.store, pacs, http.handle if http else None,
                               queue_uploads=uploads, room=ingest.has_room,
