@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..config import DicomConfig
 from ..state import DicomEvent
-from .negotiation import REJECTION_QUIET_SECONDS
+from .negotiation import NOTHING_ACCEPTED, REJECTION_QUIET_SECONDS
 from .qr_association import PacsRefused, PacsUnavailable, this_host
 from .scu import MoveResult
 
@@ -28,8 +28,12 @@ def window_start(move_started: float, kind: str) -> float:
 
 
 def explain(exc: Exception, result: MoveResult | None, seen: list[DicomEvent],
-            dicom: DicomConfig, where: str) -> Exception:
-    """The exception to raise for a failed C-MOVE: ours first, else the PACS's own."""
+            dicom: DicomConfig, where: str, sop_classes: set[str] | None = None) -> Exception:
+    """The exception to raise for a failed C-MOVE: ours first, else the PACS's own.
+
+    `sop_classes`: those of the instances asked for, when the PACS's C-FIND said; a
+    rejected context counts only for one of them (a DCMTK-based PACS proposes every SOP
+    class it knows on each association, retired ones we reject included)."""
     rejected = [e for e in seen if e.kind == "association_rejected"]
     if rejected:
         e = rejected[-1]
@@ -38,7 +42,7 @@ def explain(exc: Exception, result: MoveResult | None, seen: list[DicomEvent],
             f"{e.calling_aet} ({e.peer}) during the C-MOVE: {e.reason}. The PACS sends "
             f"images from AE {e.calling_aet}: add it to dicom.allowed_calling_aets "
             f"(status from {where}: {_code(result)})")
-    contexts = [e for e in seen if e.kind == "context_rejected"]
+    contexts = relevant_rejections(seen, sop_classes)
     if contexts and (result is None or result.completed == 0):
         what = "; ".join(f"{e.sop_class_uid} in [{e.transfer_syntaxes}]: {e.reason}"
                          for e in contexts[-5:])
@@ -59,6 +63,21 @@ def explain(exc: Exception, result: MoveResult | None, seen: list[DicomEvent],
             "resources); the Portal AET rejected nothing. DCMTK-based PACSs also answer this "
             "when they cannot convert an image to the syntax agreed: see the PACS log")
     return exc
+
+
+def relevant_rejections(seen: list[DicomEvent], sop_classes: set[str] | None
+                        ) -> list[DicomEvent]:
+    """The rejected contexts that can explain a failed C-MOVE. A DCMTK-based PACS proposes
+    every SOP class it knows on each association (retired ones we reject included), so a
+    rejection counts when its SOP class is one the PACS's C-FIND gave for the instances;
+    when C-FIND gave none, when it was the only one, or when it left the association
+    unable to carry anything."""
+    contexts = [e for e in seen if e.kind == "context_rejected"]
+    if sop_classes:
+        return [e for e in contexts if e.sop_class_uid in sop_classes]
+    if len(contexts) <= 1:
+        return contexts
+    return [e for e in contexts if e.status == NOTHING_ACCEPTED]
 
 
 def refused_stores(seen: list[DicomEvent]) -> list[DicomEvent]:

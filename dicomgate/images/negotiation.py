@@ -67,6 +67,8 @@ RETIRED_STORAGE: tuple[str, ...] = (
 # recorded once per sender, SOP class and syntaxes in this window.
 REJECTION_QUIET_SECONDS = 600.0
 
+NOTHING_ACCEPTED = "nothing accepted"  # dicom_events.status of such a context_rejected
+
 # The largest PDU the Portal AET lets a sender send (A-ASSOCIATE-AC Maximum Length).
 # Measured in bench/pdu.py (bench/README.md): 256 KB receives as fast as unlimited and
 # keeps the receiver's peak RSS flat whatever the object size.
@@ -154,6 +156,8 @@ def on_accepted(record: Callable[..., None]) -> Callable[[evt.Event], None]:
     def handler(event: evt.Event) -> None:
         rq = event.assoc.requestor
         calling = (rq.ae_title or "").strip()
+        # "nothing accepted": this association could carry nothing, whatever it was for
+        status = None if event.assoc.accepted_contexts else NOTHING_ACCEPTED
         for sop_class, syntaxes, why in rejected_contexts(event):
             if not first_in_a_while((calling, sop_class, tuple(syntaxes))):
                 continue
@@ -162,7 +166,7 @@ def on_accepted(record: Callable[..., None]) -> Callable[[evt.Event], None]:
                         transfer_syntaxes=syntaxes, reason=why)
             record("context_rejected", why, calling_aet=calling,
                    peer=f"{rq.address}:{rq.port}", sop_class_uid=sop_class,
-                   transfer_syntaxes=syntaxes)
+                   transfer_syntaxes=syntaxes, status=status)
 
     return handler
 

@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 
 from ..state import DicomEvent, Store
-from .move_diagnosis import explain, window_start
+from .move_diagnosis import explain, relevant_rejections, window_start
 from .move_outcome import MoveVerdicts
 from .qr_association import PacsRefused, PacsUnavailable
 from .scu import MoveResult, PacsClient
@@ -81,7 +81,8 @@ class Mover:
             if partial is not None and self._ours(study_uid, level, exc, started):
                 self.moved += partial.completed
                 return partial  # what arrived is checked by the caller
-            raise explain(exc, partial, seen, self.pacs.dicom, self.pacs.where) from None
+            raise explain(exc, partial, seen, self.pacs.dicom, self.pacs.where,
+                          self._classes()) from None
         self.moved += result.completed
         if result.failed or result.failed_uids:
             self._failed_suboperations(study_uid, level, result,
@@ -98,20 +99,26 @@ class Mover:
         self.verdicts.stop_if_pointless()
         return True
 
+    def _classes(self) -> set[str]:
+        """The SOP classes the PACS's C-FIND gave for this study (empty: it gave none)."""
+        return {c for c in self.sop_classes.values() if c}
+
     def _seen(self, study_uid: str, started: float) -> list[DicomEvent]:
         """The Portal AET's rejections in this move's window, tied to the study."""
         kinds = ("association_rejected", "context_rejected", "store_refused")
         events = self.store.dicom_events
         seen = [e for e in events.since(window_start(started, "context_rejected"), kinds)
                 if e.at >= window_start(started, e.kind)]
+        relevant = {e.id for e in relevant_rejections(seen, self._classes())}
         events.attribute([e.id for e in seen if e.study_uid is None and
-                          (e.sop_uid is None or e.sop_uid in self.sop_classes)], study_uid)
+                          (e.sop_uid is None or e.sop_uid in self.sop_classes) and
+                          (e.kind != "context_rejected" or e.id in relevant)], study_uid)
         return seen
 
     def _failed_suboperations(self, study_uid: str, level: str, result: MoveResult,
                               seen: list[DicomEvent]) -> None:
         ours = {e.sop_uid: e for e in seen if e.sop_uid}
-        contexts = {e.sop_class_uid: e for e in seen if e.kind == "context_rejected"}
+        contexts = {e.sop_class_uid: e for e in relevant_rejections(seen, self._classes())}
         log.warning("move.suboperations_failed", study_uid=study_uid, level=level,
                     status=f"0x{result.status:04X}", failed=result.failed,
                     completed=result.completed, failed_sop_uids=list(result.failed_uids[:50]))

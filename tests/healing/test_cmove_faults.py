@@ -11,6 +11,7 @@ from pathlib import Path
 from healing_harness import sigcont, sigstop
 
 from dicomgate.sandbox.studies import StudySpec, ct_instances, sop_uid_of
+from tests.support import run_cli
 
 
 def _study(pacs, accession: str, count: int, rows: int = 64) -> tuple[str, set[str]]:
@@ -102,6 +103,8 @@ def test_stalled_cmove_is_abandoned_and_retried(daemon_factory, pacs, cloud):
         code, body = d.health()
         assert code == 503 and "C-MOVE stalled" in body["checks"]["pacs"]
         assert d.task(task_id).state == "pending"
+        status = run_cli("status", config=d.config)
+        assert "C-MOVE stalled" in status.stdout, status.stdout  # not "all is ok"
     finally:
         sigcont(pacs)
     _delivered(d, cloud, study_uid, sops, task_id)

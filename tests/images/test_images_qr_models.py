@@ -83,3 +83,30 @@ def test_pacs_that_does_not_know_us_names_dicom_ae_title(tmp_path, gw_port):
             assert "hung" not in msg
     finally:
         peer.stop()
+
+
+def test_dcmqrscp_that_cannot_convert_is_not_just_out_of_resources(tmp_path, gw_port):
+    """dcmqrscp proposes only uncompressed syntaxes by default and cannot decompress JPEG
+    2000: it answers 0xA702. The Portal AET rejected nothing, and the message says so and
+    where to look, instead of a bare "out of resources"."""
+    from dicomgate.images.scu import PacsUnavailable
+    from dicomgate.sandbox.studies import bundled_instances
+
+    spec = StudySpec(accession="QR702")
+    files = write_study(bundled_instances(spec, names=("MR_small_jp2klossless.dcm",)),
+                        tmp_path / "in")
+    peer = _peer(tmp_path, gw_port, "+xv")  # accepts J2K lossless in, proposes uncompressed
+    gw = None
+    try:
+        peer.load(files, "-xv")
+        gw = _gateway(tmp_path, gw_port, peer.port)
+        with pytest.raises(PacsUnavailable) as err:
+            gw.retriever.run(study_uid=spec.study_uid)
+        msg = str(err.value)
+        assert "0xA702" in msg and "the Portal AET rejected nothing" in msg, msg
+        assert "cannot convert" in msg
+    finally:
+        peer.stop()
+        if gw is not None:
+            gw.scp.stop()
+            gw.store.close()

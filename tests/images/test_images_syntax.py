@@ -33,7 +33,7 @@ TransferSyntax3 = 1.2.840.10008.1.2
 
 [[PresentationContexts]]
 [OneContext]
-PresentationContext1 = 1.2.840.10008.5.1.4.1.1.7\\Fallback
+PresentationContext1 = {sop_class}\\Fallback
 
 [[Profiles]]
 [Fallback]
@@ -42,16 +42,21 @@ PresentationContexts = OneContext
 
 
 @pytest.mark.parametrize(("name", "syntax"), [
-    (SV1, uids.JPEGLosslessSV1), (BASELINE, uids.JPEGBaseline8Bit)])
+    (SV1, uids.JPEGLosslessSV1), (BASELINE, uids.JPEGBaseline8Bit),
+    ("JPEG-lossy.dcm", uids.JPEGExtended12Bit),
+    ("MR_small_jpeg_ls_lossless.dcm", uids.JPEGLSLossless),
+    ("MR_small_jp2klossless.dcm", uids.JPEG2000Lossless),
+    ("SC_rgb_rle_2frame.dcm", uids.RLELossless)])
 def test_one_context_with_fallbacks_keeps_the_compressed_syntax(tmp_path, gateway, name,
                                                                 syntax):
     """storescu proposing [compressed, explicit, implicit] in ONE context (what DCMTK-based
-    PACSs do): the Portal AET must take the compressed one, so nothing is decompressed
-    (storescu cannot decompress these: the store would fail)."""
+    PACSs do): the Portal AET must take the compressed one, so nothing is decompressed or
+    re-encoded (storescu would decompress what it can, and fail the rest)."""
     spec = StudySpec(accession="SYN1")
     files = write_study(bundled_instances(spec, names=(name,)), tmp_path / "in")
     profile = tmp_path / "assoc.cfg"
-    profile.write_text(ONE_CONTEXT.format(syntax=syntax))
+    sop_class = pydicom.dcmread(files[0], stop_before_pixels=True).SOPClassUID
+    profile.write_text(ONE_CONTEXT.format(syntax=syntax, sop_class=sop_class))
     out = storescu(GW_AET, gateway.config.dicom.port, files, "-xf", str(profile), "Fallback",
                    calling="MODALITY1")
     assert out.returncode == 0, out.stderr
