@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import structlog
@@ -82,7 +83,20 @@ def status(app: App, spool: Spool) -> dict[str, Any]:
     out["studies"] = app.store.instances.study_state_counts() or "none"
     out["instances"] = app.store.instances.instance_state_counts() or "none"
     out["quarantined files"] = spool.quarantined()
+    out["Portal AET rejections (24 h)"] = rejections(app)
     return out
+
+
+def rejections(app: App) -> str:
+    """What the Portal AET rejected lately: a PACS storing from an AE not allowed, or
+    offering what we do not accept, shows here before anyone reads a log."""
+    seen = app.store.dicom_events.since(time.time() - 86400,
+                                        ("association_rejected", "context_rejected"))
+    if not seen:
+        return "none"
+    last = seen[-1]
+    return (f"{len(seen)}; last from {last.calling_aet or '?'}: {last.reason} "
+            "(dicomgate study show, docs/operations.md 'Retrieve errors')")
 
 
 def clean_incoming(spool: Spool) -> str:

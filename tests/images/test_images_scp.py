@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
 from pathlib import Path
 
 import pydicom
@@ -17,6 +18,7 @@ from structlog.testing import capture_logs
 
 from dicomgate.config.load import load
 from dicomgate.sandbox.studies import StudySpec, ct_instances
+from tests.support import run_cli
 
 
 def _associate(gw, calling: str = "MODALITY1", called: str = GW_AET):
@@ -77,6 +79,14 @@ def test_association_rejected_with_reason_logged(gateway, calling, called, reaso
     events = [e for e in logs if e["event"] == "association.rejected"]
     assert events and reason in events[0]["reason"]
     assert events[0]["calling_aet"] == calling
+    # recorded too: a C-MOVE failing meanwhile is explained by it, `status` shows it
+    deadline = time.monotonic() + 5
+    while not (recorded := gateway.store.dicom_events.since(0, ("association_rejected",))):
+        assert time.monotonic() < deadline, "association rejection not recorded"
+        time.sleep(0.05)
+    assert recorded[0].calling_aet == calling and reason in recorded[0].reason
+    shown = run_cli("status", config=gateway.config.path)
+    assert f"last from {calling}: {reason}" in shown.stdout, shown.stdout + shown.stderr
 
 
 def test_disk_floor_answers_a700_and_writes_nothing(tmp_path, gw_port, pacs):
