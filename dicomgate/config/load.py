@@ -103,6 +103,7 @@ def _gateway(t: Table) -> model.GatewayConfig:
         hospital_id=t.str("hospital_id"),
         state_dir=t.path_value("state_dir", Path("/var/lib/dicomgate")),
         timezone=t.value("timezone", tz, ZoneInfo("Asia/Shanghai")),
+        group_hospital_ids=tuple(t.list_of("group_hospital_ids", values.hospital_code, ())),
     )
 
 
@@ -221,6 +222,13 @@ def _shim(t: Table) -> model.ShimConfig:
         delete_secret=t.secret("delete_secret", required=False),
         max_body=t.value("max_body", values.size, 1024**2),
         threads=t.int("threads", 8, lo=1, hi=256),
+        queue=t.int("queue", 64, lo=1, hi=10000),
+        lookup_threads=t.int("lookup_threads", 4, lo=1, hi=64),
+        lookup_queue=t.int("lookup_queue", 8, lo=0, hi=1000),
+        max_connections=t.int("max_connections", 1000, lo=8, hi=100000),
+        max_connections_per_source=t.int("max_connections_per_source", 64, lo=1, hi=100000),
+        request_timeout=t.value("request_timeout", values.duration, 10.0),
+        keepalive_timeout=t.value("keepalive_timeout", values.duration, 15.0),
     )
 
 

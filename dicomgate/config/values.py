@@ -115,3 +115,14 @@ def hex_key(raw: str, nbytes: int) -> bytes:
     if len(value) != nbytes * 2 or not re.fullmatch(r"[0-9a-fA-F]+", value):
         raise BadValue(f"{len(value)} characters, not a {nbytes}-byte hex key", expected)
     return bytes.fromhex(value)
+
+
+def hospital_code(raw: object) -> str:
+    """A 医保医疗机构代码 (institution code): printable ASCII, no spaces."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise BadValue(f"{type(raw).__name__} {raw!r}", "an institution code such as "
+                       '"H33010200001"')
+    if not raw.isascii() or not raw.isprintable() or " " in raw or len(raw) > 64:
+        raise BadValue(f"{raw!r}", "an institution code: up to 64 printable ASCII characters, "
+                       "no spaces")
+    return raw

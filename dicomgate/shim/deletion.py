@@ -70,6 +70,7 @@ class DeletionEndpoint:
         self.app = app
         self.store = app.store
         self.spool = app.config.gateway.spool_dir
+        self.served = app.config.gateway.served_hospitals
         shim = app.config.shim
         self.secret = shim.delete_secret.reveal() if shim and shim.delete_secret else None
 
@@ -79,7 +80,7 @@ class DeletionEndpoint:
             if problem:
                 log.warning("deletion.unsigned", client=req.client, problem=problem)
                 return reply(403, problem)
-        p = Params(req.params(), self.app.config.gateway.hospital_id)
+        p = Params(req.params(), self.served[0], self.served)
         patient_name = p.required("patientName", "患者姓名")
         accession = p.required("accessionNo", "检查号",
                                check=no_chars("\\*?", "an exact accession number"))
@@ -104,7 +105,8 @@ class DeletionEndpoint:
                 self._enqueue_deletion(c, past)  # no-op unless it was never queued
                 files = self.store.deletions.still_deleted(past.sop_uids)
             else:
-                holdings = self.store.deletions.holdings(c, hospital, accession)
+                holdings = self.store.deletions.holdings(c, hospital, accession,
+                                                         unlinked_hospital=self.served[0])
                 self.store.deletions.mark_deleted(c, holdings)
                 self.store.deletions.record(
                     c, hospital_id=hospital, accession_no=accession, operate_time=when,

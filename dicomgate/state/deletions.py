@@ -62,16 +62,22 @@ class DeletionStore:
         rows = self.db.query("SELECT * FROM deletions ORDER BY id DESC LIMIT ?", (limit,))
         return [Deletion.from_row(r) for r in rows]
 
-    def holdings(self, conn: sqlite3.Connection, hospital_id: str, accession_no: str) -> Holdings:
-        """The exam's studies (by exam link, exam study UID or accession number) and their
-        instances not yet marked deleted."""
+    def holdings(self, conn: sqlite3.Connection, hospital_id: str, accession_no: str,
+                 unlinked_hospital: str | None = None) -> Holdings:
+        """The exam's studies (by exam link, exam study UID, or accession number within the
+        same hospital) and their instances not yet marked deleted. Accession numbers are
+        unique only within a hospital: a study matched by accession alone must belong to an
+        exam of `hospital_id`, or have no exam and `hospital_id` be `unlinked_hospital` (the
+        gateway's own code: studies received without a report are ours)."""
         exam = conn.execute("SELECT id, study_uid FROM exams WHERE hospital_id=? AND "
                             "accession_no=?", (hospital_id, accession_no)).fetchone()
         exam_id = int(exam["id"]) if exam else None
         rows = conn.execute(
             "SELECT study_uid FROM studies WHERE (exam_id IS NOT NULL AND exam_id=?) "
-            "OR study_uid=? OR accession_no=? ORDER BY study_uid",
-            (exam_id, exam["study_uid"] if exam else None, accession_no)).fetchall()
+            "OR study_uid=? OR (accession_no=? AND (exam_id IN (SELECT id FROM exams WHERE "
+            "hospital_id=?) OR (exam_id IS NULL AND ?))) ORDER BY study_uid",
+            (exam_id, exam["study_uid"] if exam else None, accession_no, hospital_id,
+             int(hospital_id == unlinked_hospital))).fetchall()
         uids = [r["study_uid"] for r in rows]
         if exam and exam["study_uid"] and exam["study_uid"] not in uids:
             uids.append(exam["study_uid"])
@@ -87,10 +93,11 @@ class DeletionStore:
         now = time.time()
         conn.executemany("UPDATE instances SET state='deleted', updated_at=? WHERE sop_uid=?",
                          [(now, i["sop_uid"]) for i in holdings.instances])
+        # detail is a JSON object, as every other writer and reader of the column has it
+        note = json.dumps({"note": "images deleted at the PACS; re-check queued",
+                           "deleted_at": now})
         conn.executemany("UPDATE studies SET state='deleted', detail=?, updated_at=? "
-                         "WHERE study_uid=?",
-                         [("images deleted at the PACS; re-check queued", now, uid)
-                          for uid in holdings.study_uids])
+                         "WHERE study_uid=?", [(note, now, uid) for uid in holdings.study_uids])
 
     def record(self, conn: sqlite3.Connection, *, hospital_id: str, accession_no: str,
                operate_time: str, patient_name: str, operator_name: str,

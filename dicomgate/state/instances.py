@@ -127,7 +127,7 @@ class InstanceStore:
         if row is None:
             return None
         d = dict(row)
-        d["detail"] = json.loads(d["detail"]) if d["detail"] else None
+        d["detail"] = study_detail(d["detail"])
         return d
 
     def studies_of_accession(self, accession_no: str) -> list[str]:
@@ -167,3 +167,15 @@ class InstanceStore:
     def instance_state_counts(self) -> dict[str, int]:
         return {r["state"]: r["n"] for r in self.db.query(
             "SELECT state, COUNT(*) n FROM instances GROUP BY state ORDER BY state")}
+
+
+def study_detail(text: str | None) -> dict[str, Any] | None:
+    """studies.detail as an object. Rows written before it was always JSON hold a plain note
+    (e.g. after a deletion): read as {"note": text}, never an error."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"note": text}
+    return value if isinstance(value, dict) else {"note": value}

@@ -26,6 +26,7 @@ SM4_KEY = "0123456789abcdeffedcba9876543210"
 SM2_KEY = "3945208f7b2144b13f36e38ac6d39f95889393692860b51a42fb81ef4df7c5b8"
 DELETE_SECRET = "s3cret-for-deletion-signing"
 HOSPITAL = "H33010200001"
+GROUP_HOSPITAL = "H33010200002"  # a second institution code of the same hospital group
 FILM_URL = "http://wx.imagingunion.com/iuweixin/iu_scanFilmInfo"
 
 
@@ -105,6 +106,7 @@ def write_config(tmp: Path, port: int, province: str, national: str) -> Path:
     path.write_text(f"""
 [gateway]
 hospital_id = "{HOSPITAL}"
+group_hospital_ids = ["{GROUP_HOSPITAL}"]
 state_dir = "{tmp / 'state'}"
 [dicom]
 ae_title = "DICOMGATE"
