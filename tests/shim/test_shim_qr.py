@@ -105,7 +105,8 @@ def test_cli_qr_decode_round_trip(shim):
                               "--config", str(shim.config), "qr", "decode", "--json", arg],
                              capture_output=True, text=True, timeout=30)
         assert out.returncode == 0, out.stderr
-        assert '"accessionNo": "ACC-9"' in out.stdout and f'"hospitalId": "{GROUP_HOSPITAL}"' in out.stdout
+        assert '"accessionNo": "ACC-9"' in out.stdout
+        assert f'"hospitalId": "{GROUP_HOSPITAL}"' in out.stdout
         assert '"modality": "US"' in out.stdout
     bad = subprocess.run([sys.executable, "-c",
                           "import sys; from dicomgate.cli import main; sys.exit(main())",
