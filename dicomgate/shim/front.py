@@ -246,7 +246,9 @@ class HttpFront:
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                conn.receive_data(await reader.read(READ_SIZE))
+                data = await reader.read(READ_SIZE)
+                conn.receive_data(_escape_target(data) if request is None and
+                                  conn.their_state is h11.IDLE else data)
             elif isinstance(event, h11.Request):
                 request = event
                 length = _header(event.headers, b"content-length")
@@ -358,6 +360,17 @@ def _busy(pool: BoundedPool) -> Response:
                                  "shim.lookup_queue); try again in a few seconds")
     return reply(503, f"busy: {pool.workers + pool.queue} requests in progress (shim.threads, "
                       "shim.queue); try again in a moment")
+
+
+def _escape_target(data: bytes) -> bytes:
+    """Percent-encode raw non-ASCII bytes in the request line, as some PACS clients send
+    UTF-8 URLs unencoded (h11 would refuse them); parameters are then decoded strictly."""
+    line_end = data.find(b"\n")
+    line = data if line_end < 0 else data[:line_end]
+    if line.isascii():
+        return data
+    return b"".join(bytes([b]) if b < 128 else b"%%%02X" % b for b in line) + \
+        data[len(line):]
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
