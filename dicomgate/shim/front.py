@@ -34,8 +34,11 @@ log = structlog.get_logger("dicomgate.shim")
 MAX_HEAD = 64 * 1024
 READ_SIZE = 64 * 1024
 SEND_TIMEOUT = 10.0  # a caller that does not read its answer is dropped after this
-REFUSE_LINGER = 1.0  # after a refusal, read and discard what the caller sends, then close
-MAX_REFUSING = 256  # refusals lingering at once; past that, refused connections are reset
+# After a refusal the connection is held this long (reading and discarding) unless the caller
+# closes it first: a caller that reads its answer closes at once; one that reconnects in a
+# loop is slowed to one attempt per connection per period instead of thousands a second.
+REFUSE_LINGER = 2.0
+MAX_REFUSING = 1024  # refusals held at once; past that, refused connections are reset
 SUMMARY_EVERY = 10.0  # refusals are logged as one summary line per period, not one per caller
 
 
@@ -322,14 +325,12 @@ class HttpFront:
 
 
 async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Flush the answer, half-close, then read and discard what the caller still sends for
-    a moment before closing: closing with unread input resets the connection, and the
-    caller could lose the answer."""
+    """Flush the answer, then read and discard what the caller still sends until it closes
+    (at most REFUSE_LINGER): closing with unread input resets the connection, and the caller
+    could lose the answer."""
     try:
         async with asyncio.timeout(REFUSE_LINGER):
             await writer.drain()
-            if writer.can_write_eof():
-                writer.write_eof()
             while await reader.read(READ_SIZE):
                 pass
     except (TimeoutError, ConnectionError, OSError):
@@ -391,7 +392,7 @@ def _ascii_query(raw: bytes) -> str:
 def _raise_fd_limit(connections: int) -> None:
     """Each connection is a file descriptor: lift the soft limit towards the hard one."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = connections + 512
+    want = connections + MAX_REFUSING + 256
     if soft != resource.RLIM_INFINITY and soft < want:
         new = want if hard == resource.RLIM_INFINITY else min(want, hard)
         try:

@@ -101,7 +101,9 @@ class Shim:
         return Store(self.state_dir / "state.db")
 
 
-def write_config(tmp: Path, port: int, province: str, national: str) -> Path:
+def write_config(tmp: Path, port: int, province: str, national: str,
+                 allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128"),
+                 shim_extra: str = "") -> Path:
     path = tmp / "dicomgate.toml"
     path.write_text(f"""
 [gateway]
@@ -114,9 +116,10 @@ port = {free_port()}
 [shim]
 bind = "127.0.0.1"
 port = {port}
-allow = ["127.0.0.1/32", "::1/128"]
+allow = {json.dumps(list(allow))}
 delete_secret = "{DELETE_SECRET}"
 max_body = "64KB"
+{shim_extra}
 [qr]
 film_url = "{FILM_URL}"
 sm4_key = "{SM4_KEY}"
@@ -134,9 +137,9 @@ format = "json"
     return path
 
 
-def start_shim(tmp: Path, province: str, national: str) -> Shim:
+def start_shim(tmp: Path, province: str, national: str, **config_over) -> Shim:
     port = free_port()
-    config = write_config(tmp, port, province, national)
+    config = write_config(tmp, port, province, national, **config_over)
     log = tmp / "daemon.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log, "wb") as out:
