@@ -38,7 +38,7 @@ SEND_TIMEOUT = 10.0  # a caller that does not read its answer is dropped after t
 # closes it first: a caller that reads its answer closes at once; one that reconnects in a
 # loop is slowed to one attempt per connection per period instead of thousands a second.
 REFUSE_LINGER = 2.0
-MAX_REFUSING = 1024  # refusals held at once; past that, refused connections are reset
+MAX_REFUSING = 4096  # refusals held at once; past that, refused connections are reset
 SUMMARY_EVERY = 10.0  # refusals are logged as one summary line per period, not one per caller
 
 
