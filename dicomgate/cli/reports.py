@@ -10,10 +10,7 @@ from typing import Any
 from .. import logs
 from ..app import App
 from ..privacy import mask_mapping, mask_text
-from ..reports.events import BY_CODE
-from ..reports.feature import make_poller
-from ..reports.poller import TypeResult
-from ..reports.record import parse_time
+from ..reports import BY_CODE, TypeResult, make_poller, parse_time
 from ..state.exams import EXAM_STATES, Exam
 from .context import EXIT_FAILED, EXIT_USAGE, CommandError, open_app, print_json, print_table, when
 

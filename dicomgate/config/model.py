@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from .. import spool_layout
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -50,11 +52,11 @@ class GatewayConfig:
 
     @property
     def spool_dir(self) -> Path:
-        return self.state_dir / "spool"
+        return spool_layout.spool_dir(self.state_dir)
 
     @property
     def quarantine_dir(self) -> Path:
-        return self.state_dir / "quarantine"
+        return spool_layout.quarantine_dir(self.state_dir)
 
     @property
     def db_path(self) -> Path:
@@ -118,10 +120,9 @@ class ImagesConfig:
     http_timeout: float = 60.0
 
 
-@dataclass(frozen=True)
-class UpstreamConfig:
-    dicomweb_url: str
-    api_url: str
+@dataclass(frozen=True, kw_only=True)
+class HttpClientConfig:
+    """TLS and authentication of outgoing HTTP (dicomgate.http_client builds the session)."""
     auth: str = "none"  # "none" | "bearer" | "hmac"
     token: Secret | None = None
     hmac_key_id: str = ""
@@ -130,6 +131,12 @@ class UpstreamConfig:
     ca_bundle: Path | None = None
     client_cert: Path | None = None
     client_key: Path | None = None
+
+
+@dataclass(frozen=True)
+class UpstreamConfig(HttpClientConfig):
+    dicomweb_url: str
+    api_url: str
     concurrency: int = 4
     batch_max_bytes: int = 32 * 1024**2
     batch_max_instances: int = 100
@@ -170,7 +177,7 @@ class LoginConfig:
 
 
 @dataclass(frozen=True)
-class LookupConfig:
+class LookupConfig(HttpClientConfig):
     province_dicomweb_url: str | None = None
     national_dicomweb_url: str | None = None
     timeout: float = 3.0

@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .. import idcard
-from ..config.load import CANONICAL_FIELDS
+from ..exam_record import CANONICAL_FIELDS
 from . import dictionaries
 from .events import REPORT_TEXT, EventType, implied_by
 

@@ -16,8 +16,8 @@ from typing import Any
 import pyodbc
 import structlog
 
-from ..config.load import CANONICAL_FIELDS
 from ..config.model import ViewConfig
+from ..exam_record import CANONICAL_FIELDS
 from .events import EventType
 from .source import Row, SourceError
 

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 import requests
 
+from ..config import load
 from ..state import Store
 from .cloud_api import CloudApi
 from .hospital import DemoExam, create_view_db, demo_exams, load_pacs
@@ -161,7 +162,8 @@ format = "json"
     # -- watching -------------------------------------------------------------------------
     def progress(self) -> list[ExamProgress]:
         if self.store is None:  # opened once, read every second while the daemon works
-            self.store = Store(self.dir / "state" / "state.db")
+            # The daemon's own configuration says where its state store is.
+            self.store = Store(load(self.config_path).gateway.db_path)
         out = []
         for exam in self.exams:
             p = ExamProgress(exam.spec.accession, len(exam.sop_uids))

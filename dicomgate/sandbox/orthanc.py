@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -142,10 +141,6 @@ class Orthanc:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def destroy(self) -> None:
-        self.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
     def __enter__(self) -> Orthanc:
         return self.start()
 
@@ -174,11 +169,6 @@ class Orthanc:
         """Store one Part 10 file; returns Orthanc's answer (ID, ParentStudy, Status...)."""
         return self.post("/instances", data, headers={"Content-Type": "application/dicom"})
 
-    def upload_files(self, paths: list[Path]) -> int:
-        for p in paths:
-            self.upload(Path(p).read_bytes())
-        return len(paths)
-
     def add_modality(self, name: str, aet: str, host: str, port: int) -> None:
         self._check(self.session.put(f"{self.url}/modalities/{name}",
                                      data=json.dumps({"AET": aet, "Host": host, "Port": port}),
@@ -201,18 +191,6 @@ class Orthanc:
             return set()
         return {i["MainDicomTags"]["SOPInstanceUID"]
                 for i in self.get(f"/studies/{sid}/instances")}
-
-    def instance_file(self, sop_uid: str) -> bytes:
-        for item in self.post("/tools/lookup", sop_uid) or []:
-            if item.get("Type") == "Instance":
-                return self._check(self.session.get(f"{self.url}/instances/{item['ID']}/file",
-                                                    timeout=60)).content
-        raise SandboxError(f"instance {sop_uid} not in Orthanc {self.aet}")
-
-    def delete_instance(self, sop_uid: str) -> None:
-        for item in self.post("/tools/lookup", sop_uid) or []:
-            if item.get("Type") == "Instance":
-                self.delete(f"/instances/{item['ID']}")
 
     def clear(self) -> None:
         for sid in self.studies():

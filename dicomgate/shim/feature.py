@@ -9,6 +9,7 @@ import structlog
 
 from ..app import App
 from ..config.model import Config
+from . import deletion, login, lookup, ops, qr_endpoint
 from .deletion import DeletionEndpoint
 from .http import Request, Response, RouteTable
 from .login import LoginEndpoint
@@ -20,11 +21,7 @@ from .qr import FilmLinks
 from .qr_endpoint import QrEndpoints
 from .server import ShimService
 
-QR_URL = "/getway/reportAndFilm/api/qrurl"
-QR_CODE = "/getway/reportAndFilm/api/qrcode"
-LOGIN = "/hrball/"
-LOOKUP = "/iuWorkStation/swipingIdCardNo"
-DELETE = "/getway/reportAndFilm/api/deleteImage"
+OPENAPI_PATH = "/openapi.json"  # served here: it describes the routes set up here
 
 log = structlog.get_logger("dicomgate.shim")
 
@@ -34,27 +31,30 @@ def setup(app: App) -> None:
     if cfg.shim is None:
         return
     routes = RouteTable()
-    served = cfg.gateway.served_hospitals
+    served = cfg.gateway.served_hospitals  # ours first
     closers = []
     if cfg.qr is not None:
         links = FilmLinks(cfg.qr.film_url, bytes.fromhex(cfg.qr.sm4_key.reveal()),
                           cfg.qr.font_path)
         qr = QrEndpoints(links, served)
-        routes.add(QR_URL, qr.qrurl, summary="QR code URL (4.3)")
-        routes.add(QR_CODE, qr.qrcode, summary="QR code PNG (4.3)")
+        routes.add(qr_endpoint.QR_URL_PATH, qr.qrurl, summary="QR code URL (4.3)")
+        routes.add(qr_endpoint.QR_CODE_PATH, qr.qrcode, summary="QR code PNG (4.3)")
     if cfg.login is not None:
-        routes.add(LOGIN, LoginEndpoint(cfg.login, app.store.sessions, served[0], served),
+        routes.add(login.PATH, LoginEndpoint(cfg.login, app.store.sessions, served[0], served),
                    ("GET", "POST"), summary="doctor login sync (4.4.3.1)")
         app.every("shim.expire_sessions", 600.0, app.store.sessions.close_expired)
     if cfg.lookup is not None:
-        lookup = LookupEndpoint(cfg.lookup, app.store, served, cfg.shim.lookup_threads)
-        closers.append(lookup.close)
-        routes.add(LOOKUP, lookup, ("GET", "POST"), summary="external exam lookup (4.4.3.2)",
-                   pool="lookup")
-    routes.add(DELETE, DeletionEndpoint(app), ("POST",), summary="image deletion (4.5)")
-    routes.add("/healthz", healthz(app), summary="health: 200 or 503 with the reasons")
-    routes.add("/metrics", metrics_endpoint(app), summary="Prometheus metrics")
-    routes.add("/openapi.json", _openapi_handler(routes), summary="this API")
+        lookup_endpoint = LookupEndpoint(cfg.lookup, app.store, served, cfg.shim.lookup_threads)
+        closers.append(lookup_endpoint.close)
+        routes.add(lookup.PATH, lookup_endpoint, ("GET", "POST"),
+                   summary="external exam lookup (4.4.3.2)", pool="lookup")
+    secret = cfg.shim.delete_secret
+    deleter = DeletionEndpoint(app.store, cfg.gateway.spool_dir, served,
+                               secret.reveal() if secret else None, app.pool.wake)
+    routes.add(deletion.PATH, deleter, ("POST",), summary="image deletion (4.5)")
+    routes.add(ops.HEALTHZ_PATH, healthz(app), summary="health: 200 or 503 with the reasons")
+    routes.add(ops.METRICS_PATH, metrics_endpoint(app), summary="Prometheus metrics")
+    routes.add(OPENAPI_PATH, _openapi_handler(routes), summary="this API")
     service = ShimService(cfg.shim, routes, on_stop=lambda: [c() for c in closers],
                           on_foreign=_audit_foreign(app))
     app.add_service(service, health=service.health)

@@ -7,11 +7,11 @@ import json
 import pytest
 from reports_http_pacs import PacsApi
 from reports_pacs import VALID_ID, ago, ts
-from reports_support import open_store, write_config
+from reports_support import open_store, reports_config
 
 
 def http_config(tmp_path, url: str, extra: str = "", images: str = "dicom"):
-    return write_config(tmp_path, f"""
+    return reports_config(tmp_path, f"""
 [reports]
 source = "http"
 overlap = "1h"

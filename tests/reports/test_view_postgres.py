@@ -12,7 +12,7 @@ import uuid
 import pytest
 from reports_pacs import TABLES, VIEW, Exam, insert_exam_sql, insert_report_sql, report_values
 from reports_pg import psql
-from reports_support import open_store, view_reports, write_config
+from reports_support import open_store, reports_config, view_reports
 
 CHAOS = """
 CREATE TABLE chaos (accession TEXT);
@@ -68,7 +68,7 @@ def test_postgres_view_four_types(tmp_path, cli, pg_pacs):
     pg_pacs.insert(insert_exam_sql(), Exam("P1", study_uid="1.2.156.1").values())
     pg_pacs.insert(insert_exam_sql(), Exam("P2", name="司马懿", sex=None).values())
     pg_pacs.insert(insert_report_sql(), report_values("P1", "左肺下叶炎症。", 15))
-    config = write_config(tmp_path, view_reports(pg_pacs.connection()))
+    config = reports_config(tmp_path, view_reports(pg_pacs.connection()))
     code, res, err = sync(cli, config)
     assert code == 0, err
     assert [res[t]["read"] for t in (1, 2, 3, 4)] == [2, 0, 1, 0]
@@ -97,7 +97,7 @@ def test_connection_drop_mid_sync_resumes_without_loss(tmp_path, cli, pg_pacs):
     pg_pacs.run("INSERT INTO chaos VALUES ('Q20')")
     # a server-side cursor: rows are fetched 5 at a time, so the drop happens mid-read
     conn = pg_pacs.connection(UseDeclareFetch="1", Fetch="5")
-    config = write_config(tmp_path, view_reports(conn).replace("batch_size = 7",
+    config = reports_config(tmp_path, view_reports(conn).replace("batch_size = 7",
                                                                "batch_size = 5"))
     code, res, err = sync(cli, config)
     assert code == 1

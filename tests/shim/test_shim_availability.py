@@ -15,11 +15,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import requests
-from shim_fixtures import Shim, start_shim, stop, write_config
+from shim_fixtures import Shim, shim_config, start_shim
 from test_shim_login import bc_hex, login_query
 
 from dicomgate.sandbox.orthanc import free_port
-from tests.support import run_cli
+from tests.support import run_cli, stop_daemon
 
 QRURL = "/getway/reportAndFilm/api/qrurl"
 LOOKUP = "/iuWorkStation/swipingIdCardNo"
@@ -67,15 +67,11 @@ def guarded(tmp_path_factory, hung) -> Iterator[Shim]:
     """A daemon with short limits, its lookup platforms hung."""
     url = f"http://127.0.0.1:{hung.port}/dicom-web"
     s = start_shim(tmp_path_factory.mktemp("guarded"), url, url,
-                   allow=("127.0.0.1/32", f"{ALLOWED_ATTACKER}/32"), shim_extra=f"""
-max_connections_per_source = {PER_SOURCE}
-request_timeout = "2s"
-keepalive_timeout = "1s"
-lookup_threads = 2
-lookup_queue = 2
-""")
+                   allow=("127.0.0.1/32", f"{ALLOWED_ATTACKER}/32"),
+                   max_connections_per_source=PER_SOURCE, request_timeout="2s",
+                   keepalive_timeout="1s", lookup_threads=2, lookup_queue=2)
     yield s
-    stop(s.proc)
+    stop_daemon(s.proc)
 
 
 def attack(port: int, source: str, n: int, seconds: float) -> subprocess.Popen:
@@ -175,7 +171,7 @@ def test_connections_from_a_disallowed_source_get_403_json(guarded):
 def test_port_in_use_is_a_clear_error(tmp_path):
     port = free_port()
     with socket.create_server(("127.0.0.1", port)):
-        cfg = write_config(tmp_path, port, "http://127.0.0.1:1/x", "http://127.0.0.1:1/x")
+        cfg = shim_config(tmp_path, port, "http://127.0.0.1:1/x", "http://127.0.0.1:1/x")
         out = run_cli("run", config=cfg, timeout=60)
     assert out.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}" in out.stdout + out.stderr
