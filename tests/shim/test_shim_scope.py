@@ -125,3 +125,20 @@ def test_study_detail_written_before_the_fix_still_reads(shim):
     assert store.instances.study(held["study_uids"][0])["detail"] == {
         "note": "images deleted at the PACS; re-check queued"}
     store.close()
+
+
+def test_group_hospital_ids_are_checked_in_the_config(tmp_path):
+    from dicomgate.config.load import ConfigError, parse
+    raw = {"gateway": {"hospital_id": HOSPITAL, "state_dir": str(tmp_path),
+                       "group_hospital_ids": [GROUP_HOSPITAL, "H 1", 7]},
+           "dicom": {"ae_title": "DICOMGATE"}}
+    try:
+        parse(raw, tmp_path / "x.toml")
+    except ConfigError as exc:
+        text = str(exc)
+    else:
+        raise AssertionError("accepted an invalid institution code")
+    assert "gateway.group_hospital_ids[1]" in text and "gateway.group_hospital_ids[2]" in text
+    raw["gateway"]["group_hospital_ids"] = [GROUP_HOSPITAL]
+    assert parse(raw, tmp_path / "x.toml").gateway.served_hospitals == (HOSPITAL,
+                                                                        GROUP_HOSPITAL)
