@@ -4,8 +4,9 @@ them. Run as a separate process so the attack does not share the measuring clien
 
     python -m dicomgate.sandbox.slow_clients --port 8080 --source 127.0.0.2 -n 300 --seconds 6
 
-prints one JSON object: how the server ended the connections, by HTTP status ("reset": closed
-without an answer).
+prints one JSON object: the answers the server gave, by HTTP status (counted when the answer
+head arrives; the attacker ignores it and keeps sending), and "reset": connections closed
+without an answer.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ def slow_attack(port: int, source: str, n: int, seconds: float,
                 path: str = "/healthz") -> Counter:
     sel = selectors.DefaultSelector()
     socks: dict[socket.socket, list] = {}  # socket -> [request line sent, answer so far]
+    answered: set[socket.socket] = set()
     seen: Counter = Counter()
 
     def open_one() -> None:
@@ -53,9 +55,16 @@ def slow_attack(port: int, source: str, n: int, seconds: float,
                 data = b""
             if data:
                 socks[s][1] += data
+                head = socks[s][1]
+                if s not in answered and b"\r\n\r\n" in head:
+                    answered.add(s)
+                    seen[head.split(b" ", 2)[1].decode() if head.startswith(b"HTTP/")
+                         else "garbage"] += 1
                 continue
-            head = socks.pop(s)[1]
-            seen[head.split(b" ", 2)[1].decode() if head.startswith(b"HTTP/") else "reset"] += 1
+            socks.pop(s)
+            if s not in answered:
+                seen["reset"] += 1
+            answered.discard(s)
             sel.unregister(s)
             s.close()
             open_one()

@@ -34,10 +34,13 @@ log = structlog.get_logger("dicomgate.shim")
 MAX_HEAD = 64 * 1024
 READ_SIZE = 64 * 1024
 SEND_TIMEOUT = 10.0  # a caller that does not read its answer is dropped after this
-# After a refusal the connection is held this long (reading and discarding) unless the caller
-# closes it first: a caller that reads its answer closes at once; one that reconnects in a
-# loop is slowed to one attempt per connection per period instead of thousands a second.
-REFUSE_LINGER = 2.0
+# After an answer on a connection we close, what the caller still sends is read and discarded
+# until it closes (closing with unread input resets the connection and the answer could be
+# lost). A caller that reads its answer closes at once. One refused at accept or cut off by
+# the request deadline is held up to TARPIT (a "tarpit"): an attacker reconnecting in a loop
+# is slowed to one attempt per connection per TARPIT, and its refusals stop costing CPU.
+LINGER = 2.0
+TARPIT = 30.0
 MAX_REFUSING = 4096  # refusals held at once; past that, refused connections are reset
 SUMMARY_EVERY = 10.0  # refusals are logged as one summary line per period, not one per caller
 
@@ -196,11 +199,10 @@ class HttpFront:
             self._refusing -= 1
 
     async def _send_and_close(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                              resp: Response) -> None:
-        """Answer, then read and discard what the caller still sends for a moment: closing
-        with unread input would reset the connection and the caller could lose the answer."""
+                              resp: Response, hold: float = TARPIT) -> None:
+        """Answer, then read and discard until the caller closes (at most `hold` s)."""
         writer.write(raw_response(resp))
-        await _linger(reader, writer)
+        await _linger(reader, writer, hold)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                      client: str) -> None:
@@ -219,13 +221,13 @@ class HttpFront:
                 return
             except h11.RemoteProtocolError as exc:
                 self.refusals.add("malformed", client)
-                await self._send_and_close(reader, writer, _malformed(exc))
+                await self._send_and_close(reader, writer, _malformed(exc), LINGER)
                 return
             if got is None:
                 return  # closed by the caller between requests
             resp = await self._answer(got, client)
             if not await self._send(conn, writer, got[0], resp):
-                await _linger(reader, writer)
+                await _linger(reader, writer, LINGER)
                 return
             conn.start_next_cycle()
             if not conn.trailing_data[0]:  # idle keep-alive: wait for the next request
@@ -324,12 +326,12 @@ class HttpFront:
         return not closing and conn.our_state is h11.DONE and conn.their_state is h11.DONE
 
 
-async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                  seconds: float) -> None:
     """Flush the answer, then read and discard what the caller still sends until it closes
-    (at most REFUSE_LINGER): closing with unread input resets the connection, and the caller
-    could lose the answer."""
+    (at most `seconds`)."""
     try:
-        async with asyncio.timeout(REFUSE_LINGER):
+        async with asyncio.timeout(seconds):
             await writer.drain()
             while await reader.read(READ_SIZE):
                 pass
