@@ -328,14 +328,19 @@ class HttpFront:
 
 async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                   seconds: float) -> None:
-    """Flush the answer, then read and discard what the caller still sends until it closes
-    (at most `seconds`)."""
+    """Flush the answer, then read and discard what the caller still sends until it closes,
+    for LINGER at most; a caller still there after that is held silently (reading paused:
+    its trickle no longer wakes the server) until `seconds`, then dropped."""
     try:
-        async with asyncio.timeout(seconds):
+        async with asyncio.timeout(min(seconds, LINGER)):
             await writer.drain()
             while await reader.read(READ_SIZE):
                 pass
-    except (TimeoutError, ConnectionError, OSError):
+    except TimeoutError:
+        if seconds > LINGER:
+            writer.transport.pause_reading()
+            await asyncio.sleep(seconds - LINGER)
+    except (ConnectionError, OSError):
         pass
     finally:
         writer.transport.abort()
