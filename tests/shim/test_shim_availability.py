@@ -24,6 +24,7 @@ from tests.support import run_cli, stop_daemon
 QRURL = "/getway/reportAndFilm/api/qrurl"
 LOOKUP = "/iuWorkStation/swipingIdCardNo"
 ALLOWED_ATTACKER, DISALLOWED_ATTACKER = "127.0.0.2", "127.0.0.3"
+WORKSTATION = "127.0.0.4"  # where the doctors' lookups come from
 PER_SOURCE = 50
 
 
@@ -67,7 +68,7 @@ def guarded(tmp_path_factory, hung) -> Iterator[Shim]:
     """A daemon with short limits, its lookup platforms hung."""
     url = f"http://127.0.0.1:{hung.port}/dicom-web"
     s = start_shim(tmp_path_factory.mktemp("guarded"), url, url,
-                   allow=("127.0.0.1/32", f"{ALLOWED_ATTACKER}/32"),
+                   allow=("127.0.0.1/32", f"{ALLOWED_ATTACKER}/32", f"{WORKSTATION}/32"),
                    max_connections_per_source=PER_SOURCE, request_timeout="2s",
                    keepalive_timeout="1s", lookup_threads=2, lookup_queue=2)
     yield s
@@ -142,7 +143,7 @@ def test_hung_lookup_platform_does_not_delay_printing(guarded):
     def lookup() -> None:
         try:
             _, body = guarded.raw("GET", f"{LOOKUP}?hisUserId=hung01&idCardNo=110105194912"
-                                         "31002X", source=ALLOWED_ATTACKER)
+                                         "31002X", source=WORKSTATION)
         except OSError as exc:
             body = {"code": type(exc).__name__, "message": ""}
         with lock:
