@@ -12,3 +12,5 @@ CANONICAL_FIELDS = (
     "applyDoctor", "examTime", "refundTime", "auditTime", "modifyTime", "reportTime",
     "examFindings", "examConclusion", "examRsltCode", "reportDoctor", "auditDoctor", "imagePath",
 )
+# The time fields: [reports.view.time_formats] may name a format for each.
+TIME_FIELDS = ("examTime", "refundTime", "auditTime", "modifyTime", "reportTime")

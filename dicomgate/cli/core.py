@@ -123,5 +123,9 @@ def _print_mapping(m: dict[str, Any], depth: int) -> None:
         if isinstance(v, dict) and v:
             sys.stdout.write(f"{pad}{k}:\n")
             _print_mapping(v, depth + 1)
+        elif isinstance(v, list) and v:  # one item a line
+            sys.stdout.write(f"{pad}{k}:\n")
+            for item in v:
+                sys.stdout.write(f"{pad}  - {item}\n")
         else:
             sys.stdout.write(f"{pad}{k}: {'-' if v is None else v}\n")

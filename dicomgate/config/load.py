@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..exam_record import CANONICAL_FIELDS  # the keys allowed under [reports.view.columns]
+from ..exam_record import CANONICAL_FIELDS, TIME_FIELDS  # keys of [reports.view.columns]
 from . import model, values
 from .reader import Problems, Table
 
@@ -142,6 +142,10 @@ def _reports(t: Table) -> model.ReportsConfig:
         overlap=t.value("overlap", values.duration, d["overlap"]),
         settle_delay=t.value("settle_delay", values.duration, d["settle_delay"]),
         initial_lookback=t.value("initial_lookback", values.duration, d["initial_lookback"]),
+        reconcile_interval=t.value("reconcile_interval", values.duration,
+                                   d["reconcile_interval"]),
+        reconcile_lookback=t.value("reconcile_lookback", values.duration,
+                                   d["reconcile_lookback"]),
         view=_view(view) if view else None,
         http=_reports_http(http) if http else None,
     )
@@ -160,17 +164,27 @@ def _view(t: Table) -> model.ViewConfig:
     ct = t.table("columns")
     if ct is not None:
         for field in CANONICAL_FIELDS:
-            col = ct.str(field, None)
+            col = ct.value(field, values.sql_identifier, None)
             if col:
                 columns.append((field, col))
         ct.finish()
+    formats: list[tuple[str, str]] = []
+    ft = t.table("time_formats")
+    if ft is not None:
+        for field in TIME_FIELDS:
+            fmt = ft.value(field, values.time_format, None)
+            if fmt:
+                formats.append((field, fmt))
+        ft.finish()
     out = model.ViewConfig(
         connection=t.secret("connection"),
-        name=t.str("name", d["name"]),
+        name=t.value("name", lambda raw: values.sql_identifier(raw, dotted=True), d["name"]),
         columns=tuple(columns),
         batch_size=t.int("batch_size", d["batch_size"], lo=1, hi=100_000),
         encoding=t.str("encoding", d["encoding"], choices=("", "utf-8", "gbk", "gb18030")),
         timeout=t.value("timeout", values.duration, d["timeout"]),
+        time_format=t.value("time_format", values.time_format, d["time_format"]),
+        time_formats=tuple(formats),
     )
     t.finish()
     return out

@@ -91,9 +91,14 @@ class ViewConfig:
     batch_size: int = 500
     encoding: str = ""  # "" = driver default; "gbk"/"gb18030" for GBK databases
     timeout: float = 30.0
+    time_format: str = "auto"  # how the time columns are kept; "auto": learned by sampling
+    time_formats: tuple[tuple[str, str], ...] = ()  # (canonical time field, format)
 
     def column(self, canonical: str) -> str:
         return dict(self.columns).get(canonical, canonical)
+
+    def format_of(self, canonical: str) -> str:
+        return dict(self.time_formats).get(canonical, self.time_format)
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,8 @@ class ReportsConfig:
     overlap: float = 600.0
     settle_delay: float = 300.0
     initial_lookback: float = 86400.0
+    reconcile_interval: float = 6 * 3600.0  # 0: the daemon does not reconcile
+    reconcile_lookback: float = 2 * 86400.0  # each reconciliation checks this far back
     view: ViewConfig | None = None
     http: ReportsHttpConfig | None = None
 

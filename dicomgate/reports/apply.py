@@ -6,6 +6,7 @@ together. Everything here is idempotent, so re-reading the overlap changes nothi
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import sqlite3
 from collections.abc import Iterable
@@ -18,6 +19,7 @@ from ..privacy import mask_text
 from ..state import Store
 from ..state.exams import Exam, dumps
 from ..state.kinds import PushReport, Retrieve, Upload, Withdraw
+from .duplicates import MARK, RULE
 from .events import (
     AUDITED,
     MODIFIED,
@@ -46,6 +48,8 @@ class Counts:
     quarantined: int = 0
     tasks: int = 0
     cancelled: int = 0
+    duplicates: int = 0  # rows of an exam that another row of it outranked
+    stale: int = 0  # rows older than what the exam already holds (not applied)
 
     def add(self, other: Counts) -> None:
         for name in self.__dataclass_fields__:
@@ -77,7 +81,18 @@ class Applier:
         if not acc or any(p.field == "accessionNo" for p in n.problems):
             self._reject(conn, n, events, counts)
             return
+        if MARK in raw:  # several rows of this exam in the read: the choice is recorded
+            dup = raw[MARK]
+            counts.duplicates += dup["rows"] - 1
+            n.warnings.append(f"accessionNo {acc}: {dup['rows']} rows in the PACS view for "
+                              f"this exam; used row {dup['chosen']} ({RULE})")
+            log.warning("reports.duplicate_rows", accession_no=acc, hospital_id=hid,
+                        rows=dup["rows"], chosen=dup["chosen"])
         exam = self.store.exams.find(conn, hid, acc)
+        if exam is not None and n.ok and _older(rec, exam.record):
+            counts.stale += 1  # e.g. a past window that shows an earlier duplicate
+            log.info("reports.stale_row_skipped", accession_no=acc, hospital_id=hid)
+            return
         merged = {**(exam.record if exam else {}), **rec}
         digest = content_hash(merged)
         if not n.ok:
@@ -204,6 +219,18 @@ class Applier:
         counts.tasks += int(out.created)
         log.info("reports.exam_withdrawn", exam_id=exam.id, accession_no=exam.accession_no,
                  cancelled=len(ids))
+
+
+def _older(new: dict[str, Any], held: dict[str, Any]) -> bool:
+    """Whether `new` is an older state of the report than `held`: its latest report
+    time is earlier (both known). Never reverts an exam to a row it has outgrown."""
+    def latest(rec: dict[str, Any]) -> dt.datetime | None:
+        times = [rec.get(f) for f in ("modifyTime", "auditTime", "reportTime")]
+        known = [dt.datetime.fromisoformat(t) for t in times if isinstance(t, str) and t]
+        return max(known) if known else None
+
+    a, b = latest(new), latest(held)
+    return a is not None and b is not None and a < b
 
 
 def content_hash(value: dict[str, Any]) -> str:

@@ -45,11 +45,11 @@ batch_size = 7
 class Pacs:
     """The hospital side of a SQLite PACS database (written with sqlite3, read via ODBC)."""
 
-    def __init__(self, path: Path, encoding: str = "utf-8"):
+    def __init__(self, path: Path, encoding: str = "utf-8", ts: str = "TEXT"):
         self.path = path
         self.encoding = encoding
-        with self.db() as c:
-            c.executescript(TABLES.format(ts="TEXT") + VIEW.format(acc="e.EXAM_NO"))
+        with self.db() as c:  # ts: the declared type of the time columns
+            c.executescript(TABLES.format(ts=ts) + VIEW.format(acc="e.EXAM_NO"))
 
     def db(self) -> sqlite3.Connection:
         c = sqlite3.connect(self.path, isolation_level=None)
