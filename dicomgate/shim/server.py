@@ -50,9 +50,9 @@ class ShimService:
                       "lookup": BoundedPool("lookup", cfg.lookup_threads, cfg.lookup_queue)}
         app = ShimApp(self.routes, cfg.allow, cfg.max_body, self.on_foreign)
         kind = os.environ.get("DICOMGATE_SHIM_SERVER", "asyncio")
-        front = _Waitress(app, cfg, self.pools) if kind == "waitress" else \
-            HttpFront(app, self.routes, cfg, self.pools)
         try:
+            front = _Waitress(app, cfg, self.pools) if kind == "waitress" else \
+                HttpFront(app, self.routes, cfg, self.pools)
             front.start()
         except OSError as exc:
             raise ShimError(f"HTTP shim cannot listen on {cfg.bind}:{cfg.port}: "
