@@ -18,7 +18,8 @@ from ..config.model import ShimConfig
 from .front import HttpFront
 from .http import Request, RouteTable, ShimApp
 from .params import ForeignHospital
-from .pools import BoundedPool
+from .pools import BoundedPool, Busy
+from .refusals import busy
 
 log = structlog.get_logger("dicomgate.shim")
 
@@ -118,9 +119,6 @@ class _Waitress:
 
 
 def _pooled(app: ShimApp, lookup: BoundedPool):
-    from .front import _busy
-    from .pools import Busy
-
     def wsgi(environ: dict, start_response):
         route = app.routes.find(environ.get("PATH_INFO", "/"))
         if route is None or route.pool != "lookup":
@@ -128,7 +126,7 @@ def _pooled(app: ShimApp, lookup: BoundedPool):
         try:
             return lookup.run(lambda: app(environ, start_response))
         except Busy:
-            resp = _busy(lookup)
+            resp = busy(lookup)
             start_response(f"{resp.status} OK", [("Content-Type", resp.content_type),
                                                   ("Content-Length", str(len(resp.body)))])
             return [resp.body]
