@@ -15,6 +15,7 @@ from collections.abc import Callable
 import structlog
 
 from ..config.model import ShimConfig
+from ..metrics import HTTP_POOL_IN_FLIGHT
 from .front import HttpFront
 from .http import Request, RouteTable, ShimApp
 from .params import ForeignHospital
@@ -49,6 +50,8 @@ class ShimService:
         cfg = self.config
         self.pools = {"main": BoundedPool("main", cfg.threads, cfg.queue),
                       "lookup": BoundedPool("lookup", cfg.lookup_threads, cfg.lookup_queue)}
+        for name, pool in self.pools.items():
+            HTTP_POOL_IN_FLIGHT.labels(name).set_function(lambda p=pool: p.stats().in_flight)
         app = ShimApp(self.routes, cfg.allow, cfg.max_body, self.on_foreign)
         kind = os.environ.get("DICOMGATE_SHIM_SERVER", "asyncio")
         try:

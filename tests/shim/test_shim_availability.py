@@ -118,6 +118,9 @@ def test_slow_connections_do_not_stop_printing(guarded):
              if "shim.connections_refused" in ln]
     total = sum(seen[DISALLOWED_ATTACKER].values()) + sum(allowed.values())
     assert total >= 500 and len(lines) <= 3, (total, len(lines))
+    metrics = requests.get(guarded.base + "/metrics", timeout=5).text
+    assert 'dicomgate_http_requests_total{code="not_allowed",endpoint="connection"}' in metrics
+    assert 'dicomgate_http_pool_in_flight{pool="lookup"}' in metrics
 
 
 def test_idle_keepalive_connection_is_reaped(guarded):
