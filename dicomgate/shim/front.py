@@ -235,8 +235,8 @@ class HttpFront:
                 if length.isdigit() and int(length) > self.config.max_body:
                     return request, b"", True
                 if conn.they_are_waiting_for_100_continue:
-                    writer.write(conn.send(h11.InformationalResponse(status_code=100,
-                                                                     headers=[])))
+                    writer.write(conn.send(h11.InformationalResponse(
+                        status_code=100, reason=b"Continue", headers=[])))
             elif isinstance(event, h11.Data):
                 size += len(event.data)
                 if size > self.config.max_body:

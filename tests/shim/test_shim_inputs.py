@@ -106,3 +106,28 @@ def test_refusals_of_the_http_layer_are_json(shim):
                                     "Content-Length: 2\r\nHost: x\r\n\r\n".encode())
     assert status == 400 and r["code"] == 400
     assert shim.get(QRURL, accessNumber="A1", modality="CT")["code"] == 200
+
+
+def test_http_forms_old_clients_use(shim):
+    """HEAD, HTTP/1.0, pipelined requests and Expect: 100-continue all answered."""
+    q = (QRURL + "?accessNumber=A1&modality=CT").encode()
+
+    def exchange(data: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", shim.port), timeout=10) as s:
+            s.sendall(data)
+            out = b""
+            while chunk := s.recv(65536):
+                out += chunk
+        return out
+
+    head = exchange(b"HEAD " + q + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and head.endswith(b"\r\n\r\n")
+    old = exchange(b"GET " + q + b" HTTP/1.0\r\n\r\n")
+    assert old.startswith(b"HTTP/1.1 200") and old.endswith(b"}")
+    two = exchange(b"GET " + q + b" HTTP/1.1\r\nHost: x\r\n\r\nGET " + q +
+                   b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert two.count(b"HTTP/1.1 200 OK") == 2
+    cont = exchange(b"POST /hrball/ HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                    b"Content-Length: 18\r\nConnection: close\r\n\r\nhisUserId=u&type=2")
+    assert cont.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200")
+    assert b'"code": 200' in cont
