@@ -115,6 +115,7 @@ def _dicom(t: Table) -> model.DicomConfig:
         min_free_disk=t.value("min_free_disk", values.size, d["min_free_disk"]),
         allowed_calling_aets=t.list_of("allowed_calling_aets", values.ae_title,
                                        d["allowed_calling_aets"]),
+        extra_sop_classes=t.list_of("extra_sop_classes", values.uid, d["extra_sop_classes"]),
         network_timeout=t.value("network_timeout", values.duration, d["network_timeout"]),
     )
 

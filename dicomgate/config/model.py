@@ -62,6 +62,8 @@ class DicomConfig:
     port: int = 11112
     min_free_disk: int = 5 * 1024**3
     allowed_calling_aets: tuple[str, ...] = ()  # besides pacs.ae_title
+    # private storage SOP classes the Portal AET accepts too (e.g. Siemens CSA Non-Image)
+    extra_sop_classes: tuple[str, ...] = ()
     network_timeout: float = 60.0
 
 
