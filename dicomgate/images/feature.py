@@ -39,7 +39,8 @@ def setup(app: App) -> None:
         http = HttpFetcher(app.store, ingest, cfg.images.http_timeout)
     if pacs is not None:
         app.every("pacs.echo", cfg.pacs.echo_interval, EchoMonitor(app.store, pacs).run)
-        app.add_health("pacs", lambda: echo_health(app.store) or stall_health(app.store))
+        app.add_health("pacs", lambda: "; ".join(filter(None, (
+            echo_health(app.store), stall_health(app.store)))) or None)
         app.lane("retrieve", cfg.pacs.max_associations)
         retriever = Retriever(app.store, pacs, http.handle if http else None,
                               queue_uploads=uploads, room=ingest.has_room,
@@ -69,6 +70,12 @@ def status(app: App, spool: Spool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if cfg.pacs is not None:
         out.update(echo_status(app.store))
+        out["C-MOVE"] = stall_health(app.store) or "no stall"
+        waiting = [t for t in app.store.tasks.list(state="pending", kind="retrieve")
+                   if t.last_error]
+        if waiting:
+            out["retrieves waiting"] = (f"{len(waiting)}, latest: "
+                                        f"{waiting[0].last_error[:200]}")
     aets = allowed_calling_aets(cfg)
     out["portal AET"] = f"{d.ae_title} on {d.bind}:{d.port}" if aets else (
         "disabled: no calling AE allowed (set pacs.ae_title or dicom.allowed_calling_aets)")
