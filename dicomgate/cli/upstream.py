@@ -62,7 +62,7 @@ def cmd_push(args: argparse.Namespace) -> int:
               "work", file=sys.stderr)
     store = app.store
     if args.retry_rejected:
-        studies = store.delivery.unreject(args.study)
+        studies = feature.requeue_rejected(store, args.study)
         print(f"{len(studies)} study(ies) with rejected instances queued again")
     studies = [args.study] if args.study else store.delivery.studies_with_backlog()
     for uid in studies:

@@ -3,6 +3,7 @@
 from .load import CANONICAL_FIELDS, DEFAULT_PATH, ConfigError, config_path, load, parse
 from .model import (
     Config,
+    ConsoleConfig,
     DicomConfig,
     GatewayConfig,
     ImagesConfig,
@@ -21,7 +22,8 @@ from .model import (
 )
 
 __all__ = [
-    "CANONICAL_FIELDS", "DEFAULT_PATH", "Config", "ConfigError", "DicomConfig", "GatewayConfig",
+    "CANONICAL_FIELDS", "DEFAULT_PATH", "Config", "ConfigError", "ConsoleConfig", "DicomConfig",
+    "GatewayConfig",
     "ImagesConfig", "LogConfig", "LoginConfig", "LookupConfig", "PacsConfig", "QrConfig",
     "ReportsConfig", "ReportsHttpConfig", "Secret", "ShimConfig", "TasksConfig",
     "UpstreamConfig", "ViewConfig", "config_path", "load", "parse",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..app import App
+from ..app import ActionError, App
 from ..config import Config
 from .events import POLL_ORDER
 from .poller import Poller, watermark_name
@@ -42,6 +42,25 @@ def setup(app: App) -> None:
 
     app.every("reports.poll", app.config.reports.poll_interval, poll, first_in=5.0)
     app.add_status("reports", lambda: status(app))
+    app.add_action("reports.reread", lambda accession: reread(app, accession))
+
+
+def reread(app: App, accession: str) -> str:
+    """Read one exam from the PACS again, whatever the watermarks say (what
+    `dicomgate sync --once --accession ACC` does): a corrected row clears its quarantine."""
+    poller = make_poller(app)
+    try:
+        result = poller.sync_accession(accession)
+    finally:
+        poller.close()
+        app.pool.wake()
+    if result.error:
+        raise ActionError(f"could not read {accession} from the PACS: {result.error}")
+    c = result.counts
+    if not c.read:
+        raise ActionError(f"the PACS has no row for accession number {accession}")
+    return (f"read {c.read} row(s) of {accession}: {c.new} new, {c.changed} changed, "
+            f"{c.unchanged} unchanged, {c.quarantined} quarantined, {c.tasks} task(s) queued")
 
 
 def status(app: App) -> dict[str, Any]:

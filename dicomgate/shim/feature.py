@@ -34,7 +34,8 @@ def setup(app: App) -> None:
     if cfg.qr is not None:
         links = FilmLinks(cfg.qr.film_url, bytes.fromhex(cfg.qr.sm4_key.reveal()),
                           cfg.qr.font_path)
-        qr = QrEndpoints(links, hospital)
+        qr = QrEndpoints(links, hospital, on_issue=lambda e: app.store.qr.issued(
+            e.hospital_id, e.accession_no, e.modality))
         routes.add(QR_URL, qr.qrurl, summary="QR code URL (4.3)")
         routes.add(QR_CODE, qr.qrcode, summary="QR code PNG (4.3)")
     if cfg.login is not None:
@@ -49,7 +50,8 @@ def setup(app: App) -> None:
     routes.add("/healthz", healthz(app), summary="health: 200 or 503 with the reasons")
     routes.add("/metrics", metrics_endpoint(app), summary="Prometheus metrics")
     routes.add("/openapi.json", _openapi_handler(routes), summary="this API")
-    service = ShimService(cfg.shim, routes, on_stop=lambda: [c() for c in closers])
+    service = ShimService(cfg.shim, routes, on_stop=lambda: [c() for c in closers],
+                          mounts=app.mounts)
     app.add_service(service, health=service.health)
     app.add_status("shim", lambda: _status(app, cfg))
 

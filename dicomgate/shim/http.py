@@ -3,7 +3,8 @@
 Answers follow the spec: `{"code": 200|202|500, "message": ..., "data": ...}`. Code 202
 (missing or invalid parameters) is sent with HTTP 200 so PACS clients that treat any other
 HTTP status as a transport error still read the message; code 500 goes with HTTP 500.
-Other code registers more routes on the same port through `RouteTable.add` (e.g. /healthz).
+Other code registers more routes on the same port through `RouteTable.add` (e.g. /healthz),
+or a whole WSGI application under a path prefix through `mounts` (the operator console).
 """
 
 from __future__ import annotations
@@ -127,17 +128,22 @@ def _norm(path: str) -> str:
 class ShimApp:
     """The WSGI callable."""
 
-    def __init__(self, routes: RouteTable, allow: tuple[Network, ...], max_body: int):
+    def __init__(self, routes: RouteTable, allow: tuple[Network, ...], max_body: int,
+                 mounts: dict[str, Callable] | None = None):
         self.routes = routes
         self.allow = allow
         self.max_body = max_body
+        self.mounts = mounts or {}  # prefix -> WSGI app, behind the same allow-list
 
-    def __call__(self, environ: dict, start_response: Callable) -> list[bytes]:
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         t0 = time.perf_counter()
         req_id = uuid.uuid4().hex[:12]
         client = environ.get("REMOTE_ADDR", "")
         method = environ.get("REQUEST_METHOD", "GET").upper()
         path = environ.get("PATH_INFO", "/")
+        prefix = self._mount_of(path)
+        if prefix is not None:
+            return self._mounted(prefix, environ, start_response, client, path, req_id, t0)
         req: Request | None = None
         try:
             resp, req = self._dispatch(environ, method, path, client, req_id)
@@ -185,6 +191,41 @@ class ShimApp:
         except (BadBody, UnicodeDecodeError, json.JSONDecodeError) as exc:
             return reply(BAD_PARAMS, f"request body unreadable: {exc} (expected UTF-8 JSON "
                                      "object or form fields)"), req
+
+    def _mount_of(self, path: str) -> str | None:
+        for prefix in self.mounts:
+            if path == prefix or path.startswith(prefix + "/"):
+                return prefix
+        return None
+
+    def _mounted(self, prefix: str, environ: dict, start_response: Callable, client: str,
+                 path: str, req_id: str, t0: float) -> Iterable[bytes]:
+        """Hand the request to a mounted WSGI app (allow-list first), and log it."""
+        status: list[str] = []
+
+        def recording_start(line: str, headers: list, exc_info=None):
+            status.append(line)
+            return start_response(line, [*headers, ("X-Request-Id", req_id)], exc_info)
+
+        if not self._allowed(client):
+            log.warning("shim.denied", client=client, path=path)
+            resp = reply(403, f"caller {client} is not in shim.allow")
+            recording_start(f"403 {_REASONS[403]}", [
+                ("Content-Type", resp.content_type), ("Content-Length", str(len(resp.body)))])
+            body: Iterable[bytes] = [resp.body]
+        else:
+            env = dict(environ, SCRIPT_NAME=environ.get("SCRIPT_NAME", "") + prefix,
+                       PATH_INFO=path[len(prefix):], HTTP_X_REQUEST_ID=req_id)
+            body = self.mounts[prefix](env, recording_start)
+        code = status[0].split(" ", 1)[0] if status else "500"
+        HTTP_REQUESTS.labels(prefix, code).inc()
+        # A console page polls every few seconds: its reads are debug, the rest info.
+        level = log.debug if code.startswith("2") and environ.get(
+            "REQUEST_METHOD", "GET") in ("GET", "HEAD") else log.info
+        level("shim.request", method=environ.get("REQUEST_METHOD", "GET"), path=path,
+              client=client, status=int(code), ms=round((time.perf_counter() - t0) * 1000, 2),
+              request_id=req_id)
+        return body
 
     def _allowed(self, client: str) -> bool:
         try:

@@ -23,9 +23,11 @@ class ShimService:
     name = "http shim"
 
     def __init__(self, config: ShimConfig, routes: RouteTable,
-                 on_stop: Callable[[], None] | None = None):
+                 on_stop: Callable[[], None] | None = None,
+                 mounts: dict[str, Callable] | None = None):
         self.config = config
         self.routes = routes
+        self.mounts = mounts if mounts is not None else {}  # read at start(): filled by then
         self.on_stop = on_stop
         self._server = None
         self._thread: threading.Thread | None = None
@@ -35,7 +37,7 @@ class ShimService:
         return int(self._server.effective_port) if self._server else None
 
     def start(self) -> None:
-        app = ShimApp(self.routes, self.config.allow, self.config.max_body)
+        app = ShimApp(self.routes, self.config.allow, self.config.max_body, self.mounts)
         try:
             self._server = create_server(
                 app, host=self.config.bind, port=self.config.port,
@@ -52,7 +54,7 @@ class ShimService:
         self._thread = threading.Thread(target=self._serve, name="shim-http", daemon=True)
         self._thread.start()
         log.info("shim.listening", bind=self.config.bind, port=self.port,
-                 routes=[r.path for r in self.routes.all()])
+                 routes=[r.path for r in self.routes.all()] + [f"{m}/" for m in self.mounts])
 
     def _serve(self) -> None:
         try:
