@@ -26,14 +26,14 @@
       else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
       else el.setAttribute(k, v === true ? "" : v);
     }
-    for (const kid of kids.flat()) {
+    for (const kid of kids.flat(Infinity)) {
       if (kid === null || kid === undefined || kid === false) continue;
       el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
     }
     return el;
   }
   const $ = (id) => document.getElementById(id);
-  function fill(el, ...kids) { el.replaceChildren(...kids.flat().filter((k) => k !== null && k !== undefined)); }
+  function fill(el, ...kids) { el.replaceChildren(...kids.flat(Infinity).filter((k) => k !== null && k !== undefined)); }
   function when(ts) {
     if (!ts) return "-";
     const d = new Date(ts * 1000);
@@ -156,7 +156,7 @@
       }
       const d = await get("exams?" + f.toString());
       $("exam-count").textContent = t("count", { n: d.exams.length }) + (d.truncated ? " · " + t("count.more", { n: d.exams.length }) : "");
-      examTable($("exam-list"), d.exams, false);
+      examTable($("exam-list"), d.exams, !!S.detailId);
       if (S.detailId) await showExam(S.detailId);
     },
 
@@ -288,8 +288,6 @@
         d.warnings && d.warnings.length ? [h("dt", {}, t("d.warnings")), h("dd", { class: "warn" }, d.warnings.join("; "))] : null),
       d.state === "quarantined" && canAct("reread_exam") ? button("btn.reread",
         () => act("reread_exam", { accession_no: d.accession_no }, t("btn.reread") + " " + d.accession_no), "detail-reread") : null,
-      section("d.record", h("dl", { class: "kv record", "data-test": "record" },
-        Object.keys(d.record).sort().map((k) => [h("dt", {}, k), h("dd", {}, d.record[k] === null ? "-" : String(d.record[k]))]))),
       section("d.versions", list([
         { label: "col.version", cell: (v) => "v" + v.version }, { label: "col.type", cell: (v) => v.source_type },
         { label: "col.when", cell: (v) => when(v.created_at) }, { label: "col.hash", cls: "mono", cell: (v) => v.hash }], d.versions)),
@@ -308,10 +306,12 @@
       section("d.instances", list([
         { label: "col.series", cls: "mono ellipsis", cell: (i) => (i.series_uid || "").slice(-12) },
         { label: "col.sop", cls: "mono ellipsis", cell: (i) => i.sop_uid },
-        { label: "col.ts", cls: "mono small", cell: (i) => i.transfer_syntax || "" },
+        { label: "col.ts", cls: "mono ellipsis", cell: (i) => i.transfer_syntax || "" },
         { label: "col.size", cell: (i) => bytes(i.size) },
         { label: "col.state", cell: (i) => h("span", { class: i.delivered_at ? "ok" : i.state === "rejected" ? "bad" : "" }, i.state) },
-        { label: "col.error", cls: "wrap bad", cell: (i) => i.error || "" }], d.instances)));
+        { label: "col.error", cls: "wrap bad", cell: (i) => i.error || "" }], d.instances)),
+      section("d.record", h("dl", { class: "kv record", "data-test": "record" },
+        Object.keys(d.record).sort().map((k) => [h("dt", {}, k), h("dd", {}, d.record[k] === null ? "-" : String(d.record[k]))]))));
     for (const tr of $("exam-list").querySelectorAll("tr[data-exam]")) {
       tr.classList.toggle("sel", tr.getAttribute("data-exam") === d.accession_no);
     }
