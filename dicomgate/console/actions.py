@@ -1,10 +1,11 @@
 """Operator actions from the console: who may act, what each action does, the audit line.
 
-Each action changes state through the code path its CLI command uses (`tasks retry` ->
-TaskStore.retry; `sync --once --accession` -> the reports feature's `reports.reread`;
-`push --retry-rejected --study` -> `upstream.resend_rejected`). Acting needs the operator
-token (`[console] operator_token`, sent as `Authorization: Bearer`) or, with
-`[console] local_actions = true`, a caller on this host; the console is read-only otherwise.
+Each action changes state through the code path its CLI command uses:
+`tasks retry ID` -> TaskStore.retry, `tasks retry --all-dead` -> TaskStore.retry_all_dead,
+`sync --once --accession ACC` -> the reports feature's `reports.reread`,
+`push --retry-rejected --study UID` -> the upstream feature's `upstream.resend_rejected`.
+Acting needs the operator token (`[console] operator_token`, sent as `Authorization: Bearer`)
+or, with `[console] local_actions = true`, a caller on this host; read-only otherwise.
 """
 
 from __future__ import annotations
@@ -103,6 +104,14 @@ def _retry_task(app: App, body: dict[str, Any]) -> tuple[str, str]:
     return f"task:{task_id}", f"task {task_id} ({task.kind} {task.key}) queued to run again"
 
 
+def _retry_all_dead(app: App, body: dict[str, Any]) -> tuple[str, str]:
+    n = app.store.tasks.retry_all_dead()  # what `dicomgate tasks retry --all-dead` does
+    if not n:
+        raise ActionError("no dead task to retry")
+    app.pool.wake()
+    return "tasks:dead", f"{n} dead task(s) queued to run again"
+
+
 def _reread(app: App, body: dict[str, Any]) -> tuple[str, str]:
     accession = _text(body, "accession_no")
     return f"exam:{accession}", _registered(app, "reports.reread")(accession=accession)
@@ -118,6 +127,7 @@ def _reconcile(app: App, body: dict[str, Any]) -> tuple[str, str]:
 
 
 ACTIONS = {a.name: a for a in (Action("retry_task", _retry_task),
+                               Action("retry_all_dead", _retry_all_dead),
                                Action("reread_exam", _reread),
                                Action("resend_rejected", _resend),
                                Action("reconcile", _reconcile))}

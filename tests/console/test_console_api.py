@@ -220,3 +220,20 @@ def test_request_to_console_is_not_a_crash_on_bad_json(daemon):
                       headers={"X-Console": "1", "Authorization": f"Bearer {TOKEN}",
                                "Content-Type": "application/json"}, timeout=10)
     assert r.status_code == 400 and "JSON" in r.json()["error"]
+
+
+def test_retry_all_dead_is_the_cli_all_dead(daemon):
+    store = daemon.store()
+    try:
+        ids = [dead_task(store, "retrieve", f"study:7.7.{n}", "PACS refused") for n in (1, 2)]
+    finally:
+        store.close()
+    r = daemon.act("retry_all_dead", {})
+    assert r.status_code == 200 and "2 dead task(s)" in r.json()["message"], r.text
+    store = daemon.store()
+    try:
+        assert [store.tasks.get(i).state for i in ids] == ["pending", "pending"]
+    finally:
+        store.close()
+    again = daemon.act("retry_all_dead", {})
+    assert again.status_code == 409 and "no dead task" in again.json()["message"]

@@ -202,3 +202,53 @@ def sign_in(b: Browser, name: str, token: str) -> None:
     b.driver.find_element(By.ID, "signin-token").send_keys(token)
     b.driver.find_element(By.ID, "signin-ok").click()
     b.wait("signed in", lambda: name in b.driver.find_element(By.ID, "operator").text)
+
+
+def test_reread_action_quarantines_then_clears_a_corrected_row(demo):
+    """`reread_exam` is `sync --once --accession`: it reads a row the poller's window no
+    longer covers, quarantines it while wrong, clears it once the PACS corrects it."""
+    import datetime as dt
+    import sqlite3
+
+    from pydicom.uid import generate_uid
+
+    acc = f"OLD{time.time_ns() % 10**8}"
+    old = (dt.datetime.now() - dt.timedelta(days=2)).strftime("%Y-%m-%d %H:%M:%S")
+    row = dict(demo.exams[0].row, accessionNo=acc, studyInstanceUid=generate_uid(), sex="7",
+               examTime=old, auditTime=None, reportTime=None)
+    view = sqlite3.connect(demo.dir / "hospital" / "pacs.db")
+    try:
+        cols = ", ".join(f'"{c}"' for c in row)
+        view.execute(f"INSERT INTO pacs_exam_report ({cols}) VALUES "
+                     f"({', '.join('?' * len(row))})", tuple(row.values()))
+        view.commit()
+
+        def reread() -> requests.Response:
+            return requests.post(demo.console_url + "api/actions/reread_exam",
+                                 json={"accession_no": acc}, timeout=60, headers={
+                                     "X-Console": "1", "X-Operator": "it",
+                                     "Authorization": f"Bearer {demo.console_token}"})
+
+        r = reread()
+        assert r.status_code == 200 and "1 quarantined" in r.json()["message"], r.text
+        problems = requests.get(demo.console_url + "api/problems", timeout=10).json()
+        mine = [e for e in problems["quarantined_exams"] if e["accession_no"] == acc]
+        assert mine and "sex" in mine[0]["reason"]
+        view.execute("UPDATE pacs_exam_report SET sex='1' WHERE accessionNo=?", (acc,))
+        view.commit()
+        r = reread()
+        assert r.status_code == 200 and "1 changed" in r.json()["message"], r.text
+    finally:
+        view.close()
+    store = Store(demo.dir / "state" / "state.db")
+    try:
+        assert store.exams.get(row["hospitalId"], acc).state != "quarantined"
+        assert [e["outcome"] for e in store.audit.list(action="console.reread_exam")][:2] == [
+            "ok", "ok"]
+    finally:
+        store.close()
+    r = requests.post(demo.console_url + "api/actions/reread_exam",
+                      json={"accession_no": "NO-SUCH-ACC"}, timeout=60, headers={
+                          "X-Console": "1", "X-Operator": "it",
+                          "Authorization": f"Bearer {demo.console_token}"})
+    assert r.status_code == 409 and "no row" in r.json()["message"]

@@ -163,8 +163,15 @@
     async problems() {
       const d = await get("problems");
       $("readonly-hint").hidden = !!(S.session && S.session.can_act);
-      fill($("global-actions"), canAct("reconcile") ? button("btn.reconcile",
-        () => act("reconcile", {}, t("btn.reconcile")), "reconcile") : null);
+      fill($("global-actions"),
+        d.dead_tasks.length > 1 && canAct("retry_all_dead") ? button("btn.retry_all",
+          () => act("retry_all_dead", {}, t("btn.retry_all") + " (" + d.dead_tasks.length + ")"), "retry-all") : null,
+        canAct("reconcile") ? button("btn.reconcile",
+          () => act("reconcile", {}, t("btn.reconcile")), "reconcile") : null);
+      for (const [id, n] of [["dead-tasks", d.dead_tasks.length], ["q-exams", d.quarantined_exams.length],
+        ["rejects", d.rejected_rows.length], ["rejected", d.rejected_instances.length], ["q-files", d.quarantined_files.length]]) {
+        $(id).closest(".card").classList.toggle("empty", !n);  // nothing to do: heading only
+      }
       $("n-dead").textContent = d.dead_tasks.length;
       table($("dead-tasks"), [
         { label: "col.id", cell: (r) => r.id },
