@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import __version__
 from ..app import App
-from ..privacy import mask_mapping, mask_text
+from ..privacy import mask_mapping, mask_text, mask_value
 from ..state.exams import Exam
 
 ECHO_FACT = "images.pacs_echo"  # written by images.echo
@@ -42,10 +42,11 @@ class Views:
         exams = self.store.console.search_exams(day_from=today.isoformat(),
                                                 day_to=today.isoformat(),
                                                 changed_since=midnight, limit=5000)
-        rows = self._rows(exams)
+        pipes = self.store.console.pipelines(exams)
         by_stage: dict[str, int] = {}
-        for r in rows:
-            by_stage[r["stage"]] = by_stage.get(r["stage"], 0) + 1
+        for e in exams:
+            s = stage(e, pipes[e.id])
+            by_stage[s] = by_stage.get(s, 0) + 1
         backlog = self.store.delivery.backlog()
         counts = self.store.console.counts()
         checks = self.app.health()
@@ -55,8 +56,8 @@ class Views:
             "backlog": {k: backlog[k] for k in ("backlog_instances", "backlog_bytes",
                                                 "backlog_studies", "oldest_age_seconds",
                                                 "spool_instances", "spool_bytes")},
-            "today": {"date": today.isoformat(), "total": len(rows), "by_stage": by_stage,
-                      "exams": rows[:50]},
+            "today": {"date": today.isoformat(), "total": len(exams), "by_stage": by_stage,
+                      "exams": self._rows(exams[:50], pipes)},
             "problems": {**counts, "quarantined_files": self.quarantined_file_count()},
             "disk": self.disk(),
             "health": {"status": "ok" if not any(checks.values()) else "unhealthy",
@@ -98,13 +99,16 @@ class Views:
 
     # -- exams ----------------------------------------------------------------------------
     def exams(self, accession: str | None, day_from: str | None, day_to: str | None,
-              stage: str | None, limit: int = 200) -> dict[str, Any]:
+              wanted: str | None, limit: int = 200) -> dict[str, Any]:
+        """Exams found, newest first; `wanted` keeps one stage (computed, so up to 5,000
+        candidates are looked at)."""
         candidates = self.store.console.search_exams(accession, day_from, day_to,
-                                                     limit=limit if not stage else 5000)
-        rows = self._rows(candidates)
-        if stage:
-            rows = [r for r in rows if r["stage"] == stage]
-        return {"exams": rows[:limit], "truncated": len(rows) > limit, "stages": STAGES}
+                                                     limit=limit if not wanted else 5000)
+        pipes = self.store.console.pipelines(candidates)
+        if wanted:
+            candidates = [e for e in candidates if stage(e, pipes[e.id]) == wanted]
+        return {"exams": self._rows(candidates[:limit], pipes),
+                "truncated": len(candidates) > limit, "stages": STAGES}
 
     def exam(self, exam_id: int) -> dict[str, Any] | None:
         exam = self.store.exams.get_by_id(exam_id)
@@ -131,8 +135,9 @@ class Views:
                           for i in self.store.console.exam_instances(pipe["studies"])],
         }
 
-    def _rows(self, exams: list[Exam]) -> list[dict[str, Any]]:
-        pipes = self.store.console.pipelines(exams)
+    def _rows(self, exams: list[Exam], pipes: dict[int, dict[str, Any]] | None = None
+              ) -> list[dict[str, Any]]:
+        pipes = pipes if pipes is not None else self.store.console.pipelines(exams)
         qr = self.store.qr.of([(e.hospital_id, e.accession_no) for e in exams])
         return [_row(e, pipes[e.id], qr.get((e.hospital_id, e.accession_no))) for e in exams]
 
@@ -192,7 +197,8 @@ class Views:
 
 
 def _row(e: Exam, p: dict[str, Any], qr: dict[str, Any] | None) -> dict[str, Any]:
-    rec = mask_mapping(e.record)
+    rec = {k: mask_value(k, e.record.get(k)) if e.record.get(k) is not None else None
+           for k in ("modality", "examItemName", "patientName")}
     return {
         "id": e.id, "hospital_id": e.hospital_id, "accession_no": e.accession_no,
         "state": e.state, "stage": stage(e, p), "exam_time": e.exam_time,

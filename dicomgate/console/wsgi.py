@@ -14,6 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import threading
+import time
 from collections.abc import Callable, Iterable
 from importlib import resources
 from typing import Any
@@ -38,6 +40,7 @@ _REASONS = {200: "OK", 301: "Moved Permanently", 400: "Bad Request", 401: "Unaut
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 MAX_BODY = 16 * 1024
+OVERVIEW_TTL = 1.0  # seconds an overview answer is shared between open pages
 
 
 class HttpError(Exception):
@@ -53,8 +56,10 @@ class ConsoleApp:
         self.views = Views(app)
         self.gate = actions.Gate(cfg)
         self._static = resources.files(__package__) / "static"
+        self._overview: tuple[float, Any] = (0.0, None)
+        self._overview_lock = threading.Lock()
         self._gets: dict[str, Callable[[dict[str, str], dict], Any]] = {
-            "/api/session": self._session, "/api/overview": lambda q, e: self.views.overview(),
+            "/api/session": self._session, "/api/overview": self._shared_overview,
             "/api/exams": self._exams, "/api/problems": lambda q, e: self.views.problems(),
             "/api/audit": self._audit,
         }
@@ -101,6 +106,16 @@ class ConsoleApp:
         if handler is None:
             raise HttpError(404, f"no console endpoint {path}")
         return self._json(start_response, 200, handler(query, environ))
+
+    def _shared_overview(self, _q: dict[str, str], _e: dict) -> Any:
+        """Several open pages cost one computation per second: the overview is the
+        heaviest read (every exam of today with its pipeline)."""
+        with self._overview_lock:
+            at, data = self._overview
+            if data is None or time.monotonic() - at > OVERVIEW_TTL:
+                data = self.views.overview()
+                self._overview = (time.monotonic(), data)
+            return data
 
     def _session(self, _q: dict[str, str], environ: dict) -> dict[str, Any]:
         via = self.gate.how(environ.get("REMOTE_ADDR", ""),

@@ -19,7 +19,9 @@ _INSTANCES = ("SELECT study_uid, COUNT(*) received, "
               "SUM(CASE WHEN state='rejected' THEN 1 ELSE 0 END) rejected, "
               "COALESCE(SUM(size), 0) bytes FROM instances "
               "WHERE state<>'deleted' AND study_uid IN ({uids}) GROUP BY study_uid")
-_TASKS = ("SELECT id, kind, state, exam_id, study_uid, payload FROM tasks "
+_TASKS = ("SELECT id, kind, state, exam_id, study_uid, "
+          "CASE kind WHEN 'push_report' THEN json_extract(payload, '$.version') END version "
+          "FROM tasks "
           "WHERE exam_id IN ({ids}) OR study_uid IN ({uids})")
 
 
@@ -85,15 +87,21 @@ class ConsoleStore:
         all_uids = sorted({s["study_uid"] for s in studies} | set(uids))
         counts = {r["study_uid"]: r for r in conn.execute(
             _INSTANCES.format(uids=_marks(all_uids)), all_uids).fetchall()}
-        tasks = conn.execute(_TASKS.format(ids=_marks(ids), uids=_marks(all_uids)),
-                             (*ids, *all_uids)).fetchall()
+        tasks_of: dict[tuple[str, object], list[sqlite3.Row]] = {}
+        for t in conn.execute(_TASKS.format(ids=_marks(ids), uids=_marks(all_uids)),
+                              (*ids, *all_uids)):
+            tasks_of.setdefault(("exam", t["exam_id"]), []).append(t)
+            tasks_of.setdefault(("study", t["study_uid"]), []).append(t)
         out = {}
         for e in exams:
             study_rows = of_exam[e.id]
             mine = {s["study_uid"] for s in study_rows} | ({e.study_uid} if e.study_uid else set())
             expected = [s["expected_count"] for s in study_rows if s["expected_count"] is not None]
             got = [counts[u] for u in mine if u in counts]
-            own_tasks = [t for t in tasks if t["exam_id"] == e.id or t["study_uid"] in mine]
+            own = {t["id"]: t for t in tasks_of.get(("exam", e.id), [])}
+            for uid in mine:
+                own.update((t["id"], t) for t in tasks_of.get(("study", uid), []))
+            own_tasks = list(own.values())
             out[e.id] = {
                 "studies": sorted(mine),
                 "study_states": sorted({s["state"] for s in study_rows}),
@@ -102,8 +110,7 @@ class ConsoleStore:
                 "delivered": sum(r["delivered"] or 0 for r in got),
                 "rejected": sum(r["rejected"] or 0 for r in got),
                 "bytes": sum(r["bytes"] for r in got),
-                "pushed_version": max((json.loads(t["payload"] or "{}").get("version") or 0
-                                       for t in own_tasks
+                "pushed_version": max((t["version"] or 0 for t in own_tasks
                                        if t["kind"] == "push_report" and t["state"] == "done"),
                                       default=0),
                 "tasks": _count(t["state"] for t in own_tasks),
