@@ -9,31 +9,28 @@ Same contexts, chunked receive into SPOOL_DIR, TCP_NODELAY and DUL idle sleep as
 
 from __future__ import annotations
 
-import functools
 import signal
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
-from pynetdicom import AE, AllStoragePresentationContexts, _config, dimse_messages, evt
+from pynetdicom import AE, AllStoragePresentationContexts, evt
 
-from dicomgate.images.scp import TRANSFER_SYNTAXES, _tune_connection
+from dicomgate.images import pynetdicom_tuning
+from dicomgate.images.scp import TRANSFER_SYNTAXES
 
 
 def main() -> int:
     port, aet, spool = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
     spool.mkdir(parents=True, exist_ok=True)
-    _config.STORE_RECV_CHUNKED_DATASET = True
-    _config.LOG_HANDLER_LEVEL = "none"
-    dimse_messages.NamedTemporaryFile = functools.partial(tempfile.NamedTemporaryFile,
-                                                          dir=str(spool))
+    pynetdicom_tuning.receive_into(spool, hashing=False)
     ae = AE(ae_title=aet)
     for cx in AllStoragePresentationContexts:
         ae.add_supported_context(cx.abstract_syntax, TRANSFER_SYNTAXES)
     ae.maximum_pdu_size = 0
     server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[
-        (evt.EVT_C_STORE, lambda _e: 0x0000), (evt.EVT_CONN_OPEN, _tune_connection)])
+        (evt.EVT_C_STORE, lambda _e: 0x0000),
+        (evt.EVT_CONN_OPEN, pynetdicom_tuning.tune_connection)])
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     done.wait()

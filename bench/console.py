@@ -28,6 +28,7 @@ import requests
 
 from dicomgate.sandbox.orthanc import free_port
 from dicomgate.state import Store
+from dicomgate.state.kinds import PushReport, Retrieve, Upload
 
 HOSPITAL = "H33010200001"
 TOKEN = "bench-console-token-0123456789"
@@ -66,10 +67,9 @@ def fill(store: Store, today: int) -> None:
                                            sha256="0" * 64, source="bench", conn=conn)
                 delivered = sops if n % 10 else sops[:PER_EXAM // 2]  # 10 % still sending
                 store.instances.set_state(delivered, "delivered", conn=conn)
-                for kind, key in (("retrieve", f"study:{uid}"), ("upload", f"study:{uid}"),
-                                  ("push_report", f"exam:{exam_id}:v1")):
-                    store.tasks.enqueue(kind, key, {"exam_id": exam_id, "version": 1},
-                                        exam_id=exam_id, study_uid=uid, conn=conn)
+                for task in (Retrieve(study_uid=uid, exam_id=exam_id), Upload(uid),
+                             PushReport(exam_id, 1)):
+                    store.tasks.enqueue(task, exam_id=exam_id, study_uid=uid, conn=conn)
         conn.execute("UPDATE tasks SET state='done', finished_at=updated_at")
         # first read when performed (the poller reads within minutes), not all at once now
         conn.execute("UPDATE exams SET created_at = strftime('%s', substr(exam_time, 1, 19)) "

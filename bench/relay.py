@@ -38,6 +38,7 @@ from dicomgate.config import load
 from dicomgate.sandbox.orthanc import Orthanc, free_port
 from dicomgate.sandbox.studies import StudySpec, ct_instances
 from dicomgate.state import Store
+from dicomgate.state.kinds import Retrieve
 
 HERE = Path(__file__).resolve().parent
 DICOMGATE = str(Path(sys.executable).parent / "dicomgate")
@@ -122,9 +123,8 @@ def leg_a(work: Path, pacs: Orthanc, study_uid: str, n: int, args) -> tuple[floa
         store = Store(load(config).gateway.db_path)
         time.sleep(2.0)  # let the daemon open its Portal AET
         t0, wall0 = time.monotonic(), time.time()
-        store.tasks.enqueue("retrieve", f"study:{study_uid}",
-                            {"study_uid": study_uid, "hospital_id": "H33010200001",
-                             "reason": "bench"}, study_uid=study_uid)
+        store.tasks.enqueue(Retrieve(study_uid=study_uid, hospital_id="H33010200001",
+                                     reason="bench"), study_uid=study_uid)
         t1 = wait_count(cloud, n, args.timeout)
         log.flush()
         return t1 - t0, claimed_at(work / "gw_a.log", "retrieve") - wall0

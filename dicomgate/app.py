@@ -20,9 +20,11 @@ from typing import Any, Protocol
 from .config import Config
 from .scheduler import Scheduler
 from .state import Store
+from .state.kinds import TaskKind
 from .tasks import Handler, Registry, WorkerPool
 
-# Feature packages, in start order. Each module has `setup(app: App) -> None`.
+# Feature packages, in start order. Each module has `setup(app: App)`; what it returns (the
+# feature's own objects, or None) is kept in `App.features` under the package's name.
 FEATURES: tuple[str, ...] = (
     "dicomgate.images.feature",
     "dicomgate.reports.feature",
@@ -42,6 +44,8 @@ class Service(Protocol):
 
 HealthCheck = Callable[[], "str | None"]  # None when healthy, else the reason
 StatusSection = Callable[[], dict[str, Any]]
+# A long operation's progress, for the CLI to show: (subject, e.g. a study UID, summary).
+Progress = Callable[[str, Any], None]
 # An operator's action (re-read an exam, re-send rejected images): named arguments in, a
 # sentence for the person out; raises ActionError when it cannot be done.
 OperatorAction = Callable[..., str]
@@ -61,6 +65,8 @@ class App:
     services: list[Service] = field(default_factory=list)
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     status_sections: dict[str, StatusSection] = field(default_factory=dict)
+    progress: Progress | None = None  # given by the CLI; features pass it to long operations
+    features: dict[str, Any] = field(default_factory=dict)  # what each setup() returned
     actions: dict[str, OperatorAction] = field(default_factory=dict)
     mounts: dict[str, WsgiApp] = field(default_factory=dict)
     scheduler: Scheduler = field(init=False)
@@ -71,16 +77,20 @@ class App:
         self.pool = WorkerPool(self.store, self.registry, self.config.tasks, self.owner)
 
     @classmethod
-    def build(cls, config: Config, store: Store | None = None) -> App:
+    def build(cls, config: Config, store: Store | None = None,
+              progress: Progress | None = None) -> App:
         store = store or Store(config.gateway.db_path)
-        app = cls(config=config, store=store, owner=owner_id())
+        app = cls(config=config, store=store, owner=owner_id(), progress=progress)
         for name in FEATURES:
-            importlib.import_module(name).setup(app)
+            part = importlib.import_module(name).setup(app)
+            if part is not None:
+                app.features[name.split(".")[1]] = part
         return app
 
     # -- registration (called from feature setup) -----------------------------------------
-    def handle(self, kind: str, handler: Handler, max_attempts: int | None = None) -> None:
-        self.registry.register(kind, handler, max_attempts)
+    def handle(self, kind: type[TaskKind], handler: Handler,
+               max_attempts: int | None = None) -> None:
+        self.registry.register(kind.kind, handler, max_attempts)
 
     def every(self, name: str, seconds: float, func: Callable[[], object],
               first_in: float = 0.0) -> None:
@@ -110,11 +120,7 @@ class App:
     # -- use ------------------------------------------------------------------------------
     def health(self) -> dict[str, str | None]:
         out: dict[str, str | None] = {}
-        try:
-            self.store.db.one("SELECT 1")
-            out["state store"] = None
-        except Exception as exc:
-            out["state store"] = f"state database unusable: {exc}"
+        out["state store"] = self.store.db.problem()
         out["scheduler"] = None if self.scheduler.alive() else "scheduler is not running"
         for name, check in self.health_checks.items():
             try:

@@ -2,11 +2,37 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from tests.support import write_config
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest keeps only the newest 3 /tmp/pytest-of-<user>/pytest-N dirs and deletes older
+    # ones at start: two checkouts testing at once would delete each other's live temp dirs.
+    if config.option.basetemp is None:
+        tag = hashlib.sha1(str(config.rootpath).encode()).hexdigest()[:8]
+        config.option.basetemp = Path(tempfile.gettempdir()) / f"pytest-dicomgate-{tag}"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """A command run in-process (`pull`, `sync`, `push --once`) configures structlog and the
+    root logger onto the test's captured stderr: undo it, so no later test's logger writes
+    to a closed capture stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture

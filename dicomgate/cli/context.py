@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from ..app import App, DaemonLock
+from ..app import App, DaemonLock, Progress
 from ..config import Config, config_path, load
 from ..state import Store
 
@@ -24,10 +24,10 @@ def load_config(args: argparse.Namespace) -> Config:
     return load(config_path(args.config))
 
 
-def open_app(args: argparse.Namespace) -> App:
+def open_app(args: argparse.Namespace, progress: Progress | None = None) -> App:
     """Config + state store + registered features, nothing started."""
     config = load_config(args)
-    return App.build(config, Store(config.gateway.db_path))
+    return App.build(config, Store(config.gateway.db_path), progress)
 
 
 def daemon_pid(config: Config) -> int | None:

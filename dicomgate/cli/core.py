@@ -10,6 +10,7 @@ from typing import Any
 from .. import __version__, daemon, logs
 from ..app import App
 from ..config import config_path, load
+from ..humanize import human_bytes
 from ..state import STATES
 from .context import CommandError, daemon_pid, open_app, print_json, print_table, when
 
@@ -90,14 +91,6 @@ def gather_status(app: App) -> dict[str, Any]:
     }
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return str(n)
-
-
 def print_status(d: dict[str, Any]) -> None:
     w = sys.stdout.write
     w(f"dicomgate {d['version']}\n")
@@ -108,8 +101,8 @@ def print_status(d: dict[str, Any]) -> None:
     w(f"daemon:      {'running, pid ' + str(dm['pid']) if dm['running'] else 'not running'}\n")
     disk = d["disk"]
     warn = "  BELOW dicom.min_free_disk: C-STORE refused" if disk["below_floor"] else ""
-    w(f"disk free:   {_size(disk['free_bytes'])} of {_size(disk['total_bytes'])} "
-      f"(floor {_size(disk['min_free_bytes'])}){warn}\n")
+    w(f"disk free:   {human_bytes(disk['free_bytes'])} of {human_bytes(disk['total_bytes'])} "
+      f"(floor {human_bytes(disk['min_free_bytes'])}){warn}\n")
     on = [k for k, enabled in d["features"].items() if enabled]
     w("features:    " + (", ".join(on) or "none (see dicomgate check-config)") + "\n")
     w("\ntasks:\n")
@@ -130,5 +123,9 @@ def _print_mapping(m: dict[str, Any], depth: int) -> None:
         if isinstance(v, dict) and v:
             sys.stdout.write(f"{pad}{k}:\n")
             _print_mapping(v, depth + 1)
+        elif isinstance(v, list) and v:  # one item a line
+            sys.stdout.write(f"{pad}{k}:\n")
+            for item in v:
+                sys.stdout.write(f"{pad}  - {item}\n")
         else:
             sys.stdout.write(f"{pad}{k}: {'-' if v is None else v}\n")

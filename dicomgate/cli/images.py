@@ -11,11 +11,17 @@ from typing import Any
 
 from .. import logs
 from ..app import App
-from ..images.ingest import Ingest
-from ..images.retrieve import Retriever, present_sop_uids
-from ..images.scp import StorageSCP
-from ..images.scu import PacsClient, PacsRefused, PacsUnavailable
-from ..images.spool import Spool
+from ..images import (
+    Ingest,
+    PacsClient,
+    PacsRefused,
+    PacsUnavailable,
+    Retriever,
+    Spool,
+    StorageSCP,
+    present_sop_uids,
+)
+from ..state.kinds import Retrieve
 from ..tasks import Fatal, RetryLater
 from .context import (
     EXIT_USAGE,
@@ -96,8 +102,9 @@ def _here(app: App, pacs: PacsClient, args: argparse.Namespace, progress: Progre
 
     def work() -> None:
         try:
-            box["result"] = Retriever(app.store, pacs).run(study_uid=args.study_uid,
-                                                          accession_no=args.accession)
+            retriever = Retriever(app.store, pacs, progress=progress.moved)
+            box["result"] = retriever.run(study_uid=args.study_uid,
+                                          accession_no=args.accession)
         except (PacsUnavailable, PacsRefused, RetryLater, Fatal) as exc:
             box["error"] = str(exc)
         except Exception as exc:  # shown as one line, never a traceback
@@ -105,10 +112,9 @@ def _here(app: App, pacs: PacsClient, args: argparse.Namespace, progress: Progre
 
     worker = threading.Thread(target=work, name="pull", daemon=True)
     worker.start()
+    progress.show()
     try:
-        while worker.is_alive():
-            progress.show()
-            worker.join(0.3)
+        worker.join()  # the C-MOVE's pending responses drive the progress line
     finally:
         scp.stop()
     if "error" in box:
@@ -121,18 +127,14 @@ def _via_daemon(app: App, args: argparse.Namespace, progress: Progress) -> str:
     """The daemon's SCP holds the port: hand it the work through the queue and wait."""
     cfg = app.config
     tasks = app.store.tasks
-    if args.study_uid:
-        key, payload = f"study:{args.study_uid}", {"study_uid": args.study_uid}
-    else:
-        key = f"acc:{cfg.gateway.hospital_id}:{args.accession}"
-        payload = {"accession_no": args.accession}
-    payload |= {"hospital_id": cfg.gateway.hospital_id, "reason": "dicomgate pull"}
+    want = Retrieve(study_uid=args.study_uid or None,
+                    accession_no=None if args.study_uid else args.accession,
+                    hospital_id=cfg.gateway.hospital_id, reason="dicomgate pull")
     with app.store.db.tx() as c:
-        old = tasks.find("retrieve", key)
+        old = tasks.find(Retrieve.kind, want.key())
         if old is not None and old.state == "pending":  # maybe in backoff: make it due now
             tasks.cancel(old.id, "superseded by dicomgate pull", conn=c)
-        enq = tasks.enqueue("retrieve", key, payload, reopen=True, study_uid=args.study_uid,
-                            conn=c)
+        enq = tasks.enqueue(want, reopen=True, study_uid=args.study_uid, conn=c)
     first = tasks.get(enq.id)
     assert first is not None
     deadline = time.monotonic() + cfg.pacs.move_timeout + 600
@@ -173,12 +175,24 @@ def _report(app: App, args: argparse.Namespace, result: str) -> int:
 
 
 class Progress:
-    """received / expected on a TTY (stderr); a log event every few seconds otherwise."""
+    """received / expected on a TTY (stderr); a log event every few seconds otherwise.
+
+    Here, the C-MOVE's pending responses (completed sub-operations) drive it (`moved`);
+    through the daemon, which moves in its own process, the store's counts do (`show`)."""
 
     def __init__(self, app: App, study_uid: str | None, accession: str | None, tty: bool):
         self.app, self.study_uid, self.accession, self.tty = app, study_uid, accession, tty
         self._last_log = 0.0
         self._drawn = False
+        self._moving: dict[str, tuple[int, int]] = {}  # study_uid: (held, expected)
+        self._lock = threading.Lock()
+
+    def moved(self, study_uid: str, held: int, expected: int) -> None:
+        with self._lock:
+            self._moving[study_uid] = (held, expected)
+            have = sum(h for h, _ in self._moving.values())
+            expected = sum(e for _, e in self._moving.values())
+            self._draw(have, expected or None)
 
     def counts(self) -> tuple[int, int | None]:
         inst = self.app.store.instances
@@ -192,6 +206,10 @@ class Progress:
 
     def show(self) -> None:
         have, expected = self.counts()
+        with self._lock:
+            self._draw(have, expected)
+
+    def _draw(self, have: int, expected: int | None) -> None:
         what = self.study_uid or f"accession {self.accession}"
         if self.tty:
             bar = ""

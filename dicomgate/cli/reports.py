@@ -10,18 +10,28 @@ from typing import Any
 from .. import logs
 from ..app import App
 from ..privacy import mask_mapping, mask_text
-from ..reports.events import BY_CODE
-from ..reports.feature import make_poller
-from ..reports.poller import TypeResult
-from ..reports.record import parse_time
+from ..reports import (
+    BY_CODE,
+    SourceError,
+    TypeResult,
+    make_poller,
+    parse_time,
+    reconcile,
+    run_check,
+)
 from ..state.exams import EXAM_STATES, Exam
 from .context import EXIT_FAILED, EXIT_USAGE, CommandError, open_app, print_json, print_table, when
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sync", help="read exams and reports from the PACS now (one pass)")
-    p.add_argument("--once", action="store_true", required=True,
-                   help="one pass now (the daemon polls by itself every reports.poll_interval)")
+    p = sub.add_parser("sync", help="read exams and reports from the PACS now (one pass), "
+                       "or check the view (--check)")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--once", action="store_true",
+                      help="one pass now (the daemon polls by itself every reports.poll_interval)")
+    mode.add_argument("--check", action="store_true",
+                      help="check the view before trusting it: columns, time formats, the "
+                           "newest rows against the record rules (exit 1 on a problem)")
     p.add_argument("--type", type=int, choices=sorted(BY_CODE), action="append",
                    help="event type: 1 performed, 2 refunded, 3 audited, 4 modified "
                         "(repeatable; default all)")
@@ -31,6 +41,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--accession", metavar="ACC", help="one accession number, no time limit")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_sync)
+
+    p = sub.add_parser("reconcile", help="compare a past period of the PACS with the state "
+                       "store; re-read what the time windows missed")
+    p.add_argument("--since", metavar="T", help="period start (local time; default: "
+                   "yesterday 00:00)")
+    p.add_argument("--until", metavar="T", help="period end (default: --since + 1 day, or "
+                   "today 00:00)")
+    p.add_argument("--report-only", action="store_true",
+                   help="only list what was missed (exit 1 if anything was)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser("exams", help="exams and reports read from the PACS")
     esub = p.add_subparsers(dest="exams_command", metavar="ACTION")
@@ -62,6 +83,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
                            "section", EXIT_USAGE)
     # log lines (quarantined rows, failures) go to stderr; stdout carries the result
     logs.configure(app.config.log.level, app.config.log.format, stream=sys.stderr)
+    if args.check:
+        return _check(app, args.json)
     since = _time_arg(app, "--since", args.since)
     until = _time_arg(app, "--until", args.until)
     if since and until and since >= until:
@@ -72,10 +95,67 @@ def cmd_sync(args: argparse.Namespace) -> int:
             results = [poller.sync_accession(args.accession, args.type)]
         else:
             results = poller.sync(args.type, since, until)
+            if since is None:  # the daemon's own windows: status shows what failed
+                poller.record_errors(results)
     finally:
         poller.close()
     _print_results(results, args.json)
     return EXIT_FAILED if any(r.error for r in results) else 0
+
+
+def _check(app: App, as_json: bool) -> int:
+    if app.config.reports is None or app.config.reports.source != "view":
+        raise CommandError("sync --check checks a database view: reports.source is not "
+                           '"view"', EXIT_USAGE)
+    try:
+        result = run_check(app)
+    except SourceError as exc:
+        raise CommandError(str(exc)) from None
+    if as_json:
+        print_json(result.public())
+    else:
+        name = app.config.reports.view.name if app.config.reports.view else "?"
+        print(f"view {name}: {'OK' if result.ok else 'PROBLEMS'} "
+              f"({result.rows_sampled} newest rows checked)")
+        print_table([{"field": f, **c} for f, c in result.time_columns.items()],
+                    ["field", "column", "format", "configured", "newest", "sample"])
+        for line in [*result.problems, *result.row_problems]:
+            print(f"PROBLEM: {line}")
+        for line in result.warnings:
+            print(f"warning: {line}")
+    return 0 if result.ok else EXIT_FAILED
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    app = open_app(args)
+    if app.config.reports is None:
+        raise CommandError(f"report polling is off: {app.config.path} has no [reports] "
+                           "section", EXIT_USAGE)
+    logs.configure(app.config.log.level, app.config.log.format, stream=sys.stderr)
+    since = _time_arg(app, "--since", args.since)
+    until = _time_arg(app, "--until", args.until)
+    poller = make_poller(app)
+    if since is None:
+        today = poller.now().replace(hour=0, minute=0, second=0)
+        since, until = today - dt.timedelta(days=1), until or today
+    until = until or since + dt.timedelta(days=1)
+    if since >= until:
+        raise CommandError("--since must be before --until", EXIT_USAGE)
+    try:
+        result = reconcile.reconcile(poller, since, until, repair=not args.report_only)
+    finally:
+        poller.close()
+    app.store.facts.set(reconcile.FACT, result.public())
+    if args.json:
+        print_json(result.public())
+    else:
+        print(reconcile.summary(result))
+        print_table([{**m.__dict__, "repaired": m.accession_no in result.repaired}
+                     for m in result.missed],
+                    ["type", "hospital_id", "accession_no", "view_time", "held",
+                     "repaired"])
+    missed_left = args.report_only and result.missed
+    return EXIT_FAILED if result.errors or missed_left else 0
 
 
 def _time_arg(app: App, flag: str, value: str | None) -> dt.datetime | None:
@@ -101,7 +181,7 @@ def _print_results(results: list[TypeResult], as_json: bool) -> None:
         d["error"] = r.error
         rows.append(d)
     print_table(rows, ["type", "window", "read", "new", "changed", "unchanged", "quarantined",
-                       "tasks", "cancelled", "error"])
+                       "duplicates", "stale", "tasks", "cancelled", "error"])
     if any(r.counts.quarantined for r in results):
         print("quarantined rows: dicomgate exams list --state quarantined")
 

@@ -6,10 +6,14 @@ import argparse
 
 from ..config import ConfigError
 from ..privacy import mask_mapping, mask_name
-from ..shim.login import decode_login
-from ..shim.login_string import parse_login_string
-from ..shim.params import ParamError
-from ..shim.qr import ExamIdentity, FilmLinks, TokenError
+from ..shim import (
+    ExamIdentity,
+    FilmLinks,
+    ParamError,
+    TokenError,
+    decode_login,
+    parse_login_string,
+)
 from ..smcrypto import Sm2Decryptor
 from .context import EXIT_USAGE, CommandError, load_config, open_app, print_json, print_table, when
 

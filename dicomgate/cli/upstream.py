@@ -7,8 +7,9 @@ import sys
 import time
 
 from .. import logs
-from ..app import App
-from ..state.delivery import UPSTREAM_KINDS
+from ..app import App, Progress
+from ..state.kinds import UPSTREAM_KINDS, Upload
+from ..upstream import requeue_rejected
 from .context import (
     EXIT_USAGE,
     CommandError,
@@ -39,8 +40,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_upload_state)
 
 
-def _upstream_app(args: argparse.Namespace) -> App:
-    app = open_app(args)
+def _upstream_app(args: argparse.Namespace, progress: Progress | None = None) -> App:
+    app = open_app(args, progress)
     if app.config.upstream is None:
         raise CommandError(f"no [upstream] section in {app.config.path}: delivery to the "
                            "cloud is off", EXIT_USAGE)
@@ -51,26 +52,20 @@ def cmd_push(args: argparse.Namespace) -> int:
     if not args.once:
         raise CommandError("the daemon pushes continuously; `dicomgate push --once` drains "
                            "what is queued now", EXIT_USAGE)
-    app = _upstream_app(args)
+    app = _upstream_app(args, progress=_progress_printer())
     logs.configure("warning", "console", sys.stderr)
-    from ..upstream import feature
-
-    up = feature.of(app)
-    assert up is not None
     if daemon_pid(app.config):
         print(f"note: the daemon (pid {daemon_pid(app.config)}) is running and shares this "
               "work", file=sys.stderr)
     store = app.store
     if args.retry_rejected:
-        studies = feature.requeue_rejected(store, args.study)
+        studies = requeue_rejected(store, args.study)
         print(f"{len(studies)} study(ies) with rejected instances queued again")
     studies = [args.study] if args.study else store.delivery.studies_with_backlog()
     for uid in studies:
-        store.tasks.enqueue("upload", f"study:{uid}", {"study_uid": uid}, reopen=True,
-                            study_uid=uid)
+        store.tasks.enqueue(Upload(uid), reopen=True, study_uid=uid)
     store.tasks.make_due(UPSTREAM_KINDS)
-    up.uploader.progress = _progress_printer()
-    kinds = ["upload"] if args.study else list(UPSTREAM_KINDS)
+    kinds = [Upload.kind] if args.study else list(UPSTREAM_KINDS)
     return _drain(app, kinds, args)
 
 
@@ -80,7 +75,7 @@ def _drain(app: App, kinds: list[str], args: argparse.Namespace) -> int:
     failed = done = 0
     while time.monotonic() < deadline:
         if args.study:
-            task = store.tasks.claim_key("upload", f"study:{args.study}", pool.owner,
+            task = store.tasks.claim_key(Upload.kind, Upload(args.study).key(), pool.owner,
                                            pool.cfg.lease)
         else:
             task = store.tasks.claim(kinds, pool.owner, pool.cfg.lease)
@@ -136,7 +131,7 @@ def cmd_upload_state(args: argparse.Namespace) -> int:
                            "received for it)")
     rows = app.store.delivery.study_upload_rows(args.study_uid)
     counts = app.store.instances.study_counts(args.study_uid)
-    task = app.store.tasks.find("upload", f"study:{args.study_uid}")
+    task = app.store.tasks.find(Upload.kind, Upload(args.study_uid).key())
     if args.json:
         print_json({"study": study, "counts": counts,
                     "task": task.public() if task else None, "instances": rows})

@@ -1,6 +1,6 @@
 """Configuration: the only place that reads the TOML file or the environment."""
 
-from .load import CANONICAL_FIELDS, DEFAULT_PATH, ConfigError, config_path, load, parse
+from .load import DEFAULT_PATH, ConfigError, config_path, load, parse
 from .model import (
     Config,
     ConsoleConfig,
@@ -22,8 +22,7 @@ from .model import (
 )
 
 __all__ = [
-    "CANONICAL_FIELDS", "DEFAULT_PATH", "Config", "ConfigError", "ConsoleConfig", "DicomConfig",
-    "GatewayConfig",
+    "DEFAULT_PATH", "Config", "ConfigError", "ConsoleConfig", "DicomConfig", "GatewayConfig",
     "ImagesConfig", "LogConfig", "LoginConfig", "LookupConfig", "PacsConfig", "QrConfig",
     "ReportsConfig", "ReportsHttpConfig", "Secret", "ShimConfig", "TasksConfig",
     "UpstreamConfig", "ViewConfig", "config_path", "load", "parse",

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ..exam_record import CANONICAL_FIELDS, TIME_FIELDS  # keys of [reports.view.columns]
 from . import model, values
 from .reader import Problems, Table
 
 DEFAULT_PATH = Path("/etc/dicomgate/dicomgate.toml")
-
-# The canonical exam record's fields: the keys allowed under [reports.view.columns].
-CANONICAL_FIELDS = (
-    "accessionNo", "studyInstanceUid", "hospitalId", "patientId", "patientName", "idCardNo",
-    "sex", "age", "birthDate", "patientType", "prfs", "chargeType", "mdtrtId", "psnNo",
-    "modality", "imgExamType", "examPart", "examPartName", "examItemName", "applyDept",
-    "applyDoctor", "examTime", "refundTime", "auditTime", "modifyTime", "reportTime",
-    "examFindings", "examConclusion", "examRsltCode", "reportDoctor", "auditDoctor", "imagePath",
-)
 
 
 class ConfigError(Exception):
@@ -71,6 +65,12 @@ def parse(raw: dict, path: Path) -> model.Config:
                         **sections)
 
 
+def _defaults(cls: type) -> dict[str, Any]:
+    """A section's defaults as the model declares them: each default is written once."""
+    return {f.name: f.default for f in dataclasses.fields(cls)
+            if f.default is not dataclasses.MISSING}
+
+
 def _required(root: Table, name: str, fn):
     t = root.table(name)
     if t is None:
@@ -107,36 +107,44 @@ def _gateway(t: Table) -> model.GatewayConfig:
 
 
 def _dicom(t: Table) -> model.DicomConfig:
+    d = _defaults(model.DicomConfig)
     return model.DicomConfig(
         ae_title=t.value("ae_title", values.ae_title),
-        bind=t.value("bind", values.host, "0.0.0.0"),
-        port=t.value("port", values.port, 11112),
-        min_free_disk=t.value("min_free_disk", values.size, 5 * 1024**3),
-        allowed_calling_aets=t.list_of("allowed_calling_aets", values.ae_title, ()),
-        network_timeout=t.value("network_timeout", values.duration, 60.0),
+        bind=t.value("bind", values.host, d["bind"]),
+        port=t.value("port", values.port, d["port"]),
+        min_free_disk=t.value("min_free_disk", values.size, d["min_free_disk"]),
+        allowed_calling_aets=t.list_of("allowed_calling_aets", values.ae_title,
+                                       d["allowed_calling_aets"]),
+        network_timeout=t.value("network_timeout", values.duration, d["network_timeout"]),
     )
 
 
 def _pacs(t: Table) -> model.PacsConfig:
+    d = _defaults(model.PacsConfig)
     return model.PacsConfig(
         ae_title=t.value("ae_title", values.ae_title),
         host=t.value("host", values.host),
-        port=t.value("port", values.port, 104),
-        echo_interval=t.value("echo_interval", values.duration, 60.0),
-        timeout=t.value("timeout", values.duration, 30.0),
-        move_timeout=t.value("move_timeout", values.duration, 3600.0),
+        port=t.value("port", values.port, d["port"]),
+        echo_interval=t.value("echo_interval", values.duration, d["echo_interval"]),
+        timeout=t.value("timeout", values.duration, d["timeout"]),
+        move_timeout=t.value("move_timeout", values.duration, d["move_timeout"]),
     )
 
 
 def _reports(t: Table) -> model.ReportsConfig:
+    d = _defaults(model.ReportsConfig)
     view = t.table("view")
     http = t.table("http")
     out = model.ReportsConfig(
         source=t.str("source", choices=("view", "http")),
-        poll_interval=t.value("poll_interval", values.duration, 120.0),
-        overlap=t.value("overlap", values.duration, 600.0),
-        settle_delay=t.value("settle_delay", values.duration, 300.0),
-        initial_lookback=t.value("initial_lookback", values.duration, 86400.0),
+        poll_interval=t.value("poll_interval", values.duration, d["poll_interval"]),
+        overlap=t.value("overlap", values.duration, d["overlap"]),
+        settle_delay=t.value("settle_delay", values.duration, d["settle_delay"]),
+        initial_lookback=t.value("initial_lookback", values.duration, d["initial_lookback"]),
+        reconcile_interval=t.value("reconcile_interval", values.duration,
+                                   d["reconcile_interval"]),
+        reconcile_lookback=t.value("reconcile_lookback", values.duration,
+                                   d["reconcile_lookback"]),
         view=_view(view) if view else None,
         http=_reports_http(http) if http else None,
     )
@@ -150,30 +158,42 @@ def _reports(t: Table) -> model.ReportsConfig:
 
 
 def _view(t: Table) -> model.ViewConfig:
+    d = _defaults(model.ViewConfig)
     columns: list[tuple[str, str]] = []
     ct = t.table("columns")
     if ct is not None:
         for field in CANONICAL_FIELDS:
-            col = ct.str(field, None)
+            col = ct.value(field, values.sql_identifier, None)
             if col:
                 columns.append((field, col))
         ct.finish()
+    formats: list[tuple[str, str]] = []
+    ft = t.table("time_formats")
+    if ft is not None:
+        for field in TIME_FIELDS:
+            fmt = ft.value(field, values.time_format, None)
+            if fmt:
+                formats.append((field, fmt))
+        ft.finish()
     out = model.ViewConfig(
         connection=t.secret("connection"),
-        name=t.str("name", "View_Pacs_Text_Info"),
+        name=t.value("name", lambda raw: values.sql_identifier(raw, dotted=True), d["name"]),
         columns=tuple(columns),
-        batch_size=t.int("batch_size", 500, lo=1, hi=100_000),
-        encoding=t.str("encoding", "", choices=("", "utf-8", "gbk", "gb18030")),
-        timeout=t.value("timeout", values.duration, 30.0),
+        batch_size=t.int("batch_size", d["batch_size"], lo=1, hi=100_000),
+        encoding=t.str("encoding", d["encoding"], choices=("", "utf-8", "gbk", "gb18030")),
+        timeout=t.value("timeout", values.duration, d["timeout"]),
+        time_format=t.value("time_format", values.time_format, d["time_format"]),
+        time_formats=tuple(formats),
     )
     t.finish()
     return out
 
 
 def _reports_http(t: Table) -> model.ReportsHttpConfig:
+    d = _defaults(model.ReportsHttpConfig)
     out = model.ReportsHttpConfig(
         url=t.value("url", values.url),
-        timeout=t.value("timeout", values.duration, 30.0),
+        timeout=t.value("timeout", values.duration, d["timeout"]),
         token=t.secret("token", required=False),
     )
     t.finish()
@@ -181,46 +201,58 @@ def _reports_http(t: Table) -> model.ReportsHttpConfig:
 
 
 def _images(t: Table) -> model.ImagesConfig:
+    d = _defaults(model.ImagesConfig)
     return model.ImagesConfig(
-        source=t.str("source", "dicom", choices=("dicom", "http")),
-        http_timeout=t.value("http_timeout", values.duration, 60.0),
+        source=t.str("source", d["source"], choices=("dicom", "http")),
+        http_timeout=t.value("http_timeout", values.duration, d["http_timeout"]),
     )
 
 
 def _upstream(t: Table) -> model.UpstreamConfig:
-    auth = t.str("auth", "none", choices=("none", "bearer", "hmac"))
-    out = model.UpstreamConfig(
+    d = _defaults(model.UpstreamConfig)
+    return model.UpstreamConfig(
         dicomweb_url=t.value("dicomweb_url", values.url),
         api_url=t.value("api_url", values.url),
+        **_http_client(t),
+        concurrency=t.int("concurrency", d["concurrency"], lo=1, hi=64),
+        batch_max_bytes=t.value("batch_max_bytes", values.size, d["batch_max_bytes"]),
+        batch_max_instances=t.int("batch_max_instances", d["batch_max_instances"],
+                                  lo=1, hi=10_000),
+        timeout=t.value("timeout", values.duration, d["timeout"]),
+        retention=t.value("retention", values.duration, d["retention"]),
+        confirm_delay=t.value("confirm_delay", values.duration, d["confirm_delay"]),
+    )
+
+
+def _http_client(t: Table) -> dict[str, Any]:
+    """TLS and authentication keys, the same in every section that makes HTTP requests."""
+    d = _defaults(model.HttpClientConfig)
+    auth = t.str("auth", d["auth"], choices=("none", "bearer", "hmac"))
+    out = dict(
         auth=auth,
         token=t.secret("token", required=auth == "bearer"),
-        hmac_key_id=t.str("hmac_key_id", ""),
+        hmac_key_id=t.str("hmac_key_id", d["hmac_key_id"]),
         hmac_secret=t.secret("hmac_secret", required=auth == "hmac"),
-        verify_tls=t.bool("verify_tls", True),
+        verify_tls=t.bool("verify_tls", d["verify_tls"]),
         ca_bundle=t.path_value("ca_bundle", None, must_exist=True),
         client_cert=t.path_value("client_cert", None, must_exist=True),
         client_key=t.path_value("client_key", None, must_exist=True),
-        concurrency=t.int("concurrency", 4, lo=1, hi=64),
-        batch_max_bytes=t.value("batch_max_bytes", values.size, 32 * 1024**2),
-        batch_max_instances=t.int("batch_max_instances", 100, lo=1, hi=10_000),
-        timeout=t.value("timeout", values.duration, 60.0),
-        retention=t.value("retention", values.duration, 7 * 86400.0),
-        confirm_delay=t.value("confirm_delay", values.duration, 5.0),
     )
-    if out.client_key and not out.client_cert:
+    if out["client_key"] and not out["client_cert"]:
         t.problems.add(t.key("client_key"), "given without client_cert",
                        "client_cert and client_key together")
     return out
 
 
 def _shim(t: Table) -> model.ShimConfig:
+    d = _defaults(model.ShimConfig)
     return model.ShimConfig(
-        bind=t.value("bind", values.host, "0.0.0.0"),
-        port=t.value("port", values.port, 8080),
-        allow=t.list_of("allow", values.cidr, model.ShimConfig.allow),
+        bind=t.value("bind", values.host, d["bind"]),
+        port=t.value("port", values.port, d["port"]),
+        allow=t.list_of("allow", values.cidr, d["allow"]),
         delete_secret=t.secret("delete_secret", required=False),
-        max_body=t.value("max_body", values.size, 1024**2),
-        threads=t.int("threads", 8, lo=1, hi=256),
+        max_body=t.value("max_body", values.size, d["max_body"]),
+        threads=t.int("threads", d["threads"], lo=1, hi=256),
     )
 
 
@@ -239,6 +271,7 @@ def _qr(t: Table) -> model.QrConfig:
 
 
 def _login(t: Table) -> model.LoginConfig:
+    d = _defaults(model.LoginConfig)
     key = t.secret("sm2_private_key")
     if key is not None:
         try:
@@ -247,16 +280,18 @@ def _login(t: Table) -> model.LoginConfig:
             t.problems.add(t.key("sm2_private_key"), exc.problem, exc.expected)
     return model.LoginConfig(
         sm2_private_key=key,
-        sm2_mode=t.str("sm2_mode", "C1C3C2", choices=("C1C3C2", "C1C2C3")),
-        session_ttl=t.value("session_ttl", values.duration, 12 * 3600.0),
+        sm2_mode=t.str("sm2_mode", d["sm2_mode"], choices=("C1C3C2", "C1C2C3")),
+        session_ttl=t.value("session_ttl", values.duration, d["session_ttl"]),
     )
 
 
 def _lookup(t: Table) -> model.LookupConfig:
+    d = _defaults(model.LookupConfig)
     out = model.LookupConfig(
         province_dicomweb_url=t.value("province_dicomweb_url", values.url, None),
         national_dicomweb_url=t.value("national_dicomweb_url", values.url, None),
-        timeout=t.value("timeout", values.duration, 3.0),
+        timeout=t.value("timeout", values.duration, d["timeout"]),
+        **_http_client(t),
     )
     if not out.province_dicomweb_url and not out.national_dicomweb_url:
         t.problems.add("lookup", "no platform URL",
@@ -278,20 +313,22 @@ def _console(t: Table) -> model.ConsoleConfig:
 
 
 def _tasks(t: Table) -> model.TasksConfig:
+    d = _defaults(model.TasksConfig)
     return model.TasksConfig(
-        workers=t.int("workers", 4, lo=1, hi=64),
-        max_attempts=t.int("max_attempts", 12, lo=1, hi=1000),
-        backoff_base=t.value("backoff_base", values.duration, 10.0),
-        backoff_max=t.value("backoff_max", values.duration, 3600.0),
-        lease=t.value("lease", values.duration, 300.0),
-        shutdown_grace=t.value("shutdown_grace", values.duration, 20.0),
+        workers=t.int("workers", d["workers"], lo=1, hi=64),
+        max_attempts=t.int("max_attempts", d["max_attempts"], lo=1, hi=1000),
+        backoff_base=t.value("backoff_base", values.duration, d["backoff_base"]),
+        backoff_max=t.value("backoff_max", values.duration, d["backoff_max"]),
+        lease=t.value("lease", values.duration, d["lease"]),
+        shutdown_grace=t.value("shutdown_grace", values.duration, d["shutdown_grace"]),
     )
 
 
 def _log(t: Table) -> model.LogConfig:
+    d = _defaults(model.LogConfig)
     return model.LogConfig(
-        level=t.str("level", "info", choices=("debug", "info", "warning", "error")),
-        format=t.str("format", "auto", choices=("auto", "json", "console")),
+        level=t.str("level", d["level"], choices=("debug", "info", "warning", "error")),
+        format=t.str("format", d["format"], choices=("auto", "json", "console")),
     )
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from .. import spool_layout
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -42,11 +44,11 @@ class GatewayConfig:
 
     @property
     def spool_dir(self) -> Path:
-        return self.state_dir / "spool"
+        return spool_layout.spool_dir(self.state_dir)
 
     @property
     def quarantine_dir(self) -> Path:
-        return self.state_dir / "quarantine"
+        return spool_layout.quarantine_dir(self.state_dir)
 
     @property
     def db_path(self) -> Path:
@@ -81,9 +83,14 @@ class ViewConfig:
     batch_size: int = 500
     encoding: str = ""  # "" = driver default; "gbk"/"gb18030" for GBK databases
     timeout: float = 30.0
+    time_format: str = "auto"  # how the time columns are kept; "auto": learned by sampling
+    time_formats: tuple[tuple[str, str], ...] = ()  # (canonical time field, format)
 
     def column(self, canonical: str) -> str:
         return dict(self.columns).get(canonical, canonical)
+
+    def format_of(self, canonical: str) -> str:
+        return dict(self.time_formats).get(canonical, self.time_format)
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,8 @@ class ReportsConfig:
     overlap: float = 600.0
     settle_delay: float = 300.0
     initial_lookback: float = 86400.0
+    reconcile_interval: float = 6 * 3600.0  # 0: the daemon does not reconcile
+    reconcile_lookback: float = 2 * 86400.0  # each reconciliation checks this far back
     view: ViewConfig | None = None
     http: ReportsHttpConfig | None = None
 
@@ -110,10 +119,9 @@ class ImagesConfig:
     http_timeout: float = 60.0
 
 
-@dataclass(frozen=True)
-class UpstreamConfig:
-    dicomweb_url: str
-    api_url: str
+@dataclass(frozen=True, kw_only=True)
+class HttpClientConfig:
+    """TLS and authentication of outgoing HTTP (dicomgate.http_client builds the session)."""
     auth: str = "none"  # "none" | "bearer" | "hmac"
     token: Secret | None = None
     hmac_key_id: str = ""
@@ -122,6 +130,12 @@ class UpstreamConfig:
     ca_bundle: Path | None = None
     client_cert: Path | None = None
     client_key: Path | None = None
+
+
+@dataclass(frozen=True)
+class UpstreamConfig(HttpClientConfig):
+    dicomweb_url: str
+    api_url: str
     concurrency: int = 4
     batch_max_bytes: int = 32 * 1024**2
     batch_max_instances: int = 100
@@ -155,7 +169,7 @@ class LoginConfig:
 
 
 @dataclass(frozen=True)
-class LookupConfig:
+class LookupConfig(HttpClientConfig):
     province_dicomweb_url: str | None = None
     national_dicomweb_url: str | None = None
     timeout: float = 3.0

@@ -115,3 +115,53 @@ def hex_key(raw: str, nbytes: int) -> bytes:
     if len(value) != nbytes * 2 or not re.fullmatch(r"[0-9a-fA-F]+", value):
         raise BadValue(f"{len(value)} characters, not a {nbytes}-byte hex key", expected)
     return bytes.fromhex(value)
+
+
+# A SQL identifier for the report view: letters (any script), digits, _ $ # and spaces;
+# one given in double quotes is used verbatim (a case-sensitive PostgreSQL/Oracle name).
+# The same rule is applied by check-config and by the view source before any query.
+SQL_IDENTIFIER_RE = re.compile(r'^([\w$# ]+|"[^"]+")$')
+SQL_IDENTIFIER_EXPECTED = ('a plain SQL identifier: letters, digits, _ $ # (or a "quoted" '
+                           "name); schema.view for a view in a schema")
+
+
+def sql_identifier(raw: object, dotted: bool = False) -> str:
+    """A view name (`dotted`: schema.view allowed) or a column name."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise BadValue(f"{raw!r}", SQL_IDENTIFIER_EXPECTED)
+    parts = raw.split(".") if dotted and not raw.startswith('"') else [raw]
+    for part in parts:
+        if not SQL_IDENTIFIER_RE.match(part):
+            raise BadValue(f"{raw!r} is not a plain SQL identifier", SQL_IDENTIFIER_EXPECTED)
+    return raw
+
+
+# How a view keeps a time column: a name, or a Java-style pattern of yyyy MM dd HH mm ss
+# in that order (so that the text sorts by time), e.g. "yyyy/MM/dd HH:mm:ss".
+TIME_FORMAT_NAMES = ("auto", "datetime", "iso8601", "epoch", "epoch_ms",
+                     "number:yyyyMMddHHmmss")
+TIME_FORMAT_EXPECTED = ('"auto", "datetime", "iso8601", "epoch", "epoch_ms", '
+                        '"number:yyyyMMddHHmmss" or a pattern such as "yyyy/MM/dd HH:mm:ss" '
+                        "or \"yyyyMMddHHmmss\" (year first, zero-padded)")
+_TIME_TOKENS = ("yyyy", "MM", "dd", "HH", "mm", "ss")
+_TIME_SPLIT_RE = re.compile(r"(yyyy|MM|dd|HH|mm|ss)")
+
+
+def time_format(raw: object) -> str:
+    """A time format name, or a pattern with Java quoting removed ('T' -> T)."""
+    if not isinstance(raw, str):
+        raise BadValue(f"{type(raw).__name__} {raw!r}", TIME_FORMAT_EXPECTED)
+    if raw in TIME_FORMAT_NAMES:
+        return raw
+    pattern = raw.replace("'", "")
+    parts = [p for p in _TIME_SPLIT_RE.split(pattern) if p]
+    tokens = [p for p in parts if p in _TIME_TOKENS]
+    literals = "".join(p for p in parts if p not in _TIME_TOKENS)
+    if tokens != list(_TIME_TOKENS[:len(tokens)]) or len(tokens) not in (3, 5, 6):
+        raise BadValue(f"{raw!r} does not sort as text (year, month, day, hour, minute, "
+                       "second in that order): a time window cannot select by it",
+                       TIME_FORMAT_EXPECTED)
+    if any(c.isascii() and c.isalnum() and c != "T" for c in literals):
+        raise BadValue(f"{raw!r} has letters besides the tokens yyyy MM dd HH mm ss and T",
+                       TIME_FORMAT_EXPECTED)  # 年 月 日 时 分 秒 are separators like - and :
+    return pattern

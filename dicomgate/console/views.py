@@ -17,6 +17,7 @@ from .. import __version__
 from ..app import App
 from ..privacy import mask_mapping, mask_text, mask_value
 from ..state.exams import Exam
+from ..state.kinds import Deletion, PushReport, Retrieve, Upload, Withdraw
 
 ECHO_FACT = "images.pacs_echo"  # written by images.echo
 REACH_FACT = "upstream.reachability"  # written by upstream.transport
@@ -257,7 +258,7 @@ def _note(path: Path) -> dict[str, Any]:
             "context": mask_mapping(note)}
 
 
-ADVICE_KINDS = ("retrieve", "upload", "push_report", "withdraw", "deletion")
+ADVICE_KINDS = tuple(k.kind for k in (Retrieve, Upload, PushReport, Withdraw, Deletion))
 
 
 def advice(kind: str) -> str:

@@ -1,1 +1,13 @@
-"""Images: the Portal AET storage SCP, PACS echo, C-FIND/C-MOVE retrieve, HTTP image mode."""
+"""Images: the Portal AET storage SCP, PACS echo, C-FIND/C-MOVE retrieve, HTTP image mode.
+
+The public surface the CLI uses; the rest of the package is the feature's own business.
+"""
+
+from .ingest import Ingest
+from .retrieve import MoveProgress, Retriever, present_sop_uids
+from .scp import StorageSCP
+from .scu import PacsClient, PacsRefused, PacsUnavailable
+from .spool import Spool
+
+__all__ = ["Ingest", "MoveProgress", "PacsClient", "PacsRefused", "PacsUnavailable",
+           "Retriever", "Spool", "StorageSCP", "present_sop_uids"]

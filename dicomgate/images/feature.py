@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..app import App
+from ..state.kinds import Retrieve
 from ..tasks import Fatal
 from .echo import EchoMonitor, echo_health, echo_status
 from .http_fetch import HttpFetcher
@@ -30,9 +31,9 @@ def setup(app: App) -> None:
     if pacs is not None:
         app.every("pacs.echo", cfg.pacs.echo_interval, EchoMonitor(app.store, pacs).run)
         app.add_health("pacs", lambda: echo_health(app.store))
-        app.handle("retrieve", Retriever(app.store, pacs, http.handle if http else None).handle)
+        app.handle(Retrieve, Retriever(app.store, pacs, http.handle if http else None).handle)
     elif http is not None:
-        app.handle("retrieve", http_only(http))
+        app.handle(Retrieve, http_only(http))
     app.add_status("images", lambda: status(app, spool))
 
 

@@ -13,6 +13,7 @@ import requests
 import structlog
 
 from ..state import Store, Task
+from ..state.kinds import Upload
 from ..tasks import Fatal, RetryLater
 from .ingest import Ingest, Malformed, Stored
 from .spool import CHUNK
@@ -66,8 +67,7 @@ class HttpFetcher:
             inst.set_study(study_uid, state="complete" if complete else "incomplete",
                            expected_count=count, conn=c)
             if complete:
-                self.store.tasks.enqueue("upload", f"study:{study_uid}",
-                                         {"study_uid": study_uid}, reopen=True,
+                self.store.tasks.enqueue(Upload(study_uid), reopen=True,
                                          study_uid=study_uid, conn=c)
         if complete:
             log.info("study.complete", study_uid=study_uid, instances=count, source="http")

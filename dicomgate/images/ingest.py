@@ -17,6 +17,7 @@ import structlog
 from pydicom import dcmread
 
 from ..state import Store
+from ..state.kinds import Upload
 from .spool import Spool, dataset_offset, file_chunks, part10_header, valid_uid
 
 log = structlog.get_logger("dicomgate.images")
@@ -143,8 +144,7 @@ class Ingest:
                 if outcome == "replaced" and old and old != str(final):
                     Path(old).unlink(missing_ok=True)
             if outcome != "same":
-                store.tasks.enqueue("upload", f"study:{ident.study_uid}",
-                                    {"study_uid": ident.study_uid}, reopen=True,
+                store.tasks.enqueue(Upload(ident.study_uid), reopen=True,
                                     study_uid=ident.study_uid, conn=c)
         if outcome == "replaced":
             log.info("instance.replaced", sop_uid=ident.sop_uid, study_uid=ident.study_uid,

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from ..state import Store, Task
+from ..state.kinds import Upload
 from ..tasks import Fatal, RetryLater
 from .scu import PacsClient, PacsRefused, PacsUnavailable
 
@@ -23,6 +24,9 @@ log = structlog.get_logger("dicomgate.images.retrieve")
 
 PRESENT_STATES = ("uploaded", "delivered", "purged")  # left the spool on purpose
 IMAGE_MOVE_BATCH = 200  # SOP Instance UIDs per image-level C-MOVE
+
+# Told as the PACS reports C-MOVE sub-operations: (study_uid, instances held, expected).
+MoveProgress = Callable[[str, int, int], None]
 
 
 def present_sop_uids(store: Store, study_uid: str) -> set[str]:
@@ -47,10 +51,12 @@ def _size(path: str) -> int | None:
 
 class Retriever:
     def __init__(self, store: Store, pacs: PacsClient,
-                 fetch_http: Callable[[Task], str] | None = None):
+                 fetch_http: Callable[[Task], str] | None = None,
+                 progress: MoveProgress | None = None):
         self.store = store
         self.pacs = pacs
         self.fetch_http = fetch_http
+        self.progress = progress
 
     # -- task handler ---------------------------------------------------------------------
     def handle(self, task: Task) -> str:
@@ -130,12 +136,15 @@ class Retriever:
             return Expected(None, count)
 
     def _move(self, study_uid: str, exp: Expected, missing: Missing, whole: bool) -> int:
+        held = exp.count - exp.size(missing)
         if whole or exp.by_series is None:
-            return self.pacs.move("STUDY", {"StudyInstanceUID": study_uid}).completed
+            return self.pacs.move("STUDY", {"StudyInstanceUID": study_uid},
+                                  self._told(study_uid, held, exp.count)).completed
         assert isinstance(missing, dict)
-        return self._move_images(study_uid, missing)
+        return self._move_images(study_uid, missing, held, exp.count)
 
-    def _move_images(self, study_uid: str, missing: dict[str, set[str]]) -> int:
+    def _move_images(self, study_uid: str, missing: dict[str, set[str]], held: int,
+                     expected: int) -> int:
         moved = 0
         for series_uid, sops in missing.items():
             ordered = sorted(sops)
@@ -143,8 +152,18 @@ class Retriever:
                 batch = ordered[i:i + IMAGE_MOVE_BATCH]
                 moved += self.pacs.move("IMAGE", {"StudyInstanceUID": study_uid,
                                                   "SeriesInstanceUID": series_uid,
-                                                  "SOPInstanceUID": batch}).completed
+                                                  "SOPInstanceUID": batch},
+                                        self._told(study_uid, held + moved, expected)
+                                        ).completed
         return moved
+
+    def _told(self, study_uid: str, held: int, expected: int
+              ) -> Callable[[int, int], None] | None:
+        """The C-MOVE's pending responses (completed, remaining) as study progress."""
+        if self.progress is None:
+            return None
+        tell = self.progress
+        return lambda completed, _remaining: tell(study_uid, held + completed, expected)
 
     def _finish(self, study_uid: str, exp: Expected, missing: Missing, moved: int,
                 started: float) -> str:
@@ -163,8 +182,7 @@ class Retriever:
         with self.store.db.tx() as c:
             self.store.instances.set_study(study_uid, state="complete", expected_count=exp.count,
                                            detail={"moved": moved, "at": time.time()}, conn=c)
-            self.store.tasks.enqueue("upload", f"study:{study_uid}", {"study_uid": study_uid},
-                                     reopen=True, study_uid=study_uid, conn=c)
+            self.store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid, conn=c)
         log.info("study.complete", study_uid=study_uid, instances=exp.count, moved=moved,
                  seconds=seconds)
         return f"study {study_uid}: complete, {exp.count} instances, {moved} moved"

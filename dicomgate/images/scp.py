@@ -2,26 +2,24 @@
 
 Every storage SOP class, every common transfer syntax as it comes (no transcoding, no
 pixel decoding): pynetdicom writes each dataset in chunks to a temp file on the spool's
-file system, hashed as it is written, and we rename it under its final spool name.
+file system, hashed as it is written (pynetdicom_tuning.py), and we rename it under its
+final spool name.
 """
 
 from __future__ import annotations
 
-import hashlib
-import socket
-import tempfile
 import threading
 import time
-import weakref
 from pathlib import Path
 from typing import Any
 
 import structlog
 from pydicom import uid as uids
-from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
+from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 
 from ..config import Config
+from . import pynetdicom_tuning
 from .ingest import Ingest, Malformed, OutOfSpace
 
 log = structlog.get_logger("dicomgate.images.scp")
@@ -41,86 +39,6 @@ STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_CANNOT_UNDERSTAND = 0xC000
 STATUS_PROCESSING_FAILURE = 0x0110
-
-
-# Suffix of the temp files datasets are received into (spool .part files are others').
-RECEIVING_SUFFIX = ".dcm"
-
-
-class _HashingFile:
-    """pynetdicom's temp file for one received dataset, hashed (SHA-256) as it is written.
-
-    The hash is computed while the rest of the dataset is still on the wire (hashlib
-    releases the GIL), instead of reading the finished file back before the response."""
-
-    def __init__(self, folder: Path):
-        self._file = tempfile.NamedTemporaryFile(delete=False, mode="wb", suffix=RECEIVING_SUFFIX,
-                                                 dir=str(folder))
-        self.name = self._file.name
-        self.file = self._file.file  # pynetdicom flushes through it after each PDV
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.sha256.update(data)
-        self.size += len(data)
-        return self._file.write(data)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._file, name)
-
-
-# Files being received, by path; an entry goes when pynetdicom drops its file object.
-_receiving: weakref.WeakValueDictionary[str, _HashingFile] = weakref.WeakValueDictionary()
-
-
-def _receive_into(folder: Path) -> None:
-    """pynetdicom writes each received dataset (as Part 10) to a NamedTemporaryFile in the
-    system temp dir; put it on the spool's file system instead, so that storing it is a
-    rename rather than a second copy of every byte (half the disk writes), and hash it as
-    it is written."""
-    from pynetdicom import dimse_messages
-
-    def open_hashing(*_args: Any, **_kwargs: Any) -> _HashingFile:
-        f = _HashingFile(folder)
-        _receiving[f.name] = f
-        return f
-
-    if hasattr(dimse_messages, "NamedTemporaryFile"):
-        dimse_messages.NamedTemporaryFile = open_hashing
-
-
-def _digest_of(path: Path) -> tuple[int, str] | None:
-    """(size, sha256) of a received file if every byte of it went through _HashingFile."""
-    f = _receiving.pop(str(path), None)
-    if f is None:
-        return None
-    try:
-        if path.stat().st_size != f.size:
-            return None
-    except OSError:
-        return None
-    return f.size, f.sha256.hexdigest()
-
-
-# How long an association's DUL thread sleeps when it found nothing to do (pynetdicom's
-# default is 1 ms). The C-STORE response waits in its queue for this, and so does the next
-# request's first PDU: ~1 ms per instance of a serial C-MOVE. 0.2 ms costs a few thousand
-# cheap wake-ups a second, and only while an association is open (network_timeout ends
-# idle ones).
-DUL_IDLE_SLEEP = 0.0002
-
-
-def _tune_connection(event: evt.Event) -> None:
-    """Send each C-STORE response at once: with Nagle's algorithm the small responses
-    meet the sender's delayed ACK and every instance stalls ~40 ms on a quiet link.
-    Shorten the DUL's idle sleep (see DUL_IDLE_SLEEP)."""
-    dul = event.assoc.dul
-    sock = getattr(dul.socket, "socket", None)
-    if sock is not None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if hasattr(dul, "_run_loop_delay"):
-        dul._run_loop_delay = DUL_IDLE_SLEEP
 
 
 def _end_associations(server: Any, drain: float) -> None:
@@ -179,17 +97,20 @@ class StorageSCP:
         if not allowed_calling_aets(self.config):
             raise RuntimeError("no calling AE may send to the Portal AET: set pacs.ae_title "
                                "or dicom.allowed_calling_aets")
-        _config.STORE_RECV_CHUNKED_DATASET = True  # datasets go to disk, not memory
-        # pynetdicom's own per-PDU/per-message log handlers format info/debug lines that
-        # its logger (held at WARNING, see logs.py) drops anyway; its warnings still log.
-        _config.LOG_HANDLER_LEVEL = "none"
-        _receive_into(self.ingest.spool.incoming_dir())
+        gone = pynetdicom_tuning.missing()
+        if gone:
+            log.warning("pynetdicom.tuning_unavailable", missing=gone,
+                        installed=pynetdicom_tuning.installed_version(),
+                        measured_on=pynetdicom_tuning.MEASURED_ON,
+                        effect="received datasets may be copied, not renamed, and answered "
+                               "slower; install the pynetdicom range setup.cfg names")
+        pynetdicom_tuning.receive_into(self.ingest.spool.incoming_dir())
         stale = self.ingest.spool.clean_incoming(clean)
         if stale:
             log.warning("spool.stale_removed", files=stale, reason="left by an earlier crash")
         handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_REJECTED, self._on_rejected),
                     (evt.EVT_C_ECHO, lambda _e: STATUS_SUCCESS),
-                    (evt.EVT_CONN_OPEN, _tune_connection)]
+                    (evt.EVT_CONN_OPEN, pynetdicom_tuning.tune_connection)]
         try:
             self._server = self.build_ae().start_server((d.bind, d.port), block=False,
                                                         evt_handlers=handlers)
@@ -244,7 +165,7 @@ class StorageSCP:
             self.ingest.from_network(path, transfer_syntax=str(event.context.transfer_syntax),
                                      sop_class_uid=str(req.AffectedSOPClassUID),
                                      sop_uid=sop_uid, calling_aet=calling,
-                                     digest=_digest_of(path))
+                                     digest=pynetdicom_tuning.digest_of(path))
         except OutOfSpace as exc:
             log.error("store.refused", sop_uid=sop_uid, calling_aet=calling, status="0xA700",
                       reason=str(exc), free_bytes=self.ingest.spool.free_bytes(),

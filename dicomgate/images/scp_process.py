@@ -23,7 +23,8 @@ from .. import logs
 from ..config import ConfigError, load
 from ..state import Store
 from .ingest import Ingest
-from .scp import RECEIVING_SUFFIX, StorageSCP
+from .pynetdicom_tuning import RECEIVING_SUFFIX
+from .scp import StorageSCP
 from .spool import Spool
 
 log = structlog.get_logger("dicomgate.images.scp_process")

@@ -23,7 +23,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import generate_uid
 
-from .. import __version__
+from .. import __version__, spool_layout
 from ..files import sha256_file
 
 # A fixed Implementation Class UID for files dicomgate writes (derived, not random).
@@ -71,13 +71,13 @@ def _secure_mkdir(path: Path) -> None:
 
 class Spool:
     def __init__(self, state_dir: Path):
-        self.root = state_dir / "spool"
-        self.quarantine_dir = state_dir / "quarantine"
+        self.root = spool_layout.spool_dir(state_dir)
+        self.quarantine_dir = spool_layout.quarantine_dir(state_dir)
         self.incoming = self.root / ".incoming"
         self.state_dir = state_dir  # directories are made on first use: setup() starts nothing
 
     def final_path(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
-        return self.root / study_uid / series_uid / f"{sop_uid}.dcm"
+        return spool_layout.instance_path(self.root, study_uid, series_uid, sop_uid)
 
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.state_dir).free

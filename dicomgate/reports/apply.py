@@ -6,6 +6,7 @@ together. Everything here is idempotent, so re-reading the overlap changes nothi
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import sqlite3
 from collections.abc import Iterable
@@ -17,6 +18,8 @@ import structlog
 from ..privacy import mask_text
 from ..state import Store
 from ..state.exams import Exam, dumps
+from ..state.kinds import PushReport, Retrieve, Upload, Withdraw
+from .duplicates import MARK, RULE
 from .events import (
     AUDITED,
     MODIFIED,
@@ -32,7 +35,7 @@ from .source import Row
 log = structlog.get_logger("dicomgate.reports")
 
 # Work that a refund makes pointless: cancelled before the withdrawal is queued.
-CANCEL_ON_REFUND = ("retrieve", "upload", "push_report")
+CANCEL_ON_REFUND = (Retrieve.kind, Upload.kind, PushReport.kind)
 STICKY_STATES = ("withdrawn", "deleted")
 
 
@@ -45,6 +48,8 @@ class Counts:
     quarantined: int = 0
     tasks: int = 0
     cancelled: int = 0
+    duplicates: int = 0  # rows of an exam that another row of it outranked
+    stale: int = 0  # rows older than what the exam already holds (not applied)
 
     def add(self, other: Counts) -> None:
         for name in self.__dataclass_fields__:
@@ -76,7 +81,18 @@ class Applier:
         if not acc or any(p.field == "accessionNo" for p in n.problems):
             self._reject(conn, n, events, counts)
             return
+        if MARK in raw:  # several rows of this exam in the read: the choice is recorded
+            dup = raw[MARK]
+            counts.duplicates += dup["rows"] - 1
+            n.warnings.append(f"accessionNo {acc}: {dup['rows']} rows in the PACS view for "
+                              f"this exam; used row {dup['chosen']} ({RULE})")
+            log.warning("reports.duplicate_rows", accession_no=acc, hospital_id=hid,
+                        rows=dup["rows"], chosen=dup["chosen"])
         exam = self.store.exams.find(conn, hid, acc)
+        if exam is not None and n.ok and _older(rec, exam.record):
+            counts.stale += 1  # e.g. a past window that shows an earlier duplicate
+            log.info("reports.stale_row_skipped", accession_no=acc, hospital_id=hid)
+            return
         merged = {**(exam.record if exam else {}), **rec}
         digest = content_hash(merged)
         if not n.ok:
@@ -110,7 +126,7 @@ class Applier:
 
     def _settled_state(self, conn: sqlite3.Connection, exam: Exam) -> str:
         """The state of a good row: a withdrawal or deletion outlives later rows."""
-        if self.store.exams.task_keys(conn, exam.id, "withdraw"):
+        if self.store.exams.task_keys(conn, exam.id, Withdraw.kind):
             return "withdrawn"
         if exam.state == "deleted":
             return "deleted"
@@ -149,7 +165,7 @@ class Applier:
         if exam.state in STICKY_STATES:
             return  # refunded or deleted: nothing more to fetch or push
         if event is PERFORMED:
-            if not self.store.exams.task_keys(conn, exam.id, "retrieve"):
+            if not self.store.exams.task_keys(conn, exam.id, Retrieve.kind):
                 self._retrieve(conn, exam, "exam performed", self.settle_delay, counts)
         elif event in (AUDITED, MODIFIED):
             self._report(conn, exam, event, counts)
@@ -159,18 +175,15 @@ class Applier:
     def _retrieve(self, conn: sqlite3.Connection, exam: Exam, reason: str, delay: float,
                   counts: Counts, reopen: bool = False) -> None:
         rec = exam.record
-        known = self.store.exams.task_keys(conn, exam.id, "retrieve")
-        key = known[0] if known else (f"study:{exam.study_uid}" if exam.study_uid
-                                      else f"acc:{exam.hospital_id}:{exam.accession_no}")
-        payload: dict[str, Any] = {"accession_no": exam.accession_no,
-                                   "hospital_id": exam.hospital_id, "exam_id": exam.id,
-                                   "reason": reason}
-        if exam.study_uid:
-            payload["study_uid"] = exam.study_uid
-        if self.images_http:
-            payload["image_paths"] = image_paths(rec.get("imagePath"))
-        out = self.store.tasks.enqueue("retrieve", key, payload, delay=delay, reopen=reopen,
-                                       exam_id=exam.id, study_uid=exam.study_uid, conn=conn)
+        known = self.store.exams.task_keys(conn, exam.id, Retrieve.kind)
+        task = Retrieve(study_uid=exam.study_uid or None, accession_no=exam.accession_no,
+                        hospital_id=exam.hospital_id, exam_id=exam.id, reason=reason,
+                        image_paths=tuple(image_paths(rec.get("imagePath")))
+                        if self.images_http else None)
+        # the key the exam's retrieve was first queued under, though study_uid came later
+        out = self.store.tasks.enqueue(task, key=known[0] if known else None, delay=delay,
+                                       reopen=reopen, exam_id=exam.id,
+                                       study_uid=exam.study_uid, conn=conn)
         counts.tasks += int(out.created)
 
     def _report(self, conn: sqlite3.Connection, exam: Exam, event: EventType,
@@ -184,9 +197,8 @@ class Applier:
         self.store.exams.add_version(conn, exam.id, version, event.code, digest, exam.record)
         self.store.exams.update(conn, exam.id, report_version=version, report_hash=digest,
                                 state="reported")
-        out = self.store.tasks.enqueue("push_report", f"exam:{exam.id}:v{version}",
-                                       {"exam_id": exam.id, "version": version},
-                                       exam_id=exam.id, study_uid=exam.study_uid, conn=conn)
+        out = self.store.tasks.enqueue(PushReport(exam.id, version), exam_id=exam.id,
+                                       study_uid=exam.study_uid, conn=conn)
         counts.tasks += int(out.created)
         log.info("reports.report_version", exam_id=exam.id, accession_no=exam.accession_no,
                  version=version, type=event.code)
@@ -201,13 +213,24 @@ class Applier:
                 task_id, "exam refunded at the PACS (type 2)", conn=conn))
         self.store.exams.update(conn, exam.id, state="withdrawn")
         out = self.store.tasks.enqueue(
-            "withdraw", f"exam:{exam.hospital_id}:{exam.accession_no}",
-            {"hospital_id": exam.hospital_id, "accession_no": exam.accession_no,
-             "exam_id": exam.id, "refund_time": exam.record.get("refundTime")},
+            Withdraw(exam.hospital_id, exam.accession_no, exam.id,
+                     exam.record.get("refundTime")),
             exam_id=exam.id, study_uid=exam.study_uid, conn=conn)
         counts.tasks += int(out.created)
         log.info("reports.exam_withdrawn", exam_id=exam.id, accession_no=exam.accession_no,
                  cancelled=len(ids))
+
+
+def _older(new: dict[str, Any], held: dict[str, Any]) -> bool:
+    """Whether `new` is an older state of the report than `held`: its latest report
+    time is earlier (both known). Never reverts an exam to a row it has outgrown."""
+    def latest(rec: dict[str, Any]) -> dt.datetime | None:
+        times = [rec.get(f) for f in ("modifyTime", "auditTime", "reportTime")]
+        known = [dt.datetime.fromisoformat(t) for t in times if isinstance(t, str) and t]
+        return max(known) if known else None
+
+    a, b = latest(new), latest(held)
+    return a is not None and b is not None and a < b
 
 
 def content_hash(value: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ import structlog
 
 from ..config import Config
 from ..state import Store
+from . import duplicates
 from .apply import Applier, Counts
 from .events import BY_CODE, POLL_ORDER, EventType
 from .record import Rules, parse_time
@@ -41,6 +42,9 @@ class TypeResult:
                 **self.counts.__dict__, "error": self.error, "seconds": round(self.seconds, 3)}
 
 
+POLL_ERRORS = "reports.poll_errors"  # fact: {type: error} of the last scheduled poll
+
+
 class SyncFailed(Exception):
     """At least one event type could not be read; the others were applied."""
 
@@ -58,7 +62,9 @@ class Poller:
         self._source_factory = source_factory
         self._source: Source | None = None
         images_http = config.images is not None and config.images.source == "http"
-        self.applier = Applier(store, Rules(config.gateway.hospital_id, self.tz, images_http),
+        encoding = self.reports.view.encoding if self.reports.view else ""
+        self.applier = Applier(store, Rules(config.gateway.hospital_id, self.tz, images_http,
+                                            encoding),
                                self.reports.settle_delay, images_http)
 
     @property
@@ -75,11 +81,22 @@ class Poller:
     # -- the scheduled job ---------------------------------------------------------------
     def poll(self) -> str:
         results = self.sync()
+        self.record_errors(results)
         summary = "; ".join(_summary(r) for r in results)
         failed = [r for r in results if r.error]
         if failed:
             raise SyncFailed(summary)
         return summary
+
+    def record_errors(self, results: list[TypeResult]) -> None:
+        """Keep each type's last error for health and status, until it reads again."""
+        errors = dict(self.store.facts.get(POLL_ERRORS) or {})
+        for r in results:
+            if r.type is not None:
+                errors.pop(str(r.type), None)
+                if r.error:
+                    errors[str(r.type)] = r.error
+        self.store.facts.set(POLL_ERRORS, errors)
 
     def sync(self, types: list[int] | None = None, since: dt.datetime | None = None,
              until: dt.datetime | None = None) -> list[TypeResult]:
@@ -94,7 +111,7 @@ class Poller:
         result = TypeResult(None, None, None)
         started = time.monotonic()
         try:
-            rows = self.source.accession(accession_no)
+            rows = duplicates.pick(self.source.accession(accession_no), self.tz)
             events = None if types is None else [BY_CODE[c] for c in types]
             result.counts = self.applier.apply(rows, events)
         except SourceError as exc:
@@ -123,6 +140,7 @@ class Poller:
         started = time.monotonic()
         try:
             for batch in self.source.window(event, start, end):
+                batch = duplicates.pick(batch, self.tz)  # the view source did; HTTP not
                 result.counts.add(self.applier.apply(batch, [event]))
         except SourceError as exc:
             result.error = str(exc)

@@ -15,15 +15,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .. import idcard
-from ..config.load import CANONICAL_FIELDS
-from . import dictionaries
+from ..exam_record import CANONICAL_FIELDS, TIME_FIELDS
+from . import dictionaries, time_format
 from .events import REPORT_TEXT, EventType, implied_by
 
-TIME_FIELDS = ("examTime", "refundTime", "auditTime", "modifyTime", "reportTime")
-TIME_EXPECTED = "yyyy-MM-dd HH:mm:ss local time, or ISO 8601 with an offset such as +08:00"
+TIME_EXPECTED = ("yyyy-MM-dd HH:mm:ss local time, ISO 8601 with an offset such as +08:00, "
+                 "or the view's reports.view.time_format")
 _UID_RE = re.compile(r"^(0|[1-9]\d*)(\.(0|[1-9]\d*))+$")
 # Latin-1 letters or U+FFFD in a Chinese hospital's text: GBK bytes decoded as something else.
 _MOJIBAKE_RE = re.compile("[\u00c0-\u00ff\ufffd]")
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f]")
+FREE_TEXT = ("examFindings", "examConclusion")  # where tabs and line breaks belong
 _MODALITY_RE = re.compile(r"^[A-Z0-9_]{1,16}([\\/][A-Z0-9_]{1,16})*$")
 
 
@@ -58,6 +60,7 @@ class Rules:
     hospital_id: str
     timezone: ZoneInfo
     image_urls_required: bool = False  # images come by HTTP GET of imagePath (4.2 mode 2)
+    encoding: str = ""  # reports.view.encoding: how bytes (BLOB) values are decoded
 
 
 def normalise(row: dict[str, Any], rules: Rules,
@@ -70,11 +73,19 @@ def normalise(row: dict[str, Any], rules: Rules,
     for name, raw in row.items():
         if name not in CANONICAL_FIELDS:
             continue
+        if isinstance(raw, dt.date | dt.datetime):
+            out.record[name] = raw
+            continue
         try:
-            out.record[name] = _text(raw) if not isinstance(raw, (dt.date, dt.datetime)) else raw
-        except UnicodeDecodeError:
+            out.record[name] = _clean(name, _text(raw, rules.encoding), out)
+        except UnicodeDecodeError as exc:
             out.record[name] = None
-            out.problems.append(Problem(name, "<undecodable bytes>", "UTF-8 or GBK/GB18030 text"))
+            enc = rules.encoding or "utf-8"
+            # the bytes themselves are not shown: they may be a patient's name
+            out.problems.append(Problem(name, f"<{len(exc.object)} bytes, not {enc} at byte "
+                                        f"{exc.start}>", f"text in {enc}: set "
+                                        "reports.view.encoding to the database's encoding "
+                                        "(gbk, gb18030, utf-8)"))
     rec = out.record
     garbled = [k for k, v in rec.items() if isinstance(v, str) and _MOJIBAKE_RE.search(v)]
     if garbled:
@@ -96,16 +107,13 @@ def normalise(row: dict[str, Any], rules: Rules,
     return out
 
 
-def _text(raw: Any) -> str | None:
-    """A stripped string, or None for NULL/empty. Bytes are UTF-8, else GB18030 (GBK)."""
+def _text(raw: Any, encoding: str = "") -> str | None:
+    """A stripped string, or None for NULL/empty. Bytes (a BLOB column) are decoded with
+    reports.view.encoding (UTF-8 when unset); UnicodeDecodeError when they do not fit."""
     if raw is None:
         return None
     if isinstance(raw, (bytes, bytearray, memoryview)):
-        data = bytes(raw)
-        try:
-            raw = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raw = data.decode("gb18030")  # a superset of GBK and GB2312
+        raw = bytes(raw).decode(encoding or "utf-8")
     elif isinstance(raw, bool):
         raw = int(raw)
     if isinstance(raw, float) and raw.is_integer() or isinstance(raw, Decimal) and raw == \
@@ -113,6 +121,19 @@ def _text(raw: Any) -> str | None:
         raw = int(raw)  # numeric columns: 2.0 -> "2"
     text = str(raw).strip()
     return text or None
+
+
+def _clean(name: str, text: str | None, out: Normalised) -> str | None:
+    """Remove NUL and other control characters (tab and line breaks stay in free text),
+    with a warning on the exam: a value is never cut short without a trace."""
+    if text is None or not _CONTROL_RE.search(text):
+        return text
+    keep = "\t\r\n" if name in FREE_TEXT else ""
+    bad = sorted({f"U+{ord(c):04X}" for c in text if _CONTROL_RE.match(c) and c not in keep})
+    if not bad:
+        return text
+    out.warnings.append(f"{name}: control characters removed ({', '.join(bad)})")
+    return "".join(c for c in text if c in keep or not _CONTROL_RE.match(c)).strip() or None
 
 
 def _time(raw: Any, name: str, tz: ZoneInfo, out: Normalised) -> str | None:
@@ -127,21 +148,7 @@ def _time(raw: Any, name: str, tz: ZoneInfo, out: Normalised) -> str | None:
 
 def parse_time(raw: Any, tz: ZoneInfo) -> dt.datetime | None:
     """An aware datetime; naive values are `tz` local time. None when not a time."""
-    if isinstance(raw, dt.datetime):
-        value = raw
-    elif isinstance(raw, dt.date):
-        value = dt.datetime.combine(raw, dt.time())
-    else:
-        text = str(raw).strip().replace("/", "-")
-        if re.fullmatch(r"\d{14}", text):  # yyyyMMddHHmmss
-            text = f"{text[:4]}-{text[4:6]}-{text[6:8]} {text[8:10]}:{text[10:12]}:{text[12:]}"
-        try:
-            value = dt.datetime.fromisoformat(text)
-        except ValueError:
-            return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=tz)
-    return value.replace(microsecond=0)
+    return time_format.parse_any(raw, tz)
 
 
 def _date(raw: Any, out: Normalised) -> str | None:

@@ -1,9 +1,15 @@
 """Mode 1: read View_Pacs_Text_Info (or the site's view) over ODBC with pyodbc.
 
 Read-only: the connection asks for read-only access and only SELECTs with bound
-parameters are sent; identifiers come from the configuration, never from data.
-Rows arrive in `fetchmany` batches so memory stays flat; after an error the
-connection is dropped and the next call opens a new one.
+parameters are sent; identifiers come from the configuration (checked by the same
+rule as check-config), never from data. Rows arrive in `fetchmany` batches ordered
+by accession number, so that the poller sees duplicate rows of one exam together.
+
+Time windows are bound in each time column's own format (see time_format.py),
+learned by sampling the column's newest values or taken from the configuration,
+and verified over the whole column before the first window is trusted. Every row
+is filtered again by its parsed time. After an error the connection is dropped and
+the next call opens a new one.
 """
 
 from __future__ import annotations
@@ -12,38 +18,48 @@ import datetime as dt
 import re
 from collections.abc import Iterator
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pyodbc
 import structlog
 
-from ..config.load import CANONICAL_FIELDS
+from ..config import values
 from ..config.model import ViewConfig
+from ..exam_record import CANONICAL_FIELDS, TIME_FIELDS
+from . import duplicates, time_format
 from .events import EventType
 from .source import Row, SourceError
+from .time_format import TimeFormat
+from .view_times import ColumnFormat, ColumnTimes
 
 log = structlog.get_logger("dicomgate.reports.view")
 
-# Letters (any script), digits, _ $ # and spaces; dots separate schema and view. A name
-# given in double quotes is used verbatim (a case-sensitive PostgreSQL/Oracle name).
-_IDENT_RE = re.compile(r'^([\w$# ]+|"[^"]+")$')
 _PLAIN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # unquoted: the database folds its case
-
-
+# The SQLite ODBC driver hands a BLOB in a text column over as the literal X'D5C5C8FD'.
+_HEX_LITERAL_RE = re.compile(r"^X'((?:[0-9A-Fa-f]{2})*)'$")
+SAMPLE_ROWS = 50
+_FULL = "dg_whole_"  # prefix of the extra SQLite columns that carry a value with a NUL
 class ViewSource:
     name = "view"
 
-    def __init__(self, config: ViewConfig):
+    def __init__(self, config: ViewConfig, tz: ZoneInfo):
         self.config = config
+        self.tz = tz
         self._conn: pyodbc.Connection | None = None
         self._quote = '"'
-        self._text_times = False
-        for part in [*config.name.split("."), *(c for _, c in config.columns)]:
-            if not _IDENT_RE.match(part):
-                raise SourceError(f"reports.view: {part!r} is not a plain SQL identifier "
-                                  "(letters, digits, _ $ #; schema.view for a schema)")
+        self._sqlite = False
+        checks = [("reports.view.name", config.name, True),
+                  *((f"reports.view.columns.{f}", c, False) for f, c in config.columns)]
+        for key, ident, dotted in checks:  # the rule check-config applies, again
+            try:
+                values.sql_identifier(ident, dotted=dotted)
+            except values.BadValue as exc:
+                raise SourceError(f"{key}: {exc.problem} (expected {exc.expected})") from None
         # site column (case-insensitive) -> canonical field
         mapped = dict(config.columns)
         self._canonical = {mapped.get(f, f).strip('"').lower(): f for f in CANONICAL_FIELDS}
+        self.times = ColumnTimes(self)
+        self._columns: list[str] | None = None
 
     # -- connection -----------------------------------------------------------------------
     def _connect(self) -> pyodbc.Connection:
@@ -63,10 +79,15 @@ class ViewSource:
         if self.config.encoding:  # a GBK database: narrow text arrives in that encoding
             conn.setdecoding(pyodbc.SQL_CHAR, encoding=self.config.encoding)
             conn.setencoding(encoding=self.config.encoding)
+            # Decode each value here: one undecodable value must quarantine its row,
+            # not fail the whole fetch inside pyodbc.
+            narrow = _decoder(self.config.encoding)
+            for sql_type in (pyodbc.SQL_CHAR, pyodbc.SQL_VARCHAR, pyodbc.SQL_LONGVARCHAR):
+                conn.add_output_converter(sql_type, narrow)
         self._quote = (conn.getinfo(pyodbc.SQL_IDENTIFIER_QUOTE_CHAR) or "").strip()
         driver = str(conn.getinfo(pyodbc.SQL_DRIVER_NAME) or "").lower()
-        # SQLite keeps times as text; a bound TIMESTAMP becomes "... .000" and misorders.
-        self._text_times = "sqlite" in driver
+        # SQLite keeps "typed" times as text; a bound TIMESTAMP becomes "... .000".
+        self._sqlite = "sqlite" in driver
         self._conn = conn
         log.info("reports.view_connected", view=self.config.name, driver=driver)
         return conn
@@ -79,39 +100,167 @@ class ViewSource:
             except pyodbc.Error:
                 pass
 
-    # -- queries --------------------------------------------------------------------------
+    # -- windows --------------------------------------------------------------------------
     def window(self, event: EventType, start: dt.datetime, end: dt.datetime
                ) -> Iterator[list[Row]]:
-        column = self.config.column(event.time_field)
-        yield from self._select(f"{self._q(column)} >= ? AND {self._q(column)} < ?",
-                                (self._time(start), self._time(end)), required=column)
+        field = event.time_field
+        known = self.time_format(field)
+        if known.format is None:
+            log.info("reports.view_column_empty", field=field, column=known.column)
+            return  # no value in the column yet: nothing can be in the window
+        fmt = known.format
+        lo, hi = fmt.bounds(start, end, self.tz, text_datetimes=self._sqlite)
+        q = self._q(known.column)
+        where = f"{q} >= ? AND {q} < ?"
+        first, last = start.replace(tzinfo=self.tz), end.replace(tzinfo=self.tz)
+        # Rows of an exam that the view shows more than once are held back and one is
+        # chosen once all are read (duplicates.py); the others stream batch by batch.
+        twice = self._repeated(where, (lo, hi))
+        held: list[Row] = []
+        for batch in self._select(where, (lo, hi), known.column):
+            rows = [self._times(r) for r in batch]
+            kept = [r for r in rows if _inside(r.get(field), fmt, first, last)]
+            held.extend(r for r in kept if duplicates.key(r)[1] in twice)
+            kept = [r for r in kept if duplicates.key(r)[1] not in twice]
+            if kept:
+                yield kept
+        if held:
+            yield duplicates.pick(held, self.tz)
+
+    def _repeated(self, where: str, params: tuple) -> set[str]:
+        """Accession numbers with more than one row in the window."""
+        q = self._q(self.config.column("accessionNo"))
+        sql = (f"SELECT {q} FROM {self._view()} WHERE {where} GROUP BY {q} "
+               "HAVING COUNT(*) > 1")
+        return {duplicates.key({"accessionNo": self._value(r[0])})[1]
+                for r in self._fetch(sql, params, 100_000)}
 
     def accession(self, accession_no: str) -> list[Row]:
         column = self.config.column("accessionNo")
         out: list[Row] = []
-        for batch in self._select(f"{self._q(column)} = ?", (accession_no,), required=column):
-            out.extend(batch)
+        for batch in self._select(f"{self._q(column)} = ?", (accession_no,), column):
+            out.extend(self._times(r) for r in batch)
         return out
 
-    def _select(self, where: str, params: tuple, required: str) -> Iterator[list[Row]]:
+    def _times(self, row: Row) -> Row:
+        """Time values as aware datetimes where they parse (others stay raw and are
+        quarantined by the record rules, with the value shown)."""
+        for field in TIME_FIELDS:
+            raw = row.get(field)
+            if raw is None:
+                continue
+            known = self.times.known.get(field)
+            # a column no window reads by (reportTime): the value's own format
+            fmt = known.format if known else time_format.learn_one(raw)
+            parsed = fmt.parse(raw, self.tz) if fmt else time_format.parse_any(raw, self.tz)
+            if parsed is not None:
+                row[field] = parsed
+        return row
+
+    # -- time formats ---------------------------------------------------------------------
+    def time_format(self, field: str) -> ColumnFormat:
+        return self.times.format_of(field)
+
+    def sample_column(self, column: str, limit: int = SAMPLE_ROWS, smallest: bool = False
+                      ) -> list[Any]:
+        """The newest (largest) non-null values of `column`, or the `smallest`."""
+        q = self._q(column)
+        sql = (f"SELECT {q} FROM {self._view()} WHERE {q} IS NOT NULL ORDER BY {q}"
+               f"{'' if smallest else ' DESC'}")
+        return [r[0] for r in self._fetch(sql, (), limit)]
+
+    # -- queries --------------------------------------------------------------------------
+    def columns(self) -> list[str]:
+        """The view's column names (a query that returns no row)."""
         conn = self._connect()
-        sql = f"SELECT * FROM {self._view()} WHERE {where}"
+        try:
+            cursor = conn.cursor()
+            cursor.execute(f"SELECT * FROM {self._view()} WHERE 1 = 0")
+            names = [d[0] for d in cursor.description]
+            cursor.close()
+            return names
+        except pyodbc.Error as exc:
+            self.close()
+            raise SourceError(f"reading view {self.config.name} failed: {_odbc(exc)}") from None
+
+    def newest(self, limit: int = SAMPLE_ROWS) -> list[Row]:
+        """The newest rows by exam time (for sync --check; any rows when the view has no
+        exam time column), times parsed."""
+        column = self.config.column("examTime")
+        if self._columns is None:
+            self._columns = self.columns()
+        have = column.strip('"').lower() in {c.lower() for c in self._columns}
+        rows: list[Row] = []
+        for batch in self._select(f"{self._q(column)} IS NOT NULL" if have else "1 = 1", (),
+                                  column, order_by=column if have else None,
+                                  descending=True, limit=limit):
+            rows.extend(self._times(r) for r in batch)
+        return rows
+
+    def _fetch(self, sql: str, params: tuple, limit: int) -> list[Any]:
+        conn = self._connect()
+        try:
+            cursor = conn.cursor()
+            cursor.execute(sql, *params)
+            rows = cursor.fetchmany(limit)
+            cursor.close()
+            return rows
+        except pyodbc.Error as exc:
+            self.close()
+            raise SourceError(f"reading view {self.config.name} failed: {_odbc(exc)} "
+                              f"(query: {sql})") from None
+
+    def _select(self, where: str, params: tuple, required: str, order_by: str | None = None,
+                descending: bool = False, limit: int | None = None) -> Iterator[list[Row]]:
+        conn = self._connect()
+        full = self._nul_columns() if self._sqlite else []
+        extra = "".join(f", CASE WHEN typeof({self._q(c)}) = 'text' AND instr(CAST("
+                        f"{self._q(c)} AS BLOB), x'00') > 0 THEN CAST({self._q(c)} AS BLOB) "
+                        f"END AS {_FULL}{i}" for i, (c, _) in enumerate(full))
+        sql = f"SELECT *{extra} FROM {self._view()} WHERE {where}"
+        if order_by:
+            sql += f" ORDER BY {self._q(order_by)}{' DESC' if descending else ''}"
+        taken = 0
         try:
             cursor = conn.cursor()
             cursor.execute(sql, *params)
             names = [d[0] for d in cursor.description]
             self._check_columns(names)
             fields = [self._canonical.get(n.lower()) for n in names]
-            while True:
-                batch = cursor.fetchmany(self.config.batch_size)
+            if full:  # the whole value of a text the SQLite driver would cut at a NUL
+                fields = fields[:len(names) - len(full)] + [f"{_FULL}{f}" for _, f in full]
+            while limit is None or taken < limit:
+                size = self.config.batch_size if limit is None else min(
+                    self.config.batch_size, limit - taken)
+                batch = cursor.fetchmany(size)
                 if not batch:
                     break
-                yield [{f: v for f, v in zip(fields, row, strict=True) if f} for row in batch]
+                taken += len(batch)
+                yield [_uncut({f: self._value(v) for f, v in zip(fields, row, strict=True)
+                               if f}) for row in batch]
             cursor.close()
         except pyodbc.Error as exc:
             self.close()  # a broken connection is reopened on the next call
             raise SourceError(f"reading view {self.config.name} failed: {_odbc(exc)} "
                               f"(query: {sql})") from None
+
+    def _nul_columns(self) -> list[tuple[str, str]]:
+        """(view column, canonical field) of the mapped columns: the SQLite ODBC driver
+        ends a text at its first NUL, so each is also read as a BLOB when it has one."""
+        if self._columns is None:
+            self._columns = self.columns()
+        return [(n, self._canonical[n.lower()]) for n in self._columns
+                if n.lower() in self._canonical]
+
+    def _value(self, value: Any) -> Any:
+        """Bytes stay bytes (the record rules decode them with reports.view.encoding)."""
+        if isinstance(value, bytearray | memoryview):
+            return bytes(value)
+        if self._sqlite and isinstance(value, str) and value.startswith("X'"):
+            m = _HEX_LITERAL_RE.match(value)
+            if m:
+                return bytes.fromhex(m.group(1))
+        return value
 
     def _check_columns(self, names: list[str]) -> None:
         have = {n.lower() for n in names}
@@ -132,9 +281,35 @@ class ViewSource:
     def _view(self) -> str:
         return self._q(self.config.name)
 
-    def _time(self, value: dt.datetime) -> Any:
-        value = value.replace(microsecond=0, tzinfo=None)
-        return value.strftime("%Y-%m-%d %H:%M:%S") if self._text_times else value
+
+def _uncut(row: Row) -> Row:
+    """Put the whole (BLOB) value in place of a text the driver cut at a NUL."""
+    for key in [k for k in row if k.startswith(_FULL)]:
+        value = row.pop(key)
+        if value is not None:
+            row[key[len(_FULL):]] = value
+    return row
+
+
+def _decoder(encoding: str):
+    def decode(raw: bytes | None) -> str | bytes | None:
+        if raw is None:
+            return None
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            return raw  # the record rules quarantine it, saying which encoding failed
+    return decode
+
+
+def _inside(raw: Any, fmt: TimeFormat, first: dt.datetime, last: dt.datetime) -> bool:
+    """Whether a row belongs to [first, last). A time that does not parse is kept: the
+    record rules quarantine it with the value, so it is seen, not dropped."""
+    if not isinstance(raw, dt.datetime):
+        return True
+    if fmt.date_only:
+        return first.date() <= raw.date() <= last.date()
+    return first <= raw < last
 
 
 def _odbc(exc: pyodbc.Error) -> str:

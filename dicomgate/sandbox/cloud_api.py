@@ -47,7 +47,9 @@ class CloudApi:
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
+        # shutdown() waits for serve_forever() to exit: it blocks forever if that never ran.
+        if self.thread.is_alive():
+            self.server.shutdown()
         self.server.server_close()
 
     # -- contract checks ----------------------------------------------------------------

@@ -25,10 +25,11 @@ from zoneinfo import ZoneInfo
 
 import requests
 
+from ..config import load
 from ..state import Store
 from .cloud_api import CloudApi
 from .hospital import DemoExam, create_view_db, demo_exams, load_pacs
-from .orthanc import Orthanc, free_port
+from .orthanc import Orthanc, SandboxError, free_port
 
 HOSPITAL_ID = "H33010200001"
 TIMEZONE = "Asia/Shanghai"
@@ -51,10 +52,10 @@ class ExamProgress:
 
 
 class Demo:
-    def __init__(self, workdir: Path, out=sys.stdout, echo_interval: str = "10s"):
+    def __init__(self, workdir: Path, out=None, echo_interval: str = "10s"):
         self.dir = workdir
         self.echo_interval = echo_interval
-        self.out = out
+        self.out = out if out is not None else sys.stdout
         self.scp_port = free_port()
         self.shim_port = free_port()
         self.pacs = Orthanc(workdir / "pacs", "HOSPPACS",
@@ -172,7 +173,8 @@ format = "json"
     # -- watching -------------------------------------------------------------------------
     def progress(self) -> list[ExamProgress]:
         if self.store is None:  # opened once, read every second while the daemon works
-            self.store = Store(self.dir / "state" / "state.db")
+            # The daemon's own configuration says where its state store is.
+            self.store = Store(load(self.config_path).gateway.db_path)
         out = []
         for exam in self.exams:
             p = ExamProgress(exam.spec.accession, len(exam.sop_uids))
@@ -187,13 +189,13 @@ format = "json"
         last = None
         while True:
             if self.daemon and self.daemon.poll() is not None:
-                raise RuntimeError(f"the daemon exited with code {self.daemon.returncode}; "
+                raise SandboxError(f"the daemon exited with code {self.daemon.returncode}; "
                                    f"see {self.dir / 'daemon.log'}")
             try:
                 prog = self.progress()
             except (requests.RequestException, OSError) as exc:  # watching, not the gateway
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"could not read the demo's progress: {exc}") from None
+                    raise SandboxError(f"could not read the demo's progress: {exc}") from None
                 self.say(f"demo: could not read progress ({exc}); trying again")
                 time.sleep(1.0)
                 continue
@@ -282,6 +284,8 @@ def run_demo(workdir: Path | None, exit_when_done: bool, timeout: float) -> int:
                 time.sleep(3600)
     except KeyboardInterrupt:
         pass
+    except SandboxError as e:  # a peer the demo starts did not come up: say which, exit 1
+        demo.say(f"demo: cannot start the sandbox: {e}")
     finally:
         demo.say("demo: stopping")
         demo.stop()

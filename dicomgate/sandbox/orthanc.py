@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import random
 import socket
 import subprocess
 import time
@@ -28,9 +28,31 @@ class SandboxError(Exception):
 
 
 def free_port() -> int:
+    """A port free now, below the kernel's ephemeral range.
+
+    A port the kernel picked for bind(0) comes from the ephemeral range, which it also hands
+    to outgoing connections: on a busy host a client socket can take it before the peer
+    (Orthanc, the SCP) binds it. Ports below that range are only ever taken on purpose.
+    """
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 class Orthanc:
@@ -142,10 +164,6 @@ class Orthanc:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def destroy(self) -> None:
-        self.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
     def __enter__(self) -> Orthanc:
         return self.start()
 
@@ -174,11 +192,6 @@ class Orthanc:
         """Store one Part 10 file; returns Orthanc's answer (ID, ParentStudy, Status...)."""
         return self.post("/instances", data, headers={"Content-Type": "application/dicom"})
 
-    def upload_files(self, paths: list[Path]) -> int:
-        for p in paths:
-            self.upload(Path(p).read_bytes())
-        return len(paths)
-
     def add_modality(self, name: str, aet: str, host: str, port: int) -> None:
         self._check(self.session.put(f"{self.url}/modalities/{name}",
                                      data=json.dumps({"AET": aet, "Host": host, "Port": port}),
@@ -201,18 +214,6 @@ class Orthanc:
             return set()
         return {i["MainDicomTags"]["SOPInstanceUID"]
                 for i in self.get(f"/studies/{sid}/instances")}
-
-    def instance_file(self, sop_uid: str) -> bytes:
-        for item in self.post("/tools/lookup", sop_uid) or []:
-            if item.get("Type") == "Instance":
-                return self._check(self.session.get(f"{self.url}/instances/{item['ID']}/file",
-                                                    timeout=60)).content
-        raise SandboxError(f"instance {sop_uid} not in Orthanc {self.aet}")
-
-    def delete_instance(self, sop_uid: str) -> None:
-        for item in self.post("/tools/lookup", sop_uid) or []:
-            if item.get("Type") == "Instance":
-                self.delete(f"/instances/{item['ID']}")
 
     def clear(self) -> None:
         for sid in self.studies():

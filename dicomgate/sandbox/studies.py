@@ -8,9 +8,7 @@ of any size. No pixel data is decoded or re-encoded.
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pydicom
 from pydicom.data import get_testdata_file
@@ -135,19 +133,5 @@ def _noise(n: int, seed: int) -> bytes:
     return rng.randbytes(n)
 
 
-def write_study(instances: list[bytes], folder: Path) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, data in enumerate(instances):
-        p = folder / f"{i:05d}.dcm"
-        p.write_bytes(data)
-        paths.append(p)
-    return paths
-
-
 def sop_uid_of(data: bytes) -> str:
     return str(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).SOPInstanceUID)
-
-
-def env_seed() -> int:
-    return int(os.environ.get("DICOMGATE_SANDBOX_SEED", "0"))

@@ -12,21 +12,28 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import os
 import re
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from ..app import App
 from ..privacy import mask_name
-from ..state.deletions import Deletion, Holdings
+from ..spool_layout import inside, instance_path, remove_instance
+from ..state import Store
+from ..state.deletions import Deletion
+from ..state.instances import Holdings
+from ..state.kinds import Deletion as DeletionTask
+from ..state.kinds import Retrieve
 from .http import OK, Request, Response, reply
 from .params import Params, no_chars
 
 log = structlog.get_logger("dicomgate.shim.deletion")
+
+PATH = "/getway/reportAndFilm/api/deleteImage"
 
 RECHECK_DELAY = 300.0
 SIGNATURE_WINDOW = 300.0
@@ -66,12 +73,15 @@ def signature_problem(secret: str, req: Request) -> str | None:
 
 
 class DeletionEndpoint:
-    def __init__(self, app: App):
-        self.app = app
-        self.store = app.store
-        self.spool = app.config.gateway.spool_dir
-        shim = app.config.shim
-        self.secret = shim.delete_secret.reveal() if shim and shim.delete_secret else None
+    def __init__(self, store: Store, spool: Path, hospital_id: str, secret: str | None,
+                 wake: Callable[[], None]):
+        """`secret`: the shared key requests must be signed with (None: unsigned accepted);
+        `wake`: starts this process's workers on the tasks a deletion queues."""
+        self.store = store
+        self.spool = spool
+        self.hospital_id = hospital_id
+        self.secret = secret
+        self.wake = wake
 
     def __call__(self, req: Request) -> Response:
         if self.secret:
@@ -79,7 +89,7 @@ class DeletionEndpoint:
             if problem:
                 log.warning("deletion.unsigned", client=req.client, problem=problem)
                 return reply(403, problem)
-        p = Params(req.params(), self.app.config.gateway.hospital_id)
+        p = Params(req.params(), self.hospital_id)
         patient_name = p.required("patientName", "患者姓名")
         accession = p.required("accessionNo", "检查号",
                                check=no_chars("\\*?", "an exact accession number"))
@@ -102,10 +112,12 @@ class DeletionEndpoint:
                 self.store.deletions.repeated(c, past.id)
                 past = self.store.deletions.find(hospital, accession, when, conn=c)
                 self._enqueue_deletion(c, past)  # no-op unless it was never queued
-                files = self.store.deletions.still_deleted(past.sop_uids)
+                files = self.store.instances.still_deleted(past.sop_uids)
             else:
-                holdings = self.store.deletions.holdings(c, hospital, accession)
-                self.store.deletions.mark_deleted(c, holdings)
+                exam = self.store.exams.find(c, hospital, accession)
+                holdings = self.store.instances.holdings(
+                    c, exam.id if exam else None, exam.study_uid if exam else None, accession)
+                self.store.instances.mark_deleted(c, holdings)
                 self.store.deletions.record(
                     c, hospital_id=hospital, accession_no=accession, operate_time=when,
                     patient_name=patient_name, operator_name=operator, holdings=holdings,
@@ -124,7 +136,7 @@ class DeletionEndpoint:
         removed = self._remove_files(files)
         if removed:
             self.store.deletions.files_removed(past.id, removed)
-        self.app.pool.wake()
+        self.wake()
         log.info("deletion.received", accession_no=accession, hospital_id=hospital,
                  deletion_id=past.id, studies=len(past.study_uids),
                  instances=len(past.sop_uids), files_removed=removed, repeat=past.requests > 1)
@@ -134,50 +146,31 @@ class DeletionEndpoint:
 
     def _enqueue_deletion(self, conn, d: Deletion) -> None:
         self.store.tasks.enqueue(
-            "deletion", f"del:{d.hospital_id}:{d.accession_no}:{d.operate_time}",
-            {"hospital_id": d.hospital_id, "accession_no": d.accession_no,
-             "study_uids": d.study_uids, "sop_uids": d.sop_uids,
-             "operate_time": d.operate_time, "deletion_id": d.id},
+            DeletionTask(d.hospital_id, d.accession_no, tuple(d.study_uids),
+                         tuple(d.sop_uids), d.operate_time, d.id),
             exam_id=d.exam_id, conn=conn)
 
     def _enqueue_recheck(self, conn, d: Deletion, holdings: Holdings) -> None:
-        base = {"hospital_id": d.hospital_id, "accession_no": d.accession_no,
-                "reason": "deletion"}
-        if holdings.exam_id is not None:
-            base["exam_id"] = holdings.exam_id
+        base = Retrieve(hospital_id=d.hospital_id, accession_no=d.accession_no,
+                        exam_id=holdings.exam_id, reason="deletion")
         for uid in holdings.study_uids:
-            self.store.tasks.enqueue("retrieve", f"study:{uid}", base | {"study_uid": uid},
-                                     delay=RECHECK_DELAY, reopen=True, study_uid=uid,
-                                     exam_id=holdings.exam_id, conn=conn)
+            self.store.tasks.enqueue(replace(base, study_uid=uid), delay=RECHECK_DELAY,
+                                     reopen=True, study_uid=uid, exam_id=holdings.exam_id,
+                                     conn=conn)
         if not holdings.study_uids and holdings.exam_id is not None:
-            self.store.tasks.enqueue("retrieve", f"acc:{d.hospital_id}:{d.accession_no}", base,
-                                     delay=RECHECK_DELAY, reopen=True,
+            self.store.tasks.enqueue(base, delay=RECHECK_DELAY, reopen=True,
                                      exam_id=holdings.exam_id, conn=conn)
 
     def _remove_files(self, instances: list[dict[str, Any]]) -> int:
         removed = 0
-        dirs: set[Path] = set()
-        spool = self.spool.resolve()
         for inst in instances:
-            path = Path(inst["path"]) if inst.get("path") else (
-                spool / inst["study_uid"] / (inst.get("series_uid") or "") /
-                f"{inst['sop_uid']}.dcm")
-            path = path.resolve()
-            if not path.is_relative_to(spool):  # never delete outside the spool
+            path = Path(inst["path"]) if inst.get("path") else instance_path(
+                self.spool, inst["study_uid"], inst.get("series_uid") or "", inst["sop_uid"])
+            if not inside(path, self.spool):  # never delete outside the spool
                 log.warning("deletion.path_outside_spool", sop_uid=inst["sop_uid"])
                 continue
             try:
-                path.unlink()
-                removed += 1
-                dirs.update((path.parent, path.parent.parent))
-            except FileNotFoundError:
-                continue
+                removed += remove_instance(path, self.spool)
             except OSError as exc:
                 log.error("deletion.unlink_failed", sop_uid=inst["sop_uid"], error=str(exc))
-        for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
-            if d != spool and d.is_relative_to(spool):
-                try:
-                    os.rmdir(d)  # only when empty
-                except OSError:
-                    pass
         return removed

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..app import App
 from ..config.model import Config
+from . import deletion, login, lookup, ops, qr_endpoint
 from .deletion import DeletionEndpoint
 from .http import Request, Response, RouteTable
 from .login import LoginEndpoint
@@ -17,11 +18,7 @@ from .qr import FilmLinks
 from .qr_endpoint import QrEndpoints
 from .server import ShimService
 
-QR_URL = "/getway/reportAndFilm/api/qrurl"
-QR_CODE = "/getway/reportAndFilm/api/qrcode"
-LOGIN = "/hrball/"
-LOOKUP = "/iuWorkStation/swipingIdCardNo"
-DELETE = "/getway/reportAndFilm/api/deleteImage"
+OPENAPI_PATH = "/openapi.json"  # served here: it describes the routes set up here
 
 
 def setup(app: App) -> None:
@@ -36,20 +33,24 @@ def setup(app: App) -> None:
                           cfg.qr.font_path)
         qr = QrEndpoints(links, hospital, on_issue=lambda e: app.store.qr.issued(
             e.hospital_id, e.accession_no, e.modality))
-        routes.add(QR_URL, qr.qrurl, summary="QR code URL (4.3)")
-        routes.add(QR_CODE, qr.qrcode, summary="QR code PNG (4.3)")
+        routes.add(qr_endpoint.QR_URL_PATH, qr.qrurl, summary="QR code URL (4.3)")
+        routes.add(qr_endpoint.QR_CODE_PATH, qr.qrcode, summary="QR code PNG (4.3)")
     if cfg.login is not None:
-        routes.add(LOGIN, LoginEndpoint(cfg.login, app.store.sessions, hospital),
+        routes.add(login.PATH, LoginEndpoint(cfg.login, app.store.sessions, hospital),
                    ("GET", "POST"), summary="doctor login sync (4.4.3.1)")
         app.every("shim.expire_sessions", 600.0, app.store.sessions.close_expired)
     if cfg.lookup is not None:
-        lookup = LookupEndpoint(cfg.lookup, app.store, hospital)
-        closers.append(lookup.close)
-        routes.add(LOOKUP, lookup, ("GET", "POST"), summary="external exam lookup (4.4.3.2)")
-    routes.add(DELETE, DeletionEndpoint(app), ("POST",), summary="image deletion (4.5)")
-    routes.add("/healthz", healthz(app), summary="health: 200 or 503 with the reasons")
-    routes.add("/metrics", metrics_endpoint(app), summary="Prometheus metrics")
-    routes.add("/openapi.json", _openapi_handler(routes), summary="this API")
+        lookup_endpoint = LookupEndpoint(cfg.lookup, app.store, hospital)
+        closers.append(lookup_endpoint.close)
+        routes.add(lookup.PATH, lookup_endpoint, ("GET", "POST"),
+                   summary="external exam lookup (4.4.3.2)")
+    secret = cfg.shim.delete_secret
+    deleter = DeletionEndpoint(app.store, cfg.gateway.spool_dir, hospital,
+                               secret.reveal() if secret else None, app.pool.wake)
+    routes.add(deletion.PATH, deleter, ("POST",), summary="image deletion (4.5)")
+    routes.add(ops.HEALTHZ_PATH, healthz(app), summary="health: 200 or 503 with the reasons")
+    routes.add(ops.METRICS_PATH, metrics_endpoint(app), summary="Prometheus metrics")
+    routes.add(OPENAPI_PATH, _openapi_handler(routes), summary="this API")
     service = ShimService(cfg.shim, routes, on_stop=lambda: [c() for c in closers],
                           mounts=app.mounts)
     app.add_service(service, health=service.health)

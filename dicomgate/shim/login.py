@@ -25,6 +25,8 @@ from .params import Params
 
 log = structlog.get_logger("dicomgate.shim.login")
 
+PATH = "/hrball/"
+
 LOGIN_TYPES = {"1": "login", "2": "logout"}
 SEX = {"0": "未知", "1": "男", "2": "女", "9": "未说明性别"}
 DOCTOR_TYPES = {"1": "医师", "2": "技师", "3": "护士"}

@@ -16,12 +16,15 @@ import requests
 import structlog
 
 from ..config.model import LookupConfig
+from ..http_client import ThreadSessions
 from ..privacy import mask_id, mask_name
 from ..state import Store
 from .http import BAD_PARAMS, INTERNAL, OK, Request, Response, reply
 from .params import Params, no_chars
 
 log = structlog.get_logger("dicomgate.shim.lookup")
+
+PATH = "/iuWorkStation/swipingIdCardNo"
 
 PLATFORM_NAMES = {"province": "省医保影像云平台", "national": "国家医保影像云平台"}
 _TAGS = {
@@ -43,6 +46,7 @@ class PlatformResult:
 class LookupEndpoint:
     def __init__(self, config: LookupConfig, store: Store, hospital_id: str):
         self.config = config
+        self._sessions = ThreadSessions(config, hospital_id)  # TLS / CA / auth of [lookup]
         self.store = store
         self.hospital_id = hospital_id
         self.platforms = {name: url for name, url in (
@@ -87,10 +91,10 @@ class LookupEndpoint:
         url = f"{base}/studies"
         try:
             # One includefield per tag: Orthanc's DICOMweb plugin ignores a comma list.
-            r = requests.get(url, params=[("PatientID", patient_id)] + [
-                ("includefield", tag) for tag in _TAGS.values()],
-                             headers={"Accept": "application/dicom+json"},
-                             timeout=self.config.timeout)
+            r = self._sessions.get().get(
+                url, params=[("PatientID", patient_id)] + [
+                    ("includefield", tag) for tag in _TAGS.values()],
+                headers={"Accept": "application/dicom+json"}, timeout=self.config.timeout)
         except requests.Timeout:
             return PlatformResult(name, None, f"{url}: no answer within "
                                               f"{self.config.timeout:g}s")
@@ -120,7 +124,7 @@ class LookupEndpoint:
                     merged[uid]["source"] += f",{res.name}"
                 else:
                     merged[uid] = s
-        own = self.store.deletions.known_studies(list(merged))
+        own = self.store.instances.known_studies(list(merged))
         exams = sorted((s for uid, s in merged.items() if uid not in own),
                        key=lambda s: s["studyDate"] or "", reverse=True)
         failed = [r for r in results if r.studies is None]

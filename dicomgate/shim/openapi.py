@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import __version__
+from . import deletion, login, lookup, qr_endpoint
 
 
 def _param(name: str, desc: str, required: bool = True, where: str = "query") -> dict:
@@ -70,16 +71,16 @@ def build(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
                      "required": ["patientName", "accessionNo", "operateDoctorName",
                                   "operateDateTime"]}
     paths: dict[str, Any] = {
-        "/getway/reportAndFilm/api/qrurl": _qr(
+        qr_endpoint.QR_URL_PATH: _qr(
             "二维码 URL: the cloud-film link with its SM4 token", "data: the URL"),
-        "/getway/reportAndFilm/api/qrcode": _qr(
+        qr_endpoint.QR_CODE_PATH: _qr(
             "二维码图片: the QR code of that link as base64 PNG", "data: base64 PNG",
             [_param("caption", "1: print 扫描查看数字影像 under the code", False)]),
-        "/hrball/": {"get": {"summary": "医生登录同步 (doctor login/logout sync)",
+        login.PATH: {"get": {"summary": "医生登录同步 (doctor login/logout sync)",
                              "parameters": login_params,
                              "responses": _responses("data: {hisUserId, sessionId}")}},
-        "/iuWorkStation/swipingIdCardNo": {"get": lookup_op, "post": lookup_op},
-        "/getway/reportAndFilm/api/deleteImage": {"post": {
+        lookup.PATH: {"get": lookup_op, "post": lookup_op},
+        deletion.PATH: {"post": {
             "summary": "图像删除更新: remove local copies, delete upstream, re-sync the exam",
             "parameters": [
                 _param("X-Dicomgate-Timestamp", "unix seconds (when shim.delete_secret is set)",

@@ -8,6 +8,9 @@ from .. import metrics
 from ..app import App
 from .http import Request, Response
 
+HEALTHZ_PATH = "/healthz"
+METRICS_PATH = "/metrics"
+
 
 def healthz(app: App):
     """200 when every component is alive; 503 listing the reasons otherwise."""

@@ -13,6 +13,9 @@ from .qr import SEPARATOR, ExamIdentity, FilmLinks
 
 log = structlog.get_logger("dicomgate.shim.qr")
 
+QR_URL_PATH = "/getway/reportAndFilm/api/qrurl"
+QR_CODE_PATH = "/getway/reportAndFilm/api/qrcode"
+
 _NO_SEP = no_chars(SEPARATOR, "reserved as the token's field separator")
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from .db import Database
 from .exams import Exam
+from .kinds import PushReport
 
 # What an exam needs from the other tables to say where it stands in the pipeline.
 _STUDIES = ("SELECT exam_id, study_uid, expected_count, state, detail FROM studies "
@@ -20,7 +21,7 @@ _INSTANCES = ("SELECT study_uid, COUNT(*) received, "
               "COALESCE(SUM(size), 0) bytes FROM instances "
               "WHERE state<>'deleted' AND study_uid IN ({uids}) GROUP BY study_uid")
 _TASKS = ("SELECT id, kind, state, exam_id, study_uid, "
-          "CASE kind WHEN 'push_report' THEN json_extract(payload, '$.version') END version "
+          f"CASE kind WHEN '{PushReport.kind}' THEN json_extract(payload, '$.version') END version "
           "FROM tasks "
           "WHERE exam_id IN ({ids}) OR study_uid IN ({uids})")
 
@@ -111,7 +112,7 @@ class ConsoleStore:
                 "rejected": sum(r["rejected"] or 0 for r in got),
                 "bytes": sum(r["bytes"] for r in got),
                 "pushed_version": max((t["version"] or 0 for t in own_tasks
-                                       if t["kind"] == "push_report" and t["state"] == "done"),
+                                       if t["kind"] == PushReport.kind and t["state"] == "done"),
                                       default=0),
                 "tasks": _count(t["state"] for t in own_tasks),
                 "dead_tasks": sorted(t["id"] for t in own_tasks if t["state"] == "dead"),

@@ -97,6 +97,14 @@ class Database:
     def one(self, sql: str, params: tuple | dict = ()) -> sqlite3.Row | None:
         return self.conn().execute(sql, params).fetchone()
 
+    def problem(self) -> str | None:
+        """None when the database answers a query, else why not (for the health check)."""
+        try:
+            self.one("SELECT 1")
+        except Exception as exc:
+            return f"state database unusable: {exc}"
+        return None
+
     def close(self) -> None:
         with self._lock:
             for c in self._all:

@@ -1,6 +1,6 @@
-"""Image deletions from the PACS (spec 4.5): what we hold for an exam, marking it deleted,
-and the deletion record the upstream `deletion` task reads (it holds the personal data that
-task payloads must not)."""
+"""Image deletions from the PACS (spec 4.5): the deletion record the upstream `deletion`
+task reads (it holds the personal data that task payloads must not). What we hold for the
+exam and marking it deleted are the images tables' business: instances.py."""
 
 from __future__ import annotations
 
@@ -8,16 +8,9 @@ import json
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from .db import Database
-
-
-@dataclass(frozen=True)
-class Holdings:
-    exam_id: int | None
-    study_uids: list[str]
-    instances: list[dict[str, Any]]  # sop_uid, study_uid, series_uid, path (not yet deleted)
+from .instances import Holdings
 
 
 @dataclass(frozen=True)
@@ -62,36 +55,6 @@ class DeletionStore:
         rows = self.db.query("SELECT * FROM deletions ORDER BY id DESC LIMIT ?", (limit,))
         return [Deletion.from_row(r) for r in rows]
 
-    def holdings(self, conn: sqlite3.Connection, hospital_id: str, accession_no: str) -> Holdings:
-        """The exam's studies (by exam link, exam study UID or accession number) and their
-        instances not yet marked deleted."""
-        exam = conn.execute("SELECT id, study_uid FROM exams WHERE hospital_id=? AND "
-                            "accession_no=?", (hospital_id, accession_no)).fetchone()
-        exam_id = int(exam["id"]) if exam else None
-        rows = conn.execute(
-            "SELECT study_uid FROM studies WHERE (exam_id IS NOT NULL AND exam_id=?) "
-            "OR study_uid=? OR accession_no=? ORDER BY study_uid",
-            (exam_id, exam["study_uid"] if exam else None, accession_no)).fetchall()
-        uids = [r["study_uid"] for r in rows]
-        if exam and exam["study_uid"] and exam["study_uid"] not in uids:
-            uids.append(exam["study_uid"])
-        instances: list[dict[str, Any]] = []
-        if uids:
-            marks = ",".join("?" * len(uids))
-            instances = [dict(r) for r in conn.execute(
-                f"SELECT sop_uid, study_uid, series_uid, path FROM instances "
-                f"WHERE study_uid IN ({marks}) AND state<>'deleted' ORDER BY sop_uid", uids)]
-        return Holdings(exam_id, uids, instances)
-
-    def mark_deleted(self, conn: sqlite3.Connection, holdings: Holdings) -> None:
-        now = time.time()
-        conn.executemany("UPDATE instances SET state='deleted', updated_at=? WHERE sop_uid=?",
-                         [(now, i["sop_uid"]) for i in holdings.instances])
-        conn.executemany("UPDATE studies SET state='deleted', detail=?, updated_at=? "
-                         "WHERE study_uid=?",
-                         [("images deleted at the PACS; re-check queued", now, uid)
-                          for uid in holdings.study_uids])
-
     def record(self, conn: sqlite3.Connection, *, hospital_id: str, accession_no: str,
                operate_time: str, patient_name: str, operator_name: str,
                holdings: Holdings, client: str) -> int:
@@ -109,29 +72,7 @@ class DeletionStore:
         conn.execute("UPDATE deletions SET requests=requests+1, last_request_at=? WHERE id=?",
                      (time.time(), deletion_id))
 
-    def still_deleted(self, sop_uids: list[str]) -> list[dict[str, Any]]:
-        """Instances of a past deletion still marked deleted (not re-retrieved since)."""
-        out: list[dict[str, Any]] = []
-        for i in range(0, len(sop_uids), 500):
-            chunk = sop_uids[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            out += [dict(r) for r in self.db.query(
-                f"SELECT sop_uid, study_uid, series_uid, path FROM instances "
-                f"WHERE sop_uid IN ({marks}) AND state='deleted'", tuple(chunk))]
-        return out
-
     def files_removed(self, deletion_id: int, count: int) -> None:
         with self.db.tx() as c:
             c.execute("UPDATE deletions SET files_removed=files_removed+? WHERE id=?",
                       (count, deletion_id))
-
-    def known_studies(self, study_uids: list[str]) -> set[str]:
-        """Which of these studies this gateway holds itself (used to drop our own studies
-        from cross-hospital lookups)."""
-        out: set[str] = set()
-        for i in range(0, len(study_uids), 500):
-            chunk = study_uids[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            out |= {r[0] for r in self.db.query(
-                f"SELECT study_uid FROM studies WHERE study_uid IN ({marks})", tuple(chunk))}
-        return out

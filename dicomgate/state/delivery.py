@@ -1,15 +1,15 @@
-"""Upstream delivery SQL: upload attempts, backlog, retention, report versions, send log."""
+"""Upstream delivery SQL: upload attempts (instance_uploads), backlog and retention reads,
+the REST send log (upstream_sends). Exams, studies and instances are written by their owners:
+exams.py, instances.py."""
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 from .db import Database
 
 BACKLOG_STATES = ("received", "uploaded")
-UPSTREAM_KINDS = ("upload", "push_report", "withdraw", "deletion")
 
 
 class DeliveryStore:
@@ -62,18 +62,6 @@ class DeliveryStore:
                              "WHERE state='rejected' ORDER BY updated_at DESC LIMIT ?", (limit,))
         return [dict(r) for r in rows]
 
-    def unreject(self, study_uid: str | None = None) -> list[str]:
-        """Give rejected instances another chance (after the cloud side was fixed)."""
-        sql = "UPDATE instances SET state='received', error=NULL, updated_at=? WHERE " \
-              "state='rejected'"
-        params: list[Any] = [time.time()]
-        if study_uid:
-            sql += " AND study_uid=?"
-            params.append(study_uid)
-        with self.db.tx() as c:
-            rows = c.execute(sql + " RETURNING study_uid", tuple(params)).fetchall()
-        return sorted({r[0] for r in rows})
-
     # -- backlog and spool ----------------------------------------------------------------
     def backlog(self) -> dict[str, Any]:
         now = time.time()
@@ -105,51 +93,6 @@ class DeliveryStore:
             "ORDER BY COALESCE(delivered_at, updated_at) LIMIT ?",
             (older_than, older_than, limit))
         return [dict(r) for r in rows]
-
-    def mark_purged(self, sop_uids: list[str]) -> set[str]:
-        """Only delivered rows turn purged (a row that changed meanwhile is left alone);
-        returns the ones that did."""
-        done: set[str] = set()
-        now = time.time()
-        with self.db.tx() as c:
-            for chunk in _chunks(sop_uids, 500):
-                rows = c.execute(
-                    f"UPDATE instances SET state='purged', updated_at=? WHERE (state='delivered' "
-                    f"OR study_uid IN (SELECT study_uid FROM studies WHERE state='withdrawn')) "
-                    f"AND sop_uid IN ({','.join('?' * len(chunk))}) RETURNING sop_uid",
-                    (now, *chunk)).fetchall()
-                done.update(r[0] for r in rows)
-        return done
-
-    # -- reports --------------------------------------------------------------------------
-    def exam(self, exam_id: int) -> dict[str, Any] | None:
-        row = self.db.one("SELECT id, hospital_id, accession_no, study_uid, state, "
-                          "report_version, record FROM exams WHERE id=?", (exam_id,))
-        if row is None:
-            return None
-        d = dict(row)
-        d["record"] = json.loads(d["record"] or "{}")
-        return d
-
-    def exam_version(self, exam_id: int, version: int) -> dict[str, Any] | None:
-        row = self.db.one("SELECT version, source_type, content_hash, record, created_at "
-                          "FROM exam_versions WHERE exam_id=? AND version=?", (exam_id, version))
-        if row is None:
-            return None
-        d = dict(row)
-        d["record"] = json.loads(d["record"] or "{}")
-        return d
-
-    def set_exam_reported(self, exam_id: int) -> None:
-        """The cloud holds the report; a withdrawn or deleted exam keeps its state."""
-        with self.db.tx() as c:
-            c.execute("UPDATE exams SET state='reported', updated_at=? WHERE id=? "
-                      "AND state IN ('new', 'synced', 'reported')", (time.time(), exam_id))
-
-    def studies_of_exam(self, exam_id: int | None, accession_no: str) -> list[str]:
-        rows = self.db.query("SELECT study_uid FROM studies WHERE exam_id=? OR accession_no=? "
-                             "ORDER BY created_at", (exam_id, accession_no))
-        return [r[0] for r in rows]
 
     # -- REST send log ----------------------------------------------------------------------
     def log_send(self, kind: str, key: str, idempotency_key: str, http_status: int | None,

@@ -109,6 +109,12 @@ class ExamStore:
                f"({marks}) AND (exam_id=? OR (? IS NOT NULL AND study_uid=?)) ORDER BY id")
         return [r[0] for r in conn.execute(sql, (*kinds, exam_id, study_uid, study_uid))]
 
+    def set_reported(self, exam_id: int) -> None:
+        """The cloud holds the report; a withdrawn or deleted exam keeps its state."""
+        with self.db.tx() as c:
+            c.execute("UPDATE exams SET state='reported', updated_at=? WHERE id=? "
+                      "AND state IN ('new', 'synced', 'reported')", (time.time(), exam_id))
+
     def reject(self, conn: sqlite3.Connection, *, hospital_id: str, event_type: int | None,
                content_hash: str, record: dict[str, Any], reason: str) -> bool:
         """Keep a row that has no key; True when it is seen for the first time."""

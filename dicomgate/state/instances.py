@@ -33,6 +33,13 @@ class InstanceRow:
         return cls(**dict(row))
 
 
+@dataclass(frozen=True)
+class Holdings:
+    exam_id: int | None
+    study_uids: list[str]
+    instances: list[dict[str, Any]]  # sop_uid, study_uid, series_uid, path (not yet deleted)
+
+
 class InstanceStore:
     def __init__(self, db: Database):
         self.db = db
@@ -167,3 +174,88 @@ class InstanceStore:
     def instance_state_counts(self) -> dict[str, int]:
         return {r["state"]: r["n"] for r in self.db.query(
             "SELECT state, COUNT(*) n FROM instances GROUP BY state ORDER BY state")}
+
+    # -- delivery outcomes (upstream: rejections to retry, retention) ---------------------
+    def unreject(self, study_uid: str | None = None) -> list[str]:
+        """Give rejected instances another chance (after the cloud side was fixed)."""
+        sql = "UPDATE instances SET state='received', error=NULL, updated_at=? WHERE " \
+              "state='rejected'"
+        params: list[Any] = [time.time()]
+        if study_uid:
+            sql += " AND study_uid=?"
+            params.append(study_uid)
+        with self.db.tx() as c:
+            rows = c.execute(sql + " RETURNING study_uid", tuple(params)).fetchall()
+        return sorted({r[0] for r in rows})
+
+    def mark_purged(self, sop_uids: list[str]) -> set[str]:
+        """Only delivered rows turn purged (a row that changed meanwhile is left alone);
+        returns the ones that did."""
+        done: set[str] = set()
+        now = time.time()
+        with self.db.tx() as c:
+            for chunk in (sop_uids[i:i + 500] for i in range(0, len(sop_uids), 500)):
+                rows = c.execute(
+                    f"UPDATE instances SET state='purged', updated_at=? WHERE (state='delivered' "
+                    f"OR study_uid IN (SELECT study_uid FROM studies WHERE state='withdrawn')) "
+                    f"AND sop_uid IN ({','.join('?' * len(chunk))}) RETURNING sop_uid",
+                    (now, *chunk)).fetchall()
+                done.update(r[0] for r in rows)
+        return done
+
+    def studies_of_exam(self, exam_id: int | None, accession_no: str) -> list[str]:
+        rows = self.db.query("SELECT study_uid FROM studies WHERE exam_id=? OR accession_no=? "
+                             "ORDER BY created_at", (exam_id, accession_no))
+        return [r[0] for r in rows]
+
+    # -- deletions at the PACS (spec 4.5) --------------------------------------------------
+    def holdings(self, conn: sqlite3.Connection, exam_id: int | None,
+                 exam_study_uid: str | None, accession_no: str) -> Holdings:
+        """An exam's studies (by exam link, exam study UID or accession number) and their
+        instances not yet marked deleted."""
+        rows = conn.execute(
+            "SELECT study_uid FROM studies WHERE (exam_id IS NOT NULL AND exam_id=?) "
+            "OR study_uid=? OR accession_no=? ORDER BY study_uid",
+            (exam_id, exam_study_uid, accession_no)).fetchall()
+        uids = [r["study_uid"] for r in rows]
+        if exam_study_uid and exam_study_uid not in uids:
+            uids.append(exam_study_uid)
+        instances: list[dict[str, Any]] = []
+        if uids:
+            marks = ",".join("?" * len(uids))
+            instances = [dict(r) for r in conn.execute(
+                f"SELECT sop_uid, study_uid, series_uid, path FROM instances "
+                f"WHERE study_uid IN ({marks}) AND state<>'deleted' ORDER BY sop_uid", uids)]
+        return Holdings(exam_id, uids, instances)
+
+    def mark_deleted(self, conn: sqlite3.Connection, holdings: Holdings) -> None:
+        now = time.time()
+        conn.executemany("UPDATE instances SET state='deleted', updated_at=? WHERE sop_uid=?",
+                         [(now, i["sop_uid"]) for i in holdings.instances])
+        conn.executemany("UPDATE studies SET state='deleted', detail=?, updated_at=? "
+                         "WHERE study_uid=?",
+                         [("images deleted at the PACS; re-check queued", now, uid)
+                          for uid in holdings.study_uids])
+
+    def still_deleted(self, sop_uids: list[str]) -> list[dict[str, Any]]:
+        """Instances of a past deletion still marked deleted (not re-retrieved since)."""
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(sop_uids), 500):
+            chunk = sop_uids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            out += [dict(r) for r in self.db.query(
+                f"SELECT sop_uid, study_uid, series_uid, path FROM instances "
+                f"WHERE sop_uid IN ({marks}) AND state='deleted'", tuple(chunk))]
+        return out
+
+    # -- lookup (spec 4.4.3.2) -------------------------------------------------------------
+    def known_studies(self, study_uids: list[str]) -> set[str]:
+        """Which of these studies this gateway holds itself (used to drop our own studies
+        from cross-hospital lookups)."""
+        out: set[str] = set()
+        for i in range(0, len(study_uids), 500):
+            chunk = study_uids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            out |= {r[0] for r in self.db.query(
+                f"SELECT study_uid FROM studies WHERE study_uid IN ({marks})", tuple(chunk))}
+        return out

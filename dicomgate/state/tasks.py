@@ -13,8 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import kinds
 from .db import Database
 from .doorbell import Doorbell
+from .kinds import TaskKind
 
 ACTIVE = ("pending", "running")
 FINISHED = ("done", "dead", "cancelled")
@@ -75,24 +77,29 @@ class TaskStore:
 
         self.db.after_commit(notify)
 
-    def enqueue(self, kind: str, key: str, payload: dict[str, Any] | None = None, *,
-                delay: float = 0.0, reopen: bool = False, max_attempts: int | None = None,
+    def enqueue(self, task: TaskKind, *, key: str | None = None, delay: float = 0.0,
+                reopen: bool = False, max_attempts: int | None = None,
                 exam_id: int | None = None, study_uid: str | None = None,
                 conn: sqlite3.Connection | None = None) -> Enqueued:
-        """Add a task once per (kind, key).
+        """Add a task (a kind declared in state/kinds.py) once per (kind, key).
+
+        `key` defaults to the kind's own key builder; pass it only to reuse the key of
+        a task already queued for the same work.
 
         An active task with the same key is left as it is (a running one is marked
         to run again when it ends if `reopen`); a finished one is reopened only if
         `reopen` (e.g. a study that grew after its retrieve completed).
         Pass `conn` to enqueue inside the caller's transaction.
         """
+        kinds.check(task)
         if conn is None:
             with self.db.tx() as c:
-                return self.enqueue(kind, key, payload, delay=delay, reopen=reopen,
+                return self.enqueue(task, key=key, delay=delay, reopen=reopen,
                                     max_attempts=max_attempts, exam_id=exam_id,
                                     study_uid=study_uid, conn=c)
         now = time.time()
-        body = json.dumps(payload or {}, ensure_ascii=False, sort_keys=True)
+        kind, key = task.kind, key or task.key()
+        body = json.dumps(task.to_json(), ensure_ascii=False, sort_keys=True)
         row = conn.execute("SELECT id, state FROM tasks WHERE kind=? AND key=?",
                            (kind, key)).fetchone()
         if row is None:

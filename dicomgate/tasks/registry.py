@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..state import Task
+from ..state.kinds import KINDS
 
 Handler = Callable[[Task], "str | None"]
 
@@ -22,6 +23,8 @@ class Registry:
         self._by_kind: dict[str, Registration] = {}
 
     def register(self, kind: str, handler: Handler, max_attempts: int | None = None) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"task kind {kind!r} is not declared in dicomgate/state/kinds.py")
         if kind in self._by_kind:
             raise ValueError(f"a handler for task kind {kind!r} is already registered")
         self._by_kind[kind] = Registration(kind, handler, max_attempts)

@@ -23,27 +23,27 @@ class EventHandlers:
     # -- push_report ----------------------------------------------------------------------
     def push_report(self, task: Task) -> str:
         exam_id, version = _int(task, "exam_id"), _int(task, "version")
-        exam = self.store.delivery.exam(exam_id)
+        exam = self.store.exams.get_by_id(exam_id)
         if exam is None:
             raise Fatal(f"exam {exam_id} is not in the state store: nothing to send")
-        if exam["state"] in ("withdrawn", "deleted"):
-            return f"skipped: exam is {exam['state']}"
-        if exam["report_version"] > version:
-            return f"skipped: superseded by version {exam['report_version']}"
-        ver = self.store.delivery.exam_version(exam_id, version)
+        if exam.state in ("withdrawn", "deleted"):
+            return f"skipped: exam is {exam.state}"
+        if exam.report_version > version:
+            return f"skipped: superseded by version {exam.report_version}"
+        ver = self.store.exams.version(exam_id, version)
         if ver is None:
             raise Fatal(f"exam {exam_id} has no report version {version} in exam_versions")
         body = dict(ver["record"])
-        body.update(hospitalId=exam["hospital_id"], accessionNo=exam["accession_no"],
+        body.update(hospitalId=exam.hospital_id, accessionNo=exam.accession_no,
                     reportVersion=version)
-        if not body.get("studyInstanceUid") and exam["study_uid"]:
-            body["studyInstanceUid"] = exam["study_uid"]
+        if not body.get("studyInstanceUid") and exam.study_uid:
+            body["studyInstanceUid"] = exam.study_uid
         if ver.get("source_type"):
             body.setdefault("sourceType", str(ver["source_type"]))
         reply = self._send(task, "/reports", body, str(version))
-        self.store.delivery.set_exam_reported(exam_id)
+        self.store.exams.set_reported(exam_id)
         log.info("report.pushed", exam_id=exam_id, version=version,
-                 accession_no=exam["accession_no"], replayed=reply.replayed)
+                 accession_no=exam.accession_no, replayed=reply.replayed)
         return f"cloud: {reply.message or 'ok'}"
 
     # -- withdraw -----------------------------------------------------------------------------
@@ -52,7 +52,7 @@ class EventHandlers:
         hospital_id = p.get("hospital_id") or self.hospital_id
         accession = _str(task, "accession_no")
         exam_id = p.get("exam_id")
-        studies = self.store.delivery.studies_of_exam(exam_id, accession)
+        studies = self.store.instances.studies_of_exam(exam_id, accession)
         body = {"hospitalId": hospital_id, "accessionNo": accession,
                 "refundTime": p.get("refund_time"), "studyInstanceUids": studies}
         reply = self._send(task, "/withdrawals", body, str(p.get("refund_time") or ""))

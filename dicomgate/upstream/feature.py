@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..app import ActionError, App
 from ..state import Store
+from ..state.kinds import Deletion, PushReport, Upload, Withdraw
 from .dicomweb import DicomWebClient
 from .event_tasks import EventHandlers
 from .rest import RestClient
@@ -38,24 +39,17 @@ class Upstream:
         self.uploader.close()
 
 
-_BY_APP: dict[int, Upstream] = {}
-
-
-def of(app: App) -> Upstream | None:
-    """The feature's objects in this App (the CLI attaches progress output to them)."""
-    return _BY_APP.get(id(app))
-
-
-def setup(app: App) -> None:
+def setup(app: App) -> Upstream | None:
+    """Register upstream's handlers and jobs; the objects are returned (`app.features`)."""
     cfg = app.config.upstream
     if cfg is None:
-        return
+        return None
     store = app.store
     reach = Reachability(store)
     transport = Transport(cfg, app.config.gateway.hospital_id, reach)
     dicomweb = DicomWebClient(transport, cfg.dicomweb_url)
     rest = RestClient(transport, cfg.api_url)
-    uploader = Uploader(store, dicomweb, cfg)
+    uploader = Uploader(store, dicomweb, cfg, progress=app.progress)
     up = Upstream(
         uploader=uploader,
         upload=UploadHandler(store, dicomweb, uploader, cfg),
@@ -63,26 +57,25 @@ def setup(app: App) -> None:
         retention=Retention(store, app.config.gateway.spool_dir, cfg.retention),
         status=UpstreamStatus(store, reach, dicomweb, rest, wake=app.pool.wake),
     )
-    _BY_APP[id(app)] = up
-    app.handle("upload", up.upload, max_attempts=MAX_ATTEMPTS)
-    app.handle("push_report", up.events.push_report, max_attempts=MAX_ATTEMPTS)
-    app.handle("withdraw", up.events.withdraw, max_attempts=MAX_ATTEMPTS)
-    app.handle("deletion", up.events.deletion, max_attempts=MAX_ATTEMPTS)
+    app.handle(Upload, up.upload, max_attempts=MAX_ATTEMPTS)
+    app.handle(PushReport, up.events.push_report, max_attempts=MAX_ATTEMPTS)
+    app.handle(Withdraw, up.events.withdraw, max_attempts=MAX_ATTEMPTS)
+    app.handle(Deletion, up.events.deletion, max_attempts=MAX_ATTEMPTS)
     app.every("upstream.retention", RETENTION_EVERY, up.retention.run, first_in=60.0)
     app.every("upstream.probe", PROBE_EVERY, up.status.probe)
     app.add_service(up, health=up.status.health)
     app.add_status("upstream", up.status.section)
     app.add_action("upstream.resend_rejected", lambda study_uid: _resend(app, study_uid))
+    return up
 
 
 def requeue_rejected(store: Store, study_uid: str | None) -> list[str]:
     """Instances the cloud rejected get another chance (after the cloud side was fixed):
     back to `received`, their studies' uploads queued. `push --retry-rejected` and the
     console's button both come here."""
-    studies = store.delivery.unreject(study_uid)
+    studies = store.instances.unreject(study_uid)
     for uid in studies:
-        store.tasks.enqueue("upload", f"study:{uid}", {"study_uid": uid}, reopen=True,
-                            study_uid=uid)
+        store.tasks.enqueue(Upload(uid), reopen=True, study_uid=uid)
     return studies
 
 

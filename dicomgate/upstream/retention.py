@@ -3,13 +3,13 @@ its study was withdrawn (the exam refunded)."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import structlog
 
 from ..files import sha256_file
+from ..spool_layout import inside, remove_instance
 from ..state import Store
 
 log = structlog.get_logger("dicomgate.upstream")
@@ -35,14 +35,14 @@ class Retention:
             return "nothing to purge"
         # Mark first (only rows still delivered), then remove: a crash in between leaves
         # a purged row whose file is removed by nobody, never a file lost before delivery.
-        marked = self.store.delivery.mark_purged([r["sop_uid"] for r in rows])
+        marked = self.store.instances.mark_purged([r["sop_uid"] for r in rows])
         n = len(marked)
         freed, kept = 0, 0
         for r in rows:
             if r["sop_uid"] not in marked:
                 continue
             path = Path(r["path"])
-            if not _inside(path, self.spool_dir):
+            if not inside(path, self.spool_dir):
                 kept += 1
                 log.error("retention.outside_spool", sop_uid=r["sop_uid"], path=str(path))
                 continue
@@ -52,28 +52,7 @@ class Retention:
             if digest != r["sha256"]:  # new content of the same SOP arrived meanwhile
                 kept += 1
                 continue
-            path.unlink(missing_ok=True)
+            remove_instance(path, self.spool_dir)
             freed += r["size"] or 0
-            _prune_dirs(path.parent, self.spool_dir)
         log.info("retention.purged", instances=n, bytes=freed, kept=kept)
         return f"purged {n} instance(s), {freed / 1e6:.1f} MB freed"
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    return True
-
-
-def _prune_dirs(folder: Path, root: Path) -> None:
-    """Remove emptied series/study folders, never the spool root itself."""
-    root = root.resolve()
-    folder = folder.resolve()
-    while folder != root and root in folder.parents:
-        try:
-            os.rmdir(folder)
-        except OSError:  # not empty, or gone
-            return
-        folder = folder.parent

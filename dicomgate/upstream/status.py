@@ -7,31 +7,15 @@ from typing import Any
 
 import structlog
 
+from ..humanize import human_age, human_bytes
 from ..state import Store
-from ..state.delivery import UPSTREAM_KINDS
+from ..state.kinds import UPSTREAM_KINDS
 from .dicomweb import DicomWebClient
 from .errors import UpstreamError
 from .rest import RestClient
 from .transport import Reachability
 
 log = structlog.get_logger("dicomgate.upstream")
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
-def human_age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f} {unit}"
-    return f"{int(seconds)} s"
 
 
 class UpstreamStatus:

@@ -73,13 +73,14 @@ def make_batches(rows: list[InstanceRow], max_bytes: int,
 
 
 class Uploader:
-    def __init__(self, store: Store, client: DicomWebClient, cfg: UpstreamConfig):
+    def __init__(self, store: Store, client: DicomWebClient, cfg: UpstreamConfig,
+                 progress: Progress | None = None):
         self.store = store
         self.client = client
         self.cfg = cfg
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
-        self.progress: Progress | None = None  # the CLI shows batches as they finish
+        self.progress = progress  # the CLI shows batches as they finish
 
     def pool(self) -> ThreadPoolExecutor:
         with self._lock:

@@ -1,4 +1,4 @@
-"""HTTP sessions to the cloud: TLS settings, authentication, timeouts, one per thread."""
+"""Requests to the cloud: sessions from dicomgate.http_client, timeouts, reachability."""
 
 from __future__ import annotations
 
@@ -7,24 +7,13 @@ import time
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 
-from .. import __version__
 from ..config import UpstreamConfig
+from ..http_client import ThreadSessions
 from ..state import Store
-from .auth import BearerAuth, HmacAuth
 from .errors import check_status, from_exception
 
 CONNECT_TIMEOUT = 10.0
-SEND_BLOCK = 1024 * 1024  # urllib3 reads request bodies in 16 KB blocks by default
-
-
-class _Adapter(HTTPAdapter):
-    """Bigger send blocks: a 32 MB STOW body in 32 reads instead of 2000."""
-
-    def init_poolmanager(self, *args: Any, **kw: Any) -> None:
-        kw.setdefault("blocksize", SEND_BLOCK)
-        super().init_poolmanager(*args, **kw)
 
 
 class Transport:
@@ -32,33 +21,10 @@ class Transport:
         self.cfg = cfg
         self.hospital_id = hospital_id
         self.reach = reach
-        self._local = threading.local()
-
-    def _auth(self) -> requests.auth.AuthBase | None:
-        cfg = self.cfg
-        if cfg.auth == "bearer" and cfg.token is not None:
-            return BearerAuth(cfg.token.reveal())
-        if cfg.auth == "hmac" and cfg.hmac_secret is not None:
-            return HmacAuth(cfg.hmac_key_id or self.hospital_id, cfg.hmac_secret.reveal())
-        return None
+        self._sessions = ThreadSessions(cfg, hospital_id)
 
     def session(self) -> requests.Session:
-        s = getattr(self._local, "session", None)
-        if s is None:
-            s = requests.Session()
-            s.trust_env = False  # no proxy or netrc surprises from the service environment
-            cfg = self.cfg
-            s.verify = str(cfg.ca_bundle) if cfg.verify_tls and cfg.ca_bundle else cfg.verify_tls
-            if cfg.client_cert:
-                s.cert = (str(cfg.client_cert), str(cfg.client_key)) if cfg.client_key \
-                    else str(cfg.client_cert)
-            s.auth = self._auth()
-            s.headers["User-Agent"] = f"dicomgate/{__version__}"
-            adapter = _Adapter(pool_connections=2, pool_maxsize=2, max_retries=0)
-            s.mount("http://", adapter)
-            s.mount("https://", adapter)
-            self._local.session = s
-        return s
+        return self._sessions.get()
 
     def request(self, target: str, method: str, url: str, what: str, check: bool = True,
                 **kw: Any) -> requests.Response:

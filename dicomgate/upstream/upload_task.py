@@ -14,6 +14,7 @@ import structlog
 
 from ..config import UpstreamConfig
 from ..state import Store, Task
+from ..state.kinds import Deletion
 from ..tasks import Fatal, RetryLater
 from .dicomweb import DicomWebClient
 from .errors import Refused, Transient
@@ -68,7 +69,7 @@ class UploadHandler:
     def _deletion_pending(self, uid: str) -> bool:
         return any(uid in (t.payload.get("study_uids") or [])
                    for state in ("pending", "running")
-                   for t in self.store.tasks.list(state=state, kind="deletion"))
+                   for t in self.store.tasks.list(state=state, kind=Deletion.kind))
 
     def _run(self, uid: str) -> str:
         total = UploadSummary()

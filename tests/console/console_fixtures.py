@@ -3,11 +3,7 @@ through the Store the way the features write it, HTTP calls to the console's API
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,13 +11,14 @@ import requests
 
 from dicomgate.sandbox.orthanc import free_port
 from dicomgate.state import Store
+from dicomgate.state.kinds import Retrieve
+from tests.support import HOSPITAL_ID as HOSPITAL
+from tests.support import gateway_toml, start_daemon, stop_daemon, wait_until, write_config
 
-HOSPITAL = "H33010200001"
 TOKEN = "console-test-token-0123456789abcdef"
 PATIENT = "欧阳娜娜"
 ID_CARD = "33010219800101123X"  # a made-up number in the resident ID format
 PHONE = "13912345678"
-_MAIN = "import sys; from dicomgate.cli import main; sys.exit(main())"
 
 
 @dataclass
@@ -49,57 +46,35 @@ class Daemon:
 
 
 def config_text(tmp: Path, port: int, console: str, allow: str = '"127.0.0.0/8"') -> str:
-    return f"""
-[gateway]
-hospital_id = "{HOSPITAL}"
-state_dir = "{tmp / 'state'}"
-[dicom]
-ae_title = "DICOMGATE"
-bind = "127.0.0.1"
-port = {free_port()}
-min_free_disk = "1MB"
-[shim]
-bind = "127.0.0.1"
-port = {port}
-allow = [{allow}]
-{console}
-[log]
-format = "json"
-"""
+    return (gateway_toml(tmp / "state", free_port(), bind="127.0.0.1", min_free_disk="1MB")
+            + f'[shim]\nbind = "127.0.0.1"\nport = {port}\nallow = [{allow}]\n'
+            + console + '\n[log]\nformat = "json"\n')
 
 
 def start(tmp: Path, console: str, allow: str = '"127.0.0.0/8"') -> Daemon:
     port = free_port()
-    config = tmp / "dicomgate.toml"
-    config.write_text(config_text(tmp, port, console, allow), encoding="utf-8")
+    config = write_config(tmp / "dicomgate.toml", config_text(tmp, port, console, allow))
     log = tmp / "daemon.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-c", _MAIN, "--config", str(config), "run"],
-                                stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = start_daemon(config, log)
     d = Daemon(f"http://127.0.0.1:{port}", tmp / "state", log, proc)
-    deadline = time.monotonic() + 20
-    while True:
+
+    def answers() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"dicomgate run exited {proc.returncode}: {log.read_text()}")
         try:
-            requests.get(d.base + "/healthz", timeout=1)
-            return d
+            return requests.get(d.base + "/healthz", timeout=1).status_code > 0
         except requests.ConnectionError:
-            if time.monotonic() > deadline:
-                stop(proc)
-                raise RuntimeError(f"no answer within 20 s: {log.read_text()}") from None
-            time.sleep(0.1)
+            return False
+
+    try:
+        wait_until(answers, 20, 0.1, "dicomgate run to answer", log.read_text)
+    except AssertionError:
+        stop(proc)
+        raise
+    return d
 
 
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+stop = stop_daemon
 
 
 def add_exam(store: Store, accession: str, *, state: str = "synced",
@@ -114,10 +89,12 @@ def add_exam(store: Store, accession: str, *, state: str = "synced",
                                   quarantine_reason=reason, warnings=[])
 
 
-def dead_task(store: Store, kind: str, key: str, error: str, exam_id: int | None = None) -> int:
-    """A task taken and failed for good, as a worker leaves it."""
-    task_id = store.tasks.enqueue(kind, key, {"note": "test"}, exam_id=exam_id).id
-    claimed = store.tasks.claim_key(kind, key, "test-worker", 60)
+def dead_task(store: Store, study_uid: str, error: str, exam_id: int | None = None) -> int:
+    """A retrieve taken and failed for good, as a worker leaves it (this daemon has no
+    [pacs], so nothing handles retrieves: a retried one stays pending)."""
+    task = Retrieve(study_uid=study_uid, reason="test")
+    task_id = store.tasks.enqueue(task, exam_id=exam_id).id
+    claimed = store.tasks.claim_key(task.kind, task.key(), "test-worker", 60)
     assert claimed is not None and claimed.id == task_id
     assert store.tasks.fail(task_id, "test-worker", error, retry_in=None) == "dead"
     return task_id

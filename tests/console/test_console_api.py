@@ -30,7 +30,7 @@ def daemon(tmp_path_factory):
     add_exam(store, "ACC-Q-1", state="quarantined",
              reason=f"idCardNo '{ID_CARD}' has a wrong check digit (expected 18 characters)")
     d.exam_id = exam_id
-    d.dead_id = dead_task(store, "retrieve", "study:1.2.3.4.5",
+    d.dead_id = dead_task(store, "1.2.3.4.5",
                           f"PACS refused C-MOVE for patient {ID_CARD}, phone {PHONE}",
                           exam_id=exam_id)
     store.close()
@@ -162,7 +162,7 @@ def test_cli_retry_and_console_retry_share_one_path(daemon, tmp_path):
     """A task dead again is retried by the CLI the same way: both leave it pending."""
     store = daemon.store()
     try:
-        task_id = dead_task(store, "retrieve", "study:9.8.7", "PACS refused")
+        task_id = dead_task(store, "9.8.7", "PACS refused")
     finally:
         store.close()
     r = run_cli("tasks", "retry", str(task_id), config=daemon.state_dir.parent / "dicomgate.toml")
@@ -190,7 +190,7 @@ def test_local_actions_switch_lets_this_host_act_without_token(tmp_path):
     try:
         store = d.store()
         try:
-            task_id = dead_task(store, "retrieve", "study:5.5.5", "PACS refused")
+            task_id = dead_task(store, "5.5.5", "PACS refused")
         finally:
             store.close()
         s = d.get("/console/api/session").json()
@@ -225,7 +225,7 @@ def test_request_to_console_is_not_a_crash_on_bad_json(daemon):
 def test_retry_all_dead_is_the_cli_all_dead(daemon):
     store = daemon.store()
     try:
-        ids = [dead_task(store, "retrieve", f"study:7.7.{n}", "PACS refused") for n in (1, 2)]
+        ids = [dead_task(store, f"7.7.{n}", "PACS refused") for n in (1, 2)]
     finally:
         store.close()
     r = daemon.act("retry_all_dead", {})

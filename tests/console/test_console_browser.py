@@ -15,6 +15,8 @@ from selenium.webdriver.common.by import By
 from dicomgate.sandbox.demo import Demo
 from dicomgate.sandbox.studies import Patient, StudySpec, ct_instances
 from dicomgate.state import Store
+from dicomgate.state.kinds import Retrieve
+from tests.support import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +131,7 @@ def test_dead_task_retried_from_problems_runs_again(demo, browser, shots):
     browser.accept_confirm()
     notice = browser.wait("the outcome notice", lambda: browser.css('[data-test="notice"]'))
     assert "完成" in notice[0].text
-    wait_until(lambda: state_of(demo, task_id) == "done", "the retried task to finish")
+    wait_until(lambda: state_of(demo, task_id) == "done", 60, 0.3, "the retried task to finish")
     store = Store(demo.dir / "state" / "state.db")
     try:
         assert len(store.instances.sop_uids(spec.study_uid)) == len(instances)
@@ -171,12 +173,11 @@ def dead_retrieve(demo: Demo) -> tuple[int, StudySpec, list[bytes]]:
     instances = ct_instances(spec, series=1, per_series=3, rows=32, cols=32, seed=7)
     store = Store(demo.dir / "state" / "state.db")
     try:
-        task_id = store.tasks.enqueue("retrieve", f"study:{spec.study_uid}",
-                                      {"study_uid": spec.study_uid}, max_attempts=1,
+        task_id = store.tasks.enqueue(Retrieve(study_uid=spec.study_uid), max_attempts=1,
                                       study_uid=spec.study_uid).id
     finally:
         store.close()
-    wait_until(lambda: state_of(demo, task_id) == "dead", "the retrieve to go dead")
+    wait_until(lambda: state_of(demo, task_id) == "dead", 60, 0.3, "the retrieve to go dead")
     return task_id, spec, instances
 
 
@@ -186,13 +187,6 @@ def state_of(demo: Demo, task_id: int) -> str:
         return store.tasks.get(task_id).state
     finally:
         store.close()
-
-
-def wait_until(fn, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not fn():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
 
 
 def sign_in(b: Browser, name: str, token: str) -> None:

@@ -135,3 +135,21 @@ def children_of(workdir) -> list[int]:
 
     out = subprocess.run(["pgrep", "-f", str(workdir)], capture_output=True, text=True)
     return [int(p) for p in out.stdout.split()]
+
+
+def test_demo_says_which_peer_did_not_start_and_exits_1(tmp_path, monkeypatch, capsys):
+    """A PACS port taken by someone else: a one-line reason and exit 1, not a hang."""
+    import socket
+
+    from dicomgate.sandbox import demo as demo_module
+    from dicomgate.sandbox import orthanc
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        monkeypatch.setattr(orthanc, "free_port", lambda: busy.getsockname()[1])
+        rc = demo_module.run_demo(tmp_path / "demo", True, 30)
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "demo: cannot start the sandbox: Orthanc HOSPPACS exited at start" in out
+    assert "Traceback" not in out

@@ -1,7 +1,7 @@
 """A real worker process for the SIGKILL test: `python queue_worker.py STATE_DIR MARKS`.
 
 Takes the daemon lock (as `dicomgate run` does), reclaims orphaned leases, then runs
-every due `work` task. The handler's first attempt hangs (to be killed); later ones
+every due `upload` task. The handler's first attempt hangs (to be killed); later ones
 finish and write one `done` line."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main(state_dir: Path, marks: Path) -> int:
         return "ok"
 
     registry = Registry()
-    registry.register("work", work)
+    registry.register("upload", work)
     pool = WorkerPool(store, registry, TasksConfig(workers=1, lease=300), owner_id())
     pool.reclaim_orphans()
     pool.drain(deadline=time.monotonic() + 60)

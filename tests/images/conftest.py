@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from images_helpers import GW_AET, PACS_AET, start_gateway, write_config
+from images_helpers import GW_AET, PACS_AET, images_config, start_gateway
 
 from dicomgate.config.load import load
 from dicomgate.sandbox.orthanc import Orthanc, free_port
+from tests.support.orthanc import PeerOrthanc
 
 
 @pytest.fixture
@@ -19,16 +20,16 @@ def gw_port() -> int:
 
 @pytest.fixture
 def pacs(tmp_path: Path, gw_port: int):
-    orthanc = Orthanc(tmp_path / "pacs", PACS_AET,
-                      modalities={"gateway": (GW_AET, "127.0.0.1", gw_port)}).start()
+    orthanc = PeerOrthanc(tmp_path / "pacs", PACS_AET,
+                          modalities={"gateway": (GW_AET, "127.0.0.1", gw_port)}).start()
     yield orthanc
     orthanc.stop()
 
 
 @pytest.fixture
 def config_path(tmp_path: Path, gw_port: int, pacs: Orthanc) -> Path:
-    return write_config(tmp_path / "dicomgate.toml", state_dir=tmp_path / "state",
-                        port=gw_port, pacs_port=pacs.dicom_port)
+    return images_config(tmp_path / "dicomgate.toml", state_dir=tmp_path / "state",
+                         port=gw_port, pacs_port=pacs.dicom_port)
 
 
 @pytest.fixture
@@ -37,18 +38,3 @@ def gateway(config_path: Path):
     yield gw
     gw.scp.stop()
     gw.store.close()
-
-
-
-
-@pytest.fixture(autouse=True)
-def _fresh_logging():
-    """`dicomgate pull` configures structlog on the (captured) stderr of its test: give
-    every test a fresh configuration so no logger writes to a closed capture stream."""
-    import logging
-
-    import structlog
-
-    yield
-    structlog.reset_defaults()
-    logging.getLogger().handlers[:] = []

@@ -15,40 +15,23 @@ from dicomgate.images.scp import StorageSCP
 from dicomgate.images.scu import PacsClient
 from dicomgate.images.spool import Spool
 from dicomgate.state import Store
+from tests.support import gateway_toml, toml_table, write_config
 
 GW_AET = "DICOMGATE"
 PACS_AET = "HOSPPACS"
 
 
-def write_config(path: Path, *, state_dir: Path, port: int, pacs_port: int,
-                 min_free_disk: str = "1MB", extra: str = "") -> Path:
-    path.write_text(f"""
-[gateway]
-hospital_id = "H33010200001"
-state_dir = "{state_dir}"
-
-[dicom]
-ae_title = "{GW_AET}"
-bind = "127.0.0.1"
-port = {port}
-min_free_disk = "{min_free_disk}"
-allowed_calling_aets = ["MODALITY1"]
-network_timeout = "10s"
-
-[pacs]
-ae_title = "{PACS_AET}"
-host = "127.0.0.1"
-port = {pacs_port}
-echo_interval = "1s"
-timeout = "5s"
-move_timeout = "60s"
-
-[tasks]
-workers = 2
-backoff_base = "1s"
-{extra}
-""", encoding="utf-8")
-    return path
+def images_config(path: Path, *, state_dir: Path, port: int, pacs_port: int,
+                  min_free_disk: str = "1MB", extra: str = "") -> Path:
+    """A gateway with the Portal AET on `port` and the PACS at `pacs_port`; `extra` appends
+    sections."""
+    return write_config(path, (
+        gateway_toml(state_dir, port, ae_title=GW_AET, bind="127.0.0.1",
+                     min_free_disk=min_free_disk, allowed_calling_aets=["MODALITY1"],
+                     network_timeout="10s")
+        + toml_table("pacs", ae_title=PACS_AET, host="127.0.0.1", port=pacs_port,
+                     echo_interval="1s", timeout="5s", move_timeout="60s")
+        + toml_table("tasks", workers=2, backoff_base="1s") + extra + "\n"))
 
 
 @dataclass

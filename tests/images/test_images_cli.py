@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from dicomgate.images.echo import FACT, EchoMonitor
 from dicomgate.images.scu import PacsClient
 from dicomgate.sandbox.studies import StudySpec, bundled_instances, ct_instances
 from dicomgate.state import Store
+from tests.support import DICOMGATE, start_daemon, stop_daemon
 
 
 def test_echo_cli_up_and_down(config_path, pacs, capsys):
@@ -88,10 +88,7 @@ def test_pull_by_accession_hands_over_to_running_daemon(config_path, pacs, gw_po
     spec = StudySpec(accession="ACC500")
     for d in ct_instances(spec, series=2, per_series=3):
         pacs.upload(d)
-    log = open(tmp_path / "daemon.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from dicomgate.cli import "
-                             "main; sys.exit(main())", "--config", str(config_path), "run"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = start_daemon(config_path, tmp_path / "daemon.log")
     try:
         _wait_port(gw_port, proc)
         code = main(["--config", str(config_path), "pull", "--accession", "ACC500"])
@@ -104,9 +101,7 @@ def test_pull_by_accession_hands_over_to_running_daemon(config_path, pacs, gw_po
         assert store.instances.study(spec.study_uid)["accession_no"] == "ACC500"
         store.close()
     finally:
-        proc.terminate()
-        proc.wait(20)
-        log.close()
+        stop_daemon(proc, timeout=20)
     daemon_log = (tmp_path / "daemon.log").read_text()
     assert "scp.listening" in daemon_log and "study.complete" in daemon_log
 
@@ -126,8 +121,8 @@ def test_pull_on_a_terminal_draws_a_progress_bar(config_path, pacs):
     for d in ct_instances(spec, series=2, per_series=3):
         pacs.upload(d)
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "dicomgate.cli", "--config",
-                             str(config_path), "pull", "--study-uid", spec.study_uid],
+    proc = subprocess.Popen([*DICOMGATE, "--config", str(config_path), "pull", "--study-uid",
+                             spec.study_uid],
                             stdin=follower, stdout=subprocess.PIPE, stderr=follower)
     os.close(follower)
     screen = b""

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from images_helpers import write_config
+from images_helpers import images_config
 
 from dicomgate.app import App
 from dicomgate.config.load import load
@@ -27,7 +27,7 @@ def _task(payload: dict) -> Task:
 
 @pytest.fixture
 def http_app(tmp_path, gw_port, pacs):
-    cfg = load(write_config(tmp_path / "http.toml", state_dir=tmp_path / "state",
+    cfg = load(images_config(tmp_path / "http.toml", state_dir=tmp_path / "state",
                             port=gw_port, pacs_port=pacs.dicom_port,
                             extra='[images]\nsource = "http"\nhttp_timeout = "10s"\n'))
     app = App.build(cfg)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from images_helpers import GW_AET, PACS_AET, same_dataset, write_config
+from images_helpers import GW_AET, PACS_AET, images_config, same_dataset
 
-from dicomgate.images.retrieve import present_sop_uids
+from dicomgate.images.retrieve import Retriever, present_sop_uids
 from dicomgate.images.scu import PacsClient
 from dicomgate.sandbox.orthanc import free_port
 from dicomgate.sandbox.studies import (
@@ -20,10 +20,10 @@ from dicomgate.sandbox.studies import (
     bundled_instances,
     ct_instances,
     sop_uid_of,
-    write_study,
 )
 from dicomgate.state import Task
 from dicomgate.tasks import Fatal
+from tests.support.studies import write_study
 
 
 def _task(payload: dict) -> Task:
@@ -59,6 +59,23 @@ def test_retrieve_every_transfer_syntax_byte_identical(pacs, gateway):
     upload = gateway.store.tasks.find("upload", f"study:{spec.study_uid}")
     assert upload is not None and upload.state == "pending"
     assert not list(gateway.spool.incoming.glob("*"))  # no temp file left behind
+
+
+def test_move_progress_comes_from_the_pacs_pending_responses(pacs, gateway):
+    """`dicomgate pull` draws from this: the C-MOVE's completed sub-operations, not polling."""
+    spec = StudySpec(accession="ACC-PROG")
+    data = ct_instances(spec, series=2, per_series=4)
+    for d in data:
+        pacs.upload(d)
+    told: list[tuple[str, int, int]] = []
+    retriever = Retriever(gateway.store, gateway.pacs,
+                          progress=lambda *a: told.append(a))
+    assert "complete" in retriever.run(study_uid=spec.study_uid)
+    assert told, "Orthanc sent no pending C-MOVE response"
+    assert {uid for uid, _, _ in told} == {spec.study_uid}
+    assert {expected for _, _, expected in told} == {len(data)}
+    held = [h for _, h, _ in told]
+    assert held == sorted(held) and 0 <= held[0] and held[-1] <= len(data)
 
 
 def test_repair_after_spool_files_deleted_and_growth(pacs, gateway):
@@ -130,7 +147,6 @@ def dcmqrscp(tmp_path):
 
 def test_unknown_move_destination_message(tmp_path, dcmqrscp, gw_port):
     from dicomgate.config.load import load
-    from dicomgate.images.retrieve import Retriever
     from dicomgate.state import Store
 
     spec = StudySpec(accession="ACC300")
@@ -143,7 +159,7 @@ def test_unknown_move_destination_message(tmp_path, dcmqrscp, gw_port):
             break
         time.sleep(0.2)
     assert out.returncode == 0, out.stderr
-    cfg = load(write_config(tmp_path / "gw.toml", state_dir=tmp_path / "state", port=gw_port,
+    cfg = load(images_config(tmp_path / "gw.toml", state_dir=tmp_path / "state", port=gw_port,
                             pacs_port=dcmqrscp))
     store = Store(cfg.gateway.db_path)
     retriever = Retriever(store, PacsClient(cfg.dicom, cfg.pacs))
@@ -166,7 +182,7 @@ def _study_only_pacs(tmp_path, gw_port: int, give_count: bool):
     pacs_port = free_port()
     peer = StudyOnlyPacs(PACS_AET, pacs_port, {GW_AET: ("127.0.0.1", gw_port)},
                          give_count=give_count)
-    gw = start_gateway(load(write_config(tmp_path / "so.toml", state_dir=tmp_path / "so",
+    gw = start_gateway(load(images_config(tmp_path / "so.toml", state_dir=tmp_path / "so",
                                          port=gw_port, pacs_port=pacs_port)))
     return peer, gw
 

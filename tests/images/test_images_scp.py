@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from images_helpers import GW_AET, start_gateway, write_config
+from images_helpers import GW_AET, images_config, start_gateway
 from pynetdicom import AE, _config
 from pynetdicom.sop_class import CTImageStorage, Verification
 from structlog.testing import capture_logs
@@ -77,7 +77,7 @@ def test_association_rejected_with_reason_logged(gateway, calling, called, reaso
 
 
 def test_disk_floor_answers_a700_and_writes_nothing(tmp_path, gw_port, pacs):
-    cfg = load(write_config(tmp_path / "floor.toml", state_dir=tmp_path / "state",
+    cfg = load(images_config(tmp_path / "floor.toml", state_dir=tmp_path / "state",
                             port=gw_port, pacs_port=pacs.dicom_port, min_free_disk="900TB"))
     gw = start_gateway(cfg)
     try:
@@ -149,7 +149,7 @@ def test_disk_floor_refuses_then_accepts_again_when_space_returns(tmp_path, gw_p
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(disk)], check=True)
     gw = None
     try:
-        cfg = load(write_config(tmp_path / "floor.toml", state_dir=disk / "state",
+        cfg = load(images_config(tmp_path / "floor.toml", state_dir=disk / "state",
                                 port=gw_port, pacs_port=pacs.dicom_port, min_free_disk="16MB"))
         gw = start_gateway(cfg)
         ballast = disk / "ballast"

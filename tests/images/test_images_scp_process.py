@@ -8,7 +8,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,8 +16,8 @@ import requests
 from pydicom.data import get_testdata_file
 
 from dicomgate.sandbox.orthanc import free_port
+from tests.support import gateway_toml, start_daemon, toml_table, write_config
 
-MAIN = "import sys; from dicomgate.cli import main; sys.exit(main())"
 CT = get_testdata_file("CT_small.dcm")
 MR = get_testdata_file("MR_small.dcm")
 
@@ -26,28 +25,13 @@ MR = get_testdata_file("MR_small.dcm")
 @pytest.fixture
 def daemon(tmp_path: Path):
     dicom_port, http_port = free_port(), free_port()
-    config = tmp_path / "dicomgate.toml"
-    config.write_text(f"""
-[gateway]
-hospital_id = "H33010200001"
-state_dir = "{tmp_path / 'state'}"
-[dicom]
-ae_title = "DICOMGATE"
-bind = "127.0.0.1"
-port = {dicom_port}
-min_free_disk = "1MB"
-allowed_calling_aets = ["MODALITY1"]
-[shim]
-bind = "127.0.0.1"
-port = {http_port}
-allow = ["127.0.0.1/32"]
-[log]
-format = "json"
-""", encoding="utf-8")
+    config = write_config(tmp_path / "dicomgate.toml", (
+        gateway_toml(tmp_path / "state", dicom_port, bind="127.0.0.1", min_free_disk="1MB",
+                     allowed_calling_aets=["MODALITY1"])
+        + toml_table("shim", bind="127.0.0.1", port=http_port, allow=["127.0.0.1/32"])
+        + toml_table("log", format="json")))
     log = tmp_path / "daemon.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-c", MAIN, "--config", str(config), "run"],
-                                stdout=out, stderr=subprocess.STDOUT)
+    proc = start_daemon(config, log)
     d = Daemon(proc, log, dicom_port, f"http://127.0.0.1:{http_port}/healthz",
                tmp_path / "state" / "state.db")
     try:

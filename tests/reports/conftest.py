@@ -3,7 +3,6 @@ and the CLI run in-process."""
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import tempfile
@@ -11,20 +10,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 from reports_pg import PG_BIN, _as_postgres
-from reports_support import Pacs, view_reports, write_config
+from reports_support import Pacs, reports_config, view_reports
 
 from dicomgate.cli import main
 from dicomgate.sandbox.orthanc import free_port
-
-
-@pytest.fixture(autouse=True)
-def _fresh_logging() -> Iterator[None]:
-    """`sync` points structlog at the (captured) stderr: undo it after each test."""
-    yield
-    structlog.reset_defaults()
-    logging.getLogger().handlers[:] = []
 
 
 @pytest.fixture
@@ -44,7 +34,7 @@ def sqlite_pacs(tmp_path: Path) -> Pacs:
 
 @pytest.fixture
 def sqlite_config(tmp_path: Path, sqlite_pacs: Pacs) -> Path:
-    return write_config(tmp_path, view_reports(f"Driver=SQLite3;Database={sqlite_pacs.path}"))
+    return reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={sqlite_pacs.path}"))
 
 
 @pytest.fixture(scope="session")

@@ -9,32 +9,17 @@ from reports_pacs import COLUMNS, TABLES, VIEW
 
 from dicomgate.config import load
 from dicomgate.state import Store
+from tests.support import gateway_toml, toml_table, write_config
 
 
-def write_config(tmp: Path, reports: str, extra: str = "") -> Path:
+def reports_config(tmp: Path, reports: str, extra: str = "") -> Path:
+    """A gateway with a [pacs] and the given [reports] section (`@COLUMNS@` is replaced by
+    the test PACS's column mapping); `extra` appends sections."""
     columns = "\n".join(f'{k} = "{v}"' for k, v in COLUMNS.items())
-    text = f"""
-[gateway]
-hospital_id = "H33010200001"
-state_dir = "{tmp / 'state'}"
-timezone = "Asia/Shanghai"
-
-[dicom]
-ae_title = "DICOMGATE"
-port = 11112
-
-[pacs]
-ae_title = "HOSPPACS"
-host = "127.0.0.1"
-port = 104
-
-{reports}
-{extra}
-"""
-    text = text.replace("@COLUMNS@", columns)
-    path = tmp / "dicomgate.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
+    text = (gateway_toml(tmp / "state", 11112, gateway={"timezone": "Asia/Shanghai"})
+            + toml_table("pacs", ae_title="HOSPPACS", host="127.0.0.1", port=104)
+            + f"\n{reports}\n{extra}\n")
+    return write_config(tmp / "dicomgate.toml", text.replace("@COLUMNS@", columns))
 
 
 def view_reports(connection: str, extra: str = "") -> str:
@@ -60,11 +45,11 @@ batch_size = 7
 class Pacs:
     """The hospital side of a SQLite PACS database (written with sqlite3, read via ODBC)."""
 
-    def __init__(self, path: Path, encoding: str = "utf-8"):
+    def __init__(self, path: Path, encoding: str = "utf-8", ts: str = "TEXT"):
         self.path = path
         self.encoding = encoding
-        with self.db() as c:
-            c.executescript(TABLES.format(ts="TEXT") + VIEW.format(acc="e.EXAM_NO"))
+        with self.db() as c:  # ts: the declared type of the time columns
+            c.executescript(TABLES.format(ts=ts) + VIEW.format(acc="e.EXAM_NO"))
 
     def db(self) -> sqlite3.Connection:
         c = sqlite3.connect(self.path, isolation_level=None)

@@ -63,10 +63,25 @@ def test_required_fields_per_event_type():
     assert [p.field for p in n.problems] == ["accessionNo", "examTime"]
 
 
-def test_text_bytes_utf8_or_gbk():
-    n = normalise({"accessionNo": b"A1", "patientName": "王五".encode("gbk"),
-                   "examFindings": "肝脏形态正常".encode()}, RULES)
-    assert (n.record["patientName"], n.record["examFindings"]) == ("王五", "肝脏形态正常")
+def test_bytes_decoded_with_the_view_encoding_or_quarantined():
+    gbk = Rules("H1", ZoneInfo("Asia/Shanghai"), encoding="gbk")
+    n = normalise({"accessionNo": b"A1", "patientName": "王五".encode("gbk")}, gbk)
+    assert n.ok and n.record["patientName"] == "王五"
+    n = normalise({"accessionNo": b"A1", "examFindings": "肝脏形态正常".encode()}, RULES)
+    assert n.ok and n.record["examFindings"] == "肝脏形态正常"  # UTF-8 when unset
+    # GBK bytes with no encoding set: not guessed, quarantined with what to set
+    n = normalise({"accessionNo": "A1", "patientName": "王五".encode("gbk")}, RULES)
+    assert not n.ok and n.problems[0].field == "patientName"
+    assert "reports.view.encoding" in n.reason and "'<4 bytes, not utf-8 at byte 0>'" in n.reason
+
+
+def test_control_characters_stripped_with_a_warning():
+    n = normalise({"accessionNo": "A1", "patientName": "A\x00B",
+                   "examFindings": "第一行\r\n第二行\x07"}, RULES)
+    assert n.ok and n.record["patientName"] == "AB"
+    assert n.record["examFindings"] == "第一行\r\n第二行"  # line breaks belong in text
+    assert n.warnings == ["patientName: control characters removed (U+0000)",
+                          "examFindings: control characters removed (U+0007)"]
 
 
 def test_image_urls_required_in_http_image_mode():

@@ -7,11 +7,11 @@ import json
 import pytest
 from reports_http_pacs import PacsApi
 from reports_pacs import VALID_ID, ago, ts
-from reports_support import open_store, write_config
+from reports_support import open_store, reports_config
 
 
 def http_config(tmp_path, url: str, extra: str = "", images: str = "dicom"):
-    return write_config(tmp_path, f"""
+    return reports_config(tmp_path, f"""
 [reports]
 source = "http"
 overlap = "1h"
@@ -141,3 +141,20 @@ def test_http_quarantine_names_field_and_expected(tmp_path, cli, api):
     z1, z2 = store.exams.get("H33010200001", "Z1"), store.exams.get("H33010200001", "Z2")
     assert z1.quarantine_reason.startswith("patientType: '8' (expected one of 1 门诊")
     assert z2.state == "quarantined" and z2.quarantine_reason.startswith("examTime: '昨天下午'")
+
+
+def test_http_duplicate_records_are_one_exam_over_polls(tmp_path, cli, api):
+    """The PACS API returns an exam twice (two report drafts): one version, every poll,
+    whichever order the API lists them in."""
+    draft = record("W9", auditTime=ts(ago(20)), examConclusion="草稿。")
+    final = record("W9", auditTime=ts(ago(10)), examConclusion="终稿。")
+    config = http_config(tmp_path, api.url)
+    store = open_store(config)
+    for order in ([draft, final], [final, draft], [draft, final]):
+        api.records = order
+        code, res, err = run(cli, config)
+        assert code == 0, err
+        assert res[3]["read"] == 1 and res[3]["duplicates"] == 1
+        exam = store.exams.get("H33010200001", "W9")
+        assert exam.report_version == 1 and exam.record["examConclusion"] == "终稿。"
+    assert len(store.tasks.list(kind="push_report")) == 1

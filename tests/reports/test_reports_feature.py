@@ -25,9 +25,9 @@ def test_scheduled_poll_and_status(sqlite_pacs, sqlite_config, cli):
 
 
 def test_failed_poll_is_recorded(tmp_path, cli):
-    from reports_support import view_reports, write_config
+    from reports_support import reports_config, view_reports
 
-    config = load(write_config(tmp_path, view_reports("Driver=SQLite3;Database=/nonexistent/x")))
+    config = load(reports_config(tmp_path, view_reports("Driver=SQLite3;Database=/nonexistent/x")))
     app = App.build(config, Store(config.gateway.db_path))
     app.scheduler.run_now("reports.poll")
     job = {j["name"]: j for j in app.store.jobs.all()}["reports.poll"]

@@ -6,7 +6,7 @@ import json
 import time
 
 from reports_pacs import Exam, ago, insert_exam_sql, insert_report_sql, report_values, ts
-from reports_support import Pacs, open_store, view_reports, write_config
+from reports_support import Pacs, open_store, reports_config, view_reports
 
 
 def add(pacs: Pacs, exam: Exam) -> None:
@@ -112,8 +112,9 @@ def test_refund_cancels_pending_work(cli, sqlite_pacs, sqlite_config):
     store = open_store(sqlite_config)
     exam = store.exams.get("H33010200001", "D1")
     # an upload the images package queued for the study (linked only by study UID)
-    upload = store.tasks.enqueue("upload", "study:1.2.3.4", {"study_uid": "1.2.3.4"},
-                                 study_uid="1.2.3.4")
+    from dicomgate.state.kinds import Upload
+
+    upload = store.tasks.enqueue(Upload("1.2.3.4"), study_uid="1.2.3.4")
     sqlite_pacs.run("INSERT INTO RIS_FEE VALUES (?, ?)", ("D1", ts(ago(1))))
     res = by_type(sync(cli, sqlite_config))
     assert res[2]["read"] == 1 and res[2]["cancelled"] == 3 and res[2]["tasks"] == 1
@@ -177,7 +178,7 @@ def test_gbk_database(tmp_path, cli):
     pacs = Pacs(tmp_path / "gbk.db", encoding="gbk")
     add(pacs, Exam("G1", name="欧阳娜娜"))
     pacs.run(insert_report_sql(), report_values("G1", "右肺上叶见结节影，建议复查。", 10))
-    config = write_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}",
+    config = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}",
                                                  'encoding = "gbk"'))
     sync(cli, config)
     code, out, _ = cli(config, "exams", "show", "G1", "--json", "--reveal")
@@ -187,7 +188,7 @@ def test_gbk_database(tmp_path, cli):
     assert record["examItemName"] == "胸部CT平扫"
     assert json.loads(out)["warnings"] == []
     # the same database read without the setting: flagged, so the admin can fix it
-    plain = write_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
+    plain = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
     for suffix in ("", "-wal", "-shm"):
         (tmp_path / "state" / f"state.db{suffix}").unlink(missing_ok=True)
     sync(cli, plain)
@@ -228,11 +229,11 @@ def test_text_output_and_clear_errors(tmp_path, cli, sqlite_pacs, sqlite_config)
     add(sqlite_pacs, Exam("K1"))
     code, out, _ = cli(sqlite_config, "sync", "--once")
     assert code == 0 and "1 performed" in out and "QUARANTINED" in out
-    bad = write_config(tmp_path, view_reports(f"Driver=SQLite3;Database={sqlite_pacs.path}")
+    bad = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={sqlite_pacs.path}")
                        .replace('"View_Pacs_Text_Info"', '"No_Such_View"'))
     code, out, err = cli(bad, "sync", "--once", "--type", "1")
     assert code == 1 and "no such table: No_Such_View" in out and "Traceback" not in out + err
     assert open_store(bad).watermarks.get("reports.type1") is not None  # the earlier good run
-    nodrv = write_config(tmp_path, view_reports("Driver=NoSuchDriver;Database=x"))
+    nodrv = reports_config(tmp_path, view_reports("Driver=NoSuchDriver;Database=x"))
     code, out, _ = cli(nodrv, "sync", "--once", "--type", "1")
     assert code == 1 and "cannot connect to the PACS database over ODBC" in out

@@ -7,11 +7,8 @@ import hashlib
 import hmac
 import http.client
 import json
-import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,15 +18,13 @@ import pytest
 import requests
 
 from dicomgate.sandbox.orthanc import Orthanc, free_port
+from tests.support import gateway_toml, start_daemon, stop_daemon, toml_table, write_config
 
 SM4_KEY = "0123456789abcdeffedcba9876543210"
 SM2_KEY = "3945208f7b2144b13f36e38ac6d39f95889393692860b51a42fb81ef4df7c5b8"
 DELETE_SECRET = "s3cret-for-deletion-signing"
 HOSPITAL = "H33010200001"
 FILM_URL = "http://wx.imagingunion.com/iuweixin/iu_scanFilmInfo"
-
-
-_MAIN = "import sys; from dicomgate.cli import main; sys.exit(main())"
 
 
 def wait_http(url: str, proc: subprocess.Popen, what: str, timeout: float = 20.0) -> None:
@@ -43,16 +38,6 @@ def wait_http(url: str, proc: subprocess.Popen, what: str, timeout: float = 20.0
         except requests.ConnectionError:
             time.sleep(0.1)
     raise RuntimeError(f"{what} did not answer at {url} within {timeout}s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 @dataclass
@@ -100,51 +85,29 @@ class Shim:
         return Store(self.state_dir / "state.db")
 
 
-def write_config(tmp: Path, port: int, province: str, national: str) -> Path:
-    path = tmp / "dicomgate.toml"
-    path.write_text(f"""
-[gateway]
-hospital_id = "{HOSPITAL}"
-state_dir = "{tmp / 'state'}"
-[dicom]
-ae_title = "DICOMGATE"
-port = {free_port()}
-[shim]
-bind = "127.0.0.1"
-port = {port}
-allow = ["127.0.0.1/32", "::1/128"]
-delete_secret = "{DELETE_SECRET}"
-max_body = "64KB"
-[qr]
-film_url = "{FILM_URL}"
-sm4_key = "{SM4_KEY}"
-[login]
-sm2_private_key = "{SM2_KEY}"
-sm2_mode = "C1C3C2"
-session_ttl = "1h"
-[lookup]
-province_dicomweb_url = "{province}"
-national_dicomweb_url = "{national}"
-timeout = "2s"
-[log]
-format = "json"
-""", encoding="utf-8")
-    return path
+def shim_config(tmp: Path, port: int, province: str, national: str) -> Path:
+    """Every shim endpoint on `port`; the lookup asks `province` and `national`."""
+    return write_config(tmp / "dicomgate.toml", (
+        gateway_toml(tmp / "state", free_port(), hospital_id=HOSPITAL)
+        + toml_table("shim", bind="127.0.0.1", port=port, allow=["127.0.0.1/32", "::1/128"],
+                     delete_secret=DELETE_SECRET, max_body="64KB")
+        + toml_table("qr", film_url=FILM_URL, sm4_key=SM4_KEY)
+        + toml_table("login", sm2_private_key=SM2_KEY, sm2_mode="C1C3C2", session_ttl="1h")
+        + toml_table("lookup", province_dicomweb_url=province, national_dicomweb_url=national,
+                     timeout="2s")
+        + toml_table("log", format="json")))
 
 
 def start_shim(tmp: Path, province: str, national: str) -> Shim:
     port = free_port()
-    config = write_config(tmp, port, province, national)
+    config = shim_config(tmp, port, province, national)
     log = tmp / "daemon.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-c", _MAIN, "--config", str(config), "run"],
-                                stdout=out, stderr=subprocess.STDOUT, env=env)
+    proc = start_daemon(config, log)
     shim = Shim(f"http://127.0.0.1:{port}", port, config, tmp / "state", log, proc)
     try:
         wait_http(shim.base + "/openapi.json", proc, "dicomgate run")
     except RuntimeError:
-        stop(proc)
+        stop_daemon(proc)
         raise RuntimeError(log.read_text()) from None
     return shim
 
@@ -156,7 +119,7 @@ def shim(tmp_path_factory) -> Iterator[Shim]:
     dead = f"http://127.0.0.1:{free_port()}/dicom-web"
     s = start_shim(tmp, dead, dead)
     yield s
-    stop(s.proc)
+    stop_daemon(s.proc)
 
 
 # --- Orthanc ---------------------------------------------------------------------------

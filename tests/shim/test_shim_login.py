@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 from urllib.parse import quote
 
 import pytest
@@ -16,10 +14,10 @@ from shim_sm2_reference import encrypt, id_check_digit, public_key
 
 from dicomgate.shim.login_string import dollar_decode, dollar_encode, parse_login_string
 from dicomgate.smcrypto import to_der
+from tests.support import run_cli
 
 PUB = public_key(int(SM2_KEY, 16))
 DOCTOR_ID = "11010519491231002X"  # the GB 11643 standard's own example
-_CLI = "import sys; from dicomgate.cli import main; sys.exit(main())"
 
 
 def encode_uri(s: str) -> str:
@@ -178,17 +176,12 @@ def test_id_check_digit_reference():
 
 def test_cli_login_parse(shim):
     text = "WYHT://" + login_query(bc_hex(), hisUserId="cli1")
-    out = subprocess.run([sys.executable, "-c", _CLI, "--config", str(shim.config), "login",
-                          "parse", "--json", text], capture_output=True, text=True, timeout=30)
+    out = run_cli("login", "parse", "--json", text, config=shim.config, timeout=30)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["doctorIdCardNo"] == "110105********002X" and data["doctorName"] == "张**"
     assert data["department"] == "放射科" and data["sm2Mode"] == "C1C3C2"
-    out = subprocess.run([sys.executable, "-c", _CLI, "--config", str(shim.config), "login",
-                          "parse", "--json", "--reveal", text], capture_output=True, text=True,
-                         timeout=30)
+    out = run_cli("login", "parse", "--json", "--reveal", text, config=shim.config, timeout=30)
     assert json.loads(out.stdout)["doctorIdCardNo"] == DOCTOR_ID
-    bad = subprocess.run([sys.executable, "-c", _CLI, "--config", str(shim.config), "login",
-                          "parse", "hisUserId=x&type=1"], capture_output=True, text=True,
-                         timeout=30)
+    bad = run_cli("login", "parse", "hisUserId=x&type=1", config=shim.config, timeout=30)
     assert bad.returncode == 1 and "doctorIdCardNo missing" in bad.stdout

@@ -8,9 +8,11 @@ import json
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-from shim_fixtures import HOSPITAL, start_shim, stop
+from shim_fixtures import HOSPITAL, start_shim
 from shim_sm2_reference import encrypt, public_key
 from test_shim_login import SM2_KEY, login_query
+
+from tests.support import stop_daemon
 
 PATIENT = "330102198001011234"
 OTHER_PATIENT = "330102199002022345"
@@ -63,7 +65,7 @@ def lookup_shim(tmp_path_factory, platforms):
         encrypt(public_key(int(SM2_KEY, 16)), b"11010519491231002X").hex(), hisUserId="dr1"))
     assert r["code"] == 200, r
     yield s
-    stop(s.proc)
+    stop_daemon(s.proc)
 
 
 def test_no_session_is_refused(lookup_shim):

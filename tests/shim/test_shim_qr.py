@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import subprocess
-import sys
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -13,6 +11,8 @@ from gmssl import sm4
 from PIL import Image
 from pyzbar.pyzbar import decode as zbar_decode
 from shim_fixtures import FILM_URL, HOSPITAL, SM4_KEY
+
+from tests.support import run_cli
 
 QRURL = "/getway/reportAndFilm/api/qrurl"
 QRCODE = "/getway/reportAndFilm/api/qrcode"
@@ -100,17 +100,11 @@ def test_qrcode_caption_under_the_code(shim):
 def test_cli_qr_decode_round_trip(shim):
     url = shim.get(QRURL, accessNumber="ACC-9", modality="US", hospitalId="H7")["data"]
     for arg in (url, _token(url), url.split("info=")[1]):
-        out = subprocess.run([sys.executable, "-c",
-                              "import sys; from dicomgate.cli import main; sys.exit(main())",
-                              "--config", str(shim.config), "qr", "decode", "--json", arg],
-                             capture_output=True, text=True, timeout=30)
+        out = run_cli("qr", "decode", "--json", arg, config=shim.config, timeout=30)
         assert out.returncode == 0, out.stderr
         assert '"accessionNo": "ACC-9"' in out.stdout and '"hospitalId": "H7"' in out.stdout
         assert '"modality": "US"' in out.stdout
-    bad = subprocess.run([sys.executable, "-c",
-                          "import sys; from dicomgate.cli import main; sys.exit(main())",
-                          "--config", str(shim.config), "qr", "decode", "AAAA"],
-                         capture_output=True, text=True, timeout=30)
+    bad = run_cli("qr", "decode", "AAAA", config=shim.config, timeout=30)
     assert bad.returncode == 1 and "cannot be decrypted" in bad.stderr
     assert "Traceback" not in bad.stderr
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import subprocess
-import sys
-import time
 
 import requests
 from shim_fixtures import free_port
@@ -16,6 +13,7 @@ from test_shim_login import DOCTOR_ID, SM2_KEY, login_query
 from dicomgate.config.model import ShimConfig
 from dicomgate.shim.http import Request, Response, RouteTable, reply
 from dicomgate.shim.server import ShimService
+from tests.support import run_cli, wait_until
 
 QRURL = "/getway/reportAndFilm/api/qrurl?accessNumber=A1&modality=CT"
 
@@ -84,6 +82,10 @@ def test_route_hook_internal_error_and_open_access():
 
 
 def test_no_personal_data_in_logs(shim):
+    def requests_logged() -> int:
+        return shim.log.read_text(encoding="utf-8").count('"event": "shim.request"')
+
+    before = requests_logged()
     cipher = encrypt(public_key(int(SM2_KEY, 16)), DOCTOR_ID.encode()).hex()
     assert shim.raw("GET", "/hrball/?" + login_query(cipher, hisUserId="priv"))[1]["code"] == 200
     shim.get("/iuWorkStation/swipingIdCardNo", hisUserId="priv",
@@ -91,7 +93,8 @@ def test_no_personal_data_in_logs(shim):
     shim.post_signed("/getway/reportAndFilm/api/deleteImage", {
         "patientName": "钱七", "accessionNo": "PRIV-1", "operateDoctorName": "孙八",
         "operateDateTime": "2024-01-01 00:00:00"})
-    time.sleep(0.3)
+    # The daemon logs each request after answering it: wait for the three lines.
+    wait_until(lambda: requests_logged() >= before + 3, what="the requests' log lines")
     text = shim.log.read_text(encoding="utf-8")
     assert '"event": "shim.request"' in text and '"event": "doctor.login"' in text
     for secret in (DOCTOR_ID, "330102198001011234", "13800138000", "张医生", "赵六", "钱七",
@@ -102,10 +105,7 @@ def test_no_personal_data_in_logs(shim):
 
 
 def test_status_shows_the_shim(shim):
-    out = subprocess.run([sys.executable, "-c",
-                          "import sys; from dicomgate.cli import main; sys.exit(main())",
-                          "--config", str(shim.config), "status", "--json"],
-                         capture_output=True, text=True, timeout=30)
+    out = run_cli("status", "--json", config=shim.config, timeout=30)
     assert out.returncode == 0, out.stderr
     section = json.loads(out.stdout)["sections"]["shim"]
     assert section["deletion_signed"] is True and section["endpoints"]["lookup"] is True

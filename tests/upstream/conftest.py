@@ -4,35 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
 import os
 from pathlib import Path
 
 import pydicom
 import pytest
-import structlog
 
 from dicomgate.app import App
 from dicomgate.config import load
 from dicomgate.sandbox.cloud_api import CloudApi
-from dicomgate.sandbox.orthanc import Orthanc, free_port
+from dicomgate.sandbox.orthanc import free_port
 from dicomgate.state import Store
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """`push --once` configures logging onto the captured stderr: undo it after each test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
+from dicomgate.state.kinds import Upload
+from tests.support import gateway_toml, toml_table, write_config
+from tests.support.orthanc import PeerOrthanc
 
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
-    o = Orthanc(tmp_path_factory.mktemp("cloud"), "CLOUD", dicomweb=True).start()
+    o = PeerOrthanc(tmp_path_factory.mktemp("cloud"), "CLOUD", dicomweb=True).start()
     yield o
     o.stop()
 
@@ -52,19 +42,14 @@ def api():
     server.stop()
 
 
-def write_config(state_dir: Path, dicomweb_url: str, api_url: str, **upstream) -> Path:
-    lines = ["[gateway]", 'hospital_id = "H33010200001"', f'state_dir = "{state_dir}"',
-             "[dicom]", 'ae_title = "DICOMGATE"', f"port = {free_port()}",
-             "[tasks]", "workers = 2", 'backoff_base = "1s"', 'backoff_max = "5s"',
-             "[upstream]", f'dicomweb_url = "{dicomweb_url}"', f'api_url = "{api_url}"',
-             'confirm_delay = "1s"', 'timeout = "20s"']
-    for k, v in upstream.items():
-        lines.append(f"{k} = {v!r}" if isinstance(v, str) else
-                     f"{k} = {str(v).lower() if isinstance(v, bool) else v}")
-    path = state_dir.parent / f"{state_dir.name}.toml"
+def upstream_config(state_dir: Path, dicomweb_url: str, api_url: str, **upstream) -> Path:
+    """[gateway], [dicom], quick [tasks] retries and an [upstream] section (keywords add to it)."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines).replace("'", '"') + "\n")
-    return path
+    return write_config(state_dir.parent / f"{state_dir.name}.toml", (
+        gateway_toml(state_dir, free_port())
+        + toml_table("tasks", workers=2, backoff_base="1s", backoff_max="5s")
+        + toml_table("upstream", dicomweb_url=dicomweb_url, api_url=api_url,
+                     confirm_delay="1s", timeout="20s", **upstream)))
 
 
 def build_app(config_path: Path) -> App:
@@ -99,8 +84,7 @@ def complete(app: App, study_uid: str, expected: int) -> None:
 
 
 def enqueue_upload(app: App, study_uid: str) -> None:
-    app.store.tasks.enqueue("upload", f"study:{study_uid}", {"study_uid": study_uid},
-                            reopen=True, study_uid=study_uid)
+    app.store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid)
 
 
 def drain(app: App, limit: int = 50) -> list[str]:

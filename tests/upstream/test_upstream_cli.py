@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 
-from conftest import build_app, complete, spool, write_config
+from conftest import build_app, complete, spool, upstream_config
 
 from dicomgate.cli import main
 from dicomgate.sandbox.studies import StudySpec, ct_instances
 
 
 def test_push_once_drains_backlog_with_progress(tmp_path, fresh_cloud, api, capsys):
-    config = write_config(tmp_path / "state", fresh_cloud.dicomweb_url, api.url,
-                          batch_max_instances=4)
+    config = upstream_config(tmp_path / "state", fresh_cloud.dicomweb_url, api.url,
+                             batch_max_instances=4)
     app = build_app(config)
     spec = StudySpec("ACC-CLI")
     uids = spool(app, ct_instances(spec, series=1, per_series=10))
@@ -40,7 +40,7 @@ def test_push_once_drains_backlog_with_progress(tmp_path, fresh_cloud, api, caps
 
 
 def test_push_once_reports_failure_when_cloud_down(tmp_path, api, capsys):
-    config = write_config(tmp_path / "state", "http://127.0.0.1:9/dicom-web", api.url)
+    config = upstream_config(tmp_path / "state", "http://127.0.0.1:9/dicom-web", api.url)
     app = build_app(config)
     spec = StudySpec("ACC-CLI2")
     spool(app, ct_instances(spec, series=1, per_series=2))

@@ -4,40 +4,18 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-from conftest import build_app, complete, enqueue_upload, spool, write_config
+from conftest import build_app, complete, enqueue_upload, spool, upstream_config
 
 from dicomgate.sandbox.studies import StudySpec, ct_instances
+from tests.support import start_daemon, wait_until
 
 N = 240
-DICOMGATE = str(Path(sys.executable).parent / "dicomgate")
-
-
-def _run(config: Path, log: Path) -> subprocess.Popen:
-    out = open(log, "ab")
-    try:
-        return subprocess.Popen([DICOMGATE, "--config", str(config), "run"], stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    finally:
-        out.close()
-
-
-def _wait(cond, timeout: float, step: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return False
 
 
 def test_kill_9_during_upload_then_every_instance_exactly_once(tmp_path, fresh_cloud):
-    config = write_config(tmp_path / "state", fresh_cloud.dicomweb_url,
-                          "http://127.0.0.1:9/api", concurrency=1, batch_max_instances=1)
+    config = upstream_config(tmp_path / "state", fresh_cloud.dicomweb_url,
+                             "http://127.0.0.1:9/api", concurrency=1, batch_max_instances=1)
     app = build_app(config)
     spec = StudySpec("ACC-KILL")
     uids = spool(app, ct_instances(spec, series=2, per_series=N // 2, rows=128, cols=128))
@@ -50,9 +28,10 @@ def test_kill_9_during_upload_then_every_instance_exactly_once(tmp_path, fresh_c
         return c.get("uploaded", 0) + c.get("delivered", 0)
 
     log = tmp_path / "daemon.log"
-    proc = _run(config, log)
+    proc = start_daemon(config, log, start_new_session=True)
     try:
-        assert _wait(lambda: progressed() >= 20, 30), log.read_text()[-2000:]
+        wait_until(lambda: progressed() >= 20, 30, what="20 instances uploaded",
+                   detail=lambda: log.read_text()[-2000:])
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
@@ -63,10 +42,11 @@ def test_kill_9_during_upload_then_every_instance_exactly_once(tmp_path, fresh_c
     task = store.tasks.find("upload", f"study:{spec.study_uid}")
     assert task.state == "running"  # the dead process still holds the lease
 
-    proc = _run(config, log)
+    proc = start_daemon(config, log, start_new_session=True)
     try:
-        assert _wait(lambda: (store.instances.study(spec.study_uid) or {}).get("state")
-                     == "delivered", 90, 0.2), log.read_text()[-3000:]
+        wait_until(lambda: (store.instances.study(spec.study_uid) or {}).get("state")
+                   == "delivered", 90, 0.2, what="the study delivered after the restart",
+                   detail=lambda: log.read_text()[-3000:])
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)

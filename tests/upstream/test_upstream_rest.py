@@ -6,9 +6,10 @@ import json
 import time
 
 import pytest
-from conftest import build_app, drain, write_config
+from conftest import build_app, drain, upstream_config
 
 from dicomgate.sandbox.cloud_api import CloudApi
+from dicomgate.state.kinds import Deletion, PushReport, Upload, Withdraw
 from dicomgate.upstream.rest import idempotency_key
 
 SECRET = "s3cr3t-hmac-key"
@@ -28,8 +29,8 @@ def _app(tmp_path, api_url, **kw):
     kw.setdefault("auth", "hmac")
     if kw["auth"] == "hmac":
         kw.setdefault("hmac_secret", SECRET)
-    return build_app(write_config(tmp_path / "state", "http://127.0.0.1:9/dicom-web",
-                                  api_url, **kw))
+    return build_app(upstream_config(tmp_path / "state", "http://127.0.0.1:9/dicom-web",
+                                     api_url, **kw))
 
 
 def add_exam(app, record: dict, versions: int = 1, state: str = "synced") -> int:
@@ -50,8 +51,7 @@ def add_exam(app, record: dict, versions: int = 1, state: str = "synced") -> int
 
 
 def push(app, exam_id: int, version: int) -> None:
-    app.store.tasks.enqueue("push_report", f"exam:{exam_id}:v{version}",
-                {"exam_id": exam_id, "version": version}, exam_id=exam_id)
+    app.store.tasks.enqueue(PushReport(exam_id, version), exam_id=exam_id)
 
 
 def test_report_signed_with_hmac_and_accepted(tmp_path, hmac_api):
@@ -66,7 +66,7 @@ def test_report_signed_with_hmac_and_accepted(tmp_path, hmac_api):
     req = hmac_api.requests[-1]
     assert req["headers"]["Idempotency-Key"] == idempotency_key(
         "H33010200001", "push_report", f"exam:{exam_id}:v1", "1")
-    assert app.store.delivery.exam(exam_id)["state"] == "reported"
+    assert app.store.exams.get_by_id(exam_id).state == "reported"
 
 
 def test_wrong_secret_refused_by_server_and_retried(tmp_path, hmac_api):
@@ -100,8 +100,7 @@ def test_resent_report_is_a_replay_not_a_second_report(tmp_path, hmac_api):
     push(app, exam_id, 1)
     assert drain(app) == ["done"]
     # As after a crash between the cloud's answer and our bookkeeping: the same work again.
-    app.store.tasks.enqueue("push_report", f"exam:{exam_id}:v1",
-                            {"exam_id": exam_id, "version": 1}, reopen=True)
+    app.store.tasks.enqueue(PushReport(exam_id, 1), reopen=True)
     assert drain(app) == ["done"]
     assert len(hmac_api.requests) == 2 and len(hmac_api.applied) == 1
     sends = app.store.delivery.sends("push_report")
@@ -143,29 +142,26 @@ def test_withdrawal_stops_uploads_of_the_exam(tmp_path, hmac_api):
     exam_id = add_exam(app, RECORD)
     app.store.instances.ensure_study("1.2.3.4", accession_no="CT2026001", exam_id=exam_id)
     push(app, exam_id, 1)
-    app.store.tasks.enqueue("withdraw", "exam:H33010200001:CT2026001",
-                {"hospital_id": "H33010200001", "accession_no": "CT2026001",
-                 "exam_id": exam_id, "refund_time": "2026-11-25 11:00:00"})
+    app.store.tasks.enqueue(Withdraw("H33010200001", "CT2026001", exam_id,
+                                     "2026-11-25 11:00:00"))
     assert drain(app) == ["done", "done"]
     body = hmac_api.applied[-1]["body"]
     assert hmac_api.applied[-1]["route"] == "/withdrawals"
     assert body["studyInstanceUids"] == ["1.2.3.4"] and body["refundTime"] == "2026-11-25 11:00:00"
     assert ("H33010200001", "CT2026001") not in hmac_api.reports
     assert app.store.instances.study("1.2.3.4")["state"] == "withdrawn"
-    app.store.tasks.enqueue("upload", "study:1.2.3.4", {"study_uid": "1.2.3.4"})
+    app.store.tasks.enqueue(Upload("1.2.3.4"))
     assert drain(app) == ["done"]
     assert app.store.tasks.find("upload", "study:1.2.3.4").result == "skipped: study is withdrawn"
 
 
 def test_deletion_event(tmp_path, hmac_api):
     app = _app(tmp_path, hmac_api.url)
-    app.store.tasks.enqueue("deletion", "del:H33010200001:CT2026001:2026-11-25 12:00:00",
-                {"hospital_id": "H33010200001", "accession_no": "CT2026001",
-                 "study_uids": [], "sop_uids": ["1.2.3.4.5"], "deletion_id": "d-1",
-                 "operate_time": "2026-11-25 12:00:00"})
+    app.store.tasks.enqueue(Deletion("H33010200001", "CT2026001", (), ("1.2.3.4.5",),
+                                     "2026-11-25 12:00:00", 41))
     assert drain(app) == ["done"]
     body = hmac_api.applied[-1]["body"]
-    assert body == {"deletionId": "d-1", "hospitalId": "H33010200001",
+    assert body == {"deletionId": 41, "hospitalId": "H33010200001",
                     "accessionNo": "CT2026001", "studyInstanceUids": [],
                     "sopInstanceUids": ["1.2.3.4.5"], "operateTime": "2026-11-25 12:00:00"}
 
@@ -176,11 +172,11 @@ def test_stow_is_signed_too(tmp_path, hmac_api, fresh_cloud):
 
     from dicomgate.sandbox.studies import StudySpec, ct_instances
 
-    app = build_app(write_config(tmp_path / "state", hmac_api.url.replace("/api", "/dw"),
-                                 hmac_api.url, auth="hmac", hmac_secret=SECRET))
+    app = build_app(upstream_config(tmp_path / "state", hmac_api.url.replace("/api", "/dw"),
+                                    hmac_api.url, auth="hmac", hmac_secret=SECRET))
     spec = StudySpec("ACC-SIGN")
     spool(app, ct_instances(spec, series=1, per_series=3))
-    app.store.tasks.enqueue("upload", f"study:{spec.study_uid}", {"study_uid": spec.study_uid})
+    app.store.tasks.enqueue(Upload(spec.study_uid))
     drain(app)
     stow = [r for r in hmac_api.requests if r["path"] == "/dw/studies"]
     assert stow and hmac_api.auth_failures == []  # signature and body hash verified

@@ -5,16 +5,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from conftest import build_app, complete, drain, enqueue_upload, spool, write_config
+from conftest import build_app, complete, drain, enqueue_upload, spool, upstream_config
 
 from dicomgate.sandbox.studies import StudySpec, ct_instances
-from dicomgate.upstream import feature
 
 
 def test_retention_deletes_only_delivered_files(tmp_path, fresh_cloud):
-    app = build_app(write_config(tmp_path / "state", fresh_cloud.dicomweb_url,
-                                 "http://127.0.0.1:9/api", retention="1h"))
-    up = feature.of(app)
+    app = build_app(upstream_config(tmp_path / "state", fresh_cloud.dicomweb_url,
+                                    "http://127.0.0.1:9/api", retention="1h"))
+    up = app.features["upstream"]
     sent, held = StudySpec("ACC-R1"), StudySpec("ACC-R2")
     sent_uids = spool(app, ct_instances(sent, series=1, per_series=3))
     held_uids = spool(app, ct_instances(held, series=1, per_series=2))  # never uploaded
@@ -43,26 +42,26 @@ def test_retention_deletes_only_delivered_files(tmp_path, fresh_cloud):
 
 
 def test_retention_keeps_new_content_of_a_delivered_instance(tmp_path, fresh_cloud):
-    app = build_app(write_config(tmp_path / "state", fresh_cloud.dicomweb_url,
-                                 "http://127.0.0.1:9/api", retention="1s"))
+    app = build_app(upstream_config(tmp_path / "state", fresh_cloud.dicomweb_url,
+                                    "http://127.0.0.1:9/api", retention="1s"))
     spec = StudySpec("ACC-R3")
     uid = spool(app, ct_instances(spec, series=1, per_series=1))[0]
     enqueue_upload(app, spec.study_uid)
     assert drain(app) == ["done"]
     path = Path(app.store.instances.get(uid).path)
     path.write_bytes(path.read_bytes() + b"\0\0")  # replaced on disk, row not yet updated
-    feature.of(app).retention.run(now=time.time() + 10)
+    app.features["upstream"].retention.run(now=time.time() + 10)
     assert path.exists()
 
 
 def test_retention_removes_withdrawn_studies_after_the_retention(tmp_path, fresh_cloud):
-    app = build_app(write_config(tmp_path / "state", fresh_cloud.dicomweb_url,
-                                 "http://127.0.0.1:9/api", retention="1h"))
+    app = build_app(upstream_config(tmp_path / "state", fresh_cloud.dicomweb_url,
+                                    "http://127.0.0.1:9/api", retention="1h"))
     spec = StudySpec("ACC-W1")
     uids = spool(app, ct_instances(spec, series=1, per_series=2))  # never uploaded
     app.store.instances.set_study(spec.study_uid, state="withdrawn")
     paths = [Path(app.store.instances.get(u).path) for u in uids]
-    up = feature.of(app)
+    up = app.features["upstream"]
     assert up.retention.run() == "nothing to purge"  # a refund may still be reversed
     assert up.retention.run(now=time.time() + 3601).startswith("purged 2 instance(s)")
     assert not any(p.exists() for p in paths)

@@ -8,15 +8,15 @@ import time
 from pathlib import Path
 
 import pydicom
-from conftest import build_app, complete, drain, enqueue_upload, spool, write_config
+from conftest import build_app, complete, drain, enqueue_upload, spool, upstream_config
 
 from dicomgate.sandbox.studies import StudySpec, bundled_instances, ct_instances
-from dicomgate.upstream import feature
+from dicomgate.state.kinds import Deletion
 from dicomgate.upstream.dicomweb import DicomWebClient
 
 
 def _app(tmp_path, cloud, api_url="http://127.0.0.1:9/api", **kw):
-    return build_app(write_config(tmp_path / "state", cloud.dicomweb_url, api_url, **kw))
+    return build_app(upstream_config(tmp_path / "state", cloud.dicomweb_url, api_url, **kw))
 
 
 def test_study_delivered_with_identical_pixels(tmp_path, fresh_cloud):
@@ -38,25 +38,32 @@ def test_study_delivered_with_identical_pixels(tmp_path, fresh_cloud):
 
 
 class _Spy:
-    """Watches the real client's requests: how many at once, how big."""
+    """Watches the real client's requests: how many at once, how big.
 
-    def __init__(self, client: DicomWebClient):
+    The first requests are held until `overlap` of them are open together (at most
+    HOLD seconds): if the uploader cannot send that many at once, the peak stays lower."""
+
+    HOLD = 10.0
+
+    def __init__(self, client: DicomWebClient, overlap: int):
         self.real = client.stow
-        self.lock = threading.Lock()
+        self.overlap = overlap
+        self.cond = threading.Condition()
         self.now = self.peak = 0
         self.batches: list[list[tuple[str, Path]]] = []
         client.stow = self.stow
 
     def stow(self, items, attempts):
-        with self.lock:
+        with self.cond:
             self.now += 1
             self.peak = max(self.peak, self.now)
             self.batches.append(items)
+            self.cond.notify_all()
+            self.cond.wait_for(lambda: self.peak >= self.overlap, timeout=self.HOLD)
         try:
-            time.sleep(0.05)  # hold the request open long enough to overlap
             return self.real(items, attempts)
         finally:
-            with self.lock:
+            with self.cond:
                 self.now -= 1
 
 
@@ -68,7 +75,7 @@ def test_batching_and_parallel_requests(tmp_path, fresh_cloud):
     data = ct_instances(spec, series=2, per_series=12, rows=64, cols=64)  # ~8.5 KB each
     spool(app, data)
     complete(app, spec.study_uid, len(data))
-    spy = _Spy(feature.of(app).upload.client)
+    spy = _Spy(app.features["upstream"].upload.client, overlap=3)
     enqueue_upload(app, spec.study_uid)
     assert drain(app) == ["done"]
     sizes = [sum(p.stat().st_size for _, p in b) for b in spy.batches]
@@ -133,7 +140,7 @@ def test_bad_instance_rejected_with_reason_rest_delivered(tmp_path, fresh_cloud,
 
 def test_cloud_down_backlog_then_drains(tmp_path, fresh_cloud):
     app = _app(tmp_path, fresh_cloud)
-    up = feature.of(app)
+    up = app.features["upstream"]
     spec = StudySpec("ACC005")
     data = ct_instances(spec, series=1, per_series=6)
     spool(app, data)
@@ -183,9 +190,8 @@ def test_upload_waits_for_a_pending_deletion_of_its_study(tmp_path, fresh_cloud)
     data = ct_instances(spec, series=1, per_series=2)
     spool(app, data)
     complete(app, spec.study_uid, len(data))
-    deletion = app.store.tasks.enqueue("deletion", "del:H:ACCDEL:t", {
-        "hospital_id": "H", "accession_no": "ACCDEL", "study_uids": [spec.study_uid],
-        "sop_uids": [], "operate_time": "t", "deletion_id": "1"}, delay=3600)
+    deletion = app.store.tasks.enqueue(Deletion("H", "ACCDEL", (spec.study_uid,), (), "t", 1),
+                                       delay=3600)
     enqueue_upload(app, spec.study_uid)
     assert drain(app) == ["pending"]  # retried later, nothing sent
     assert fresh_cloud.sop_uids(spec.study_uid) == set()

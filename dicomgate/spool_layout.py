@@ -1,0 +1,47 @@
+"""Where instances live under the state directory, and how one leaves it.
+
+`<state_dir>/spool/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm`; what could not be stored
+goes to `<state_dir>/quarantine/`. Images writes the spool, upstream purges it after delivery,
+the shim removes an exam's files on a deletion request: all three use this one layout.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def spool_dir(state_dir: Path) -> Path:
+    return state_dir / "spool"
+
+
+def quarantine_dir(state_dir: Path) -> Path:
+    return state_dir / "quarantine"
+
+
+def instance_path(spool: Path, study_uid: str, series_uid: str, sop_uid: str) -> Path:
+    return spool / study_uid / series_uid / f"{sop_uid}.dcm"
+
+
+def inside(path: Path, spool: Path) -> bool:
+    """True when `path` (links resolved) lies below the spool: nothing else is ever removed."""
+    return path.resolve().is_relative_to(spool.resolve())
+
+
+def remove_instance(path: Path, spool: Path) -> bool:
+    """Unlink a spool file, then its emptied series and study folders (never the spool root).
+
+    False when the file was already gone; other OSErrors go to the caller."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    root = spool.resolve()
+    folder = path.resolve().parent
+    while folder != root and root in folder.parents:
+        try:
+            os.rmdir(folder)  # only when empty
+        except OSError:  # not empty, or gone
+            break
+        folder = folder.parent
+    return True

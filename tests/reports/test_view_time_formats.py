@@ -1,0 +1,166 @@
+"""Time columns in the site's own format, over real unixODBC + the SQLite3 driver.
+
+Each PACS keeps its times differently; the rows of a window must be read whatever
+the format, and a format the window cannot select by must stop the sync loudly.
+Every test would fail against a window compared as `yyyy-MM-dd HH:mm:ss` text: no row
+would be read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from reports_pacs import TZ, Exam, ago, insert_exam_sql, insert_report_sql, report_values
+from reports_support import Pacs, open_store, reports_config, view_reports
+
+from dicomgate.app import App
+from dicomgate.config import load
+
+TIME_COLUMNS = (("RIS_EXAM", "EXAM_DATE"), ("RIS_REPORT", "REPORT_DATE"),
+                ("RIS_REPORT", "AUDIT_DATE"), ("RIS_REPORT", "MODIFY_DATE"),
+                ("RIS_FEE", "REFUND_DATE"))
+
+# format -> (declared column type, SQL turning the stored yyyy-MM-dd HH:mm:ss local time
+# into that format)
+FORMATS = {
+    "slashes": ("TEXT", "replace({c}, '-', '/')"),
+    "chinese": ("TEXT", "strftime('%Y年%m月%d日 %H时%M分%S秒', {c})"),
+    "digits": ("TEXT", "strftime('%Y%m%d%H%M%S', {c})"),
+    "iso_utc": ("TEXT", "strftime('%Y-%m-%dT%H:%M:%SZ', {c}, '-8 hours')"),
+    "iso_offset": ("TEXT", "replace({c}, ' ', 'T') || '+08:00'"),
+    "epoch": ("INTEGER", "CAST(strftime('%s', {c}, '-8 hours') AS INTEGER)"),
+    "real_epoch": ("REAL", "CAST(strftime('%s', {c}, '-8 hours') AS REAL) + 0.25"),
+    "digits_number": ("NUMERIC", "CAST(strftime('%Y%m%d%H%M%S', {c}) AS INTEGER)"),
+}
+
+
+def convert(pacs: Pacs, sql: str) -> None:
+    for table, column in TIME_COLUMNS:
+        pacs.run(f"UPDATE {table} SET {column} = {sql.format(c=column)} "
+                 f"WHERE {column} IS NOT NULL")
+
+
+def sync(cli, config, *extra) -> tuple[int, dict[int, dict], str]:
+    code, out, err = cli(config, "sync", "--once", "--json", *extra)
+    assert out, err
+    return code, {r["type"]: r for r in json.loads(out)}, err
+
+
+def instant(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value)  # kept with the offset the PACS gave
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_window_reads_every_time_format(tmp_path, cli, name):
+    kind, sql = FORMATS[name]
+    pacs = Pacs(tmp_path / "pacs.db", ts=kind)
+    exam_time = ago(30)
+    pacs.run(insert_exam_sql(), Exam("T1", minutes_ago=30).values())
+    pacs.run(insert_exam_sql(), Exam("T2", minutes_ago=60 * 30).values())  # before the window
+    pacs.run(insert_report_sql(), report_values("T1", "未见异常。", 20))
+    pacs.run("INSERT INTO RIS_FEE VALUES (?, ?)", ("T2", (ago(60 * 29)).strftime(
+        "%Y-%m-%d %H:%M:%S")))  # refunded before the window too
+    convert(pacs, sql)
+    config = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
+
+    code, res, err = sync(cli, config)
+    assert code == 0, err
+    assert [res[t]["read"] for t in (1, 2, 3, 4)] == [1, 0, 1, 0]
+    store = open_store(config)
+    t1 = store.exams.get("H33010200001", "T1")
+    late = instant(t1.record["examTime"]) - exam_time.replace(tzinfo=TZ)
+    assert dt.timedelta(0) <= late <= dt.timedelta(seconds=5)  # ago() called twice
+    audit = instant(t1.record["auditTime"])  # the clock may tick between two ago() calls
+    assert dt.timedelta(0) <= ago(20).replace(tzinfo=TZ) - audit <= dt.timedelta(seconds=5)
+    assert t1.report_version == 1 and t1.state == "reported"
+    assert store.exams.get("H33010200001", "T2") is None
+    code, res, _ = sync(cli, config)  # the overlap again: nothing new
+    assert code == 0 and res[1]["unchanged"] == 1 and res[3]["tasks"] == 0
+
+    code, out, _ = cli(config, "sync", "--check", "--json")
+    check = json.loads(out)
+    assert code == 0 and check["ok"], check["problems"]
+    assert check["time_columns"]["examTime"]["column"] == "EXAM_DATE"
+
+
+def test_mixed_formats_fail_loudly_and_name_the_column(tmp_path, cli):
+    pacs = Pacs(tmp_path / "pacs.db")
+    pacs.run(insert_exam_sql(), Exam("M1", minutes_ago=30).values())
+    pacs.run(insert_exam_sql(), Exam("M2", minutes_ago=40).values())
+    pacs.run("UPDATE RIS_EXAM SET EXAM_DATE = replace(EXAM_DATE, '-', '/') "
+             "WHERE EXAM_NO = 'M2'")
+    config = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
+    code, res, _ = sync(cli, config)
+    assert code == 1
+    error = res[1]["error"]
+    assert "EXAM_DATE (examTime)" in error and "CONVERT(varchar(19), col, 120)" in error
+    assert "/" in error  # the odd sample value is shown
+    assert res[3]["error"] is None  # the other types carry on
+    assert open_store(config).watermarks.get("reports.type1") is None
+    code, out, _ = cli(config, "status")
+    assert "- type 1 (performed): view column EXAM_DATE (examTime)" in out
+
+    code, out, _ = cli(config, "sync", "--check")
+    assert code == 1 and "PROBLEM: view column EXAM_DATE (examTime)" in out
+    # the daemon: the check job at start feeds health (-> /healthz 503) and status
+    app = App.build(load(config))
+    assert "reports.check" in app.scheduler.names()
+    app.scheduler.run_now("reports.check")
+    assert "EXAM_DATE (examTime)" in app.health()["reports"]
+    app.scheduler.run_now("reports.poll")  # the scheduled poll says which type stopped
+    assert "type 1 (performed): view column EXAM_DATE" in app.health()["reports"]
+    code, out, _ = cli(config, "status")
+    assert code == 0 and "EXAM_DATE (examTime)" in out
+
+
+def test_values_not_zero_padded_are_refused_with_what_to_set(tmp_path, cli):
+    pacs = Pacs(tmp_path / "pacs.db")
+    pacs.run(insert_exam_sql(), Exam("N1", minutes_ago=30).values())
+    pacs.run("UPDATE RIS_EXAM SET EXAM_DATE = '2026/1/5 2:55:14'")
+    config = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
+    code, res, _ = sync(cli, config, "--type", "1")
+    assert code == 1 and "'2026/1/5 2:55:14'" in res[1]["error"]
+    assert "DATETIME column" in res[1]["error"]
+
+
+def test_configured_format_that_does_not_match_says_what_to_set(tmp_path, cli):
+    pacs = Pacs(tmp_path / "pacs.db")
+    pacs.run(insert_exam_sql(), Exam("C1", minutes_ago=30).values())
+    convert(pacs, FORMATS["slashes"][1])
+    config = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}",
+                                                 'time_format = "yyyyMMddHHmmss"'))
+    code, res, _ = sync(cli, config, "--type", "1")
+    assert code == 1
+    assert 'set reports.view.time_formats.examTime = "yyyy/MM/dd HH:mm:ss"' in res[1]["error"]
+    fixed = reports_config(tmp_path, view_reports(
+        f"Driver=SQLite3;Database={pacs.path}",
+        '[reports.view.time_formats]\nexamTime = "yyyy/MM/dd HH:mm:ss"'))
+    code, res, err = sync(cli, fixed, "--type", "1")
+    assert code == 0 and res[1]["new"] == 1, err
+
+
+def test_bad_time_format_in_config_is_refused_by_check_config(tmp_path, cli):
+    config = reports_config(tmp_path, view_reports("DSN=x", 'time_format = "dd/MM/yyyy HH:mm:ss"'))
+    code, _, err = cli(config, "check-config")
+    assert code == 2 and "reports.view.time_format: 'dd/MM/yyyy HH:mm:ss' does not sort" in err
+
+
+def test_the_daemon_verifies_the_formats_again(tmp_path, cli):
+    """A long-running poller learned the format; a row in another format appears later:
+    the next reconciliation pass verifies the columns again and the polls stop loudly."""
+    pacs = Pacs(tmp_path / "pacs.db")
+    pacs.run(insert_exam_sql(), Exam("L1", minutes_ago=30).values())
+    config = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
+    app = App.build(load(config))
+    app.scheduler.run_now("reports.poll")
+    assert app.health()["reports"] is None
+    pacs.run(insert_exam_sql(), Exam("L2", minutes_ago=20).values())
+    pacs.run("UPDATE RIS_EXAM SET EXAM_DATE = replace(EXAM_DATE, '-', '/') "
+             "WHERE EXAM_NO = 'L2'")
+    app.scheduler.run_now("reports.poll")  # the format it knows: L2 is not selected...
+    assert open_store(config).exams.get("H33010200001", "L2") is None
+    app.scheduler.run_now("reports.reconcile")  # ...until the columns are verified again
+    app.scheduler.run_now("reports.poll")
+    assert "type 1 (performed): view column EXAM_DATE (examTime)" in app.health()["reports"]
