@@ -246,3 +246,21 @@ def test_reread_action_quarantines_then_clears_a_corrected_row(demo):
                           "X-Console": "1", "X-Operator": "it",
                           "Authorization": f"Bearer {demo.console_token}"})
     assert r.status_code == 409 and "no row" in r.json()["message"]
+
+
+def test_reconciliation_button_runs_the_daemons_pass(demo, browser):
+    browser.open(demo.console_url + "#problems")
+    sign_in(browser, "赵工", demo.console_token)
+    button = browser.wait("the reconciliation button", lambda: browser.css(
+        '[data-test="reconcile"]'))
+    button[0].click()
+    browser.accept_confirm()
+    notice = browser.wait("the outcome notice", lambda: browser.css('[data-test="notice"]'))
+    assert "完成" in notice[0].text and "checked" in notice[0].text, notice[0].text
+    store = Store(demo.dir / "state" / "state.db")
+    try:
+        entry = store.audit.list(action="console.reconcile")[0]
+        assert entry["outcome"] == "ok" and entry["actor"] == "console:赵工@127.0.0.1"
+        assert store.facts.get("reports.reconcile") is not None  # what `status` shows
+    finally:
+        store.close()
