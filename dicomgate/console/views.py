@@ -62,8 +62,21 @@ class Views:
             "problems": {**counts, "quarantined_files": self.quarantined_file_count()},
             "disk": self.disk(),
             "health": {"status": "ok" if not any(checks.values()) else "unhealthy",
-                       "checks": {k: v or "ok" for k, v in checks.items()}},
+                       "checks": {k: v or "ok" for k, v in checks.items()},
+                       "workers": self.workers()},
         }
+
+    def workers(self) -> dict[str, Any] | None:
+        """The worker detail /healthz adds on the self-healing branch (issue 14: alive,
+        started, busy, lanes). SEAM: read only when the pool offers it, so this works before
+        and after that branch is merged; once merged, /healthz and this could share one
+        function beside App.health."""
+        pool = self.app.pool
+        if not all(hasattr(pool, n) for n in ("alive", "busy", "lanes_status")):
+            return None
+        alive, started = pool.alive()
+        return {"alive": alive, "started": started, "busy": pool.busy(),
+                "lanes": pool.lanes_status()}
 
     def peers(self, now: float) -> list[dict[str, Any]]:
         out = []

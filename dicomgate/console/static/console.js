@@ -146,6 +146,9 @@
       hs.setAttribute("data-test", "health-status");
       fill($("health"), Object.entries(d.health.checks).map(([k, v]) =>
         h("tr", {}, h("td", {}, dot(v === "ok"), " ", k), h("td", { class: v === "ok" ? "muted" : "bad" }, v))));
+      const w = d.health.workers;
+      if (w) $("health").append(h("tr", {}, h("td", {}, dot(w.alive === w.started), " ", t("health.workers")),
+        h("td", { class: "muted" }, w.alive + " / " + w.started + " · " + t("health.busy", { n: w.busy }))));
       examTable($("today-exams"), d.today.exams, true);
     },
 
