@@ -44,10 +44,12 @@ class Views:
                                                 day_to=today.isoformat(),
                                                 changed_since=midnight, limit=5000)
         pipes = self.store.console.pipelines(exams)
+        stages = {e.id: stage(e, pipes[e.id]) for e in exams}
         by_stage: dict[str, int] = {}
-        for e in exams:
-            s = stage(e, pipes[e.id])
+        for s in stages.values():
             by_stage[s] = by_stage.get(s, 0) + 1
+        # what needs a person first, then what is still moving, newest first within each
+        exams = sorted(exams, key=lambda e: STAGES.index(stages[e.id]))
         backlog = self.store.delivery.backlog()
         counts = self.store.console.counts()
         checks = self.app.health()

@@ -70,6 +70,9 @@ def test_overview_counts_what_the_store_holds(daemon):
     assert set(d["health"]["checks"]) == set(health["checks"])
     assert d["disk"]["free_bytes"] > 0 and d["disk"]["floor_bytes"] == 1024 * 1024
     assert d["peers"] == []  # no PACS, report source or cloud configured here
+    # first read today (their exam time is another day): today's, worst first
+    assert d["today"]["by_stage"] == {"problem": 1, "quarantined": 1}
+    assert [e["accession_no"] for e in d["today"]["exams"]] == ["ACC-OK-1", "ACC-Q-1"]
     clear_text_free(json.dumps(d, ensure_ascii=False))
 
 
