@@ -97,7 +97,7 @@ def test_exam_page_search_and_detail_are_masked(demo, browser, shots):
     assert f"{name[0]}*" in record[0].text and name not in record[0].text
     assert exam.row["idCardNo"][:6] + "********" in record[0].text
     detail = browser.driver.find_element(By.ID, "exam-detail").text
-    assert "retrieve" in detail and "upload" in detail and "push_report" in detail
+    assert "取回影像" in detail and "上传影像" in detail and "推送报告" in detail  # its tasks
     assert_masked(demo, browser, "exam detail")
     browser.screenshot(shots / "exam-detail.png")
 

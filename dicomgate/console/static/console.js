@@ -62,7 +62,8 @@
   function table(el, cols, rows, emptyText) {
     const head = h("tr", {}, cols.map((c) => h("th", { class: c.cls || null }, t(c.label))));
     const body = rows.length ? rows.map((r) => h("tr", r._attrs || {},
-      cols.map((c) => h("td", { class: c.cls || null }, c.cell(r)))))
+      cols.map((c) => { const v = c.cell(r);
+        return h("td", { class: c.cls || null, title: typeof v === "string" && (c.cls || "").includes("ellipsis") ? v : null }, v); })))
       : [h("tr", {}, h("td", { colspan: cols.length, class: "muted" }, emptyText || t("p.none")))];
     fill(el, h("thead", {}, head), h("tbody", {}, body));
   }
@@ -178,7 +179,7 @@
       $("n-dead").textContent = d.dead_tasks.length;
       table($("dead-tasks"), [
         { label: "col.id", cell: (r) => r.id },
-        { label: "col.kind", cell: (r) => r.kind },
+        { label: "col.kind", cell: (r) => kindName(r.kind) },
         { label: "col.key", cls: "mono ellipsis", cell: (r) => r.accession_no ? r.accession_no : r.key },
         { label: "col.attempts", cell: (r) => r.attempts },
         { label: "col.when", cell: (r) => when(r.finished_at || r.updated_at) },
@@ -249,6 +250,7 @@
     },
   };
 
+  function kindName(k) { const key = "kind." + k; const s = t(key); return s === key ? k : s; }
   function actionName(a) { const k = "action." + a; const s = t(k); return s === k ? a : s; }
   function kv(el, items) {
     fill(el, items.map(([k, v, cls, test]) => [h("dt", {}, t(k)), h("dd", { class: cls || null, "data-test": test || null }, v)]));
@@ -302,7 +304,7 @@
         { label: "col.version", cell: (v) => "v" + v.version }, { label: "col.type", cell: (v) => v.source_type },
         { label: "col.when", cell: (v) => when(v.created_at) }, { label: "col.hash", cls: "mono", cell: (v) => v.hash }], d.versions)),
       section("d.tasks", list([
-        { label: "col.id", cell: (x) => x.id }, { label: "col.kind", cell: (x) => x.kind },
+        { label: "col.id", cell: (x) => x.id }, { label: "col.kind", cell: (x) => kindName(x.kind) },
         { label: "col.state", cell: (x) => h("span", { class: x.state === "dead" ? "bad" : x.state === "done" ? "ok" : "" }, x.state) },
         { label: "col.attempts", cell: (x) => x.attempts }, { label: "col.when", cell: (x) => when(x.updated_at) },
         { label: "col.error", cls: "wrap bad", cell: (x) => x.last_error || "" },
