@@ -55,6 +55,15 @@ def assert_masked(demo: Demo, b: Browser, page: str) -> None:
     html = b.source()
     for secret in personal_data(demo):
         assert secret not in html, f"{secret!r} in clear on {page}"
+    fits(b, page)
+
+
+def fits(b: Browser, page: str) -> None:
+    """Usable at 1366x768: the page itself never scrolls sideways (wide tables scroll
+    inside their own panel)."""
+    width, view = b.driver.execute_script(
+        "return [document.documentElement.scrollWidth, window.innerWidth]")
+    assert width <= view, f"{page} is {width}px wide in a {view}px window"
 
 
 def test_overview_shows_the_three_demo_exams_delivered(demo, browser, shots):
