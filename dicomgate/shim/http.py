@@ -4,7 +4,9 @@ Answers follow the spec: `{"code": 200|202|500, "message": ..., "data": ...}`. C
 (missing or invalid parameters) is sent with HTTP 200 so PACS clients that treat any other
 HTTP status as a transport error still read the message; code 500 goes with HTTP 500.
 Other code registers more routes on the same port through `RouteTable.add` (e.g. /healthz),
-or a whole WSGI application under a path prefix through `mounts` (the operator console).
+or a whole WSGI application under a path prefix through `mounts` (the operator console): it
+is called through `mount.call_mounted` from the parts of the request, whatever server
+received it.
 """
 
 from __future__ import annotations
@@ -22,15 +24,17 @@ import structlog
 
 from ..config.model import Network
 from ..metrics import HTTP_REQUESTS
+from .mount import call_mounted, mount_of
 from .params import ParamError
 
 log = structlog.get_logger("dicomgate.shim")
 
 OK, BAD_PARAMS, INTERNAL = 200, 202, 500
 MESSAGES = {OK: "请求成功", BAD_PARAMS: "传参数不规范", INTERNAL: "内部服务错误"}
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-            404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
-            415: "Unsupported Media Type", 500: "Internal Server Error"}
+_REASONS = {200: "OK", 301: "Moved Permanently", 400: "Bad Request", 401: "Unauthorized",
+            403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
+            413: "Payload Too Large", 415: "Unsupported Media Type",
+            500: "Internal Server Error"}
 
 
 @dataclass
@@ -78,6 +82,8 @@ class Response:
     body: bytes
     content_type: str = "application/json; charset=utf-8"
     code: int | None = None  # the spec's `code`, for the request log
+    headers: tuple[tuple[str, str], ...] = ()  # more headers (a mounted app's CSP, Location)
+    quiet: bool = False  # logged at debug: a console page's poll every few seconds
 
 
 def reply(code: int, message: str | None = None, data: Any = None,
@@ -133,17 +139,14 @@ class ShimApp:
         self.routes = routes
         self.allow = allow
         self.max_body = max_body
-        self.mounts = mounts or {}  # prefix -> WSGI app, behind the same allow-list
+        self.mounts = mounts if mounts is not None else {}  # prefix -> WSGI app
 
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+    def __call__(self, environ: dict, start_response: Callable) -> list[bytes]:
         t0 = time.perf_counter()
         req_id = uuid.uuid4().hex[:12]
         client = environ.get("REMOTE_ADDR", "")
         method = environ.get("REQUEST_METHOD", "GET").upper()
         path = environ.get("PATH_INFO", "/")
-        prefix = self._mount_of(path)
-        if prefix is not None:
-            return self._mounted(prefix, environ, start_response, client, path, req_id, t0)
         req: Request | None = None
         try:
             resp, req = self._dispatch(environ, method, path, client, req_id)
@@ -154,16 +157,30 @@ class ShimApp:
                                    "see the gateway log)")
         start_response(f"{resp.status} {_REASONS.get(resp.status, 'OK')}", [
             ("Content-Type", resp.content_type), ("Content-Length", str(len(resp.body))),
-            ("X-Request-Id", req_id), ("Cache-Control", "no-store")])
+            ("X-Request-Id", req_id), ("Cache-Control", "no-store"), *resp.headers])
         route = self.routes.find(path)
-        HTTP_REQUESTS.labels(route.path if route else "other", str(resp.code or resp.status)).inc()
-        log.info("shim.request", method=method, path=path, client=client, status=resp.status,
-                 code=resp.code, ms=round((time.perf_counter() - t0) * 1000, 2),
-                 request_id=req_id, **(req.context if req else {}))
+        endpoint = route.path if route else mount_of(self.mounts, path) or "other"
+        HTTP_REQUESTS.labels(endpoint, str(resp.code or resp.status)).inc()
+        (log.debug if resp.quiet else log.info)(
+            "shim.request", method=method, path=path, client=client, status=resp.status,
+            code=resp.code, ms=round((time.perf_counter() - t0) * 1000, 2),
+            request_id=req_id, **(req.context if req else {}))
         return [resp.body] if method != "HEAD" else [b""]
 
     def _dispatch(self, environ: dict, method: str, path: str, client: str,
                   req_id: str) -> tuple[Response, Request | None]:
+        prefix = mount_of(self.mounts, path)
+        if prefix is not None:  # a mounted application (the console), same allow-list
+            if not self._allowed(client):
+                log.warning("shim.denied", client=client, path=path)
+                return reply(403, f"caller {client} is not in shim.allow"), None
+            body, too_big = _read_body(environ, self.max_body)
+            if too_big:
+                return reply(413, f"request body over the limit of {self.max_body} bytes "
+                                  "(shim.max_body)"), None
+            return call_mounted(self.mounts[prefix], prefix, method, path,
+                                environ.get("QUERY_STRING", ""), _headers(environ), body,
+                                client, req_id), None
         route = self.routes.find(path)
         if route is None:
             return reply(404, f"no such endpoint {path} (see /openapi.json)"), None
@@ -177,12 +194,8 @@ class ShimApp:
         if too_big:
             return reply(413, f"request body over the limit of {self.max_body} bytes "
                               "(shim.max_body)"), None
-        headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items()
-                   if k.startswith("HTTP_")}
-        if environ.get("CONTENT_TYPE"):
-            headers["content-type"] = environ["CONTENT_TYPE"]
-        req = Request(method, path, environ.get("QUERY_STRING", ""), headers, body, client,
-                      req_id)
+        req = Request(method, path, environ.get("QUERY_STRING", ""), _headers(environ), body,
+                      client, req_id)
         try:
             return route.handler(req), req
         except ParamError as exc:
@@ -192,41 +205,6 @@ class ShimApp:
             return reply(BAD_PARAMS, f"request body unreadable: {exc} (expected UTF-8 JSON "
                                      "object or form fields)"), req
 
-    def _mount_of(self, path: str) -> str | None:
-        for prefix in self.mounts:
-            if path == prefix or path.startswith(prefix + "/"):
-                return prefix
-        return None
-
-    def _mounted(self, prefix: str, environ: dict, start_response: Callable, client: str,
-                 path: str, req_id: str, t0: float) -> Iterable[bytes]:
-        """Hand the request to a mounted WSGI app (allow-list first), and log it."""
-        status: list[str] = []
-
-        def recording_start(line: str, headers: list, exc_info=None):
-            status.append(line)
-            return start_response(line, [*headers, ("X-Request-Id", req_id)], exc_info)
-
-        if not self._allowed(client):
-            log.warning("shim.denied", client=client, path=path)
-            resp = reply(403, f"caller {client} is not in shim.allow")
-            recording_start(f"403 {_REASONS[403]}", [
-                ("Content-Type", resp.content_type), ("Content-Length", str(len(resp.body)))])
-            body: Iterable[bytes] = [resp.body]
-        else:
-            env = dict(environ, SCRIPT_NAME=environ.get("SCRIPT_NAME", "") + prefix,
-                       PATH_INFO=path[len(prefix):], HTTP_X_REQUEST_ID=req_id)
-            body = self.mounts[prefix](env, recording_start)
-        code = status[0].split(" ", 1)[0] if status else "500"
-        HTTP_REQUESTS.labels(prefix, code).inc()
-        # A console page polls every few seconds: its reads are debug, the rest info.
-        level = log.debug if code.startswith("2") and environ.get(
-            "REQUEST_METHOD", "GET") in ("GET", "HEAD") else log.info
-        level("shim.request", method=environ.get("REQUEST_METHOD", "GET"), path=path,
-              client=client, status=int(code), ms=round((time.perf_counter() - t0) * 1000, 2),
-              request_id=req_id)
-        return body
-
     def _allowed(self, client: str) -> bool:
         try:
             addr = ipaddress.ip_address(client.split("%")[0])
@@ -235,6 +213,14 @@ class ShimApp:
         if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
             addr = addr.ipv4_mapped
         return any(addr in net for net in self.allow)
+
+
+def _headers(environ: dict) -> dict[str, str]:
+    headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items()
+               if k.startswith("HTTP_")}
+    if environ.get("CONTENT_TYPE"):
+        headers["content-type"] = environ["CONTENT_TYPE"]
+    return headers
 
 
 def _read_body(environ: dict, limit: int) -> tuple[bytes, bool]:
