@@ -50,3 +50,4 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     root.setLevel(logging.WARNING if LEVELS[level] < logging.WARNING else LEVELS[level])
     for noisy in ("pynetdicom", "apscheduler", "urllib3", "waitress"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # a line per queued request

@@ -255,7 +255,7 @@ def cmd_study_show(args: argparse.Namespace) -> int:
     print(f"  accession: {study['accession_no'] or '-'}   exam: {study['exam_id'] or '-'}")
     print(f"  updated:   {when(study['updated_at'])}")
     if study["detail"]:
-        print(f"  detail:    {study['detail']}")
+        print("  detail:    " + ", ".join(f"{k}: {v}" for k, v in study["detail"].items()))
     print(f"\ninstances ({len(rows)}):")
     for r in rows:
         r["received"] = when(r["received_at"])
