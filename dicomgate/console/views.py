@@ -55,7 +55,7 @@ class Views:
         checks = self.app.health()
         return {
             "now": now, "version": __version__, "hospital_id": self.cfg.gateway.hospital_id,
-            "peers": self.peers(now),
+            "peers": self.peers(now, checks),
             "backlog": {k: backlog[k] for k in ("backlog_instances", "backlog_bytes",
                                                 "backlog_studies", "oldest_age_seconds",
                                                 "spool_instances", "spool_bytes")},
@@ -80,7 +80,8 @@ class Views:
         return {"alive": alive, "started": started, "busy": pool.busy(),
                 "lanes": pool.lanes_status()}
 
-    def peers(self, now: float) -> list[dict[str, Any]]:
+    def peers(self, now: float, checks: dict[str, str | None] | None = None
+              ) -> list[dict[str, Any]]:
         out = []
         if self.cfg.pacs is not None:
             echo = self.store.facts.get(ECHO_FACT) or {}
@@ -94,10 +95,15 @@ class Views:
             r = self.cfg.reports
             target = (r.view.name if r.source == "view" and r.view else
                       r.http.url if r.http else r.source)
-            ok = None if not job.get("finished_at") else job.get("outcome") == "ok"
+            # The reports feature's own health check says what keeps rows from being read
+            # (view check, failed poll types); a poll in progress is not a failure.
+            problem = (checks or {}).get("reports")
+            if "reports" not in (checks or {}):
+                problem = job.get("detail") if job.get("outcome") == "error" else None
+            ok = None if not job.get("finished_at") else problem is None
             out.append({"name": "reports", "target": f"{r.source}: {target}", "ok": ok,
                         "at": job.get("finished_at"), "since": None,
-                        "detail": mask_text(job.get("detail") or "") or None})
+                        "detail": mask_text(problem or job.get("detail") or "") or None})
         if self.cfg.upstream is not None:
             reach = self.store.facts.get(REACH_FACT) or {}
             for target, url in (("dicomweb", self.cfg.upstream.dicomweb_url),
