@@ -191,6 +191,16 @@ class LookupConfig(HttpClientConfig):
 
 
 @dataclass(frozen=True)
+class ConsoleConfig:
+    """The operator console at /console/ on the shim's listener (issue 16)."""
+
+    operator_token: Secret | None = None  # actions (retry, re-read) need it; read-only without
+    local_actions: bool = False  # callers on this host (loopback) may act without the token
+    refresh: float = 5.0  # how often an open page asks for fresh figures
+    language: str = "zh"  # "zh" | "en": the page's first language (a switch changes it)
+
+
+@dataclass(frozen=True)
 class TasksConfig:
     workers: int = 4
     max_attempts: int = 12
@@ -219,6 +229,7 @@ class Config:
     qr: QrConfig | None = None
     login: LoginConfig | None = None
     lookup: LookupConfig | None = None
+    console: ConsoleConfig | None = None
     tasks: TasksConfig = field(default_factory=TasksConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
@@ -236,4 +247,5 @@ class Config:
             "QR code": self.shim is not None and self.qr is not None,
             "doctor login sync": self.shim is not None and self.login is not None,
             "cross-hospital lookup": self.shim is not None and self.lookup is not None,
+            "operator console": self.shim is not None and self.console is not None,
         }
