@@ -1,7 +1,7 @@
 """The shim's HTTP service, started and stopped by the daemon: the asyncio front
 (shim/front.py) with its worker pools.
 
-`DICOMGATE_SHIM_SERVER=waitress` serves the same application with waitress instead. It is
+`shim.server = "waitress"` serves the same application with waitress instead. It is
 kept only so bench/shim.py can measure both under the same attack (bench/README.md); waitress
 is then needed (`pip install '.[bench]'`) and has no per-source limit nor request deadline.
 """
@@ -9,7 +9,6 @@ is then needed (`pip install '.[bench]'`) and has no per-source limit nor reques
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 
 import structlog
@@ -55,7 +54,7 @@ class ShimService:
         for name, pool in self.pools.items():
             HTTP_POOL_IN_FLIGHT.labels(name).set_function(lambda p=pool: p.stats().in_flight)
         app = ShimApp(self.routes, cfg.allow, cfg.max_body, self.on_foreign, self.mounts)
-        kind = os.environ.get("DICOMGATE_SHIM_SERVER", "asyncio")
+        kind = cfg.server
         try:
             front = _Waitress(app, cfg, self.pools) if kind == "waitress" else \
                 HttpFront(app, self.routes, cfg, self.pools)
