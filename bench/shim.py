@@ -5,15 +5,28 @@ scheduled time (so a stalled server is not excused by a stalled client). The pee
 (C++ HTTP server) answering GET /system at the same rate in the same run.
 
     .venv/bin/python bench/shim.py [--rate 500] [--seconds 30] [--connections 16]
+
+Under attack (issue 11): qrurl at --rate while --slow slow connections (half from an allowed
+address 127.0.0.2, half from a disallowed one 127.0.0.3; each sends a header line a second
+and never finishes) and --lookups lookups against a platform that accepts TCP and never
+answers, each in its own process. Both shim servers are measured (the asyncio front, and
+waitress tuned: DICOMGATE_SHIM_SERVER=waitress), then Orthanc under the same slow connections.
+
+    .venv/bin/python bench/shim.py --attack [--rate 200] [--seconds 20] [--slow 500]
+                                    [--lookups 40] [--servers asyncio,waitress]
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import json
+import multiprocessing
+import os
 import queue
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +37,10 @@ from pathlib import Path
 from dicomgate.sandbox.orthanc import Orthanc, free_port
 
 SM4_KEY = "0123456789abcdeffedcba9876543210"
+SM2_KEY = "3945208f7b2144b13f36e38ac6d39f95889393692860b51a42fb81ef4df7c5b8"
+HOSPITAL = "H33010200001"
+ALLOWED, DISALLOWED = "127.0.0.2", "127.0.0.3"
+WORKSTATIONS = "127.0.0.4"  # where the lookups come from (the doctors' plugins)
 
 
 def wait(port: int, path: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:
@@ -42,30 +59,46 @@ def wait(port: int, path: str, proc: subprocess.Popen, timeout: float = 20.0) ->
     raise SystemExit(f"no answer on port {port}")
 
 
-def start_shim(tmp: Path) -> tuple[subprocess.Popen, int]:
+def start_shim(tmp: Path, server: str = "asyncio",
+               platform: str | None = None) -> tuple[subprocess.Popen, int]:
+    tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
     cfg = tmp / "dicomgate.toml"
+    lookup = "" if platform is None else f"""
+[login]
+sm2_private_key = "{SM2_KEY}"
+[lookup]
+province_dicomweb_url = "{platform}"
+national_dicomweb_url = "{platform}"
+"""
     cfg.write_text(f"""
 [gateway]
-hospital_id = "H33010200001"
+hospital_id = "{HOSPITAL}"
 state_dir = "{tmp / 'state'}"
 [dicom]
 ae_title = "DICOMGATE"
+port = {free_port()}
 [shim]
 bind = "127.0.0.1"
 port = {port}
+allow = ["127.0.0.1/32", "{ALLOWED}/32", "{WORKSTATIONS}/32"]
 [qr]
 film_url = "http://wx.imagingunion.com/iuweixin/iu_scanFilmInfo"
 sm4_key = "{SM4_KEY}"
+{lookup}
 [log]
 format = "json"
 """)
     log = open(tmp / "shim.log", "wb")  # one JSON log line per request, as in production
     proc = subprocess.Popen([sys.executable, "-c", "import sys; from dicomgate.cli import main; "
                              "sys.exit(main())", "--config", str(cfg), "run"],
-                            stdout=log, stderr=subprocess.STDOUT)
+                            stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "DICOMGATE_SHIM_SERVER": server})
     wait(port, "/openapi.json", proc)
     return proc, port
+
+
+GIVE_UP = 50  # errors after which a run stops sending (bounded time when a server is down)
 
 
 def load(port: int, paths: list[str], rate: float, seconds: float,
@@ -83,6 +116,10 @@ def load(port: int, paths: list[str], rate: float, seconds: float,
             if item is None:
                 return
             due, path = item
+            if len(errors) >= GIVE_UP:  # the server stopped answering: the rest count as lost
+                with lock:
+                    errors.append("abandoned")
+                continue
             try:
                 conn.request("GET", path)
                 r = conn.getresponse()
@@ -120,8 +157,158 @@ def load(port: int, paths: list[str], rate: float, seconds: float,
     def pct(p: float) -> float:
         return lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else float("nan")
 
-    return {"requests": len(lat), "errors": len(errors), "achieved_rps": len(lat) / elapsed,
+    return {"requests": len(lat) + errors.count("abandoned"), "errors": len(errors),
+            "achieved_rps": len(lat) / elapsed,
             "p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": lat[-1] * 1000 if lat else 0}
+
+
+# --- under attack ----------------------------------------------------------------------
+
+def hung_platform(port_q: multiprocessing.Queue, seconds: float) -> None:
+    """Accepts TCP connections and never answers (a stuck platform)."""
+    sock = socket.create_server(("127.0.0.1", 0), backlog=512)
+    sock.settimeout(0.2)
+    port_q.put(sock.getsockname()[1])
+    held = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            held.append(sock.accept()[0])
+        except TimeoutError:
+            continue
+
+
+def lookup_callers(port: int, n: int, seconds: float, out_q: multiprocessing.Queue) -> None:
+    """`n` callers, each asking for a lookup again 0.5 s after its last answer."""
+    from collections import Counter
+    seen: Counter = Counter()
+    lock = threading.Lock()
+    end = time.monotonic() + seconds
+
+    def caller() -> None:
+        while time.monotonic() < end:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=30,
+                                               source_address=(WORKSTATIONS, 0))
+                c.request("GET", "/iuWorkStation/swipingIdCardNo?hisUserId=bench01"
+                                 "&idCardNo=11010519491231002X")
+                body = json.loads(c.getresponse().read())
+                c.close()
+                code = str(body["code"]) + (" busy" if "busy" in body["message"] else "")
+            except (OSError, ValueError) as exc:
+                code = type(exc).__name__
+            with lock:
+                seen[code] += 1
+            time.sleep(0.5)
+
+    threads = [threading.Thread(target=caller, daemon=True) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=seconds + 60)
+    out_q.put(dict(seen))
+
+
+def slow_clients(port: int, source: str, n: int, seconds: float,
+                 path: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "dicomgate.sandbox.slow_clients", "--port",
+                             str(port), "--source", source, "-n", str(n), "--seconds",
+                             str(seconds), "--path", path], stdout=subprocess.PIPE, text=True)
+
+
+def open_session(tmp: Path) -> None:
+    from dicomgate.state import Store
+    store = Store(tmp / "state" / "state.db")
+    store.sessions.open(HOSPITAL, "bench01", {"doctorName": "bench"}, None, 3600.0, {})
+    store.close()
+
+
+def under_attack(args, server: str, tmp: Path) -> dict:
+    span = args.seconds + 8  # the attack outlasts the measured load
+    port_q: multiprocessing.Queue = multiprocessing.Queue()
+    platform = multiprocessing.Process(target=hung_platform, args=(port_q, span + 30))
+    platform.start()
+    url = f"http://127.0.0.1:{port_q.get(timeout=10)}/dicom-web"
+    shim, port = start_shim(tmp, server, url)
+    try:
+        open_session(tmp)
+        qr = [f"/getway/reportAndFilm/api/qrurl?accessNumber=CT{i:07d}&modality=CT"
+              f"&hospitalId={HOSPITAL}" for i in range(int(args.rate * args.seconds))]
+        quiet = load(port, qr, args.rate, min(args.seconds, 10), args.connections)
+        slow = [slow_clients(port, src, args.slow // 2, span, "/healthz")
+                for src in (ALLOWED, DISALLOWED)]
+        out_q: multiprocessing.Queue = multiprocessing.Queue()
+        callers = multiprocessing.Process(target=lookup_callers,
+                                          args=(port, args.lookups, span - 2, out_q))
+        callers.start()
+        time.sleep(3)  # slow connections open, lookups hanging
+        attacked = load(port, qr, args.rate, args.seconds, args.connections)
+        attacked["alive"] = shim.poll() is None
+        attacked["slow"] = {src: json.loads(p.communicate(timeout=span + 60)[0] or "{}")
+                            for src, p in zip((ALLOWED, DISALLOWED), slow, strict=True)}
+        attacked["lookups"] = out_q.get(timeout=span + 90)
+        callers.join(timeout=10)
+    finally:
+        shim.send_signal(signal.SIGTERM)
+        try:
+            shim.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            shim.kill()
+        platform.terminate()
+        platform.join(timeout=5)
+    return {"quiet": quiet, "attacked": attacked}
+
+
+def orthanc_under_attack(args, tmp: Path) -> dict:
+    orthanc = Orthanc(tmp / "orthanc", "PEER", extra={"HttpThreadsCount": 16}).start()
+    try:
+        port = orthanc.http_port
+        quiet = load(port, ["/system"], args.rate, min(args.seconds, 10), args.connections)
+        slow = [slow_clients(port, src, args.slow // 2, args.seconds + 8, "/system")
+                for src in (ALLOWED, DISALLOWED)]
+        time.sleep(3)
+        attacked = load(port, ["/system"], args.rate, args.seconds, args.connections)
+        attacked["slow"] = {src: json.loads(p.communicate(timeout=120)[0] or "{}")
+                            for src, p in zip((ALLOWED, DISALLOWED), slow, strict=True)}
+    finally:
+        orthanc.stop()
+    return {"quiet": quiet, "attacked": attacked}
+
+
+def attack_main(args) -> int:
+    results: dict[str, dict] = {}
+    for server in args.servers.split(","):
+        tmp = Path(tempfile.mkdtemp(prefix=f"bench-shim-{server}-"))
+        try:
+            results[f"dicomgate qrurl, {server}"] = under_attack(args, server, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if not args.no_peer:
+        tmp = Path(tempfile.mkdtemp(prefix="bench-shim-orthanc-"))
+        try:
+            results["Orthanc GET /system (peer)"] = orthanc_under_attack(args, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(f"qrurl at {args.rate:g}/s, {args.connections} keep-alive connections, loopback; "
+          f"attack: {args.slow} slow connections (half from allowed {ALLOWED}, half from "
+          f"disallowed {DISALLOWED}) + {args.lookups} lookups against a platform that never "
+          f"answers (shim only); quiet {min(args.seconds, 10):g}s then attacked "
+          f"{args.seconds:g}s\n")
+    print("| server | phase | requests | errors | p50 ms | p99 ms | max ms |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        for phase in ("quiet", "attacked"):
+            x = r[phase]
+            print(f"| {name} | {phase} | {x['requests']} | {x['errors']} | {x['p50_ms']:.2f} "
+                  f"| {x['p99_ms']:.2f} | {x['max_ms']:.1f} |")
+    print()
+    for name, r in results.items():
+        a = r["attacked"]
+        print(f"{name}: slow connections ended by status {a['slow']}; "
+              f"lookups {a.get('lookups', '-')}; p99 attacked/quiet "
+              f"{a['p99_ms'] / r['quiet']['p99_ms']:.1f}x; goal p99 < 50 ms, 0 errors: "
+              f"{'met' if a['p99_ms'] < 50 and not a['errors'] else 'MISSED'}")
+    return 0
 
 
 def main() -> int:
@@ -129,24 +316,36 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=500)
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--attack", action="store_true", help="the under-attack mode")
+    ap.add_argument("--slow", type=int, default=500, help="slow connections (attack)")
+    ap.add_argument("--lookups", type=int, default=40, help="hung lookups (attack)")
+    ap.add_argument("--servers", default="asyncio,waitress",
+                    help="shim servers (attack; quiet mode: asyncio unless given)")
+    ap.add_argument("--no-peer", action="store_true", help="skip Orthanc (attack)")
     args = ap.parse_args()
+    if args.attack:
+        if "--rate" not in sys.argv:
+            args.rate = 200
+        if "--seconds" not in sys.argv:
+            args.seconds = 20
+        return attack_main(args)
     tmp = Path(tempfile.mkdtemp(prefix="bench-shim-"))
     procs: list[subprocess.Popen] = []
     orthanc: Orthanc | None = None
+    results = {}
+    # every request a distinct exam: the URL cache never helps, SM4 runs every time
+    qr_paths = [f"/getway/reportAndFilm/api/qrurl?accessNumber=CT{i:07d}&modality=CT"
+                f"&hospitalId=H33010200001" for i in range(int(args.rate * args.seconds))]
+    servers = args.servers.split(",") if "--servers" in sys.argv else ["asyncio"]
     try:
-        shim, shim_port = start_shim(tmp)
-        procs.append(shim)
+        for server in servers:
+            shim, shim_port = start_shim(tmp / server, server)
+            procs.append(shim)
+            results[f"dicomgate qrurl, {server}"] = load(shim_port, qr_paths, args.rate,
+                                                         args.seconds, args.connections)
         orthanc = Orthanc(tmp / "orthanc", "PEER", extra={"HttpThreadsCount": 16}).start()
-        orthanc_port = orthanc.http_port
-        # every request a distinct exam: the URL cache never helps, SM4 runs every time
-        qr_paths = [f"/getway/reportAndFilm/api/qrurl?accessNumber=CT{i:07d}&modality=CT"
-                    f"&hospitalId=H33010200001" for i in range(int(args.rate * args.seconds))]
-        results = {
-            "dicomgate qrurl": load(shim_port, qr_paths, args.rate, args.seconds,
-                                    args.connections),
-            "Orthanc GET /system (peer)": load(orthanc_port, ["/system"], args.rate,
-                                               args.seconds, args.connections),
-        }
+        results["Orthanc GET /system (peer)"] = load(orthanc.http_port, ["/system"], args.rate,
+                                                     args.seconds, args.connections)
     finally:
         if orthanc is not None:
             orthanc.stop()
@@ -164,9 +363,12 @@ def main() -> int:
     for name, r in results.items():
         print(f"| {name} | {r['requests']} | {r['errors']} | {r['achieved_rps']:.0f} | "
               f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.1f} |")
-    a, b = results["dicomgate qrurl"], results["Orthanc GET /system (peer)"]
-    print(f"\np99 ratio dicomgate/Orthanc: {a['p99_ms'] / b['p99_ms']:.2f}; "
-          f"target p99 < 20 ms: {'met' if a['p99_ms'] < 20 and not a['errors'] else 'MISSED'}")
+    b = results["Orthanc GET /system (peer)"]
+    for server in servers:
+        a = results[f"dicomgate qrurl, {server}"]
+        print(f"\n{server}: p99 ratio dicomgate/Orthanc: {a['p99_ms'] / b['p99_ms']:.2f}; "
+              f"target p99 < 20 ms: "
+              f"{'met' if a['p99_ms'] < 20 and not a['errors'] else 'MISSED'}")
     return 0
 
 

@@ -76,6 +76,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     root.setLevel(logging.WARNING if LEVELS[level] < logging.WARNING else LEVELS[level])
     for noisy in THIRD_PARTY:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # a line per queued request
     logging.captureWarnings(True)
     install_exception_hooks()
 

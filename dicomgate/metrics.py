@@ -7,7 +7,13 @@ import shutil
 import time
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, disable_created_metrics, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from .config import Config
@@ -17,6 +23,9 @@ disable_created_metrics()  # *_created series only add noise for an operator
 HTTP_REGISTRY = CollectorRegistry()
 HTTP_REQUESTS = Counter("dicomgate_http_requests", "HTTP requests served by the shim",
                         ["endpoint", "code"], registry=HTTP_REGISTRY)
+HTTP_POOL_IN_FLIGHT = Gauge("dicomgate_http_pool_in_flight",
+                            "Shim requests running or waiting, per worker pool (main, lookup)",
+                            ["pool"], registry=HTTP_REGISTRY)
 
 # Written by images.echo: {"ok": bool, "latency_ms": float, "at": epoch, "error": str}
 ECHO_FACT = "images.pacs_echo"

@@ -263,7 +263,7 @@ def cmd_study_show(args: argparse.Namespace) -> int:
     print(f"  accession: {study['accession_no'] or '-'}   exam: {study['exam_id'] or '-'}")
     print(f"  updated:   {when(study['updated_at'])}")
     if study["detail"]:
-        print(f"  detail:    {study['detail']}")
+        print("  detail:    " + ", ".join(f"{k}: {v}" for k, v in study["detail"].items()))
     events = [dataclasses.asdict(e) for e in store.dicom_events.of_study(args.uid)]
     _print_events(events)
     print(f"\ninstances ({len(rows)}):")

@@ -103,6 +103,7 @@ def _gateway(t: Table) -> model.GatewayConfig:
         hospital_id=t.str("hospital_id"),
         state_dir=t.path_value("state_dir", Path("/var/lib/dicomgate")),
         timezone=t.value("timezone", tz, ZoneInfo("Asia/Shanghai")),
+        group_hospital_ids=tuple(t.list_of("group_hospital_ids", values.hospital_code, ())),
     )
 
 
@@ -255,6 +256,15 @@ def _shim(t: Table) -> model.ShimConfig:
         delete_secret=t.secret("delete_secret", required=False),
         max_body=t.value("max_body", values.size, d["max_body"]),
         threads=t.int("threads", d["threads"], lo=1, hi=256),
+        queue=t.int("queue", d["queue"], lo=1, hi=10000),
+        lookup_threads=t.int("lookup_threads", d["lookup_threads"], lo=1, hi=64),
+        lookup_queue=t.int("lookup_queue", d["lookup_queue"], lo=0, hi=1000),
+        max_connections=t.int("max_connections", d["max_connections"], lo=8, hi=100000),
+        max_connections_per_source=t.int("max_connections_per_source",
+                                         d["max_connections_per_source"], lo=1, hi=100000),
+        request_timeout=t.value("request_timeout", values.duration, d["request_timeout"]),
+        keepalive_timeout=t.value("keepalive_timeout", values.duration,
+                                  d["keepalive_timeout"]),
     )
 
 

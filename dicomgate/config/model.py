@@ -41,6 +41,14 @@ class GatewayConfig:
     hospital_id: str
     state_dir: Path
     timezone: ZoneInfo
+    # Other institution codes of the same hospital group that this gateway also acts for.
+    group_hospital_ids: tuple[str, ...] = ()
+
+    @property
+    def served_hospitals(self) -> tuple[str, ...]:
+        """Every hospitalId the HTTP shim accepts, ours first."""
+        return (self.hospital_id, *(h for h in self.group_hospital_ids
+                                    if h != self.hospital_id))
 
     @property
     def spool_dir(self) -> Path:
@@ -156,7 +164,14 @@ class ShimConfig:
     allow: tuple[Network, ...] = (ipaddress.ip_network("127.0.0.1/32"),)
     delete_secret: Secret | None = None
     max_body: int = 1024**2
-    threads: int = 8
+    threads: int = 8  # workers for QR, login, deletion and operations endpoints
+    queue: int = 64  # requests waiting for those workers before "busy" (503)
+    lookup_threads: int = 4  # lookups run apart so a hung platform never delays printing
+    lookup_queue: int = 8  # lookups waiting before "busy" (202)
+    max_connections: int = 1000
+    max_connections_per_source: int = 64
+    request_timeout: float = 10.0  # the whole request head and body must arrive within this
+    keepalive_timeout: float = 15.0  # an idle keep-alive connection is closed after this
 
 
 @dataclass(frozen=True)

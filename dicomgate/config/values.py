@@ -177,3 +177,14 @@ def time_format(raw: object) -> str:
         raise BadValue(f"{raw!r} has letters besides the tokens yyyy MM dd HH mm ss and T",
                        TIME_FORMAT_EXPECTED)  # 年 月 日 时 分 秒 are separators like - and :
     return pattern
+
+
+def hospital_code(raw: object) -> str:
+    """A 医保医疗机构代码 (institution code): printable ASCII, no spaces."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise BadValue(f"{type(raw).__name__} {raw!r}", "an institution code such as "
+                       '"H33010200001"')
+    if not raw.isascii() or not raw.isprintable() or " " in raw or len(raw) > 64:
+        raise BadValue(f"{raw!r}", "an institution code: up to 64 printable ASCII characters, "
+                       "no spaces")
+    return raw

@@ -73,13 +73,15 @@ def signature_problem(secret: str, req: Request) -> str | None:
 
 
 class DeletionEndpoint:
-    def __init__(self, store: Store, spool: Path, hospital_id: str, secret: str | None,
+    def __init__(self, store: Store, spool: Path, served: tuple[str, ...], secret: str | None,
                  wake: Callable[[], None]):
-        """`secret`: the shared key requests must be signed with (None: unsigned accepted);
-        `wake`: starts this process's workers on the tasks a deletion queues."""
+        """`served`: the hospitalIds this gateway acts for, ours first (gateway.hospital_id,
+        then group_hospital_ids); `secret`: the shared key requests must be signed with
+        (None: unsigned accepted); `wake`: starts this process's workers on the tasks a
+        deletion queues."""
         self.store = store
         self.spool = spool
-        self.hospital_id = hospital_id
+        self.served = served
         self.secret = secret
         self.wake = wake
 
@@ -89,7 +91,7 @@ class DeletionEndpoint:
             if problem:
                 log.warning("deletion.unsigned", client=req.client, problem=problem)
                 return reply(403, problem)
-        p = Params(req.params(), self.hospital_id)
+        p = Params(req.params(), self.served[0], self.served)
         patient_name = p.required("patientName", "患者姓名")
         accession = p.required("accessionNo", "检查号",
                                check=no_chars("\\*?", "an exact accession number"))
@@ -116,7 +118,8 @@ class DeletionEndpoint:
             else:
                 exam = self.store.exams.find(c, hospital, accession)
                 holdings = self.store.instances.holdings(
-                    c, exam.id if exam else None, exam.study_uid if exam else None, accession)
+                    c, exam.id if exam else None, exam.study_uid if exam else None, accession,
+                    unlinked_by_accession=hospital == self.served[0])
                 self.store.instances.mark_deleted(c, holdings)
                 self.store.deletions.record(
                     c, hospital_id=hospital, accession_no=accession, operate_time=when,

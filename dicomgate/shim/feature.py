@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import structlog
+
 from ..app import App
 from ..config.model import Config
 from . import deletion, login, lookup, ops, qr_endpoint
@@ -14,11 +16,14 @@ from .login import LoginEndpoint
 from .lookup import LookupEndpoint
 from .openapi import build as build_openapi
 from .ops import healthz, metrics_endpoint
+from .params import ForeignHospital
 from .qr import FilmLinks
 from .qr_endpoint import QrEndpoints
 from .server import ShimService
 
 OPENAPI_PATH = "/openapi.json"  # served here: it describes the routes set up here
+
+log = structlog.get_logger("dicomgate.shim")
 
 
 def setup(app: App) -> None:
@@ -26,33 +31,48 @@ def setup(app: App) -> None:
     if cfg.shim is None:
         return
     routes = RouteTable()
-    hospital = cfg.gateway.hospital_id
+    served = cfg.gateway.served_hospitals  # ours first
     closers = []
     if cfg.qr is not None:
         links = FilmLinks(cfg.qr.film_url, bytes.fromhex(cfg.qr.sm4_key.reveal()),
                           cfg.qr.font_path)
-        qr = QrEndpoints(links, hospital)
+        qr = QrEndpoints(links, served)
         routes.add(qr_endpoint.QR_URL_PATH, qr.qrurl, summary="QR code URL (4.3)")
         routes.add(qr_endpoint.QR_CODE_PATH, qr.qrcode, summary="QR code PNG (4.3)")
     if cfg.login is not None:
-        routes.add(login.PATH, LoginEndpoint(cfg.login, app.store.sessions, hospital),
+        routes.add(login.PATH, LoginEndpoint(cfg.login, app.store.sessions, served[0], served),
                    ("GET", "POST"), summary="doctor login sync (4.4.3.1)")
         app.every("shim.expire_sessions", 600.0, app.store.sessions.close_expired)
     if cfg.lookup is not None:
-        lookup_endpoint = LookupEndpoint(cfg.lookup, app.store, hospital)
+        lookup_endpoint = LookupEndpoint(cfg.lookup, app.store, served, cfg.shim.lookup_threads)
         closers.append(lookup_endpoint.close)
         routes.add(lookup.PATH, lookup_endpoint, ("GET", "POST"),
-                   summary="external exam lookup (4.4.3.2)")
+                   summary="external exam lookup (4.4.3.2)", pool="lookup")
     secret = cfg.shim.delete_secret
-    deleter = DeletionEndpoint(app.store, cfg.gateway.spool_dir, hospital,
+    deleter = DeletionEndpoint(app.store, cfg.gateway.spool_dir, served,
                                secret.reveal() if secret else None, app.pool.wake)
     routes.add(deletion.PATH, deleter, ("POST",), summary="image deletion (4.5)")
     routes.add(ops.HEALTHZ_PATH, healthz(app), summary="health: 200 or 503 with the reasons")
     routes.add(ops.METRICS_PATH, metrics_endpoint(app), summary="Prometheus metrics")
     routes.add(OPENAPI_PATH, _openapi_handler(routes), summary="this API")
-    service = ShimService(cfg.shim, routes, on_stop=lambda: [c() for c in closers])
+    service = ShimService(cfg.shim, routes, on_stop=lambda: [c() for c in closers],
+                          on_foreign=_audit_foreign(app))
     app.add_service(service, health=service.health)
     app.add_status("shim", lambda: _status(app, cfg))
+
+
+def _audit_foreign(app: App):
+    """A request naming a hospital we do not act for is refused (202) and audited."""
+    def record(req: Request, exc: ForeignHospital) -> None:
+        app.store.audit.record(f"client:{req.client}", "shim.refused_hospital",
+                               exc.hospital_id, "refused", {
+                                   "path": req.path, "method": req.method,
+                                   "requestId": req.request_id,
+                                   "accessionNo": req.context.get("accession_no"),
+                                   "hisUserId": req.context.get("his_user_id")})
+        log.warning("shim.refused_hospital", client=req.client, path=req.path,
+                    hospital_id=exc.hospital_id, request_id=req.request_id)
+    return record
 
 
 def _openapi_handler(routes: RouteTable):
@@ -73,6 +93,13 @@ def _status(app: App, cfg: Config) -> dict[str, Any]:
     return {
         "listen": f"{shim.bind}:{shim.port}",
         "allow": [str(n) for n in shim.allow],
+        "serves_hospitals": list(cfg.gateway.served_hospitals),
+        "limits": {"threads": shim.threads, "queue": shim.queue,
+                   "lookup_threads": shim.lookup_threads, "lookup_queue": shim.lookup_queue,
+                   "max_connections": shim.max_connections,
+                   "max_connections_per_source": shim.max_connections_per_source,
+                   "request_timeout_s": shim.request_timeout,
+                   "keepalive_timeout_s": shim.keepalive_timeout},
         "endpoints": {"qr": cfg.qr is not None, "login": cfg.login is not None,
                       "lookup": cfg.lookup is not None, "deletion": True},
         "deletion_signed": shim.delete_secret is not None,

@@ -15,21 +15,24 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
 
 import structlog
 
 from ..config.model import Network
 from ..metrics import HTTP_REQUESTS
-from .params import ParamError
+from .inputs import BadBody, body_text, decode_pairs, json_object
+from .params import ForeignHospital, ParamError
 
 log = structlog.get_logger("dicomgate.shim")
 
 OK, BAD_PARAMS, INTERNAL = 200, 202, 500
 MESSAGES = {OK: "请求成功", BAD_PARAMS: "传参数不规范", INTERNAL: "内部服务错误"}
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-            404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
-            415: "Unsupported Media Type", 500: "Internal Server Error"}
+REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+           404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+           413: "Payload Too Large", 415: "Unsupported Media Type",
+           431: "Request Header Fields Too Large", 500: "Internal Server Error",
+           501: "Not Implemented", 503: "Service Unavailable",
+           505: "HTTP Version Not Supported"}
 
 
 @dataclass
@@ -44,11 +47,9 @@ class Request:
     context: dict[str, Any] = field(default_factory=dict)  # safe extras for the request log
 
     def query(self) -> dict[str, str]:
-        """Decoded query parameters (first value wins; `+` kept as `+`, base64 survives)."""
-        out: dict[str, str] = {}
-        for k, v in parse_qsl(self.query_string.replace("+", "%2B"), keep_blank_values=True):
-            out.setdefault(k.strip(), v)
-        return out
+        """Decoded query parameters (first value wins; `+` kept as `+`, base64 survives);
+        ParamError names any parameter that is not UTF-8."""
+        return decode_pairs(self.query_string, "query string")
 
     def params(self) -> dict[str, str]:
         """Query parameters, overlaid with a JSON object or form body (POST)."""
@@ -56,19 +57,12 @@ class Request:
         if not self.body:
             return out
         ctype = self.headers.get("content-type", "").split(";")[0].strip().lower()
-        text = self.body.decode("utf-8")
+        text = body_text(self.body)
         if ctype == "application/json" or (not ctype and text.lstrip().startswith("{")):
-            data = json.loads(text)
-            if not isinstance(data, dict):
-                raise BadBody("the JSON body must be an object of parameters")
-            out.update({str(k): "" if v is None else str(v) for k, v in data.items()})
+            out.update(json_object(text))
         else:
-            out.update(dict(parse_qsl(text, keep_blank_values=True)))
+            out.update(decode_pairs(text, "form body", plus_is_space=True))
         return out
-
-
-class BadBody(ValueError):
-    pass
 
 
 @dataclass
@@ -77,13 +71,14 @@ class Response:
     body: bytes
     content_type: str = "application/json; charset=utf-8"
     code: int | None = None  # the spec's `code`, for the request log
+    request_id: str | None = None  # sent as X-Request-Id; quoted in error messages
 
 
 def reply(code: int, message: str | None = None, data: Any = None,
           status: int | None = None) -> Response:
     body = {"code": code, "message": message or MESSAGES.get(code, ""), "data": data}
     http = status if status is not None else (500 if code == INTERNAL else
-                                              code if code in _REASONS and code >= 400 else 200)
+                                              code if code in REASONS and code >= 400 else 200)
     return Response(http, json.dumps(body, ensure_ascii=False).encode("utf-8"), code=code)
 
 
@@ -97,6 +92,7 @@ class Route:
     methods: tuple[str, ...]
     open_access: bool  # True: skips the CIDR allow-list (e.g. a health check for monitoring)
     summary: str = ""
+    pool: str = "main"  # the worker pool that runs it ("lookup": slow peers, kept apart)
 
 
 class RouteTable:
@@ -106,12 +102,12 @@ class RouteTable:
         self._routes: dict[str, Route] = {}
 
     def add(self, path: str, handler: Handler, methods: Iterable[str] = ("GET",), *,
-            open_access: bool = False, summary: str = "") -> None:
+            open_access: bool = False, summary: str = "", pool: str = "main") -> None:
         key = _norm(path)
         if key in self._routes:
             raise ValueError(f"route {path} is already registered")
         self._routes[key] = Route(path, handler, tuple(m.upper() for m in methods),
-                                  open_access, summary)
+                                  open_access, summary, pool)
 
     def find(self, path: str) -> Route | None:
         return self._routes.get(_norm(path))
@@ -119,74 +115,91 @@ class RouteTable:
     def all(self) -> list[Route]:
         return list(self._routes.values())
 
+    def any_open(self) -> bool:
+        return any(r.open_access for r in self._routes.values())
+
 
 def _norm(path: str) -> str:
     return "/" + path.strip("/")
 
 
 class ShimApp:
-    """The WSGI callable."""
+    """Routes one request to its handler and logs it; `__call__` is the WSGI form of it."""
 
-    def __init__(self, routes: RouteTable, allow: tuple[Network, ...], max_body: int):
+    def __init__(self, routes: RouteTable, allow: tuple[Network, ...], max_body: int,
+                 on_foreign: Callable[[Request, ForeignHospital], None] | None = None):
         self.routes = routes
         self.allow = allow
         self.max_body = max_body
+        self.on_foreign = on_foreign  # audits a request naming a hospital we do not serve
 
     def __call__(self, environ: dict, start_response: Callable) -> list[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items()
+                   if k.startswith("HTTP_")}
+        if environ.get("CONTENT_TYPE"):
+            headers["content-type"] = environ["CONTENT_TYPE"]
+        body, too_big = _read_body(environ, self.max_body)
+        resp, req_id = self.handle(method, environ.get("PATH_INFO", "/"),
+                                   environ.get("QUERY_STRING", ""), headers, body,
+                                   environ.get("REMOTE_ADDR", ""), too_big)
+        start_response(f"{resp.status} {REASONS.get(resp.status, 'OK')}", [
+            ("Content-Type", resp.content_type), ("Content-Length", str(len(resp.body))),
+            ("X-Request-Id", req_id), ("Cache-Control", "no-store")])
+        return [resp.body] if method != "HEAD" else [b""]
+
+    def handle(self, method: str, path: str, query_string: str, headers: dict[str, str],
+               body: bytes, client: str, too_big: bool = False) -> tuple[Response, str]:
+        """The answer to one request and its id; never raises."""
         t0 = time.perf_counter()
         req_id = uuid.uuid4().hex[:12]
-        client = environ.get("REMOTE_ADDR", "")
-        method = environ.get("REQUEST_METHOD", "GET").upper()
-        path = environ.get("PATH_INFO", "/")
         req: Request | None = None
         try:
-            resp, req = self._dispatch(environ, method, path, client, req_id)
+            resp, req = self._dispatch(method, path, query_string, headers, body, client,
+                                       req_id, too_big)
         except Exception as exc:  # never a stack trace to the caller
             log.exception("shim.internal_error", path=path, request_id=req_id,
                           error_type=type(exc).__name__)
             resp = reply(INTERNAL, f"内部服务错误 internal error (request {req_id}; "
                                    "see the gateway log)")
-        start_response(f"{resp.status} {_REASONS.get(resp.status, 'OK')}", [
-            ("Content-Type", resp.content_type), ("Content-Length", str(len(resp.body))),
-            ("X-Request-Id", req_id), ("Cache-Control", "no-store")])
+        resp.request_id = req_id
         route = self.routes.find(path)
         HTTP_REQUESTS.labels(route.path if route else "other", str(resp.code or resp.status)).inc()
         log.info("shim.request", method=method, path=path, client=client, status=resp.status,
                  code=resp.code, ms=round((time.perf_counter() - t0) * 1000, 2),
                  request_id=req_id, **(req.context if req else {}))
-        return [resp.body] if method != "HEAD" else [b""]
+        return resp, req_id
 
-    def _dispatch(self, environ: dict, method: str, path: str, client: str,
-                  req_id: str) -> tuple[Response, Request | None]:
+    def _dispatch(self, method: str, path: str, query_string: str, headers: dict[str, str],
+                  body: bytes, client: str, req_id: str,
+                  too_big: bool) -> tuple[Response, Request | None]:
         route = self.routes.find(path)
         if route is None:
             return reply(404, f"no such endpoint {path} (see /openapi.json)"), None
-        if not route.open_access and not self._allowed(client):
+        if not route.open_access and not self.allowed(client):
             log.warning("shim.denied", client=client, path=path)
             return reply(403, f"caller {client} is not in shim.allow"), None
         if method not in route.methods and not (method == "HEAD" and "GET" in route.methods):
             return reply(405, f"{method} not allowed on {route.path} "
                               f"(use {', '.join(route.methods)})"), None
-        body, too_big = _read_body(environ, self.max_body)
         if too_big:
-            return reply(413, f"request body over the limit of {self.max_body} bytes "
-                              "(shim.max_body)"), None
-        headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items()
-                   if k.startswith("HTTP_")}
-        if environ.get("CONTENT_TYPE"):
-            headers["content-type"] = environ["CONTENT_TYPE"]
-        req = Request(method, path, environ.get("QUERY_STRING", ""), headers, body, client,
-                      req_id)
+            return too_large(self.max_body), None
+        req = Request(method, path, query_string, headers, body, client, req_id)
         try:
             return route.handler(req), req
+        except ForeignHospital as exc:
+            req.context["refused_hospital_id"] = exc.hospital_id
+            if self.on_foreign is not None:
+                self.on_foreign(req, exc)
+            return reply(BAD_PARAMS, f"{MESSAGES[BAD_PARAMS]}: {exc}"), req
         except ParamError as exc:
             req.context["invalid"] = [p.split(" ", 1)[0] for p in exc.problems]
             return reply(BAD_PARAMS, f"{MESSAGES[BAD_PARAMS]}: {exc}"), req
-        except (BadBody, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return reply(BAD_PARAMS, f"request body unreadable: {exc} (expected UTF-8 JSON "
+        except BadBody as exc:
+            return reply(BAD_PARAMS, f"request body unreadable: {exc} (expected a UTF-8 JSON "
                                      "object or form fields)"), req
 
-    def _allowed(self, client: str) -> bool:
+    def allowed(self, client: str) -> bool:
         try:
             addr = ipaddress.ip_address(client.split("%")[0])
         except ValueError:
@@ -206,3 +219,9 @@ def _read_body(environ: dict, limit: int) -> tuple[bytes, bool]:
     if length <= 0:
         return b"", False
     return environ["wsgi.input"].read(length), False
+
+
+def too_large(limit: int) -> Response:
+    """Over shim.max_body: HTTP 413, and the spec's code 202 (invalid parameters)."""
+    return reply(BAD_PARAMS, f"{MESSAGES[BAD_PARAMS]}: request body over the limit of {limit} "
+                             "bytes (shim.max_body)", status=413)

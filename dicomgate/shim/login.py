@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import structlog
@@ -20,6 +21,7 @@ from ..privacy import mask_name
 from ..smcrypto import GmError, Sm2Decryptor, decode_text
 from ..state.sessions import SessionStore
 from .http import OK, Request, Response, reply
+from .inputs import body_text
 from .login_string import EncodingError, dollar_decode, parse_login_string
 from .params import Params
 
@@ -54,11 +56,12 @@ def decode_values(raw: dict[str, str], p: Params) -> dict[str, str]:
     return out
 
 
-def decode_login(text: str, default_hospital: str,
-                 decryptor: Sm2Decryptor | None) -> LoginFields:
-    """Parse, decode and check a login string; raises ParamError naming every problem."""
+def decode_login(text: str, default_hospital: str, decryptor: Sm2Decryptor | None,
+                 served: Collection[str] | None = None) -> LoginFields:
+    """Parse, decode and check a login string; raises ParamError naming every problem
+    (ForeignHospital when it names a hospital outside `served`)."""
     raw = parse_login_string(text)
-    p = Params({}, default_hospital)
+    p = Params({}, default_hospital, served)
     p.raw = decode_values(raw, p)
     his_user_id = p.required("hisUserId", "PACS 登录账号")
     kind = p.choice("type", LOGIN_TYPES)
@@ -104,16 +107,18 @@ def id_hash(salt: bytes, id_card_no: str) -> str:
 
 
 class LoginEndpoint:
-    def __init__(self, config: LoginConfig, sessions: SessionStore, default_hospital: str):
+    def __init__(self, config: LoginConfig, sessions: SessionStore, default_hospital: str,
+                 served: Collection[str] | None = None):
         self.config = config
         self.sessions = sessions
         self.default_hospital = default_hospital
+        self.served = served if served is not None else (default_hospital,)
         self.decryptor = Sm2Decryptor(config.sm2_private_key.reveal(), config.sm2_mode)
         self._salt: bytes | None = None
 
     def __call__(self, req: Request) -> Response:
-        text = req.query_string or req.body.decode("utf-8")
-        fields = decode_login(text, self.default_hospital, self.decryptor)
+        text = req.query_string or body_text(req.body)
+        fields = decode_login(text, self.default_hospital, self.decryptor, self.served)
         req.context.update(his_user_id=fields.his_user_id, login_type=fields.type)
         if fields.type == "2":
             closed = self.sessions.close(fields.hospital_id, fields.his_user_id,

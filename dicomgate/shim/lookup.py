@@ -44,21 +44,24 @@ class PlatformResult:
 
 
 class LookupEndpoint:
-    def __init__(self, config: LookupConfig, store: Store, hospital_id: str):
+    def __init__(self, config: LookupConfig, store: Store, served: tuple[str, ...],
+                 concurrent: int = 4):
         self.config = config
-        self._sessions = ThreadSessions(config, hospital_id)  # TLS / CA / auth of [lookup]
+        self._sessions = ThreadSessions(config, served[0])  # TLS / CA / auth of [lookup]
         self.store = store
-        self.hospital_id = hospital_id
+        self.served = served  # ours first; every one of them is "own", never "external"
         self.platforms = {name: url for name, url in (
             ("province", config.province_dicomweb_url),
             ("national", config.national_dicomweb_url)) if url}
-        self._pool = cf.ThreadPoolExecutor(max_workers=8, thread_name_prefix="shim-lookup")
+        # One thread per platform for each lookup the shim runs at once (shim.lookup_threads).
+        self._pool = cf.ThreadPoolExecutor(max_workers=max(2, concurrent * len(self.platforms)),
+                                           thread_name_prefix="shim-lookup-peer")
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def __call__(self, req: Request) -> Response:
-        p = Params(req.params(), self.hospital_id)
+        p = Params(req.params(), self.served[0], self.served)
         his_user_id = p.required("hisUserId", "PACS 登录账号")
         id_card_no = p.required("idCardNo", "患者身份证号 (PatientID on the platforms)",
                                 check=no_chars(_WILDCARDS, "no wildcards or lists"))
@@ -118,7 +121,7 @@ class LookupEndpoint:
         for res in results:
             for s in res.studies or []:
                 uid = s["studyInstanceUid"]
-                if not uid or s["hospital"] == hospital:
+                if not uid or s["hospital"] in self.served:
                     continue
                 if uid in merged:
                     merged[uid]["source"] += f",{res.name}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 # Spellings the PACS vendors really send, canonical name first. The spec's own tables spell
 # hospitalId as "hospitalld" (double l) and mix accessNumber / accessionNo.
@@ -22,13 +22,24 @@ class ParamError(ValueError):
         self.problems = problems
 
 
+class ForeignHospital(ParamError):
+    """The request names a hospital this gateway does not act for (audited by the server)."""
+
+    def __init__(self, problems: list[str], hospital_id: str):
+        super().__init__(problems)
+        self.hospital_id = hospital_id
+
+
 class Params:
     """Reads parameters, collecting every problem, then `done()` raises them together."""
 
-    def __init__(self, raw: Mapping[str, str], default_hospital: str):
+    def __init__(self, raw: Mapping[str, str], default_hospital: str,
+                 served: Collection[str] | None = None):
         self.raw = raw
         self.default_hospital = default_hospital
+        self.served = served  # the hospitalIds this gateway acts for; None: no check
         self.problems: list[str] = []
+        self.foreign: str | None = None
 
     def get(self, name: str) -> str:
         for alias in ALIASES.get(name, (name,)):
@@ -63,13 +74,22 @@ class Params:
         return value
 
     def hospital(self) -> str:
-        value = self.get("hospitalId") or self.default_hospital
-        return self._check("hospitalId", value, "医保医疗机构代码", 64, None)
+        value = self._check("hospitalId", self.get("hospitalId") or self.default_hospital,
+                            "医保医疗机构代码", 64, None)
+        if value and self.served is not None and value not in self.served:
+            self.foreign = value
+            self.problems.append(
+                f"hospitalId {value[:64]!r} is not served by this gateway (it acts only for "
+                f"{', '.join(self.served)}: gateway.hospital_id, gateway.group_hospital_ids)")
+            return ""
+        return value
 
     def add(self, problem: str) -> None:
         self.problems.append(problem)
 
     def done(self) -> None:
+        if self.foreign is not None:
+            raise ForeignHospital(self.problems, self.foreign)
         if self.problems:
             raise ParamError(self.problems)
 

@@ -18,8 +18,8 @@ QR_CODE_PATH = "/getway/reportAndFilm/api/qrcode"
 _NO_SEP = no_chars(SEPARATOR, "reserved as the token's field separator")
 
 
-def _exam(req: Request, default_hospital: str) -> ExamIdentity:
-    p = Params(req.query(), default_hospital)
+def _exam(req: Request, served: tuple[str, ...]) -> ExamIdentity:
+    p = Params(req.query(), served[0], served)
     accession = p.required("accessNumber", "检查编号", check=_NO_SEP)
     modality = p.required("modality", "检查模式 (CT, MR, DX, ...)", 16, check=_NO_SEP)
     hospital = p.hospital()
@@ -31,16 +31,16 @@ def _exam(req: Request, default_hospital: str) -> ExamIdentity:
 
 
 class QrEndpoints:
-    def __init__(self, links: FilmLinks, default_hospital: str):
+    def __init__(self, links: FilmLinks, served: tuple[str, ...]):
         self.links = links
-        self.default_hospital = default_hospital
+        self.served = served  # ours first: the default when the PACS omits hospitalId
         self._warned = False
 
     def qrurl(self, req: Request) -> Response:
-        return reply(OK, None, self.links.url(_exam(req, self.default_hospital)))
+        return reply(OK, None, self.links.url(_exam(req, self.served)))
 
     def qrcode(self, req: Request) -> Response:
-        exam = _exam(req, self.default_hospital)
+        exam = _exam(req, self.served)
         caption = req.query().get("caption", "0").strip() in ("1", "true", "yes")
         png, captioned = self.links.png(self.links.url(exam), caption)
         message = None

@@ -168,7 +168,7 @@ class InstanceStore:
         if row is None:
             return None
         d = dict(row)
-        d["detail"] = json.loads(d["detail"]) if d["detail"] else None
+        d["detail"] = study_detail(d["detail"])
         return d
 
     def studies_of_accession(self, accession_no: str) -> list[str]:
@@ -244,13 +244,17 @@ class InstanceStore:
 
     # -- deletions at the PACS (spec 4.5) --------------------------------------------------
     def holdings(self, conn: sqlite3.Connection, exam_id: int | None,
-                 exam_study_uid: str | None, accession_no: str) -> Holdings:
-        """An exam's studies (by exam link, exam study UID or accession number) and their
-        instances not yet marked deleted."""
+                 exam_study_uid: str | None, accession_no: str,
+                 unlinked_by_accession: bool = True) -> Holdings:
+        """An exam's studies (by exam link, exam study UID, or accession number for studies
+        linked to no exam) and their instances not yet marked deleted. Accession numbers are
+        unique only within a hospital: a study linked to another exam is never matched by
+        accession, and unlinked ones only when `unlinked_by_accession` (they were received
+        for the gateway's own hospital)."""
         rows = conn.execute(
             "SELECT study_uid FROM studies WHERE (exam_id IS NOT NULL AND exam_id=?) "
-            "OR study_uid=? OR accession_no=? ORDER BY study_uid",
-            (exam_id, exam_study_uid, accession_no)).fetchall()
+            "OR study_uid=? OR (accession_no=? AND exam_id IS NULL AND ?) ORDER BY study_uid",
+            (exam_id, exam_study_uid, accession_no, int(unlinked_by_accession))).fetchall()
         uids = [r["study_uid"] for r in rows]
         if exam_study_uid and exam_study_uid not in uids:
             uids.append(exam_study_uid)
@@ -266,10 +270,11 @@ class InstanceStore:
         now = time.time()
         conn.executemany("UPDATE instances SET state='deleted', updated_at=? WHERE sop_uid=?",
                          [(now, i["sop_uid"]) for i in holdings.instances])
+        # detail is a JSON object, as every other writer and reader of the column has it
+        note = json.dumps({"note": "images deleted at the PACS; re-check queued",
+                           "deleted_at": now})
         conn.executemany("UPDATE studies SET state='deleted', detail=?, updated_at=? "
-                         "WHERE study_uid=?",
-                         [("images deleted at the PACS; re-check queued", now, uid)
-                          for uid in holdings.study_uids])
+                         "WHERE study_uid=?", [(note, now, uid) for uid in holdings.study_uids])
 
     def still_deleted(self, sop_uids: list[str]) -> list[dict[str, Any]]:
         """Instances of a past deletion still marked deleted (not re-retrieved since)."""
@@ -293,3 +298,15 @@ class InstanceStore:
             out |= {r[0] for r in self.db.query(
                 f"SELECT study_uid FROM studies WHERE study_uid IN ({marks})", tuple(chunk))}
         return out
+
+
+def study_detail(text: str | None) -> dict[str, Any] | None:
+    """studies.detail as an object. Rows written before it was always JSON hold a plain note
+    (e.g. after a deletion): read as {"note": text}, never an error."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"note": text}
+    return value if isinstance(value, dict) else {"note": value}

@@ -24,6 +24,7 @@ SM4_KEY = "0123456789abcdeffedcba9876543210"
 SM2_KEY = "3945208f7b2144b13f36e38ac6d39f95889393692860b51a42fb81ef4df7c5b8"
 DELETE_SECRET = "s3cret-for-deletion-signing"
 HOSPITAL = "H33010200001"
+GROUP_HOSPITAL = "H33010200002"  # a second institution code of the same hospital group
 FILM_URL = "http://wx.imagingunion.com/iuweixin/iu_scanFilmInfo"
 
 
@@ -85,12 +86,15 @@ class Shim:
         return Store(self.state_dir / "state.db")
 
 
-def shim_config(tmp: Path, port: int, province: str, national: str) -> Path:
-    """Every shim endpoint on `port`; the lookup asks `province` and `national`."""
+def shim_config(tmp: Path, port: int, province: str, national: str,
+                allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128"), **shim: object) -> Path:
+    """Every shim endpoint on `port`; the lookup asks `province` and `national`; more [shim]
+    keys as keywords."""
     return write_config(tmp / "dicomgate.toml", (
-        gateway_toml(tmp / "state", free_port(), hospital_id=HOSPITAL)
-        + toml_table("shim", bind="127.0.0.1", port=port, allow=["127.0.0.1/32", "::1/128"],
-                     delete_secret=DELETE_SECRET, max_body="64KB")
+        gateway_toml(tmp / "state", free_port(), hospital_id=HOSPITAL,
+                     gateway={"group_hospital_ids": [GROUP_HOSPITAL]})
+        + toml_table("shim", bind="127.0.0.1", port=port, allow=list(allow),
+                     delete_secret=DELETE_SECRET, max_body="64KB", **shim)
         + toml_table("qr", film_url=FILM_URL, sm4_key=SM4_KEY)
         + toml_table("login", sm2_private_key=SM2_KEY, sm2_mode="C1C3C2", session_ttl="1h")
         + toml_table("lookup", province_dicomweb_url=province, national_dicomweb_url=national,
@@ -98,9 +102,9 @@ def shim_config(tmp: Path, port: int, province: str, national: str) -> Path:
         + toml_table("log", format="json")))
 
 
-def start_shim(tmp: Path, province: str, national: str) -> Shim:
+def start_shim(tmp: Path, province: str, national: str, **config_over) -> Shim:
     port = free_port()
-    config = shim_config(tmp, port, province, national)
+    config = shim_config(tmp, port, province, national, **config_over)
     log = tmp / "daemon.log"
     proc = start_daemon(config, log)
     shim = Shim(f"http://127.0.0.1:{port}", port, config, tmp / "state", log, proc)

@@ -11,7 +11,8 @@ from shim_fixtures import HOSPITAL
 DELETE = "/getway/reportAndFilm/api/deleteImage"
 
 
-def seed(shim, accession: str, studies: int = 1, per_study: int = 2) -> dict:
+def seed(shim, accession: str, studies: int = 1, per_study: int = 2,
+         hospital: str = HOSPITAL) -> dict:
     """An exam with studies and instances in the spool, as the images feature leaves them."""
     store = shim.store()
     spool = shim.state_dir / "spool"
@@ -20,9 +21,9 @@ def seed(shim, accession: str, studies: int = 1, per_study: int = 2) -> dict:
     with store.db.tx() as c:
         exam_id = c.execute("INSERT INTO exams (hospital_id, accession_no, state, created_at, "
                             "updated_at) VALUES (?, ?, 'reported', ?, ?)",
-                            (HOSPITAL, accession, now, now)).lastrowid
+                            (hospital, accession, now, now)).lastrowid
         for s in range(studies):
-            study = f"1.2.826.0.1.9.{exam_id}.{s}"
+            study = f"1.2.826.0.1.9.{exam_id}.{s}.{accession.encode().hex()}"
             out["study_uids"].append(study)
             # the first study is linked to the exam, the next ones only by accession number
             c.execute("INSERT INTO studies (study_uid, exam_id, accession_no, state, "

@@ -9,7 +9,7 @@ from urllib.parse import quote
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from shim_fixtures import HOSPITAL, SM2_KEY
+from shim_fixtures import GROUP_HOSPITAL, HOSPITAL, SM2_KEY
 from shim_sm2_reference import encrypt, id_check_digit, public_key
 
 from dicomgate.shim.login_string import dollar_decode, dollar_encode, parse_login_string
@@ -129,10 +129,10 @@ def test_login_then_logout_closes_session(shim):
 
 
 def test_hospitalld_spelling(shim):
-    q = login_query(bc_hex(), hospitalId=None, hisUserId="doc03") + "&hospitalld=H777"
+    q = login_query(bc_hex(), hospitalId=None, hisUserId="doc03") + f"&hospitalld={GROUP_HOSPITAL}"
     assert shim.raw("GET", "/hrball/?" + q)[1]["code"] == 200
     store = shim.store()
-    assert store.sessions.active("H777", "doc03") is not None
+    assert store.sessions.active(GROUP_HOSPITAL, "doc03") is not None
     store.close()
 
 

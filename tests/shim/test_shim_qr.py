@@ -10,7 +10,7 @@ import pytest
 from gmssl import sm4
 from PIL import Image
 from pyzbar.pyzbar import decode as zbar_decode
-from shim_fixtures import FILM_URL, HOSPITAL, SM4_KEY
+from shim_fixtures import FILM_URL, GROUP_HOSPITAL, HOSPITAL, SM4_KEY
 
 from tests.support import run_cli
 
@@ -32,9 +32,9 @@ def _token(url: str) -> str:
 
 
 def test_qrurl_token_decrypts_to_the_exam(shim):
-    r = shim.get(QRURL, accessNumber="CT2024/0001+A", modality="ct", hospitalId="H1")
+    r = shim.get(QRURL, accessNumber="CT2024/0001+A", modality="ct", hospitalId=GROUP_HOSPITAL)
     assert (r["http"], r["code"], r["message"]) == (200, 200, "请求成功")
-    assert _sm4_decrypt(_token(r["data"])) == "H1|CT2024/0001+A|CT"
+    assert _sm4_decrypt(_token(r["data"])) == f"{GROUP_HOSPITAL}|CT2024/0001+A|CT"
     raw_query = urlsplit(r["data"]).query
     assert "+" not in raw_query and "/" not in raw_query  # percent-encoded
 
@@ -48,8 +48,8 @@ def test_qrurl_is_stable_and_differs_per_exam(shim):
 
 @pytest.mark.parametrize("spelling", ["hospitalId", "hospitalld"])
 def test_both_hospital_spellings(shim, spelling):
-    r = shim.get(QRURL, accessNumber="A1", modality="MR", **{spelling: "H999"})
-    assert _sm4_decrypt(_token(r["data"])) == "H999|A1|MR"
+    r = shim.get(QRURL, accessNumber="A1", modality="MR", **{spelling: GROUP_HOSPITAL})
+    assert _sm4_decrypt(_token(r["data"])) == f"{GROUP_HOSPITAL}|A1|MR"
 
 
 def test_accession_no_alias(shim):
@@ -98,11 +98,12 @@ def test_qrcode_caption_under_the_code(shim):
 
 
 def test_cli_qr_decode_round_trip(shim):
-    url = shim.get(QRURL, accessNumber="ACC-9", modality="US", hospitalId="H7")["data"]
+    url = shim.get(QRURL, accessNumber="ACC-9", modality="US", hospitalId=GROUP_HOSPITAL)["data"]
     for arg in (url, _token(url), url.split("info=")[1]):
         out = run_cli("qr", "decode", "--json", arg, config=shim.config, timeout=30)
         assert out.returncode == 0, out.stderr
-        assert '"accessionNo": "ACC-9"' in out.stdout and '"hospitalId": "H7"' in out.stdout
+        assert '"accessionNo": "ACC-9"' in out.stdout
+        assert f'"hospitalId": "{GROUP_HOSPITAL}"' in out.stdout
         assert '"modality": "US"' in out.stdout
     bad = run_cli("qr", "decode", "AAAA", config=shim.config, timeout=30)
     assert bad.returncode == 1 and "cannot be decrypted" in bad.stderr
