@@ -70,6 +70,8 @@ class DicomConfig:
     port: int = 11112
     min_free_disk: int = 5 * 1024**3
     allowed_calling_aets: tuple[str, ...] = ()  # besides pacs.ae_title
+    # private storage SOP classes the Portal AET accepts too (e.g. Siemens CSA Non-Image)
+    extra_sop_classes: tuple[str, ...] = ()
     network_timeout: float = 60.0
     # Portal AET processes accepting on the one port (SO_REUSEPORT): associations from a
     # PACS sending several at once are spread over them instead of sharing one GIL.
@@ -173,6 +175,7 @@ class ShimConfig:
     max_connections_per_source: int = 64
     request_timeout: float = 10.0  # the whole request head and body must arrive within this
     keepalive_timeout: float = 15.0  # an idle keep-alive connection is closed after this
+    server: str = "asyncio"  # "waitress": for bench/shim.py's comparison only (no limits)
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,16 @@ class LookupConfig(HttpClientConfig):
     province_dicomweb_url: str | None = None
     national_dicomweb_url: str | None = None
     timeout: float = 3.0
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    """The operator console at /console/ on the shim's listener (issue 16)."""
+
+    operator_token: Secret | None = None  # actions (retry, re-read) need it; read-only without
+    local_actions: bool = False  # callers on this host (loopback) may act without the token
+    refresh: float = 5.0  # how often an open page asks for fresh figures
+    language: str = "zh"  # "zh" | "en": the page's first language (a switch changes it)
 
 
 @dataclass(frozen=True)
@@ -225,6 +238,7 @@ class Config:
     qr: QrConfig | None = None
     login: LoginConfig | None = None
     lookup: LookupConfig | None = None
+    console: ConsoleConfig | None = None
     tasks: TasksConfig = field(default_factory=TasksConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
@@ -242,4 +256,5 @@ class Config:
             "QR code": self.shim is not None and self.qr is not None,
             "doctor login sync": self.shim is not None and self.login is not None,
             "cross-hospital lookup": self.shim is not None and self.lookup is not None,
+            "operator console": self.shim is not None and self.console is not None,
         }

@@ -48,8 +48,9 @@ def explain(exc: Exception, result: MoveResult | None, seen: list[DicomEvent],
                          for e in contexts[-5:])
         return PacsRefused(
             f"the Portal AET {dicom.ae_title} rejected what {where} offered for the C-MOVE "
-            f"({what}). The PACS must offer a syntax the Portal AET accepts (or the SOP "
-            f"class is private): see docs/operations.md (status {_code(result)})")
+            f"({what}). A private SOP class: add it to dicom.extra_sop_classes; a syntax: the "
+            f"PACS must offer one the Portal AET accepts; see docs/operations.md (status "
+            f"{_code(result)})")
     if result is not None and result.status == 0xA801:
         return PacsRefused(
             f"{where} answered 0xA801 (move destination unknown) and the Portal AET saw no "

@@ -124,7 +124,8 @@ def rejected_contexts(event: evt.Event) -> list[tuple[str, list[str], str]]:
         sop_class = str(cx.abstract_syntax)
         syntaxes = [str(ts) for ts in (rq.transfer_syntax if rq else cx.transfer_syntax)]
         if sop_class not in supported:
-            why = f"SOP class {_name(sop_class)} is not accepted by the Portal AET"
+            why = (f"SOP class {_name(sop_class)} is not accepted by the Portal AET (a "
+                   "private one can be added to dicom.extra_sop_classes)")
         else:
             why = (f"none of the transfer syntaxes {', '.join(_name(t) for t in syntaxes)} "
                    f"is accepted by the Portal AET")
@@ -137,6 +138,18 @@ def storage_sop_classes() -> list[str]:
 
     return [str(cx.abstract_syntax) for cx in AllStoragePresentationContexts] + list(
         RETIRED_STORAGE)
+
+
+def register_private_storage(sop_classes: tuple[str, ...]) -> None:
+    """Let pynetdicom dispatch C-STOREs of SOP classes it does not know (dicom.extra_sop_classes,
+    e.g. Siemens CSA Non-Image) to the storage handler: `sop_class.register_uid`, its public
+    way to add a private SOP class."""
+    from pynetdicom.service_class import StorageServiceClass
+    from pynetdicom.sop_class import register_uid, uid_to_service_class
+
+    for uid in sop_classes:
+        if uid_to_service_class(uid) is not StorageServiceClass:
+            register_uid(uid, "PrivateStorage_" + uid.replace(".", "_"), StorageServiceClass)
 
 
 def on_accepted(record: Callable[..., None]) -> Callable[[evt.Event], None]:

@@ -25,6 +25,7 @@ from .negotiation import (
     TRANSFER_SYNTAXES,
     on_accepted,
     prefer_sender_order,
+    register_private_storage,
     storage_sop_classes,
 )
 
@@ -75,7 +76,8 @@ class StorageSCP:
     def build_ae(self) -> AE:
         d = self.config.dicom
         ae = AE(ae_title=d.ae_title)
-        for sop_class in storage_sop_classes():
+        register_private_storage(d.extra_sop_classes)
+        for sop_class in dict.fromkeys([*storage_sop_classes(), *d.extra_sop_classes]):
             ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
         ae.require_called_aet = True

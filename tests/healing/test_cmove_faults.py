@@ -103,6 +103,9 @@ def test_stalled_cmove_is_abandoned_and_retried(daemon_factory, pacs, cloud):
         code, body = d.health()
         assert code == 503 and "C-MOVE stalled" in body["checks"]["pacs"]
         assert d.task(task_id).state == "pending"
+        down = d.wait(lambda: d.named("pacs.down"), 15, "the echo to fail too")
+        assert "dicomgate gave up" in down[0]["error"]  # we aborted after pacs.timeout
+        assert "closed it without answering" not in down[0]["error"]
         status = run_cli("status", config=d.config)
         assert "C-MOVE stalled" in status.stdout, status.stdout  # not "all is ok"
     finally:
@@ -136,3 +139,20 @@ def test_hung_cmoves_do_not_stop_uploads(daemon_factory, pacs, cloud, tmp_path: 
         assert body["workers"]["alive"] == body["workers"]["started"]
     finally:
         sigcont(pacs)
+
+
+def test_pacs_killed_mid_cmove_is_said_so_then_delivered(daemon_factory, pacs, cloud):
+    study_uid, sops = _study(pacs, "ACC-PKILL", 80)
+    d = daemon_factory(move_timeout="1h")
+    task_id = d.retrieve(study_uid)
+    d.wait(lambda: d.instances_received(study_uid) >= 5, 30, "the C-MOVE to be under way",
+           every=0.02)
+    pacs.proc.kill()  # the PACS crashes mid C-MOVE
+    pacs.proc.wait(10)
+    waits = d.wait(lambda: [e for e in d.named("task.waiting") if e["task_id"] == task_id],
+                   30, "the retrieve to wait for the PACS")
+    assert waits[0]["waiting_for"] == "PACS"
+    assert "dropped the association during the C-MOVE" in waits[0]["error"], waits[0]
+    assert "3600" not in waits[0]["error"]  # not "no response within move_timeout"
+    pacs.start()
+    _delivered(d, cloud, study_uid, sops, task_id)

@@ -108,3 +108,22 @@ def test_outcome_recorded_after_the_disk_frees(tmpfs):
     finally:
         pool.stop(grace=2)
         store.close()
+
+
+def test_stale_temp_files_in_incoming_are_removed(tmp_path: Path):
+    """A write interrupted by a full disk leaves a partial temp file; the periodic cleanup
+    removes what nobody has written to for an hour, and leaves files being written."""
+    import time
+
+    from dicomgate.images.feature import STALE_TEMP_AGE, clean_incoming
+    from dicomgate.images.spool import Spool
+
+    spool = Spool(tmp_path / "state")
+    stale = spool.temp_path()
+    stale.write_bytes(b"\0" * 1000)
+    old = time.time() - STALE_TEMP_AGE - 60
+    os.utime(stale, (old, old))
+    fresh = spool.temp_path()
+    fresh.write_bytes(b"\0" * 10)
+    assert clean_incoming(spool) == "1 stale temp files removed"
+    assert not stale.exists() and fresh.exists()

@@ -224,3 +224,61 @@ def _task(study_uid: str):
                 lease_owner="t", lease_until=now + 60, last_error=None, result=None,
                 exam_id=None, study_uid=None, created_at=now, updated_at=now,
                 finished_at=None)
+
+
+def test_private_sop_class_accepted_when_configured(tmp_path, gw_port, gw_factory):
+    """dicom.extra_sop_classes: a private instance a pynetdicom sender (its own process,
+    the private class registered there) sends is stored; without the key the same context is
+    rejected and recorded. (DCMTK storescu does not propose unknown SOP classes at all.)"""
+    spec = StudySpec(accession="PRIV1")
+    files = write_study([_private_instance(spec)], tmp_path / "private")
+    plain = gw_factory(_config(tmp_path, gw_port, 104))
+    out = _send_private(files[0], gw_port)
+    assert out.returncode != 0  # rejected: no presentation context
+    plain.scp.stop()
+    cfg = _config(tmp_path, gw_port, 104)
+    cfg.write_text(cfg.read_text().replace(
+        "[dicom]\n", f'[dicom]\nextra_sop_classes = ["{PRIVATE_CLASS}"]\n'))
+    gw = gw_factory(cfg)
+    out = _send_private(files[0], gw_port)
+    assert out.returncode == 0, out.stderr
+    (row,) = gw.store.instances.of_study(spec.study_uid)
+    assert row.sop_class_uid == PRIVATE_CLASS
+    assert Path(row.path).read_bytes()[128:132] == b"DICM"
+    assert [e.sop_class_uid for e in gw.store.dicom_events.since(0, ("context_rejected",))] == [
+        PRIVATE_CLASS]  # recorded by the first gateway, before the key
+
+
+SEND_PRIVATE = """
+import sys
+from pydicom import dcmread
+from pynetdicom import AE
+from pynetdicom.service_class import StorageServiceClass
+from pynetdicom.sop_class import register_uid
+register_uid(sys.argv[3], "SiemensCSANonImageStorage", StorageServiceClass)
+ae = AE(ae_title="MODALITY1")
+ae.add_requested_context(sys.argv[3], ["1.2.840.10008.1.2.1"])
+assoc = ae.associate("127.0.0.1", int(sys.argv[2]), ae_title="DICOMGATE")
+ok = assoc.is_established and assoc.accepted_contexts
+status = assoc.send_c_store(dcmread(sys.argv[1])) if ok else None
+if assoc.is_established:
+    assoc.release()
+sys.exit(0 if status is not None and status.Status == 0 else 1)
+"""
+
+
+def _send_private(path: Path, port: int):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", SEND_PRIVATE, str(path), str(port),
+                           PRIVATE_CLASS], capture_output=True, text=True, timeout=60)
+
+
+def test_extra_sop_classes_must_be_uids(tmp_path, gw_port):
+    cfg = _config(tmp_path, gw_port, 104)
+    cfg.write_text(cfg.read_text().replace(
+        "[dicom]\n", '[dicom]\nextra_sop_classes = ["1.3.12.2.1107.5.9.1", "Siemens CSA"]\n'))
+    out = run_cli("check-config", str(cfg))
+    assert out.returncode == 2
+    assert "dicom.extra_sop_classes[1]: 'Siemens CSA' is not a UID" in out.stdout + out.stderr
