@@ -10,7 +10,7 @@ Under attack (issue 11): qrurl at --rate while --slow slow connections (half fro
 address 127.0.0.2, half from a disallowed one 127.0.0.3; each sends a header line a second
 and never finishes) and --lookups lookups against a platform that accepts TCP and never
 answers, each in its own process. Both shim servers are measured (the asyncio front, and
-waitress tuned: DICOMGATE_SHIM_SERVER=waitress), then Orthanc under the same slow connections.
+waitress tuned: shim.server = "waitress"), then Orthanc under the same slow connections.
 
     .venv/bin/python bench/shim.py --attack [--rate 200] [--seconds 20] [--slow 500]
                                     [--lookups 40] [--servers asyncio,waitress]
@@ -22,7 +22,6 @@ import argparse
 import http.client
 import json
 import multiprocessing
-import os
 import queue
 import shutil
 import signal
@@ -81,6 +80,7 @@ port = {free_port()}
 [shim]
 bind = "127.0.0.1"
 port = {port}
+server = "{server}"
 allow = ["127.0.0.1/32", "{ALLOWED}/32", "{WORKSTATIONS}/32"]
 [qr]
 film_url = "http://wx.imagingunion.com/iuweixin/iu_scanFilmInfo"
@@ -92,8 +92,7 @@ format = "json"
     log = open(tmp / "shim.log", "wb")  # one JSON log line per request, as in production
     proc = subprocess.Popen([sys.executable, "-c", "import sys; from dicomgate.cli import main; "
                              "sys.exit(main())", "--config", str(cfg), "run"],
-                            stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "DICOMGATE_SHIM_SERVER": server})
+                            stdout=log, stderr=subprocess.STDOUT)
     wait(port, "/openapi.json", proc)
     return proc, port
 

@@ -30,6 +30,7 @@ FEATURES: tuple[str, ...] = (
     "dicomgate.reports.feature",
     "dicomgate.shim.feature",
     "dicomgate.upstream.feature",
+    "dicomgate.console.feature",
 )
 
 
@@ -45,6 +46,14 @@ HealthCheck = Callable[[], "str | None"]  # None when healthy, else the reason
 StatusSection = Callable[[], dict[str, Any]]
 # A long operation's progress, for the CLI to show: (subject, e.g. a study UID, summary).
 Progress = Callable[[str, Any], None]
+# An operator's action (re-read an exam, re-send rejected images): named arguments in, a
+# sentence for the person out; raises ActionError when it cannot be done.
+OperatorAction = Callable[..., str]
+WsgiApp = Callable[[dict, Callable], Any]
+
+
+class ActionError(Exception):
+    """An operator action refused or failed; the message says why, for a person."""
 
 
 @dataclass
@@ -58,6 +67,8 @@ class App:
     status_sections: dict[str, StatusSection] = field(default_factory=dict)
     progress: Progress | None = None  # given by the CLI; features pass it to long operations
     features: dict[str, Any] = field(default_factory=dict)  # what each setup() returned
+    actions: dict[str, OperatorAction] = field(default_factory=dict)
+    mounts: dict[str, WsgiApp] = field(default_factory=dict)
     scheduler: Scheduler = field(init=False)
     pool: WorkerPool = field(init=False)
 
@@ -102,6 +113,15 @@ class App:
 
     def add_status(self, name: str, section: StatusSection) -> None:
         self.status_sections[name] = section
+
+    def add_action(self, name: str, action: OperatorAction) -> None:
+        """An operator action the CLI and the console both call (one code path)."""
+        self.actions[name] = action
+
+    def add_mount(self, prefix: str, wsgi: WsgiApp) -> None:
+        """A WSGI application served under `prefix` on the shim's listener (allow-list
+        applies), e.g. the operator console at /console."""
+        self.mounts["/" + prefix.strip("/")] = wsgi
 
     # -- use ------------------------------------------------------------------------------
     def health(self) -> dict[str, str | None]:

@@ -9,6 +9,7 @@ import time
 from .. import logs
 from ..app import App, Progress
 from ..state.kinds import UPSTREAM_KINDS, Upload
+from ..upstream import requeue_rejected
 from .context import (
     EXIT_USAGE,
     CommandError,
@@ -58,7 +59,7 @@ def cmd_push(args: argparse.Namespace) -> int:
               "work", file=sys.stderr)
     store = app.store
     if args.retry_rejected:
-        studies = store.instances.unreject(args.study)
+        studies = requeue_rejected(store, args.study)
         print(f"{len(studies)} study(ies) with rejected instances queued again")
     studies = [args.study] if args.study else store.delivery.studies_with_backlog()
     for uid in studies:

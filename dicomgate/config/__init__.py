@@ -3,6 +3,7 @@
 from .load import DEFAULT_PATH, ConfigError, config_path, load, parse
 from .model import (
     Config,
+    ConsoleConfig,
     DicomConfig,
     GatewayConfig,
     ImagesConfig,
@@ -21,7 +22,7 @@ from .model import (
 )
 
 __all__ = [
-    "DEFAULT_PATH", "Config", "ConfigError", "DicomConfig", "GatewayConfig",
+    "DEFAULT_PATH", "Config", "ConfigError", "ConsoleConfig", "DicomConfig", "GatewayConfig",
     "ImagesConfig", "LogConfig", "LoginConfig", "LookupConfig", "PacsConfig", "QrConfig",
     "ReportsConfig", "ReportsHttpConfig", "Secret", "ShimConfig", "TasksConfig",
     "UpstreamConfig", "ViewConfig", "config_path", "load", "parse",

@@ -265,6 +265,7 @@ def _shim(t: Table) -> model.ShimConfig:
         request_timeout=t.value("request_timeout", values.duration, d["request_timeout"]),
         keepalive_timeout=t.value("keepalive_timeout", values.duration,
                                   d["keepalive_timeout"]),
+        server=t.str("server", d["server"], choices=("asyncio", "waitress")),
     )
 
 
@@ -311,6 +312,19 @@ def _lookup(t: Table) -> model.LookupConfig:
     return out
 
 
+def _console(t: Table) -> model.ConsoleConfig:
+    token = t.secret("operator_token", required=False)
+    if token is not None and len(token.reveal().strip()) < 16:
+        t.problems.add(t.key("operator_token"), "shorter than 16 characters",
+                       "a long random string, e.g. from `openssl rand -hex 24`")
+    return model.ConsoleConfig(
+        operator_token=token,
+        local_actions=t.bool("local_actions", False),
+        refresh=t.value("refresh", values.duration, 5.0),
+        language=t.str("language", "zh", choices=("zh", "en")),
+    )
+
+
 def _tasks(t: Table) -> model.TasksConfig:
     d = _defaults(model.TasksConfig)
     return model.TasksConfig(
@@ -333,11 +347,18 @@ def _log(t: Table) -> model.LogConfig:
 
 _OPTIONAL = {
     "pacs": _pacs, "reports": _reports, "images": _images, "upstream": _upstream,
-    "shim": _shim, "qr": _qr, "login": _login, "lookup": _lookup,
+    "shim": _shim, "qr": _qr, "login": _login, "lookup": _lookup, "console": _console,
 }
 
 
 def _cross_checks(problems: Problems, s: dict) -> None:
+    console = s.get("console")
+    if console is not None and s.get("shim") is None:
+        problems.add("console", "section given without [shim]",
+                     "a [shim] section: the console is served on the shim's listener")
+    if console is not None and console.refresh < 1.0:
+        problems.add("console.refresh", f"{console.refresh:g}s is too often",
+                     'at least "1s" (each open page reads the state store this often)')
     images = s.get("images")
     if (images is None or images.source == "dicom") and s.get("pacs") is None \
             and s.get("reports") is not None:

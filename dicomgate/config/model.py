@@ -172,6 +172,7 @@ class ShimConfig:
     max_connections_per_source: int = 64
     request_timeout: float = 10.0  # the whole request head and body must arrive within this
     keepalive_timeout: float = 15.0  # an idle keep-alive connection is closed after this
+    server: str = "asyncio"  # "waitress": for bench/shim.py's comparison only (no limits)
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,16 @@ class LookupConfig(HttpClientConfig):
     province_dicomweb_url: str | None = None
     national_dicomweb_url: str | None = None
     timeout: float = 3.0
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    """The operator console at /console/ on the shim's listener (issue 16)."""
+
+    operator_token: Secret | None = None  # actions (retry, re-read) need it; read-only without
+    local_actions: bool = False  # callers on this host (loopback) may act without the token
+    refresh: float = 5.0  # how often an open page asks for fresh figures
+    language: str = "zh"  # "zh" | "en": the page's first language (a switch changes it)
 
 
 @dataclass(frozen=True)
@@ -224,6 +235,7 @@ class Config:
     qr: QrConfig | None = None
     login: LoginConfig | None = None
     lookup: LookupConfig | None = None
+    console: ConsoleConfig | None = None
     tasks: TasksConfig = field(default_factory=TasksConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
@@ -241,4 +253,5 @@ class Config:
             "QR code": self.shim is not None and self.qr is not None,
             "doctor login sync": self.shim is not None and self.login is not None,
             "cross-hospital lookup": self.shim is not None and self.lookup is not None,
+            "operator console": self.shim is not None and self.console is not None,
         }

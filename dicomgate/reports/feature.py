@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from ..app import App
+from ..app import ActionError, App
 from ..config import Config
 from . import reconcile, view_check
 from .events import BY_CODE, POLL_ORDER
@@ -110,6 +110,39 @@ def setup(app: App) -> None:
                   first_in=min(600.0, reports.reconcile_interval))
     app.add_health("reports", lambda: health(app))
     app.add_status("reports", lambda: status(app))
+    app.add_action("reports.reread", lambda accession: reread(app, accession))
+    app.add_action("reports.reconcile", lambda: reconcile_now(app))
+
+
+def reconcile_now(app: App) -> str:
+    """The daemon's reconciliation pass, run now (the console's button)."""
+    poller = make_poller(app)
+    try:
+        result = reconcile_recent(app, poller)
+    finally:
+        poller.close()
+        app.pool.wake()
+    if result.errors:
+        raise ActionError(reconcile.summary(result))
+    return reconcile.summary(result)
+
+
+def reread(app: App, accession: str) -> str:
+    """Read one exam from the PACS again, whatever the watermarks say (what
+    `dicomgate sync --once --accession ACC` does): a corrected row clears its quarantine."""
+    poller = make_poller(app)
+    try:
+        result = poller.sync_accession(accession)
+    finally:
+        poller.close()
+        app.pool.wake()
+    if result.error:
+        raise ActionError(f"could not read {accession} from the PACS: {result.error}")
+    c = result.counts
+    if not c.read:
+        raise ActionError(f"the PACS has no row for accession number {accession}")
+    return (f"read {c.read} row(s) of {accession}: {c.new} new, {c.changed} changed, "
+            f"{c.unchanged} unchanged, {c.quarantined} quarantined, {c.tasks} task(s) queued")
 
 
 def problems(app: App) -> list[str]:

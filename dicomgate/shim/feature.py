@@ -36,7 +36,8 @@ def setup(app: App) -> None:
     if cfg.qr is not None:
         links = FilmLinks(cfg.qr.film_url, bytes.fromhex(cfg.qr.sm4_key.reveal()),
                           cfg.qr.font_path)
-        qr = QrEndpoints(links, served)
+        qr = QrEndpoints(links, served, on_issue=lambda e: app.store.qr.issued(
+            e.hospital_id, e.accession_no, e.modality))
         routes.add(qr_endpoint.QR_URL_PATH, qr.qrurl, summary="QR code URL (4.3)")
         routes.add(qr_endpoint.QR_CODE_PATH, qr.qrcode, summary="QR code PNG (4.3)")
     if cfg.login is not None:
@@ -56,7 +57,7 @@ def setup(app: App) -> None:
     routes.add(ops.METRICS_PATH, metrics_endpoint(app), summary="Prometheus metrics")
     routes.add(OPENAPI_PATH, _openapi_handler(routes), summary="this API")
     service = ShimService(cfg.shim, routes, on_stop=lambda: [c() for c in closers],
-                          on_foreign=_audit_foreign(app))
+                          on_foreign=_audit_foreign(app), mounts=app.mounts)
     app.add_service(service, health=service.health)
     app.add_status("shim", lambda: _status(app, cfg))
 

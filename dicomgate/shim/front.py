@@ -285,6 +285,7 @@ class HttpFront:
                    ("Cache-Control", "no-store"), ("Server", "dicomgate")]
         if resp.request_id:
             headers.append(("X-Request-Id", resp.request_id))
+        headers.extend(resp.headers)  # a mounted app's own (the console's CSP, Location)
         if closing:
             headers.append(("Connection", "close"))
         out = conn.send(h11.Response(status_code=resp.status, headers=headers,

@@ -3,7 +3,10 @@
 Answers follow the spec: `{"code": 200|202|500, "message": ..., "data": ...}`. Code 202
 (missing or invalid parameters) is sent with HTTP 200 so PACS clients that treat any other
 HTTP status as a transport error still read the message; code 500 goes with HTTP 500.
-Other code registers more routes on the same port through `RouteTable.add` (e.g. /healthz).
+Other code registers more routes on the same port through `RouteTable.add` (e.g. /healthz),
+or a whole WSGI application under a path prefix through `mounts` (the operator console): it
+is called through `mount.call_mounted` from the parts of the request, whatever server
+received it.
 """
 
 from __future__ import annotations
@@ -21,14 +24,16 @@ import structlog
 from ..config.model import Network
 from ..metrics import HTTP_REQUESTS
 from .inputs import BadBody, body_text, decode_pairs, json_object
+from .mount import call_mounted, mount_of
 from .params import ForeignHospital, ParamError
 
 log = structlog.get_logger("dicomgate.shim")
 
 OK, BAD_PARAMS, INTERNAL = 200, 202, 500
 MESSAGES = {OK: "请求成功", BAD_PARAMS: "传参数不规范", INTERNAL: "内部服务错误"}
-REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-           404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+REASONS = {200: "OK", 301: "Moved Permanently", 400: "Bad Request", 401: "Unauthorized",
+           403: "Forbidden",
+           404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict",
            413: "Payload Too Large", 415: "Unsupported Media Type",
            431: "Request Header Fields Too Large", 500: "Internal Server Error",
            501: "Not Implemented", 503: "Service Unavailable",
@@ -72,6 +77,8 @@ class Response:
     content_type: str = "application/json; charset=utf-8"
     code: int | None = None  # the spec's `code`, for the request log
     request_id: str | None = None  # sent as X-Request-Id; quoted in error messages
+    headers: tuple[tuple[str, str], ...] = ()  # more headers (a mounted app's CSP, Location)
+    quiet: bool = False  # logged at debug: a console page's poll every few seconds
 
 
 def reply(code: int, message: str | None = None, data: Any = None,
@@ -127,11 +134,13 @@ class ShimApp:
     """Routes one request to its handler and logs it; `__call__` is the WSGI form of it."""
 
     def __init__(self, routes: RouteTable, allow: tuple[Network, ...], max_body: int,
-                 on_foreign: Callable[[Request, ForeignHospital], None] | None = None):
+                 on_foreign: Callable[[Request, ForeignHospital], None] | None = None,
+                 mounts: dict[str, Callable] | None = None):
         self.routes = routes
         self.allow = allow
         self.max_body = max_body
         self.on_foreign = on_foreign  # audits a request naming a hospital we do not serve
+        self.mounts = mounts if mounts is not None else {}  # prefix -> WSGI app
 
     def __call__(self, environ: dict, start_response: Callable) -> list[bytes]:
         method = environ.get("REQUEST_METHOD", "GET").upper()
@@ -145,7 +154,7 @@ class ShimApp:
                                    environ.get("REMOTE_ADDR", ""), too_big)
         start_response(f"{resp.status} {REASONS.get(resp.status, 'OK')}", [
             ("Content-Type", resp.content_type), ("Content-Length", str(len(resp.body))),
-            ("X-Request-Id", req_id), ("Cache-Control", "no-store")])
+            ("X-Request-Id", req_id), ("Cache-Control", "no-store"), *resp.headers])
         return [resp.body] if method != "HEAD" else [b""]
 
     def handle(self, method: str, path: str, query_string: str, headers: dict[str, str],
@@ -164,15 +173,26 @@ class ShimApp:
                                    "see the gateway log)")
         resp.request_id = req_id
         route = self.routes.find(path)
-        HTTP_REQUESTS.labels(route.path if route else "other", str(resp.code or resp.status)).inc()
-        log.info("shim.request", method=method, path=path, client=client, status=resp.status,
-                 code=resp.code, ms=round((time.perf_counter() - t0) * 1000, 2),
-                 request_id=req_id, **(req.context if req else {}))
+        endpoint = route.path if route else mount_of(self.mounts, path) or "other"
+        HTTP_REQUESTS.labels(endpoint, str(resp.code or resp.status)).inc()
+        (log.debug if resp.quiet else log.info)(
+            "shim.request", method=method, path=path, client=client, status=resp.status,
+            code=resp.code, ms=round((time.perf_counter() - t0) * 1000, 2),
+            request_id=req_id, **(req.context if req else {}))
         return resp, req_id
 
     def _dispatch(self, method: str, path: str, query_string: str, headers: dict[str, str],
                   body: bytes, client: str, req_id: str,
                   too_big: bool) -> tuple[Response, Request | None]:
+        prefix = mount_of(self.mounts, path)
+        if prefix is not None:  # a mounted application (the console), same allow-list
+            if not self.allowed(client):
+                log.warning("shim.denied", client=client, path=path)
+                return reply(403, f"caller {client} is not in shim.allow"), None
+            if too_big:
+                return too_large(self.max_body), None
+            return call_mounted(self.mounts[prefix], prefix, method, path, query_string,
+                                headers, body, client, req_id), None
         route = self.routes.find(path)
         if route is None:
             return reply(404, f"no such endpoint {path} (see /openapi.json)"), None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 
 import structlog
 
@@ -31,16 +32,31 @@ def _exam(req: Request, served: tuple[str, ...]) -> ExamIdentity:
 
 
 class QrEndpoints:
-    def __init__(self, links: FilmLinks, served: tuple[str, ...]):
+    def __init__(self, links: FilmLinks, served: tuple[str, ...],
+                 on_issue: Callable[[ExamIdentity], None] | None = None):
         self.links = links
         self.served = served  # ours first: the default when the PACS omits hospitalId
+        self.on_issue = on_issue  # records that the exam got its code (the console shows it)
         self._warned = False
 
+    def _issued(self, exam: ExamIdentity) -> None:
+        if self.on_issue is None:
+            return
+        try:
+            self.on_issue(exam)
+        except Exception as exc:  # bookkeeping only: the PACS still gets its code
+            log.warning("qr.issue_not_recorded", accession_no=exam.accession_no,
+                        error=str(exc))
+
     def qrurl(self, req: Request) -> Response:
-        return reply(OK, None, self.links.url(_exam(req, self.served)))
+        exam = _exam(req, self.served)
+        url = self.links.url(exam)
+        self._issued(exam)
+        return reply(OK, None, url)
 
     def qrcode(self, req: Request) -> Response:
         exam = _exam(req, self.served)
+        self._issued(exam)
         caption = req.query().get("caption", "0").strip() in ("1", "true", "yes")
         png, captioned = self.links.png(self.links.url(exam), caption)
         message = None

@@ -1,7 +1,7 @@
 """The shim's HTTP service, started and stopped by the daemon: the asyncio front
 (shim/front.py) with its worker pools.
 
-`DICOMGATE_SHIM_SERVER=waitress` serves the same application with waitress instead. It is
+`shim.server = "waitress"` serves the same application with waitress instead. It is
 kept only so bench/shim.py can measure both under the same attack (bench/README.md); waitress
 is then needed (`pip install '.[bench]'`) and has no per-source limit nor request deadline.
 """
@@ -9,7 +9,6 @@ is then needed (`pip install '.[bench]'`) and has no per-source limit nor reques
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 
 import structlog
@@ -34,9 +33,11 @@ class ShimService:
 
     def __init__(self, config: ShimConfig, routes: RouteTable,
                  on_stop: Callable[[], None] | None = None,
-                 on_foreign: Callable[[Request, ForeignHospital], None] | None = None):
+                 on_foreign: Callable[[Request, ForeignHospital], None] | None = None,
+                 mounts: dict[str, Callable] | None = None):
         self.config = config
         self.routes = routes
+        self.mounts = mounts if mounts is not None else {}  # read at start(): filled by then
         self.on_stop = on_stop
         self.on_foreign = on_foreign
         self.pools: dict[str, BoundedPool] = {}
@@ -52,8 +53,8 @@ class ShimService:
                       "lookup": BoundedPool("lookup", cfg.lookup_threads, cfg.lookup_queue)}
         for name, pool in self.pools.items():
             HTTP_POOL_IN_FLIGHT.labels(name).set_function(lambda p=pool: p.stats().in_flight)
-        app = ShimApp(self.routes, cfg.allow, cfg.max_body, self.on_foreign)
-        kind = os.environ.get("DICOMGATE_SHIM_SERVER", "asyncio")
+        app = ShimApp(self.routes, cfg.allow, cfg.max_body, self.on_foreign, self.mounts)
+        kind = cfg.server
         try:
             front = _Waitress(app, cfg, self.pools) if kind == "waitress" else \
                 HttpFront(app, self.routes, cfg, self.pools)
@@ -64,7 +65,7 @@ class ShimService:
                             "holding it)") from None
         self._front = front
         log.info("shim.listening", bind=cfg.bind, port=self.port, server=kind,
-                 routes=[r.path for r in self.routes.all()])
+                 routes=[r.path for r in self.routes.all()] + [f"{m}/" for m in self.mounts])
 
     def stop(self) -> None:
         front, self._front = self._front, None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .audit import AuditStore
+from .console import ConsoleStore
 from .db import Database, StateError
 from .deletions import DeletionStore
 from .delivery import DeliveryStore
@@ -13,6 +14,7 @@ from .exams import ExamStore
 from .instances import InstanceRow, InstanceStore
 from .jobs import JobStore, KeyValueStore
 from .overview import OverviewStore
+from .qr import QrStore
 from .sessions import SessionStore
 from .tasks import ACTIVE, FINISHED, STATES, Enqueued, Task, TaskStore
 
@@ -33,6 +35,8 @@ class Store:
         self.exams = ExamStore(self.db)
         self.sessions, self.deletions = SessionStore(self.db), DeletionStore(self.db)
         self.delivery = DeliveryStore(self.db)
+        self.qr = QrStore(self.db)
+        self.console = ConsoleStore(self.db)  # read-only queries of the operator console
 
     def close(self) -> None:
         self.db.close()

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from ..app import App
+from ..app import ActionError, App
 from ..state import Store
 from ..state.kinds import Deletion, PushReport, Upload, Withdraw
 from .dicomweb import DicomWebClient
@@ -85,4 +85,23 @@ def setup(app: App) -> Upstream | None:
     app.every("upstream.catch_up", CATCH_UP_EVERY, lambda: queue_waiting_uploads(store))
     app.add_service(up, health=up.status.health)
     app.add_status("upstream", up.status.section)
+    app.add_action("upstream.resend_rejected", lambda study_uid: _resend(app, study_uid))
     return up
+
+
+def requeue_rejected(store: Store, study_uid: str | None) -> list[str]:
+    """Instances the cloud rejected get another chance (after the cloud side was fixed):
+    back to `received`, their studies' uploads queued. `push --retry-rejected` and the
+    console's button both come here."""
+    studies = store.instances.unreject(study_uid)
+    for uid in studies:
+        store.tasks.enqueue(Upload(uid), reopen=True, study_uid=uid)
+    return studies
+
+
+def _resend(app: App, study_uid: str) -> str:
+    studies = requeue_rejected(app.store, study_uid)
+    if not studies:
+        raise ActionError(f"study {study_uid} has no instance the cloud rejected")
+    app.pool.wake()
+    return f"rejected instances of study {study_uid} queued for upload again"

@@ -1,0 +1,20 @@
+"""Mount the console on the shim's listener when [console] is configured."""
+
+from __future__ import annotations
+
+from ..app import App
+from .wsgi import ConsoleApp
+
+PREFIX = "/console"
+
+
+def setup(app: App) -> None:
+    cfg = app.config
+    if cfg.console is None or cfg.shim is None:
+        return
+    app.add_mount(PREFIX, ConsoleApp(app, cfg.console))
+    app.add_status("console", lambda: {
+        "url": f"http://{cfg.shim.bind}:{cfg.shim.port}{PREFIX}/",
+        "actions": ("operator token" if cfg.console.operator_token else "") +
+                   (" / local callers" if cfg.console.local_actions else "") or "read-only",
+    })
