@@ -21,7 +21,7 @@ from .config import Config
 from .scheduler import Scheduler
 from .state import Store
 from .state.kinds import TaskKind
-from .tasks import Handler, Registry, WorkerPool
+from .tasks import GENERAL, Handler, Registry, WorkerPool
 
 # Feature packages, in start order. Each module has `setup(app: App)`; what it returns (the
 # feature's own objects, or None) is kept in `App.features` under the package's name.
@@ -89,8 +89,14 @@ class App:
 
     # -- registration (called from feature setup) -----------------------------------------
     def handle(self, kind: type[TaskKind], handler: Handler,
-               max_attempts: int | None = None) -> None:
-        self.registry.register(kind.kind, handler, max_attempts)
+               max_attempts: int | None = None, lane: str = GENERAL) -> None:
+        """`lane`: the thread group it runs in (see `lane`); default: tasks.workers."""
+        self.registry.register(kind.kind, handler, max_attempts, lane)
+
+    def lane(self, name: str, threads: int) -> None:
+        """Threads of their own for some kinds: hung work of those kinds (a C-MOVE the PACS
+        never finishes) can hold only these, and report pushes never wait behind images."""
+        self.registry.add_lane(name, threads)
 
     def every(self, name: str, seconds: float, func: Callable[[], object],
               first_in: float = 0.0) -> None:
@@ -122,6 +128,7 @@ class App:
         out: dict[str, str | None] = {}
         out["state store"] = self.store.db.problem()
         out["scheduler"] = None if self.scheduler.alive() else "scheduler is not running"
+        out["workers"] = self.pool.health()
         for name, check in self.health_checks.items():
             try:
                 out[name] = check()

@@ -36,16 +36,26 @@ class Scheduler:
     def _run(self, name: str) -> None:
         _, func = self._jobs[name]
         started = time.monotonic()
-        self.store.jobs.started(name)
+        self._note(name, lambda: self.store.jobs.started(name))
         try:
             detail = func()
         except Exception as exc:
-            self.store.jobs.finished(name, False, f"{type(exc).__name__}: {exc}")
-            log.error("job.failed", job=name, error=f"{type(exc).__name__}: {exc}",
+            error = f"{type(exc).__name__}: {exc}"
+            self._note(name, lambda: self.store.jobs.finished(name, False, error))
+            log.error("job.failed", job=name, error=error,
                       seconds=round(time.monotonic() - started, 3))
             return
-        self.store.jobs.finished(name, True, "" if detail is None else str(detail))
+        self._note(name, lambda: self.store.jobs.finished(
+            name, True, "" if detail is None else str(detail)))
         log.debug("job.done", job=name, seconds=round(time.monotonic() - started, 3))
+
+    @staticmethod
+    def _note(name: str, write: Callable[[], None]) -> None:
+        """A job's bookkeeping must not fail the job (a full disk refuses the write)."""
+        try:
+            write()
+        except Exception as exc:
+            log.warning("job.not_recorded", job=name, error=f"{type(exc).__name__}: {exc}")
 
     def names(self) -> list[str]:
         return sorted(self._jobs)

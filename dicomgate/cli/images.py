@@ -92,8 +92,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
 def _here(app: App, pacs: PacsClient, args: argparse.Namespace, progress: Progress) -> str:
     """No daemon: run our own Portal AET while the PACS sends."""
     cfg = app.config
+    uploads = cfg.upstream is not None
     scp = StorageSCP(cfg, Ingest(app.store, Spool(cfg.gateway.state_dir),
-                                 cfg.dicom.min_free_disk))
+                                 cfg.dicom.min_free_disk, queue_uploads=uploads))
     try:
         scp.start()
     except RuntimeError as exc:
@@ -102,7 +103,8 @@ def _here(app: App, pacs: PacsClient, args: argparse.Namespace, progress: Progre
 
     def work() -> None:
         try:
-            retriever = Retriever(app.store, pacs, progress=progress.moved)
+            retriever = Retriever(app.store, pacs, progress=progress.moved,
+                                  queue_uploads=uploads)
             box["result"] = retriever.run(study_uid=args.study_uid,
                                           accession_no=args.accession)
         except (PacsUnavailable, PacsRefused, RetryLater, Fatal) as exc:
@@ -159,6 +161,10 @@ def _via_daemon(app: App, args: argparse.Namespace, progress: Progress) -> str:
                        "dicomgate tasks list --kind retrieve")
 
 
+# A pulled study is done when every instance is here or already with the cloud.
+DONE_STATES = ("complete", "delivered")
+
+
 def _report(app: App, args: argparse.Namespace, result: str) -> int:
     uids = ([args.study_uid] if args.study_uid
             else app.store.instances.studies_of_accession(args.accession))
@@ -168,7 +174,7 @@ def _report(app: App, args: argparse.Namespace, result: str) -> int:
         have = len(present_sop_uids(app.store, uid))
         print(f"study {uid}: {study.get('state', 'unknown')}, {have}/"
               f"{study.get('expected_count') or '?'} instances in the spool")
-        ok &= study.get("state") == "complete"
+        ok &= study.get("state") in DONE_STATES
     if not ok:
         raise CommandError(f"not complete: {result or 'no study found'}")
     return 0
@@ -247,7 +253,9 @@ def cmd_study_show(args: argparse.Namespace) -> int:
               "attempts": t.attempts, "result": t.result, "error": t.last_error}
              for t in store.tasks.list(study_uid=args.uid)]
     if args.json:
-        print_json({"study": study, "instances": rows, "tasks": tasks})
+        print_json({"study": study, "instances": rows, "tasks": tasks,
+                    "dicom_events": [dataclasses.asdict(e) for e in
+                                     store.dicom_events.of_study(args.uid)]})
         return 0
     print(f"study {study['study_uid']}")
     print(f"  state:     {study['state']}")
@@ -256,6 +264,8 @@ def cmd_study_show(args: argparse.Namespace) -> int:
     print(f"  updated:   {when(study['updated_at'])}")
     if study["detail"]:
         print("  detail:    " + ", ".join(f"{k}: {v}" for k, v in study["detail"].items()))
+    events = [dataclasses.asdict(e) for e in store.dicom_events.of_study(args.uid)]
+    _print_events(events)
     print(f"\ninstances ({len(rows)}):")
     for r in rows:
         r["received"] = when(r["received_at"])
@@ -267,3 +277,17 @@ def cmd_study_show(args: argparse.Namespace) -> int:
     print(f"\ntasks ({len(tasks)}):")
     print_table(tasks, ["id", "kind", "key", "state", "attempts", "result", "error"])
     return 0
+
+
+def _print_events(events: list[dict[str, Any]]) -> None:
+    """Repair steps, failed C-MOVE sub-operations and what the Portal AET rejected."""
+    if not events:
+        return
+    print(f"\nretrieve events ({len(events)}): repair steps, failed sub-operations, "
+          "rejections by the Portal AET")
+    for e in events:  # the reason in full, on its own line: it says what to do
+        fields = " ".join(f"{k}={e[k]}" for k in ("sop_uid", "sop_class_uid",
+                                                  "transfer_syntaxes", "calling_aet", "status")
+                          if e.get(k))
+        print(f"  {when(e['at'])}  {e['kind']}  {fields}".rstrip())
+        print(f"      {e['reason']}")

@@ -116,6 +116,7 @@ def _dicom(t: Table) -> model.DicomConfig:
         min_free_disk=t.value("min_free_disk", values.size, d["min_free_disk"]),
         allowed_calling_aets=t.list_of("allowed_calling_aets", values.ae_title,
                                        d["allowed_calling_aets"]),
+        extra_sop_classes=t.list_of("extra_sop_classes", values.uid, d["extra_sop_classes"]),
         network_timeout=t.value("network_timeout", values.duration, d["network_timeout"]),
     )
 
@@ -129,6 +130,7 @@ def _pacs(t: Table) -> model.PacsConfig:
         echo_interval=t.value("echo_interval", values.duration, d["echo_interval"]),
         timeout=t.value("timeout", values.duration, d["timeout"]),
         move_timeout=t.value("move_timeout", values.duration, d["move_timeout"]),
+        max_associations=t.int("max_associations", d["max_associations"], lo=1, hi=32),
     )
 
 

@@ -70,6 +70,8 @@ class DicomConfig:
     port: int = 11112
     min_free_disk: int = 5 * 1024**3
     allowed_calling_aets: tuple[str, ...] = ()  # besides pacs.ae_title
+    # private storage SOP classes the Portal AET accepts too (e.g. Siemens CSA Non-Image)
+    extra_sop_classes: tuple[str, ...] = ()
     network_timeout: float = 60.0
 
 
@@ -81,6 +83,9 @@ class PacsConfig:
     echo_interval: float = 60.0
     timeout: float = 30.0
     move_timeout: float = 3600.0
+    # Associations dicomgate opens to the PACS at once (retrieve tasks running together):
+    # a hung C-MOVE holds one of these, never the workers of other kinds.
+    max_associations: int = 2
 
 
 @dataclass(frozen=True)

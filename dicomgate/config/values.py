@@ -66,6 +66,18 @@ def ae_title(raw: object) -> str:
     return value
 
 
+def uid(raw: object) -> str:
+    expected = "a DICOM UID: digits and dots, at most 64 characters, e.g. 1.3.12.2.1107.5.9.1"
+    if not isinstance(raw, str):
+        raise BadValue(f"{type(raw).__name__} {raw!r}", expected)
+    value = raw.strip()
+    parts = value.split(".")
+    if not value or len(value) > 64 or not all(p.isdigit() and (p == "0" or p[0] != "0")
+                                               for p in parts):
+        raise BadValue(f"{raw!r} is not a UID", expected)
+    return value
+
+
 def port(raw: object) -> int:
     expected = "a TCP port number 1-65535"
     if not isinstance(raw, int) or isinstance(raw, bool):

@@ -41,8 +41,10 @@ class EchoMonitor:
                 "pacs": f"{self.pacs.pacs.ae_title}@{self.pacs.pacs.host}:{self.pacs.pacs.port}"}
         self.store.facts.set(FACT, fact)
         if changed and ok:
+            woken = self.store.tasks.make_due(("retrieve",))  # retrieves waiting for it
             log.info("pacs.up", pacs=fact["pacs"], latency_ms=fact["latency_ms"],
-                     down_for=None if not prev else round(now - prev.get("since", now), 1))
+                     down_for=None if not prev else round(now - prev.get("since", now), 1),
+                     retrieves_woken=woken)
         elif changed:
             log.warning("pacs.down", pacs=fact["pacs"], error=error)
         if not ok:

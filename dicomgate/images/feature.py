@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+import structlog
 
 from ..app import App
 from ..state.kinds import Retrieve
@@ -10,19 +13,25 @@ from ..tasks import Fatal
 from .echo import EchoMonitor, echo_health, echo_status
 from .http_fetch import HttpFetcher
 from .ingest import Ingest
-from .retrieve import Retriever
+from .retrieve import Retriever, stall_health
 from .scp import allowed_calling_aets
 from .scp_supervisor import ScpSupervisor
 from .scu import PacsClient
 from .spool import Spool
 
+log = structlog.get_logger("dicomgate.images")
+
+INCOMING_CLEANUP_EVERY = 600.0
+STALE_TEMP_AGE = 3600.0  # a temp file nobody wrote to for this long was left by a crash
+
 
 def setup(app: App) -> None:
     cfg = app.config
     spool = Spool(cfg.gateway.state_dir)
-    ingest = Ingest(app.store, spool, cfg.dicom.min_free_disk)
+    uploads = cfg.upstream is not None  # else no upload task: nobody would run it
+    ingest = Ingest(app.store, spool, cfg.dicom.min_free_disk, queue_uploads=uploads)
     if allowed_calling_aets(cfg):  # in a child process: receiving gets a core of its own
-        scp = ScpSupervisor(cfg, spool)
+        scp = ScpSupervisor(cfg, spool, app.store)
         app.add_service(scp, health=scp.health)
     pacs = PacsClient(cfg.dicom, cfg.pacs) if cfg.pacs is not None else None
     http = None
@@ -30,10 +39,19 @@ def setup(app: App) -> None:
         http = HttpFetcher(app.store, ingest, cfg.images.http_timeout)
     if pacs is not None:
         app.every("pacs.echo", cfg.pacs.echo_interval, EchoMonitor(app.store, pacs).run)
-        app.add_health("pacs", lambda: echo_health(app.store))
-        app.handle(Retrieve, Retriever(app.store, pacs, http.handle if http else None).handle)
+        app.add_health("pacs", lambda: "; ".join(filter(None, (
+            echo_health(app.store), stall_health(app.store)))) or None)
+        app.lane("retrieve", cfg.pacs.max_associations)
+        retriever = Retriever(app.store, pacs, http.handle if http else None,
+                              queue_uploads=uploads, room=ingest.has_room,
+                              min_free_disk=cfg.dicom.min_free_disk,
+                              pacs_down_wait=cfg.tasks.backoff_max)
+        app.handle(Retrieve, retriever.handle, lane="retrieve")
     elif http is not None:
-        app.handle(Retrieve, http_only(http))
+        app.lane("retrieve", cfg.tasks.workers)
+        app.handle(Retrieve, http_only(http), lane="retrieve")
+    app.every("spool.incoming_cleanup", INCOMING_CLEANUP_EVERY,
+              lambda: clean_incoming(spool), first_in=INCOMING_CLEANUP_EVERY)
     app.add_status("images", lambda: status(app, spool))
 
 
@@ -52,6 +70,12 @@ def status(app: App, spool: Spool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if cfg.pacs is not None:
         out.update(echo_status(app.store))
+        out["C-MOVE"] = stall_health(app.store) or "no stall"
+        waiting = [t for t in app.store.tasks.list(state="pending", kind="retrieve")
+                   if t.last_error]
+        if waiting:
+            out["retrieves waiting"] = (f"{len(waiting)}, latest: "
+                                        f"{waiting[0].last_error[:200]}")
     aets = allowed_calling_aets(cfg)
     out["portal AET"] = f"{d.ae_title} on {d.bind}:{d.port}" if aets else (
         "disabled: no calling AE allowed (set pacs.ae_title or dicom.allowed_calling_aets)")
@@ -59,4 +83,27 @@ def status(app: App, spool: Spool) -> dict[str, Any]:
     out["studies"] = app.store.instances.study_state_counts() or "none"
     out["instances"] = app.store.instances.instance_state_counts() or "none"
     out["quarantined files"] = spool.quarantined()
+    out["Portal AET rejections (24 h)"] = rejections(app)
     return out
+
+
+def rejections(app: App) -> str:
+    """What the Portal AET rejected lately: a PACS storing from an AE not allowed, or
+    offering what we do not accept, shows here before anyone reads a log."""
+    seen = app.store.dicom_events.since(time.time() - 86400,
+                                        ("association_rejected", "context_rejected"))
+    if not seen:
+        return "none"
+    last = seen[-1]
+    return (f"{len(seen)}; last from {last.calling_aet or '?'}: {last.reason} "
+            "(dicomgate study show, docs/operations.md 'Retrieve errors')")
+
+
+def clean_incoming(spool: Spool) -> str:
+    """Temp files in spool/.incoming left by a crash or a full disk (the SCP's own are
+    removed when it starts; this catches the rest while the daemon runs)."""
+    n = spool.clean_stale(STALE_TEMP_AGE)
+    if n:
+        log.warning("spool.stale_removed", files=n, reason="temp files untouched for "
+                    f"{STALE_TEMP_AGE:.0f}s (a crash or a full disk interrupted them)")
+    return f"{n} stale temp files removed"

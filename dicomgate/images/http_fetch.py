@@ -66,7 +66,7 @@ class HttpFetcher:
         with self.store.db.tx() as c:
             inst.set_study(study_uid, state="complete" if complete else "incomplete",
                            expected_count=count, conn=c)
-            if complete:
+            if complete and self.ingest.queue_uploads:
                 self.store.tasks.enqueue(Upload(study_uid), reopen=True,
                                          study_uid=study_uid, conn=c)
         if complete:

@@ -75,16 +75,34 @@ def identify(path: Path) -> Identity:
 
 
 class Ingest:
-    def __init__(self, store: Store, spool: Spool, min_free_disk: int):
+    def __init__(self, store: Store, spool: Spool, min_free_disk: int,
+                 queue_uploads: bool = True):
         self.store = store
         self.spool = spool
         self.min_free_disk = min_free_disk
+        # False without [upstream]: nobody would run them (upstream queues what is waiting
+        # when it is switched on)
+        self.queue_uploads = queue_uploads
         # One thread (so one SQLite connection) records every instance, whatever thread
         # received it: association threads come and go, connections would pile up.
         self._db = ThreadPoolExecutor(1, thread_name_prefix="spool-db")
 
     def close(self) -> None:
         self._db.shutdown(wait=True)
+
+    def note(self, kind: str, reason: str, **fields: object) -> None:
+        """Record a DICOM event (state/dicom_events.py) from any association thread;
+        a failure to record is logged, never raised into the association."""
+        def write() -> None:
+            try:
+                self.store.dicom_events.record(kind, reason, **fields)  # type: ignore[arg-type]
+            except Exception as exc:
+                log.error("dicom_event.not_recorded", kind=kind, reason=reason,
+                          error=f"{type(exc).__name__}: {exc}")
+        try:
+            self._db.submit(write)
+        except RuntimeError:  # shut down: the SCP is stopping
+            pass
 
     def has_room(self) -> bool:
         return self.spool.free_bytes() >= self.min_free_disk
@@ -143,7 +161,7 @@ class Ingest:
                 self.spool.place(temp, final)
                 if outcome == "replaced" and old and old != str(final):
                     Path(old).unlink(missing_ok=True)
-            if outcome != "same":
+            if outcome != "same" and self.queue_uploads:
                 store.tasks.enqueue(Upload(ident.study_uid), reopen=True,
                                     study_uid=ident.study_uid, conn=c)
         if outcome == "replaced":

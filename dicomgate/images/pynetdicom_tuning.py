@@ -11,6 +11,9 @@ longer has what they rely on; the SCP logs `pynetdicom.tuning_unavailable` at st
   received into, replaced to put it on the spool's file system (storing it is a rename, not
   a second copy of every byte) and to hash it while it is written.
 - Internal: `DULServiceProvider._run_loop_delay`, the DUL thread's idle sleep, shortened.
+
+Negotiation (the sender's syntax order, the bounded PDU, rejected contexts recorded) uses
+public API only (EVT_REQUESTED, `acceptor.supported_contexts`) and lives in negotiation.py.
 """
 
 from __future__ import annotations

@@ -17,13 +17,19 @@ import structlog
 
 from ..state import Store, Task
 from ..state.kinds import Upload
-from ..tasks import Fatal, RetryLater
-from .scu import PacsClient, PacsRefused, PacsUnavailable
+from ..tasks import Fatal, RetryLater, WaitFor
+from .echo import FACT as ECHO_FACT
+from .move_outcome import MoveVerdicts, OurSide, wait_for_our_side
+from .repair import Ladder, Mover, Step, give_up_detail
+from .scu import MoveStalled, PacsClient, PacsRefused, PacsUnavailable
 
 log = structlog.get_logger("dicomgate.images.retrieve")
 
 PRESENT_STATES = ("uploaded", "delivered", "purged")  # left the spool on purpose
-IMAGE_MOVE_BATCH = 200  # SOP Instance UIDs per image-level C-MOVE
+STALL_FACT = "images.move_stalled"
+DISK_RECHECK = 10.0  # a retrieve waiting for free space looks again this often
+PACS_DOWN_RECHECK = 3600.0  # the echo says the PACS is down: `pacs.up` wakes us sooner
+PACS_FLAKY_RECHECK = 30.0  # the echo says up, yet this C-MOVE could not be done
 
 # Told as the PACS reports C-MOVE sub-operations: (study_uid, instances held, expected).
 MoveProgress = Callable[[str, int, int], None]
@@ -52,11 +58,17 @@ def _size(path: str) -> int | None:
 class Retriever:
     def __init__(self, store: Store, pacs: PacsClient,
                  fetch_http: Callable[[Task], str] | None = None,
-                 progress: MoveProgress | None = None):
+                 progress: MoveProgress | None = None, queue_uploads: bool = True,
+                 room: Callable[[], bool] | None = None, min_free_disk: int = 0,
+                 pacs_down_wait: float = PACS_DOWN_RECHECK):
         self.store = store
         self.pacs = pacs
         self.fetch_http = fetch_http
         self.progress = progress
+        self.queue_uploads = queue_uploads  # False without [upstream]: nobody would run them
+        self.room = room  # False while free space is below dicom.min_free_disk
+        self.min_free_disk = min_free_disk
+        self.pacs_down_wait = pacs_down_wait  # tasks.backoff_max: `pacs.up` wakes sooner
 
     # -- task handler ---------------------------------------------------------------------
     def handle(self, task: Task) -> str:
@@ -66,13 +78,33 @@ class Retriever:
                 raise Fatal("payload has image_paths but HTTP image mode is not configured "
                             '(set [images] source = "http")')
             return self.fetch_http(task)
+        if self.room is not None and not self.room():
+            raise WaitFor(f"free space in the state dir is below dicom.min_free_disk "
+                          f"({self.min_free_disk / 1e6:.0f} MB): our SCP would refuse every "
+                          "instance; the retrieve starts once space is freed", "disk space",
+                          after=DISK_RECHECK)
         try:
             return self.run(study_uid=p.get("study_uid"), accession_no=p.get("accession_no"),
                             exam_id=p.get("exam_id"))
-        except PacsUnavailable as exc:
-            raise RetryLater(str(exc)) from None
+        except OurSide as exc:
+            raise wait_for_our_side(p.get("study_uid"), exc) from None
+        except MoveStalled as exc:
+            self.store.facts.set(STALL_FACT, {"at": time.time(), "error": str(exc),
+                                              "study_uid": p.get("study_uid")})
+            log.warning("pacs.move_stalled", study_uid=p.get("study_uid"), error=str(exc))
+            raise WaitFor(str(exc), "PACS", after=self._pacs_wait()) from None
+        except PacsUnavailable as exc:  # unreachable: waits, never exhausts the task
+            raise WaitFor(str(exc), "PACS", after=self._pacs_wait()) from None
         except PacsRefused as exc:
             raise Fatal(str(exc)) from None
+
+    def _pacs_wait(self) -> float:
+        """How long a retrieve waits for the PACS: long while the echo says it is down
+        (`pacs.up` wakes it), short when only this C-MOVE failed."""
+        fact = self.store.facts.get(ECHO_FACT) or {}
+        if fact.get("ok") is False:
+            return self.pacs_down_wait
+        return min(PACS_FLAKY_RECHECK, self.pacs_down_wait)
 
     def run(self, *, study_uid: str | None = None, accession_no: str | None = None,
             exam_id: int | None = None) -> str:
@@ -107,26 +139,72 @@ class Retriever:
             raise RetryLater(f"{self.pacs.where} lists no instance for study {study_uid} "
                              "(yet); will ask again")
         have = present_sop_uids(self.store, study_uid)
-        self.store.instances.set_study(study_uid, state="retrieving", expected_count=exp.count)
         missing = exp.missing(have)
+        if not missing and self._already_delivered(study_uid):
+            return f"study {study_uid}: delivered, {exp.count} instances, 0 moved"
+        self.store.instances.set_study(study_uid, state="retrieving", expected_count=exp.count)
         log.info("study.retrieve_started", study_uid=study_uid, expected=exp.count,
                  present=len(have), missing=exp.size(missing))
-        moved = 0
-        if missing:
-            moved += self._move(study_uid, exp, missing, whole=not have)
-            missing = exp.missing(present_sop_uids(self.store, study_uid))
-        if missing:  # repair: ask again for exactly what did not arrive
+        verdicts = MoveVerdicts()
+        mover = Mover(self.store, self.pacs, dict(exp.classes), self.progress,
+                      held=exp.count - exp.size(missing), expected=exp.count,
+                      verdicts=verdicts)
+        moved, steps = 0, []
+        if missing and (not have or exp.by_series is None):  # the whole study at once
+            moved += mover.move(study_uid, "STUDY", {"StudyInstanceUID": study_uid}).completed
+            missing = self._still_missing(study_uid, exp, verdicts)
+        if missing:  # ask again, ever coarser, for exactly what is not here
             log.warning("study.repairing", study_uid=study_uid, missing=exp.size(missing))
-            moved += self._move(study_uid, exp, missing, whole=False)
-            missing = exp.missing(present_sop_uids(self.store, study_uid))
-        return self._finish(study_uid, exp, missing, moved, started)
+            more, steps = self._repair(mover, study_uid, exp, missing, verdicts)
+            moved += more
+            missing = self._still_missing(study_uid, exp, verdicts)
+        if self.store.facts.get(STALL_FACT):
+            self.store.facts.set(STALL_FACT, None)  # C-MOVEs end again
+        if missing:
+            verdicts.explain_missing(study_uid, exp.size(missing), exp.count)
+        bad = quarantined_of(exp, verdicts)
+        if bad and not missing:
+            return self._finish_without(study_uid, exp, bad, moved)
+        return self._finish(study_uid, exp, missing, moved, started, steps)
+
+    def _still_missing(self, study_uid: str, exp: Expected, verdicts: MoveVerdicts) -> Missing:
+        """What is not here, less what our SCP quarantined (asking again would only fail
+        again: the PACS must correct it)."""
+        missing = exp.missing(present_sop_uids(self.store, study_uid))
+        bad = set(quarantined_of(exp, verdicts))
+        if bad and isinstance(missing, dict):
+            missing = {s: u - bad for s, u in missing.items() if u - bad}
+        return missing
+
+    def _already_delivered(self, study_uid: str) -> bool:
+        """Nothing is missing and the cloud has it all: leave the study as it is (pulled
+        again, it would go back to 'complete' and be uploaded again for nothing)."""
+        study = self.store.instances.study(study_uid) or {}
+        if study.get("state") != "delivered":
+            return False
+        log.info("study.already_delivered", study_uid=study_uid)
+        return True
+
+    def _repair(self, mover: Mover, study_uid: str, exp: Expected,
+                missing: Missing, verdicts: MoveVerdicts) -> tuple[int, list[Step]]:
+        if exp.by_series is None:  # only a count: the whole study again
+            return mover.move(study_uid, "STUDY", {"StudyInstanceUID": study_uid}).completed, []
+        assert isinstance(missing, dict)
+
+        def missing_now() -> dict[str, set[str]]:
+            now = self._still_missing(study_uid, exp, verdicts)
+            assert isinstance(now, dict)
+            return now
+
+        return Ladder(mover, missing_now).run(study_uid, missing)
 
     def _expected(self, study_uid: str) -> Expected:
         """The SOP Instance UIDs by series, or only their number when the PACS refuses
         image-level queries and answers NumberOfStudyRelatedInstances."""
         try:
             by_series = self.pacs.study_instances(study_uid)
-            return Expected(by_series, sum(len(s) for s in by_series.values()))
+            return Expected(by_series, sum(len(s) for s in by_series.values()),
+                            tuple(self.pacs.sop_classes.get(study_uid, {}).items()))
         except PacsRefused as exc:
             log.warning("pacs.image_query_refused", study_uid=study_uid, error=str(exc))
             count = self.pacs.study_instance_count(study_uid)
@@ -135,57 +213,53 @@ class Retriever:
                                   "either, so completeness cannot be checked") from None
             return Expected(None, count)
 
-    def _move(self, study_uid: str, exp: Expected, missing: Missing, whole: bool) -> int:
-        held = exp.count - exp.size(missing)
-        if whole or exp.by_series is None:
-            return self.pacs.move("STUDY", {"StudyInstanceUID": study_uid},
-                                  self._told(study_uid, held, exp.count)).completed
-        assert isinstance(missing, dict)
-        return self._move_images(study_uid, missing, held, exp.count)
-
-    def _move_images(self, study_uid: str, missing: dict[str, set[str]], held: int,
-                     expected: int) -> int:
-        moved = 0
-        for series_uid, sops in missing.items():
-            ordered = sorted(sops)
-            for i in range(0, len(ordered), IMAGE_MOVE_BATCH):
-                batch = ordered[i:i + IMAGE_MOVE_BATCH]
-                moved += self.pacs.move("IMAGE", {"StudyInstanceUID": study_uid,
-                                                  "SeriesInstanceUID": series_uid,
-                                                  "SOPInstanceUID": batch},
-                                        self._told(study_uid, held + moved, expected)
-                                        ).completed
-        return moved
-
-    def _told(self, study_uid: str, held: int, expected: int
-              ) -> Callable[[int, int], None] | None:
-        """The C-MOVE's pending responses (completed, remaining) as study progress."""
-        if self.progress is None:
-            return None
-        tell = self.progress
-        return lambda completed, _remaining: tell(study_uid, held + completed, expected)
-
     def _finish(self, study_uid: str, exp: Expected, missing: Missing, moved: int,
-                started: float) -> str:
+                started: float, steps: list[Step]) -> str:
         seconds = round(time.monotonic() - started, 2)
         if missing:
             n = exp.size(missing)
             detail: dict[str, Any] = {"missing": n, "expected": exp.count, "moved": moved}
+            why = f"{n} of {exp.count} instances did not arrive after C-MOVE and repair"
             if isinstance(missing, dict):
                 detail["missing_sop_uids"] = sorted(u for s in missing.values() for u in s)[:50]
+                if steps:
+                    why = give_up_detail(steps, missing, self.pacs.where)
+            detail["repair"] = [s.as_dict() for s in steps]
+            detail["why"] = why
             self.store.instances.set_study(study_uid, state="incomplete",
                                            expected_count=exp.count, detail=detail)
             log.warning("study.incomplete", study_uid=study_uid, missing=n, expected=exp.count,
-                        moved=moved, seconds=seconds)
-            raise RetryLater(f"study {study_uid}: {n} of {exp.count} instances did not arrive "
-                             f"after C-MOVE and repair from {self.pacs.where}; will try again")
+                        moved=moved, seconds=seconds, why=why)
+            raise RetryLater(f"study {study_uid}: {why}; will try again")
         with self.store.db.tx() as c:
             self.store.instances.set_study(study_uid, state="complete", expected_count=exp.count,
                                            detail={"moved": moved, "at": time.time()}, conn=c)
-            self.store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid, conn=c)
+            if self.queue_uploads:
+                self.store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid,
+                                         conn=c)
         log.info("study.complete", study_uid=study_uid, instances=exp.count, moved=moved,
                  seconds=seconds)
         return f"study {study_uid}: complete, {exp.count} instances, {moved} moved"
+
+    def _finish_without(self, study_uid: str, exp: Expected, quarantined: dict[str, str],
+                        moved: int) -> str:
+        """Everything arrived but what our SCP quarantined: deliver the rest, then leave
+        the task dead so a person sees which instances the PACS must correct."""
+        good = exp.count - len(quarantined)
+        detail = {"moved": moved, "at": time.time(), "quarantined": sorted(quarantined)[:50]}
+        with self.store.db.tx() as c:
+            self.store.instances.set_study(study_uid, state="complete", expected_count=good,
+                                           detail=detail, conn=c)
+            if self.queue_uploads:
+                self.store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid,
+                                         conn=c)
+        log.error("study.instances_quarantined", study_uid=study_uid, delivered=good,
+                  quarantined=sorted(quarantined))
+        queued = " and queued for upload" if self.queue_uploads else ""
+        raise Fatal(f"study {study_uid}: {good} of {exp.count} instances retrieved{queued}; "
+                    f"{len(quarantined)} could not be stored and are in "
+                    f"the quarantine dir ({_quarantine_text(quarantined)}): have the PACS "
+                    "correct them, then `dicomgate tasks retry` this task")
 
 
 Missing = dict[str, set[str]] | int
@@ -195,6 +269,7 @@ Missing = dict[str, set[str]] | int
 class Expected:
     by_series: dict[str, set[str]] | None  # None: the PACS only told us how many
     count: int
+    classes: tuple[tuple[str, str], ...] = ()  # (SOP Instance UID, SOP Class UID)
 
     def missing(self, have: set[str]) -> Missing:
         if self.by_series is None:
@@ -205,3 +280,30 @@ class Expected:
     @staticmethod
     def size(missing: Missing) -> int:
         return sum(len(s) for s in missing.values()) if isinstance(missing, dict) else missing
+
+
+def quarantined_of(exp: Expected, verdicts: MoveVerdicts) -> dict[str, str]:
+    """{expected SOP UID: reason} for those our SCP quarantined during this run."""
+    if exp.by_series is None:
+        return {}
+    bad = verdicts.quarantined()
+    out = {}
+    for uid in (u for s in exp.by_series.values() for u in s):
+        # a PACS may cut an over-long UID to 64 characters in the C-STORE request
+        hit = bad.get(uid) or (bad.get(uid[:64]) if len(uid) > 64 else None)
+        if hit:
+            out[uid] = hit
+    return out
+
+
+def _quarantine_text(quarantined: dict[str, str]) -> str:
+    return "; ".join(f"{uid}: {why}" for uid, why in sorted(quarantined.items())[:5])
+
+
+def stall_health(store: Store) -> str | None:
+    """For /healthz: the last C-MOVE was abandoned for lack of progress (cleared when a
+    retrieve's C-MOVEs end again)."""
+    fact = store.facts.get(STALL_FACT)
+    if not fact:
+        return None
+    return f"{fact['error']} (study {fact.get('study_uid') or '?'})"

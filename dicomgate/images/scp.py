@@ -14,26 +14,22 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from pydicom import uid as uids
-from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 
 from ..config import Config
 from . import pynetdicom_tuning
 from .ingest import Ingest, Malformed, OutOfSpace
+from .negotiation import (
+    MAX_PDU,
+    TRANSFER_SYNTAXES,
+    on_accepted,
+    prefer_sender_order,
+    register_private_storage,
+    storage_sop_classes,
+)
 
 log = structlog.get_logger("dicomgate.images.scp")
-
-# Accepted as sent. pynetdicom's defaults are the uncompressed syntaxes only, which would
-# force the PACS to transcode (or fail) JPEG / JPEG-LS / J2K / RLE studies.
-TRANSFER_SYNTAXES: list[str] = [
-    uids.ExplicitVRLittleEndian, uids.ImplicitVRLittleEndian,
-    uids.DeflatedExplicitVRLittleEndian, uids.ExplicitVRBigEndian,
-    uids.JPEGBaseline8Bit, uids.JPEGExtended12Bit, uids.JPEGLossless, uids.JPEGLosslessSV1,
-    uids.JPEGLSLossless, uids.JPEGLSNearLossless, uids.JPEG2000Lossless, uids.JPEG2000,
-    uids.HTJ2KLossless, uids.HTJ2KLosslessRPCL, uids.HTJ2K, uids.RLELossless,
-    uids.MPEG2MPML, uids.MPEG2MPHL, uids.MPEG4HP41, uids.MPEG4HP41BD, uids.HEVCMP51,
-]
 
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
@@ -78,8 +74,9 @@ class StorageSCP:
     def build_ae(self) -> AE:
         d = self.config.dicom
         ae = AE(ae_title=d.ae_title)
-        for cx in AllStoragePresentationContexts:
-            ae.add_supported_context(cx.abstract_syntax, TRANSFER_SYNTAXES)
+        register_private_storage(d.extra_sop_classes)
+        for sop_class in dict.fromkeys([*storage_sop_classes(), *d.extra_sop_classes]):
+            ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
         ae.require_called_aet = True
         ae.require_calling_aet = allowed_calling_aets(self.config)
@@ -87,7 +84,7 @@ class StorageSCP:
         ae.acse_timeout = d.network_timeout
         ae.dimse_timeout = d.network_timeout
         ae.maximum_associations = 32
-        ae.maximum_pdu_size = 0  # no limit: fewer, larger PDVs from senders that allow it
+        ae.maximum_pdu_size = MAX_PDU  # bounded: memory stays flat (negotiation.py)
         return ae
 
     def start(self, clean: str = "") -> None:
@@ -110,7 +107,9 @@ class StorageSCP:
             log.warning("spool.stale_removed", files=stale, reason="left by an earlier crash")
         handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_REJECTED, self._on_rejected),
                     (evt.EVT_C_ECHO, lambda _e: STATUS_SUCCESS),
-                    (evt.EVT_CONN_OPEN, pynetdicom_tuning.tune_connection)]
+                    (evt.EVT_CONN_OPEN, pynetdicom_tuning.tune_connection),
+                    (evt.EVT_REQUESTED, prefer_sender_order),
+                    (evt.EVT_ACCEPTED, on_accepted(self.ingest.note))]
         try:
             self._server = self.build_ae().start_server((d.bind, d.port), block=False,
                                                         evt_handlers=handlers)
@@ -155,6 +154,16 @@ class StorageSCP:
             reason = "too many simultaneous associations"
         log.warning("association.rejected", calling_aet=calling, called_aet=requested.strip(),
                     peer=f"{rq.address}:{rq.port}", reason=reason)
+        self.ingest.note("association_rejected", reason, calling_aet=calling,
+                         peer=f"{rq.address}:{rq.port}")
+
+    def _note_refused(self, event: evt.Event, status: str, reason: str) -> None:
+        rq = event.assoc.requestor
+        self.ingest.note("store_refused", reason, calling_aet=(rq.ae_title or "").strip(),
+                         peer=f"{rq.address}:{rq.port}",
+                         sop_class_uid=str(event.request.AffectedSOPClassUID),
+                         transfer_syntaxes=[str(event.context.transfer_syntax)],
+                         sop_uid=str(event.request.AffectedSOPInstanceUID), status=status)
 
     def _on_store(self, event: evt.Event) -> int:
         req = event.request
@@ -170,6 +179,7 @@ class StorageSCP:
             log.error("store.refused", sop_uid=sop_uid, calling_aet=calling, status="0xA700",
                       reason=str(exc), free_bytes=self.ingest.spool.free_bytes(),
                       min_free_disk=self.ingest.min_free_disk)
+            self._note_refused(event, "0xA700", f"{exc} (dicom.min_free_disk)")
             return STATUS_OUT_OF_RESOURCES
         except Malformed as exc:
             kept = self.ingest.spool.quarantine(path, str(exc), {
@@ -177,10 +187,12 @@ class StorageSCP:
                 "transfer_syntax": str(event.context.transfer_syntax)})
             log.error("store.quarantined", sop_uid=sop_uid, calling_aet=calling,
                       reason=str(exc), file=str(kept))
+            self._note_refused(event, "0xC000", f"quarantined: {exc}")
             return STATUS_CANNOT_UNDERSTAND
         except Exception as exc:
             log.error("store.failed", sop_uid=sop_uid, calling_aet=calling,
                       error=f"{type(exc).__name__}: {exc}")
+            self._note_refused(event, "0x0110", f"{type(exc).__name__}: {exc}")
             return STATUS_PROCESSING_FAILURE
         with self._lock:
             self.received += 1

@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = _stop_event()
     store = Store(config.gateway.db_path)
     scp = StorageSCP(config, Ingest(store, Spool(config.gateway.state_dir),
-                                    config.dicom.min_free_disk))
+                                    config.dicom.min_free_disk,
+                                    queue_uploads=config.upstream is not None))
     try:
         # After a restart only our own leftovers go: the daemon's HTTP downloads share
         # the incoming dir.

@@ -19,6 +19,7 @@ from typing import IO
 import structlog
 
 from ..config import Config
+from ..state import Store
 from .scp_process import DRAIN_SECONDS
 from .spool import Spool
 
@@ -40,9 +41,10 @@ class ScpSupervisor:
 
     name = "storage SCP"
 
-    def __init__(self, config: Config, spool: Spool):
+    def __init__(self, config: Config, spool: Spool, store: Store | None = None):
         self.config = config
         self.spool = spool
+        self.store = store  # where a death is noted for the retrieve it interrupted
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._proc: subprocess.Popen | None = None
@@ -149,6 +151,7 @@ class ScpSupervisor:
         if uptime >= STABLE_SECONDS:
             self._deaths = 0
         self._deaths += 1
+        self._note_death(code)
         if self._deaths > MAX_RESTARTS:
             self._gave_up = True
             log.error("scp.process_given_up", exit=_exit(code), deaths=self._deaths - 1,
@@ -164,6 +167,16 @@ class ScpSupervisor:
             if self._stopping.is_set():
                 return None
             return self._spawn(restart=True)
+
+
+    def _note_death(self, code: int) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.dicom_events.record("scp_process_died", f"{_exit(code)}; restarted")
+        except Exception as exc:  # the disk may be full: the log line still says it
+            log.warning("scp.event_not_recorded", cause="process_died",
+                        error=f"{type(exc).__name__}: {exc}")
 
 
 def _exit(code: int | None) -> str:

@@ -6,29 +6,30 @@ retry can cure (no association, timeout, abort), PacsRefused for what needs a pe
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, Association
-from pynetdicom.sop_class import (
-    StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelMove,
-    Verification,
-)
+from pynetdicom import Association
 
 from ..config import DicomConfig, PacsConfig
+from .move_watch import Activity, MoveWatch
+from .qr_association import (
+    PATIENT_ROOT,
+    Associator,
+    Model,
+    PacsRefused,
+    PacsUnavailable,
+    this_host,
+)
+
+__all__ = ["MoveResult", "PacsClient", "PacsRefused", "PacsUnavailable", "this_host"]
 
 
-class PacsUnavailable(Exception):
-    """The PACS did not answer or dropped us: retry later."""
-
-
-class PacsRefused(Exception):
-    """The PACS answered with a failure that retrying will not cure."""
+class MoveStalled(PacsUnavailable):
+    """No C-MOVE response and no instance received for pacs.timeout: we abandoned it."""
 
 
 @dataclass(frozen=True)
@@ -37,69 +38,65 @@ class MoveResult:
     failed: int
     warning: int
     status: int
+    failed_uids: tuple[str, ...] = ()  # Failed SOP Instance UID List of the final response
 
 
-def this_host(bind: str = "0.0.0.0") -> str:
-    """The address to give the PACS for us: the bind address, else this host's name/IP."""
-    if bind not in ("0.0.0.0", "::", ""):
-        return bind
-    name = socket.gethostname()
-    try:
-        addr = socket.gethostbyname(name)
-    except OSError:
-        return name
-    return name if addr.startswith("127.") else addr
+def _with_result(exc: Exception, result: MoveResult) -> Exception:
+    """Attach the final C-MOVE response to the exception (the retriever explains it)."""
+    exc.move_result = result  # type: ignore[attr-defined]
+    return exc
 
 
 class PacsClient:
     def __init__(self, dicom: DicomConfig, pacs: PacsConfig):
         self.dicom = dicom
         self.pacs = pacs
+        self._patient_ids: dict[str, str] = {}  # study UID -> PatientID (Patient Root)
+        self.sop_classes: dict[str, dict[str, str]] = {}  # study UID -> {SOP UID: class}
 
     @property
     def where(self) -> str:
         return f"PACS {self.pacs.ae_title} at {self.pacs.host}:{self.pacs.port}"
 
     @contextmanager
-    def _association(self, context: str, dimse_timeout: float) -> Iterator[Association]:
-        ae = AE(ae_title=self.dicom.ae_title)
-        ae.add_requested_context(context)
-        ae.acse_timeout = ae.network_timeout = self.pacs.timeout
-        ae.connection_timeout = self.pacs.timeout
-        ae.dimse_timeout = dimse_timeout
-        assoc = ae.associate(self.pacs.host, self.pacs.port, ae_title=self.pacs.ae_title)
-        if not assoc.is_established:
-            raise PacsUnavailable(self._why_not(assoc))
+    def _association(self, service: str, dimse_timeout: float
+                     ) -> Iterator[tuple[Association, Model | None]]:
+        assoc, model = Associator(self.dicom, self.pacs).open(service, dimse_timeout)
         try:
-            yield assoc
+            yield assoc, model
         finally:
             if assoc.is_established:
                 assoc.release()
 
-    def _why_not(self, assoc: Association) -> str:
-        if assoc.is_rejected:
-            rsp = assoc.acceptor.primitive
-            reason = getattr(rsp, "reason_str", "no reason given")
-            me = self.dicom.ae_title
-            return (f"{self.where} rejected the association from {me} ({reason}): the PACS "
-                    f"must know AE {me} (host {this_host(self.dicom.bind)}, port "
-                    f"{self.dicom.port}) and allow it C-ECHO, C-FIND and C-MOVE")
-        try:  # pynetdicom reports a refused connection as an abort: tell them apart
-            socket.create_connection((self.pacs.host, self.pacs.port),
-                                     timeout=self.pacs.timeout).close()
-        except OSError as exc:
-            return (f"{self.where} did not answer: {exc.strerror or exc} (check pacs.host, "
-                    "pacs.port, the network, and that the PACS DICOM service runs)")
-        if assoc.is_aborted:
-            return f"{self.where} aborted the association (is its DICOM service hung?)"
-        return (f"{self.where} did not answer within {self.pacs.timeout:g}s (check pacs.host, "
-                "pacs.port, the network, and that the PACS DICOM service runs)")
+    def _identifier(self, model: Model | None, level: str, keys: dict[str, str | list[str]],
+                    patient_needed: bool) -> Dataset:
+        """The request identifier. Patient Root is hierarchical from the patient: below
+        PATIENT level (and for every C-MOVE) the identifier carries the PatientID."""
+        query = Dataset()
+        query.QueryRetrieveLevel = level
+        if model is PATIENT_ROOT and "PatientID" not in keys:
+            uid = keys.get("StudyInstanceUID")
+            query.PatientID = (self._patient_id(uid) if patient_needed and isinstance(uid, str)
+                               else "")
+        for k, v in keys.items():
+            setattr(query, k, v)
+        return query
+
+    def _patient_id(self, study_uid: str) -> str:
+        if study_uid not in self._patient_ids:
+            self.find("STUDY", {"StudyInstanceUID": study_uid, "PatientID": ""})
+        return self._patient_ids.get(study_uid, "")
+
+    def _remember_patient(self, ident: Dataset) -> None:
+        uid, pid = ident.get("StudyInstanceUID"), ident.get("PatientID")
+        if uid and pid not in (None, ""):
+            self._patient_ids[str(uid)] = str(pid)
 
     # -- C-ECHO ---------------------------------------------------------------------------
     def echo(self) -> float:
         """Round trip in seconds, association included."""
         t0 = time.monotonic()
-        with self._association(Verification, self.pacs.timeout) as assoc:
+        with self._association("echo", self.pacs.timeout) as (assoc, _model):
             status = assoc.send_c_echo()
             if not status or "Status" not in status:
                 raise PacsUnavailable(f"{self.where} sent no C-ECHO response")
@@ -110,14 +107,11 @@ class PacsClient:
 
     # -- C-FIND ---------------------------------------------------------------------------
     def find(self, level: str, keys: dict[str, str]) -> list[Dataset]:
-        query = Dataset()
-        query.QueryRetrieveLevel = level
-        for k, v in keys.items():
-            setattr(query, k, v)
         out: list[Dataset] = []
-        model = StudyRootQueryRetrieveInformationModelFind
-        with self._association(model, self.pacs.timeout) as assoc:
-            for status, ident in assoc.send_c_find(query, model):
+        with self._association("find", self.pacs.timeout) as (assoc, model):
+            assert model is not None
+            query = self._identifier(model, level, keys, patient_needed=level != "STUDY")
+            for status, ident in assoc.send_c_find(query, model.find):
                 if not status or "Status" not in status:
                     raise PacsUnavailable(f"{self.where} stopped answering the {level}-level "
                                           "C-FIND (timeout or abort)")
@@ -125,6 +119,7 @@ class PacsClient:
                 if code in (0xFF00, 0xFF01):
                     if ident is not None:
                         out.append(ident)
+                        self._remember_patient(ident)
                 elif code == 0x0000:
                     break
                 else:
@@ -133,7 +128,8 @@ class PacsClient:
         return out
 
     def studies_of_accession(self, accession: str) -> list[str]:
-        found = self.find("STUDY", {"AccessionNumber": accession, "StudyInstanceUID": ""})
+        found = self.find("STUDY", {"AccessionNumber": accession, "StudyInstanceUID": "",
+                                    "PatientID": ""})
         return sorted({str(d.StudyInstanceUID) for d in found
                        if d.get("StudyInstanceUID")})
 
@@ -147,12 +143,16 @@ class PacsClient:
             if not series_uid:
                 continue
             found = self.find("IMAGE", {"StudyInstanceUID": study_uid,
-                                        "SeriesInstanceUID": series_uid, "SOPInstanceUID": ""})
+                                        "SeriesInstanceUID": series_uid, "SOPInstanceUID": "",
+                                        "SOPClassUID": ""})
             out[series_uid] = {str(d.SOPInstanceUID) for d in found if d.get("SOPInstanceUID")}
+            self.sop_classes.setdefault(study_uid, {}).update(
+                {str(d.SOPInstanceUID): str(d.get("SOPClassUID", "") or "")
+                 for d in found if d.get("SOPInstanceUID")})
         return out
 
     def study_instance_count(self, study_uid: str) -> int | None:
-        found = self.find("STUDY", {"StudyInstanceUID": study_uid,
+        found = self.find("STUDY", {"StudyInstanceUID": study_uid, "PatientID": "",
                                     "NumberOfStudyRelatedInstances": ""})
         for d in found:
             n = d.get("NumberOfStudyRelatedInstances")
@@ -162,52 +162,88 @@ class PacsClient:
 
     # -- C-MOVE ---------------------------------------------------------------------------
     def move(self, level: str, keys: dict[str, str | list[str]],
-             progress: Callable[[int, int], None] | None = None) -> MoveResult:
-        """C-MOVE to our own AE; follows pending responses until the final one."""
-        query = Dataset()
-        query.QueryRetrieveLevel = level
-        for k, v in keys.items():
-            setattr(query, k, v)
-        model = StudyRootQueryRetrieveInformationModelMove
+             progress: Callable[[int, int], None] | None = None,
+             activity: Activity | None = None) -> MoveResult:
+        """C-MOVE to our own AE; follows pending responses until the final one.
+
+        Abandoned (MoveStalled) when neither a response nor an instance (`activity`: the
+        time the newest one landed) comes for pacs.timeout."""
         final: Dataset | None = None
-        with self._association(model, self.pacs.move_timeout) as assoc:
-            for status, _ident in assoc.send_c_move(query, self.dicom.ae_title, model):
+        final_ident: Dataset | None = None
+        with self._association("move", self.pacs.move_timeout) as (assoc, model), \
+                MoveWatch(self.pacs.timeout, lambda: _abandon(assoc), activity) as watch:
+            assert model is not None
+            query = self._identifier(model, level, keys, patient_needed=True)
+            for status, ident in assoc.send_c_move(query, self.dicom.ae_title, model.move):
                 if not status or "Status" not in status:
-                    raise PacsUnavailable(f"{self.where} stopped answering the C-MOVE "
-                                          f"(no response within {self.pacs.move_timeout:g}s "
-                                          "or the association dropped)")
+                    raise self._move_interrupted(watch)
+                watch.responded()
                 if status.Status in (0xFF00, 0xFF01):
                     if progress is not None:
                         progress(int(status.get("NumberOfCompletedSuboperations", 0) or 0),
                                  int(status.get("NumberOfRemainingSuboperations", 0) or 0))
                     continue
-                final = status
+                final, final_ident = status, ident
                 break
         if final is None:
             raise PacsUnavailable(f"{self.where} ended the C-MOVE without a final status")
         code = int(final.Status)
         result = MoveResult(int(final.get("NumberOfCompletedSuboperations", 0) or 0),
                             int(final.get("NumberOfFailedSuboperations", 0) or 0),
-                            int(final.get("NumberOfWarningSuboperations", 0) or 0), code)
+                            int(final.get("NumberOfWarningSuboperations", 0) or 0), code,
+                            _failed_uids(final_ident))
         if code in (0x0000, 0xB000):
             return result
         if code == 0xA801:
             me = self.dicom.ae_title
-            raise PacsRefused(
+            raise _with_result(PacsRefused(
                 f"PACS {self.pacs.ae_title} does not know move destination {me}: add AE "
                 f"{me}, host {this_host(self.dicom.bind)}, port {self.dicom.port} on the PACS "
-                "(status 0xA801)")
+                "(status 0xA801)"), result)
         if code in (0xA701, 0xA702, 0xA700):
-            raise PacsUnavailable(f"{self.where} is out of resources for the C-MOVE "
-                                  f"({_status_text(code, final)})")
+            raise _with_result(PacsUnavailable(
+                f"{self.where} is out of resources for the C-MOVE "
+                f"({_status_text(code, final)})"), result)
         if code == 0xFE00:
-            raise PacsUnavailable(f"{self.where} cancelled the C-MOVE")
+            raise _with_result(PacsUnavailable(f"{self.where} cancelled the C-MOVE"), result)
         hint = ""
         if result.completed == 0 and code & 0xF000 == 0xC000:  # Orthanc says 0xC000 for it
             hint = (f"; if the PACS log says destination {self.dicom.ae_title} is unknown, add "
                     f"AE {self.dicom.ae_title}, host {this_host(self.dicom.bind)}, port "
                     f"{self.dicom.port} on the PACS")
-        raise PacsRefused(f"{self.where} refused the C-MOVE: {_status_text(code, final)}{hint}")
+        raise _with_result(PacsRefused(
+            f"{self.where} refused the C-MOVE: {_status_text(code, final)}{hint}"), result)
+
+    def _move_interrupted(self, watch: MoveWatch) -> PacsUnavailable:
+        """Why the C-MOVE has no response: we abandoned it, it timed out, or it dropped."""
+        if watch.stalled_for is not None:
+            return MoveStalled(f"C-MOVE stalled: {self.where} sent no response and no "
+                               f"instance for {watch.stalled_for:.0f}s (pacs.timeout "
+                               f"{self.pacs.timeout:g}s); abandoned, will retry")
+        quiet = watch.since_response()
+        if quiet >= self.pacs.move_timeout - 1:
+            return PacsUnavailable(f"{self.where} sent no C-MOVE response within "
+                                   f"{self.pacs.move_timeout:g}s (pacs.move_timeout)")
+        return PacsUnavailable(f"{self.where} dropped the association during the C-MOVE "
+                               f"{quiet:.0f}s after its last response (its DICOM service "
+                               "stopped or restarted, or the network failed)")
+
+
+def _failed_uids(ident: Dataset | None) -> tuple[str, ...]:
+    """The final response's Failed SOP Instance UID List (one UID or several)."""
+    value = ident.get("FailedSOPInstanceUIDList") if ident is not None else None
+    if not value:
+        return ()
+    if isinstance(value, str):
+        return tuple(u for u in value.split("\\") if u)
+    return tuple(str(u) for u in value)
+
+
+def _abandon(assoc: Association) -> None:
+    """Abort from another thread. The C-MOVE loop waits on the DIMSE queue for up to
+    move_timeout and an abort does not wake it: an empty item does (read as 'no response')."""
+    assoc.abort()
+    assoc.dimse.msg_queue.put((None, None))
 
 
 def _status_text(code: int, status: Dataset) -> str:

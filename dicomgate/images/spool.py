@@ -103,6 +103,20 @@ class Spool:
                     n += 1
         return n
 
+    def clean_stale(self, age: float) -> int:
+        """Temp files nobody has written to for `age` seconds (any writer is done)."""
+        n = 0
+        if self.incoming.is_dir():
+            limit = time.time() - age
+            for p in self.incoming.iterdir():
+                try:
+                    if p.is_file() and p.stat().st_mtime < limit:
+                        p.unlink()
+                        n += 1
+                except OSError:
+                    continue
+        return n
+
     def write(self, dest: Path, chunks: Iterable[bytes]) -> tuple[int, str]:
         """Write chunks to `dest` (0600); returns (size, sha256).
 

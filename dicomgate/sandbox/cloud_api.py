@@ -20,8 +20,11 @@ NONCE_TTL = 600
 
 class CloudApi:
     def __init__(self, auth: str = "none", token: str = "", key_id: str = "",
-                 secret: str = "", tls=None):
+                 secret: str = "", tls=None, on_delete=None):
         self.auth, self.token, self.key_id, self.secret = auth, token, key_id, secret
+        # Called with (study_uids, sop_uids) of an applied deletion: "the cloud removes
+        # those images" from the DICOMweb store it fronts (e.g. an Orthanc's REST API).
+        self.on_delete = on_delete
         self.lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []     # every request, as received
         self.applied: list[dict[str, Any]] = []      # effects applied (not replays)
@@ -85,8 +88,10 @@ class CloudApi:
         return None
 
     def _apply(self, route: str, body: dict) -> tuple[int, dict]:
+        replacing = route == "/deletions" and body.get("reason") == "replaced"
         for field in ("hospitalId", "accessionNo"):
-            if not isinstance(body.get(field), str) or not body[field]:
+            if not isinstance(body.get(field), str) or not (body[field] or (
+                    replacing and field == "accessionNo")):
                 return 400, {"code": 400, "message": f"{field}: required string"}
         key = (body["hospitalId"], body["accessionNo"])
         if route == "/reports":
@@ -105,6 +110,9 @@ class CloudApi:
         elif route == "/deletions":
             if not body.get("studyInstanceUids") and not body.get("sopInstanceUids"):
                 return 400, {"code": 400, "message": "studyInstanceUids or sopInstanceUids"}
+            if self.on_delete is not None:
+                self.on_delete(list(body.get("studyInstanceUids") or []),
+                               list(body.get("sopInstanceUids") or []))
         self.applied.append({"route": route, "body": body})
         return 200, {"code": 200, "message": "ok"}
 

@@ -62,7 +62,7 @@ class Orthanc:
                  modalities: dict[str, tuple[str, str, int]] | None = None,
                  dicomweb_servers: dict[str, str] | None = None,
                  http_port: int | None = None, dicom_port: int | None = None,
-                 extra: dict[str, Any] | None = None):
+                 extra: dict[str, Any] | None = None, nagle: bool = False):
         self.workdir = Path(workdir)
         self.aet = aet
         self.dicomweb = dicomweb
@@ -70,7 +70,13 @@ class Orthanc:
         self.dicomweb_servers = dict(dicomweb_servers or {})
         self.http_port = http_port or free_port()
         self.dicom_port = dicom_port or free_port()
+        # Ports picked here may be taken by someone else before Orthanc binds them (a busy
+        # machine): the first start then tries fresh ones. Given ports are kept as given.
+        self._pick_ports = http_port is None and dicom_port is None
         self.extra = extra or {}
+        # True: leave Nagle's algorithm on, as a PACS on a real network is (~40 ms per
+        # C-STORE it sends on loopback): a C-MOVE then lasts long enough to interrupt.
+        self.nagle = nagle
         self.proc: subprocess.Popen | None = None
         self.session = requests.Session()
         # Orthanc closes idle keep-alive connections; a request on one that just closed
@@ -119,13 +125,25 @@ class Orthanc:
         return cfg
 
     def start(self, timeout: float = 30.0) -> Orthanc:
+        for attempt in range(3):
+            try:
+                return self._start(timeout)
+            except SandboxError as exc:
+                if not (self._pick_ports and "already in use" in str(exc)) or attempt == 2:
+                    raise
+                self.http_port, self.dicom_port = free_port(), free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> Orthanc:
         if not Path(ORTHANC_BIN).exists():
             raise SandboxError(f"{ORTHANC_BIN} not found: apt-get install orthanc "
                                "orthanc-dicomweb")
         self.workdir.mkdir(parents=True, exist_ok=True)
         cfg_path = self.workdir / "orthanc.json"
         cfg_path.write_text(json.dumps(self.config(), indent=2))
-        env = dict(os.environ, TCP_NODELAY="1")  # else ~40 ms stall per C-STORE received
+        env = dict(os.environ)
+        if not self.nagle:
+            env["TCP_NODELAY"] = "1"  # else ~40 ms stall per C-STORE received
         log = open(self.workdir / "orthanc.log", "ab")
         self.proc = subprocess.Popen([ORTHANC_BIN, str(cfg_path)], stdout=log,
                                      stderr=subprocess.STDOUT, env=env,
@@ -134,10 +152,15 @@ class Orthanc:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                taken = "already in use" in (self.workdir / "orthanc.log").read_text(
+                    errors="replace")[-4000:]
                 raise SandboxError(f"Orthanc {self.aet} exited at start (code "
-                                   f"{self.proc.returncode}); see {self.workdir}/orthanc.log")
+                                   f"{self.proc.returncode}"
+                                   f"{', a port is already in use' if taken else ''}); "
+                                   f"see {self.workdir}/orthanc.log")
             try:
                 if self.session.get(f"{self.url}/system", timeout=1).ok:
+                    self._pick_ports = False  # restarts keep the ports peers know
                     return self
             except requests.RequestException:
                 pass

@@ -18,8 +18,11 @@ def healthz(app: App):
     def handler(_req: Request) -> Response:
         checks = app.health()
         problems = {name: why for name, why in checks.items() if why}
+        alive, started = app.pool.alive()
         body = {"status": "ok" if not problems else "unhealthy",
-                "checks": {name: why or "ok" for name, why in checks.items()}}
+                "checks": {name: why or "ok" for name, why in checks.items()},
+                "workers": {"alive": alive, "started": started,
+                            "busy": app.pool.busy(), "lanes": app.pool.lanes_status()}}
         return Response(503 if problems else 200,
                         json.dumps(body, ensure_ascii=False).encode("utf-8"),
                         code=503 if problems else 200)

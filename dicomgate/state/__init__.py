@@ -9,6 +9,7 @@ from .console import ConsoleStore
 from .db import Database, StateError
 from .deletions import DeletionStore
 from .delivery import DeliveryStore
+from .dicom_events import DicomEvent, DicomEventStore
 from .exams import ExamStore
 from .instances import InstanceRow, InstanceStore
 from .jobs import JobStore, KeyValueStore
@@ -29,6 +30,7 @@ class Store:
         self.facts = KeyValueStore(self.db, "kv")
         self.audit = AuditStore(self.db)
         self.instances = InstanceStore(self.db)
+        self.dicom_events = DicomEventStore(self.db)
         self.overview = OverviewStore(self.db)
         self.exams = ExamStore(self.db)
         self.sessions, self.deletions = SessionStore(self.db), DeletionStore(self.db)
@@ -40,5 +42,5 @@ class Store:
         self.db.close()
 
 
-__all__ = ["ACTIVE", "FINISHED", "STATES", "Enqueued", "InstanceRow", "InstanceStore",
-           "StateError", "Store", "Task", "TaskStore"]
+__all__ = ["ACTIVE", "FINISHED", "STATES", "DicomEvent", "DicomEventStore", "Enqueued",
+           "InstanceRow", "InstanceStore", "StateError", "Store", "Task", "TaskStore"]

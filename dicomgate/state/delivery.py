@@ -42,6 +42,16 @@ class DeliveryStore:
             out.update({r["sop_uid"]: dict(r) for r in rows})
         return out
 
+    def studies_awaiting_upload(self) -> list[str]:
+        """Studies with received instances that never had an upload task (received while
+        [upstream] was off); withdrawn or deleted studies stay where they are."""
+        rows = self.db.query(
+            "SELECT DISTINCT i.study_uid FROM instances i WHERE i.state='received' AND NOT "
+            "EXISTS (SELECT 1 FROM tasks t WHERE t.kind='upload' AND t.key='study:' || "
+            "i.study_uid) AND NOT EXISTS (SELECT 1 FROM studies s WHERE s.study_uid="
+            "i.study_uid AND s.state IN ('withdrawn', 'deleted'))")
+        return [r[0] for r in rows]
+
     def ever_sent(self, study_uid: str) -> bool:
         """Has any instance of this study left for the cloud without a recorded outcome?"""
         row = self.db.one(

@@ -40,9 +40,29 @@ class Holdings:
     instances: list[dict[str, Any]]  # sop_uid, study_uid, series_uid, path (not yet deleted)
 
 
+# States in which the cloud may hold a copy: new content with the same UID must replace it.
+CLOUD_MAY_HOLD = ("uploaded", "delivered", "purged")
+
+
 class InstanceStore:
     def __init__(self, db: Database):
         self.db = db
+
+    # -- replaced content -----------------------------------------------------------------
+    def superseded(self, sop_uids: list[str]) -> dict[str, str]:
+        """{sop_uid: sha256 of the older version the cloud may still hold}."""
+        out: dict[str, str] = {}
+        for i in range(0, len(sop_uids), 500):
+            part = sop_uids[i:i + 500]
+            rows = self.db.query(f"SELECT sop_uid, old_sha256 FROM superseded WHERE sop_uid "
+                                 f"IN ({','.join('?' * len(part))})", tuple(part))
+            out.update({r["sop_uid"]: r["old_sha256"] for r in rows})
+        return out
+
+    def replaced_in_cloud(self, sop_uid: str) -> None:
+        """The cloud holds the current version now."""
+        with self.db.tx() as c:
+            c.execute("DELETE FROM superseded WHERE sop_uid=?", (sop_uid,))
 
     # -- instances ------------------------------------------------------------------------
     def record(self, *, sop_uid: str, study_uid: str, series_uid: str | None,
@@ -60,6 +80,13 @@ class InstanceStore:
         if old is not None and old["sha256"] == sha256 and old["state"] not in (
                 "purged", "deleted"):
             return "same"
+        if old is not None and old["sha256"] != sha256 and old["state"] in CLOUD_MAY_HOLD:
+            # the first replaced version is the one the cloud may hold: keep it
+            conn.execute("INSERT INTO superseded (sop_uid, old_sha256, at) VALUES (?, ?, ?) "
+                         "ON CONFLICT (sop_uid) DO NOTHING", (sop_uid, old["sha256"], now))
+            # the study is not delivered until the cloud holds the new content too
+            conn.execute("UPDATE studies SET state='complete', updated_at=? "
+                         "WHERE study_uid=? AND state='delivered'", (now, study_uid))
         conn.execute(
             "INSERT INTO instances (sop_uid, study_uid, series_uid, sop_class_uid, "
             "transfer_syntax, path, size, sha256, state, error, source, received_at, "
@@ -92,6 +119,13 @@ class InstanceStore:
             params += list(states)
         rows = self.db.query(sql + " ORDER BY series_uid, sop_uid", tuple(params))
         return [InstanceRow.from_row(r) for r in rows]
+
+    def last_change(self, study_uid: str) -> float | None:
+        """When an instance of the study last landed (C-MOVE progress; uploads change
+        updated_at, not received_at)."""
+        row = self.db.one("SELECT MAX(received_at) FROM instances WHERE study_uid=?",
+                          (study_uid,))
+        return row[0] if row and row[0] is not None else None
 
     def sop_uids(self, study_uid: str, present_only: bool = True) -> set[str]:
         sql = "SELECT sop_uid FROM instances WHERE study_uid=?"

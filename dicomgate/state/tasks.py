@@ -184,17 +184,20 @@ class TaskStore:
         return cur.rowcount == 1
 
     def fail(self, task_id: int, owner: str, error: str, *, retry_in: float | None,
-             dead: bool = False) -> str:
-        """Record a failure: back to pending after `retry_in` seconds, or dead."""
+             dead: bool = False, refund: bool = False) -> str:
+        """Record a failure: back to pending after `retry_in` seconds, or dead.
+
+        `refund`: the attempt does not count (the task waited for a peer or the disk)."""
         now = time.time()
         state = "dead" if dead or retry_in is None else "pending"
         with self.db.tx() as c:
             c.execute(
                 "UPDATE tasks SET state=?, last_error=?, run_after=?, lease_owner=NULL, "
-                "lease_until=NULL, finished_at=?, updated_at=? "
+                "lease_until=NULL, finished_at=?, updated_at=?, "
+                "attempts = CASE WHEN ? THEN MAX(attempts-1, 0) ELSE attempts END "
                 "WHERE id=? AND state='running' AND lease_owner=?",
                 (state, error[:4000], now + (retry_in or 0), now if state == "dead" else None,
-                 now, task_id, owner))
+                 now, 1 if refund and state == "pending" else 0, task_id, owner))
         return state
 
     def release(self, task_id: int, owner: str) -> None:

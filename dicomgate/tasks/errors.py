@@ -11,6 +11,17 @@ class RetryLater(Exception):
         self.after = after
 
 
+class WaitFor(RetryLater):
+    """The task cannot run until something outside it recovers (`cause`: the PACS is
+    unreachable, the disk is full, our SCP process restarted). Such a wait never uses up
+    the task's attempts: the task is retried after `after` seconds (else the backoff), or
+    sooner when the thing it waits for announces itself (`pacs.up` wakes retrieves)."""
+
+    def __init__(self, message: str, cause: str, after: float | None = None):
+        super().__init__(message, after)
+        self.cause = cause
+
+
 class Fatal(Exception):
     """Retrying cannot help (bad data, refused for good): the task goes dead now.
 

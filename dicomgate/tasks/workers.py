@@ -1,20 +1,40 @@
-"""Worker threads: claim a due task with a lease, run its handler, record the outcome."""
+"""Worker threads: claim a due task with a lease, run its handler, record the outcome.
+
+Workers cannot die: every exception around claiming, running and recording is contained.
+When the state store cannot be written (disk full, database locked), work pauses with the
+reason on /healthz and resumes by itself once a write succeeds; an outcome that could not
+be recorded is kept and recorded then. Each lane (see registry.py) has its own threads.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import structlog
 
 from ..config import TasksConfig
 from ..state import Store, Task
 from . import backoff
-from .errors import Fatal, RetryLater
+from .errors import Fatal, RetryLater, WaitFor
+from .pause import Pause, describe
 from .registry import Registry
 
 log = structlog.get_logger("dicomgate.tasks")
+
+IDLE_POLL = 1.0  # seconds between looks at the queue when nothing woke the workers
+WRITE_PROBE = "tasks.write_probe"  # a fact written to learn whether the store is writable
+
+
+@dataclass(frozen=True)
+class _Worker:
+    lane: str
+    kinds: tuple[str, ...]
+    index: int
+    thread: threading.Thread
 
 
 class WorkerPool:
@@ -24,8 +44,10 @@ class WorkerPool:
         self.cfg = cfg
         self.owner = owner
         self.stopping = threading.Event()
+        self.pause = Pause()
         self._wake = threading.Condition()
-        self._threads: list[threading.Thread] = []
+        self._workers: list[_Worker] = []
+        self._heartbeat_thread: threading.Thread | None = None
         self._running: dict[int, Task] = {}
         self._lock = threading.Lock()
         store.tasks.listeners.append(lambda _kind: self.wake())
@@ -40,25 +62,37 @@ class WorkerPool:
         return reclaimed
 
     def start(self) -> None:
-        for i in range(self.cfg.workers):
-            t = threading.Thread(target=self._loop, name=f"worker-{i}", daemon=True)
-            t.start()
-            self._threads.append(t)
+        for lane, (kinds, size) in self.registry.lanes(self.cfg.workers).items():
+            for i in range(size):
+                self._workers.append(self._spawn(lane, tuple(kinds), i))
         hb = threading.Thread(target=self._heartbeat, name="lease-heartbeat", daemon=True)
         hb.start()
-        self._threads.append(hb)
+        self._heartbeat_thread = hb
+
+    def _spawn(self, lane: str, kinds: tuple[str, ...], index: int) -> _Worker:
+        t = threading.Thread(target=self._loop, args=(list(kinds),),
+                             name=f"worker-{lane}-{index}", daemon=True)
+        t.start()
+        return _Worker(lane, kinds, index, t)
 
     def stop(self, grace: float | None = None) -> None:
         """Stop claiming; give running tasks `grace` seconds, then release their leases."""
         self.stopping.set()
         self.wake()
         deadline = time.monotonic() + (self.cfg.shutdown_grace if grace is None else grace)
-        for t in self._threads:
+        threads = [w.thread for w in self._workers]
+        if self._heartbeat_thread is not None:
+            threads.append(self._heartbeat_thread)
+        for t in threads:
             t.join(timeout=max(0.0, deadline - time.monotonic()))
         with self._lock:
             left = list(self._running.values())
         for task in left:
-            self.store.tasks.release(task.id, self.owner)
+            try:
+                self.store.tasks.release(task.id, self.owner)
+            except Exception as exc:  # the lease ends by itself; the next start reclaims
+                log.error("task.release_failed", task_id=task.id, error=describe(exc))
+                continue
             log.warning("task.released", task_id=task.id, kind=task.kind,
                         reason="shutdown before the task finished; it will run again")
 
@@ -70,6 +104,28 @@ class WorkerPool:
     def busy(self) -> int:
         with self._lock:
             return len(self._running)
+
+    # -- health -------------------------------------------------------------------------
+    def alive(self) -> tuple[int, int]:
+        """(worker threads running, worker threads started)."""
+        return sum(1 for w in self._workers if w.thread.is_alive()), len(self._workers)
+
+    def health(self) -> str | None:
+        """For /healthz: None when every worker runs and work is not paused."""
+        alive, total = self.alive()
+        if total and alive < total:
+            return (f"{alive} of {total} worker threads are running (restarting the "
+                    "others; see task.worker_died in the log)")
+        return self.pause.reason()
+
+    def lanes_status(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        with self._lock:
+            running = list(self._running.values())
+        for lane, (kinds, size) in self.registry.lanes(self.cfg.workers).items():
+            busy = sum(1 for t in running if t.kind in kinds)
+            out[lane] = f"{busy} of {size} busy ({', '.join(kinds)})"
+        return out
 
     # -- foreground use (CLI) -----------------------------------------------------------
     def drain(self, kinds: list[str] | None = None, deadline: float | None = None,
@@ -88,19 +144,45 @@ class WorkerPool:
         return done
 
     # -- internals ----------------------------------------------------------------------
-    def _loop(self) -> None:
-        kinds = self.registry.kinds()
+    def _loop(self, kinds: list[str]) -> None:
         while not self.stopping.is_set():
             try:
-                task = self.store.tasks.claim(kinds, self.owner, self.cfg.lease)
-            except Exception as exc:  # database locked for too long, disk full...
-                log.error("tasks.claim_failed", error=str(exc))
-                task = None
-            if task is None:
-                with self._wake:
-                    self._wake.wait(timeout=1.0)
-                continue
-            self.run(task)
+                self._once(kinds)
+            except BaseException as exc:  # noqa: BLE001 - a worker must outlive any bug
+                if self.stopping.is_set():
+                    return
+                log.error("task.worker_error", error=describe(exc),
+                          where=_where(exc))
+                self.stopping.wait(1.0)
+
+    def _once(self, kinds: list[str]) -> None:
+        task = self._claim(kinds)
+        if task is None:
+            with self._wake:
+                self._wake.wait(timeout=self.pause.delay() or IDLE_POLL)
+            return
+        self.run(task)
+
+    def _claim(self, kinds: list[str]) -> Task | None:
+        if self.pause.reason() is not None and not self._probe():
+            return None  # the store cannot be written yet
+        try:
+            return self.store.tasks.claim(kinds, self.owner, self.cfg.lease)
+        except Exception as exc:  # disk full, database locked for too long...
+            self._store_failed("claim", exc)
+            return None
+
+    def _probe(self) -> bool:
+        """While paused: a real write (a claim that finds nothing writes nothing)."""
+        if not self.pause.due():
+            return False
+        try:
+            self.store.facts.set(WRITE_PROBE, time.time())
+        except Exception as exc:
+            self._store_failed("probe", exc)
+            return False
+        self._store_ok()
+        return True
 
     def run(self, task: Task) -> str:
         """Run one claimed task; returns its new state."""
@@ -108,51 +190,100 @@ class WorkerPool:
         with self._lock:
             self._running[task.id] = task
         started = time.monotonic()
-        log.info("task.started", task_id=task.id, kind=task.kind, key=task.key,
-                 attempt=task.attempts)
         try:
-            if reg is None:
-                raise Fatal(f"no handler registered for task kind {task.kind!r}")
-            result = reg.handler(task)
-        except Fatal as exc:
-            return self._failed(task, str(exc), dead=True, started=started)
-        except RetryLater as exc:
-            return self._failed(task, str(exc), after=exc.after, started=started)
-        except Exception as exc:
-            log.error("task.crashed", task_id=task.id, kind=task.kind,
-                      error=f"{type(exc).__name__}: {exc}",
-                      where=traceback.format_exc(limit=-3).strip().splitlines()[-3:])
-            return self._failed(task, f"internal error: {type(exc).__name__}: {exc}",
-                                started=started)
+            log.info("task.started", task_id=task.id, kind=task.kind, key=task.key,
+                     attempt=task.attempts)
+            try:
+                if reg is None:
+                    raise Fatal(f"no handler registered for task kind {task.kind!r}")
+                result = reg.handler(task)
+            except Fatal as exc:
+                return self._failed(task, str(exc), dead=True, started=started)
+            except WaitFor as exc:
+                return self._failed(task, str(exc), after=exc.after, started=started,
+                                    waiting=exc.cause)
+            except RetryLater as exc:
+                return self._failed(task, str(exc), after=exc.after, started=started)
+            except Exception as exc:
+                if self.pause.is_store_problem(exc):  # not the task's fault: no attempt used
+                    return self._failed(task, f"state store unusable: {describe(exc)}",
+                                        started=started, waiting="state store")
+                log.error("task.crashed", task_id=task.id, kind=task.kind,
+                          error=describe(exc), where=_where(exc))
+                return self._failed(task, f"internal error: {describe(exc)}",
+                                    started=started)
+            self._record(task, lambda: self.store.tasks.complete(task.id, self.owner, result))
+            log.info("task.done", task_id=task.id, kind=task.kind, key=task.key,
+                     seconds=round(time.monotonic() - started, 3), result=result)
+            return "done"
         finally:
             with self._lock:
                 self._running.pop(task.id, None)
-        self.store.tasks.complete(task.id, self.owner, result)
-        log.info("task.done", task_id=task.id, kind=task.kind, key=task.key,
-                 seconds=round(time.monotonic() - started, 3), result=result)
-        return "done"
 
     def _failed(self, task: Task, error: str, *, started: float, dead: bool = False,
-                after: float | None = None) -> str:
+                after: float | None = None, waiting: str | None = None) -> str:
         reg = self.registry.get(task.kind)
         limit = task.max_attempts or (reg.max_attempts if reg else None) or self.cfg.max_attempts
         retry_in = None
-        if not dead and task.attempts < limit:
+        if waiting is not None:  # waits for something else to recover: never exhausts
+            retry_in = after if after is not None else backoff.delay(
+                min(task.attempts, 30), self.cfg.backoff_base, self.cfg.backoff_max)
+        elif not dead and task.attempts < limit:
             retry_in = after if after is not None else backoff.delay(
                 task.attempts, self.cfg.backoff_base, self.cfg.backoff_max)
-        state = self.store.tasks.fail(task.id, self.owner, error, retry_in=retry_in, dead=dead)
-        event = log.error if state == "dead" else log.warning
-        event("task.dead" if state == "dead" else "task.retry", task_id=task.id,
-              kind=task.kind, key=task.key, attempt=task.attempts, max_attempts=limit,
-              retry_in=None if retry_in is None else round(retry_in, 1), error=error,
-              seconds=round(time.monotonic() - started, 3))
-        return state
+        state = self._record(task, lambda: self.store.tasks.fail(
+            task.id, self.owner, error, retry_in=retry_in, dead=dead,
+            refund=waiting is not None))
+        fields = dict(task_id=task.id, kind=task.kind, key=task.key, attempt=task.attempts,
+                      max_attempts=limit, retry_in=None if retry_in is None else round(retry_in, 1),
+                      error=error, seconds=round(time.monotonic() - started, 3))
+        if waiting is not None:
+            log.warning("task.waiting", waiting_for=waiting, **fields)
+        elif state == "dead":
+            log.error("task.dead", **fields)
+        else:
+            log.warning("task.retry", **fields)
+        return state or "pending"
+
+    def _record(self, task: Task, write: Callable[[], object]) -> object:
+        """Write a task's outcome; while the store refuses writes, pause and try again
+        (the lease is renewed meanwhile, so nobody else takes the task)."""
+        while True:
+            try:
+                out = write()
+            except Exception as exc:
+                self._store_failed("record", exc, task)
+                if self.stopping.is_set():
+                    log.error("task.outcome_lost", task_id=task.id, kind=task.kind,
+                              reason="stopping while the state store refuses writes; the "
+                              "task runs again after its lease ends")
+                    return None
+                self.stopping.wait(self.pause.delay() or 1.0)
+                continue
+            self._store_ok()
+            return out
+
+    def _store_failed(self, what: str, exc: BaseException, task: Task | None = None) -> None:
+        if self.pause.hold(exc):
+            log.error("tasks.paused", reason=self.pause.reason(), during=what,
+                      task_id=task.id if task else None,
+                      effect="no task is claimed until the state store can be written")
+        else:
+            log.debug("tasks.store_still_failing", during=what, error=describe(exc))
+
+    def _store_ok(self) -> None:
+        was = self.pause.clear()
+        if was is not None:
+            log.info("tasks.resumed", paused_seconds=round(was, 1))
+            self.wake()
 
     def _heartbeat(self) -> None:
-        """Renew the leases of running tasks; reclaim leases that expired elsewhere."""
-        period = max(1.0, self.cfg.lease / 3)
+        """Renew the leases of running tasks; reclaim leases that expired elsewhere;
+        restart a worker thread that died anyway."""
+        period = max(1.0, min(self.cfg.lease / 3, 5.0))
         while not self.stopping.wait(period):
             try:
+                self._revive()
                 with self._lock:
                     ids = list(self._running)
                 self.store.tasks.renew(ids, self.owner, self.cfg.lease)
@@ -160,4 +291,16 @@ class WorkerPool:
                 if n:
                     log.warning("tasks.reclaimed", count=n, reason="lease expired")
             except Exception as exc:
-                log.error("tasks.heartbeat_failed", error=str(exc))
+                log.error("tasks.heartbeat_failed", error=describe(exc))
+
+    def _revive(self) -> None:
+        for i, w in enumerate(self._workers):
+            if not w.thread.is_alive() and not self.stopping.is_set():
+                log.error("task.worker_died", worker=w.thread.name,
+                          effect="started again")
+                self._workers[i] = self._spawn(w.lane, w.kinds, w.index)
+
+
+def _where(exc: BaseException) -> list[str]:
+    lines = traceback.format_exception(exc, limit=-3)
+    return [line.strip() for line in "".join(lines).strip().splitlines()[-4:]]

@@ -109,11 +109,47 @@ class DicomWebClient:
             offset += len(page)
         return found
 
+    # -- WADO-RS ------------------------------------------------------------------------------
+    def instance(self, study_uid: str, series_uid: str, sop_uid: str) -> bytes | None:
+        """The cloud's copy of one instance as stored (Part 10), None when it has none.
+        Used only to check a replaced instance, so holding it in memory is acceptable."""
+        r = self.transport.request(
+            "dicomweb", "GET", f"{self.base}/studies/{study_uid}/series/{series_uid}/"
+            f"instances/{sop_uid}", "WADO-RS", check=False,
+            headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'})
+        if r.status_code in (204, 404):
+            return None
+        check_status(r, "WADO-RS")
+        part = first_part(r.content, r.headers.get("Content-Type", ""))
+        if part is None:
+            raise Transient("WADO-RS: the cloud's answer is not a multipart DICOM response")
+        return part
+
     def probe(self) -> None:
         """Cheap reachability check: raises Transient/Refused when the cloud does not answer."""
         self.transport.request("dicomweb", "GET", f"{self.base}/studies", "QIDO-RS probe",
                                params={"limit": 1},
                                headers={"Accept": "application/dicom+json"})
+
+
+def first_part(body: bytes, content_type: str) -> bytes | None:
+    """The content of the first part of a multipart/related body."""
+    boundary = None
+    for param in content_type.split(";")[1:]:
+        name, _, value = param.strip().partition("=")
+        if name.lower() == "boundary":
+            boundary = value.strip('"')
+    if not boundary:
+        return None
+    delim = b"--" + boundary.encode()
+    start = body.find(delim)
+    if start < 0:
+        return None
+    head_end = body.find(b"\r\n\r\n", start)
+    end = body.find(b"\r\n" + delim, head_end)
+    if head_end < 0 or end < 0:
+        return None
+    return body[head_end + 4:end]
 
 
 __all__ = ["BatchOutcome", "DicomWebClient", "Refused", "Transient"]

@@ -87,9 +87,20 @@ def from_exception(exc: requests.RequestException, what: str) -> Transient:
                          "client_cert, or the cloud's certificate", CONFIG_RETRY)
     if isinstance(exc, requests.Timeout):
         return Transient(f"{what}: timed out ({_short(exc)})")
-    if isinstance(exc, requests.ConnectionError):
+    if isinstance(exc, requests.ConnectionError) and _never_connected(exc):
         return Transient(f"{what}: cannot connect ({_short(exc)})")
+    if isinstance(exc, requests.ConnectionError | requests.exceptions.ChunkedEncodingError):
+        return Transient(f"{what}: the connection dropped during the request; the cloud "
+                         f"may or may not have acted on it ({_short(exc)})")
     return Transient(f"{what}: {type(exc).__name__}: {_short(exc)}")
+
+
+def _never_connected(exc: requests.RequestException) -> bool:
+    """Refused, unresolvable, unroutable: as opposed to a connection dropped mid-request."""
+    text = str(exc)
+    return any(w in text for w in ("NewConnectionError", "Failed to establish a new connection",
+                                   "Name or service not known", "Temporary failure in name "
+                                   "resolution", "No route to host", "Connection refused"))
 
 
 def _short(exc: Exception) -> str:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import structlog
+
 from ..app import ActionError, App
 from ..state import Store
 from ..state.kinds import Deletion, PushReport, Upload, Withdraw
 from .dicomweb import DicomWebClient
 from .event_tasks import EventHandlers
+from .replace import Replacer
 from .rest import RestClient
 from .retention import Retention
 from .status import UpstreamStatus
@@ -19,7 +22,9 @@ from .upload_task import UploadHandler
 # Cloud outages can last days: transient failures keep retrying (backoff capped by
 # tasks.backoff_max) instead of going dead after tasks.max_attempts.
 MAX_ATTEMPTS = 10_000
+log = structlog.get_logger("dicomgate.upstream")
 RETENTION_EVERY = 600.0
+CATCH_UP_EVERY = 3600.0  # first run at start
 PROBE_EVERY = 60.0
 
 
@@ -39,6 +44,18 @@ class Upstream:
         self.uploader.close()
 
 
+def queue_waiting_uploads(store: Store) -> int:
+    """Images received while [upstream] was off (no upload task was queued for them then)
+    are queued for upload now."""
+    uids = store.delivery.studies_awaiting_upload()
+    for uid in uids:
+        store.tasks.enqueue(Upload(uid), reopen=True, study_uid=uid)
+    if uids:
+        log.info("upstream.uploads_queued", studies=len(uids), reason="received while no "
+                 "upload was queued (e.g. before [upstream] was configured)")
+    return len(uids)
+
+
 def setup(app: App) -> Upstream | None:
     """Register upstream's handlers and jobs; the objects are returned (`app.features`)."""
     cfg = app.config.upstream
@@ -52,17 +69,20 @@ def setup(app: App) -> Upstream | None:
     uploader = Uploader(store, dicomweb, cfg, progress=app.progress)
     up = Upstream(
         uploader=uploader,
-        upload=UploadHandler(store, dicomweb, uploader, cfg),
+        upload=UploadHandler(store, dicomweb, uploader, cfg,
+                             Replacer(store, dicomweb, rest, app.config.gateway.hospital_id)),
         events=EventHandlers(store, rest, app.config.gateway.hospital_id),
         retention=Retention(store, app.config.gateway.spool_dir, cfg.retention),
         status=UpstreamStatus(store, reach, dicomweb, rest, wake=app.pool.wake),
     )
-    app.handle(Upload, up.upload, max_attempts=MAX_ATTEMPTS)
+    app.lane("upload", cfg.concurrency)  # never behind hung C-MOVEs; reports not behind it
+    app.handle(Upload, up.upload, max_attempts=MAX_ATTEMPTS, lane="upload")
     app.handle(PushReport, up.events.push_report, max_attempts=MAX_ATTEMPTS)
     app.handle(Withdraw, up.events.withdraw, max_attempts=MAX_ATTEMPTS)
     app.handle(Deletion, up.events.deletion, max_attempts=MAX_ATTEMPTS)
     app.every("upstream.retention", RETENTION_EVERY, up.retention.run, first_in=60.0)
     app.every("upstream.probe", PROBE_EVERY, up.status.probe)
+    app.every("upstream.catch_up", CATCH_UP_EVERY, lambda: queue_waiting_uploads(store))
     app.add_service(up, health=up.status.health)
     app.add_status("upstream", up.status.section)
     app.add_action("upstream.resend_rejected", lambda study_uid: _resend(app, study_uid))

@@ -18,6 +18,7 @@ from ..state.kinds import Deletion
 from ..tasks import Fatal, RetryLater
 from .dicomweb import DicomWebClient
 from .errors import Refused, Transient
+from .replace import Replacer
 from .stow_batches import Uploader, UploadSummary
 
 log = structlog.get_logger("dicomgate.upstream")
@@ -38,11 +39,12 @@ class Confirmation:
 
 class UploadHandler:
     def __init__(self, store: Store, client: DicomWebClient, uploader: Uploader,
-                 cfg: UpstreamConfig):
+                 cfg: UpstreamConfig, replacer: Replacer | None = None):
         self.store = store
         self.client = client
         self.uploader = uploader
         self.cfg = cfg
+        self.replacer = replacer or Replacer(store, client, None, "")
 
     def __call__(self, task: Task) -> str:
         uid = task.payload.get("study_uid") or task.key.removeprefix("study:")
@@ -80,6 +82,8 @@ class UploadHandler:
         resends = 0
         while True:
             rows = self.store.instances.of_study(uid, ("received",))
+            if rows and self.replacer.run(uid, rows):  # same UID, new content: see replace.py
+                rows = self.store.instances.of_study(uid, ("received",))
             if rows:
                 s = self.uploader.upload(uid, rows)
                 self._add(total, s)

@@ -32,6 +32,7 @@ def test_example_config_loads_typed_values():
     cfg = load(EXAMPLE)
     assert cfg.dicom.min_free_disk == 5 * 1024**3
     assert cfg.pacs.echo_interval == 60.0
+    assert cfg.pacs.max_associations == 2
     assert cfg.reports.overlap == 600.0
     assert cfg.upstream.retention == 7 * 86400
     assert isinstance(cfg.qr.sm4_key, Secret)
@@ -44,6 +45,7 @@ def test_example_config_loads_typed_values():
     ('[pacs]\nae_title = "P"\nhost = "h"\nport = 70000', "pacs.port"),
     ('[pacs]\nae_title = "P"\nhost = "h"\nport = "104"', "pacs.port"),
     ('[pacs]\nae_title = "P"\nhost = "h"\necho_interval = "soon"', "pacs.echo_interval"),
+    ('[pacs]\nae_title = "P"\nhost = "h"\nmax_associations = 0', "pacs.max_associations"),
     ('[shim]\nallow = ["10.0.0.0/33"]', "shim.allow[0]"),
     ('[upstream]\ndicomweb_url = "ftp://x"\napi_url = "https://c/api"', "upstream.dicomweb_url"),
     ('[upstream]\ndicomweb_url = "https://c/dw"\napi_url = "https://c/api"\nauth = "bearer"',

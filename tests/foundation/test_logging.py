@@ -52,3 +52,33 @@ def test_third_party_stdlib_logs_are_json_and_masked():
     (event,) = capture(emit)
     assert ID_CARD not in json.dumps(event, ensure_ascii=False)
     assert event["level"] == "warning"
+
+
+def test_uncaught_thread_exceptions_and_library_sentences_are_one_json_line_each():
+    """`journalctl -o cat | jq` must parse every line: tracebacks and library sentences
+    become fields of events with stable names."""
+    import threading
+
+    buf = io.StringIO()
+    logs.configure("info", "json", stream=buf)
+    try:
+        t = threading.Thread(target=lambda: 1 / 0, name="worker-x")
+        t.start()
+        t.join()
+        logging.getLogger("apscheduler.scheduler").warning(
+            'Execution of job "pacs.echo" skipped: maximum number of running instances')
+        try:
+            raise OSError("socket closed")
+        except OSError:
+            logging.getLogger("waitress.channel").exception("Exception while serving /x")
+    finally:
+        logs.configure("info", "json")
+    lines = buf.getvalue().splitlines()
+    events = [json.loads(line) for line in lines]  # raises on any non-JSON line
+    assert [e["event"] for e in events] == ["thread.crashed", "lib.apscheduler",
+                                            "lib.waitress"]
+    crashed, sched, waitress = events
+    assert crashed["thread"] == "worker-x" and crashed["level"] == "error"
+    assert "ZeroDivisionError" in crashed["error"] and "Traceback" in crashed["traceback"]
+    assert sched["message"].startswith("Execution of job") and sched["level"] == "warning"
+    assert "OSError: socket closed" in waitress["exception"]

@@ -47,10 +47,13 @@ class Gateway:
 def start_gateway(config: Config) -> Gateway:
     store = Store(config.gateway.db_path)
     spool = Spool(config.gateway.state_dir)
-    scp = StorageSCP(config, Ingest(store, spool, config.dicom.min_free_disk))
+    uploads = config.upstream is not None
+    scp = StorageSCP(config, Ingest(store, spool, config.dicom.min_free_disk,
+                                    queue_uploads=uploads))
     scp.start()
     pacs = PacsClient(config.dicom, config.pacs)
-    return Gateway(config, store, spool, scp, pacs, Retriever(store, pacs))
+    return Gateway(config, store, spool, scp, pacs,
+                   Retriever(store, pacs, queue_uploads=uploads))
 
 
 def same_dataset(ours: bytes, theirs: bytes) -> list[str]:

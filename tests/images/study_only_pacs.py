@@ -1,6 +1,10 @@
 """A Q/R SCP built on pynetdicom that, like some PACS, refuses SERIES/IMAGE-level C-FIND:
 it answers STUDY-level queries (optionally with NumberOfStudyRelatedInstances) and
-STUDY-level C-MOVE. For the retrieve fallback tests (Orthanc never refuses these)."""
+STUDY-level C-MOVE. For the retrieve fallback tests (Orthanc never refuses these).
+
+With `find_levels` it also answers finer C-FINDs, and `move_levels` says at which levels
+a C-MOVE sends anything (below them it answers success with nothing sent, as some PACSs
+do): the repair ladder's SERIES and STUDY steps are tested against it."""
 
 from __future__ import annotations
 
@@ -19,7 +23,10 @@ REFUSED = 0xC310  # "unable to process": what such PACS answer
 
 class StudyOnlyPacs:
     def __init__(self, aet: str, port: int, destinations: dict[str, tuple[str, int]],
-                 give_count: bool = True):
+                 give_count: bool = True, find_levels: tuple[str, ...] = ("STUDY",),
+                 move_levels: tuple[str, ...] = ("STUDY",)):
+        self.find_levels, self.move_levels = find_levels, move_levels
+        self.moves: list[str] = []  # the level of each C-MOVE asked
         self.instances: list[pydicom.Dataset] = []
         self.destinations = destinations
         self.give_count = give_count
@@ -49,9 +56,12 @@ class StudyOnlyPacs:
 
     def _find(self, event):
         query = event.identifier
-        if query.QueryRetrieveLevel != "STUDY":
+        if query.QueryRetrieveLevel not in self.find_levels:
             self.refused_levels.append(query.QueryRetrieveLevel)
             yield REFUSED, None
+            return
+        if query.QueryRetrieveLevel != "STUDY":
+            yield from self._find_below_study(query)
             return
         uids = {d.StudyInstanceUID for d in self.instances}
         if query.get("StudyInstanceUID"):
@@ -67,6 +77,25 @@ class StudyOnlyPacs:
                 ident.NumberOfStudyRelatedInstances = len(self._study(uid))
             yield 0xFF00, ident
 
+    def _find_below_study(self, query):
+        level = query.QueryRetrieveLevel
+        series_seen: set[str] = set()
+        for d in self._study(query.StudyInstanceUID):
+            if level == "IMAGE" and d.SeriesInstanceUID != query.get("SeriesInstanceUID"):
+                continue
+            if level == "SERIES":  # one answer per series
+                if d.SeriesInstanceUID in series_seen:
+                    continue
+                series_seen.add(d.SeriesInstanceUID)
+            ident = pydicom.Dataset()
+            ident.QueryRetrieveLevel = level
+            ident.StudyInstanceUID = d.StudyInstanceUID
+            ident.SeriesInstanceUID = d.SeriesInstanceUID
+            if level == "IMAGE":
+                ident.SOPInstanceUID = d.SOPInstanceUID
+                ident.SOPClassUID = d.SOPClassUID
+            yield 0xFF00, ident
+
     def _move(self, event):
         query = event.identifier
         dest = event.move_destination
@@ -75,10 +104,13 @@ class StudyOnlyPacs:
             yield None, None  # unknown destination: pynetdicom answers 0xA801
             return
         yield self.destinations[dest]
-        if query.QueryRetrieveLevel != "STUDY":
+        self.moves.append(query.QueryRetrieveLevel)
+        if query.QueryRetrieveLevel not in self.move_levels:
             yield 0
             return
         matches = self._study(query.StudyInstanceUID)
+        if query.QueryRetrieveLevel in ("SERIES", "IMAGE"):
+            matches = [d for d in matches if d.SeriesInstanceUID == query.SeriesInstanceUID]
         yield len(matches)
         for ds in matches:
             yield 0xFF00, ds

@@ -5,22 +5,27 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
 from pathlib import Path
 
 import pydicom
 import pytest
 from images_helpers import GW_AET, images_config, start_gateway
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, _config
 from pynetdicom.sop_class import CTImageStorage, Verification
 from structlog.testing import capture_logs
 
 from dicomgate.config.load import load
 from dicomgate.sandbox.studies import StudySpec, ct_instances
+from tests.support import run_cli
 
 
 def _associate(gw, calling: str = "MODALITY1", called: str = GW_AET):
     ae = AE(ae_title=calling)
-    ae.add_requested_context(CTImageStorage)
+    # explicit first: the Portal AET takes the sender's first syntax, and the chunked send
+    # of a file as it is needs its own (explicit) syntax
+    ae.add_requested_context(CTImageStorage, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
     ae.add_requested_context(Verification)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
     return ae.associate("127.0.0.1", gw.config.dicom.port, ae_title=called)
@@ -74,6 +79,14 @@ def test_association_rejected_with_reason_logged(gateway, calling, called, reaso
     events = [e for e in logs if e["event"] == "association.rejected"]
     assert events and reason in events[0]["reason"]
     assert events[0]["calling_aet"] == calling
+    # recorded too: a C-MOVE failing meanwhile is explained by it, `status` shows it
+    deadline = time.monotonic() + 5
+    while not (recorded := gateway.store.dicom_events.since(0, ("association_rejected",))):
+        assert time.monotonic() < deadline, "association rejection not recorded"
+        time.sleep(0.05)
+    assert recorded[0].calling_aet == calling and reason in recorded[0].reason
+    shown = run_cli("status", config=gateway.config.path)
+    assert f"last from {calling}: {reason}" in shown.stdout, shown.stdout + shown.stderr
 
 
 def test_disk_floor_answers_a700_and_writes_nothing(tmp_path, gw_port, pacs):

@@ -1,0 +1,55 @@
+"""Issue 14, point 3 and 8: a C-MOVE that fails because of one bad instance our SCP
+quarantined is not the PACS refusing us: the good instances are fetched and delivered,
+and the task says which instance the PACS must correct (a real Orthanc PACS)."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pydicom
+import pytest
+
+from dicomgate.images.retrieve import present_sop_uids
+from dicomgate.sandbox.studies import StudySpec, ct_instances, sop_uid_of
+from dicomgate.state import Task
+from dicomgate.tasks import Fatal
+
+
+def _task(payload: dict) -> Task:
+    now = time.time()
+    return Task(id=1, kind="retrieve", key="k", payload=payload, state="running", attempts=1,
+                max_attempts=None, run_after=now, lease_owner="t", lease_until=now + 60,
+                last_error=None, result=None, exam_id=None, study_uid=None, created_at=now,
+                updated_at=now, finished_at=None)
+
+
+def _with_long_uid(blob: bytes) -> tuple[bytes, str]:
+    ds = pydicom.dcmread(io.BytesIO(blob))
+    ds.SOPInstanceUID = "1.2.826.0.1.3680043.8.498." + "1" * 40  # 66 characters
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    out = io.BytesIO()
+    with pytest.warns(UserWarning):
+        ds.save_as(out, enforce_file_format=True)
+    return out.getvalue(), str(ds.SOPInstanceUID)
+
+
+def test_one_quarantined_instance_does_not_block_the_others(pacs, gateway):
+    spec = StudySpec(accession="ACC-BAD")
+    good = ct_instances(spec, series=1, per_series=5)
+    bad, bad_uid = _with_long_uid(ct_instances(spec, series=1, per_series=1, seed=7)[0])
+    for blob in [bad, *good]:
+        pacs.upload(blob)
+
+    with pytest.raises(Fatal) as err:
+        gateway.retriever.handle(_task({"study_uid": spec.study_uid}))
+    msg = str(err.value)
+    assert "5 of 6 instances retrieved;" in msg  # no [upstream] here: nothing queued
+    assert bad_uid in msg and "at most 64 characters" in msg
+    assert "have the PACS correct them" in msg
+    assert "add AE" not in msg  # not blamed on the PACS's AE registration
+    assert present_sop_uids(gateway.store, spec.study_uid) == {sop_uid_of(b) for b in good}
+    study = gateway.store.instances.study(spec.study_uid)
+    assert study["state"] == "complete" and study["expected_count"] == 5
+    assert gateway.store.tasks.find("upload", f"study:{spec.study_uid}") is None
+    assert gateway.spool.quarantined() >= 1
