@@ -118,6 +118,7 @@ def _dicom(t: Table) -> model.DicomConfig:
                                        d["allowed_calling_aets"]),
         extra_sop_classes=t.list_of("extra_sop_classes", values.uid, d["extra_sop_classes"]),
         network_timeout=t.value("network_timeout", values.duration, d["network_timeout"]),
+        scp_processes=t.int("scp_processes", d["scp_processes"], lo=1, hi=16),
     )
 
 

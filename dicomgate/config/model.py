@@ -73,6 +73,9 @@ class DicomConfig:
     # private storage SOP classes the Portal AET accepts too (e.g. Siemens CSA Non-Image)
     extra_sop_classes: tuple[str, ...] = ()
     network_timeout: float = 60.0
+    # Portal AET processes accepting on the one port (SO_REUSEPORT): associations from a
+    # PACS sending several at once are spread over them instead of sharing one GIL.
+    scp_processes: int = 1
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from .http_fetch import HttpFetcher
 from .ingest import Ingest
 from .retrieve import Retriever, stall_health
 from .scp import allowed_calling_aets
-from .scp_supervisor import ScpSupervisor
+from .scp_supervisor import ScpPool
 from .scu import PacsClient
 from .spool import Spool
 
@@ -31,7 +31,7 @@ def setup(app: App) -> None:
     uploads = cfg.upstream is not None  # else no upload task: nobody would run it
     ingest = Ingest(app.store, spool, cfg.dicom.min_free_disk, queue_uploads=uploads)
     if allowed_calling_aets(cfg):  # in a child process: receiving gets a core of its own
-        scp = ScpSupervisor(cfg, spool, app.store)
+        scp = ScpPool(cfg, spool, app.store)
         app.add_service(scp, health=scp.health)
     pacs = PacsClient(cfg.dicom, cfg.pacs) if cfg.pacs is not None else None
     http = None

@@ -25,6 +25,9 @@ log = structlog.get_logger("dicomgate.images")
 _TAGS = ["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"]
 
 
+NOTE_WAIT = 2.0  # seconds an association thread waits for its event to be recorded
+
+
 class Malformed(Exception):
     """The data cannot be stored as an instance; the message is the reason."""
 
@@ -92,7 +95,9 @@ class Ingest:
 
     def note(self, kind: str, reason: str, **fields: object) -> None:
         """Record a DICOM event (state/dicom_events.py) from any association thread;
-        a failure to record is logged, never raised into the association."""
+        a failure to record is logged, never raised into the association. Waits (bounded)
+        for the write: the PACS may end its C-MOVE the moment it hears the refusal, and
+        the retrieve reads these events to say whose doing a failure was."""
         def write() -> None:
             try:
                 self.store.dicom_events.record(kind, reason, **fields)  # type: ignore[arg-type]
@@ -100,9 +105,11 @@ class Ingest:
                 log.error("dicom_event.not_recorded", kind=kind, reason=reason,
                           error=f"{type(exc).__name__}: {exc}")
         try:
-            self._db.submit(write)
+            self._db.submit(write).result(timeout=NOTE_WAIT)
         except RuntimeError:  # shut down: the SCP is stopping
             pass
+        except TimeoutError:  # the write still lands; the association does not wait more
+            log.warning("dicom_event.late", kind=kind, waited_seconds=NOTE_WAIT)
 
     def has_room(self) -> bool:
         return self.spool.free_bytes() >= self.min_free_disk

@@ -86,18 +86,30 @@ def sender_order(rq_contexts: list[PresentationContext]) -> dict[str, list[str]]
 
 
 def prefer_sender_order(event: evt.Event) -> None:
-    """EVT_REQUESTED: reorder this association's supported syntaxes to the sender's order,
-    so negotiation accepts the first proposed syntax we support, per context."""
+    """EVT_REQUESTED: give this association its own supported contexts with the sender's
+    syntax order for each SOP class it proposes, so negotiation accepts the first proposed
+    syntax we support, per context. Copy on write: the other contexts stay the list every
+    association shares (scp.SharedContexts), which is never modified."""
     proposed = event.assoc.requestor.primitive.presentation_context_definition_list
     wanted = sender_order(proposed)
-    contexts = event.assoc.acceptor.supported_contexts  # this association's deep copy
-    for cx in contexts:
+    contexts = list(event.assoc.acceptor.supported_contexts)
+    for i, cx in enumerate(contexts):
         theirs = wanted.get(str(cx.abstract_syntax))
         if not theirs:
             continue
-        ours = [str(ts) for ts in cx.transfer_syntax]
+        ours = {str(ts): ts for ts in cx.transfer_syntax}
         first = [ts for ts in theirs if ts in ours]
-        cx.transfer_syntax = first + [ts for ts in ours if ts not in first]
+        order = first + [ts for ts in ours if ts not in first]
+        if order == list(ours):
+            continue  # already in the sender's order: nothing to copy
+        own = PresentationContext()
+        own.abstract_syntax = cx.abstract_syntax
+        # The UIDs are ours, validated once: the public setter would validate each one
+        # again (a regex per UID; senders such as Orthanc propose ~100 SOP classes x
+        # several syntaxes on every association: tens of ms of CPU per association).
+        own._transfer_syntax = [ours[ts] for ts in order]
+        own.scu_role, own.scp_role = cx.scu_role, cx.scp_role
+        contexts[i] = own
     event.assoc.acceptor.supported_contexts = contexts
 
 

@@ -11,6 +11,11 @@ longer has what they rely on; the SCP logs `pynetdicom.tuning_unavailable` at st
   received into, replaced to put it on the spool's file system (storing it is a rename, not
   a second copy of every byte) and to hash it while it is written.
 - Internal: `DULServiceProvider._run_loop_delay`, the DUL thread's idle sleep, shortened.
+- Internal: the per-association deep copy of the accepted presentation contexts
+  (`RequestHandler._create_association`) made a no-op (SharedContexts).
+- Subclass: the threaded association server bound with SO_REUSEPORT (SharedPortServer), for
+  several Portal AET processes on one port.
+- pydicom's value validation off in the Portal AET process (skip_value_validation).
 
 Negotiation (the sender's syntax order, the bounded PDU, rejected contexts recorded) uses
 public API only (EVT_REQUESTED, `acceptor.supported_contexts`) and lives in negotiation.py.
@@ -27,13 +32,21 @@ from pathlib import Path
 from typing import Any
 
 import pynetdicom
+from pydicom import config as pydicom_config
 from pynetdicom import _config, dimse_messages, dul, evt
+from pynetdicom.transport import ThreadedAssociationServer
 
 MEASURED_ON = "3.0.4"
 PINNED = ">=3.0,<3.1"  # as in setup.cfg
 
 # Suffix of the temp files datasets are received into (spool .part files are others').
 RECEIVING_SUFFIX = ".dcm"
+
+
+def receiving_suffix(index: int) -> str:
+    """Suffix of the temp files of Portal AET process `index` (dicom.scp_processes): one
+    process cleaning up after its own restart must not remove what another is receiving."""
+    return f".scp{index}{RECEIVING_SUFFIX}"
 
 # How long an association's DUL thread sleeps when it found nothing to do (pynetdicom's
 # default is 1 ms). The C-STORE response waits in its queue for this, and so does the next
@@ -68,8 +81,8 @@ class _HashingFile:
     The hash is computed while the rest of the dataset is still on the wire (hashlib
     releases the GIL), instead of reading the finished file back before the response."""
 
-    def __init__(self, folder: Path):
-        self._file = tempfile.NamedTemporaryFile(delete=False, mode="wb", suffix=RECEIVING_SUFFIX,
+    def __init__(self, folder: Path, suffix: str = RECEIVING_SUFFIX):
+        self._file = tempfile.NamedTemporaryFile(delete=False, mode="wb", suffix=suffix,
                                                  dir=str(folder))
         self.name = self._file.name
         self.file = self._file.file  # pynetdicom flushes through it after each PDV
@@ -89,7 +102,7 @@ class _HashingFile:
 _receiving: weakref.WeakValueDictionary[str, _HashingFile] = weakref.WeakValueDictionary()
 
 
-def receive_into(folder: Path, hashing: bool = True) -> None:
+def receive_into(folder: Path, hashing: bool = True, suffix: str = RECEIVING_SUFFIX) -> None:
     """Receive datasets in chunks into temp files in `folder` (process-wide), hashed as they
     are written unless `hashing` is False (the bare-SCP benchmark)."""
     _config.STORE_RECV_CHUNKED_DATASET = True  # datasets go to disk, not memory
@@ -98,12 +111,12 @@ def receive_into(folder: Path, hashing: bool = True) -> None:
     _config.LOG_HANDLER_LEVEL = "none"
 
     def open_hashing(*_args: Any, **_kwargs: Any) -> _HashingFile:
-        f = _HashingFile(folder)
+        f = _HashingFile(folder, suffix)
         _receiving[f.name] = f
         return f
 
     def open_plain(*_args: Any, **_kwargs: Any) -> Any:
-        return tempfile.NamedTemporaryFile(delete=False, mode="wb", suffix=RECEIVING_SUFFIX,
+        return tempfile.NamedTemporaryFile(delete=False, mode="wb", suffix=suffix,
                                            dir=str(folder))
 
     if hasattr(dimse_messages, "NamedTemporaryFile"):
@@ -133,3 +146,37 @@ def tune_connection(event: evt.Event) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if hasattr(d, "_run_loop_delay"):
         d._run_loop_delay = DUL_IDLE_SLEEP
+
+
+class SharedPortServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server, bound with SO_REUSEPORT: each Portal AET process binds
+    dicom.port and the kernel spreads incoming connections over them. (pynetdicom's
+    server_bind sets only SO_REUSEADDR; a port held without SO_REUSEPORT, e.g. by a
+    storescp, still refuses the bind.)"""
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+
+def skip_value_validation() -> None:
+    """pydicom checks every value it reads against its VR in its default 'warn' mode: a
+    regex per UID. A sender such as Orthanc proposes ~100 presentation contexts on each
+    association, so decoding the A-ASSOCIATE-RQ alone ran ~500 of them, a fifth of the
+    Portal AET's CPU with many small studies (bench/README.md, backlog). The warnings are
+    logged nowhere; what a stored instance must satisfy, ingest.identify checks itself
+    (UIDs, their length and characters), and pynetdicom still validates the UIDs it
+    negotiates. Set only in the Portal AET's own process (scp_process.py): it is
+    process-wide."""
+    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+
+
+class SharedContexts(list):
+    """The Portal AET's accepted presentation contexts, built once. pynetdicom deep-copies
+    the server's list for every incoming association (170 storage SOP classes x 21 syntaxes:
+    ~50 ms of CPU per association, more than a small study's C-STOREs). Negotiation
+    (pynetdicom.presentation.negotiate_as_acceptor) only reads them and builds new result
+    contexts, so every association can share this one list."""
+
+    def __deepcopy__(self, memo: dict) -> SharedContexts:
+        return self

@@ -27,6 +27,7 @@ from .scu import MoveResult, PacsClient
 log = structlog.get_logger("dicomgate.images.repair")
 
 IMAGE_MOVE_BATCH = 200  # SOP Instance UIDs per image-level C-MOVE
+OUR_RECORD_GRACE = 0.5  # seconds: see Mover.move
 MAX_PER_UID = 500  # beyond this many missing, per-UID requests are not worth it: SERIES
 
 Missing = dict[str, set[str]]  # series UID -> SOP Instance UIDs
@@ -76,6 +77,11 @@ class Mover:
         except (PacsRefused, PacsUnavailable) as exc:
             partial = getattr(exc, "move_result", None)
             seen = self._seen(study_uid, started)
+            if not seen and partial is not None and partial.completed == 0:
+                # Our SCP records a refusal in its own thread as the PACS hears it; the
+                # PACS may answer us first: look again once before blaming the PACS.
+                time.sleep(OUR_RECORD_GRACE)
+                seen = self._seen(study_uid, started)
             if partial is not None and (partial.failed or partial.failed_uids):
                 self._failed_suboperations(study_uid, level, partial, seen)
             if partial is not None and self._ours(study_uid, level, exc, started):

@@ -134,19 +134,63 @@ class Retriever:
         self.store.instances.ensure_study(study_uid, accession_no=accession_no,
                                           exam_id=exam_id)
         started = time.monotonic()
-        exp = self._expected(study_uid)
+        verdicts = MoveVerdicts()
+        with self.pacs.session() as pacs:  # one association for the queries and the move
+            done = self._whole_study(pacs, study_uid, started, verdicts)
+            if done is not None:
+                return done
+            return self._listed(pacs, study_uid, started, verdicts)
+
+    def _whole_study(self, pacs: PacsClient, study_uid: str, started: float,
+                     verdicts: MoveVerdicts) -> str | None:
+        """A study we hold nothing of: ask the PACS how many instances it has (STUDY-level
+        C-FIND), C-MOVE the whole study, and call it complete when the move reports exactly
+        that many sub-operations completed, none failed or with warnings, and the spool
+        holds exactly that many instances of the study. Anything else (no count, a
+        mismatch, a failed move, something already held): None, and the SOP Instance UID
+        listing decides and repairs."""
+        if self.store.instances.of_study(study_uid):
+            return None
+        try:
+            count = pacs.study_instance_count(study_uid)
+        except PacsRefused as exc:
+            log.info("pacs.study_count_refused", study_uid=study_uid, error=str(exc))
+            return None
+        if not count:
+            return None
+        self.store.instances.set_study(study_uid, state="retrieving", expected_count=count)
+        log.info("study.retrieve_started", study_uid=study_uid, expected=count, present=0,
+                 missing=count, mode="study count")
+        mover = Mover(self.store, pacs, {}, self.progress, held=0, expected=count,
+                      verdicts=verdicts)
+        result = mover.move(study_uid, "STUDY", {"StudyInstanceUID": study_uid})
+        held = len(present_sop_uids(self.store, study_uid))
+        if (result.status, result.completed, result.failed, result.warning, held) == \
+                (0x0000, count, 0, 0, count) and not result.failed_uids:
+            if self.store.facts.get(STALL_FACT):
+                self.store.facts.set(STALL_FACT, None)  # C-MOVEs end again
+            return self._finish(study_uid, Expected(None, count), 0, result.completed,
+                                started, [])
+        log.info("study.listing", study_uid=study_uid, expected=count, held=held,
+                 completed=result.completed, failed=result.failed, warning=result.warning,
+                 reason="the C-MOVE did not account for every instance: listing them")
+        return None
+
+    def _listed(self, pacs: PacsClient, study_uid: str, started: float,
+                verdicts: MoveVerdicts) -> str:
+        """Completeness by the PACS's list of SOP Instance UIDs; move what is missing."""
+        exp = self._expected(pacs, study_uid)
         if exp.count == 0:
             raise RetryLater(f"{self.pacs.where} lists no instance for study {study_uid} "
                              "(yet); will ask again")
         have = present_sop_uids(self.store, study_uid)
-        missing = exp.missing(have)
+        missing = self._still_missing(study_uid, exp, verdicts)  # less what we quarantined
         if not missing and self._already_delivered(study_uid):
             return f"study {study_uid}: delivered, {exp.count} instances, 0 moved"
         self.store.instances.set_study(study_uid, state="retrieving", expected_count=exp.count)
         log.info("study.retrieve_started", study_uid=study_uid, expected=exp.count,
                  present=len(have), missing=exp.size(missing))
-        verdicts = MoveVerdicts()
-        mover = Mover(self.store, self.pacs, dict(exp.classes), self.progress,
+        mover = Mover(self.store, pacs, dict(exp.classes), self.progress,
                       held=exp.count - exp.size(missing), expected=exp.count,
                       verdicts=verdicts)
         moved, steps = 0, []
@@ -198,16 +242,16 @@ class Retriever:
 
         return Ladder(mover, missing_now).run(study_uid, missing)
 
-    def _expected(self, study_uid: str) -> Expected:
+    def _expected(self, pacs: PacsClient, study_uid: str) -> Expected:
         """The SOP Instance UIDs by series, or only their number when the PACS refuses
         image-level queries and answers NumberOfStudyRelatedInstances."""
         try:
-            by_series = self.pacs.study_instances(study_uid)
+            by_series = pacs.study_instances(study_uid)
             return Expected(by_series, sum(len(s) for s in by_series.values()),
-                            tuple(self.pacs.sop_classes.get(study_uid, {}).items()))
+                            tuple(pacs.sop_classes.get(study_uid, {}).items()))
         except PacsRefused as exc:
             log.warning("pacs.image_query_refused", study_uid=study_uid, error=str(exc))
-            count = self.pacs.study_instance_count(study_uid)
+            count = pacs.study_instance_count(study_uid)
             if count is None:
                 raise PacsRefused(f"{exc}; and it gives no NumberOfStudyRelatedInstances "
                                   "either, so completeness cannot be checked") from None

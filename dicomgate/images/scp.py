@@ -63,9 +63,11 @@ class StorageSCP:
 
     name = "storage SCP"
 
-    def __init__(self, config: Config, ingest: Ingest):
+    def __init__(self, config: Config, ingest: Ingest, index: int = 0, shared_port: bool = False):
         self.config = config
         self.ingest = ingest
+        self.index = index  # which of dicom.scp_processes this is
+        self.shared_port = shared_port  # several processes accept on dicom.port
         self._server = None
         self._lock = threading.Lock()
         self.received = 0  # instances stored since start (for the CLI's temporary SCP)
@@ -101,7 +103,8 @@ class StorageSCP:
                         measured_on=pynetdicom_tuning.MEASURED_ON,
                         effect="received datasets may be copied, not renamed, and answered "
                                "slower; install the pynetdicom range setup.cfg names")
-        pynetdicom_tuning.receive_into(self.ingest.spool.incoming_dir())
+        pynetdicom_tuning.receive_into(self.ingest.spool.incoming_dir(),
+                                       suffix=pynetdicom_tuning.receiving_suffix(self.index))
         stale = self.ingest.spool.clean_incoming(clean)
         if stale:
             log.warning("spool.stale_removed", files=stale, reason="left by an earlier crash")
@@ -111,14 +114,27 @@ class StorageSCP:
                     (evt.EVT_REQUESTED, prefer_sender_order),
                     (evt.EVT_ACCEPTED, on_accepted(self.ingest.note))]
         try:
-            self._server = self.build_ae().start_server((d.bind, d.port), block=False,
-                                                        evt_handlers=handlers)
+            self._server = self._listen(self.build_ae(), handlers)
         except OSError as exc:
             raise RuntimeError(f"cannot listen on {d.bind}:{d.port} for the Portal AET "
                                f"{d.ae_title}: {exc.strerror} (is another dicomgate or "
                                "storescp using the port? see dicom.port)") from None
         log.info("scp.listening", ae_title=d.ae_title, bind=d.bind, port=d.port,
                  calling_aets=allowed_calling_aets(self.config))
+
+    def _listen(self, ae: AE, handlers: list) -> Any:
+        d = self.config.dicom
+        contexts = pynetdicom_tuning.SharedContexts(ae.supported_contexts)
+        if not self.shared_port:
+            return ae.start_server((d.bind, d.port), block=False, evt_handlers=handlers,
+                                   contexts=contexts)
+        server = ae.make_server((d.bind, d.port), contexts=contexts, evt_handlers=handlers,
+                                server_class=pynetdicom_tuning.SharedPortServer)
+        thread = threading.Thread(target=server.serve_forever, daemon=True,
+                                  name=f"AcceptorServer-{self.index}")
+        thread.start()
+        ae._servers.append(server)  # as start_server does: ae.shutdown() stops it
+        return server
 
     def stop(self, drain: float = 0.0) -> None:
         """Stop accepting associations; give open ones `drain` seconds to end, then abort

@@ -22,8 +22,9 @@ import structlog
 from .. import logs
 from ..config import ConfigError, load
 from ..state import Store
+from . import pynetdicom_tuning
 from .ingest import Ingest
-from .pynetdicom_tuning import RECEIVING_SUFFIX
+from .pynetdicom_tuning import receiving_suffix
 from .scp import StorageSCP
 from .spool import Spool
 
@@ -57,14 +58,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logs.configure(config.log.level, config.log.format)
     stop = _stop_event()
+    pynetdicom_tuning.skip_value_validation()  # this process only receives (see there)
     store = Store(config.gateway.db_path)
     scp = StorageSCP(config, Ingest(store, Spool(config.gateway.state_dir),
                                     config.dicom.min_free_disk,
-                                    queue_uploads=config.upstream is not None))
+                                    queue_uploads=config.upstream is not None),
+                     index=args.index, shared_port=config.dicom.scp_processes > 1)
     try:
         # After a restart only our own leftovers go: the daemon's HTTP downloads share
         # the incoming dir.
-        scp.start(clean=RECEIVING_SUFFIX if args.restart else "")
+        # Process 0 starts first and alone: it clears every leftover of an earlier run.
+        first = args.index == 0 and not args.restart
+        scp.start(clean="" if first else receiving_suffix(args.index))
     except RuntimeError as exc:
         pipe.say(f"error {exc}")
         store.close()
@@ -84,6 +89,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--config", required=True)
     p.add_argument("--notify-fd", type=int, required=True)
     p.add_argument("--restart", action="store_true", help="not the daemon's first start")
+    p.add_argument("--index", type=int, default=0, help="which of dicom.scp_processes")
     return p.parse_args(argv)
 
 

@@ -41,8 +41,10 @@ class ScpSupervisor:
 
     name = "storage SCP"
 
-    def __init__(self, config: Config, spool: Spool, store: Store | None = None):
+    def __init__(self, config: Config, spool: Spool, store: Store | None = None,
+                 index: int = 0):
         self.config = config
+        self.index = index  # which of dicom.scp_processes
         self.spool = spool
         self.store = store  # where a death is noted for the retrieve it interrupted
         self._lock = threading.Lock()
@@ -103,7 +105,7 @@ class ScpSupervisor:
     def _spawn(self, restart: bool) -> _Child:
         read_fd, write_fd = os.pipe()
         cmd = [sys.executable, "-m", "dicomgate.images.scp_process", "--config",
-               str(self.config.path), "--notify-fd", str(write_fd)]
+               str(self.config.path), "--notify-fd", str(write_fd), "--index", str(self.index)]
         try:
             # stdin stays open and unused: the child sees EOF when the daemon dies.
             proc = subprocess.Popen([*cmd, *(["--restart"] if restart else [])],
@@ -185,3 +187,39 @@ def _exit(code: int | None) -> str:
     if code < 0:
         return f"killed by {signal.Signals(-code).name}"
     return f"code {code}"
+
+
+class ScpPool:
+    """dicom.scp_processes Portal AET processes accepting on the one port (SO_REUSEPORT),
+    each supervised on its own: a PACS sending several associations at once is served by
+    several processes instead of one GIL (bench/README.md, Portal AET concurrency)."""
+
+    name = "storage SCP"
+
+    def __init__(self, config: Config, spool: Spool, store: Store | None = None):
+        self.members = [ScpSupervisor(config, spool, store, index=i)
+                        for i in range(config.dicom.scp_processes)]
+
+    def start(self) -> None:
+        started: list[ScpSupervisor] = []
+        try:
+            for member in self.members:  # in order: process 0 clears leftovers first
+                member.start()
+                started.append(member)
+        except Exception:
+            for member in reversed(started):
+                member.stop()
+            raise
+
+    def stop(self) -> None:
+        for member in reversed(self.members):
+            member.stop()
+
+    def health(self) -> str | None:
+        for member in self.members:
+            problem = member.health()
+            if problem is not None:
+                if len(self.members) == 1:
+                    return problem
+                return f"Portal AET process {member.index + 1} of {len(self.members)}: {problem}"
+        return None

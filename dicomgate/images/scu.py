@@ -6,6 +6,7 @@ retry can cure (no association, timeout, abort), PacsRefused for what needs a pe
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from .qr_association import (
     Model,
     PacsRefused,
     PacsUnavailable,
+    model_of,
     this_host,
 )
 
@@ -52,6 +54,7 @@ class PacsClient:
         self.dicom = dicom
         self.pacs = pacs
         self._patient_ids: dict[str, str] = {}  # study UID -> PatientID (Patient Root)
+        self._session: Association | None = None  # set on the copy session() yields
         self.sop_classes: dict[str, dict[str, str]] = {}  # study UID -> {SOP UID: class}
 
     @property
@@ -59,8 +62,29 @@ class PacsClient:
         return f"PACS {self.pacs.ae_title} at {self.pacs.host}:{self.pacs.port}"
 
     @contextmanager
+    def session(self) -> Iterator[PacsClient]:
+        """A client whose C-FINDs and C-MOVEs share one association (the move association
+        proposes FIND beside MOVE): one study's queries and move cost one association
+        set-up on each side instead of three or more. A service the PACS did not accept on
+        it, or anything after it dropped, gets an association of its own as before."""
+        if self._session is not None:
+            yield self
+            return
+        with self._association("move", self.pacs.timeout) as (assoc, _model):
+            bound = copy.copy(self)
+            bound._session = assoc
+            yield bound
+
+    @contextmanager
     def _association(self, service: str, dimse_timeout: float
                      ) -> Iterator[tuple[Association, Model | None]]:
+        shared = self._session
+        if shared is not None and shared.is_established and service != "echo":
+            model = model_of(shared, service)
+            if model is not None:
+                shared.dimse_timeout = dimse_timeout
+                yield shared, model
+                return
         assoc, model = Associator(self.dicom, self.pacs).open(service, dimse_timeout)
         try:
             yield assoc, model

@@ -24,8 +24,10 @@ REFUSED = 0xC310  # "unable to process": what such PACS answer
 class StudyOnlyPacs:
     def __init__(self, aet: str, port: int, destinations: dict[str, tuple[str, int]],
                  give_count: bool = True, find_levels: tuple[str, ...] = ("STUDY",),
-                 move_levels: tuple[str, ...] = ("STUDY",)):
+                 move_levels: tuple[str, ...] = ("STUDY",), count_extra: int = 0):
         self.find_levels, self.move_levels = find_levels, move_levels
+        self.count_extra = count_extra  # a stale index: claims more than it can move
+        self.associations = 0
         self.moves: list[str] = []  # the level of each C-MOVE asked
         self.instances: list[pydicom.Dataset] = []
         self.destinations = destinations
@@ -44,12 +46,16 @@ class StudyOnlyPacs:
     def start(self) -> StudyOnlyPacs:
         self.server = self.ae.start_server(
             ("127.0.0.1", self.port), block=False,
-            evt_handlers=[(evt.EVT_C_FIND, self._find), (evt.EVT_C_MOVE, self._move)])
+            evt_handlers=[(evt.EVT_C_FIND, self._find), (evt.EVT_C_MOVE, self._move),
+                          (evt.EVT_ACCEPTED, self._accepted)])
         return self
 
     def stop(self) -> None:
         if self.server is not None:
             self.server.shutdown()
+
+    def _accepted(self, _event) -> None:
+        self.associations += 1
 
     def _study(self, uid: str) -> list[pydicom.Dataset]:
         return [d for d in self.instances if d.StudyInstanceUID == uid]
@@ -74,7 +80,7 @@ class StudyOnlyPacs:
             ident.QueryRetrieveLevel = "STUDY"
             ident.StudyInstanceUID = uid
             if self.give_count:
-                ident.NumberOfStudyRelatedInstances = len(self._study(uid))
+                ident.NumberOfStudyRelatedInstances = len(self._study(uid)) + self.count_extra
             yield 0xFF00, ident
 
     def _find_below_study(self, query):

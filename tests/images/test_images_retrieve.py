@@ -172,7 +172,7 @@ def test_unknown_move_destination_message(tmp_path, dcmqrscp, gw_port):
     store.close()
 
 
-def _study_only_pacs(tmp_path, gw_port: int, give_count: bool):
+def _study_only_pacs(tmp_path, gw_port: int, give_count: bool, count_extra: int = 0):
     from images_helpers import start_gateway
     from study_only_pacs import StudyOnlyPacs
 
@@ -180,7 +180,7 @@ def _study_only_pacs(tmp_path, gw_port: int, give_count: bool):
 
     pacs_port = free_port()
     peer = StudyOnlyPacs(PACS_AET, pacs_port, {GW_AET: ("127.0.0.1", gw_port)},
-                         give_count=give_count)
+                         give_count=give_count, count_extra=count_extra)
     gw = start_gateway(load(images_config(tmp_path / "so.toml", state_dir=tmp_path / "so",
                                          port=gw_port, pacs_port=pacs_port)))
     return peer, gw
@@ -196,6 +196,12 @@ def test_pacs_refusing_image_queries_falls_back_to_the_study_count(tmp_path, gw_
     try:
         result = gw.retriever.run(study_uid=spec.study_uid)
         assert "complete, 6 instances" in result
+        # First retrieve: the STUDY-level count and move account for every instance, so no
+        # finer query was needed.
+        assert peer.refused_levels == []
+        # A re-check of a study already held lists its instances: refused, the count decides.
+        result = gw.retriever.run(study_uid=spec.study_uid)
+        assert "complete, 6 instances, 0 moved" in result
         assert peer.refused_levels  # it really refused the finer queries
         study = gw.store.instances.study(spec.study_uid)
         assert study["state"] == "complete" and study["expected_count"] == 6
@@ -216,6 +222,50 @@ def test_pacs_refusing_image_queries_without_a_count_is_a_clear_error(tmp_path, 
     try:
         with pytest.raises(PacsRefused, match="NumberOfStudyRelatedInstances"):
             gw.retriever.run(study_uid=spec.study_uid)
+    finally:
+        peer.stop()
+        gw.scp.stop()
+        gw.store.close()
+
+
+def test_first_retrieve_is_one_association_without_listing(tmp_path, gw_port):
+    """A study held nowhere yet: the STUDY-level count and C-MOVE share one association,
+    and when the move accounts for every instance no SERIES/IMAGE query is made."""
+    peer, gw = _study_only_pacs(tmp_path, gw_port, give_count=True)
+    spec = StudySpec(accession="ACC-ONE")
+    data = ct_instances(spec, series=2, per_series=2)
+    for d in data:
+        peer.add(d)
+    peer.start()
+    try:
+        result = gw.retriever.run(study_uid=spec.study_uid)
+        assert "complete, 4 instances, 4 moved" in result
+        assert peer.associations == 1
+        assert peer.refused_levels == []
+        assert present_sop_uids(gw.store, spec.study_uid) == {sop_uid_of(d) for d in data}
+    finally:
+        peer.stop()
+        gw.scp.stop()
+        gw.store.close()
+
+
+def test_a_count_the_move_does_not_match_is_not_complete(tmp_path, gw_port):
+    """The PACS's NumberOfStudyRelatedInstances says 4 but its C-MOVE sends 3: the study is
+    not taken as complete on the count; the listing is asked for, and without it the
+    study stays incomplete and the task retries."""
+    from dicomgate.tasks import RetryLater
+
+    peer, gw = _study_only_pacs(tmp_path, gw_port, give_count=True, count_extra=1)
+    spec = StudySpec(accession="ACC-STALE")
+    for d in ct_instances(spec, series=1, per_series=3):
+        peer.add(d)
+    peer.start()
+    try:
+        with pytest.raises(RetryLater, match="1 of 4 instances did not arrive"):
+            gw.retriever.run(study_uid=spec.study_uid)
+        assert peer.refused_levels  # the listing was asked for
+        study = gw.store.instances.study(spec.study_uid)
+        assert study["state"] == "incomplete" and study["expected_count"] == 4
     finally:
         peer.stop()
         gw.scp.stop()

@@ -24,10 +24,21 @@ MR = get_testdata_file("MR_small.dcm")
 
 @pytest.fixture
 def daemon(tmp_path: Path):
+    yield from _daemon(tmp_path)
+
+
+@pytest.fixture
+def daemon2(tmp_path: Path):
+    """Two Portal AET processes on the one port."""
+    yield from _daemon(tmp_path, scp_processes=2)
+
+
+def _daemon(tmp_path: Path, scp_processes: int = 1):
     dicom_port, http_port = free_port(), free_port()
+    extra = {"scp_processes": scp_processes} if scp_processes > 1 else {}
     config = write_config(tmp_path / "dicomgate.toml", (
         gateway_toml(tmp_path / "state", dicom_port, bind="127.0.0.1", min_free_disk="1MB",
-                     allowed_calling_aets=["MODALITY1"])
+                     allowed_calling_aets=["MODALITY1"], **extra)
         + toml_table("shim", bind="127.0.0.1", port=http_port, allow=["127.0.0.1/32"])
         + toml_table("log", format="json")))
     log = tmp_path / "daemon.log"
@@ -158,3 +169,36 @@ def test_sigterm_to_daemon_and_child_together_is_a_clean_stop(daemon):
     names = [e["event"] for e in daemon.events()]
     assert "scp.stopped" in names and names[-1] == "daemon.stopped"
     assert "scp.process_died" not in names and "scp.process_restarted" not in names
+
+
+def test_two_scp_processes_share_the_port_and_cover_for_each_other(daemon2, tmp_path):
+    from dicomgate.sandbox.studies import StudySpec, ct_instances
+    from tests.support.studies import write_study
+
+    files = write_study(ct_instances(StudySpec("ACC-TWO"), series=1, per_series=12),
+                        tmp_path / "study")
+    pids = daemon2.scp_pids()
+    assert len(pids) == 2 and len(set(pids)) == 2 and all(_alive(p) for p in pids)
+    # six associations at once, all answered and recorded
+    procs = [subprocess.Popen(["storescu", "-aet", "MODALITY1", "-aec", "DICOMGATE",
+                               "127.0.0.1", str(daemon2.dicom_port), str(f)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for f in files[:6]]
+    for p in procs:
+        out, _ = p.communicate(timeout=30)
+        assert p.returncode == 0, out
+    assert daemon2.recorded()[0] == 6
+
+    # one process killed: the other keeps the port answering while it restarts
+    os.kill(pids[0], signal.SIGKILL)
+    _wait_gone(pids[0], 5)
+    for f in files[6:9]:
+        daemon2.store(str(f))
+    assert daemon2.recorded()[0] == 9
+    daemon2.wait_health(200, timeout=20)
+    restarted = daemon2.scp_pids()[2:]
+    assert len(restarted) == 1 and _alive(restarted[0])
+    for f in files[9:]:
+        daemon2.store(str(f))
+    assert daemon2.recorded()[0] == 12
+    assert "Traceback" not in daemon2.log.read_text()
