@@ -43,6 +43,9 @@ from dicomgate.sandbox.hospital import create_view_db
 from dicomgate.sandbox.orthanc import Orthanc, SandboxError, free_port
 from dicomgate.sandbox.studies import Patient, StudySpec, ct_instances
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from receive import children  # noqa: E402
+
 DICOMGATE = str(Path(sys.executable).parent / "dicomgate")
 HOSPITAL = "H33010200001"
 TZ = "Asia/Shanghai"
@@ -201,13 +204,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children(pid: int) -> list[int]:
-    out: list[int] = []
-    for f in Path(f"/proc/{pid}/task").glob("*/children"):
-        out += [int(c) for c in f.read_text().split()]
-    return out
 
 
 def _polled(db: Path) -> bool:

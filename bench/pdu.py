@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 GW_AET = "DICOMGATE"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from receive import wait_port  # noqa: E402
 
 RECEIVER = """
 import sys, threading
@@ -84,19 +86,6 @@ def listening(start, what: str) -> tuple[subprocess.Popen, int]:
             if proc.poll() is None:
                 raise
     raise SystemExit(f"{what} could not listen (5 ports tried)")
-
-
-def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"receiver exited early ({proc.returncode})")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"receiver did not listen on {port}")
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -65,8 +65,10 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def start_dicomgate(work: Path, port: int, pacs_port: int,
-                    source: Path | None = None) -> subprocess.Popen:
+def start_dicomgate(work: Path, port: int, pacs_port: int, source: Path | None = None,
+                    extra: list[str] | None = None, settle: float = 0.0) -> subprocess.Popen:
+    """`dicomgate run` as the receiver; `extra`: more [dicom] lines; `settle`: seconds to
+    give every SCP process time to listen (with dicom.scp_processes > 1)."""
     state = work / "gw-state"
     shutil.rmtree(state, ignore_errors=True)
     cfg = work / "gw.toml"
@@ -79,6 +81,7 @@ ae_title = "{GW_AET}"
 bind = "127.0.0.1"
 port = {port}
 min_free_disk = "1GB"
+{chr(10).join(extra or [])}
 [pacs]
 ae_title = "{PACS_AET}"
 host = "127.0.0.1"
@@ -94,6 +97,7 @@ format = "json"
                             stdout=open(work / "gw.log", "ab"), stderr=subprocess.STDOUT,
                             cwd=work, env=env)  # cwd: import the tree asked for, not ./
     wait_port(port, proc)
+    time.sleep(settle)
     return proc
 
 

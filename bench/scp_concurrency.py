@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,20 +28,8 @@ from dicomgate.sandbox.orthanc import Orthanc, free_port
 from dicomgate.sandbox.studies import StudySpec, ct_instances
 
 GW_AET, DCMTK_AET, PACS_AET = "DICOMGATE", "STORESCP", "HOSPPACS"
-
-
-def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"receiver exited early (code {proc.returncode}): "
-                             f"{proc.args[:3]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"receiver did not listen on {port}")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from receive import children, start_dicomgate, wait_port  # noqa: E402
 
 
 def cpu_of(pids: list[int]) -> float:
@@ -56,42 +43,6 @@ def cpu_of(pids: list[int]) -> float:
         total += sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
     return total
 
-
-def children(pid: int) -> list[int]:
-    out: list[int] = []
-    for f in Path(f"/proc/{pid}/task").glob("*/children"):
-        out += [int(c) for c in f.read_text().split()]
-    return out
-
-
-def start_dicomgate(work: Path, port: int, pacs_port: int, extra: list[str]) -> subprocess.Popen:
-    state = work / "gw-state"
-    shutil.rmtree(state, ignore_errors=True)
-    cfg = work / "gw.toml"
-    cfg.write_text(f"""
-[gateway]
-hospital_id = "BENCH"
-state_dir = "{state}"
-[dicom]
-ae_title = "{GW_AET}"
-bind = "127.0.0.1"
-port = {port}
-min_free_disk = "1GB"
-{chr(10).join(extra)}
-[pacs]
-ae_title = "{PACS_AET}"
-host = "127.0.0.1"
-port = {pacs_port}
-echo_interval = "1h"
-[log]
-level = "warning"
-format = "json"
-""")
-    proc = subprocess.Popen([sys.executable, "-m", "dicomgate.cli", "--config", str(cfg), "run"],
-                            stdout=open(work / "gw.log", "ab"), stderr=subprocess.STDOUT)
-    wait_port(port, proc)
-    time.sleep(1.0)  # every SCP process listening
-    return proc
 
 
 def start_storescp(work: Path, port: int) -> subprocess.Popen:
@@ -158,7 +109,8 @@ def main() -> int:
         print(f"{args.studies} studies x {args.per_study} instances ({args.size}x{args.size})"
               f"; dicomgate [dicom] extra: {args.extra or '-'}")
         for k in args.concurrency:
-            gw = start_dicomgate(work, gw_port, pacs.dicom_port, args.extra)
+            gw = start_dicomgate(work, gw_port, pacs.dicom_port, extra=args.extra,
+                                 settle=1.0)
             scps = children(gw.pid)
             c0 = cpu_of(scps)
             t_gw = move_all(pacs.dicom_port, GW_AET, uids, k)
