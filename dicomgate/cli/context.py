@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
 import sys
 from typing import Any
 
@@ -28,6 +30,21 @@ def open_app(args: argparse.Namespace, progress: Progress | None = None) -> App:
     """Config + state store + registered features, nothing started."""
     config = load_config(args)
     return App.build(config, Store(config.gateway.db_path), progress)
+
+
+def cli_actor() -> str:
+    """`cli:<unix user>` for the audit trail, as the console records `console:<name>@<client>`."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (containers)
+        user = f"uid{os.getuid()}"
+    return f"cli:{user}"
+
+
+def audit(app: App, action: str, subject: str, outcome: str, message: str) -> None:
+    """Record an operator action taken from the command line (same trail as the console)."""
+    app.store.audit.record(cli_actor(), f"cli.{action}", subject, outcome,
+                           {"via": "cli", "message": message})
 
 
 def daemon_pid(config: Config) -> int | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..state import STATES
-from .context import EXIT_USAGE, CommandError, open_app, print_json, print_table, when
+from .context import EXIT_USAGE, CommandError, audit, open_app, print_json, print_table, when
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -45,13 +45,20 @@ def cmd_retry(args: argparse.Namespace) -> int:
     app = open_app(args)
     if args.all_dead:
         n = app.store.tasks.retry_all_dead()
-        print(f"{n} dead task(s) queued to run again")
+        message = f"{n} dead task(s) queued to run again"
+        audit(app, "retry_all_dead", "tasks:dead", "ok" if n else "refused", message)
+        print(message)
         return 0
+    subject = f"task:{args.id}"
     task = app.store.tasks.get(args.id)
     if task is None:
+        audit(app, "retry_task", subject, "refused", f"no task {args.id}")
         raise CommandError(f"no task {args.id} (see: dicomgate tasks list)")
     if not app.store.tasks.retry(args.id):
-        raise CommandError(f"task {args.id} is {task.state}: only dead or cancelled tasks "
-                           "can be retried")
-    print(f"task {args.id} ({task.kind} {task.key}) queued to run again")
+        message = f"task {args.id} is {task.state}: only dead or cancelled tasks can be retried"
+        audit(app, "retry_task", subject, "refused", message)
+        raise CommandError(message)
+    message = f"task {args.id} ({task.kind} {task.key}) queued to run again"
+    audit(app, "retry_task", subject, "ok", message)
+    print(message)
     return 0

@@ -13,6 +13,7 @@ from ..upstream import requeue_rejected
 from .context import (
     EXIT_USAGE,
     CommandError,
+    audit,
     daemon_pid,
     open_app,
     print_json,
@@ -60,7 +61,10 @@ def cmd_push(args: argparse.Namespace) -> int:
     store = app.store
     if args.retry_rejected:
         studies = requeue_rejected(store, args.study)
-        print(f"{len(studies)} study(ies) with rejected instances queued again")
+        message = f"{len(studies)} study(ies) with rejected instances queued again"
+        audit(app, "resend_rejected", f"study:{args.study}" if args.study else "studies:rejected",
+              "ok" if studies else "refused", message)
+        print(message)
     studies = [args.study] if args.study else store.delivery.studies_with_backlog()
     for uid in studies:
         store.tasks.enqueue(Upload(uid), reopen=True, study_uid=uid)

@@ -11,7 +11,6 @@ or, with `[console] local_actions = true`, a caller on this host; read-only othe
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ import structlog
 
 from ..app import ActionError, App
 from ..config.model import ConsoleConfig
+from ..netaddr import client_ip
 
 log = structlog.get_logger("dicomgate.console")
 
@@ -77,13 +77,8 @@ class Gate:
 
 
 def _loopback(client: str) -> bool:
-    try:
-        addr = ipaddress.ip_address(client.split("%")[0])
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-        addr = addr.ipv4_mapped
-    return addr.is_loopback
+    addr = client_ip(client)
+    return addr is not None and addr.is_loopback
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from .http import Request, Response, RouteTable
 from .login import LoginEndpoint
 from .lookup import LookupEndpoint
 from .openapi import build as build_openapi
+from .openapi import front_responses
 from .ops import healthz, metrics_endpoint
 from .params import ForeignHospital
 from .qr import FilmLinks
@@ -80,7 +81,8 @@ def _openapi_handler(routes: RouteTable):
     def handler(_req: Request) -> Response:
         documented = set(build_openapi()["paths"])
         extra = {r.path: {m.lower(): {"summary": r.summary or r.path,
-                                      "responses": {"200": {"description": "OK"}}}
+                                      "responses": {"200": {"description": "OK"},
+                                                    **front_responses(r.open_access)}}
                           for m in r.methods}
                  for r in routes.all() if r.path not in documented}
         body = json.dumps(build_openapi(extra), ensure_ascii=False).encode("utf-8")

@@ -11,7 +11,6 @@ received it.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import time
 import uuid
@@ -23,6 +22,7 @@ import structlog
 
 from ..config.model import Network
 from ..metrics import HTTP_REQUESTS
+from ..netaddr import client_ip
 from .inputs import BadBody, body_text, decode_pairs, json_object
 from .mount import call_mounted, mount_of
 from .params import ForeignHospital, ParamError
@@ -220,13 +220,8 @@ class ShimApp:
                                      "object or form fields)"), req
 
     def allowed(self, client: str) -> bool:
-        try:
-            addr = ipaddress.ip_address(client.split("%")[0])
-        except ValueError:
-            return False
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-            addr = addr.ipv4_mapped
-        return any(addr in net for net in self.allow)
+        addr = client_ip(client)
+        return addr is not None and any(addr in net for net in self.allow)
 
 
 def _read_body(environ: dict, limit: int) -> tuple[bytes, bool]:

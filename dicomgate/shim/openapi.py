@@ -19,20 +19,68 @@ _HOSPITAL = [_param("hospitalId", "医保医疗机构代码 (also spelled hospit
 _ANSWER = {
     "type": "object", "required": ["code", "message", "data"],
     "properties": {
-        "code": {"type": "integer", "enum": [200, 202, 500],
+        "code": {"type": "integer", "enum": [200, 202, 400, 403, 404, 408, 431, 500, 503],
                  "description": "200 success; 202 missing or invalid parameters (the message "
-                                "names each); 500 internal error"},
+                                "names each), a body over shim.max_body, or the external "
+                                "lookup busy; 500 internal error; otherwise the HTTP status "
+                                "of a refusal by the HTTP front"},
         "message": {"type": "string", "example": "请求成功"},
         "data": {"description": "see each operation"},
     },
 }
+_REF = {"$ref": "#/components/schemas/Answer"}
 
 
-def _responses(data_desc: str) -> dict:
-    ok = {"description": f"code 200 ({data_desc}) or 202 (message names the parameters)",
-          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Answer"}}}}
-    return {"200": ok, "403": {"description": "caller not in shim.allow"},
-            "500": {"description": "code 500: internal error (no details leaked)"}}
+def _json(description: str, code: int, message: str) -> dict:
+    """One documented answer: the spec's {code, message, data} with an example."""
+    return {"description": description, "content": {"application/json": {
+        "schema": _REF, "example": {"code": code, "message": message, "data": None}}}}
+
+
+# What the HTTP front (front.py, pools.py, refusals.py) answers before or instead of a route.
+_REFUSALS = {
+    "400": _json("malformed HTTP request (the connection is closed)", 400,
+                 "malformed HTTP request: ..."),
+    "403": _json("caller not in shim.allow (refused at accept, connection closed)", 403,
+                 "caller 10.0.0.9 is not in shim.allow"),
+    "408": _json("request head and body not received within shim.request_timeout", 408,
+                 "request head and body not received within 10s (shim.request_timeout)"),
+    "413": _json("request body over shim.max_body: HTTP 413 with the spec's code 202 "
+                 "(invalid parameters)", 202,
+                 "传参数不规范: request body over the limit of 65536 bytes (shim.max_body)"),
+    "431": _json("request head over 64 KiB", 431, "request head over 64 KiB"),
+    "500": _json("internal error (no details leaked; see the gateway log)", 500,
+                 "内部服务错误 internal error (request ...; see the gateway log)"),
+}
+_BUSY_503 = _json("busy: too many open connections (shim.max_connections, "
+                  "shim.max_connections_per_source), or "
+                  "every worker of the endpoint's pool busy and its queue full "
+                  "(shim.threads, shim.queue); try again in a moment", 503,
+                  "busy: 24 requests in progress (shim.threads, shim.queue); try again in a "
+                  "moment")
+_LOOKUP_BUSY = {"summary": "external lookups busy (HTTP 200, code 202 so the plugin shows the "
+                           "reason)",
+                "value": {"code": 202, "data": None,
+                          "message": "busy: 4 external lookups already running and 8 waiting "
+                                     "(shim.lookup_threads, shim.lookup_queue); try again in "
+                                     "a few seconds"}}
+
+
+def front_responses(open_access: bool = False) -> dict[str, Any]:
+    """The HTTP front's answers for any route (no 403 for a route open to every caller)."""
+    refusals = {k: v for k, v in _REFUSALS.items() if not (open_access and k == "403")}
+    return {**refusals, "503": _BUSY_503}
+
+
+def _responses(data_desc: str, lookup: bool = False) -> dict:
+    ok_desc = f"code 200 ({data_desc}) or 202 (message names the parameters)"
+    if lookup:
+        ok_desc += "; 202 \"busy\" when shim.lookup_threads and shim.lookup_queue are full"
+    ok: dict[str, Any] = {"description": ok_desc, "content": {"application/json": {
+        "schema": _REF}}}
+    if lookup:
+        ok["content"]["application/json"]["examples"] = {"busy": _LOOKUP_BUSY}
+    return {"200": ok, **front_responses()}
 
 
 def _qr(summary: str, data_desc: str, extra: list[dict] | None = None) -> dict:
@@ -61,7 +109,7 @@ def build(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
                             "and national platforms, QIDO-RS)", "parameters": lookup_params,
                  "responses": _responses("data: {count, exams: [{hospital, studyDate, "
                                          "modality, bodyPart, description, studyInstanceUid, "
-                                         "source}], sources}")}
+                                         "source}], sources}", lookup=True)}
     delete_fields = {k: {"type": "string", "description": d} for k, d in (
         ("patientName", "患者姓名"), ("accessionNo", "检查号"),
         ("hospitalId", "医保医疗机构代码 (default: this gateway's)"),

@@ -38,6 +38,31 @@ def test_tasks_cli_lists_and_retries_dead(minimal_config, tmp_path):
     assert json.loads(r.stdout)[0]["key"] == "study:1.2.3"
 
 
+def test_cli_retries_are_audited_with_the_unix_user(minimal_config, tmp_path):
+    """The console audits who retried what; the same actions from the shell must too."""
+    from dicomgate.state import Store
+    from dicomgate.state.kinds import Retrieve
+
+    store = Store(tmp_path / "state" / "state.db")
+    tid = store.tasks.enqueue(Retrieve(study_uid="1.2.9")).id
+    store.tasks.fail(store.tasks.claim(["retrieve"], "me", 60).id, "me", "refused",
+                     retry_in=None)
+    env = {"LOGNAME": "hospital-it", "USER": "hospital-it"}
+    assert run_cli("tasks", "retry", str(tid), config=minimal_config, env=env).returncode == 0
+    r = run_cli("tasks", "retry", str(tid), config=minimal_config, env=env)
+    assert r.returncode == 1  # already pending: refused, and audited as refused
+    assert run_cli("tasks", "retry", "--all-dead", config=minimal_config,
+                   env=env).returncode == 0
+    rows = list(reversed(store.audit.list()))
+    assert [(a["actor"], a["action"], a["subject"], a["outcome"]) for a in rows] == [
+        ("cli:hospital-it", "cli.retry_task", f"task:{tid}", "ok"),
+        ("cli:hospital-it", "cli.retry_task", f"task:{tid}", "refused"),
+        ("cli:hospital-it", "cli.retry_all_dead", "tasks:dead", "refused"),
+    ]
+    assert all(a["detail"]["via"] == "cli" and a["at"] > 0 for a in rows)
+    assert "only dead or cancelled" in rows[1]["detail"]["message"]
+
+
 def test_version_and_usage_errors():
     r = run_cli("version")
     assert r.returncode == 0 and r.stdout.startswith("dicomgate ")

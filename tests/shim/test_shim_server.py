@@ -50,6 +50,38 @@ def test_openapi_lists_every_endpoint(shim):
     assert "doctorIdCardNo" in names and "hospitalId" in names
 
 
+def test_openapi_documents_the_http_fronts_refusals(shim):
+    """Every answer the HTTP front gives (busy, deadline, limits, malformed, not allowed) is
+    documented on every operation, in the spec's {code, message, data} shape."""
+    doc = requests.get(shim.base + "/openapi.json", timeout=10).json()
+    body_code = {"400": 400, "403": 403, "408": 408, "413": 202, "431": 431, "500": 500,
+                 "503": 503}
+    assert set(doc["components"]["schemas"]["Answer"]["properties"]["code"]["enum"]) >= {
+        200, 202, 400, 403, 408, 431, 500, 503}
+    spec_paths = {"/getway/reportAndFilm/api/qrurl", "/getway/reportAndFilm/api/qrcode",
+                  "/hrball/", "/iuWorkStation/swipingIdCardNo",
+                  "/getway/reportAndFilm/api/deleteImage"}
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            responses = op["responses"]
+            # routes open to every caller (e.g. a health check) cannot answer 403
+            expected = set(body_code) - ({"403"} if path not in spec_paths else set())
+            assert expected <= set(responses), (path, method)
+            for status in expected:
+                code = body_code[status]
+                media = responses[status]["content"]["application/json"]
+                assert media["schema"] == {"$ref": "#/components/schemas/Answer"}
+                assert media["example"]["code"] == code, (path, method, status)
+                assert set(media["example"]) == {"code", "message", "data"}
+    busy = doc["paths"]["/iuWorkStation/swipingIdCardNo"]["get"]["responses"]["200"]
+    example = busy["content"]["application/json"]["examples"]["busy"]["value"]
+    assert example["code"] == 202 and example["message"].startswith("busy")
+    # the documented 413 is what the server answers
+    status, r = shim.raw("POST", "/getway/reportAndFilm/api/deleteImage",
+                         b"{" + b" " * (70 * 1024) + b"}", {"Content-Type": "application/json"})
+    assert (status, r["code"]) == (413, body_code["413"])
+
+
 def test_route_hook_internal_error_and_open_access():
     """What a later feature does: add routes (e.g. /healthz open to monitoring hosts)."""
     routes = RouteTable()

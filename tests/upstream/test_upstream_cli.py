@@ -58,3 +58,23 @@ def test_push_without_upstream_section_is_a_clear_error(tmp_path, capsys):
                     '[dicom]\nae_title = "DG"\n')
     assert main(["--config", str(path), "push", "--once"]) == 2
     assert "no [upstream] section" in capsys.readouterr().err
+
+
+def test_push_retry_rejected_is_audited(tmp_path, api, capsys, monkeypatch):
+    """`push --retry-rejected` changes state as the console's button does: audited alike."""
+    monkeypatch.setenv("LOGNAME", "pacs-admin")
+    config = upstream_config(tmp_path / "state", "http://127.0.0.1:9/dicom-web", api.url)
+    app = build_app(config)
+    spec = StudySpec("ACC-CLI3")
+    uids = spool(app, ct_instances(spec, series=1, per_series=2))
+    app.store.instances.set_state(uids, "rejected", "cloud: 0xA900 dataset mismatch")
+    args = ["--config", str(config), "push", "--once", "--retry-rejected",
+            "--study", spec.study_uid, "--timeout", "5"]
+    assert main(args) == 1  # requeued, then the cloud is down
+    assert "1 study(ies) with rejected instances queued again" in capsys.readouterr().out
+    main(args)  # nothing rejected any more (back to received): audited as refused
+    assert "0 study(ies) with rejected instances" in capsys.readouterr().out
+    rows = list(reversed(app.store.audit.list(action="cli.resend_rejected")))
+    assert [(a["actor"], a["subject"], a["outcome"]) for a in rows] == [
+        ("cli:pacs-admin", f"study:{spec.study_uid}", "ok"),
+        ("cli:pacs-admin", f"study:{spec.study_uid}", "refused")]
