@@ -35,8 +35,8 @@ def workers_section(app: App, daemon_running: bool) -> dict[str, Any]:
         }
     out: dict[str, Any] = {"daemon_running": daemon_running, "lanes": lanes}
     if not daemon_running:
-        out["note"] = ("the daemon is not running: no worker threads; the counts are what "
-                       "the state store holds and runs once it starts")
+        out["note"] = ("the daemon is not running: no worker threads; counts from the "
+                       "state store, this work runs once the daemon starts")
     return out
 
 
