@@ -69,6 +69,7 @@ class App:
     features: dict[str, Any] = field(default_factory=dict)  # what each setup() returned
     actions: dict[str, OperatorAction] = field(default_factory=dict)
     mounts: dict[str, WsgiApp] = field(default_factory=dict)
+    lane_notes: dict[str, HealthCheck] = field(default_factory=dict)  # e.g. C-MOVE stalled
     scheduler: Scheduler = field(init=False)
     pool: WorkerPool = field(init=False)
 
@@ -93,10 +94,13 @@ class App:
         """`lane`: the thread group it runs in (see `lane`); default: tasks.workers."""
         self.registry.register(kind.kind, handler, max_attempts, lane)
 
-    def lane(self, name: str, threads: int) -> None:
+    def lane(self, name: str, threads: int, note: HealthCheck | None = None) -> None:
         """Threads of their own for some kinds: hung work of those kinds (a C-MOVE the PACS
-        never finishes) can hold only these, and report pushes never wait behind images."""
+        never finishes) can hold only these, and report pushes never wait behind images.
+        `note`: what `status` says about the lane (None when nothing to say)."""
         self.registry.add_lane(name, threads)
+        if note is not None:
+            self.lane_notes[name] = note
 
     def every(self, name: str, seconds: float, func: Callable[[], object],
               first_in: float = 0.0) -> None:

@@ -13,6 +13,7 @@ from ..config import config_path, load
 from ..humanize import human_bytes
 from ..state import STATES
 from .context import CommandError, daemon_pid, open_app, print_json, print_table, when
+from .status_workers import print_workers, workers_section
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -83,6 +84,7 @@ def gather_status(app: App) -> dict[str, Any]:
                  "min_free_bytes": cfg.dicom.min_free_disk,
                  "below_floor": disk.free < cfg.dicom.min_free_disk},
         "tasks": store.tasks.counts(),
+        "workers": workers_section(app, pid is not None),
         "dead_tasks": [{"id": t.id, "kind": t.kind, "key": t.key, "attempts": t.attempts,
                         "error": t.last_error, "at": when(t.finished_at)} for t in dead],
         "jobs": [{**j, "started_at": when(j["started_at"]),
@@ -108,6 +110,7 @@ def print_status(d: dict[str, Any]) -> None:
     w("\ntasks:\n")
     rows = [{"kind": k, **{s: v.get(s, 0) for s in STATES}} for k, v in d["tasks"].items()]
     print_table(rows, ["kind", *STATES])
+    print_workers(d["workers"])
     w(f"\ndead tasks ({len(d['dead_tasks'])}):\n")
     print_table(d["dead_tasks"], ["id", "kind", "key", "attempts", "at", "error"])
     w("\nscheduled jobs:\n")

@@ -41,7 +41,8 @@ def setup(app: App) -> None:
         app.every("pacs.echo", cfg.pacs.echo_interval, EchoMonitor(app.store, pacs).run)
         app.add_health("pacs", lambda: "; ".join(filter(None, (
             echo_health(app.store), stall_health(app.store)))) or None)
-        app.lane("retrieve", cfg.pacs.max_associations)
+        # the stall text starts "C-MOVE stalled: ..." (scu.MoveStalled)
+        app.lane("retrieve", cfg.pacs.max_associations, note=lambda: stall_health(app.store))
         retriever = Retriever(app.store, pacs, http.handle if http else None,
                               queue_uploads=uploads, room=ingest.has_room,
                               min_free_disk=cfg.dicom.min_free_disk,

@@ -42,6 +42,7 @@ class Task:
     created_at: float
     updated_at: float
     finished_at: float | None
+    waiting_for: str | None = None  # while pending after a WaitFor: its cause
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Task:
@@ -184,20 +185,22 @@ class TaskStore:
         return cur.rowcount == 1
 
     def fail(self, task_id: int, owner: str, error: str, *, retry_in: float | None,
-             dead: bool = False, refund: bool = False) -> str:
+             dead: bool = False, refund: bool = False, waiting: str | None = None) -> str:
         """Record a failure: back to pending after `retry_in` seconds, or dead.
 
-        `refund`: the attempt does not count (the task waited for a peer or the disk)."""
+        `refund`: the attempt does not count (the task waited for a peer or the disk);
+        `waiting`: what it waits for (kept while pending, for `status`)."""
         now = time.time()
         state = "dead" if dead or retry_in is None else "pending"
         with self.db.tx() as c:
             c.execute(
                 "UPDATE tasks SET state=?, last_error=?, run_after=?, lease_owner=NULL, "
-                "lease_until=NULL, finished_at=?, updated_at=?, "
+                "lease_until=NULL, finished_at=?, updated_at=?, waiting_for=?, "
                 "attempts = CASE WHEN ? THEN MAX(attempts-1, 0) ELSE attempts END "
                 "WHERE id=? AND state='running' AND lease_owner=?",
                 (state, error[:4000], now + (retry_in or 0), now if state == "dead" else None,
-                 now, 1 if refund and state == "pending" else 0, task_id, owner))
+                 now, waiting if state == "pending" else None,
+                 1 if refund and state == "pending" else 0, task_id, owner))
         return state
 
     def release(self, task_id: int, owner: str) -> None:
@@ -276,6 +279,26 @@ class TaskStore:
         out: dict[str, dict[str, int]] = {}
         for r in self.db.query("SELECT kind, state, COUNT(*) n FROM tasks GROUP BY kind, state"):
             out.setdefault(r["kind"], {})[r["state"]] = r["n"]
+        return out
+
+    def queue_by_kind(self, now: float | None = None) -> dict[str, dict[str, Any]]:
+        """Active work per kind for `status`: {kind: {"running", "due", "later",
+        "waiting": {reason: n}}}; `due` is pending and runnable now, `later` pending in a
+        backoff, `waiting` pending tasks that wait for something (PACS, disk space)."""
+        now = time.time() if now is None else now
+        out: dict[str, dict[str, Any]] = {}
+        rows = self.db.query(
+            "SELECT kind, state, run_after <= ? AS due, waiting_for, COUNT(*) n FROM tasks "
+            "WHERE state IN ('pending', 'running') GROUP BY kind, state, due, waiting_for",
+            (now,))
+        for r in rows:
+            k = out.setdefault(r["kind"], {"running": 0, "due": 0, "later": 0, "waiting": {}})
+            if r["state"] == "running":
+                k["running"] += r["n"]
+                continue
+            k["due" if r["due"] else "later"] += r["n"]
+            if r["waiting_for"]:
+                k["waiting"][r["waiting_for"]] = k["waiting"].get(r["waiting_for"], 0) + r["n"]
         return out
 
     def next_due(self, kinds: list[str]) -> float | None:

@@ -233,7 +233,7 @@ class WorkerPool:
                 task.attempts, self.cfg.backoff_base, self.cfg.backoff_max)
         state = self._record(task, lambda: self.store.tasks.fail(
             task.id, self.owner, error, retry_in=retry_in, dead=dead,
-            refund=waiting is not None))
+            refund=waiting is not None, waiting=waiting))
         fields = dict(task_id=task.id, kind=task.kind, key=task.key, attempt=task.attempts,
                       max_attempts=limit, retry_in=None if retry_in is None else round(retry_in, 1),
                       error=error, seconds=round(time.monotonic() - started, 3))

@@ -4,6 +4,7 @@ manual step. The daemon, the PACS and the cloud are real; faults are injected fr
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -108,6 +109,9 @@ def test_stalled_cmove_is_abandoned_and_retried(daemon_factory, pacs, cloud):
         assert "closed it without answering" not in down[0]["error"]
         status = run_cli("status", config=d.config)
         assert "C-MOVE stalled" in status.stdout, status.stdout  # not "all is ok"
+        lanes = json.loads(run_cli("status", "--json", config=d.config).stdout)["workers"]
+        assert "C-MOVE stalled" in (lanes["lanes"]["retrieve"]["note"] or ""), lanes
+        assert lanes["lanes"]["retrieve"]["waiting"].get("PACS") == 1, lanes
     finally:
         sigcont(pacs)
     _delivered(d, cloud, study_uid, sops, task_id)

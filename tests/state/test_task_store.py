@@ -81,3 +81,25 @@ def test_a_task_committed_by_another_process_rings_the_daemon(store, tmp_path):
     finally:
         store.tasks.doorbell.close()
     assert not (tmp_path / "state" / "wake.sock").exists()
+
+
+def test_queue_by_kind_groups_waiting_work_by_reason(store):
+    ids = [store.tasks.enqueue(Retrieve(study_uid=f"1.2.{n}")).id for n in range(4)]
+    store.tasks.enqueue(Upload("1.2.9"))
+    for reason in ("PACS", "PACS", "disk space"):
+        t = store.tasks.claim(["retrieve"], "w", 60)
+        store.tasks.fail(t.id, "w", "waits", retry_in=600, refund=True, waiting=reason)
+    running = store.tasks.claim(["retrieve"], "w", 60)
+    assert running.id == ids[3]
+    q = store.tasks.queue_by_kind()
+    assert q["retrieve"] == {"running": 1, "due": 0, "later": 3,
+                             "waiting": {"PACS": 2, "disk space": 1}}
+    assert q["upload"] == {"running": 0, "due": 1, "later": 0, "waiting": {}}
+    # a plain retry of a task that was waiting is no longer waiting for anything
+    store.tasks.complete(running.id, "w")
+    store.tasks.make_due(("retrieve",))  # `pacs.up` wakes them
+    woken = store.tasks.claim(["retrieve"], "w", 60)
+    assert woken.waiting_for in ("PACS", "disk space")
+    store.tasks.fail(woken.id, "w", "timeout", retry_in=600)
+    assert store.tasks.get(woken.id).waiting_for is None
+    assert sum(store.tasks.queue_by_kind()["retrieve"]["waiting"].values()) == 2
