@@ -101,12 +101,14 @@ format = "json"
     return proc
 
 
-def start_storescp(work: Path, port: int, pdu: int | None) -> subprocess.Popen:
+def start_storescp(work: Path, port: int, pdu: int | None = None,
+                   fork: bool = False) -> subprocess.Popen:
     out = work / "storescp-out"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
     pdu_opt = ["--max-pdu", str(pdu)] if pdu else []
-    proc = subprocess.Popen(["storescp", "-aet", DCMTK_AET, *pdu_opt, "-od", str(out),
+    fork_opt = ["--fork"] if fork else []
+    proc = subprocess.Popen(["storescp", *fork_opt, "-aet", DCMTK_AET, *pdu_opt, "-od", str(out),
                              str(port)],
                             env=dict(os.environ, TCP_NODELAY="1"),
                             stdout=open(work / "storescp.log", "ab"), stderr=subprocess.STDOUT)

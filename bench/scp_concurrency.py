@@ -29,7 +29,7 @@ from dicomgate.sandbox.studies import StudySpec, ct_instances
 
 GW_AET, DCMTK_AET, PACS_AET = "DICOMGATE", "STORESCP", "HOSPPACS"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from receive import children, start_dicomgate, wait_port  # noqa: E402
+from receive import children, start_dicomgate, start_storescp  # noqa: E402
 
 
 def cpu_of(pids: list[int]) -> float:
@@ -43,17 +43,6 @@ def cpu_of(pids: list[int]) -> float:
         total += sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
     return total
 
-
-
-def start_storescp(work: Path, port: int) -> subprocess.Popen:
-    out = work / "storescp-out"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir()
-    proc = subprocess.Popen(["storescp", "--fork", "-aet", DCMTK_AET, "-od", str(out),
-                             str(port)], env=dict(os.environ, TCP_NODELAY="1"),
-                            stdout=open(work / "storescp.log", "ab"), stderr=subprocess.STDOUT)
-    wait_port(port, proc)
-    return proc
 
 
 def move_all(pacs_port: int, dest: str, uids: list[str], k: int) -> float:
@@ -120,7 +109,7 @@ def main() -> int:
             line = (f"K={k}: dicomgate {t_gw:.2f} s ({n / t_gw:.0f} inst/s, SCP CPU "
                     f"{c_gw:.2f} s, {len(scps)} process(es), stored {got})")
             if not args.no_storescp:
-                dc = start_storescp(work, dc_port)
+                dc = start_storescp(work, dc_port, fork=True)
                 t_dc = move_all(pacs.dicom_port, DCMTK_AET, uids, k)
                 time.sleep(0.5)  # its last children exit and are reaped
                 c_dc = cpu_of([dc.pid])
