@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ from dicomgate.sandbox.studies import StudySpec, ct_instances
 
 GW_AET, DCMTK_AET, PACS_AET = "DICOMGATE", "STORESCP", "HOSPPACS"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from receive import children, start_dicomgate, start_storescp  # noqa: E402
+from receive import children, start_dicomgate, start_storescp, stop  # noqa: E402
 
 
 def cpu_of(pids: list[int]) -> float:
@@ -59,15 +58,6 @@ def move_all(pacs_port: int, dest: str, uids: list[str], k: int) -> float:
     with ThreadPoolExecutor(k) as pool:
         list(pool.map(one, uids))
     return time.perf_counter() - t0
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 def main() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from dicomgate.images.retrieve import Retriever
 from dicomgate.images.scp import StorageSCP
 from dicomgate.images.scu import PacsClient
 from dicomgate.images.spool import Spool
-from dicomgate.state import Store
+from dicomgate.state import Store, Task
 from tests.support import gateway_toml, toml_table, write_config
 
 GW_AET = "DICOMGATE"
@@ -83,3 +84,12 @@ def same_dataset(ours: bytes, theirs: bytes) -> list[str]:
     if a.file_meta.TransferSyntaxUID != b.file_meta.TransferSyntaxUID:
         problems.append("transfer syntax differs")
     return problems
+
+
+def retrieve_task(payload: dict) -> Task:
+    """A running `retrieve` task as a worker hands it to the handler."""
+    now = time.time()
+    return Task(id=1, kind="retrieve", key="k", payload=payload, state="running", attempts=1,
+                max_attempts=None, run_after=now, lease_owner="t", lease_until=now + 60,
+                last_error=None, result=None, exam_id=None, study_uid=None, created_at=now,
+                updated_at=now, finished_at=None)

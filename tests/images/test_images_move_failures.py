@@ -5,23 +5,14 @@ and the task says which instance the PACS must correct (a real Orthanc PACS)."""
 from __future__ import annotations
 
 import io
-import time
 
 import pydicom
 import pytest
+from images_helpers import retrieve_task
 
 from dicomgate.images.retrieve import present_sop_uids
 from dicomgate.sandbox.studies import StudySpec, ct_instances, sop_uid_of
-from dicomgate.state import Task
 from dicomgate.tasks import Fatal
-
-
-def _task(payload: dict) -> Task:
-    now = time.time()
-    return Task(id=1, kind="retrieve", key="k", payload=payload, state="running", attempts=1,
-                max_attempts=None, run_after=now, lease_owner="t", lease_until=now + 60,
-                last_error=None, result=None, exam_id=None, study_uid=None, created_at=now,
-                updated_at=now, finished_at=None)
 
 
 def _with_long_uid(blob: bytes) -> tuple[bytes, str]:
@@ -42,7 +33,7 @@ def test_one_quarantined_instance_does_not_block_the_others(pacs, gateway):
         pacs.upload(blob)
 
     with pytest.raises(Fatal) as err:
-        gateway.retriever.handle(_task({"study_uid": spec.study_uid}))
+        gateway.retriever.handle(retrieve_task({"study_uid": spec.study_uid}))
     msg = str(err.value)
     assert "5 of 6 instances retrieved;" in msg  # no [upstream] here: nothing queued
     assert bad_uid in msg and "at most 64 characters" in msg

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from images_helpers import GW_AET, PACS_AET, images_config, same_dataset
+from images_helpers import GW_AET, PACS_AET, images_config, retrieve_task, same_dataset
 
 from dicomgate.images.retrieve import Retriever, present_sop_uids
 from dicomgate.images.scu import PacsClient
@@ -21,17 +21,8 @@ from dicomgate.sandbox.studies import (
     ct_instances,
     sop_uid_of,
 )
-from dicomgate.state import Task
 from dicomgate.tasks import Fatal
 from tests.support.studies import write_study
-
-
-def _task(payload: dict) -> Task:
-    now = time.time()
-    return Task(id=1, kind="retrieve", key="k", payload=payload, state="running", attempts=1,
-                max_attempts=None, run_after=now, lease_owner="t", lease_until=now + 60,
-                last_error=None, result=None, exam_id=None, study_uid=None, created_at=now,
-                updated_at=now, finished_at=None)
 
 
 def test_retrieve_every_transfer_syntax_byte_identical(pacs, gateway):
@@ -114,7 +105,7 @@ def test_accession_unknown_retries_later(pacs, gateway):
     from dicomgate.tasks import RetryLater
 
     with pytest.raises(RetryLater, match="no study with AccessionNumber NOPE"):
-        gateway.retriever.handle(_task({"accession_no": "NOPE"}))
+        gateway.retriever.handle(retrieve_task({"accession_no": "NOPE"}))
 
 
 def test_pacs_down_is_retried(gateway, pacs):
@@ -122,7 +113,7 @@ def test_pacs_down_is_retried(gateway, pacs):
 
     pacs.stop()
     with pytest.raises(RetryLater, match=f"PACS {PACS_AET} at 127.0.0.1"):
-        gateway.retriever.handle(_task({"study_uid": "1.2.3.4"}))
+        gateway.retriever.handle(retrieve_task({"study_uid": "1.2.3.4"}))
 
 
 @pytest.fixture
@@ -163,7 +154,7 @@ def test_unknown_move_destination_message(tmp_path, dcmqrscp, gw_port):
     store = Store(cfg.gateway.db_path)
     retriever = Retriever(store, PacsClient(cfg.dicom, cfg.pacs))
     with pytest.raises(Fatal) as err:
-        retriever.handle(_task({"study_uid": spec.study_uid}))
+        retriever.handle(retrieve_task({"study_uid": spec.study_uid}))
     msg = str(err.value)
     assert f"PACS {PACS_AET} at 127.0.0.1:{dcmqrscp} answered 0xA801" in msg
     assert "the Portal AET saw no association from it" in msg
