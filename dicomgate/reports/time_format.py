@@ -170,6 +170,24 @@ def learn(samples: list[Any]) -> TimeFormat | None:
     return first
 
 
+def learn_majority(samples: list[Any]) -> TimeFormat | None:
+    """The format most of the values that are times share (the newest one's on a tie),
+    None when fewer than half of the `samples` are times at all."""
+    values = [v for v in samples if v is not None]
+    found = [f for f in (learn_one(v) for v in values) if f is not None]
+    if not found or len(found) * 2 < len(values):
+        return None
+    counts: dict[str, int] = {}
+    for f in found:
+        counts[f.name] = counts.get(f.name, 0) + 1
+    best = max(found, key=lambda f: counts[f.name])  # the first of the most common
+    if best.kind == "text" and not best.offsets:
+        offsets = any(isinstance(v, str) and _OFFSET_RE.search(v.strip()) and
+                      best.matches(v) for v in values)
+        best = TimeFormat(best.name, "text", best.pattern, offsets=bool(offsets))
+    return best
+
+
 def learn_one(value: Any) -> TimeFormat | None:
     """The format of one value, or None."""
     if isinstance(value, dt.datetime | dt.date):

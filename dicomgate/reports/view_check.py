@@ -97,7 +97,12 @@ def _time_column(source: ViewSource, name: str, code: int, now: dt.datetime,
     fmt = known.format
     out.time_columns[name] = {"column": column, "format": fmt.name if fmt else None,
                               "configured": known.configured, "newest": _show(known.newest),
-                              "offsets": bool(fmt and fmt.offsets)}
+                              "offsets": bool(fmt and fmt.offsets), "odd": known.odd}
+    if known.odd and fmt is not None:
+        out.warnings.append(f"{known.odd} value(s) of {column} ({name}) are not {fmt.name!r}: "
+                            "those rows are read on every poll, each taken by the time it "
+                            "parses to or quarantined with its value (have the PACS vendor "
+                            "fix them)")
     if fmt is None:
         out.warnings.append(f"{column} ({name}) holds no value yet: its format is learned "
                             "when it does")

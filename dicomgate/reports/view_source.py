@@ -111,13 +111,15 @@ class ViewSource:
         fmt = known.format
         lo, hi = fmt.bounds(start, end, self.tz, text_datetimes=self._sqlite)
         q = self._q(known.column)
-        where = f"{q} >= ? AND {q} < ?"
+        where, params = f"{q} >= ? AND {q} < ?", (lo, hi)
+        if known.odd and fmt.shape:  # the few values of another shape: read every time
+            where, params = f"({where} OR NOT ({q} LIKE ?))", (lo, hi, fmt.shape)
         first, last = start.replace(tzinfo=self.tz), end.replace(tzinfo=self.tz)
         # Rows of an exam that the view shows more than once are held back and one is
         # chosen once all are read (duplicates.py); the others stream batch by batch.
-        twice = self._repeated(where, (lo, hi))
+        twice = self._repeated(where, params)
         held: list[Row] = []
-        for batch in self._select(where, (lo, hi), known.column):
+        for batch in self._select(where, params, known.column):
             rows = [self._times(r) for r in batch]
             kept = [r for r in rows if _inside(r.get(field), fmt, first, last)]
             held.extend(r for r in kept if duplicates.key(r)[1] in twice)
@@ -161,13 +163,15 @@ class ViewSource:
     def time_format(self, field: str) -> ColumnFormat:
         return self.times.format_of(field)
 
-    def sample_column(self, column: str, limit: int = SAMPLE_ROWS, smallest: bool = False
-                      ) -> list[Any]:
-        """The newest (largest) non-null values of `column`, or the `smallest`."""
+    def sample_column(self, column: str, limit: int = SAMPLE_ROWS, smallest: bool = False,
+                      below: str | None = None) -> list[Any]:
+        """The newest (largest) non-null values of `column`, or the `smallest`; only those
+        sorting `below` a text when given."""
         q = self._q(column)
-        sql = (f"SELECT {q} FROM {self._view()} WHERE {q} IS NOT NULL ORDER BY {q}"
+        where = f"{q} IS NOT NULL" + (f" AND {q} < ?" if below is not None else "")
+        sql = (f"SELECT {q} FROM {self._view()} WHERE {where} ORDER BY {q}"
                f"{'' if smallest else ' DESC'}")
-        return [r[0] for r in self._fetch(sql, (), limit)]
+        return [r[0] for r in self._fetch(sql, () if below is None else (below,), limit)]
 
     # -- queries --------------------------------------------------------------------------
     def columns(self) -> list[str]:

@@ -159,19 +159,27 @@ def test_bad_rows_are_quarantined_and_recover(cli, sqlite_pacs, sqlite_config):
 
 
 def test_nulls_and_derived_fields(cli, sqlite_pacs, sqlite_config):
-    add(sqlite_pacs, Exam("F1", sex=None, id_no=None, fee=None, modality="MR", name=None))
-    add(sqlite_pacs, Exam("F2", modality=None, exam_class=None))
+    add(sqlite_pacs, Exam("F1", sex=None, id_no=None, fee=None, modality="MR"))
+    add(sqlite_pacs, Exam("F2", modality="ES", exam_class=None))
     add(sqlite_pacs, Exam("F3", id_no="110105194912310021"))  # wrong check digit
+    # without patient or modality the cloud cannot file the exam: quarantined, named
+    add(sqlite_pacs, Exam("F4", name=None))
+    add(sqlite_pacs, Exam("F5", modality=None, exam_class=None))
     res = by_type(sync(cli, sqlite_config))
-    assert res[1]["new"] == 3 and res[1]["quarantined"] == 0
+    assert res[1]["new"] == 3 and res[1]["quarantined"] == 2
     store = open_store(sqlite_config)
     f1 = store.exams.get("H33010200001", "F1")
-    assert f1.record["sex"] is None and f1.record["patientName"] is None
+    assert f1.record["sex"] is None and f1.record["idCardNo"] is None
     assert f1.record["imgExamType"] == "3"
     assert store.exams.get("H33010200001", "F2").record["imgExamType"] is None
     f3 = store.exams.get("H33010200001", "F3")
     assert f3.state == "synced"
     assert f3.warnings == ["idCardNo: check digit wrong (GB 11643): mistyped number?"]
+    for acc, field in (("F4", "patientName"), ("F5", "modality")):
+        exam = store.exams.get("H33010200001", acc)
+        assert exam.state == "quarantined" and exam.quarantine_reason == (
+            f"{field}: missing (expected a value; required for type 1 (performed))")
+        assert store.tasks.find("retrieve", f"acc:H33010200001:{acc}") is None
 
 
 def test_gbk_database(tmp_path, cli):
