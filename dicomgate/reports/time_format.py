@@ -55,6 +55,10 @@ class TimeFormat:
                text_datetimes: bool) -> tuple[Any, Any]:
         """Values to bind for `col >= ? AND col < ?` (start, end: naive local times)."""
         if self.kind == "datetime":
+            if self.offsets:  # values that carry their zone (SQL Server datetimeoffset):
+                # bound as instants, which the database converts to the column's type
+                return (start.replace(tzinfo=tz, microsecond=0).isoformat(sep=" "),
+                        end.replace(tzinfo=tz, microsecond=0).isoformat(sep=" "))
             if text_datetimes:  # SQLite: "typed" times are text yyyy-MM-dd HH:mm:ss
                 return _fmt(start, "%Y-%m-%d %H:%M:%S"), _fmt(end, "%Y-%m-%d %H:%M:%S")
             return start.replace(microsecond=0), end.replace(microsecond=0)
@@ -191,7 +195,8 @@ def learn_majority(samples: list[Any]) -> TimeFormat | None:
 def learn_one(value: Any) -> TimeFormat | None:
     """The format of one value, or None."""
     if isinstance(value, dt.datetime | dt.date):
-        return TimeFormat("datetime", "datetime")
+        aware = isinstance(value, dt.datetime) and value.tzinfo is not None
+        return TimeFormat("datetime", "datetime", offsets=aware)
     kind = _number_kind(value)
     if kind is not None:
         return TimeFormat(kind, "number")

@@ -26,7 +26,7 @@ import structlog
 from ..config import values
 from ..config.model import ViewConfig
 from ..exam_record import CANONICAL_FIELDS, TIME_FIELDS
-from . import duplicates, time_format
+from . import duplicates, time_format, view_dialect
 from .events import EventType
 from .source import Row, SourceError
 from .time_format import TimeFormat
@@ -46,6 +46,8 @@ class ViewSource:
         self.config = config
         self.tz = tz
         self._conn: pyodbc.Connection | None = None
+        self.session: view_dialect.Session | None = None
+        self.driver = ""
         self._quote = '"'
         self._sqlite = False
         checks = [("reports.view.name", config.name, True),
@@ -76,7 +78,9 @@ class ViewSource:
             conn.timeout = int(self.config.timeout)  # per-query timeout
         except pyodbc.Error:  # psqlODBC refuses it; its login timeout still applies
             log.debug("reports.view_no_query_timeout")
-        if self.config.encoding:  # a GBK database: narrow text arrives in that encoding
+        self.session = view_dialect.prepare(conn, self.config, self.tz)
+        if self.config.encoding and not self.session.charset:
+            # a GBK database: narrow text arrives in that encoding
             conn.setdecoding(pyodbc.SQL_CHAR, encoding=self.config.encoding)
             conn.setencoding(encoding=self.config.encoding)
             # Decode each value here: one undecodable value must quarantine its row,
@@ -85,11 +89,12 @@ class ViewSource:
             for sql_type in (pyodbc.SQL_CHAR, pyodbc.SQL_VARCHAR, pyodbc.SQL_LONGVARCHAR):
                 conn.add_output_converter(sql_type, narrow)
         self._quote = (conn.getinfo(pyodbc.SQL_IDENTIFIER_QUOTE_CHAR) or "").strip()
-        driver = str(conn.getinfo(pyodbc.SQL_DRIVER_NAME) or "").lower()
+        self.driver = str(conn.getinfo(pyodbc.SQL_DRIVER_NAME) or "")
         # SQLite keeps "typed" times as text; a bound TIMESTAMP becomes "... .000".
-        self._sqlite = "sqlite" in driver
+        self._sqlite = "sqlite" in self.driver.lower()
         self._conn = conn
-        log.info("reports.view_connected", view=self.config.name, driver=driver)
+        log.info("reports.view_connected", view=self.config.name, driver=self.driver,
+                 dbms=self.session.dialect.name, text_decoding=self.session.wide)
         return conn
 
     def close(self) -> None:
@@ -172,6 +177,14 @@ class ViewSource:
         sql = (f"SELECT {q} FROM {self._view()} WHERE {where} ORDER BY {q}"
                f"{'' if smallest else ' DESC'}")
         return [r[0] for r in self._fetch(sql, () if below is None else (below,), limit)]
+
+    def clock(self) -> list[tuple[str, Any]]:
+        """(expression, value) of the database's current time, read the way its time
+        columns are read (through the driver, in this session's zone)."""
+        self._connect()
+        assert self.session is not None
+        return [(sql.removeprefix("SELECT ").removesuffix(" FROM DUAL"),
+                 self._fetch(sql, (), 1)[0][0]) for sql in self.session.dialect.clock]
 
     # -- queries --------------------------------------------------------------------------
     def columns(self) -> list[str]:

@@ -100,7 +100,7 @@ class MariaPacs:
     read by the gateway over MariaDB Connector/ODBC."""
 
     def __init__(self, server: dict, charset: str = "utf8mb4", ts: str = "DATETIME",
-                 text: str = "TEXT"):
+                 text: str = "MEDIUMTEXT"):
         self.server, self.charset = server, charset
         self.db = "pacs_" + uuid.uuid4().hex[:8]
         collation = {"utf8mb4": "utf8mb4_unicode_ci", "gbk": "gbk_chinese_ci"}[charset]

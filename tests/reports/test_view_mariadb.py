@@ -20,7 +20,7 @@ def sync(cli, config, *extra) -> tuple[int, dict[int, dict], str]:
 
 @pytest.mark.parametrize("charset", ["utf8mb4", "gbk"])
 def test_long_text_arrives_whole(tmp_path, cli, mariadb, charset):
-    pacs = MariaPacs(mariadb, charset)
+    pacs = MariaPacs(mariadb, charset, text="TEXT")
     text = LONG if charset == "utf8mb4" else LONG.replace("𠮷", "吉")
     pacs.insert(insert_exam_sql(), Exam("M1").values())
     pacs.insert(insert_report_sql(), report_values("M1", text, 15))

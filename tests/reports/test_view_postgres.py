@@ -7,59 +7,11 @@ that terminates its own backend when it reaches a marked row.
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
-from reports_pacs import TABLES, VIEW, Exam, insert_exam_sql, insert_report_sql, report_values
-from reports_pg import psql
+from reports_pacs import Exam, insert_exam_sql, insert_report_sql, report_values
+from reports_pg import PgPacs
 from reports_support import open_store, reports_config, view_reports
-
-CHAOS = """
-CREATE TABLE chaos (accession TEXT);
-CREATE FUNCTION chaos_gate(acc TEXT) RETURNS TEXT AS $$
-DECLARE
-    hits INTEGER;
-BEGIN
-    IF EXISTS (SELECT 1 FROM chaos WHERE accession = acc) THEN
-        -- the gateway reads the marked row twice before the window itself (the time
-        -- format probe and the duplicate count evaluate every row of the view): the
-        -- third time, in the window read, the connection drops
-        hits := coalesce(nullif(current_setting('chaos.hits', true), ''), '0')::int + 1;
-        PERFORM set_config('chaos.hits', hits::text, false);
-        IF hits >= 3 THEN
-            PERFORM pg_terminate_backend(pg_backend_pid());
-        END IF;
-    END IF;
-    RETURN acc;
-END $$ LANGUAGE plpgsql VOLATILE;
-"""
-
-
-def sql_literal(value) -> str:
-    if value is None:
-        return "NULL"
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-class PgPacs:
-    def __init__(self, pg: dict, ts: str = "TIMESTAMP"):
-        self.pg = pg
-        self.db = "pacs_" + uuid.uuid4().hex[:8]
-        psql(pg, f"CREATE DATABASE {self.db} ENCODING 'UTF8' TEMPLATE template0")
-        self.run(TABLES.format(ts=ts) + CHAOS + VIEW.format(acc="chaos_gate(e.EXAM_NO)"))
-
-    def run(self, sql: str) -> str:
-        return psql(self.pg, sql, self.db)
-
-    def insert(self, template: str, values: tuple) -> None:
-        parts = template.split("?")
-        self.run("".join(p + (sql_literal(v) if i < len(values) else "")
-                         for i, (p, v) in enumerate(zip(parts, [*values, None], strict=True))))
-
-    def connection(self, **extra: str) -> str:
-        opts = "".join(f"{k}={v};" for k, v in extra.items())
-        return (f"Driver={{PostgreSQL Unicode}};Server={self.pg['host']};Port={self.pg['port']};"
-                f"Database={self.db};Uid=postgres;Pwd=;{opts}")
 
 
 @pytest.fixture
