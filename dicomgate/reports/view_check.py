@@ -16,7 +16,7 @@ from typing import Any
 
 from ..config.load import CANONICAL_FIELDS
 from ..privacy import mask_text
-from . import time_format
+from . import time_format, view_text
 from .events import POLL_ORDER
 from .record import Rules, normalise
 from .source import SourceError
@@ -56,6 +56,7 @@ def check_view(source: ViewSource, rules: Rules) -> CheckResult:
         if out.problems:
             return out
         _clock(source, now, out)
+        out.problems.extend(view_text.mismatches(source))
         for event in POLL_ORDER:
             _time_column(source, event.time_field, event.code, now, out)
         _newest_rows(source, rules, out)

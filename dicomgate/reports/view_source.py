@@ -26,7 +26,7 @@ import structlog
 from ..config import values
 from ..config.model import ViewConfig
 from ..exam_record import CANONICAL_FIELDS, TIME_FIELDS
-from . import duplicates, time_format, view_dialect
+from . import duplicates, time_format, view_dialect, view_text
 from .events import EventType
 from .source import Row, SourceError
 from .time_format import TimeFormat
@@ -47,6 +47,7 @@ class ViewSource:
         self.tz = tz
         self._conn: pyodbc.Connection | None = None
         self.session: view_dialect.Session | None = None
+        self._text_ok = False
         self.driver = ""
         self._quote = '"'
         self._sqlite = False
@@ -99,6 +100,7 @@ class ViewSource:
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
+        self._text_ok = False  # a new connection is checked again
         if conn is not None:
             try:
                 conn.close()
@@ -108,6 +110,7 @@ class ViewSource:
     # -- windows --------------------------------------------------------------------------
     def window(self, event: EventType, start: dt.datetime, end: dt.datetime
                ) -> Iterator[list[Row]]:
+        self.verify_text()
         field = event.time_field
         known = self.time_format(field)
         if known.format is None:
@@ -143,6 +146,7 @@ class ViewSource:
                 for r in self._fetch(sql, params, 100_000)}
 
     def accession(self, accession_no: str) -> list[Row]:
+        self.verify_text()
         column = self.config.column("accessionNo")
         out: list[Row] = []
         for batch in self._select(f"{self._q(column)} = ?", (accession_no,), column):
@@ -189,16 +193,31 @@ class ViewSource:
     # -- queries --------------------------------------------------------------------------
     def columns(self) -> list[str]:
         """The view's column names (a query that returns no row)."""
+        return [name for name, _ in self.description()]
+
+    def description(self) -> list[tuple[str, type]]:
+        """(name, Python type the driver hands it over as) of each column of the view."""
         conn = self._connect()
         try:
             cursor = conn.cursor()
             cursor.execute(f"SELECT * FROM {self._view()} WHERE 1 = 0")
-            names = [d[0] for d in cursor.description]
+            described = [(d[0], d[1]) for d in cursor.description]
             cursor.close()
-            return names
+            return described
         except pyodbc.Error as exc:
             self.close()
             raise SourceError(f"reading view {self.config.name} failed: {_odbc(exc)}") from None
+
+    def verify_text(self) -> None:
+        """Once per connection, before any row is applied: the newest texts arrive as the
+        database holds them. Raises SourceError naming the column and the setting."""
+        if self._text_ok:
+            return
+        found = view_text.mismatches(self)
+        if found:
+            log.error("reports.view_text_mismatch", problems=found, driver=self.driver)
+            raise SourceError("; ".join(found))
+        self._text_ok = True
 
     def newest(self, limit: int = SAMPLE_ROWS) -> list[Row]:
         """The newest rows by exam time (for sync --check; any rows when the view has no
@@ -222,6 +241,9 @@ class ViewSource:
             rows = cursor.fetchmany(limit)
             cursor.close()
             return rows
+        except UnicodeDecodeError as exc:
+            self.close()
+            raise SourceError(view_text.decode_error(self, exc)) from None
         except pyodbc.Error as exc:
             self.close()
             raise SourceError(f"reading view {self.config.name} failed: {_odbc(exc)} "
@@ -256,6 +278,9 @@ class ViewSource:
                 yield [_uncut({f: self._value(v) for f, v in zip(fields, row, strict=True)
                                if f}) for row in batch]
             cursor.close()
+        except UnicodeDecodeError as exc:
+            self.close()
+            raise SourceError(view_text.decode_error(self, exc)) from None
         except pyodbc.Error as exc:
             self.close()  # a broken connection is reopened on the next call
             raise SourceError(f"reading view {self.config.name} failed: {_odbc(exc)} "

@@ -30,12 +30,12 @@ DECLARE
     hits INTEGER;
 BEGIN
     IF EXISTS (SELECT 1 FROM chaos WHERE accession = acc) THEN
-        -- the gateway reads the marked row twice before the window itself (the time
-        -- format probe and the duplicate count evaluate every row of the view): the
-        -- third time, in the window read, the connection drops
+        -- the gateway reads the marked row three times before the window itself (the
+        -- text check, the time format probe and the duplicate count evaluate every row
+        -- of the view): the fourth time, in the window read, the connection drops
         hits := coalesce(nullif(current_setting('chaos.hits', true), ''), '0')::int + 1;
         PERFORM set_config('chaos.hits', hits::text, false);
-        IF hits >= 3 THEN
+        IF hits >= 4 THEN
             PERFORM pg_terminate_backend(pg_backend_pid());
         END IF;
     END IF;

@@ -195,13 +195,16 @@ def test_gbk_database(tmp_path, cli):
     assert record["examConclusion"] == "右肺上叶见结节影，建议复查。"
     assert record["examItemName"] == "胸部CT平扫"
     assert json.loads(out)["warnings"] == []
-    # the same database read without the setting: flagged, so the admin can fix it
+    # the same database read without the setting: the text does not arrive as the
+    # database holds it, so nothing is applied and the setting is named
     plain = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
     for suffix in ("", "-wal", "-shm"):
         (tmp_path / "state" / f"state.db{suffix}").unlink(missing_ok=True)
-    sync(cli, plain)
-    code, out, _ = cli(plain, "exams", "show", "G1", "--json")
-    assert "text looks mis-decoded" in json.loads(out)["warnings"][0]
+    code, out, _ = cli(plain, "sync", "--once", "--json")
+    error = json.loads(out)[0]["error"]
+    assert code == 1 and "text column FINDINGS (examFindings) does not arrive" in error
+    assert "reports.view.encoding for a GBK database (now unset)" in error
+    assert open_store(plain).exams.get("H33010200001", "G1") is None
 
 
 def test_show_masks_personal_data_unless_revealed(cli, sqlite_pacs, sqlite_config):
