@@ -103,7 +103,7 @@ def _clock(source: ViewSource, now: dt.datetime, out: CheckResult) -> None:
                 f" (its naive time read as {tz.key}, gateway.timezone)"
             out.problems.append(
                 f"the database's clock says {value.isoformat(sep=' ')}{zone} by {expression}, "
-                f"the gateway's {now.isoformat(sep=' ')}: {_span(apart)} apart, so windows "
+                f"the gateway's {now.isoformat(sep=' ', timespec='seconds')}: {_span(apart)} apart, so windows "
                 "would select the wrong rows — set gateway.timezone to the zone the database "
                 "keeps its times in (the database session's zone for time-zone columns), "
                 "or correct the clock that is wrong (NTP)")

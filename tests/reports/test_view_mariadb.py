@@ -84,3 +84,23 @@ def test_a_connection_character_set_without_chinese_is_refused(tmp_path, cli, ma
     assert code == 1 and "the connection's character set is latin1" in res[1]["error"]
     assert "add CHARSET=utf8mb4 to reports.view.connection" in res[1]["error"]
     assert open_store(config).exams.get("H33010200001", "U1") is None
+
+
+def test_a_database_clock_two_hours_behind_is_refused_naming_both(tmp_path, cli, mariadb):
+    """The server's clock as its sessions see it (SET timestamp, run by the driver on
+    connecting): two hours behind, every window would select the wrong rows."""
+    pacs = MariaPacs(mariadb, text="TEXT")
+    _one_report(pacs, "未见异常。")
+    behind = pacs.connection(INITSTMT="SET timestamp = UNIX_TIMESTAMP() - 7200")
+    config = reports_config(tmp_path, view_reports(behind))
+    code, out, _ = cli(config, "sync", "--check", "--json")
+    check = json.loads(out)
+    assert code == 1
+    problem = next(p for p in check["problems"] if p.startswith("the database's clock"))
+    assert "by NOW(), the gateway's" in problem and "2 h 0 min apart" in problem
+    database, gateway = check["clock"]["NOW()"], check["at"]
+    assert f"clock says {database[:13]}" in problem
+    assert f"the gateway's {gateway.replace('T', ' ')[:13]}" in problem
+    code, out, _ = cli(reports_config(tmp_path, view_reports(pacs.connection())), "sync",
+                       "--check", "--json")
+    assert code == 0 and json.loads(out)["problems"] == []
