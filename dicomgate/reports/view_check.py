@@ -101,12 +101,13 @@ def _clock(source: ViewSource, now: dt.datetime, out: CheckResult) -> None:
         if apart > CLOCK_SKEW:
             zone = "" if isinstance(raw, dt.datetime) and raw.tzinfo else \
                 f" (its naive time read as {tz.key}, gateway.timezone)"
+            ours = now.isoformat(sep=" ", timespec="seconds")
             out.problems.append(
                 f"the database's clock says {value.isoformat(sep=' ')}{zone} by {expression}, "
-                f"the gateway's {now.isoformat(sep=' ', timespec='seconds')}: {_span(apart)} apart, so windows "
-                "would select the wrong rows — set gateway.timezone to the zone the database "
-                "keeps its times in (the database session's zone for time-zone columns), "
-                "or correct the clock that is wrong (NTP)")
+                f"the gateway's {ours}: {_span(apart)} apart, so windows would select the "
+                "wrong rows — set gateway.timezone to the zone the database keeps its "
+                "times in (the database session's zone for time-zone columns), or correct "
+                "the clock that is wrong (NTP)")
 
 
 def _span(delta: dt.timedelta) -> str:

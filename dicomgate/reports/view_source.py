@@ -15,6 +15,7 @@ the next call opens a new one.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -48,6 +49,7 @@ class ViewSource:
         self._conn: pyodbc.Connection | None = None
         self.session: view_dialect.Session | None = None
         self._text_ok = False
+        self._file: tuple[str, tuple[int, int]] | None = None  # path, (device, inode)
         self.driver = ""
         self._quote = '"'
         self._sqlite = False
@@ -93,6 +95,7 @@ class ViewSource:
         self.driver = str(conn.getinfo(pyodbc.SQL_DRIVER_NAME) or "")
         # SQLite keeps "typed" times as text; a bound TIMESTAMP becomes "... .000".
         self._sqlite = "sqlite" in self.driver.lower()
+        self._file = _file_identity(conn)
         self._conn = conn
         log.info("reports.view_connected", view=self.config.name, driver=self.driver,
                  dbms=self.session.dialect.name, text_decoding=self.session.wide)
@@ -110,6 +113,7 @@ class ViewSource:
     # -- windows --------------------------------------------------------------------------
     def window(self, event: EventType, start: dt.datetime, end: dt.datetime
                ) -> Iterator[list[Row]]:
+        self._same_file()
         self.verify_text()
         field = event.time_field
         known = self.time_format(field)
@@ -146,6 +150,7 @@ class ViewSource:
                 for r in self._fetch(sql, params, 100_000)}
 
     def accession(self, accession_no: str) -> list[Row]:
+        self._same_file()
         self.verify_text()
         column = self.config.column("accessionNo")
         out: list[Row] = []
@@ -207,6 +212,26 @@ class ViewSource:
         except pyodbc.Error as exc:
             self.close()
             raise SourceError(f"reading view {self.config.name} failed: {_odbc(exc)}") from None
+
+    def _same_file(self) -> None:
+        """A file-based source (SQLite, Access) replaced by rename keeps the old, deleted
+        file open: reconnect when the path names another file, say so when it is gone."""
+        if self._conn is None or self._file is None:
+            return
+        path, identity = self._file
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            self.close()
+            raise SourceError(f"the view's database file {path} is gone ({exc.strerror}): "
+                              "it was deleted or is being replaced; reports.view.connection "
+                              "must name the file the PACS writes") from None
+        if (st.st_dev, st.st_ino) != identity:
+            log.warning("reports.view_file_replaced", path=path,
+                        detail="the file was replaced (renamed over): reading the new one")
+            self.close()
+            self.times = ColumnTimes(self)  # the new file's columns are learned again
+            self._columns = None
 
     def verify_text(self) -> None:
         """Once per connection, before any row is applied: the newest texts arrive as the
@@ -322,6 +347,18 @@ class ViewSource:
 
     def _view(self) -> str:
         return self._q(self.config.name)
+
+
+def _file_identity(conn: pyodbc.Connection) -> tuple[str, tuple[int, int]] | None:
+    """The file a file-based driver has open (its database name is the path), or None."""
+    try:
+        name = str(conn.getinfo(pyodbc.SQL_DATABASE_NAME) or "")
+    except pyodbc.Error:
+        return None
+    if not os.path.isabs(name) or not os.path.isfile(name):
+        return None
+    st = os.stat(name)
+    return name, (st.st_dev, st.st_ino)
 
 
 def _uncut(row: Row) -> Row:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from reports_pacs import Exam, ago, insert_exam_sql, insert_report_sql, report_values, ts
 from reports_support import Pacs, open_store, reports_config, view_reports
+
+from dicomgate.app import App
+from dicomgate.config import load
 
 
 def add(pacs: Pacs, exam: Exam) -> None:
@@ -248,3 +252,27 @@ def test_text_output_and_clear_errors(tmp_path, cli, sqlite_pacs, sqlite_config)
     nodrv = reports_config(tmp_path, view_reports("Driver=NoSuchDriver;Database=x"))
     code, out, _ = cli(nodrv, "sync", "--once", "--type", "1")
     assert code == 1 and "cannot connect to the PACS database over ODBC" in out
+
+
+def test_a_view_file_replaced_by_rename_is_read_again(tmp_path, cli):
+    """File-based sources (SQLite, Access) are often rewritten as a new file renamed over
+    the old one: the daemon's open connection would keep reading the deleted file."""
+    pacs = Pacs(tmp_path / "pacs.db")
+    add(pacs, Exam("B1", minutes_ago=30))
+    config = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
+    app = App.build(load(config))
+    app.scheduler.run_now("reports.poll")
+    assert app.store.exams.get("H33010200001", "B1").state == "synced"
+
+    fresh = Pacs(tmp_path / "pacs.db.new")
+    add(fresh, Exam("B1", minutes_ago=30))
+    add(fresh, Exam("B2", minutes_ago=5))
+    os.replace(fresh.path, pacs.path)
+    app.scheduler.run_now("reports.poll")
+    assert app.health()["reports"] is None
+    assert app.store.exams.get("H33010200001", "B2").state == "synced"
+
+    pacs.path.unlink()  # gone: said, not read as empty
+    app.scheduler.run_now("reports.poll")
+    assert "the view's database file " + str(pacs.path) + " is gone" in \
+        app.health()["reports"]
