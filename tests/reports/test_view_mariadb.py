@@ -9,6 +9,9 @@ from reports_mariadb import MariaPacs
 from reports_pacs import Exam, insert_exam_sql, insert_report_sql, report_values
 from reports_support import open_store, reports_config, view_reports
 
+from dicomgate.app import App
+from dicomgate.config import load
+
 LONG = ("左肺下叶见结节影边界清楚大小约厘米建议随访复查𠮷野家双肺纹理清晰" * 10)[:200]
 
 
@@ -74,6 +77,10 @@ def test_text_that_does_not_arrive_whole_stops_the_sync_and_the_check(tmp_path, 
     assert store.watermarks.get("reports.type1") is None
     code, out, _ = cli(config, "sync", "--check")
     assert code == 1 and "PROBLEM: text column IMPRESSION (examConclusion)" in out
+    # the daemon's daily check says so in health (/healthz 503) too
+    app = App.build(load(config))
+    app.scheduler.run_now("reports.check")
+    assert "text column IMPRESSION (examConclusion)" in app.health()["reports"]
 
 
 def test_a_connection_character_set_without_chinese_is_refused(tmp_path, cli, mariadb):
