@@ -188,12 +188,18 @@ class ViewSource:
         return [r[0] for r in self._fetch(sql, () if below is None else (below,), limit)]
 
     def clock(self) -> list[tuple[str, Any]]:
-        """(expression, value) of the database's current time, read the way its time
-        columns are read (through the driver, in this session's zone)."""
+        """(expression, value or the SourceError reading it) of the database's current time,
+        read the way its time columns are read (through the driver, in the session's zone)."""
         self._connect()
         assert self.session is not None
-        return [(sql.removeprefix("SELECT ").removesuffix(" FROM DUAL"),
-                 self._fetch(sql, (), 1)[0][0]) for sql in self.session.dialect.clock]
+        out: list[tuple[str, Any]] = []
+        for sql in self.session.dialect.clock:
+            expression = sql.removeprefix("SELECT ").removesuffix(" FROM DUAL")
+            try:
+                out.append((expression, self._fetch(sql, (), 1)[0][0]))
+            except SourceError as exc:
+                out.append((expression, exc))
+        return out
 
     # -- queries --------------------------------------------------------------------------
     def columns(self) -> list[str]:
@@ -238,7 +244,11 @@ class ViewSource:
         database holds them. Raises SourceError naming the column and the setting."""
         if self._text_ok:
             return
-        found = view_text.mismatches(self)
+        try:
+            found = view_text.mismatches(self)
+        except view_text.TextCheckUnavailable as exc:  # the rows are read, unchecked
+            log.warning("reports.view_text_unchecked", reason=str(exc), driver=self.driver)
+            found = []
         if found:
             log.error("reports.view_text_mismatch", problems=found, driver=self.driver)
             raise SourceError("; ".join(found))

@@ -12,12 +12,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .source import SourceError
 from .view_dialect import CHARSETS, CHINESE_CAPABLE
 
 if TYPE_CHECKING:
     from .view_source import ViewSource
 
 SAMPLE_ROWS = 50
+
+
+class TextCheckUnavailable(SourceError):
+    """The database would not count the characters (the rows are read unchecked)."""
 
 
 def text_columns(source: ViewSource) -> list[tuple[str, str]]:
@@ -52,7 +57,12 @@ def mismatches(source: ViewSource, limit: int = SAMPLE_ROWS) -> list[str]:
                       for c, _ in columns)
     sql = (f"SELECT {acc}, {parts} FROM {source._view()} WHERE {source._q(order)} IS NOT NULL "
            f"ORDER BY {source._q(order)} DESC")
-    rows = source._fetch(sql, (), limit)
+    try:
+        rows = source._fetch(sql, (), limit)
+    except SourceError as exc:  # e.g. a type the length function does not take
+        raise TextCheckUnavailable(
+            f"the text of the view could not be checked against the database's "
+            f"{dialect.char_length}(): {exc}") from None
     found: dict[str, list[tuple[Any, int, int]]] = {}
     for row in rows:
         for i, (column, _) in enumerate(columns):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from reports_pacs import Exam, insert_exam_sql, insert_report_sql, report_values
+from reports_pacs import VIEW, Exam, insert_exam_sql, insert_report_sql, report_values
 from reports_pg import PgPacs
 from reports_support import open_store, reports_config, view_reports
 
@@ -115,3 +115,20 @@ def test_postgres_varchar_time_columns_in_the_sites_format(tmp_path, cli, postgr
     assert res[1]["quarantined"] == 55 and res[1]["new"] == 1
     code, out, _ = cli(config, "sync", "--check", "--json")
     assert json.loads(out)["time_columns"]["examTime"]["odd"] == 1
+
+
+def test_a_text_column_the_database_cannot_count_is_read_unchecked(tmp_path, cli, pg_pacs):
+    """char_length() does not take json: the rows still flow, the check says why the text
+    was not checked."""
+    pg_pacs.insert(insert_exam_sql(), Exam("J1").values())
+    pg_pacs.insert(insert_report_sql(), report_values("J1", "未见异常。", 15))
+    pg_pacs.run("DROP VIEW View_Pacs_Text_Info; ALTER TABLE RIS_REPORT ALTER COLUMN REPORTER "
+                "TYPE json USING to_json(REPORTER); " + VIEW.format(acc="e.EXAM_NO"))
+    config = reports_config(tmp_path, view_reports(pg_pacs.connection()))
+    code, res, err = sync(cli, config)
+    assert code == 0 and res[3]["new"] + res[1]["new"] == 1, err
+    assert "reports.view_text_unchecked" in err
+    code, out, _ = cli(config, "sync", "--check", "--json")
+    check = json.loads(out)
+    assert any(w.startswith("the text of the view could not be checked against the "
+                            "database's char_length()") for w in check["warnings"])
