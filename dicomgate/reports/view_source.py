@@ -15,7 +15,6 @@ the next call opens a new one.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -31,6 +30,7 @@ from . import duplicates, time_format, view_dialect, view_text
 from .events import EventType
 from .source import Row, SourceError
 from .time_format import TimeFormat
+from .view_file import ViewFile
 from .view_times import ColumnFormat, ColumnTimes
 
 log = structlog.get_logger("dicomgate.reports.view")
@@ -49,7 +49,7 @@ class ViewSource:
         self._conn: pyodbc.Connection | None = None
         self.session: view_dialect.Session | None = None
         self._text_ok = False
-        self._file: tuple[str, tuple[int, int]] | None = None  # path, (device, inode)
+        self._file: ViewFile | None = None
         self.driver = ""
         self._quote = '"'
         self._sqlite = False
@@ -95,7 +95,7 @@ class ViewSource:
         self.driver = str(conn.getinfo(pyodbc.SQL_DRIVER_NAME) or "")
         # SQLite keeps "typed" times as text; a bound TIMESTAMP becomes "... .000".
         self._sqlite = "sqlite" in self.driver.lower()
-        self._file = _file_identity(conn)
+        self._file = ViewFile.of(conn)
         self._conn = conn
         log.info("reports.view_connected", view=self.config.name, driver=self.driver,
                  dbms=self.session.dialect.name, text_decoding=self.session.wide)
@@ -220,20 +220,16 @@ class ViewSource:
             raise SourceError(f"reading view {self.config.name} failed: {_odbc(exc)}") from None
 
     def _same_file(self) -> None:
-        """A file-based source (SQLite, Access) replaced by rename keeps the old, deleted
-        file open: reconnect when the path names another file, say so when it is gone."""
+        """Reconnect when a file-based source was replaced by rename (see view_file.py)."""
         if self._conn is None or self._file is None:
             return
-        path, identity = self._file
         try:
-            st = os.stat(path)
-        except OSError as exc:
+            replaced = self._file.replaced()
+        except SourceError:
             self.close()
-            raise SourceError(f"the view's database file {path} is gone ({exc.strerror}): "
-                              "it was deleted or is being replaced; reports.view.connection "
-                              "must name the file the PACS writes") from None
-        if (st.st_dev, st.st_ino) != identity:
-            log.warning("reports.view_file_replaced", path=path,
+            raise
+        if replaced:
+            log.warning("reports.view_file_replaced", path=self._file.path,
                         detail="the file was replaced (renamed over): reading the new one")
             self.close()
             self.times = ColumnTimes(self)  # the new file's columns are learned again
@@ -357,18 +353,6 @@ class ViewSource:
 
     def _view(self) -> str:
         return self._q(self.config.name)
-
-
-def _file_identity(conn: pyodbc.Connection) -> tuple[str, tuple[int, int]] | None:
-    """The file a file-based driver has open (its database name is the path), or None."""
-    try:
-        name = str(conn.getinfo(pyodbc.SQL_DATABASE_NAME) or "")
-    except pyodbc.Error:
-        return None
-    if not os.path.isabs(name) or not os.path.isfile(name):
-        return None
-    st = os.stat(name)
-    return name, (st.st_dev, st.st_ino)
 
 
 def _uncut(row: Row) -> Row:
