@@ -16,7 +16,7 @@ from typing import Any
 
 from ..config.load import CANONICAL_FIELDS
 from ..privacy import mask_text
-from . import time_format, view_text
+from . import time_format, view_dialect, view_text
 from .events import POLL_ORDER
 from .record import Rules, normalise
 from .source import SourceError
@@ -56,6 +56,7 @@ def check_view(source: ViewSource, rules: Rules) -> CheckResult:
         if out.problems:
             return out
         _clock(source, now, out)
+        _server_zone(source, out)
         try:
             out.problems.extend(view_text.mismatches(source))
         except view_text.TextCheckUnavailable as exc:
@@ -115,6 +116,29 @@ def _clock(source: ViewSource, now: dt.datetime, out: CheckResult) -> None:
                 "wrong rows — set gateway.timezone to the zone the database keeps its "
                 "times in (the database session's zone for time-zone columns), or correct "
                 "the clock that is wrong (NTP)")
+
+
+def _server_zone(source: ViewSource, out: CheckResult) -> None:
+    """The server's own zone against gateway.timezone: worth a look, not a failure (its
+    naive times are only wrong when the database itself writes them)."""
+    name = source.server_zone()
+    if not name:
+        return
+    now = dt.datetime.now(source.tz)
+    theirs, ours = view_dialect.zone_offset(name, now), now.utcoffset()
+    if theirs is None or ours is None or theirs == ours:
+        return
+    out.warnings.append(
+        f"the database server's own zone is {name} (UTC{_offset(theirs)}), gateway.timezone "
+        f"is {source.tz.key} (UTC{_offset(ours)}): naive times the database writes itself "
+        "(NOW(), DEFAULT CURRENT_TIMESTAMP into a DATETIME/timestamp column) would be read "
+        f"{_span(abs(theirs - ours))} off; times the PACS writes in local time and columns "
+        "with a zone are read right")
+
+
+def _offset(delta: dt.timedelta) -> str:
+    minutes = int(delta.total_seconds()) // 60
+    return f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 def _span(delta: dt.timedelta) -> str:

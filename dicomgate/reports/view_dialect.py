@@ -39,6 +39,9 @@ class Dialect:
     charset_sql: str | None = None
     # SQL Server's LEN() does not count trailing spaces
     ignores_trailing_spaces: bool = False
+    # the zone the server's own naive times (NOW() into a DATETIME) are in, unaffected by
+    # the session zone dicomgate sets
+    server_zone_sql: str | None = None
 
     def session_zone(self, tz: ZoneInfo) -> list[str]:
         """Statements to try, in order, until one succeeds."""
@@ -64,12 +67,14 @@ def _offset(tz: ZoneInfo) -> str:
 
 
 DIALECTS = {
-    "postgresql": Dialect("postgresql", "char_length", ("SELECT now()",)),
+    "postgresql": Dialect("postgresql", "char_length", ("SELECT now()",), server_zone_sql=(
+        "SELECT reset_val FROM pg_settings WHERE name = 'TimeZone'")),
     "kingbase": Dialect("kingbase", "char_length", ("SELECT now()",)),
     # Connector/ODBC's UTF-16 conversion mangles the end of texts with 4-byte characters:
     # its text is read in the connection's character set (CHARSET=, utf8mb4 by default)
     "mysql": Dialect("mysql", "CHAR_LENGTH", ("SELECT NOW()",),
-                     charset_sql="SELECT @@character_set_results"),
+                     charset_sql="SELECT @@character_set_results",
+                     server_zone_sql="SELECT @@global.time_zone"),
     "sqlserver": Dialect("sqlserver", "LEN", ("SELECT SYSDATETIMEOFFSET()",
                                               "SELECT GETDATE()"),
                          ignores_trailing_spaces=True),
@@ -79,6 +84,19 @@ DIALECTS = {
     "sqlite": Dialect("sqlite", "length"),  # a file: its clock is the gateway's own
     "other": Dialect("other", None),
 }
+
+
+def zone_offset(name: str, at: dt.datetime) -> dt.timedelta | None:
+    """The UTC offset at `at` of a zone as a database names it ('UTC', 'Asia/Shanghai',
+    '+08:00'); None when it cannot be known here (MySQL 'SYSTEM', an abbreviation)."""
+    text = name.strip()
+    if len(text) == 6 and text[0] in "+-" and text[3] == ":":
+        sign = -1 if text[0] == "-" else 1
+        return sign * dt.timedelta(hours=int(text[1:3]), minutes=int(text[4:]))
+    try:
+        return at.astimezone(ZoneInfo(text)).utcoffset()
+    except (ValueError, KeyError, OSError):  # not an IANA name
+        return None
 
 
 def detect(dbms_name: str) -> Dialect:

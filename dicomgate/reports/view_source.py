@@ -201,6 +201,20 @@ class ViewSource:
                 out.append((expression, exc))
         return out
 
+    def server_zone(self) -> str | None:
+        """The zone the database server keeps its own naive times in, as it names it."""
+        self._connect()
+        assert self.session is not None
+        sql = self.session.dialect.server_zone_sql
+        if sql is None:
+            return None
+        try:
+            value = self._fetch(sql, (), 1)
+        except SourceError as exc:
+            log.warning("reports.view_server_zone_unknown", error=str(exc))
+            return None
+        return str(value[0][0]) if value and value[0][0] is not None else None
+
     # -- queries --------------------------------------------------------------------------
     def columns(self) -> list[str]:
         """The view's column names (a query that returns no row)."""
