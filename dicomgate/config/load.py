@@ -185,6 +185,8 @@ def _view(t: Table) -> model.ViewConfig:
         columns=tuple(columns),
         batch_size=t.int("batch_size", d["batch_size"], lo=1, hi=100_000),
         encoding=t.str("encoding", d["encoding"], choices=("", "utf-8", "gbk", "gb18030")),
+        text_decoding=t.str("text_decoding", d["text_decoding"],
+                            choices=("auto", "utf-16le", "utf-8", "gbk", "gb18030")),
         timeout=t.value("timeout", values.duration, d["timeout"]),
         time_format=t.value("time_format", values.time_format, d["time_format"]),
         time_formats=tuple(formats),

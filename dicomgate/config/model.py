@@ -98,6 +98,9 @@ class ViewConfig:
     columns: tuple[tuple[str, str], ...] = ()  # (canonical field, site column)
     batch_size: int = 500
     encoding: str = ""  # "" = driver default; "gbk"/"gb18030" for GBK databases
+    # How the driver's wide (SQL_WCHAR) text is decoded: "auto" chooses per driver
+    # (reports/view_dialect.py); "utf-16le" is ODBC's own, "utf-8" what some drivers send.
+    text_decoding: str = "auto"
     timeout: float = 30.0
     time_format: str = "auto"  # how the time columns are kept; "auto": learned by sampling
     time_formats: tuple[tuple[str, str], ...] = ()  # (canonical time field, format)
