@@ -23,9 +23,10 @@ import structlog
 from ..config.model import Network
 from ..metrics import HTTP_REQUESTS
 from ..netaddr import client_ip
-from .inputs import BadBody, body_text, decode_pairs, json_object
+from .inputs import BadBody, body_text, decode_pairs, json_fields, pairs
 from .mount import call_mounted, mount_of
 from .params import ForeignHospital, ParamError
+from .schema import Schema, read
 
 log = structlog.get_logger("dicomgate.shim")
 
@@ -56,18 +57,20 @@ class Request:
         ParamError names any parameter that is not UTF-8."""
         return decode_pairs(self.query_string, "query string")
 
-    def params(self) -> dict[str, str]:
-        """Query parameters, overlaid with a JSON object or form body (POST)."""
-        out = self.query()
+    def fields(self, model: type[Schema]) -> tuple[dict[str, str], list[str]]:
+        """The request read through its endpoint's declared schema (schema.read): query
+        parameters and a JSON object or form body (POST), each field from one place; the
+        valid fields and the problems."""
+        return read(model, pairs(self.query_string, "query string"), self.body_fields())
+
+    def body_fields(self) -> dict[str, Any] | list[tuple[str, str]] | None:
         if not self.body:
-            return out
+            return None
         ctype = self.headers.get("content-type", "").split(";")[0].strip().lower()
         text = body_text(self.body)
         if ctype == "application/json" or (not ctype and text.lstrip().startswith("{")):
-            out.update(json_object(text))
-        else:
-            out.update(decode_pairs(text, "form body", plus_is_space=True))
-        return out
+            return json_fields(text)
+        return pairs(text, "form body", plus_is_space=True)
 
 
 @dataclass

@@ -7,9 +7,11 @@ import json
 import socket
 
 import pytest
+from shim_fixtures import HOSPITAL
 from test_shim_deletion import DELETE
 
 QRURL = "/getway/reportAndFilm/api/qrurl"
+H = f"&hospitalId={HOSPITAL}".encode()
 LOOKUP = "/iuWorkStation/swipingIdCardNo"
 
 
@@ -34,15 +36,17 @@ def get(port: int, target: bytes) -> tuple[int, dict]:
 
 @pytest.mark.parametrize("value", [b"%FF", b"%FE", b"A%C3", b"\xff\xfe", b"A%ED%A0%80"])
 def test_invalid_utf8_accession_is_refused_naming_it(shim, value):
-    status, r = get(shim.port, QRURL.encode() + b"?accessNumber=" + value + b"&modality=CT")
+    status, r = get(
+        shim.port, QRURL.encode() + b"?accessNumber=" + value + b"&modality=CT" + H)
     assert (status, r["code"], r["data"]) == (200, 202, None), r
     assert "accessNumber" in r["message"] and "UTF-8" in r["message"]
 
 
 def test_valid_utf8_accessions_get_distinct_urls(shim):
-    a = get(shim.port, QRURL.encode() + b"?accessNumber=%E5%BC%A0&modality=CT")[1]
-    b = get(shim.port, QRURL.encode() + b"?accessNumber=%E5%BC%A1&modality=CT")[1]
-    raw = get(shim.port, QRURL.encode() + "?accessNumber=张&modality=CT".encode())[1]
+    a = get(shim.port, QRURL.encode() + b"?accessNumber=%E5%BC%A0&modality=CT" + H)[1]
+    b = get(shim.port, QRURL.encode() + b"?accessNumber=%E5%BC%A1&modality=CT" + H)[1]
+    raw = get(shim.port, QRURL.encode() + "?accessNumber=张&modality=CT".encode()
+              + H)[1]
     assert a["code"] == b["code"] == raw["code"] == 200
     assert a["data"] != b["data"] and raw["data"] == a["data"]
 
@@ -67,7 +71,7 @@ def test_deeply_nested_json_is_202(shim, depth):
     status, r = shim.raw("POST", LOOKUP, body, {"Content-Type": "application/json"})
     assert (status, r["code"]) == (200, 202), r
     assert "nests more than 16 levels" in r["message"]
-    assert shim.get(QRURL, accessNumber="A1", modality="CT")["code"] == 200
+    assert shim.get(QRURL, accessNumber="A1", modality="CT", hospitalId=HOSPITAL)["code"] == 200
 
 
 def test_nesting_inside_strings_is_not_depth(shim):
@@ -105,12 +109,12 @@ def test_refusals_of_the_http_layer_are_json(shim):
     status, r = send_raw(shim.port, f"GET {QRURL} HTTP/1.1\r\nContent-Length: 1\r\n"
                                     "Content-Length: 2\r\nHost: x\r\n\r\n".encode())
     assert status == 400 and r["code"] == 400
-    assert shim.get(QRURL, accessNumber="A1", modality="CT")["code"] == 200
+    assert shim.get(QRURL, accessNumber="A1", modality="CT", hospitalId=HOSPITAL)["code"] == 200
 
 
 def test_http_forms_old_clients_use(shim):
     """HEAD, HTTP/1.0, pipelined requests and Expect: 100-continue all answered."""
-    q = (QRURL + "?accessNumber=A1&modality=CT").encode()
+    q = (QRURL + "?accessNumber=A1&modality=CT").encode() + H
 
     def exchange(data: bytes) -> bytes:
         with socket.create_connection(("127.0.0.1", shim.port), timeout=10) as s:
