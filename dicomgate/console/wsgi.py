@@ -32,7 +32,7 @@ log = structlog.get_logger("dicomgate.console")
 
 _STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
-_STATIC_NAME = re.compile(r"^[a-z0-9_-]+\.(html|js|css|svg)$")
+_STATIC_NAME = re.compile(r"^[a-z0-9_-]{1,64}\.(html|js|css|svg)$")
 _REASONS = {200: "OK", 301: "Moved Permanently", 400: "Bad Request", 401: "Unauthorized",
             403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
             409: "Conflict", 413: "Payload Too Large", 500: "Internal Server Error"}
@@ -183,12 +183,14 @@ class ConsoleApp:
 
 def _same_origin(environ: dict) -> None:
     """Actions come from the console's own page: a custom header (which a foreign page
-    cannot send without a CORS preflight we never grant) and, if sent, the same Origin."""
+    cannot send without a CORS preflight we never grant) and, if sent, the same Origin,
+    scheme included. Host itself was checked by the shim's front against the gateway's own
+    names and addresses (shim/hosts.py), so comparing with it is meaningful."""
     if environ.get("HTTP_X_CONSOLE") != "1":
         raise HttpError(403, "actions must come from the console page (X-Console header)")
     origin = environ.get("HTTP_ORIGIN")
-    if origin and origin.split("://", 1)[-1] != environ.get("HTTP_HOST", ""):
-        raise HttpError(403, f"request from another site ({origin}) refused")
+    if origin and origin != f"http://{environ.get('HTTP_HOST', '')}":
+        raise HttpError(403, f"request from another site ({origin[:80]}) refused")
 
 
 def _read_json(environ: dict) -> dict[str, Any]:

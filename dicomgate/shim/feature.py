@@ -39,8 +39,11 @@ def setup(app: App) -> None:
                           cfg.qr.font_path)
         qr = QrEndpoints(links, served, on_issue=lambda e: app.store.qr.issued(
             e.hospital_id, e.accession_no, e.modality))
-        routes.add(qr_endpoint.QR_URL_PATH, qr.qrurl, summary="QR code URL (4.3)")
-        routes.add(qr_endpoint.QR_CODE_PATH, qr.qrcode, summary="QR code PNG (4.3)")
+        # report printing has its own workers: nothing else queues in front of it
+        routes.add(qr_endpoint.QR_URL_PATH, qr.qrurl, summary="QR code URL (4.3)",
+                   pool="print")
+        routes.add(qr_endpoint.QR_CODE_PATH, qr.qrcode, summary="QR code PNG (4.3)",
+                   pool="print", cost=qr_endpoint.QR_CODE_COST)
     if cfg.login is not None:
         routes.add(login.PATH, LoginEndpoint(cfg.login, app.store.sessions, served[0], served),
                    ("GET", "POST"), summary="doctor login sync (4.4.3.1)")

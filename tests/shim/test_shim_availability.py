@@ -127,7 +127,7 @@ def test_slow_connections_do_not_stop_printing(guarded):
 def test_idle_keepalive_connection_is_reaped(guarded):
     with socket.create_connection(("127.0.0.1", guarded.port), timeout=10) as s:
         s.sendall(f"GET {QRURL}?accessNumber=K1&modality=CT&hospitalId=H33010200001 HTTP/1.1\r\n"
-                  "Host: x\r\n\r\n"
+                  "Host: 127.0.0.1\r\n\r\n"
                   .encode())
         got = b""
         while b'"data"' not in got:

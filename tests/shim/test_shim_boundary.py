@@ -118,7 +118,7 @@ def test_lookup_field_in_query_and_body_is_refused(shim):
 @pytest.mark.parametrize("ts", [b"9" * 5000, "¹²³".encode("latin-1"), b"12e3", b"-5"])
 def test_odd_timestamps_are_403_not_500(shim, ts):
     raw = json.dumps(body("TS-1")).encode()
-    head = (f"POST {DELETE} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    head = (f"POST {DELETE} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(raw)}\r\n"
             "X-Dicomgate-Signature: 00\r\nX-Dicomgate-Timestamp: ").encode()
     with socket.create_connection(("127.0.0.1", shim.port), timeout=10) as s:
