@@ -1,7 +1,8 @@
 """Image deletion (spec 4.5): `POST /getway/reportAndFilm/api/deleteImage`.
 
 "Deletion-update": the cloud must end up holding what the PACS still holds. So: remove our
-spool copies of the exam and mark them `deleted`, enqueue the upstream `deletion` task, then
+spool copies of the exam and mark them `deleted`, enqueue the upstream `deletion` task (none
+when we never held anything for it: recorded and audited as "nothing held"), then
 enqueue a `retrieve` re-check of the exam (after RECHECK_DELAY, which also gathers a doctor's
 run of deletions into one re-check) so what remains at the PACS is delivered again. The same
 call repeated (same exam, same operateDateTime) changes nothing and answers the same.
@@ -111,6 +112,12 @@ def signature_problem(secret: str, req: Request) -> str | None:
     return None
 
 
+def _nothing_held(d: Deletion) -> bool:
+    """We never held a study or instance for it: nothing to delete upstream (recorded,
+    audited and answered as done; a `deletion` task naming nothing could only go dead)."""
+    return not d.study_uids and not d.sop_uids
+
+
 class DeletionEndpoint:
     def __init__(self, store: Store, spool: Path, served: tuple[str, ...], secret: str | None,
                  wake: Callable[[], None]):
@@ -153,7 +160,8 @@ class DeletionEndpoint:
             if past is not None:
                 self.store.deletions.repeated(c, past.id)
                 past = self.store.deletions.find(hospital, accession, when, conn=c)
-                self._enqueue_deletion(c, past)  # no-op unless it was never queued
+                if not _nothing_held(past):
+                    self._enqueue_deletion(c, past)  # no-op unless it was never queued
                 files = self.store.instances.still_deleted(past.sop_uids)
             else:
                 exam = self.store.exams.find(c, hospital, accession)
@@ -166,10 +174,13 @@ class DeletionEndpoint:
                     patient_name=patient_name, operator_name=operator, holdings=holdings,
                     client=client)
                 past = self.store.deletions.find(hospital, accession, when, conn=c)
-                self._enqueue_deletion(c, past)
+                nothing = _nothing_held(past)
+                if not nothing:  # else no upstream task: it could only go dead
+                    self._enqueue_deletion(c, past)
                 self._enqueue_recheck(c, past, holdings)
                 self.store.audit.record(mask_name(operator), "image.delete",
-                                        f"{hospital}:{accession}", "ok", {
+                                        f"{hospital}:{accession}",
+                                        "nothing_held" if nothing else "ok", {
                                             "operateDateTime": when, "client": client,
                                             "patientName": mask_name(patient_name),
                                             "studies": len(holdings.study_uids),
@@ -182,10 +193,11 @@ class DeletionEndpoint:
         self.wake()
         log.info("deletion.received", accession_no=accession, hospital_id=hospital,
                  deletion_id=past.id, studies=len(past.study_uids),
-                 instances=len(past.sop_uids), files_removed=removed, repeat=past.requests > 1)
+                 instances=len(past.sop_uids), files_removed=removed, repeat=past.requests > 1,
+                 nothing_held=_nothing_held(past))
         return {"deletionId": past.id, "studies": len(past.study_uids),
                 "instances": len(past.sop_uids), "filesRemoved": removed,
-                "repeat": past.requests > 1}
+                "repeat": past.requests > 1, "nothingHeld": _nothing_held(past)}
 
     def _enqueue_deletion(self, conn, d: Deletion) -> None:
         self.store.tasks.enqueue(
