@@ -25,8 +25,8 @@ import structlog
 
 from ..app import App
 from ..config.model import ConsoleConfig
-from . import actions
-from .views import STAGES, Views
+from . import actions, schema
+from .views import Views
 
 log = structlog.get_logger("dicomgate.console")
 
@@ -129,15 +129,14 @@ class ConsoleApp:
                 "timezone": self.app.config.gateway.timezone.key}
 
     def _exams(self, q: dict[str, str], _e: dict) -> dict[str, Any]:
-        stage = q.get("stage") or None
-        if stage and stage not in STAGES:
-            raise HttpError(400, f"stage: {stage!r} is not one of {', '.join(STAGES)}")
-        return self.views.exams(q.get("accession") or None, _day(q, "from"), _day(q, "to"),
-                                stage, _limit(q))
+        f = _parse(schema.ExamsQuery, q)
+        return self.views.exams(f.accession or None, _day(f.day_from, "from"),
+                                _day(f.to, "to"), f.stage or None, _limit(f.limit))
 
     def _audit(self, q: dict[str, str], _e: dict) -> dict[str, Any]:
-        return self.views.audit(q.get("action") or None, q.get("q") or None, _day(q, "from"),
-                                _day(q, "to"))
+        f = _parse(schema.AuditQuery, q)
+        return self.views.audit(f.action or None, f.q or None, _day(f.day_from, "from"),
+                                _day(f.to, "to"))
 
     def _action(self, environ: dict, start_response: Callable, name: str) -> Iterable[bytes]:
         _same_origin(environ)
@@ -146,6 +145,8 @@ class ConsoleApp:
             caller = self.gate.caller(environ.get("REMOTE_ADDR", ""),
                                       environ.get("HTTP_AUTHORIZATION", ""),
                                       unquote(environ.get("HTTP_X_OPERATOR", "")))
+            if name in schema.ACTION_BODIES:
+                _parse(schema.ACTION_BODIES[name], body)
             result = actions.perform(self.app, name, body, caller)
         except actions.Refused as exc:
             log.warning("console.action_refused", action=name, status=exc.status,
@@ -212,8 +213,15 @@ def _read_json(environ: dict) -> dict[str, Any]:
     return body
 
 
-def _day(q: dict[str, str], key: str) -> str | None:
-    value = (q.get(key) or "").strip()
+def _parse(model: type, data: dict[str, Any]) -> Any:
+    try:
+        return schema.parse(model, data)
+    except schema.Invalid as exc:
+        raise HttpError(400, str(exc)) from None
+
+
+def _day(value: str, key: str) -> str | None:
+    value = value.strip()
     if not value:
         return None
     try:
@@ -222,8 +230,8 @@ def _day(q: dict[str, str], key: str) -> str | None:
         raise HttpError(400, f"{key}: {value!r} is not a date (expected YYYY-MM-DD)") from None
 
 
-def _limit(q: dict[str, str]) -> int:
-    raw = q.get("limit") or "200"
+def _limit(raw: str) -> int:
+    raw = raw or "200"
     if not raw.isdigit() or not 1 <= int(raw) <= 1000:
         raise HttpError(400, f"limit: {raw!r} (expected 1-1000)")
     return int(raw)

@@ -59,7 +59,7 @@ def setup(app: App) -> None:
     routes.add(deletion.PATH, deleter, ("POST",), summary="image deletion (4.5)")
     routes.add(ops.HEALTHZ_PATH, healthz(app), summary="health: 200 or 503 with the reasons")
     routes.add(ops.METRICS_PATH, metrics_endpoint(app), summary="Prometheus metrics")
-    routes.add(OPENAPI_PATH, _openapi_handler(routes), summary="this API")
+    routes.add(OPENAPI_PATH, _openapi_handler(routes, app.mounts), summary="this API")
     service = ShimService(cfg.shim, routes, on_stop=lambda: [c() for c in closers],
                           on_foreign=_audit_foreign(app), mounts=app.mounts)
     app.add_service(service, health=service.health)
@@ -80,7 +80,7 @@ def _audit_foreign(app: App):
     return record
 
 
-def _openapi_handler(routes: RouteTable):
+def _openapi_handler(routes: RouteTable, mounts: dict):
     def handler(_req: Request) -> Response:
         documented = set(build_openapi()["paths"])
         extra = {r.path: {m.lower(): {"summary": r.summary or r.path,
@@ -88,6 +88,10 @@ def _openapi_handler(routes: RouteTable):
                                                     **front_responses(r.open_access)}}
                           for m in r.methods}
                  for r in routes.all() if r.path not in documented}
+        for mounted in mounts.values():  # a mounted app (the console) declares its own
+            declare = getattr(mounted, "openapi", None)
+            if declare is not None:
+                extra.update(declare())
         body = json.dumps(build_openapi(extra), ensure_ascii=False).encode("utf-8")
         return Response(200, body, code=200)
     return handler
