@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .views import STAGES
 
-NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
+NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
 DAY = r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"
 MAX_ID = 2**63 - 1  # the store's integer keys are 64-bit
 

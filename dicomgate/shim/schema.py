@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .params import ALIASES, ParamError
 
-NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
+# no C0/C1 control characters nor line/paragraph separators (a log line stays one line)
+NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
 
 
 class JsonNumber:
