@@ -90,8 +90,9 @@ _FRONT = {"type": "object", "required": ["code", "message"],
 def _answers(ok: dict[str, Any], statuses: tuple[int, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {"200": {"description": "OK", "content": {
         "application/json": {"schema": ok}}}}
-    for status in statuses:
-        schema = {"anyOf": [_ERROR, _FRONT]} if status in (403, 413, 503) else _ERROR
+    for status in (*statuses, 408, 431, 505):  # the last three: the front's own refusals
+        schema = {"anyOf": [_ERROR, _FRONT]} if status in (400, 403, 413, 500, 503) else \
+            _FRONT if status in (408, 431, 505) else _ERROR
         out[str(status)] = {"description": "refused: {\"error\": ...} (the console) or the "
                                            "front's {code, message, data}",
                             "content": {"application/json": {"schema": schema}}}

@@ -28,7 +28,7 @@ from ..config.model import ShimConfig
 from ..metrics import HTTP_REQUESTS
 from .http import REASONS, Response, RouteTable, ShimApp, reply
 from .pools import BoundedPool, Busy
-from .protocol import protocol_check
+from .protocol import ascii_query, escape_target, header, protocol_check
 from .ratelimit import MAX_WAIT, Buckets
 from .refusals import MAX_HEAD, SUMMARY_EVERY, RefusalLog, busy, malformed, raw_response
 
@@ -230,7 +230,7 @@ class HttpFront:
                             writer: asyncio.StreamWriter
                             ) -> tuple[h11.Request, bytes, bool, bool] | None:
         """(request, body, body too large, close after answering) or None when the caller
-        closed. h11 parses; the checks it does not make are added here (protocol_problem)."""
+        closed. h11 parses; the checks it does not make are added (protocol.protocol_check)."""
         request: h11.Request | None = None
         chunks: list[bytes] = []
         size = 0
@@ -241,7 +241,7 @@ class HttpFront:
             if event is h11.NEED_DATA:
                 data = await reader.read(READ_SIZE)
                 if request is None:
-                    data = _escape_target(data) if conn.their_state is h11.IDLE else data
+                    data = escape_target(data) if conn.their_state is h11.IDLE else data
                     head += data
                     if len(head) > MAX_HEAD and b"\r\n\r\n" not in head[:MAX_HEAD + 4] \
                             and b"\n\n" not in head[:MAX_HEAD + 2]:
@@ -251,7 +251,7 @@ class HttpFront:
                 request = event
                 close = protocol_check(event, bytes(head), len(head) -
                                        len(conn.trailing_data[0]))
-                length = _header(event.headers, b"content-length")
+                length = header(event.headers, b"content-length")
                 if length.isdigit() and int(length[:20]) > self.config.max_body:
                     return request, b"", True, True
                 if conn.they_are_waiting_for_100_continue:
@@ -301,7 +301,7 @@ class HttpFront:
             text = value.decode("latin-1")
             headers[key] = f"{headers[key]}, {text}" if key in headers else text
         method = request.method.decode("ascii", "replace").upper()
-        query = _ascii_query(query_b)
+        query = ascii_query(query_b)
         self._busy += 1
         try:
             fut = pool.submit(lambda: self.app.handle(method, path, query, headers, body,
@@ -369,32 +369,6 @@ def _write_eof(writer: asyncio.StreamWriter) -> None:
 
 def _path(target: bytes) -> str:
     return unquote(target.partition(b"?")[0].decode("latin-1"), errors="replace")
-
-
-def _escape_target(data: bytes) -> bytes:
-    """Percent-encode raw non-ASCII bytes in the request line, as some PACS clients send
-    UTF-8 URLs unencoded (h11 would refuse them); parameters are then decoded strictly."""
-    line_end = data.find(b"\n")
-    line = data if line_end < 0 else data[:line_end]
-    if line.isascii():
-        return data
-    return b"".join(bytes([b]) if b < 128 else b"%%%02X" % b for b in line) + \
-        data[len(line):]
-
-
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
-    for k, v in headers:
-        if k == name:
-            return v.decode("latin-1").strip()
-    return ""
-
-
-def _ascii_query(raw: bytes) -> str:
-    """Raw non-ASCII bytes in a query are percent-encoded, so the strict UTF-8 decoding of
-    the parameters sees exactly the bytes sent."""
-    if raw.isascii():
-        return raw.decode("ascii")
-    return "".join(chr(b) if b < 128 else f"%{b:02X}" for b in raw)
 
 
 def _raise_fd_limit(connections: int) -> None:

@@ -20,7 +20,7 @@ def _param(name: str, desc: str, required: bool = True, where: str = "query") ->
 _ANSWER = {
     "type": "object", "required": ["code", "message", "data"],
     "properties": {
-        "code": {"type": "integer", "enum": [200, 202, 400, 403, 404, 408, 431, 500, 503],
+        "code": {"type": "integer", "enum": [200, 202, 400, 403, 404, 408, 431, 500, 503, 505],
                  "description": "200 success; 202 missing or invalid parameters (the message "
                                 "names each), a body over shim.max_body, or the external "
                                 "lookup busy; 500 internal error; otherwise the HTTP status "
@@ -40,9 +40,10 @@ def _json(description: str, code: int, message: str) -> dict:
 
 # What the HTTP front (front.py, pools.py, refusals.py) answers before or instead of a route.
 _REFUSALS = {
-    "400": _json("malformed HTTP request (the connection is closed)", 400,
-                 "malformed HTTP request: ..."),
-    "403": _json("caller not in shim.allow (refused at accept, connection closed)", 403,
+    "400": _json("malformed HTTP request, e.g. a folded header line (the connection is "
+                 "closed)", 400, "malformed HTTP request: ..."),
+    "403": _json("caller not in shim.allow (refused at accept, connection closed), or a Host "
+                 "or Origin that does not name this gateway (shim.host_names)", 403,
                  "caller 10.0.0.9 is not in shim.allow"),
     "408": _json("request head and body not received within shim.request_timeout", 408,
                  "request head and body not received within 10s (shim.request_timeout)"),
@@ -50,11 +51,14 @@ _REFUSALS = {
                  "(invalid parameters)", 202,
                  "传参数不规范: request body over the limit of 65536 bytes (shim.max_body)"),
     "431": _json("request head over 64 KiB", 431, "request head over 64 KiB"),
+    "505": _json("request line other than HTTP/1.1 or HTTP/1.0", 505,
+                 "malformed HTTP request: HTTP/3.0 is not served (HTTP/1.1 or HTTP/1.0)"),
     "500": _json("internal error (no details leaked; see the gateway log)", 500,
                  "内部服务错误 internal error (request ...; see the gateway log)"),
 }
 _BUSY_503 = _json("busy: too many open connections (shim.max_connections, "
-                  "shim.max_connections_per_source), or "
+                  "shim.max_connections_per_source), too many requests from the caller's "
+                  "address (shim.rate, shim.burst; after waiting up to 2 s), or "
                   "every worker of the endpoint's pool busy and its queue full "
                   "(shim.threads, shim.queue); try again in a moment", 503,
                   "busy: 24 requests in progress (shim.threads, shim.queue); try again in a "

@@ -29,3 +29,29 @@ def protocol_check(request: h11.Request, head: bytes, head_len: int) -> bool:
                                       "on one line)", 400)
     names = {name for name, _ in request.headers}
     return b"content-length" in names and b"transfer-encoding" in names
+
+
+def escape_target(data: bytes) -> bytes:
+    """Percent-encode raw non-ASCII bytes in the request line, as some PACS clients send
+    UTF-8 URLs unencoded (h11 would refuse them); parameters are then decoded strictly."""
+    line_end = data.find(b"\n")
+    line = data if line_end < 0 else data[:line_end]
+    if line.isascii():
+        return data
+    return b"".join(bytes([b]) if b < 128 else b"%%%02X" % b for b in line) + \
+        data[len(line):]
+
+
+def header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
+    for k, v in headers:
+        if k == name:
+            return v.decode("latin-1").strip()
+    return ""
+
+
+def ascii_query(raw: bytes) -> str:
+    """Raw non-ASCII bytes in a query are percent-encoded, so the strict UTF-8 decoding of
+    the parameters sees exactly the bytes sent."""
+    if raw.isascii():
+        return raw.decode("ascii")
+    return "".join(chr(b) if b < 128 else f"%{b:02X}" for b in raw)

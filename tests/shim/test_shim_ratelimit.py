@@ -15,8 +15,8 @@ from tests.support import stop_daemon
 
 FLOODER = "127.0.0.2"
 QR = "/getway/reportAndFilm/api/qr{}?accessNumber={}&modality=CT&hospitalId=" + HOSPITAL
-# the defaults (shim.rate, shim.burst); a PNG takes 25 tokens: 20 at once, then 10 a second
-RATE, BURST, QRCODE_COST = 250, 500, 25
+# the defaults (shim.rate, shim.burst); a PNG takes 50 tokens: 10 at once, then 5 a second
+RATE, BURST, QRCODE_COST = 250, 500, 50
 
 
 @pytest.fixture(scope="module")
