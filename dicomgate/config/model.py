@@ -179,6 +179,9 @@ class ShimConfig:
     request_timeout: float = 10.0  # the whole request head and body must arrive within this
     keepalive_timeout: float = 15.0  # an idle keep-alive connection is closed after this
     server: str = "asyncio"  # "waitress": for bench/shim.py's comparison only (no limits)
+    host_names: tuple[str, ...] = ()  # names callers may put in Host/Origin (besides our IPs)
+    rate: float = 250.0  # requests per second per calling address (token bucket; 0: off)
+    burst: int = 500  # requests a calling address may send at once before `rate` applies
 
 
 @dataclass(frozen=True)
