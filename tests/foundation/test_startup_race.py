@@ -3,16 +3,21 @@ schema under its lock, a racing command never migrates, so neither can break the
 
 from __future__ import annotations
 
+import importlib
 import sqlite3
 import threading
 from pathlib import Path
 
 from dicomgate import daemon
+from dicomgate.app import FEATURES
 from dicomgate.cli import main
 from dicomgate.config import load
 from dicomgate.state.migrations import all_migrations
 from tests.support import wait_until, write_config
 
+# Imported here, not first in racing threads (a process imports them once, at start).
+for _name in FEATURES:
+    importlib.import_module(_name)
 LAST = all_migrations()[-1][0]
 TRIES = 25  # lost about once in a dozen tries with processes; threads race far more often
 COMMANDS = (["status", "--json"], ["tasks", "list"], ["tasks", "retry", "--all-dead"])
