@@ -201,7 +201,7 @@ class LookupConfig(HttpClientConfig):
 
 @dataclass(frozen=True)
 class ConsoleConfig:
-    """The operator console at /console/ on the shim's listener (issue 16)."""
+    """The operator console at /console/ on the shim's listener."""
 
     operator_token: Secret | None = None  # actions (retry, re-read) need it; read-only without
     local_actions: bool = False  # callers on this host (loopback) may act without the token

@@ -17,6 +17,7 @@ import structlog
 
 from ..state import Store, Task
 from ..state.kinds import Retrieve, Upload
+from ..state.names import Fact
 from ..tasks import Fatal, RetryLater, WaitFor
 from .echo import FACT as ECHO_FACT
 from .move_outcome import MoveVerdicts, OurSide, wait_for_our_side
@@ -26,7 +27,7 @@ from .scu import MoveStalled, PacsClient, PacsRefused, PacsUnavailable
 log = structlog.get_logger("dicomgate.images.retrieve")
 
 PRESENT_STATES = ("uploaded", "delivered", "purged")  # left the spool on purpose
-STALL_FACT = "images.move_stalled"
+STALL_FACT = Fact.MOVE_STALLED
 DISK_RECHECK = 10.0  # a retrieve waiting for free space looks again this often
 PACS_DOWN_RECHECK = 3600.0  # the echo says the PACS is down: `pacs.up` wakes us sooner
 PACS_FLAKY_RECHECK = 30.0  # the echo says up, yet this C-MOVE could not be done

@@ -26,7 +26,7 @@ import structlog
 
 from ..config.model import ShimConfig
 from ..metrics import HTTP_REQUESTS
-from .http import REASONS, Response, RouteTable, ShimApp, reply
+from .http import Response, RouteTable, ShimApp, phrase, reply
 from .pools import BoundedPool, Busy
 from .refusals import MAX_HEAD, SUMMARY_EVERY, RefusalLog, busy, malformed, raw_response
 
@@ -66,10 +66,6 @@ class HttpFront:
     def port(self) -> int:
         assert self._sock is not None
         return int(self._sock.getsockname()[1])
-
-    @property
-    def open_connections(self) -> int:
-        return len(self._open)
 
     def start(self) -> None:
         """Binds in the caller's thread (so a busy port fails `dicomgate run` at once)."""
@@ -289,7 +285,7 @@ class HttpFront:
         if closing:
             headers.append(("Connection", "close"))
         out = conn.send(h11.Response(status_code=resp.status, headers=headers,
-                                     reason=REASONS.get(resp.status, "OK").encode()))
+                                     reason=(phrase(resp.status) or "OK").encode()))
         if request.method != b"HEAD":
             out += conn.send(h11.Data(data=resp.body))
         out += conn.send(h11.EndOfMessage())

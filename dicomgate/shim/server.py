@@ -90,7 +90,7 @@ class _Waitress:
         import threading
 
         from waitress.server import create_server
-        # one warning per queued request otherwise (issue 11, item 7)
+        # one warning per queued request otherwise
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         self._threading = threading
         self._server = create_server(

@@ -12,7 +12,7 @@ from .delivery import DeliveryStore
 from .dicom_events import DicomEvent, DicomEventStore
 from .exams import ExamStore
 from .instances import InstanceRow, InstanceStore
-from .jobs import JobStore, KeyValueStore
+from .jobs import FactStore, JobStore, KeyValueStore
 from .overview import OverviewStore
 from .qr import QrStore
 from .schema import (
@@ -49,7 +49,7 @@ class Store:
         self.tasks = TaskStore(self.db)
         self.jobs = JobStore(self.db)
         self.watermarks = KeyValueStore(self.db, "watermarks")
-        self.facts = KeyValueStore(self.db, "kv")
+        self.facts = FactStore(self.db)
         self.audit = AuditStore(self.db)
         self.instances = InstanceStore(self.db)
         self.dicom_events = DicomEventStore(self.db)

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .db import Database
+from .names import ExamState
 
-EXAM_STATES = ("new", "quarantined", "synced", "reported", "withdrawn", "deleted")
+EXAM_STATES = tuple(ExamState)
 
 
 @dataclass(frozen=True)

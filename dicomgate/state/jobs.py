@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from .db import Database
+from .names import Fact
 
 
 class JobStore:
@@ -55,3 +56,24 @@ class KeyValueStore:
     def all(self) -> dict[str, Any]:
         return {r["name"]: json.loads(r["value"])
                 for r in self.db.query(f"SELECT name, value FROM {self.table} ORDER BY name")}
+
+
+class FactStore(KeyValueStore):
+    """Facts by their declared name (`names.Fact`): a bare string is refused, so a fact
+    renamed in one package cannot leave another reading a name nobody writes."""
+
+    def __init__(self, db: Database):
+        super().__init__(db, "kv")
+
+    def get(self, name: Fact, default: Any = None) -> Any:
+        return super().get(_fact(name), default)
+
+    def set(self, name: Fact, value: Any, conn=None) -> None:
+        super().set(_fact(name), value, conn)
+
+
+def _fact(name: Fact) -> str:
+    if not isinstance(name, Fact):
+        raise TypeError(f"fact {name!r} is not declared: use a member of "
+                        "dicomgate.state.names.Fact")
+    return name.value

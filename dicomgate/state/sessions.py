@@ -9,16 +9,17 @@ from typing import Any
 
 from .audit import AuditStore
 from .db import Database
-from .jobs import KeyValueStore
+from .jobs import FactStore
+from .names import Fact
 
-_SALT_KEY = "shim.id_hash_salt"
+_SALT_KEY = Fact.SHIM_ID_HASH_SALT
 
 
 class SessionStore:
     def __init__(self, db: Database):
         self.db = db
         self._audit = AuditStore(db)
-        self._kv = KeyValueStore(db, "kv")
+        self._kv = FactStore(db)
 
     def salt(self) -> bytes:
         """A per-installation salt for hashing doctors' ID numbers (created once)."""

@@ -16,11 +16,12 @@ from typing import Any
 from . import kinds
 from .db import Database
 from .doorbell import Doorbell
-from .kinds import TaskKind
+from .kinds import KINDS, TaskKind
+from .names import TaskState
 
-ACTIVE = ("pending", "running")
-FINISHED = ("done", "dead", "cancelled")
-STATES = ACTIVE + FINISHED
+ACTIVE = (TaskState.PENDING, TaskState.RUNNING)
+FINISHED = (TaskState.DONE, TaskState.DEAD, TaskState.CANCELLED)
+STATES = tuple(TaskState)
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class Task:
     kind: str
     key: str
     payload: dict[str, Any]
-    state: str
+    state: TaskState
     attempts: int
     max_attempts: int | None
     run_after: float
@@ -52,6 +53,7 @@ class Task:
     def from_row(cls, row: sqlite3.Row) -> Task:
         d = dict(row)
         d.pop("rerun", None)
+        d["state"] = TaskState(d["state"])
         try:
             d["payload"] = json.loads(d["payload"] or "{}")
             d["work"] = kinds.decode(d["kind"], d["payload"])
@@ -172,7 +174,10 @@ class TaskStore:
 
     def make_due(self, kinds: tuple[str, ...]) -> int:
         """Pending tasks of `kinds` waiting out a backoff run now (an operator's push, or
-        the peer they wait for is back)."""
+        the peer they wait for is back). A kind not declared is an error, not 0 tasks."""
+        unknown = sorted(set(kinds) - set(KINDS))
+        if unknown:
+            raise ValueError(f"task kinds {unknown} are not declared in state/kinds.py")
         now = time.time()
         with self.db.tx() as c:
             return c.execute(
@@ -317,11 +322,3 @@ class TaskStore:
             if r["waiting_for"]:
                 k["waiting"][r["waiting_for"]] = k["waiting"].get(r["waiting_for"], 0) + r["n"]
         return out
-
-    def next_due(self, kinds: list[str]) -> float | None:
-        if not kinds:
-            return None
-        marks = ",".join("?" * len(kinds))
-        row = self.db.one(f"SELECT MIN(run_after) FROM tasks WHERE state='pending' "
-                          f"AND kind IN ({marks})", tuple(kinds))
-        return row[0] if row and row[0] is not None else None

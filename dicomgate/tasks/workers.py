@@ -18,6 +18,7 @@ import structlog
 
 from ..config import TasksConfig
 from ..state import Store, Task
+from ..state.names import Fact
 from . import backoff
 from .errors import Fatal, RetryLater, WaitFor
 from .pause import Pause, describe
@@ -26,7 +27,7 @@ from .registry import Registry
 log = structlog.get_logger("dicomgate.tasks")
 
 IDLE_POLL = 1.0  # seconds between looks at the queue when nothing woke the workers
-WRITE_PROBE = "tasks.write_probe"  # a fact written to learn whether the store is writable
+WRITE_PROBE = Fact.TASKS_WRITE_PROBE
 
 
 @dataclass(frozen=True)
