@@ -27,6 +27,7 @@ from .schema import migrate as _migrate
 from .schema import status as schema_status
 from .sessions import SessionStore
 from .tasks import ACTIVE, FINISHED, STATES, Enqueued, Task, TaskStore
+from .unit_of_work import UnitOfWork
 
 
 class Store:
@@ -69,6 +70,11 @@ class Store:
                           "starts (systemctl start dicomgate), or run `dicomgate migrate`")
         return cls(path, migrate=False)
 
+    def transaction(self) -> UnitOfWork:
+        """`with store.transaction():` makes the repository writes inside one atomic step
+        (see unit_of_work.py)."""
+        return UnitOfWork(self.db)
+
     def schema_version(self) -> int:
         """The store's schema version (its highest applied migration)."""
         return schema_status(self.db).version
@@ -89,4 +95,5 @@ def migrate(path: Path, backup_dir: Path | None) -> MigrationReport:
 
 __all__ = ["ACTIVE", "FINISHED", "SCHEMA_VERSION", "STATES", "DicomEvent", "DicomEventStore",
            "Enqueued", "InstanceRow", "InstanceStore", "MigrationReport", "NoState",
-           "SchemaTooNew", "SchemaTooOld", "StateError", "Store", "Task", "TaskStore", "migrate"]
+           "SchemaTooNew", "SchemaTooOld", "StateError", "Store", "Task", "TaskStore",
+           "UnitOfWork", "migrate"]
