@@ -10,7 +10,7 @@ Under attack (issue 11): qrurl at --rate while --slow slow connections (half fro
 address 127.0.0.2, half from a disallowed one 127.0.0.3; each sends a header line a second
 and never finishes) and --lookups lookups against a platform that accepts TCP and never
 answers, each in its own process. Both shim servers are measured (the asyncio front, and
-waitress tuned: shim.server = "waitress"), then Orthanc under the same slow connections.
+waitress tuned: bench/waitress_front.py), then Orthanc under the same slow connections.
 
     .venv/bin/python bench/shim.py --attack [--rate 200] [--seconds 20] [--slow 500]
                                     [--lookups 40] [--servers asyncio,waitress]
@@ -84,7 +84,6 @@ port = {free_port()}
 [shim]
 bind = "127.0.0.1"
 port = {port}
-server = "{server}"
 allow = ["127.0.0.1/32", "{ALLOWED}/32", "{WORKSTATIONS}/32", "{FLOODER}/32"]
 [qr]
 film_url = "http://wx.imagingunion.com/iuweixin/iu_scanFilmInfo"
@@ -94,8 +93,10 @@ sm4_key = "{SM4_KEY}"
 format = "json"
 """)
     log = open(tmp / "shim.log", "wb")  # one JSON log line per request, as in production
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from dicomgate.cli import main; "
-                             "sys.exit(main())", "--config", str(cfg), "run"],
+    # waitress: the same application behind bench/waitress_front.py (not in the product)
+    launcher = ([str(Path(__file__).with_name("waitress_front.py"))] if server == "waitress"
+                else ["-c", "import sys; from dicomgate.cli import main; sys.exit(main())"])
+    proc = subprocess.Popen([sys.executable, *launcher, "--config", str(cfg), "run"],
                             stdout=log, stderr=subprocess.STDOUT)
     wait(port, "/openapi.json", proc)
     return proc, port

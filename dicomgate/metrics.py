@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from .config import Config
 from .state import STATES, Store
+from .state.names import Fact
 
 disable_created_metrics()  # *_created series only add noise for an operator
 HTTP_REGISTRY = CollectorRegistry()
@@ -28,7 +29,7 @@ HTTP_POOL_IN_FLIGHT = Gauge("dicomgate_http_pool_in_flight",
                             ["pool"], registry=HTTP_REGISTRY)
 
 # Written by images.echo: {"ok": bool, "latency_ms": float, "at": epoch, "error": str}
-ECHO_FACT = "images.pacs_echo"
+ECHO_FACT = Fact.PACS_ECHO
 
 
 class StateCollector:

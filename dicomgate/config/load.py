@@ -268,7 +268,6 @@ def _shim(t: Table) -> model.ShimConfig:
         request_timeout=t.value("request_timeout", values.duration, d["request_timeout"]),
         keepalive_timeout=t.value("keepalive_timeout", values.duration,
                                   d["keepalive_timeout"]),
-        server=t.str("server", d["server"], choices=("asyncio", "waitress")),
         host_names=tuple(h.lower() for h in t.list_of("host_names", values.host,
                                                       d["host_names"])),
         rate=float(t.int("rate", int(d["rate"]), lo=0, hi=1_000_000)),

@@ -178,7 +178,6 @@ class ShimConfig:
     max_connections_per_source: int = 64
     request_timeout: float = 10.0  # the whole request head and body must arrive within this
     keepalive_timeout: float = 15.0  # an idle keep-alive connection is closed after this
-    server: str = "asyncio"  # "waitress": for bench/shim.py's comparison only (no limits)
     host_names: tuple[str, ...] = ()  # names callers may put in Host/Origin (besides our IPs)
     rate: float = 250.0  # requests per second per calling address (token bucket; 0: off)
     burst: int = 500  # requests a calling address may send at once before `rate` applies
@@ -207,7 +206,7 @@ class LookupConfig(HttpClientConfig):
 
 @dataclass(frozen=True)
 class ConsoleConfig:
-    """The operator console at /console/ on the shim's listener (issue 16)."""
+    """The operator console at /console/ on the shim's listener."""
 
     operator_token: Secret | None = None  # actions (retry, re-read) need it; read-only without
     local_actions: bool = False  # callers on this host (loopback) may act without the token

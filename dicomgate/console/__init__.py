@@ -1,2 +1,2 @@
-"""The operator console (issue 16): a web page at /console/ on the shim's listener for
+"""The operator console: a web page at /console/ on the shim's listener for
 hospital IT and field engineers: overview, exams, problems (with actions), audit."""

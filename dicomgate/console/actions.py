@@ -23,8 +23,8 @@ from ..netaddr import client_ip
 
 log = structlog.get_logger("dicomgate.console")
 
-# An action the lead may wire in from another branch (issue 12's reconciliation pass):
-# the console offers its button as soon as a feature registers it under this name.
+# The reports feature's reconciliation pass: the console offers its button when a feature
+# registers an action under this name.
 RECONCILE = "reports.reconcile"
 
 

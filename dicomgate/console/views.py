@@ -18,9 +18,10 @@ from ..app import App
 from ..privacy import mask_mapping, mask_text, mask_value
 from ..state.exams import Exam
 from ..state.kinds import Deletion, PushReport, Retrieve, Upload, Withdraw
+from ..state.names import Fact
 
-ECHO_FACT = "images.pacs_echo"  # written by images.echo
-REACH_FACT = "upstream.reachability"  # written by upstream.transport
+ECHO_FACT = Fact.PACS_ECHO
+REACH_FACT = Fact.UPSTREAM_REACHABILITY
 POLL_JOB = "reports.poll"
 
 # Where an exam stands, worst first: the page colours and filters by these.
@@ -68,14 +69,9 @@ class Views:
                        "workers": self.workers()},
         }
 
-    def workers(self) -> dict[str, Any] | None:
-        """The worker detail /healthz adds on the self-healing branch (issue 14: alive,
-        started, busy, lanes). SEAM: read only when the pool offers it, so this works before
-        and after that branch is merged; once merged, /healthz and this could share one
-        function beside App.health."""
+    def workers(self) -> dict[str, Any]:
+        """The worker threads: alive of started, busy, and each lane's state."""
         pool = self.app.pool
-        if not all(hasattr(pool, n) for n in ("alive", "busy", "lanes_status")):
-            return None
         alive, started = pool.alive()
         return {"alive": alive, "started": started, "busy": pool.busy(),
                 "lanes": pool.lanes_status()}

@@ -17,6 +17,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -33,9 +34,6 @@ log = structlog.get_logger("dicomgate.console")
 _STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
 _STATIC_NAME = re.compile(r"^[a-z0-9_-]{1,64}\.(html|js|css|svg)$")
-_REASONS = {200: "OK", 301: "Moved Permanently", 400: "Bad Request", 401: "Unauthorized",
-            403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-            409: "Conflict", 413: "Payload Too Large", 500: "Internal Server Error"}
 # No inline script, no other origin: the page runs only the files shipped with it.
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -173,7 +171,7 @@ class ConsoleApp:
     def _send(self, start_response: Callable, status: int, body: bytes, ctype: str,
               extra: list[tuple[str, str]] | None = None,
               length: int | None = None) -> Iterable[bytes]:
-        start_response(f"{status} {_REASONS.get(status, 'OK')}", [
+        start_response(f"{status} {HTTPStatus(status).phrase}", [
             ("Content-Type", ctype), ("Content-Length", str(len(body) if length is None
                                                            else length)),
             ("Cache-Control", "no-store"), ("Content-Security-Policy", _CSP),

@@ -12,11 +12,13 @@ from typing import Any
 import structlog
 
 from ..state import Store
+from ..state.kinds import Retrieve
+from ..state.names import Fact
 from .scu import PacsClient, PacsRefused, PacsUnavailable
 
 log = structlog.get_logger("dicomgate.images.echo")
 
-FACT = "images.pacs_echo"
+FACT = Fact.PACS_ECHO
 
 
 class EchoMonitor:
@@ -41,7 +43,7 @@ class EchoMonitor:
                 "pacs": f"{self.pacs.pacs.ae_title}@{self.pacs.pacs.host}:{self.pacs.pacs.port}"}
         self.store.facts.set(FACT, fact)
         if changed and ok:
-            woken = self.store.tasks.make_due(("retrieve",))  # retrieves waiting for it
+            woken = self.store.tasks.make_due((Retrieve.kind,))  # retrieves waiting for it
             log.info("pacs.up", pacs=fact["pacs"], latency_ms=fact["latency_ms"],
                      down_for=None if not prev else round(now - prev.get("since", now), 1),
                      retrieves_woken=woken)

@@ -16,7 +16,8 @@ from typing import Any
 import structlog
 
 from ..state import Store, Task
-from ..state.kinds import Upload
+from ..state.kinds import Retrieve, Upload
+from ..state.names import Fact
 from ..tasks import Fatal, RetryLater, WaitFor
 from .echo import FACT as ECHO_FACT
 from .move_outcome import MoveVerdicts, OurSide, wait_for_our_side
@@ -26,7 +27,7 @@ from .scu import MoveStalled, PacsClient, PacsRefused, PacsUnavailable
 log = structlog.get_logger("dicomgate.images.retrieve")
 
 PRESENT_STATES = ("uploaded", "delivered", "purged")  # left the spool on purpose
-STALL_FACT = "images.move_stalled"
+STALL_FACT = Fact.MOVE_STALLED
 DISK_RECHECK = 10.0  # a retrieve waiting for free space looks again this often
 PACS_DOWN_RECHECK = 3600.0  # the echo says the PACS is down: `pacs.up` wakes us sooner
 PACS_FLAKY_RECHECK = 30.0  # the echo says up, yet this C-MOVE could not be done
@@ -57,7 +58,7 @@ def _size(path: str) -> int | None:
 
 class Retriever:
     def __init__(self, store: Store, pacs: PacsClient,
-                 fetch_http: Callable[[Task], str] | None = None,
+                 fetch_http: Callable[[Retrieve, Task], str] | None = None,
                  progress: MoveProgress | None = None, queue_uploads: bool = True,
                  room: Callable[[], bool] | None = None, min_free_disk: int = 0,
                  pacs_down_wait: float = PACS_DOWN_RECHECK):
@@ -71,27 +72,26 @@ class Retriever:
         self.pacs_down_wait = pacs_down_wait  # tasks.backoff_max: `pacs.up` wakes sooner
 
     # -- task handler ---------------------------------------------------------------------
-    def handle(self, task: Task) -> str:
-        p = task.payload
-        if p.get("image_paths"):
+    def handle(self, work: Retrieve, task: Task) -> str:
+        if work.image_paths:
             if self.fetch_http is None:
                 raise Fatal("payload has image_paths but HTTP image mode is not configured "
                             '(set [images] source = "http")')
-            return self.fetch_http(task)
+            return self.fetch_http(work, task)
         if self.room is not None and not self.room():
             raise WaitFor(f"free space in the state dir is below dicom.min_free_disk "
                           f"({self.min_free_disk / 1e6:.0f} MB): our SCP would refuse every "
                           "instance; the retrieve starts once space is freed", "disk space",
                           after=DISK_RECHECK)
         try:
-            return self.run(study_uid=p.get("study_uid"), accession_no=p.get("accession_no"),
-                            exam_id=p.get("exam_id"))
+            return self.run(study_uid=work.study_uid, accession_no=work.accession_no,
+                            exam_id=work.exam_id)
         except OurSide as exc:
-            raise wait_for_our_side(p.get("study_uid"), exc) from None
+            raise wait_for_our_side(work.study_uid, exc) from None
         except MoveStalled as exc:
             self.store.facts.set(STALL_FACT, {"at": time.time(), "error": str(exc),
-                                              "study_uid": p.get("study_uid")})
-            log.warning("pacs.move_stalled", study_uid=p.get("study_uid"), error=str(exc))
+                                              "study_uid": work.study_uid})
+            log.warning("pacs.move_stalled", study_uid=work.study_uid, error=str(exc))
             raise WaitFor(str(exc), "PACS", after=self._pacs_wait()) from None
         except PacsUnavailable as exc:  # unreachable: waits, never exhausts the task
             raise WaitFor(str(exc), "PACS", after=self._pacs_wait()) from None
@@ -275,12 +275,11 @@ class Retriever:
             log.warning("study.incomplete", study_uid=study_uid, missing=n, expected=exp.count,
                         moved=moved, seconds=seconds, why=why)
             raise RetryLater(f"study {study_uid}: {why}; will try again")
-        with self.store.db.tx() as c:
+        with self.store.transaction():
             self.store.instances.set_study(study_uid, state="complete", expected_count=exp.count,
-                                           detail={"moved": moved, "at": time.time()}, conn=c)
+                                           detail={"moved": moved, "at": time.time()})
             if self.queue_uploads:
-                self.store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid,
-                                         conn=c)
+                self.store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid)
         log.info("study.complete", study_uid=study_uid, instances=exp.count, moved=moved,
                  seconds=seconds)
         return f"study {study_uid}: complete, {exp.count} instances, {moved} moved"
@@ -291,12 +290,11 @@ class Retriever:
         the task dead so a person sees which instances the PACS must correct."""
         good = exp.count - len(quarantined)
         detail = {"moved": moved, "at": time.time(), "quarantined": sorted(quarantined)[:50]}
-        with self.store.db.tx() as c:
+        with self.store.transaction():
             self.store.instances.set_study(study_uid, state="complete", expected_count=good,
-                                           detail=detail, conn=c)
+                                           detail=detail)
             if self.queue_uploads:
-                self.store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid,
-                                         conn=c)
+                self.store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid)
         log.error("study.instances_quarantined", study_uid=study_uid, delivered=good,
                   quarantined=sorted(quarantined))
         queued = " and queued for upload" if self.queue_uploads else ""

@@ -16,6 +16,7 @@ import structlog
 
 from ..config import Config
 from ..state import Store
+from ..state.names import Fact
 from . import duplicates
 from .apply import Applier, Counts
 from .events import BY_CODE, POLL_ORDER, EventType
@@ -42,7 +43,7 @@ class TypeResult:
                 **self.counts.__dict__, "error": self.error, "seconds": round(self.seconds, 3)}
 
 
-POLL_ERRORS = "reports.poll_errors"  # fact: {type: error} of the last scheduled poll
+POLL_ERRORS = Fact.REPORTS_POLL_ERRORS
 
 
 class SyncFailed(Exception):

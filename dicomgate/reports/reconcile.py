@@ -18,6 +18,7 @@ import structlog
 
 from ..state import Store
 from ..state.exams import Exam
+from ..state.names import Fact
 from . import duplicates
 from .events import AUDITED, MODIFIED, POLL_ORDER, REFUNDED, EventType
 from .poller import Poller
@@ -25,7 +26,7 @@ from .record import normalise
 from .source import SourceError
 
 log = structlog.get_logger("dicomgate.reports")
-FACT = "reports.reconcile"  # the last result, in the state store's facts
+FACT = Fact.REPORTS_RECONCILE
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..config.load import CANONICAL_FIELDS
 from ..privacy import mask_text
+from ..state.names import Fact
 from . import time_format, view_dialect, view_text
 from .events import POLL_ORDER
 from .record import Rules, normalise
@@ -23,7 +24,7 @@ from .source import SourceError
 from .view_source import SAMPLE_ROWS, ViewSource
 from .view_times import TimeFormatError
 
-FACT = "reports.view_check"  # the last result, in the state store's facts
+FACT = Fact.REPORTS_VIEW_CHECK
 CLOCK_SKEW = dt.timedelta(minutes=1)
 
 

@@ -26,7 +26,7 @@ import structlog
 
 from ..config.model import ShimConfig
 from ..metrics import HTTP_REQUESTS
-from .http import REASONS, Response, RouteTable, ShimApp, reply
+from .http import Response, RouteTable, ShimApp, phrase, reply
 from .pools import BoundedPool, Busy
 from .protocol import ascii_query, escape_target, header, protocol_check
 from .ratelimit import MAX_WAIT, Buckets
@@ -69,10 +69,6 @@ class HttpFront:
     def port(self) -> int:
         assert self._sock is not None
         return int(self._sock.getsockname()[1])
-
-    @property
-    def open_connections(self) -> int:
-        return len(self._open)
 
     def start(self) -> None:
         """Binds in the caller's thread (so a busy port fails `dicomgate run` at once)."""
@@ -326,7 +322,7 @@ class HttpFront:
         if closing:
             headers.append(("Connection", "close"))
         out = conn.send(h11.Response(status_code=resp.status, headers=headers,
-                                     reason=REASONS.get(resp.status, "OK").encode()))
+                                     reason=(phrase(resp.status) or "OK").encode()))
         if request.method != b"HEAD":
             out += conn.send(h11.Data(data=resp.body))
         out += conn.send(h11.EndOfMessage())

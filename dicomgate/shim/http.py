@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 import structlog
@@ -33,13 +34,14 @@ log = structlog.get_logger("dicomgate.shim")
 
 OK, BAD_PARAMS, INTERNAL = 200, 202, 500
 MESSAGES = {OK: "请求成功", BAD_PARAMS: "传参数不规范", INTERNAL: "内部服务错误"}
-REASONS = {200: "OK", 301: "Moved Permanently", 400: "Bad Request", 401: "Unauthorized",
-           403: "Forbidden",
-           404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict",
-           413: "Payload Too Large", 415: "Unsupported Media Type",
-           431: "Request Header Fields Too Large", 500: "Internal Server Error",
-           501: "Not Implemented", 503: "Service Unavailable",
-           505: "HTTP Version Not Supported"}
+
+
+def phrase(status: int) -> str | None:
+    """The HTTP reason phrase of `status` (the standard library's table), None if unknown."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -89,7 +91,7 @@ def reply(code: int, message: str | None = None, data: Any = None,
           status: int | None = None) -> Response:
     body = {"code": code, "message": message or MESSAGES.get(code, ""), "data": data}
     http = status if status is not None else (500 if code == INTERNAL else
-                                              code if code in REASONS and code >= 400 else 200)
+                                              code if code >= 400 and phrase(code) else 200)
     return Response(http, json.dumps(body, ensure_ascii=False).encode("utf-8"), code=code)
 
 
@@ -161,7 +163,7 @@ class ShimApp:
         resp, req_id = self.handle(method, environ.get("PATH_INFO", "/"),
                                    environ.get("QUERY_STRING", ""), headers, body,
                                    environ.get("REMOTE_ADDR", ""), too_big, self.bind)
-        start_response(f"{resp.status} {REASONS.get(resp.status, 'OK')}", [
+        start_response(f"{resp.status} {phrase(resp.status) or 'OK'}", [
             ("Content-Type", resp.content_type), ("Content-Length", str(len(resp.body))),
             ("X-Request-Id", req_id), ("Cache-Control", "no-store"), *resp.headers])
         return [resp.body] if method != "HEAD" else [b""]

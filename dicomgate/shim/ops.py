@@ -1,4 +1,4 @@
-"""/healthz and /metrics on the shim's port, for monitoring (issue 7)."""
+"""/healthz and /metrics on the shim's port, for monitoring."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import h11
 import structlog
 
 from ..metrics import HTTP_REQUESTS
-from .http import BAD_PARAMS, REASONS, Response, reply
+from .http import BAD_PARAMS, Response, phrase, reply
 from .pools import BoundedPool
 
 log = structlog.get_logger("dicomgate.shim")
@@ -44,14 +44,14 @@ class RefusalLog:
 
 def raw_response(resp: Response) -> bytes:
     """An answer written outside h11 (refusals; the connection closes after it)."""
-    head = (f"HTTP/1.1 {resp.status} {REASONS.get(resp.status, 'Error')}\r\n"
+    head = (f"HTTP/1.1 {resp.status} {phrase(resp.status) or 'Error'}\r\n"
             f"Content-Type: {resp.content_type}\r\nContent-Length: {len(resp.body)}\r\n"
             "Cache-Control: no-store\r\nConnection: close\r\nServer: dicomgate\r\n\r\n")
     return head.encode("latin-1") + resp.body
 
 
 def malformed(exc: h11.RemoteProtocolError) -> Response:
-    status = exc.error_status_hint if exc.error_status_hint in REASONS else 400
+    status = exc.error_status_hint if phrase(exc.error_status_hint) else 400
     if status == 431:
         return reply(431, f"request head over {MAX_HEAD // 1024} KiB")
     return reply(status, f"malformed HTTP request: {exc}")

@@ -1,4 +1,4 @@
-"""Read-only queries for the operator console (issue 16): exams with their pipeline, problems,
+"""Read-only queries for the operator console: exams with their pipeline, problems,
 audit search. Each answers one page poll with a few indexed queries; nothing here writes."""
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from typing import Any
 from .db import Database
 from .exams import Exam
 from .kinds import PushReport
+from .names import TaskState
+from .tasks import Task
 
 # What an exam needs from the other tables to say where it stands in the pipeline.
 _STUDIES = ("SELECT exam_id, study_uid, expected_count, state, detail FROM studies "
@@ -20,10 +22,7 @@ _INSTANCES = ("SELECT study_uid, COUNT(*) received, "
               "SUM(CASE WHEN state='rejected' THEN 1 ELSE 0 END) rejected, "
               "COALESCE(SUM(size), 0) bytes FROM instances "
               "WHERE state<>'deleted' AND study_uid IN ({uids}) GROUP BY study_uid")
-_TASKS = ("SELECT id, kind, state, exam_id, study_uid, "
-          f"CASE kind WHEN '{PushReport.kind}' THEN json_extract(payload, '$.version') END version "
-          "FROM tasks "
-          "WHERE exam_id IN ({ids}) OR study_uid IN ({uids})")
+_TASKS = "SELECT * FROM tasks WHERE exam_id IN ({ids}) OR study_uid IN ({uids})"
 
 
 def _marks(items: list) -> str:
@@ -88,20 +87,21 @@ class ConsoleStore:
         all_uids = sorted({s["study_uid"] for s in studies} | set(uids))
         counts = {r["study_uid"]: r for r in conn.execute(
             _INSTANCES.format(uids=_marks(all_uids)), all_uids).fetchall()}
-        tasks_of: dict[tuple[str, object], list[sqlite3.Row]] = {}
-        for t in conn.execute(_TASKS.format(ids=_marks(ids), uids=_marks(all_uids)),
-                              (*ids, *all_uids)):
-            tasks_of.setdefault(("exam", t["exam_id"]), []).append(t)
-            tasks_of.setdefault(("study", t["study_uid"]), []).append(t)
+        tasks_of: dict[tuple[str, object], list[Task]] = {}
+        for row in conn.execute(_TASKS.format(ids=_marks(ids), uids=_marks(all_uids)),
+                                (*ids, *all_uids)):
+            t = Task.from_row(row)  # the payload read as its kind, as workers read it
+            tasks_of.setdefault(("exam", t.exam_id), []).append(t)
+            tasks_of.setdefault(("study", t.study_uid), []).append(t)
         out = {}
         for e in exams:
             study_rows = of_exam[e.id]
             mine = {s["study_uid"] for s in study_rows} | ({e.study_uid} if e.study_uid else set())
             expected = [s["expected_count"] for s in study_rows if s["expected_count"] is not None]
             got = [counts[u] for u in mine if u in counts]
-            own = {t["id"]: t for t in tasks_of.get(("exam", e.id), [])}
+            own = {t.id: t for t in tasks_of.get(("exam", e.id), [])}
             for uid in mine:
-                own.update((t["id"], t) for t in tasks_of.get(("study", uid), []))
+                own.update((t.id, t) for t in tasks_of.get(("study", uid), []))
             own_tasks = list(own.values())
             out[e.id] = {
                 "studies": sorted(mine),
@@ -111,11 +111,11 @@ class ConsoleStore:
                 "delivered": sum(r["delivered"] or 0 for r in got),
                 "rejected": sum(r["rejected"] or 0 for r in got),
                 "bytes": sum(r["bytes"] for r in got),
-                "pushed_version": max((t["version"] or 0 for t in own_tasks
-                                       if t["kind"] == PushReport.kind and t["state"] == "done"),
-                                      default=0),
-                "tasks": _count(t["state"] for t in own_tasks),
-                "dead_tasks": sorted(t["id"] for t in own_tasks if t["state"] == "dead"),
+                "pushed_version": max((t.work.version for t in own_tasks
+                                       if isinstance(t.work, PushReport)
+                                       and t.state is TaskState.DONE), default=0),
+                "tasks": _count(t.state.value for t in own_tasks),
+                "dead_tasks": sorted(t.id for t in own_tasks if t.state is TaskState.DEAD),
             }
         return out
 

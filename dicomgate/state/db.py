@@ -1,4 +1,4 @@
-"""SQLite connection handling: WAL mode, one connection per thread, migrations.
+"""SQLite connection handling: WAL mode, one connection per thread (migrations: schema.py).
 
 This package is the only place with SQL. Every write runs in `Database.tx()`
 (BEGIN IMMEDIATE), so a crash leaves either the whole step or none of it.
@@ -6,6 +6,7 @@ This package is the only place with SQL. Every write runs in `Database.tx()`
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import threading
@@ -14,14 +15,34 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .migrations import all_migrations
+_UNWRITABLE = ("disk is full", "database or disk is full", "disk i/o error",
+               "database is locked", "unable to open database")
+
+
+def disk_full(exc: BaseException | None) -> bool:
+    """ENOSPC / EDQUOT, or SQLite's "database or disk is full", anywhere in the chain."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(exc, sqlite3.Error) and "full" in str(exc).lower():
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def store_unwritable(exc: BaseException) -> bool:
+    """The store, not the work, failed (full, locked, unreadable): the engine's errors are
+    classified here so nothing outside state/ knows them."""
+    return disk_full(exc) or (isinstance(exc, sqlite3.OperationalError) and any(
+        w in str(exc).lower() for w in _UNWRITABLE))
 
 
 class StateError(Exception):
     """The state store cannot be opened or used; the message says what to fix."""
 
 
-def _secure_dir(path: Path) -> None:
+def secure_dir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         os.chmod(path, 0o700)
@@ -37,10 +58,10 @@ class Database:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        _secure_dir(path.parent)
+        secure_dir(path.parent)
         old_umask = os.umask(0o077)  # the -wal and -shm files are created 0600 too
         try:
-            self._migrate()
+            self.conn()
         finally:
             os.umask(old_umask)
         for suffix in ("", "-wal", "-shm"):
@@ -57,7 +78,7 @@ class Database:
             except sqlite3.Error as exc:
                 raise StateError(f"cannot open state database {self.path}: {exc}") from None
             c.row_factory = sqlite3.Row
-            c.execute("PRAGMA journal_mode=WAL")
+            self._wal(c)
             c.execute("PRAGMA synchronous=NORMAL")
             c.execute("PRAGMA foreign_keys=ON")
             self._local.conn = c
@@ -65,19 +86,44 @@ class Database:
                 self._all.append(c)
         return c
 
+    def _wal(self, c: sqlite3.Connection) -> None:
+        """Switching a new file to WAL takes an exclusive lock for which SQLite does not
+        wait (no busy handler): two processes creating the store at once (the daemon
+        starting, a command) would see "database is locked". Wait for it, bounded."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                c.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction, taken at once so writers queue instead of deadlocking."""
+        """A write transaction, taken at once so writers queue instead of deadlocking.
+        Inside one already open on this thread it joins it: the outermost commits, and an
+        exception escaping it rolls the whole back (see unit_of_work.py)."""
         c = self.conn()
+        if getattr(self._local, "depth", 0):
+            self._local.depth += 1
+            try:
+                yield c
+            finally:
+                self._local.depth -= 1
+            return
         c.execute("BEGIN IMMEDIATE")
-        self._local.after = []
+        self._local.after, self._local.depth = [], 1
         try:
             yield c
+            self._local.depth = 0
+            c.execute("COMMIT")
         except BaseException:
-            self._local.after = None
-            c.execute("ROLLBACK")
+            self._local.after, self._local.depth = None, 0
+            if c.in_transaction:
+                c.execute("ROLLBACK")
             raise
-        c.execute("COMMIT")
         callbacks, self._local.after = self._local.after, None
         for fn in callbacks:
             fn()
@@ -114,41 +160,3 @@ class Database:
                     pass
             self._all.clear()
         self._local = threading.local()
-
-    def _migrate(self) -> None:
-        """Apply every migration not yet recorded; versions need not be contiguous."""
-        c = self.conn()
-        c.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
-                  "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)")
-        done = {r[0] for r in c.execute("SELECT version FROM schema_migrations")}
-        for version, name, sql in all_migrations():
-            if version in done:
-                continue
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _split(sql):
-                    c.execute(statement)
-                c.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
-                          (version, name, time.time()))
-            except sqlite3.Error as exc:
-                c.execute("ROLLBACK")
-                raise StateError(f"migration {version} ({name}) failed: {exc}") from None
-            c.execute("COMMIT")
-
-    def schema_version(self) -> int:
-        row = self.one("SELECT MAX(version) FROM schema_migrations")
-        return int(row[0] or 0)
-
-
-def _split(sql: str) -> list[str]:
-    """Split a migration script into statements (triggers keep their inner `;`)."""
-    out, buf = [], ""
-    for line in sql.splitlines(keepends=True):
-        buf += line
-        if sqlite3.complete_statement(buf):
-            if buf.strip():
-                out.append(buf.strip())
-            buf = ""
-    if buf.strip():
-        out.append(buf.strip())
-    return out

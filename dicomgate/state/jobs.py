@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from .db import Database
+from .names import Fact
 
 
 class JobStore:
@@ -41,17 +42,35 @@ class KeyValueStore:
         row = self.db.one(f"SELECT value FROM {self.table} WHERE name=?", (name,))
         return json.loads(row["value"]) if row else default
 
-    def set(self, name: str, value: Any, conn=None) -> None:
+    def set(self, name: str, value: Any) -> None:
         sql = (f"INSERT INTO {self.table} (name, value, updated_at) VALUES (?, ?, ?) "
                "ON CONFLICT (name) DO UPDATE SET value=excluded.value, "
                "updated_at=excluded.updated_at")
         params = (name, json.dumps(value, ensure_ascii=False), time.time())
-        if conn is not None:
-            conn.execute(sql, params)
-            return
         with self.db.tx() as c:
             c.execute(sql, params)
 
     def all(self) -> dict[str, Any]:
         return {r["name"]: json.loads(r["value"])
                 for r in self.db.query(f"SELECT name, value FROM {self.table} ORDER BY name")}
+
+
+class FactStore(KeyValueStore):
+    """Facts by their declared name (`names.Fact`): a bare string is refused, so a fact
+    renamed in one package cannot leave another reading a name nobody writes."""
+
+    def __init__(self, db: Database):
+        super().__init__(db, "kv")
+
+    def get(self, name: Fact, default: Any = None) -> Any:
+        return super().get(_fact(name), default)
+
+    def set(self, name: Fact, value: Any) -> None:
+        super().set(_fact(name), value)
+
+
+def _fact(name: Fact) -> str:
+    if not isinstance(name, Fact):
+        raise TypeError(f"fact {name!r} is not declared: use a member of "
+                        "dicomgate.state.names.Fact")
+    return name.value

@@ -38,9 +38,5 @@ class OverviewStore:
                              "WHERE state IN ('pending', 'running') GROUP BY kind")
         return {r["kind"]: r["t"] for r in rows}
 
-    def exams_by_state(self) -> dict[str, int]:
-        return {r["state"]: r["n"] for r in self.db.query(
-            "SELECT state, COUNT(*) n FROM exams GROUP BY state")}
-
     def job_runs(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.query("SELECT * FROM job_runs ORDER BY name")]

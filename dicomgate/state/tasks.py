@@ -16,11 +16,12 @@ from typing import Any
 from . import kinds
 from .db import Database
 from .doorbell import Doorbell
-from .kinds import TaskKind
+from .kinds import KINDS, TaskKind
+from .names import TaskState, declared
 
-ACTIVE = ("pending", "running")
-FINISHED = ("done", "dead", "cancelled")
-STATES = ACTIVE + FINISHED
+ACTIVE = (TaskState.PENDING, TaskState.RUNNING)
+FINISHED = (TaskState.DONE, TaskState.DEAD, TaskState.CANCELLED)
+STATES = tuple(TaskState)
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class Task:
     kind: str
     key: str
     payload: dict[str, Any]
-    state: str
+    state: TaskState
     attempts: int
     max_attempts: int | None
     run_after: float
@@ -43,17 +44,32 @@ class Task:
     updated_at: float
     finished_at: float | None
     waiting_for: str | None = None  # while pending after a WaitFor: its cause
+    # The payload as its kind (state/kinds.py), decoded once here; None when the row does
+    # not decode, and `malformed` says which field (the worker makes such a task dead).
+    work: TaskKind | None = None
+    malformed: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Task:
         d = dict(row)
         d.pop("rerun", None)
-        d["payload"] = json.loads(d["payload"] or "{}")
+        d["state"] = TaskState(d["state"])
+        try:
+            d["payload"] = json.loads(d["payload"] or "{}")
+            d["work"] = kinds.decode(d["kind"], d["payload"])
+        except (ValueError, TypeError) as exc:  # MalformedTask and JSONDecodeError included
+            d["malformed"] = f"payload does not decode: {exc}"
+            d.setdefault("work", None)
+            if isinstance(d["payload"], str):
+                d["payload"] = {}
         return cls(**d)
 
     def public(self) -> dict[str, Any]:
         """A JSON-friendly view for the CLI (payloads hold no personal data by design)."""
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "work"}
+        if self.malformed is None:
+            out.pop("malformed")
+        return out
 
 
 @dataclass(frozen=True)
@@ -78,29 +94,32 @@ class TaskStore:
 
         self.db.after_commit(notify)
 
-    def enqueue(self, task: TaskKind, *, key: str | None = None, delay: float = 0.0,
+    def enqueue(self, task: TaskKind, *, delay: float = 0.0,
                 reopen: bool = False, max_attempts: int | None = None,
-                exam_id: int | None = None, study_uid: str | None = None,
-                conn: sqlite3.Connection | None = None) -> Enqueued:
-        """Add a task (a kind declared in state/kinds.py) once per (kind, key).
-
-        `key` defaults to the kind's own key builder; pass it only to reuse the key of
-        a task already queued for the same work.
+                exam_id: int | None = None, study_uid: str | None = None) -> Enqueued:
+        """Add a task (a kind declared in state/kinds.py) once per (kind, key); the key is
+        the kind's `key()`, a function of the payload. A pending task the new one
+        `supersedes()` is cancelled.
 
         An active task with the same key is left as it is (a running one is marked
         to run again when it ends if `reopen`); a finished one is reopened only if
         `reopen` (e.g. a study that grew after its retrieve completed).
-        Pass `conn` to enqueue inside the caller's transaction.
+        Inside `store.transaction()` it is part of that step.
         """
         kinds.check(task)
-        if conn is None:
-            with self.db.tx() as c:
-                return self.enqueue(task, key=key, delay=delay, reopen=reopen,
-                                    max_attempts=max_attempts, exam_id=exam_id,
-                                    study_uid=study_uid, conn=c)
+        with self.db.tx() as conn:
+            return self._enqueue(conn, task, delay, reopen, max_attempts, exam_id, study_uid)
+
+    def _enqueue(self, conn: sqlite3.Connection, task: TaskKind, delay: float, reopen: bool,
+                 max_attempts: int | None, exam_id: int | None,
+                 study_uid: str | None) -> Enqueued:
         now = time.time()
-        kind, key = task.kind, key or task.key()
+        kind, key = task.kind, task.key()
         body = json.dumps(task.to_json(), ensure_ascii=False, sort_keys=True)
+        for old in task.supersedes():
+            conn.execute("UPDATE tasks SET state='cancelled', last_error=?, finished_at=?, "
+                         "updated_at=? WHERE kind=? AND key=? AND state='pending'",
+                         (f"superseded by {kind} {key}", now, now, kind, old))
         row = conn.execute("SELECT id, state FROM tasks WHERE kind=? AND key=?",
                            (kind, key)).fetchone()
         if row is None:
@@ -155,7 +174,10 @@ class TaskStore:
 
     def make_due(self, kinds: tuple[str, ...]) -> int:
         """Pending tasks of `kinds` waiting out a backoff run now (an operator's push, or
-        the peer they wait for is back)."""
+        the peer they wait for is back). A kind not declared is an error, not 0 tasks."""
+        unknown = sorted(set(kinds) - set(KINDS))
+        if unknown:
+            raise ValueError(f"task kinds {unknown} are not declared in state/kinds.py")
         now = time.time()
         with self.db.tx() as c:
             return c.execute(
@@ -228,12 +250,10 @@ class TaskStore:
                             "WHERE state='running' AND lease_owner != ?", (time.time(), owner))
         return cur.rowcount
 
-    def cancel(self, task_id: int, reason: str, conn: sqlite3.Connection | None = None) -> bool:
+    def cancel(self, task_id: int, reason: str) -> bool:
         sql = ("UPDATE tasks SET state='cancelled', last_error=?, finished_at=?, updated_at=?, "
                "lease_owner=NULL, lease_until=NULL WHERE id=? AND state IN ('pending','running')")
         now = time.time()
-        if conn is not None:
-            return conn.execute(sql, (reason, now, now, task_id)).rowcount == 1
         with self.db.tx() as c:
             return c.execute(sql, (reason, now, now, task_id)).rowcount == 1
 
@@ -265,6 +285,7 @@ class TaskStore:
              study_uid: str | None = None, exam_id: int | None = None,
              limit: int = 1000) -> list[Task]:
         where, params = [], []
+        state = None if state is None else declared(TaskState, state)
         for col, val in (("state", state), ("kind", kind), ("study_uid", study_uid),
                          ("exam_id", exam_id)):
             if val is not None:
@@ -300,11 +321,3 @@ class TaskStore:
             if r["waiting_for"]:
                 k["waiting"][r["waiting_for"]] = k["waiting"].get(r["waiting_for"], 0) + r["n"]
         return out
-
-    def next_due(self, kinds: list[str]) -> float | None:
-        if not kinds:
-            return None
-        marks = ",".join("?" * len(kinds))
-        row = self.db.one(f"SELECT MIN(run_after) FROM tasks WHERE state='pending' "
-                          f"AND kind IN ({marks})", tuple(kinds))
-        return row[0] if row and row[0] is not None else None

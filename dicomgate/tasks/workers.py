@@ -18,6 +18,7 @@ import structlog
 
 from ..config import TasksConfig
 from ..state import Store, Task
+from ..state.names import Fact
 from . import backoff
 from .errors import Fatal, RetryLater, WaitFor
 from .pause import Pause, describe
@@ -26,7 +27,7 @@ from .registry import Registry
 log = structlog.get_logger("dicomgate.tasks")
 
 IDLE_POLL = 1.0  # seconds between looks at the queue when nothing woke the workers
-WRITE_PROBE = "tasks.write_probe"  # a fact written to learn whether the store is writable
+WRITE_PROBE = Fact.TASKS_WRITE_PROBE
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,9 @@ class WorkerPool:
             try:
                 if reg is None:
                     raise Fatal(f"no handler registered for task kind {task.kind!r}")
-                result = reg.handler(task)
+                if task.work is None:  # never a default in place of what is missing
+                    raise Fatal(f"{task.kind} task {task.key}: {task.malformed}")
+                result = reg.handler(task.work, task)
             except Fatal as exc:
                 return self._failed(task, str(exc), dead=True, started=started)
             except WaitFor as exc:

@@ -11,6 +11,7 @@ import requests
 from ..config import UpstreamConfig
 from ..http_client import ThreadSessions
 from ..state import Store
+from ..state.names import Fact
 from .errors import check_status, from_exception
 
 CONNECT_TIMEOUT = 10.0
@@ -53,7 +54,7 @@ class Transport:
 class Reachability:
     """The last known outcome per cloud endpoint, kept in the state store for `status`."""
 
-    FACT = "upstream.reachability"
+    FACT = Fact.UPSTREAM_REACHABILITY
 
     def __init__(self, store: Store, min_interval: float = 30.0):
         self.store = store

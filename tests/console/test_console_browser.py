@@ -16,6 +16,7 @@ from dicomgate.sandbox.demo import Demo
 from dicomgate.sandbox.studies import Patient, StudySpec, ct_instances
 from dicomgate.state import Store
 from dicomgate.state.kinds import Retrieve
+from dicomgate.state.names import Fact
 from tests.support import wait_until
 
 
@@ -270,6 +271,6 @@ def test_reconciliation_button_runs_the_daemons_pass(demo, browser):
     try:
         entry = store.audit.list(action="console.reconcile")[0]
         assert entry["outcome"] == "ok" and entry["actor"] == "console:赵工@127.0.0.1"
-        assert store.facts.get("reports.reconcile") is not None  # what `status` shows
+        assert store.facts.get(Fact.REPORTS_RECONCILE) is not None  # what `status` shows
     finally:
         store.close()
