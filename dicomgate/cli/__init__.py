@@ -7,13 +7,14 @@ import importlib
 import os
 import sys
 
-from .. import __version__
+from ..buildinfo import one_line
 from ..config import ConfigError
 from .context import EXIT_FAILED, EXIT_USAGE, CommandError
 
 # Modules that add sub-commands: each has `add_commands(subparsers)`.
 COMMAND_MODULES = (
     "dicomgate.cli.core",
+    "dicomgate.cli.version",
     "dicomgate.cli.tasks",
     "dicomgate.cli.demo",
     "dicomgate.cli.reports",
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="PATH",
                    help="configuration file (default: $DICOMGATE_CONFIG, else "
                         "/etc/dicomgate/dicomgate.toml)")
-    p.add_argument("--version", action="version", version=f"dicomgate {__version__}")
+    p.add_argument("--version", action="version", version=one_line())
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMAND_MODULES:

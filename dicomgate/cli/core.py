@@ -1,4 +1,4 @@
-"""check-config, run, status, version."""
+"""check-config, run, status."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import __version__, daemon, logs
 from ..app import App
+from ..buildinfo import build_info, one_line
 from ..config import config_path, load
 from ..humanize import human_bytes
 from ..state import STATES
@@ -27,9 +28,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="what the gateway knows right now")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
-
-    p = sub.add_parser("version", help="print the version")
-    p.set_defaults(func=lambda _a: print(f"dicomgate {__version__}"))
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -74,6 +72,7 @@ def gather_status(app: App) -> dict[str, Any]:
             sections[name] = {"error": str(exc)}
     return {
         "version": __version__,
+        "build": build_info(),
         "config": str(cfg.path),
         "hospital_id": cfg.gateway.hospital_id,
         "state_dir": str(cfg.gateway.state_dir),
@@ -95,7 +94,7 @@ def gather_status(app: App) -> dict[str, Any]:
 
 def print_status(d: dict[str, Any]) -> None:
     w = sys.stdout.write
-    w(f"dicomgate {d['version']}\n")
+    w(one_line(d["schema_version"]) + "\n")
     w(f"config:      {d['config']}\n")
     w(f"hospital:    {d['hospital_id']}\n")
     w(f"state dir:   {d['state_dir']} (schema {d['schema_version']})\n")
