@@ -152,11 +152,12 @@ def gather_wheels(arch: str, pythons: list[str], wheel: Path, work: Path,
     missing: dict[str, list[str]] = {}
     links: list[Path] = []
     for py in pythons:
-        dest = work / f"target-{arch}-cp{py.replace('.', '')}"
+        tag = "cp" + py.replace(".", "")
+        dest = work / f"target-{arch}-{tag}"
         shutil.rmtree(dest, ignore_errors=True)
         lacking = download_target(wheel, arch, py, dest, links, pins)
         for req in lacking:
-            log(f"{req}: no wheel for cp{py} {arch} on the index; building one here")
+            log(f"{req}: no wheel for {tag} {arch} on the index; building one here")
             built = build_missing(req, work)
             if built and built not in links:
                 links.append(built)
@@ -165,13 +166,13 @@ def gather_wheels(arch: str, pythons: list[str], wheel: Path, work: Path,
             lacking = download_target(wheel, arch, py, dest, links, pins)
         if lacking:
             missing[py] = lacking
-            log(f"cp{py} {arch}: no wheel for {', '.join(lacking)}: this Python is left out")
+            log(f"{tag} {arch}: no wheel for {', '.join(lacking)}: this Python is left out")
             continue
         files = sorted(dest.glob("*.whl"))
         locks[py] = lock_lines(files)
         for f in files:
             shutil.copy2(f, wheels / f.name)
-        log(f"cp{py} {arch}: {len(files)} wheels "
+        log(f"{tag} {arch}: {len(files)} wheels "
             f"({sum(wheel_kind(f.name) == 'binary' for f in files)} binary)")
     return wheels, locks, missing
 

@@ -86,11 +86,11 @@ def odbc_check(config: Path) -> int:
                   f"/etc/odbc.ini: define it there, naming its Driver")
             return 1
         driver = dsns.get(dsn, "Driver", fallback="")
-        if driver.startswith("/"):
+        if "/" in driver or driver.endswith(".so"):
             return _driver_file(driver, f"DSN {dsn}")
     if not driver:
         return 0
-    if driver.startswith("/"):
+    if "/" in driver or driver.endswith(".so"):
         return _driver_file(driver, "reports.view.connection")
     if not drivers.has_section(driver):
         print(f"ODBC driver {driver!r} (reports.view.connection) is not in odbcinst.ini; "
@@ -100,8 +100,21 @@ def odbc_check(config: Path) -> int:
     return _driver_file(lib, f"driver {driver!r}") if lib else 0
 
 
+# Where unixODBC's dlopen finds a driver named without a folder (Debian keeps them in odbc/).
+LIB_DIRS = ("/usr/lib/*/odbc", "/usr/lib64/odbc", "/usr/lib/odbc", "/usr/lib/*-linux-gnu",
+            "/usr/lib64", "/usr/lib", "/usr/local/lib", "/usr/local/lib64", "/lib64", "/lib")
+
+
+def _driver_found(path: str) -> bool:
+    if "/" in path:
+        return Path(path).exists()
+    import glob
+
+    return any(glob.glob(f"{d}/{path}") for d in LIB_DIRS)
+
+
 def _driver_file(path: str, what: str) -> int:
-    if Path(path).exists():
+    if _driver_found(path):
         return 0
     print(f"ODBC {what} names {path}, which is missing; it comes from {_source_hint(path)}")
     return 1

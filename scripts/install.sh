@@ -145,8 +145,9 @@ check_disk() {
   need=$((wheels * 4 + 51200))    # a venv unpacks to ~3x its wheels
   (( $(free_kib "$PREFIX") >= need )) ||
     problem "disk: $((need / 1024)) MiB free under $PREFIX (have $(( $(free_kib "$PREFIX") / 1024 )) MiB)"
-  db_kib=$(du -sk "$STATE_DIR/state.db" 2>/dev/null | awk '{print $1}')
-  need=$(( ${db_kib:-0} + 10240 ))  # the state backup taken before a migration
+  db_kib=0
+  [ -f "$STATE_DIR/state.db" ] && db_kib=$(du -sk "$STATE_DIR/state.db" | awk '{print $1}')
+  need=$((db_kib + 10240))  # the state backup taken before a migration
   (( $(free_kib "$STATE_DIR") >= need )) ||
     problem "disk: $((need / 1024)) MiB free under $STATE_DIR for the state backup"
 }
@@ -311,8 +312,8 @@ do_install() {
   fi
   printf 'previous=%s\nprevious_schema=%s\nschema=%s\nstate_db=%s\nstate_backup=%s\n' \
     "${old:-}" "${OLD_SCHEMA:-}" "${NEW_SCHEMA:-}" "${DB:-}" "${BACKUP:-}" > "$REL/.install/record"
-  [ -n "$old" ] && switch_link previous "$old"
-  switch_link current "$REL"
+  [ -n "$old" ] && switch_link previous "releases/$(basename "$old")"
+  switch_link current "releases/$(basename "$REL")"
   ln -sfn ../current/venv/bin/dicomgate "$PREFIX/bin/dicomgate.tmp"
   mv -T "$PREFIX/bin/dicomgate.tmp" "$PREFIX/bin/dicomgate"
   save_settings
@@ -324,10 +325,11 @@ do_install() {
     exit 1
   fi
   prune_releases
-  say "installed: $(dg "$REL" version)"
+  say "installed: $("$REL/venv/bin/dicomgate" --version)"
   if [ -z "$old" ]; then
-    say "next: edit $CONFIG_DIR/dicomgate.toml; $PREFIX/bin/dicomgate check-config;${SYSTEMD:+ systemctl enable --now $UNIT}"
-    ((SYSTEMD)) || say "(--no-systemd: run $PREFIX/bin/dicomgate run under your own supervisor)"
+    say "next: edit $CONFIG_DIR/dicomgate.toml, then $PREFIX/bin/dicomgate check-config"
+    if ((SYSTEMD)); then say "      and systemctl enable --now $UNIT"
+    else say "      and run $PREFIX/bin/dicomgate run under your own supervisor (--no-systemd)"; fi
   fi
 }
 
@@ -353,16 +355,16 @@ do_rollback() {
     state as it was just now (schema $schema) is kept in $safety: work recorded since the
     upgrade is only there (the report poller re-reads the view from the restored watermark)"
   fi
-  switch_link current "$prev"
+  switch_link current "releases/$(basename "$prev")"
   local before; before=$(sed -n 's/^previous=//p' "$prev/.install/record" 2>/dev/null)
-  if [ -n "$before" ] && [ -d "$before" ]; then switch_link previous "$before"; else rm -f "$PREFIX/previous"; fi
+  if [ -n "$before" ] && [ -d "$before" ]; then switch_link previous "releases/$(basename "$before")"; else rm -f "$PREFIX/previous"; fi
   touch "$cur/.install/rolled-back"
   install_unit
   WAS_ACTIVE=${WAS_ACTIVE:-0}
   start_service || die "rolled back to $prev but $UNIT did not start: journalctl -u $UNIT"
   say "rolled back: $PREFIX/current -> $prev (was $cur)"
   say "$state_msg"
-  say "now: $(dg "$prev" version)"
+  say "now: $("$prev/venv/bin/dicomgate" --version)"
 }
 
 do_debs() {
