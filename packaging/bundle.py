@@ -10,7 +10,6 @@ image archive for hosts whose Python is too old. Invoked through scripts/bundle.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -21,6 +20,8 @@ import tarfile
 import time
 from pathlib import Path
 
+from common import BundleError, log, sha256
+
 ROOT = Path(__file__).resolve().parent.parent
 ARCHES = ("x86_64", "aarch64")
 PYTHONS = ("3.11", "3.12", "3.13")
@@ -29,14 +30,6 @@ PYTHONS = ("3.11", "3.12", "3.13")
 GLIBC_MAX = (2, 28)
 WHEEL_RE = re.compile(r"^(?P<name>[^-]+)-(?P<ver>[^-]+)(-\d[^-]*)?-(?P<py>[^-]+)-"
                       r"(?P<abi>[^-]+)-(?P<plat>[^-]+)\.whl$")
-
-
-class BundleError(Exception):
-    pass
-
-
-def log(msg: str) -> None:
-    print(f"bundle: {msg}", file=sys.stderr, flush=True)
 
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
@@ -69,14 +62,6 @@ def code_schema_version() -> int:
     from dicomgate.state.migrations import all_migrations
 
     return max(v for v, _, _ in all_migrations())
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def build_project_wheel(work: Path) -> Path:
@@ -282,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
                     help='CPython versions to carry wheels for (default: "%(default)s")')
     ap.add_argument("--debs", action="store_true", help="add the Debian 12 packages the host "
                     "needs (unixODBC, ODBC drivers, CJK font, Python)")
-    ap.add_argument("--oci", action="store_true", help="also build the OCI image archive")
+    ap.add_argument("--oci", action="store_true", help="also build the OCI image archive "
+                    "(implies --debs: the image installs them)")
     ap.add_argument("--out", type=Path, default=ROOT / "dist")
     ap.add_argument("--work", type=Path, default=None,
                     help="download cache and staging (default: OUT/.work); reused across runs")
@@ -308,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             if pins is None:
                 pins = pin_file(locks, work / "pins.txt")
             debs = None
-            if args.debs:
+            if args.debs or args.oci:
                 from debs import download_debs
 
                 debs = download_debs(arch, work / f"debs-{arch}")

@@ -262,7 +262,8 @@ restore_state() {  # restore_state BACKUP DB
 
 upgrade_state() {
   local old=$1 code store db
-  read -r code store db < <(schema_info "$REL") || die "the new release cannot read $CONFIG_DIR/dicomgate.toml"
+  local info; info=$(schema_info "$REL") || die "the new release cannot read $CONFIG_DIR/dicomgate.toml"
+  read -r code store db <<< "$info"
   OLD_SCHEMA=$store NEW_SCHEMA=$code DB=$db BACKUP=""
   [ "$db" != - ] && [ -f "$db" ] || { say "no state store yet: nothing to migrate"; return 0; }
   BACKUP="$(dirname "$db")/backups/state-before-$(basename "$REL")-schema$store.sqlite3"
@@ -367,12 +368,34 @@ do_rollback() {
   say "now: $("$prev/venv/bin/dicomgate" --version)"
 }
 
+# The bundle's .debs this host lacks or has older (apt and dpkg refuse to downgrade).
+wanted_debs() {
+  local deb pkg ver have
+  WANTED=()
+  for deb in "$HERE"/debs/*.deb; do
+    pkg=$(dpkg-deb -f "$deb" Package); ver=$(dpkg-deb -f "$deb" Version)
+    have=$(dpkg-query -W -f='${Status} ${Version}' "$pkg" 2>/dev/null || true)
+    have=${have#install ok installed }; [[ "$have" == *' '* ]] && have=""
+    if [ -z "$have" ] || dpkg --compare-versions "$have" lt "$ver"; then WANTED+=("$deb"); fi
+  done
+}
+
 do_debs() {
   [ -d "$HERE/debs" ] || die "this bundle has no debs/ (build it with ./scripts/bundle --debs)" 2
   is_root || die "run as root" 2
-  # apt resolves the dependencies among the given files and what is installed; no download.
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-download -o Acquire::Languages=none \
-    "$HERE"/debs/*.deb
+  local pass
+  # dpkg orders the given set itself, except a Pre-Depends on a package later in the same
+  # call (python3-minimal on python3.11-minimal): a second pass installs what the first left.
+  for pass in 1 2 3; do
+    wanted_debs
+    if ((${#WANTED[@]} == 0)); then
+      dpkg --configure -a
+      say "every package of debs/ is installed"; return 0
+    fi
+    say "installing ${#WANTED[@]} packages from debs/ (pass $pass, no download)"
+    DEBIAN_FRONTEND=noninteractive dpkg -i "${WANTED[@]}" || true
+  done
+  die "dpkg -i could not install: ${WANTED[*]##*/} (a dependency this host lacks is named above)"
 }
 
 case "$MODE" in

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -16,6 +17,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 # Downloads are kept here between runs (wheels by version never change); pip's own cache too.
 CACHE = Path(os.environ.get("DICOMGATE_BUNDLE_CACHE", "/var/tmp/dicomgate-bundle-cache"))
+
+
+def project_version() -> str:
+    text = (ROOT / "dicomgate" / "__init__.py").read_text()
+    return re.search(r'__version__ = "(.+)"', text).group(1)
 
 
 def can_isolate() -> str | None:

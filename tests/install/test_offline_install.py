@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.install.bundle_helpers import ROOT, Host, build_bundle, can_isolate, dump, unpack
+from tests.install.bundle_helpers import (
+    ROOT,
+    Host,
+    build_bundle,
+    can_isolate,
+    dump,
+    project_version,
+    unpack,
+)
 
 pytestmark = pytest.mark.skipif(can_isolate() is not None, reason=str(can_isolate()))
 
@@ -29,9 +37,7 @@ def releases(host: Host) -> list[str]:
 
 def test_bundle_is_complete_and_locked(bundle: Path):
     manifest = json.loads((bundle / "MANIFEST.json").read_text())
-    version = re.search(r'__version__ = "(.+)"',
-                        (ROOT / "dicomgate" / "__init__.py").read_text()).group(1)
-    assert bundle.name == f"dicomgate-{version}-linux-x86_64"
+    assert bundle.name == f"dicomgate-{project_version()}-linux-x86_64"
     assert manifest["arch"] == "x86_64" and manifest["pythons"] == ["3.11", "3.12", "3.13"]
     wheels = {p.name: p for p in (bundle / "wheels").glob("*.whl")}
     by_hash = {hashlib.sha256(p.read_bytes()).hexdigest(): n for n, p in wheels.items()}
