@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 from .config import Config
 from .scheduler import Scheduler
-from .state import Store
+from .state import Store, Task
 from .state.kinds import TaskKind
 from .tasks import GENERAL, Handler, Registry, WorkerPool
 
@@ -32,6 +32,9 @@ FEATURES: tuple[str, ...] = (
     "dicomgate.upstream.feature",
     "dicomgate.console.feature",
 )
+
+
+K = TypeVar("K", bound=TaskKind)
 
 
 class Service(Protocol):
@@ -89,10 +92,11 @@ class App:
         return app
 
     # -- registration (called from feature setup) -----------------------------------------
-    def handle(self, kind: type[TaskKind], handler: Handler,
+    def handle(self, kind: type[K], handler: Callable[[K, Task], str | None],
                max_attempts: int | None = None, lane: str = GENERAL) -> None:
-        """`lane`: the thread group it runs in (see `lane`); default: tasks.workers."""
-        self.registry.register(kind.kind, handler, max_attempts, lane)
+        """`handler(work, task)` gets the payload as `kind`, decoded by the store.
+        `lane`: the thread group it runs in (see `lane`); default: tasks.workers."""
+        self.registry.register(kind.kind, cast(Handler, handler), max_attempts, lane)
 
     def lane(self, name: str, threads: int, note: HealthCheck | None = None) -> None:
         """Threads of their own for some kinds: hung work of those kinds (a C-MOVE the PACS

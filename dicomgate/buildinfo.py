@@ -8,13 +8,12 @@ import sys
 from functools import cache
 
 from . import __version__
-from .state.migrations import all_migrations
+from .state import SCHEMA_VERSION
 
 
-@cache
 def code_schema_version() -> int:
     """The schema this code reads and writes: its highest migration."""
-    return max(v for v, _, _ in all_migrations())
+    return SCHEMA_VERSION
 
 
 @cache

@@ -11,7 +11,8 @@ import structlog
 from . import __version__, notify
 from .app import App, DaemonLock
 from .config import Config
-from .state import Store
+from .state import StateError, Store, migrate
+from .state.db import secure_dir
 
 log = structlog.get_logger("dicomgate.daemon")
 
@@ -22,13 +23,13 @@ class DaemonError(Exception):
 
 def run(config: Config, stop: threading.Event | None = None) -> int:
     stop = stop or threading.Event()
-    store = Store(config.gateway.db_path)
-    lock = DaemonLock(config.gateway.state_dir)
-    if not lock.acquire():
-        raise DaemonError(f"another dicomgate daemon (pid {lock.holder()}) is running on "
-                          f"state dir {config.gateway.state_dir}: stop it first "
-                          "(systemctl stop dicomgate)")
-    app = App.build(config, store)
+    lock = _lock(config)
+    try:
+        store = _open_store(config)
+        app = App.build(config, store)
+    except BaseException:
+        lock.release()
+        raise
     _install_signals(stop)
     started: list = []
     try:
@@ -63,6 +64,35 @@ def run(config: Config, stop: threading.Event | None = None) -> int:
         lock.release()
         log.info("daemon.stopped", seconds=round(time.monotonic() - t0, 2))
     return 0
+
+
+def _lock(config: Config) -> DaemonLock:
+    """The state dir's lock, before anything reads the store: the schema may change only
+    while it is held, so a command typed during start-up can never race the migration."""
+    try:
+        secure_dir(config.gateway.state_dir)
+    except StateError as exc:
+        raise DaemonError(str(exc)) from None
+    lock = DaemonLock(config.gateway.state_dir)
+    if not lock.acquire():
+        raise DaemonError(f"another dicomgate daemon or `dicomgate migrate` (pid "
+                          f"{lock.holder()}) holds state dir {config.gateway.state_dir}: stop "
+                          "the daemon first (systemctl stop dicomgate), or let the migration "
+                          "finish")
+    return lock
+
+
+def _open_store(config: Config) -> Store:
+    try:
+        report = migrate(config.gateway.db_path, config.gateway.state_dir / "backups")
+        if report.applied:
+            log.info("state.created" if report.from_version == 0 else "state.migrated",
+                     schema_from=report.from_version,
+                     schema_to=report.to_version, migrations=list(report.applied),
+                     backup=str(report.backup) if report.backup else None)
+        return Store.open(config.gateway.db_path)
+    except StateError as exc:
+        raise DaemonError(str(exc)) from None
 
 
 def _watch(app: App, stop: threading.Event) -> None:

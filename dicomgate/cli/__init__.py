@@ -1,4 +1,7 @@
-"""The `dicomgate` command. Exit codes: 0 success, 1 the operation failed, 2 usage/config."""
+"""The `dicomgate` command. Exit codes: 0 success, 1 the operation failed, 2 usage/config,
+3 `migrate` refused: a daemon holds the state dir, 4 the state store's schema is older
+(run `dicomgate migrate`) or newer (written by a newer dicomgate) than this version's,
+5 no state store yet (nothing has run on this state dir)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from .context import EXIT_FAILED, EXIT_USAGE, CommandError
 # Modules that add sub-commands: each has `add_commands(subparsers)`.
 COMMAND_MODULES = (
     "dicomgate.cli.core",
+    "dicomgate.cli.migrate",
     "dicomgate.cli.version",
     "dicomgate.cli.tasks",
     "dicomgate.cli.demo",

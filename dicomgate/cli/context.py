@@ -11,9 +11,13 @@ from typing import Any
 
 from ..app import App, DaemonLock, Progress
 from ..config import Config, config_path, load
-from ..state import Store
+from ..state import NoState, SchemaTooNew, SchemaTooOld, Store, migrate
 
+# Exit codes (also in cli/__init__.py and docs/operations.md).
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_LOCKED = 3  # `migrate`: a daemon holds the state dir's lock
+EXIT_SCHEMA = 4  # the store's schema is older or newer than this dicomgate's
+EXIT_NO_STATE = 5  # nothing has created the state store yet
 
 
 class CommandError(Exception):
@@ -26,10 +30,43 @@ def load_config(args: argparse.Namespace) -> Config:
     return load(config_path(args.config))
 
 
-def open_app(args: argparse.Namespace, progress: Progress | None = None) -> App:
-    """Config + state store + registered features, nothing started."""
+def open_app(args: argparse.Namespace, progress: Progress | None = None, *,
+             create: bool = True) -> App:
+    """Config + state store + registered features, nothing started. `create=False` for
+    commands that only read: on a state dir where nothing has run they say so."""
     config = load_config(args)
-    return App.build(config, Store(config.gateway.db_path), progress)
+    return App.build(config, open_store(config, create), progress)
+
+
+def open_store(config: Config, create: bool = True) -> Store:
+    """The store as it is: an existing one is never migrated (only the daemon, under its
+    lock, and `dicomgate migrate` do) and a schema this version does not know is refused.
+    `create`: where nothing has run yet and no daemon is starting, create it (there is no
+    data to upgrade or back up; creators racing the daemon each apply a migration once)."""
+    path = config.gateway.db_path
+    try:
+        return Store.open(path)
+    except NoState as exc:
+        pid = daemon_pid(config)
+        if pid is not None:
+            raise _busy(config, pid, EXIT_NO_STATE) from None
+        if not create:
+            raise CommandError(str(exc), EXIT_NO_STATE) from None
+        migrate(path, backup_dir=None)
+        return Store.open(path)
+    except SchemaTooOld as exc:
+        pid = daemon_pid(config)
+        raise (_busy(config, pid, EXIT_SCHEMA) if pid is not None
+               else CommandError(str(exc), EXIT_SCHEMA)) from None
+    except SchemaTooNew as exc:
+        raise CommandError(str(exc), EXIT_SCHEMA) from None
+
+
+def _busy(config: Config, pid: int, code: int) -> CommandError:
+    """The daemon holds the lock and the store is not current: it is creating or upgrading
+    it at this moment."""
+    return CommandError(f"the daemon (pid {pid}) is bringing the state store in "
+                        f"{config.gateway.state_dir} up to date: try again in a moment", code)
 
 
 def cli_actor() -> str:

@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
+from pathlib import Path
 from typing import Any
+
+import structlog
 
 from .. import __version__, daemon, logs
 from ..app import App
 from ..buildinfo import build_info, one_line
-from ..config import config_path, load
+from ..config import Config, ConfigError, config_path, load
 from ..humanize import human_bytes
 from ..state import STATES
-from .context import CommandError, daemon_pid, open_app, print_json, print_table, when
+from .context import (
+    EXIT_FAILED,
+    EXIT_NO_STATE,
+    EXIT_USAGE,
+    CommandError,
+    daemon_pid,
+    load_config,
+    open_app,
+    print_json,
+    print_table,
+    when,
+)
 from .status_workers import print_workers, workers_section
+
+log = structlog.get_logger("dicomgate.daemon")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -40,17 +57,35 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = load(config_path(args.config))
+    """The daemon writes only JSON lines (journald), its fatal start-up errors included."""
+    path = config_path(args.config)
+    try:
+        config = load(path)
+    except ConfigError as exc:
+        logs.configure()  # the file's [log] is unknown: the default (JSON off a TTY)
+        log.critical("daemon.config_invalid", config=str(exc.path), problems=exc.lines,
+                     effect="not started: fix these keys (dicomgate check-config)")
+        return EXIT_USAGE
     logs.configure(config.log.level, config.log.format)
     try:
         return daemon.run(config)
     except daemon.DaemonError as exc:
-        raise CommandError(str(exc)) from None
+        log.critical("daemon.failed", error=str(exc))
+    except Exception as exc:  # a component could not start (a port in use, ...)
+        if os.environ.get("DICOMGATE_DEBUG"):
+            raise
+        log.critical("daemon.failed", error=str(exc) or type(exc).__name__,
+                     error_type=type(exc).__name__)
+    return EXIT_FAILED
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    app = open_app(args)
-    data = gather_status(app)
+    try:
+        data = gather_status(open_app(args, create=False))
+    except CommandError as exc:
+        if exc.code != EXIT_NO_STATE:
+            raise
+        data = no_state_status(load_config(args), str(exc))
     if args.json:
         print_json(data)
     else:
@@ -61,7 +96,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 def gather_status(app: App) -> dict[str, Any]:
     cfg = app.config
     store = app.store
-    disk = shutil.disk_usage(cfg.gateway.state_dir)
     pid = daemon_pid(cfg)
     dead = store.tasks.list(state="dead", limit=20)
     sections: dict[str, Any] = {}
@@ -71,17 +105,8 @@ def gather_status(app: App) -> dict[str, Any]:
         except Exception as exc:
             sections[name] = {"error": str(exc)}
     return {
-        "version": __version__,
-        "build": build_info(),
-        "config": str(cfg.path),
-        "hospital_id": cfg.gateway.hospital_id,
-        "state_dir": str(cfg.gateway.state_dir),
-        "schema_version": store.db.schema_version(),
-        "daemon": {"running": pid is not None, "pid": pid},
-        "features": cfg.features(),
-        "disk": {"free_bytes": disk.free, "total_bytes": disk.total,
-                 "min_free_bytes": cfg.dicom.min_free_disk,
-                 "below_floor": disk.free < cfg.dicom.min_free_disk},
+        **_outline(cfg, pid),
+        "schema_version": store.schema_version(),
         "tasks": store.tasks.counts(),
         "workers": workers_section(app, pid is not None),
         "dead_tasks": [{"id": t.id, "kind": t.kind, "key": t.key, "attempts": t.attempts,
@@ -92,12 +117,43 @@ def gather_status(app: App) -> dict[str, Any]:
     }
 
 
+def no_state_status(cfg: Config, why: str) -> dict[str, Any]:
+    """What `status` can say before anything has created the state store."""
+    return {**_outline(cfg, daemon_pid(cfg)), "schema_version": None, "no_state": why,
+            "tasks": {}, "workers": None, "dead_tasks": [], "jobs": [], "sections": {}}
+
+
+def _outline(cfg: Config, pid: int | None) -> dict[str, Any]:
+    state_dir = cfg.gateway.state_dir
+    disk = shutil.disk_usage(state_dir if state_dir.exists() else _existing(state_dir))
+    return {
+        "version": __version__,
+        "build": build_info(),
+        "config": str(cfg.path),
+        "hospital_id": cfg.gateway.hospital_id,
+        "state_dir": str(state_dir),
+        "daemon": {"running": pid is not None, "pid": pid},
+        "features": cfg.features(),
+        "disk": {"free_bytes": disk.free, "total_bytes": disk.total,
+                 "min_free_bytes": cfg.dicom.min_free_disk,
+                 "below_floor": disk.free < cfg.dicom.min_free_disk},
+    }
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def print_status(d: dict[str, Any]) -> None:
     w = sys.stdout.write
     w(one_line(d["schema_version"]) + "\n")
     w(f"config:      {d['config']}\n")
     w(f"hospital:    {d['hospital_id']}\n")
-    w(f"state dir:   {d['state_dir']} (schema {d['schema_version']})\n")
+    schema = (f"schema {d['schema_version']}" if d["schema_version"] is not None
+              else d["no_state"])
+    w(f"state dir:   {d['state_dir']} ({schema})\n")
     dm = d["daemon"]
     w(f"daemon:      {'running, pid ' + str(dm['pid']) if dm['running'] else 'not running'}\n")
     disk = d["disk"]
@@ -109,7 +165,8 @@ def print_status(d: dict[str, Any]) -> None:
     w("\ntasks:\n")
     rows = [{"kind": k, **{s: v.get(s, 0) for s in STATES}} for k, v in d["tasks"].items()]
     print_table(rows, ["kind", *STATES])
-    print_workers(d["workers"])
+    if d["workers"] is not None:
+        print_workers(d["workers"])
     w(f"\ndead tasks ({len(d['dead_tasks'])}):\n")
     print_table(d["dead_tasks"], ["id", "kind", "key", "attempts", "at", "error"])
     w("\nscheduled jobs:\n")

@@ -27,7 +27,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    app = open_app(args)
+    app = open_app(args, create=False)
     tasks = app.store.tasks.list(state=args.state, kind=args.kind, limit=args.limit)
     if args.json:
         print_json([t.public() for t in tasks])

@@ -8,6 +8,7 @@ from typing import Any
 import structlog
 
 from ..app import App
+from ..state import Task
 from ..state.kinds import Retrieve
 from ..tasks import Fatal
 from .echo import EchoMonitor, echo_health, echo_status
@@ -57,11 +58,11 @@ def setup(app: App) -> None:
 
 
 def http_only(http: HttpFetcher):
-    def handle(task):
-        if not task.payload.get("image_paths"):
+    def handle(work: Retrieve, task: Task) -> str:
+        if not work.image_paths:
             raise Fatal("no [pacs] section, so images come only by HTTP: this exam has no "
                         "imagePath URLs")
-        return http.handle(task)
+        return http.handle(work, task)
     return handle
 
 

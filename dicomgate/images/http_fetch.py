@@ -13,7 +13,7 @@ import requests
 import structlog
 
 from ..state import Store, Task
-from ..state.kinds import Upload
+from ..state.kinds import Retrieve, Upload
 from ..tasks import Fatal, RetryLater
 from .ingest import Ingest, Malformed, Stored
 from .spool import CHUNK
@@ -38,9 +38,8 @@ class HttpFetcher:
         self.timeout = timeout
         self.session = requests.Session()
 
-    def handle(self, task: Task) -> str:
-        p = task.payload
-        urls = image_urls(p.get("image_paths"))
+    def handle(self, work: Retrieve, _task: Task) -> str:
+        urls = image_urls(list(work.image_paths or ()))
         if not urls:
             raise Fatal("image_paths is empty: expected one or more http(s) URLs")
         stored: list[Stored] = []
@@ -52,16 +51,16 @@ class HttpFetcher:
                 refused.append(f"{url}: {exc}")
         studies = sorted({s.identity.study_uid for s in stored})
         for uid in studies:
-            self._settle(uid, p, complete=not refused)
+            self._settle(uid, work, complete=not refused)
         if refused:
             raise Fatal(f"{len(refused)} of {len(urls)} image URLs gave no DICOM Part 10 file "
                         f"(kept in quarantine/ with the reason): {'; '.join(refused[:5])}")
         new = sum(1 for s in stored if s.outcome != "same")
         return f"{len(stored)} files from {len(urls)} URLs ({new} new), studies {studies}"
 
-    def _settle(self, study_uid: str, p: dict[str, Any], complete: bool) -> None:
+    def _settle(self, study_uid: str, work: Retrieve, complete: bool) -> None:
         inst = self.store.instances
-        inst.ensure_study(study_uid, accession_no=p.get("accession_no"), exam_id=p.get("exam_id"))
+        inst.ensure_study(study_uid, accession_no=work.accession_no, exam_id=work.exam_id)
         count = len(inst.sop_uids(study_uid))
         with self.store.db.tx() as c:
             inst.set_study(study_uid, state="complete" if complete else "incomplete",

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from ..state import Store, Task
-from ..state.kinds import Upload
+from ..state.kinds import Retrieve, Upload
 from ..tasks import Fatal, RetryLater, WaitFor
 from .echo import FACT as ECHO_FACT
 from .move_outcome import MoveVerdicts, OurSide, wait_for_our_side
@@ -57,7 +57,7 @@ def _size(path: str) -> int | None:
 
 class Retriever:
     def __init__(self, store: Store, pacs: PacsClient,
-                 fetch_http: Callable[[Task], str] | None = None,
+                 fetch_http: Callable[[Retrieve, Task], str] | None = None,
                  progress: MoveProgress | None = None, queue_uploads: bool = True,
                  room: Callable[[], bool] | None = None, min_free_disk: int = 0,
                  pacs_down_wait: float = PACS_DOWN_RECHECK):
@@ -71,27 +71,26 @@ class Retriever:
         self.pacs_down_wait = pacs_down_wait  # tasks.backoff_max: `pacs.up` wakes sooner
 
     # -- task handler ---------------------------------------------------------------------
-    def handle(self, task: Task) -> str:
-        p = task.payload
-        if p.get("image_paths"):
+    def handle(self, work: Retrieve, task: Task) -> str:
+        if work.image_paths:
             if self.fetch_http is None:
                 raise Fatal("payload has image_paths but HTTP image mode is not configured "
                             '(set [images] source = "http")')
-            return self.fetch_http(task)
+            return self.fetch_http(work, task)
         if self.room is not None and not self.room():
             raise WaitFor(f"free space in the state dir is below dicom.min_free_disk "
                           f"({self.min_free_disk / 1e6:.0f} MB): our SCP would refuse every "
                           "instance; the retrieve starts once space is freed", "disk space",
                           after=DISK_RECHECK)
         try:
-            return self.run(study_uid=p.get("study_uid"), accession_no=p.get("accession_no"),
-                            exam_id=p.get("exam_id"))
+            return self.run(study_uid=work.study_uid, accession_no=work.accession_no,
+                            exam_id=work.exam_id)
         except OurSide as exc:
-            raise wait_for_our_side(p.get("study_uid"), exc) from None
+            raise wait_for_our_side(work.study_uid, exc) from None
         except MoveStalled as exc:
             self.store.facts.set(STALL_FACT, {"at": time.time(), "error": str(exc),
-                                              "study_uid": p.get("study_uid")})
-            log.warning("pacs.move_stalled", study_uid=p.get("study_uid"), error=str(exc))
+                                              "study_uid": work.study_uid})
+            log.warning("pacs.move_stalled", study_uid=work.study_uid, error=str(exc))
             raise WaitFor(str(exc), "PACS", after=self._pacs_wait()) from None
         except PacsUnavailable as exc:  # unreachable: waits, never exhausts the task
             raise WaitFor(str(exc), "PACS", after=self._pacs_wait()) from None

@@ -175,14 +175,12 @@ class Applier:
     def _retrieve(self, conn: sqlite3.Connection, exam: Exam, reason: str, delay: float,
                   counts: Counts, reopen: bool = False) -> None:
         rec = exam.record
-        known = self.store.exams.task_keys(conn, exam.id, Retrieve.kind)
         task = Retrieve(study_uid=exam.study_uid or None, accession_no=exam.accession_no,
                         hospital_id=exam.hospital_id, exam_id=exam.id, reason=reason,
                         image_paths=tuple(image_paths(rec.get("imagePath")))
                         if self.images_http else None)
-        # the key the exam's retrieve was first queued under, though study_uid came later
-        out = self.store.tasks.enqueue(task, key=known[0] if known else None, delay=delay,
-                                       reopen=reopen, exam_id=exam.id,
+        # once study_uid is known, a retrieve queued by accession number is superseded
+        out = self.store.tasks.enqueue(task, delay=delay, reopen=reopen, exam_id=exam.id,
                                        study_uid=exam.study_uid, conn=conn)
         counts.tasks += int(out.created)
 

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import requests
 
 from ..config import load
-from ..state import Store
+from ..state import StateError, Store
 from .cloud_api import CloudApi
 from .hospital import DemoExam, create_view_db, demo_exams, load_pacs
 from .orthanc import Orthanc, SandboxError, free_port
@@ -174,7 +174,7 @@ format = "json"
     def progress(self) -> list[ExamProgress]:
         if self.store is None:  # opened once, read every second while the daemon works
             # The daemon's own configuration says where its state store is.
-            self.store = Store(load(self.config_path).gateway.db_path)
+            self.store = Store.open(load(self.config_path).gateway.db_path)
         out = []
         for exam in self.exams:
             p = ExamProgress(exam.spec.accession, len(exam.sop_uids))
@@ -193,7 +193,7 @@ format = "json"
                                    f"see {self.dir / 'daemon.log'}")
             try:
                 prog = self.progress()
-            except (requests.RequestException, OSError) as exc:  # watching, not the gateway
+            except (requests.RequestException, OSError, StateError) as exc:  # watching only
                 if time.monotonic() > deadline:
                     raise SandboxError(f"could not read the demo's progress: {exc}") from None
                 self.say(f"demo: could not read progress ({exc}); trying again")

@@ -15,15 +15,37 @@ from .instances import InstanceRow, InstanceStore
 from .jobs import JobStore, KeyValueStore
 from .overview import OverviewStore
 from .qr import QrStore
+from .schema import (
+    SCHEMA_VERSION,
+    MigrationReport,
+    NoState,
+    SchemaTooNew,
+    SchemaTooOld,
+    require_current,
+)
+from .schema import migrate as _migrate
+from .schema import status as schema_status
 from .sessions import SessionStore
 from .tasks import ACTIVE, FINISHED, STATES, Enqueued, Task, TaskStore
 
 
 class Store:
-    """One object per process; its repositories share the database."""
+    """One object per process; its repositories share the database.
 
-    def __init__(self, path: Path):
+    `Store(path)` creates or brings the schema up to date without a backup: for tests and
+    throwaway sandboxes. The daemon calls `migrate` under its lock, then `Store.open`;
+    every command uses `Store.open`, which never changes the schema.
+    """
+
+    def __init__(self, path: Path, *, migrate: bool = True):
         self.db = Database(path)
+        try:
+            if migrate:
+                _migrate(self.db, backup_dir=None)
+            require_current(self.db)
+        except BaseException:
+            self.db.close()
+            raise
         self.tasks = TaskStore(self.db)
         self.jobs = JobStore(self.db)
         self.watermarks = KeyValueStore(self.db, "watermarks")
@@ -38,9 +60,33 @@ class Store:
         self.qr = QrStore(self.db)
         self.console = ConsoleStore(self.db)  # read-only queries of the operator console
 
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        """The store at `path` as it is: NoState when there is none (nothing is created),
+        SchemaTooOld / SchemaTooNew when its schema is not SCHEMA_VERSION."""
+        if not path.exists():
+            raise NoState(f"no state yet in {path.parent}: the daemon creates it when it "
+                          "starts (systemctl start dicomgate), or run `dicomgate migrate`")
+        return cls(path, migrate=False)
+
+    def schema_version(self) -> int:
+        """The store's schema version (its highest applied migration)."""
+        return schema_status(self.db).version
+
     def close(self) -> None:
         self.db.close()
 
 
-__all__ = ["ACTIVE", "FINISHED", "STATES", "DicomEvent", "DicomEventStore", "Enqueued",
-           "InstanceRow", "InstanceStore", "StateError", "Store", "Task", "TaskStore"]
+def migrate(path: Path, backup_dir: Path | None) -> MigrationReport:
+    """Create the store at `path` or bring its schema to SCHEMA_VERSION, backing a non-empty
+    store up into `backup_dir` first. Only under the daemon lock (see schema.py)."""
+    db = Database(path)
+    try:
+        return _migrate(db, backup_dir)
+    finally:
+        db.close()
+
+
+__all__ = ["ACTIVE", "FINISHED", "SCHEMA_VERSION", "STATES", "DicomEvent", "DicomEventStore",
+           "Enqueued", "InstanceRow", "InstanceStore", "MigrationReport", "NoState",
+           "SchemaTooNew", "SchemaTooOld", "StateError", "Store", "Task", "TaskStore", "migrate"]

@@ -1,4 +1,4 @@
-"""SQLite connection handling: WAL mode, one connection per thread, migrations.
+"""SQLite connection handling: WAL mode, one connection per thread (migrations: schema.py).
 
 This package is the only place with SQL. Every write runs in `Database.tx()`
 (BEGIN IMMEDIATE), so a crash leaves either the whole step or none of it.
@@ -9,19 +9,16 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-from .migrations import all_migrations
 
 
 class StateError(Exception):
     """The state store cannot be opened or used; the message says what to fix."""
 
 
-def _secure_dir(path: Path) -> None:
+def secure_dir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         os.chmod(path, 0o700)
@@ -37,10 +34,10 @@ class Database:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        _secure_dir(path.parent)
+        secure_dir(path.parent)
         old_umask = os.umask(0o077)  # the -wal and -shm files are created 0600 too
         try:
-            self._migrate()
+            self.conn()
         finally:
             os.umask(old_umask)
         for suffix in ("", "-wal", "-shm"):
@@ -114,41 +111,3 @@ class Database:
                     pass
             self._all.clear()
         self._local = threading.local()
-
-    def _migrate(self) -> None:
-        """Apply every migration not yet recorded; versions need not be contiguous."""
-        c = self.conn()
-        c.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
-                  "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)")
-        done = {r[0] for r in c.execute("SELECT version FROM schema_migrations")}
-        for version, name, sql in all_migrations():
-            if version in done:
-                continue
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _split(sql):
-                    c.execute(statement)
-                c.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
-                          (version, name, time.time()))
-            except sqlite3.Error as exc:
-                c.execute("ROLLBACK")
-                raise StateError(f"migration {version} ({name}) failed: {exc}") from None
-            c.execute("COMMIT")
-
-    def schema_version(self) -> int:
-        row = self.one("SELECT MAX(version) FROM schema_migrations")
-        return int(row[0] or 0)
-
-
-def _split(sql: str) -> list[str]:
-    """Split a migration script into statements (triggers keep their inner `;`)."""
-    out, buf = [], ""
-    for line in sql.splitlines(keepends=True):
-        buf += line
-        if sqlite3.complete_statement(buf):
-            if buf.strip():
-                out.append(buf.strip())
-            buf = ""
-    if buf.strip():
-        out.append(buf.strip())
-    return out

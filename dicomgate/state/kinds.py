@@ -45,7 +45,12 @@ class TaskKind:
                                     f"expected {_describe(hints[f.name])}")
 
     def key(self) -> str:
+        """The task's key: a function of the fields alone, so equal work has one key."""
         raise NotImplementedError
+
+    def supersedes(self) -> tuple[str, ...]:
+        """Keys of this kind whose pending task this one replaces (none by default)."""
+        return ()
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -83,6 +88,13 @@ class Retrieve(TaskKind):
         if self.study_uid:
             return study_key(self.study_uid)
         return accession_key(str(self.hospital_id), str(self.accession_no))
+
+    def supersedes(self) -> tuple[str, ...]:
+        """Once the study UID is known, the exam's retrieve queued by accession number
+        (before it was) is this one: one study, one retrieve."""
+        if self.study_uid and self.hospital_id and self.accession_no:
+            return (accession_key(self.hospital_id, self.accession_no),)
+        return ()
 
 
 @dataclass(frozen=True)
@@ -159,6 +171,31 @@ def study_key(study_uid: str) -> str:
 
 def accession_key(hospital_id: str, accession_no: str) -> str:
     return f"acc:{hospital_id}:{accession_no}"
+
+
+def decode(kind: str, payload: Any) -> TaskKind:
+    """A stored payload as its kind, checked as when it was built; MalformedTask names the
+    field that does not fit (never a default in its place)."""
+    cls = KINDS.get(kind)
+    if cls is None:
+        raise MalformedTask(f"unknown task kind {kind!r} (known: {sorted(KINDS)})")
+    if not isinstance(payload, dict):
+        raise MalformedTask(f"{kind} task: payload is {type(payload).__name__}; expected a "
+                            "JSON object")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(payload) - set(fields))
+    if unknown:
+        raise MalformedTask(f"{kind} task: field {unknown[0]!r} is not one of {kind}'s "
+                            f"fields ({', '.join(fields)})")
+    args: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name in payload:
+            value = payload[name]
+            args[name] = tuple(value) if isinstance(value, list) else value
+        elif f.default is dataclasses.MISSING:
+            raise MalformedTask(f"{kind} task: field {name!r} is missing; expected "
+                                f"{_describe(_hints(cls)[name])}")
+    return cls(**args)
 
 
 def check(task: TaskKind) -> None:

@@ -43,17 +43,31 @@ class Task:
     updated_at: float
     finished_at: float | None
     waiting_for: str | None = None  # while pending after a WaitFor: its cause
+    # The payload as its kind (state/kinds.py), decoded once here; None when the row does
+    # not decode, and `malformed` says which field (the worker makes such a task dead).
+    work: TaskKind | None = None
+    malformed: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Task:
         d = dict(row)
         d.pop("rerun", None)
-        d["payload"] = json.loads(d["payload"] or "{}")
+        try:
+            d["payload"] = json.loads(d["payload"] or "{}")
+            d["work"] = kinds.decode(d["kind"], d["payload"])
+        except (ValueError, TypeError) as exc:  # MalformedTask and JSONDecodeError included
+            d["malformed"] = f"payload does not decode: {exc}"
+            d.setdefault("work", None)
+            if isinstance(d["payload"], str):
+                d["payload"] = {}
         return cls(**d)
 
     def public(self) -> dict[str, Any]:
         """A JSON-friendly view for the CLI (payloads hold no personal data by design)."""
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "work"}
+        if self.malformed is None:
+            out.pop("malformed")
+        return out
 
 
 @dataclass(frozen=True)
@@ -78,14 +92,13 @@ class TaskStore:
 
         self.db.after_commit(notify)
 
-    def enqueue(self, task: TaskKind, *, key: str | None = None, delay: float = 0.0,
+    def enqueue(self, task: TaskKind, *, delay: float = 0.0,
                 reopen: bool = False, max_attempts: int | None = None,
                 exam_id: int | None = None, study_uid: str | None = None,
                 conn: sqlite3.Connection | None = None) -> Enqueued:
-        """Add a task (a kind declared in state/kinds.py) once per (kind, key).
-
-        `key` defaults to the kind's own key builder; pass it only to reuse the key of
-        a task already queued for the same work.
+        """Add a task (a kind declared in state/kinds.py) once per (kind, key); the key is
+        the kind's `key()`, a function of the payload. A pending task the new one
+        `supersedes()` is cancelled.
 
         An active task with the same key is left as it is (a running one is marked
         to run again when it ends if `reopen`); a finished one is reopened only if
@@ -95,12 +108,16 @@ class TaskStore:
         kinds.check(task)
         if conn is None:
             with self.db.tx() as c:
-                return self.enqueue(task, key=key, delay=delay, reopen=reopen,
+                return self.enqueue(task, delay=delay, reopen=reopen,
                                     max_attempts=max_attempts, exam_id=exam_id,
                                     study_uid=study_uid, conn=c)
         now = time.time()
-        kind, key = task.kind, key or task.key()
+        kind, key = task.kind, task.key()
         body = json.dumps(task.to_json(), ensure_ascii=False, sort_keys=True)
+        for old in task.supersedes():
+            conn.execute("UPDATE tasks SET state='cancelled', last_error=?, finished_at=?, "
+                         "updated_at=? WHERE kind=? AND key=? AND state='pending'",
+                         (f"superseded by {kind} {key}", now, now, kind, old))
         row = conn.execute("SELECT id, state FROM tasks WHERE kind=? AND key=?",
                            (kind, key)).fetchone()
         if row is None:

@@ -7,9 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..state import Task
-from ..state.kinds import KINDS
+from ..state.kinds import KINDS, TaskKind
 
-Handler = Callable[[Task], "str | None"]
+# A handler gets the payload as its kind (decoded once by the store) and the task row
+# (id, key, attempts: for messages); it returns a one-line result or raises (tasks/errors.py).
+Handler = Callable[[TaskKind, Task], "str | None"]
 
 # Kinds registered without a lane share this one (sized by tasks.workers).
 GENERAL = "general"

@@ -196,7 +196,9 @@ class WorkerPool:
             try:
                 if reg is None:
                     raise Fatal(f"no handler registered for task kind {task.kind!r}")
-                result = reg.handler(task)
+                if task.work is None:  # never a default in place of what is missing
+                    raise Fatal(f"{task.kind} task {task.key}: {task.malformed}")
+                result = reg.handler(task.work, task)
             except Fatal as exc:
                 return self._failed(task, str(exc), dead=True, started=started)
             except WaitFor as exc:

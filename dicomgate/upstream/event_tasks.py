@@ -7,6 +7,7 @@ from typing import Any
 import structlog
 
 from ..state import Store, Task
+from ..state.kinds import Deletion, PushReport, Withdraw
 from ..tasks import Fatal, RetryLater
 from .errors import Refused, Transient
 from .rest import Reply, RestClient, idempotency_key
@@ -21,8 +22,8 @@ class EventHandlers:
         self.hospital_id = hospital_id
 
     # -- push_report ----------------------------------------------------------------------
-    def push_report(self, task: Task) -> str:
-        exam_id, version = _int(task, "exam_id"), _int(task, "version")
+    def push_report(self, work: PushReport, task: Task) -> str:
+        exam_id, version = work.exam_id, work.version
         exam = self.store.exams.get_by_id(exam_id)
         if exam is None:
             raise Fatal(f"exam {exam_id} is not in the state store: nothing to send")
@@ -47,15 +48,12 @@ class EventHandlers:
         return f"cloud: {reply.message or 'ok'}"
 
     # -- withdraw -----------------------------------------------------------------------------
-    def withdraw(self, task: Task) -> str:
-        p = task.payload
-        hospital_id = p.get("hospital_id") or self.hospital_id
-        accession = _str(task, "accession_no")
-        exam_id = p.get("exam_id")
-        studies = self.store.instances.studies_of_exam(exam_id, accession)
-        body = {"hospitalId": hospital_id, "accessionNo": accession,
-                "refundTime": p.get("refund_time"), "studyInstanceUids": studies}
-        reply = self._send(task, "/withdrawals", body, str(p.get("refund_time") or ""))
+    def withdraw(self, work: Withdraw, task: Task) -> str:
+        accession = work.accession_no
+        studies = self.store.instances.studies_of_exam(work.exam_id, accession)
+        body = {"hospitalId": work.hospital_id or self.hospital_id, "accessionNo": accession,
+                "refundTime": work.refund_time, "studyInstanceUids": studies}
+        reply = self._send(task, "/withdrawals", body, str(work.refund_time or ""))
         for uid in studies:
             study = self.store.instances.study(uid)
             if study and study["state"] != "deleted":
@@ -64,14 +62,11 @@ class EventHandlers:
         return f"cloud: {reply.message or 'ok'} ({len(studies)} study(ies) withdrawn)"
 
     # -- deletion -----------------------------------------------------------------------------
-    def deletion(self, task: Task) -> str:
-        p = task.payload
-        body = {"deletionId": p.get("deletion_id") or task.key,
-                "hospitalId": p.get("hospital_id") or self.hospital_id,
-                "accessionNo": _str(task, "accession_no"),
-                "studyInstanceUids": list(p.get("study_uids") or []),
-                "sopInstanceUids": list(p.get("sop_uids") or []),
-                "operateTime": p.get("operate_time")}
+    def deletion(self, work: Deletion, task: Task) -> str:
+        body = {"deletionId": work.deletion_id, "hospitalId": work.hospital_id or self.hospital_id,
+                "accessionNo": work.accession_no,
+                "studyInstanceUids": list(work.study_uids),
+                "sopInstanceUids": list(work.sop_uids), "operateTime": work.operate_time}
         if not body["studyInstanceUids"] and not body["sopInstanceUids"]:
             raise Fatal(f"deletion {task.key} names no study_uids and no sop_uids")
         reply = self._send(task, "/deletions", body, str(body["deletionId"]))
@@ -97,18 +92,3 @@ class EventHandlers:
         self.store.delivery.log_send(task.kind, task.key, key, reply.status, "ok", reply.message)
         return reply
 
-
-def _int(task: Task, name: str) -> int:
-    value = task.payload.get(name)
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise Fatal(f"{task.kind} task {task.key}: payload field {name!r} must be an "
-                    f"integer, got {value!r}") from None
-
-
-def _str(task: Task, name: str) -> str:
-    value = task.payload.get(name)
-    if not isinstance(value, str) or not value:
-        raise Fatal(f"{task.kind} task {task.key}: payload field {name!r} is missing")
-    return value

@@ -14,8 +14,8 @@ import structlog
 
 from ..config import UpstreamConfig
 from ..state import Store, Task
-from ..state.kinds import Deletion
-from ..tasks import Fatal, RetryLater
+from ..state.kinds import Deletion, Upload
+from ..tasks import RetryLater
 from .dicomweb import DicomWebClient
 from .errors import Refused, Transient
 from .replace import Replacer
@@ -46,10 +46,8 @@ class UploadHandler:
         self.cfg = cfg
         self.replacer = replacer or Replacer(store, client, None, "")
 
-    def __call__(self, task: Task) -> str:
-        uid = task.payload.get("study_uid") or task.key.removeprefix("study:")
-        if not uid:
-            raise Fatal(f"upload task {task.key} has no study_uid in its payload")
+    def __call__(self, work: Upload, _task: Task) -> str:
+        uid = work.study_uid
         study = self.store.instances.study(uid)
         if study is None:
             return "nothing in the spool for this study"
@@ -69,7 +67,7 @@ class UploadHandler:
                              "upstream.dicomweb_url", after=600) from None
 
     def _deletion_pending(self, uid: str) -> bool:
-        return any(uid in (t.payload.get("study_uids") or [])
+        return any(isinstance(t.work, Deletion) and uid in t.work.study_uids
                    for state in ("pending", "running")
                    for t in self.store.tasks.list(state=state, kind=Deletion.kind))
 

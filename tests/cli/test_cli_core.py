@@ -10,10 +10,11 @@ from tests.support import run_cli
 def test_status_on_a_fresh_state_dir(minimal_config):
     r = run_cli("status", config=minimal_config)
     assert r.returncode == 0, r.stderr
-    assert "daemon:      not running" in r.stdout and "schema" in r.stdout
+    assert "daemon:      not running" in r.stdout and "no state yet" in r.stdout
     r = run_cli("status", "--json", config=minimal_config)
     data = json.loads(r.stdout)
     assert data["tasks"] == {} and data["dead_tasks"] == [] and data["disk"]["free_bytes"] > 0
+    assert data["schema_version"] is None and "dicomgate migrate" in data["no_state"]
 
 
 def test_tasks_cli_lists_and_retries_dead(minimal_config, tmp_path):

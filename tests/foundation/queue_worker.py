@@ -14,6 +14,7 @@ from pathlib import Path
 from dicomgate.app import DaemonLock, owner_id
 from dicomgate.config import TasksConfig
 from dicomgate.state import Store, Task
+from dicomgate.state.kinds import Upload
 from dicomgate.tasks import Registry, WorkerPool
 
 
@@ -23,7 +24,7 @@ def main(state_dir: Path, marks: Path) -> int:
         return 3
     store = Store(state_dir / "state.db")
 
-    def work(task: Task) -> str:
+    def work(_work: Upload, task: Task) -> str:
         with marks.open("a") as f:
             f.write(f"start {task.key} attempt={task.attempts} pid={os.getpid()}\n")
         if task.attempts == 1:

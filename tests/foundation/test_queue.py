@@ -47,7 +47,7 @@ def test_backoff_grows_and_is_capped():
 def test_failures_back_off_then_go_dead(store):
     calls = []
 
-    def flaky(task):
+    def flaky(work, task):
         calls.append(time.time())
         raise RetryLater("PACS not answering")
 
@@ -66,7 +66,7 @@ def test_failures_back_off_then_go_dead(store):
 
 
 def test_fatal_is_dead_at_once_and_retry_revives(store):
-    def bad(task):
+    def bad(work, task):
         raise Fatal("destination AE unknown: add DICOMGATE on the PACS")
 
     pool = pool_for(store, {"retrieve": bad})
@@ -79,7 +79,7 @@ def test_fatal_is_dead_at_once_and_retry_revives(store):
 
 
 def test_crash_in_handler_is_retried_not_fatal(store):
-    def crashy(task):
+    def crashy(work, task):
         raise KeyError("oops")
 
     pool = pool_for(store, {"upload": crashy}, backoff_base=60)
@@ -92,8 +92,8 @@ def test_crash_in_handler_is_retried_not_fatal(store):
 def test_reenqueue_while_running_runs_again(store):
     seen = []
 
-    def h(task):
-        seen.append(task.payload["reason"])
+    def h(work: Retrieve, task):
+        seen.append(work.reason)
         if len(seen) == 1:  # more work arrives while we are busy
             store.tasks.enqueue(Retrieve(study_uid="1.2", reason="2"), reopen=True)
         return "ok"

@@ -57,7 +57,7 @@ def test_unknown_kind_cannot_be_enqueued_or_registered(store):
     with pytest.raises(TypeError):
         store.tasks.enqueue("upload", "study:1")  # the old string API is gone
     with pytest.raises(ValueError, match="not declared"):
-        Registry().register("rogue", lambda t: None)
+        Registry().register("rogue", lambda w, t: None)
     assert store.tasks.counts() == {}
 
 

@@ -77,7 +77,7 @@ def test_outcome_recorded_after_the_disk_frees(tmpfs):
     store = Store(fs / "state.db")
     filled: list[Path] = []
 
-    def fill_then_succeed(_task) -> str:
+    def fill_then_succeed(_work, _task) -> str:
         filled.append(_fill(fs))
         return "ran while the disk filled up"
 

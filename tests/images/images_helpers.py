@@ -16,6 +16,7 @@ from dicomgate.images.scp import StorageSCP
 from dicomgate.images.scu import PacsClient
 from dicomgate.images.spool import Spool
 from dicomgate.state import Store, Task
+from dicomgate.state.kinds import Retrieve, decode
 from tests.support import gateway_toml, toml_table, write_config
 
 GW_AET = "DICOMGATE"
@@ -86,10 +87,12 @@ def same_dataset(ours: bytes, theirs: bytes) -> list[str]:
     return problems
 
 
-def retrieve_task(payload: dict) -> Task:
-    """A running `retrieve` task as a worker hands it to the handler."""
+def retrieve_task(payload: dict) -> tuple[Retrieve, Task]:
+    """A running `retrieve` task as a worker hands it to the handler: (work, task)."""
     now = time.time()
-    return Task(id=1, kind="retrieve", key="k", payload=payload, state="running", attempts=1,
-                max_attempts=None, run_after=now, lease_owner="t", lease_until=now + 60,
-                last_error=None, result=None, exam_id=None, study_uid=None, created_at=now,
-                updated_at=now, finished_at=None)
+    work = decode("retrieve", payload)
+    return work, Task(id=1, kind="retrieve", key=work.key(), payload=payload,
+                      state="running", attempts=1, max_attempts=None, run_after=now,
+                      lease_owner="t", lease_until=now + 60, last_error=None, result=None,
+                      exam_id=None, study_uid=None, created_at=now, updated_at=now,
+                      finished_at=None, work=work)

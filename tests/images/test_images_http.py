@@ -4,25 +4,19 @@ quarantined. Orthanc's REST API serves the files over real HTTP on loopback."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
-from images_helpers import images_config
+from images_helpers import images_config, retrieve_task
 
 from dicomgate.app import App
 from dicomgate.config.load import load
 from dicomgate.sandbox.studies import StudySpec, bundled_instances
-from dicomgate.state import Task
 from dicomgate.tasks import Fatal
 
 
-def _task(payload: dict) -> Task:
-    now = time.time()
-    return Task(id=1, kind="retrieve", key="acc:H:A", payload=payload, state="running",
-                attempts=1, max_attempts=None, run_after=now, lease_owner="t",
-                lease_until=now + 60, last_error=None, result=None, exam_id=None,
-                study_uid=None, created_at=now, updated_at=now, finished_at=None)
+def _task(payload: dict) -> tuple:
+    return retrieve_task({"hospital_id": "H", "accession_no": "A", **payload})
 
 
 @pytest.fixture
@@ -44,7 +38,7 @@ def test_http_images_stored_byte_for_byte(http_app, pacs):
     data = bundled_instances(spec)[:5]
     urls = _urls(pacs, data)
     handler = http_app.registry.get("retrieve").handler
-    result = handler(_task({"accession_no": "ACC600", "image_paths": ";".join(urls)}))
+    result = handler(*_task({"accession_no": "ACC600", "image_paths": urls}))
     assert "5 files from 5 URLs (5 new)" in result
     rows = http_app.store.instances.of_study(spec.study_uid)
     assert len(rows) == 5
@@ -53,7 +47,7 @@ def test_http_images_stored_byte_for_byte(http_app, pacs):
     assert http_app.store.instances.study(spec.study_uid)["state"] == "complete"
     # no [upstream] here: nothing would ever run an upload task, so none is queued
     assert http_app.store.tasks.find("upload", f"study:{spec.study_uid}") is None
-    again = handler(_task({"accession_no": "ACC600", "image_paths": urls}))
+    again = handler(*_task({"accession_no": "ACC600", "image_paths": urls}))
     assert "(0 new)" in again
 
 
@@ -63,7 +57,7 @@ def test_http_non_dicom_quarantined_rest_stored(http_app, pacs):
     bad = f"{pacs.url}/system"  # JSON, not DICOM
     handler = http_app.registry.get("retrieve").handler
     with pytest.raises(Fatal, match="1 of 3 image URLs gave no DICOM Part 10 file"):
-        handler(_task({"accession_no": "ACC700", "image_paths": [urls[0], bad, urls[1]]}))
+        handler(*_task({"accession_no": "ACC700", "image_paths": [urls[0], bad, urls[1]]}))
     assert len(http_app.store.instances.of_study(spec.study_uid)) == 2
     notes = list((http_app.config.gateway.state_dir / "quarantine").glob("*.json"))
     assert len(notes) == 1
@@ -78,7 +72,7 @@ def test_http_server_down_retries(http_app, pacs):
     url = f"{pacs.url}/instances/nope/file"
     handler = http_app.registry.get("retrieve").handler
     with pytest.raises(RetryLater, match="HTTP 404"):
-        handler(_task({"image_paths": [url]}))
+        handler(*_task({"image_paths": [url]}))
     pacs.stop()
     with pytest.raises(RetryLater, match="failed"):
-        handler(_task({"image_paths": [url]}))
+        handler(*_task({"image_paths": [url]}))

@@ -175,7 +175,7 @@ def test_only_context_rejected_is_not_blamed_on_ae_registration(tmp_path, qrscp,
     seed_qrscp(qrscp, write_study([bad], tmp_path / "private"))
     gw = gw_factory(_config(tmp_path, gw_port, qrscp.port))
     with pytest.raises(Fatal) as err:
-        gw.retriever.handle(_task(spec.study_uid))
+        gw.retriever.handle(*_task(spec.study_uid))
     msg = str(err.value)
     assert "the Portal AET DICOMGATE rejected what PACS HOSPPACS" in msg
     assert PRIVATE_CLASS in msg
@@ -204,7 +204,7 @@ def test_storage_ae_rejected_names_allowed_calling_aets(tmp_path, gw_port, gw_fa
     try:
         gw = gw_factory(_config(tmp_path, gw_port, port, pacs_aet="HOSPQR"))
         with pytest.raises(Fatal) as err:
-            gw.retriever.handle(_task(spec.study_uid))
+            gw.retriever.handle(*_task(spec.study_uid))
         msg = str(err.value)
         assert f"rejected the storage association from {PACS_AET}" in msg, msg
         assert "dicom.allowed_calling_aets" in msg
@@ -214,16 +214,9 @@ def test_storage_ae_rejected_names_allowed_calling_aets(tmp_path, gw_port, gw_fa
 
 
 def _task(study_uid: str):
-    import time
+    from images_helpers import retrieve_task
 
-    from dicomgate.state import Task
-
-    now = time.time()
-    return Task(id=1, kind="retrieve", key="k", payload={"study_uid": study_uid},
-                state="running", attempts=1, max_attempts=None, run_after=now,
-                lease_owner="t", lease_until=now + 60, last_error=None, result=None,
-                exam_id=None, study_uid=None, created_at=now, updated_at=now,
-                finished_at=None)
+    return retrieve_task({"study_uid": study_uid})
 
 
 def test_private_sop_class_accepted_when_configured(tmp_path, gw_port, gw_factory):

@@ -105,7 +105,8 @@ def test_accession_unknown_retries_later(pacs, gateway):
     from dicomgate.tasks import RetryLater
 
     with pytest.raises(RetryLater, match="no study with AccessionNumber NOPE"):
-        gateway.retriever.handle(retrieve_task({"accession_no": "NOPE"}))
+        gateway.retriever.handle(*retrieve_task({"accession_no": "NOPE",
+                                                  "hospital_id": "H1"}))
 
 
 def test_pacs_down_is_retried(gateway, pacs):
@@ -113,7 +114,7 @@ def test_pacs_down_is_retried(gateway, pacs):
 
     pacs.stop()
     with pytest.raises(RetryLater, match=f"PACS {PACS_AET} at 127.0.0.1"):
-        gateway.retriever.handle(retrieve_task({"study_uid": "1.2.3.4"}))
+        gateway.retriever.handle(*retrieve_task({"study_uid": "1.2.3.4"}))
 
 
 @pytest.fixture
@@ -154,7 +155,7 @@ def test_unknown_move_destination_message(tmp_path, dcmqrscp, gw_port):
     store = Store(cfg.gateway.db_path)
     retriever = Retriever(store, PacsClient(cfg.dicom, cfg.pacs))
     with pytest.raises(Fatal) as err:
-        retriever.handle(retrieve_task({"study_uid": spec.study_uid}))
+        retriever.handle(*retrieve_task({"study_uid": spec.study_uid}))
     msg = str(err.value)
     assert f"PACS {PACS_AET} at 127.0.0.1:{dcmqrscp} answered 0xA801" in msg
     assert "the Portal AET saw no association from it" in msg
