@@ -113,7 +113,8 @@ check_prerequisites() {
     problem "glibc $need_glibc or newer (found: ${have_glibc:-none}): the wheels are
       manylinux_${need_glibc/./_}; older hosts use the OCI image"
   fi
-  if ! { ldconfig -p 2>/dev/null | grep -q 'libodbc\.so\.2 '; } &&
+  # grep reads all of it (no -q): ldconfig must not die of SIGPIPE under pipefail
+  if ! { ldconfig -p 2>/dev/null | grep 'libodbc\.so\.2 ' >/dev/null; } &&
      ! ls /usr/lib*/libodbc.so.2 /usr/lib/*-linux-gnu/libodbc.so.2 /usr/lib64/libodbc.so.2 \
           >/dev/null 2>&1; then
     local hint="Debian/Ubuntu: apt install unixodbc; openEuler/Kylin/UOS: dnf install unixODBC"
@@ -274,12 +275,21 @@ upgrade_state() {
     say "schema $code unchanged: no migration"
     return 0
   fi
-  if ! as_user env DICOMGATE_CONFIG="$CONFIG_DIR/dicomgate.toml" "$REL/venv/bin/dicomgate" \
-      migrate --backup-dir "$(dirname "$BACKUP")"; then
+  local out rc=0
+  out=$(as_user env DICOMGATE_CONFIG="$CONFIG_DIR/dicomgate.toml" "$REL/venv/bin/dicomgate" \
+        migrate --json --backup-dir "$(dirname "$BACKUP")" 2>"$REL/.install/migrate.err") || rc=$?
+  if ((rc == 3)); then  # a daemon we did not stop holds the store: it was not touched
+    sed 's/^/    /' "$REL/.install/migrate.err" >&2
+    fail "dicomgate migrate refused: a dicomgate daemon still runs on $(dirname "$db")"
+  elif ((rc)); then
+    sed 's/^/    /' "$REL/.install/migrate.err" >&2
     restore_state "$BACKUP" "$db"
     start_service || true
     fail "dicomgate migrate failed (schema $store -> $code): state restored from $BACKUP, $(basename "$old") left in place"
   fi
+  # migrate copied the store too; ours (named after the release) is the one rollback uses.
+  local dup; dup=$(printf '%s' "$out" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin).get("backup") or "")' 2>/dev/null || true)
+  [ -n "$dup" ] && [ "$dup" != "$BACKUP" ] && rm -f "$dup"
   say "state migrated: schema $store -> $code"
 }
 
@@ -385,8 +395,9 @@ do_debs() {
   is_root || die "run as root" 2
   local pass
   # dpkg orders the given set itself, except a Pre-Depends on a package later in the same
-  # call (python3-minimal on python3.11-minimal): a second pass installs what the first left.
-  for pass in 1 2 3; do
+  # call (python3 on python3-minimal on python3.11-minimal): each pass installs what the one
+  # before left for that reason.
+  for pass in 1 2 3 4 5; do
     wanted_debs
     if ((${#WANTED[@]} == 0)); then
       dpkg --configure -a
