@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-# Downloads are kept here between runs (wheels by version never change); pip's own cache too.
-CACHE = Path(os.environ.get("DICOMGATE_BUNDLE_CACHE", "/var/tmp/dicomgate-bundle-cache"))
 
 
 def project_version() -> str:
@@ -35,8 +33,11 @@ def can_isolate() -> str | None:
 
 
 def build_bundle(src: Path, out: Path, *extra: str, arch: str = "x86_64") -> Path:
+    """scripts/bundle into `out`; its staging beside it (pip's own cache makes a repeated
+    download a copy, so nothing is shared with another run but that cache)."""
     r = subprocess.run([sys.executable, str(src / "packaging" / "bundle.py"), "--arch", arch,
-                        "--out", str(out), "--work", str(CACHE / "work"), *extra],
+                        "--out", str(out), "--work", str(out.parent / f"{out.name}-work"),
+                        *extra],
                        capture_output=True, text=True, timeout=1500)
     assert r.returncode == 0, r.stderr[-3000:]
     (tarball,) = out.glob(f"dicomgate-*-linux-{arch}.tar.gz")

@@ -41,6 +41,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, Path]:
     manifest = json.loads(blob(layout, entry["digest"]).read_text())
     config = json.loads(blob(layout, manifest["config"]["digest"]).read_text())
     rootfs = tmp_path_factory.mktemp("rootfs")
+    rootfs.chmod(0o755)  # "/" of the container, as a runtime makes it (mktemp gives 0700)
     for layer in manifest["layers"]:  # a runtime unpacks the layers in order
         assert layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
         with tarfile.open(blob(layout, layer["digest"])) as tar:

@@ -57,6 +57,20 @@ def test_bundle_is_complete_and_locked(bundle: Path):
     assert sums.returncode == 0, sums.stdout + sums.stderr
 
 
+def test_aarch64_bundle_is_complete(tmp_path: Path):
+    """Built here like the x86_64 one; it cannot run on this machine (no aarch64 CPU or
+    emulator), so what is checked is that every wheel it pins is there, for aarch64."""
+    unpacked = unpack(build_bundle(ROOT, tmp_path / "dist", arch="aarch64"), tmp_path / "u")
+    manifest = json.loads((unpacked / "MANIFEST.json").read_text())
+    assert manifest["arch"] == "aarch64" and manifest["pythons"] == ["3.11", "3.12", "3.13"]
+    binary = [n for n, kind in manifest["wheels"].items() if kind == "binary"]
+    assert binary and all("aarch64" in n for n in binary), binary
+    assert {n.split("-")[0] for n in binary} >= {"pyodbc", "pillow", "pycryptodomex"}
+    sums = subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=unpacked,
+                          capture_output=True, text=True)
+    assert sums.returncode == 0, sums.stdout + sums.stderr
+
+
 def test_install_upgrade_over_itself_and_roll_back_offline(bundle: Path, tmp_path: Path):
     host = Host(tmp_path)
     r = host.install(bundle)
