@@ -242,6 +242,16 @@ install_unit() {
   systemctl daemon-reload
 }
 
+# `dicomgate` on root's PATH, as the operator types it (systemd mode: a real host).
+link_command() {
+  ((SYSTEMD)) || return 0
+  ln -sfn "$PREFIX/bin/dicomgate" /usr/local/bin/.dicomgate.tmp
+  mv -T /usr/local/bin/.dicomgate.tmp /usr/local/bin/dicomgate
+  if [ -d "$PREFIX/venv" ]; then
+    say "the layout of older installs ($PREFIX/venv) is no longer used: remove it once this version runs"
+  fi
+}
+
 service_active() { ((SYSTEMD)) && systemctl is-active --quiet "$UNIT"; }
 stop_service() { WAS_ACTIVE=0; if service_active; then say "stopping $UNIT"; systemctl stop "$UNIT"; WAS_ACTIVE=1; fi; }
 start_service() {
@@ -329,6 +339,7 @@ do_install() {
   mv -T "$PREFIX/bin/dicomgate.tmp" "$PREFIX/bin/dicomgate"
   save_settings
   install_unit
+  link_command
   say "switched $PREFIX/current -> $REL ${old:+(was $old)}"
   if ! start_service; then
     say "the new version did not start: rolling back"

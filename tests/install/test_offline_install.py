@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -88,6 +89,7 @@ def test_install_upgrade_over_itself_and_roll_back_offline(bundle: Path, tmp_pat
     assert v["python_path"].startswith(str(first))
     check = host.dicomgate("check-config")
     assert check.returncode == 0 and "config OK" in check.stdout, check.stderr
+    assert_unit_verifies(host, tmp_path)
 
     # The operator edits the config; the gateway runs and records work.
     edited = host.use_sqlite_view(host.config.read_text()).replace(
@@ -122,6 +124,24 @@ def test_install_upgrade_over_itself_and_roll_back_offline(bundle: Path, tmp_pat
     r = host.install(bundle, "--rollback")  # nothing older than the first release
     assert r.returncode == 1 and "no previous release" in r.stderr
     assert host.current() == first
+
+
+def assert_unit_verifies(host: Host, tmp_path: Path) -> None:
+    """The unit install.sh writes (systemd mode) for these paths: systemd's own checker
+    accepts it and it runs this prefix's dicomgate. (No systemd runs here to start it.)"""
+    r = subprocess.run([host.python(), str(host.current() / "install_lib.py"), "render-unit",
+                        str(host.current() / "systemd" / "dicomgate.service"),
+                        "--prefix", str(host.prefix), "--config-dir", str(host.config.parent),
+                        "--state-dir", str(host.state), "--user", "root"],
+                       capture_output=True, text=True, check=True)
+    unit = tmp_path / "dicomgate.service"
+    unit.write_text(r.stdout)
+    assert f"ExecStart={host.prefix}/bin/dicomgate run" in r.stdout
+    assert f"ReadWritePaths={host.state}" in r.stdout and "StateDirectory=" not in r.stdout
+    if shutil.which("systemd-analyze"):
+        v = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                           text=True)
+        assert v.returncode == 0, v.stderr
 
 
 def test_failed_check_config_on_the_new_version_keeps_the_old_one(bundle: Path,
