@@ -14,6 +14,8 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -49,6 +51,17 @@ def unpack(tarball: Path, dest: Path) -> Path:
         tar.extractall(dest, filter="tar")
     (top,) = [p for p in dest.iterdir() if p.is_dir()]
     return top
+
+
+_BUILT: dict[str, Path] = {}
+
+
+def this_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This tree's x86_64 bundle, unpacked; built once per session for every module."""
+    if "x86_64" not in _BUILT:
+        tarball = build_bundle(ROOT, tmp_path_factory.mktemp("dist"))
+        _BUILT["x86_64"] = unpack(tarball, tmp_path_factory.mktemp("unpacked"))
+    return _BUILT["x86_64"]
 
 
 @dataclass

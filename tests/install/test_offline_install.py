@@ -19,6 +19,7 @@ from tests.install.bundle_helpers import (
     can_isolate,
     dump,
     project_version,
+    this_bundle,
     unpack,
 )
 
@@ -27,9 +28,7 @@ pytestmark = pytest.mark.skipif(can_isolate() is not None, reason=str(can_isolat
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    tarball = build_bundle(ROOT, out)
-    return unpack(tarball, tmp_path_factory.mktemp("unpacked"))
+    return this_bundle(tmp_path_factory)
 
 
 def releases(host: Host) -> list[str]:

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.install.bundle_helpers import ROOT, Host, build_bundle, can_isolate, dump, unpack
+from tests.install.bundle_helpers import (
+    ROOT,
+    Host,
+    build_bundle,
+    can_isolate,
+    dump,
+    this_bundle,
+    unpack,
+)
 
 pytestmark = pytest.mark.skipif(can_isolate() is not None, reason=str(can_isolate()))
 
@@ -34,7 +42,7 @@ def next_version(tmp: Path, name: str, version: str, sql: str) -> Path:
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("schema")
     return {
-        "old": unpack(build_bundle(ROOT, tmp / "old-dist", "--python", "3.11"), tmp / "old"),
+        "old": this_bundle(tmp_path_factory),
         "new": next_version(tmp, "new", "99.0.0",
                             "CREATE TABLE install_probe (id INTEGER PRIMARY KEY, note TEXT);"),
         "broken": next_version(tmp, "broken", "99.0.1",
