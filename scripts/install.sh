@@ -21,7 +21,7 @@ declare -A GIVEN=()
 
 say() { echo "install.sh: $*"; }
 die() { echo "install.sh: $*" >&2; exit "${2:-1}"; }
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 while (($#)); do
   case "$1" in
