@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,25 @@ def test_a_failing_migration_leaves_the_old_version_and_its_state(bundles, tmp_p
     assert [p.name for p in (host.prefix / "releases").iterdir()] == [first.name]
     assert dump(host.state / "state.db") == before
     assert host.dicomgate("status").returncode == 0
+
+
+def test_a_daemon_still_running_stops_the_upgrade_before_any_change(bundles, tmp_path: Path):
+    """--no-systemd: the installer cannot stop a daemon it did not start; `migrate` refuses
+    while one holds the state dir, and the store is left exactly as the daemon has it."""
+    host, first, before = installed_with_data(bundles["old"], tmp_path)
+    holder = subprocess.Popen(  # the daemon's own lock, taken as `dicomgate run` takes it
+        [host.python(), "-c", "import sys, time; from pathlib import Path\n"
+         "from dicomgate.app import DaemonLock\n"
+         "assert DaemonLock(Path(sys.argv[1])).acquire(); print('locked', flush=True)\n"
+         "time.sleep(120)", str(host.state)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        r = host.install(bundles["new"])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "a dicomgate daemon still runs" in r.stderr and "restored" not in r.stderr
+    assert host.current() == first
+    assert [p.name for p in (host.prefix / "releases").iterdir()] == [first.name]
+    assert dump(host.state / "state.db") == before
