@@ -184,7 +184,7 @@ def bootstrap_pip(work: Path) -> Path:
 
 def assemble(arch: str, version: str, schema: int, wheels: Path, locks: dict[str, list[str]],
              missing: dict[str, list[str]], pip_wheel: Path, stage_root: Path,
-             debs: Path | None) -> Path:
+             debs: Path | None, pins: Path) -> Path:
     name = f"dicomgate-{version}-linux-{arch}"
     stage = stage_root / name
     shutil.rmtree(stage, ignore_errors=True)
@@ -199,6 +199,8 @@ def assemble(arch: str, version: str, schema: int, wheels: Path, locks: dict[str
     for py, lines in locks.items():
         (stage / "locks" / f"cp{py.replace('.', '')}.txt").write_text("\n".join(lines) + "\n")
     (stage / "locks" / "bootstrap.txt").write_text("\n".join(lock_lines([pip_wheel])) + "\n")
+    # name==version of every dependency: `scripts/bundle --pins locks/pins.txt` rebuilds it
+    shutil.copy2(pins, stage / "locks" / "pins.txt")
     shutil.copy2(ROOT / "scripts" / "install.sh", stage / "install.sh")
     shutil.copy2(ROOT / "packaging" / "install_lib.py", stage / "install_lib.py")
     shutil.copytree(ROOT / "conf", stage / "conf")
@@ -299,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
 
                 debs = download_debs(arch, work / f"debs-{arch}")
             stage = assemble(arch, version, schema, wheels, locks, missing, pip_wheel,
-                             work / "stage", debs)
+                             work / "stage", debs, pins)
             target = out / f"{stage.name}.tar.gz"
             tar_reproducibly(stage, target)
             log(f"wrote {target} ({target.stat().st_size // 1024} KiB)")
