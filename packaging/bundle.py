@@ -64,10 +64,28 @@ def code_schema_version() -> int:
     return max(v for v, _, _ in all_migrations())
 
 
+def clean_source(work: Path) -> Path:
+    """The tree's files (tracked, and new ones not ignored) in a fresh folder: setuptools
+    reuses a build/ folder, and a module deleted since would ship from its stale copy."""
+    src = work / "src"
+    shutil.rmtree(src, ignore_errors=True)
+    r = run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others",
+             "--exclude-standard"])
+    if r.returncode:
+        shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__"))
+        return src
+    for name in filter(None, r.stdout.split("\0")):
+        if (ROOT / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, src / name)
+    return src
+
+
 def build_project_wheel(work: Path) -> Path:
     out = work / "project"
     shutil.rmtree(out, ignore_errors=True)
-    r = pip("wheel", "-q", "--no-deps", "-w", str(out), str(ROOT))
+    r = pip("wheel", "-q", "--no-deps", "-w", str(out), str(clean_source(work)))
     if r.returncode:
         raise BundleError(f"building the project wheel failed:\n{r.stderr[-2000:]}")
     (wheel,) = out.glob("dicomgate-*.whl")
