@@ -34,13 +34,15 @@ def can_isolate() -> str | None:
     return None if r.returncode == 0 else f"unshare -n refused: {r.stderr.strip()}"
 
 
-def build_bundle(src: Path, out: Path, *extra: str, arch: str = "x86_64") -> Path:
+def build_bundle(src: Path, out: Path, *extra: str, arch: str = "x86_64",
+                 env: dict[str, str] | None = None) -> Path:
     """scripts/bundle into `out`; its staging beside it (pip's own cache makes a repeated
     download a copy, so nothing is shared with another run but that cache)."""
     r = subprocess.run([sys.executable, str(src / "packaging" / "bundle.py"), "--arch", arch,
                         "--out", str(out), "--work", str(out.parent / f"{out.name}-work"),
                         *extra],
-                       capture_output=True, text=True, timeout=1500)
+                       capture_output=True, text=True, timeout=1500,
+                       env={**os.environ, **(env or {})})
     assert r.returncode == 0, r.stderr[-3000:]
     (tarball,) = out.glob(f"dicomgate-*-linux-{arch}.tar.gz")
     return tarball
