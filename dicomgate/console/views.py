@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import __version__
 from ..app import App
+from ..buildinfo import build_info
 from ..privacy import mask_mapping, mask_text, mask_value
 from ..state.exams import Exam
 from ..state.kinds import Deletion, PushReport, Retrieve, Upload, Withdraw
@@ -55,7 +56,8 @@ class Views:
         counts = self.store.console.counts()
         checks = self.app.health()
         return {
-            "now": now, "version": __version__, "hospital_id": self.cfg.gateway.hospital_id,
+            "now": now, "version": __version__, "build": build_info(),
+            "hospital_id": self.cfg.gateway.hospital_id,
             "peers": self.peers(now, checks),
             "backlog": {k: backlog[k] for k in ("backlog_instances", "backlog_bytes",
                                                 "backlog_studies", "oldest_age_seconds",
