@@ -1,5 +1,10 @@
 """What tests ask of an Orthanc peer beyond what the demo needs: one instance's file, or
-its removal."""
+its removal; and a stop that does not wait.
+
+Orthanc's graceful stop takes 3-4 s (its HTTP and DICOM servers poll for the stop flag);
+no test tests Orthanc's own shutdown, so a test peer is killed. Its SQLite index is
+durable against SIGKILL: a peer started again on the same directory finds what it held.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,13 @@ from dicomgate.sandbox.orthanc import Orthanc, SandboxError
 
 
 class PeerOrthanc(Orthanc):
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGKILL (the peer crashes, as far as anyone talking to it can tell)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=timeout)
+        self.proc = None
+
     def instance_file(self, sop_uid: str) -> bytes:
         for item in self.post("/tools/lookup", sop_uid) or []:
             if item.get("Type") == "Instance":
