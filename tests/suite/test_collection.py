@@ -31,7 +31,7 @@ RUNS = {**{f: [f"tests/{f}"] for f in FOLDERS},
 def _collect(args: list[str], basetemp: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-         "-p", "no:xdist", f"--basetemp={basetemp}", *args],
+         "-p", "no:xdist", "-p", "no:hypothesispytest", f"--basetemp={basetemp}", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 

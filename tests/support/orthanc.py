@@ -8,16 +8,38 @@ durable against SIGKILL: a peer started again on the same directory finds what i
 
 from __future__ import annotations
 
+from typing import Any
+
 from dicomgate.sandbox.orthanc import Orthanc, SandboxError
+
+# Orthanc as a test peer; a test's `extra` still wins over these.
+TEST_SETTINGS: dict[str, Any] = {
+    # Orthanc keeps an association it opened (the C-STORE sub-operations of a C-MOVE) open
+    # 5 s for reuse: a Portal AET that stops afterwards then drains it for its full grace
+    # time. Closing at once is also what many PACSes do.
+    "DicomAssociationCloseDelay": 0,
+    "SaveJobs": False,  # nothing a test needs survives a restart
+}
 
 
 class PeerOrthanc(Orthanc):
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), **TEST_SETTINGS, **self.extra}
+
     def stop(self, timeout: float = 15.0) -> None:
         """SIGKILL (the peer crashes, as far as anyone talking to it can tell)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=timeout)
         self.proc = None
+
+    def empty(self) -> None:
+        """Delete every patient (and so everything) it holds, as a new peer would be."""
+        for patient in self.get("/patients"):
+            self.delete(f"/patients/{patient}")
+        left = self.get("/statistics")["CountInstances"]
+        if left:
+            raise SandboxError(f"Orthanc {self.aet} still holds {left} instances")
 
     def instance_file(self, sop_uid: str) -> bytes:
         for item in self.post("/tools/lookup", sop_uid) or []:
