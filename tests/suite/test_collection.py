@@ -16,8 +16,6 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
-
 TESTS = Path(__file__).resolve().parent.parent
 ROOT = TESTS.parent
 FOLDERS = sorted(p.name for p in TESTS.iterdir()
@@ -35,23 +33,22 @@ def _collect(args: list[str], basetemp: Path) -> subprocess.CompletedProcess:
         cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
-@pytest.fixture(scope="module")
-def collected(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
-    """Each run's collection, two subprocesses at a time."""
-    base = tmp_path_factory.mktemp("collect")
+def _failure(name: str, out: subprocess.CompletedProcess) -> str | None:
+    lines = (out.stdout + out.stderr).strip().splitlines() or [""]
+    if out.returncode == 0 and re.fullmatch(r"\d+ tests? collected in .*", lines[-1]):
+        return None
+    return (f"pytest --collect-only {' '.join(RUNS[name])} (exit {out.returncode}):\n"
+            + "\n".join(lines[-40:]))
+
+
+def test_every_folder_collects_alone_and_in_reverse_order(tmp_path: Path) -> None:
+    """One test, not one per folder: under pytest-xdist a shared fixture would run on
+    every worker that got one of them. Two subprocesses at a time."""
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(_collect, args, base / name.replace("/", "_"))
-                   for name, args in RUNS.items()}
-        return {name: f.result() for name, f in futures.items()}
-
-
-@pytest.mark.parametrize("run", list(RUNS))
-def test_collects(collected, run: str) -> None:
-    out = collected[run]
-    lines = (out.stdout + out.stderr).strip().splitlines()
-    assert out.returncode == 0 and re.fullmatch(r"\d+ tests? collected in .*", lines[-1]), \
-        (f"pytest --collect-only {' '.join(RUNS[run])} (exit {out.returncode}):\n"
-         + "\n".join(lines[-40:]))
+        runs = {name: pool.submit(_collect, args, tmp_path / name)
+                for name, args in RUNS.items()}
+        failures = [f for name, run in runs.items() if (f := _failure(name, run.result()))]
+    assert not failures, "\n\n".join(failures)
 
 
 def _modules() -> list[Path]:
