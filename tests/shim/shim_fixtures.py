@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from dicomgate.sandbox.orthanc import Orthanc, free_port
+from dicomgate.sandbox.orthanc import free_port
 from tests.support import gateway_toml, start_daemon, stop_daemon, toml_table, write_config
+from tests.support.orthanc import PeerOrthanc as Orthanc
 
 SM4_KEY = "0123456789abcdeffedcba9876543210"
 SM2_KEY = "3945208f7b2144b13f36e38ac6d39f95889393692860b51a42fb81ef4df7c5b8"
