@@ -44,16 +44,33 @@ def setup(app: App) -> None:
         # the stall text starts "C-MOVE stalled: ..." (scu.MoveStalled)
         app.lane("retrieve", cfg.pacs.max_associations, note=lambda: stall_health(app.store))
         retriever = Retriever(app.store, pacs, http.handle if http else None,
-                              queue_uploads=uploads, room=ingest.has_room,
-                              min_free_disk=cfg.dicom.min_free_disk,
+                              queue_uploads=uploads, room=ingest.short_of_space,
                               pacs_down_wait=cfg.tasks.backoff_max)
         app.handle(Retrieve, retriever.handle, lane="retrieve")
+        # added after the Portal AET, so stopped before it: C-MOVEs under way are cancelled
+        # and handed back while the Portal AET still answers
+        app.add_service(RetrievesStopper(retriever))
     elif http is not None:
         app.lane("retrieve", cfg.tasks.workers)
         app.handle(Retrieve, http_only(http), lane="retrieve")
     app.every("spool.incoming_cleanup", INCOMING_CLEANUP_EVERY,
               lambda: clean_incoming(spool), first_in=INCOMING_CLEANUP_EVERY)
     app.add_status("images", lambda: status(app, spool))
+
+
+class RetrievesStopper:
+    """A service whose stop() cancels the retrieves under way (see Retriever.stop)."""
+
+    name = "retrieves"
+
+    def __init__(self, retriever: Retriever):
+        self.retriever = retriever
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self.retriever.stop()
 
 
 def http_only(http: HttpFetcher):

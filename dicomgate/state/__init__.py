@@ -14,6 +14,7 @@ from .exams import ExamStore
 from .instances import InstanceRow, InstanceStore
 from .jobs import JobStore, KeyValueStore
 from .overview import OverviewStore
+from .portal_associations import PortalAssociation, PortalAssociationStore
 from .qr import QrStore
 from .sessions import SessionStore
 from .tasks import ACTIVE, FINISHED, STATES, Enqueued, Task, TaskStore
@@ -31,6 +32,7 @@ class Store:
         self.audit = AuditStore(self.db)
         self.instances = InstanceStore(self.db)
         self.dicom_events = DicomEventStore(self.db)
+        self.portal_associations = PortalAssociationStore(self.db)
         self.overview = OverviewStore(self.db)
         self.exams = ExamStore(self.db)
         self.sessions, self.deletions = SessionStore(self.db), DeletionStore(self.db)
@@ -43,4 +45,5 @@ class Store:
 
 
 __all__ = ["ACTIVE", "FINISHED", "STATES", "DicomEvent", "DicomEventStore", "Enqueued",
-           "InstanceRow", "InstanceStore", "StateError", "Store", "Task", "TaskStore"]
+           "InstanceRow", "InstanceStore", "PortalAssociation", "StateError", "Store", "Task",
+           "TaskStore"]
