@@ -174,17 +174,19 @@ class Ingest:
                      origin: Origin | None = None) -> Stored:
         """A C-STORE dataset that pynetdicom wrote (Part 10) to `src`; `digest` is its
         (size, sha256) when computed while it was written."""
-        short = self.short_of_space()
-        if short:
-            raise OutOfSpace(short)
         ident = identify(src)
         if ident.sop_uid != sop_uid:
             raise Malformed(f"dataset SOPInstanceUID {ident.sop_uid} differs from the "
                             f"C-STORE request's Affected SOP Instance UID {sop_uid}")
-        if src.parent == self.spool.incoming:  # already on the spool's file system
+        if src.parent == self.spool.incoming:
+            # already on the spool's file system, whose room was checked as it began to
+            # arrive (pynetdicom_tuning): checking again now would count this very file
             size, sha = digest or self.spool.digest(src)
             return self.commit(src, ident, size, sha, source=f"dicom:{calling_aet}",
                                origin=origin)
+        short = self.short_of_space()
+        if short:
+            raise OutOfSpace(short)
         with open(src, "rb") as f:
             offset = dataset_offset(f)
         header = part10_header(sop_class_uid or ident.sop_class_uid, sop_uid,
