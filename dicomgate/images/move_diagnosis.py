@@ -36,8 +36,11 @@ def contexts_since(move_started: float) -> float:
 
 def explain(exc: Exception, result: MoveResult | None, saw: PortalSaw,
             contexts_seen: list[DicomEvent], dicom: DicomConfig, where: str,
-            sop_classes: set[str] | None = None) -> Exception:
+            sop_classes: set[str] | None = None, reached: bool = False) -> Exception:
     """The exception to raise for a failed C-MOVE: ours first, else the PACS's own.
+
+    `reached`: an earlier C-MOVE of this retrieve brought instances, so the PACS can reach
+    the Portal AET (a request it then sends nothing for is not about our registration).
 
     `sop_classes`: those of the instances asked for, when the PACS's C-FIND said; a
     rejected context counts only for one of them (a DCMTK-based PACS proposes every SOP
@@ -60,7 +63,7 @@ def explain(exc: Exception, result: MoveResult | None, saw: PortalSaw,
             f"{_code(result)})")
     register = (f"AE {dicom.ae_title} (dicom.ae_title), host {this_host(dicom.bind)}, port "
                 f"{dicom.port} (dicom.port)")
-    nothing = saw.nothing_at_all()
+    nothing = saw.nothing_at_all() and not reached
     if result is not None and result.status == 0xA801 and nothing:
         return PacsRefused(
             f"{where} answered 0xA801 (move destination unknown) and the Portal AET saw no "
@@ -84,6 +87,11 @@ def explain(exc: Exception, result: MoveResult | None, saw: PortalSaw,
                 f"{exc}; the Portal AET saw no association from it during the C-MOVE: if the "
                 f"PACS log says destination {dicom.ae_title} is unknown, add {register} on the "
                 "PACS; else the PACS could not reach this gateway at that host and port")
+        if not saw.associations:
+            return PacsRefused(
+                f"{exc}; it sent nothing for this request, though it reached the Portal AET "
+                "for this study, and the Portal AET refused nothing: the failure is the "
+                "PACS's own (an unreadable file?), see its log")
         return PacsRefused(
             f"{exc}; the Portal AET accepted the PACS's association and refused nothing "
             f"({saw.stored} instances stored): the failure is the PACS's own, see its log")

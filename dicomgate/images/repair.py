@@ -63,6 +63,7 @@ class Mover:
     verdicts: MoveVerdicts | None = None
     # SOP UID -> what the PACS answered when asked for that instance alone and it failed
     unsendable: dict[str, str] = field(default_factory=dict)
+    reached: bool = False  # a C-MOVE of this run brought instances: the PACS reaches us
 
     def _told(self, study_uid: str) -> Callable[[int, int], None] | None:
         """The C-MOVE's pending responses (completed, remaining) as study progress."""
@@ -95,8 +96,9 @@ class Mover:
             if partial is not None and saw.stored and not saw.refusals:
                 return self._partway(study_uid, level, exc, partial, saw)
             raise explain(exc, partial, saw, contexts, self.pacs.dicom, self.pacs.where,
-                          self._classes()) from None
+                          self._classes(), reached=self.reached) from None
         self.moved += result.completed
+        self.reached = self.reached or result.completed > 0
         if result.failed or result.failed_uids:
             saw = move_record.read(self.store, me, msg_id, study_uid, started)
             self._failed_suboperations(study_uid, level, result, saw,
@@ -113,6 +115,7 @@ class Mover:
                     then="the missing instances are asked for in smaller requests")
         done = replace(partial, completed=max(partial.completed, saw.stored))
         self.moved += done.completed
+        self.reached = True
         return done
 
     def _ours(self, study_uid: str, level: str, exc: Exception, saw: PortalSaw) -> bool:
@@ -239,7 +242,7 @@ class Ladder:
         nothing: kept, so the retrieve can name it if every other way fails too."""
         result = getattr(exc, "move_result", None)
         status = f"0x{result.status:04X}" if result is not None else None
-        self.mover.unsendable[uid] = f"{status or 'refused'}: {exc}"
+        self.mover.unsendable[uid] = str(exc).split("; ")[0]  # the PACS's own answer
         self.mover.store.dicom_events.record(
             "suboperation_failed", f"asked for on its own, the PACS did not send it ({exc})",
             sop_uid=uid, study_uid=study_uid, sop_class_uid=self.mover.sop_classes.get(uid),

@@ -355,7 +355,8 @@ class Retriever:
                       unsendable=sorted(unsendable))
             parts.append(f"{len(unsendable)} the PACS did not send even when asked for one "
                          f"by one ({_quarantine_text({u: left_out[u] for u in unsendable})}): "
-                         "check those files on the PACS (a damaged or unreadable file)")
+                         "check those files on the PACS (damaged or unreadable: its log "
+                         "says which)")
         raise Fatal(f"study {study_uid}: {good} of {exp.count} instances retrieved{queued}; "
                     + "; ".join(parts) + ": have the PACS correct them, then "
                     "`dicomgate tasks retry` this task")

@@ -232,9 +232,14 @@ class PacsClient:
             series_uid = str(s.get("SeriesInstanceUID", "") or "")
             if not series_uid:
                 continue
-            found = self.find("IMAGE", {"StudyInstanceUID": study_uid,
-                                        "SeriesInstanceUID": series_uid, "SOPInstanceUID": "",
-                                        "SOPClassUID": ""})
+            keys = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid,
+                    "SOPInstanceUID": ""}
+            try:
+                found = self.find("IMAGE", {**keys, "SOPClassUID": ""})
+            except PacsRefused:
+                # A PACS that reads SOP Class UIDs from its files (Orthanc) fails the whole
+                # C-FIND when one file is unreadable; the UIDs alone come from its index.
+                found = self.find("IMAGE", keys)
             out[series_uid] = {str(d.SOPInstanceUID) for d in found if d.get("SOPInstanceUID")}
             classes.update({str(d.SOPInstanceUID): str(d.get("SOPClassUID", "") or "")
                             for d in found if d.get("SOPInstanceUID")})
