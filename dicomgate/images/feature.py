@@ -45,7 +45,8 @@ def setup(app: App) -> None:
         app.lane("retrieve", cfg.pacs.max_associations, note=lambda: stall_health(app.store))
         retriever = Retriever(app.store, pacs, http.handle if http else None,
                               queue_uploads=uploads, room=ingest.short_of_space,
-                              pacs_down_wait=cfg.tasks.backoff_max)
+                              pacs_down_wait=cfg.tasks.backoff_max,
+                              hospitals=cfg.gateway.served_hospitals)
         app.handle(Retrieve, retriever.handle, lane="retrieve")
         # added after the Portal AET, so stopped before it: C-MOVEs under way are cancelled
         # and handed back while the Portal AET still answers

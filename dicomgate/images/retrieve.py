@@ -19,6 +19,7 @@ import structlog
 from ..state import Store, Task
 from ..state.kinds import Upload
 from ..tasks import Fatal, RetryLater, WaitFor
+from .accession import pick_hospital
 from .echo import FACT as ECHO_FACT
 from .move_diagnosis import PacsCannotReachUs
 from .move_outcome import DISK_RECHECK, MoveVerdicts, OurSide, wait_for_our_side
@@ -64,7 +65,8 @@ class Retriever:
                  fetch_http: Callable[[Task], str] | None = None,
                  progress: MoveProgress | None = None, queue_uploads: bool = True,
                  room: Callable[[], str | None] | None = None,
-                 pacs_down_wait: float = PACS_DOWN_RECHECK):
+                 pacs_down_wait: float = PACS_DOWN_RECHECK,
+                 hospitals: tuple[str, ...] = ("",)):
         self.store = store
         self.pacs = pacs
         self.fetch_http = fetch_http
@@ -72,6 +74,7 @@ class Retriever:
         self.queue_uploads = queue_uploads  # False without [upstream]: nobody would run them
         self.room = room  # why a receiving file system is short of space, else None
         self.pacs_down_wait = pacs_down_wait  # tasks.backoff_max: `pacs.up` wakes sooner
+        self.hospitals = hospitals  # gateway.served_hospitals: ours first
         self.stopping = threading.Event()
         self._running = 0
         self._idle = threading.Condition()
@@ -120,7 +123,7 @@ class Retriever:
                           after=DISK_RECHECK)
         try:
             return self.run(study_uid=p.get("study_uid"), accession_no=p.get("accession_no"),
-                            exam_id=p.get("exam_id"))
+                            exam_id=p.get("exam_id"), hospital_id=p.get("hospital_id"))
         except OurSide as exc:
             raise wait_for_our_side(p.get("study_uid"), exc) from None
         except MoveStalled as exc:
@@ -144,25 +147,29 @@ class Retriever:
         return min(PACS_FLAKY_RECHECK, self.pacs_down_wait)
 
     def run(self, *, study_uid: str | None = None, accession_no: str | None = None,
-            exam_id: int | None = None) -> str:
+            exam_id: int | None = None, hospital_id: str | None = None) -> str:
         if study_uid:
             uids = [study_uid]
         elif accession_no:
-            uids = self.resolve(accession_no)
+            uids = self.resolve(accession_no, hospital_id or self.hospitals[0])
         else:
             raise Fatal("retrieve payload needs study_uid or accession_no")
         return "; ".join(self.study(uid, accession_no=accession_no, exam_id=exam_id)
                          for uid in uids)
 
-    def resolve(self, accession_no: str) -> list[str]:
-        uids = self.pacs.studies_of_accession(accession_no)
-        if not uids:
+    def resolve(self, accession_no: str, hospital_id: str) -> list[str]:
+        """The studies of this hospital's exam: accession numbers are unique only within
+        a hospital, and a hospital group may share one PACS (gateway.group_hospital_ids)."""
+        found = self.pacs.studies_of_accession(accession_no)
+        if not found:
             raise RetryLater(f"{self.pacs.where} has no study with AccessionNumber "
                              f"{accession_no} (yet): the images may not be archived; "
                              "will ask again")
+        uids = pick_hospital(found, hospital_id, self.hospitals, accession_no, self.pacs.where)
         for uid in uids:
             self.store.instances.ensure_study(uid, accession_no=accession_no)
-        log.info("study.resolved", accession_no=accession_no, study_uids=uids)
+        log.info("study.resolved", accession_no=accession_no, hospital_id=hospital_id,
+                 study_uids=uids)
         return uids
 
     # -- one study ------------------------------------------------------------------------

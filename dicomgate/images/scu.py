@@ -32,7 +32,7 @@ from .qr_association import (
 )
 
 __all__ = ["MoveResult", "PacsClient", "PacsRefused", "PacsUnavailable", "StudyListing",
-           "this_host"]
+           "StudyMatch", "this_host"]
 
 
 class MoveStalled(PacsUnavailable):
@@ -57,6 +57,22 @@ class StudyListing:
     """What the PACS lists for a study at SERIES/IMAGE level."""
     by_series: dict[str, set[str]]  # SeriesInstanceUID -> SOP Instance UIDs
     sop_classes: dict[str, str] = field(default_factory=dict)  # SOP UID -> SOP Class UID
+
+
+@dataclass(frozen=True)
+class StudyMatch:
+    """A study the PACS found for an AccessionNumber, and the values it gave that can name
+    a hospital (issuer of the accession number, institution name)."""
+    study_uid: str
+    hospital_marks: tuple[str, ...] = ()
+
+
+def _hospital_marks(d: Dataset) -> set[str]:
+    marks = {str(d.get("InstitutionName", "") or "").strip()}
+    for item in d.get("IssuerOfAccessionNumberSequence", None) or []:
+        for key in ("LocalNamespaceEntityID", "UniversalEntityID"):
+            marks.add(str(item.get(key, "") or "").strip())
+    return {m for m in marks if m}
 
 
 class _Live:
@@ -216,11 +232,23 @@ class PacsClient:
                                       f"{_status_text(code, status)}")
         return out
 
-    def studies_of_accession(self, accession: str) -> list[str]:
-        found = self.find("STUDY", {"AccessionNumber": accession, "StudyInstanceUID": "",
-                                    "PatientID": ""})
-        return sorted({str(d.StudyInstanceUID) for d in found
-                       if d.get("StudyInstanceUID")})
+    def studies_of_accession(self, accession: str) -> list[StudyMatch]:
+        """The studies carrying this AccessionNumber, with what each says about its
+        hospital (Issuer of Accession Number, Institution Name) when the PACS answers it."""
+        keys = {"AccessionNumber": accession, "StudyInstanceUID": "", "PatientID": ""}
+        issuer = Dataset()
+        issuer.LocalNamespaceEntityID = ""
+        issuer.UniversalEntityID = ""
+        try:
+            found = self.find("STUDY", {**keys, "InstitutionName": "",
+                                        "IssuerOfAccessionNumberSequence": [issuer]})
+        except PacsRefused:  # a PACS that refuses those return keys: without them
+            found = self.find("STUDY", keys)
+        out: dict[str, set[str]] = {}
+        for d in found:
+            if d.get("StudyInstanceUID"):
+                out.setdefault(str(d.StudyInstanceUID), set()).update(_hospital_marks(d))
+        return [StudyMatch(uid, tuple(sorted(marks))) for uid, marks in sorted(out.items())]
 
     def study_instances(self, study_uid: str) -> StudyListing:
         """The study's SOP Instance UIDs by series and their SOP classes: series-level,
