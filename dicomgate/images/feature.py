@@ -12,12 +12,11 @@ from ..state.kinds import Retrieve
 from ..tasks import Fatal
 from .echo import EchoMonitor, echo_health, echo_status
 from .http_fetch import HttpFetcher
-from .ingest import Ingest
 from .retrieve import Retriever, stall_health
 from .scp import allowed_calling_aets
 from .scp_supervisor import ScpPool
-from .scu import PacsClient
 from .spool import Spool
+from .wiring import Images, build
 
 log = structlog.get_logger("dicomgate.images")
 
@@ -25,28 +24,19 @@ INCOMING_CLEANUP_EVERY = 600.0
 STALE_TEMP_AGE = 3600.0  # a temp file nobody wrote to for this long was left by a crash
 
 
-def setup(app: App) -> None:
+def setup(app: App) -> Images:
     cfg = app.config
-    spool = Spool(cfg.gateway.state_dir)
-    uploads = cfg.upstream is not None  # else no upload task: nobody would run it
-    ingest = Ingest(app.store, spool, cfg.dicom.min_free_disk, queue_uploads=uploads)
+    images = build(cfg, app.store, app.progress)
     if allowed_calling_aets(cfg):  # in a child process: receiving gets a core of its own
-        scp = ScpPool(cfg, spool, app.store)
+        scp = ScpPool(cfg, images.spool, app.store)
         app.add_service(scp, health=scp.health)
-    pacs = PacsClient(cfg.dicom, cfg.pacs) if cfg.pacs is not None else None
-    http = None
-    if cfg.images is not None and cfg.images.source == "http":
-        http = HttpFetcher(app.store, ingest, cfg.images.http_timeout)
-    if pacs is not None:
+    pacs, http, retriever = images.pacs, images.http, images.retriever
+    if pacs is not None and retriever is not None:
         app.every("pacs.echo", cfg.pacs.echo_interval, EchoMonitor(app.store, pacs).run)
         app.add_health("pacs", lambda: "; ".join(filter(None, (
             echo_health(app.store), stall_health(app.store)))) or None)
         # the stall text starts "C-MOVE stalled: ..." (scu.MoveStalled)
         app.lane("retrieve", cfg.pacs.max_associations, note=lambda: stall_health(app.store))
-        retriever = Retriever(app.store, pacs, http.handle if http else None,
-                              queue_uploads=uploads, room=ingest.short_of_space,
-                              pacs_down_wait=cfg.tasks.backoff_max,
-                              hospitals=cfg.gateway.served_hospitals)
         app.handle(Retrieve, retriever.handle, lane="retrieve")
         # added after the Portal AET, so stopped before it: C-MOVEs under way are cancelled
         # and handed back while the Portal AET still answers
@@ -54,9 +44,11 @@ def setup(app: App) -> None:
     elif http is not None:
         app.lane("retrieve", cfg.tasks.workers)
         app.handle(Retrieve, http_only(http), lane="retrieve")
+    spool = images.spool
     app.every("spool.incoming_cleanup", INCOMING_CLEANUP_EVERY,
               lambda: clean_incoming(spool), first_in=INCOMING_CLEANUP_EVERY)
     app.add_status("images", lambda: status(app, spool))
+    return images
 
 
 class RetrievesStopper:

@@ -116,20 +116,27 @@ class Retriever:
                 raise Fatal("payload has image_paths but HTTP image mode is not configured "
                             '(set [images] source = "http")')
             return self.fetch_http(task)
+        return self.retrieve(study_uid=p.get("study_uid"), accession_no=p.get("accession_no"),
+                             exam_id=p.get("exam_id"), hospital_id=p.get("hospital_id"))
+
+    def retrieve(self, *, study_uid: str | None = None, accession_no: str | None = None,
+                 exam_id: int | None = None, hospital_id: str | None = None) -> str:
+        """run(), with every failure said as the worker (and `dicomgate pull`) acts on it:
+        WaitFor (our disk, our SCP, the PACS unreachable), RetryLater, Fatal."""
         short = self.room() if self.room is not None else None
         if short:
             raise WaitFor(f"{short}: our Portal AET would refuse every instance; the retrieve "
                           "starts by itself once space is freed", "disk space",
                           after=DISK_RECHECK)
         try:
-            return self.run(study_uid=p.get("study_uid"), accession_no=p.get("accession_no"),
-                            exam_id=p.get("exam_id"), hospital_id=p.get("hospital_id"))
+            return self.run(study_uid=study_uid, accession_no=accession_no, exam_id=exam_id,
+                            hospital_id=hospital_id)
         except OurSide as exc:
-            raise wait_for_our_side(p.get("study_uid"), exc) from None
+            raise wait_for_our_side(study_uid, exc) from None
         except MoveStalled as exc:
             self.store.facts.set(STALL_FACT, {"at": time.time(), "error": str(exc),
-                                              "study_uid": p.get("study_uid")})
-            log.warning("pacs.move_stalled", study_uid=p.get("study_uid"), error=str(exc))
+                                              "study_uid": study_uid})
+            log.warning("pacs.move_stalled", study_uid=study_uid, error=str(exc))
             raise WaitFor(str(exc), "PACS", after=self._pacs_wait()) from None
         except PacsUnavailable as exc:  # unreachable: waits, never exhausts the task
             raise WaitFor(str(exc), "PACS", after=self._pacs_wait()) from None
