@@ -23,6 +23,11 @@ from .spool import Spool, dataset_offset, file_chunks, part10_header, valid_uid
 log = structlog.get_logger("dicomgate.images")
 
 _TAGS = ["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"]
+_PIXEL_TAGS = ["Rows", "Columns", "BitsAllocated", "SamplesPerPixel", "NumberOfFrames",
+               "PixelData"]
+# Syntaxes whose Pixel Data is stored native, so its length can be checked without decoding
+NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+PIXEL_DATA = 0x7FE00010
 
 
 NOTE_WAIT = 2.0  # seconds an association thread waits for its event to be recorded
@@ -53,6 +58,7 @@ class Identity:
     series_uid: str
     sop_class_uid: str
     transfer_syntax: str
+    warning: str | None = None  # well-formed but suspect (Pixel Data shorter than it says)
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,8 @@ class Stored:
 def identify(path: Path) -> Identity:
     """Read the identifying UIDs of a Part 10 file; Malformed says what is wrong."""
     try:
-        ds = dcmread(path, stop_before_pixels=True, defer_size=1024, specific_tags=_TAGS)
+        # large values (Pixel Data) are deferred: only their length is read, never the pixels
+        ds = dcmread(path, defer_size=1024, specific_tags=_TAGS + _PIXEL_TAGS)
         meta = ds.file_meta
         values = {k: str(ds.get(k, "") or "").strip() for k in _TAGS}
         ts = str(meta.get("TransferSyntaxUID", "") or "")
@@ -84,7 +91,29 @@ def identify(path: Path) -> Identity:
     if not valid_uid(ts):
         raise Malformed(f"TransferSyntaxUID (0002,0010) is {ts!r}: expected a UID")
     return Identity(values["SOPInstanceUID"], values["StudyInstanceUID"],
-                    values["SeriesInstanceUID"], values["SOPClassUID"], ts)
+                    values["SeriesInstanceUID"], values["SOPClassUID"], ts,
+                    short_pixel_data(ds, ts))
+
+
+def short_pixel_data(ds, transfer_syntax: str) -> str | None:
+    """Native Pixel Data shorter than Rows x Columns x samples x frames x bits allocated
+    says: the PACS holds a truncated image. Said, never altered (the cloud may refuse it)."""
+    if transfer_syntax not in NATIVE or PIXEL_DATA not in ds:
+        return None
+    try:
+        rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+        bits, samples = int(ds.get("BitsAllocated") or 0), int(ds.get("SamplesPerPixel") or 1)
+        frames = int(ds.get("NumberOfFrames") or 1)
+        length = ds.get_item(PIXEL_DATA, keep_deferred=True).length
+    except (TypeError, ValueError, AttributeError):
+        return None
+    need = (rows * cols * samples * frames * bits + 7) // 8
+    if not need or length is None or length == 0xFFFFFFFF or length >= need:
+        return None
+    return (f"Pixel Data (7FE0,0010) holds {length} bytes; Rows {rows} x Columns {cols} x "
+            f"{samples} sample(s) x {frames} frame(s) x {bits} bits allocated need {need}: "
+            "the image is truncated at the PACS (delivered as received; the cloud may "
+            "reject it)")
 
 
 class Ingest:
@@ -202,6 +231,16 @@ class Ingest:
         return self.commit(temp, ident, size, sha, source=f"dicom:{calling_aet}",
                            origin=origin)
 
+    def _warn(self, ident: Identity) -> None:
+        """On the study (`study show`), the exam (its warnings) and the console's Problems."""
+        log.warning("instance.suspect", sop_uid=ident.sop_uid, study_uid=ident.study_uid,
+                    warning=ident.warning)
+        text = f"instance {ident.sop_uid}: {ident.warning}"
+        self.store.dicom_events.record("instance_suspect", text, sop_uid=ident.sop_uid,
+                                       study_uid=ident.study_uid,
+                                       sop_class_uid=ident.sop_class_uid)
+        self.store.exams.warn_for_study(ident.study_uid, text)
+
     def from_file(self, temp: Path, size: int, sha: str, source: str) -> Stored:
         """A whole Part 10 file already in the spool's temp area (HTTP download)."""
         ident = identify(temp)
@@ -239,6 +278,8 @@ class Ingest:
                     origin.association_id, study_uid=ident.study_uid,
                     move_aet=origin.move_aet, move_msg_id=origin.move_msg_id, stored=1,
                     conn=c)
+        if ident.warning and outcome != "same":
+            self._warn(ident)
         if outcome == "replaced":
             log.info("instance.replaced", sop_uid=ident.sop_uid, study_uid=ident.study_uid,
                      sha256=sha, source=source)

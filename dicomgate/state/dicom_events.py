@@ -12,7 +12,7 @@ from .db import Database
 
 KEEP_DAYS = 30
 KINDS = ("association_rejected", "context_rejected", "store_refused", "suboperation_failed",
-         "repair_step", "scp_process_died")
+         "repair_step", "scp_process_died", "instance_suspect")
 
 
 @dataclass(frozen=True)
