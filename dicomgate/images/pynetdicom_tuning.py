@@ -206,9 +206,7 @@ def tune_connection(event: evt.Event) -> None:
     small responses meet the sender's delayed ACK and every instance stalls ~40 ms on a
     quiet link. Shorten the DUL's idle sleep (see DUL_IDLE_SLEEP)."""
     d = event.assoc.dul
-    sock = getattr(d.socket, "socket", None)
-    if sock is not None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    no_delay(event.assoc)
     if hasattr(d, "_run_loop_delay"):
         d._run_loop_delay = DUL_IDLE_SLEEP
 
@@ -265,3 +263,10 @@ def wake_waiting(assoc: Any) -> None:
     up to its DIMSE timeout and an abort does not wake it; an empty item does (read as
     'no response')."""
     assoc.dimse.msg_queue.put((None, None))
+
+
+def no_delay(assoc: Any) -> None:
+    """TCP_NODELAY on an association's socket (reached through its DUL provider)."""
+    sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
