@@ -94,6 +94,10 @@ def status(app: App, spool: Spool) -> dict[str, Any]:
     out["studies"] = app.store.instances.study_state_counts() or "none"
     out["instances"] = app.store.instances.instance_state_counts() or "none"
     out["quarantined files"] = spool.quarantined()
+    out["free space"] = "; ".join(
+        f"{what} {path}: {free / 1e6:.0f} MB" for what, path, free in spool.filesystems()) + (
+        f" (floor {d.min_free_disk / 1e6:.0f} MB: "
+        + ("BELOW, C-STORE refused)" if spool.short_of_space(d.min_free_disk) else "ok)"))
     out["Portal AET rejections (24 h)"] = rejections(app)
     return out
 

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 from dicomgate.sandbox.studies import StudySpec, ct_instances, sop_uid_of
+from tests.support import run_cli
 
 
 def _study(pacs, accession: str, count: int, rows: int = 256) -> tuple[str, set[str]]:
@@ -50,6 +51,8 @@ def test_spool_filesystem_full_waits_then_resumes(tmpfs, daemon_factory, pacs, c
            60, "a retrieve to wait for disk space")
     assert d.named("store.refused")
     assert not d.store.tasks.list(state="dead")
+    status = run_cli("status", config=d.config).stdout
+    assert "BELOW, C-STORE refused" in status and f"spool {state / 'spool'}" in status, status
     for e in d.named("task.waiting") + d.named("task.retry"):
         assert "add AE" not in e["error"] and "PACS" not in e["error"].split(":")[0], e
 
