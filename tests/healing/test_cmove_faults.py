@@ -109,9 +109,13 @@ def test_stalled_cmove_is_abandoned_and_retried(daemon_factory, pacs, cloud):
         assert "closed it without answering" not in down[0]["error"]
         status = run_cli("status", config=d.config)
         assert "C-MOVE stalled" in status.stdout, status.stdout  # not "all is ok"
-        lanes = json.loads(run_cli("status", "--json", config=d.config).stdout)["workers"]
-        assert "C-MOVE stalled" in (lanes["lanes"]["retrieve"]["note"] or ""), lanes
-        assert lanes["lanes"]["retrieve"]["waiting"].get("PACS") == 1, lanes
+        def waiting_lane():  # between two tries (a try lasts up to pacs.timeout)
+            lanes = json.loads(run_cli("status", "--json", config=d.config).stdout)["workers"]
+            lane = lanes["lanes"]["retrieve"]
+            return lane if lane["waiting"].get("PACS") == 1 else None
+
+        lane = d.wait(waiting_lane, 30, "status to show the retrieve waiting for the PACS")
+        assert "C-MOVE stalled" in (lane["note"] or ""), lane
     finally:
         sigcont(pacs)
     _delivered(d, cloud, study_uid, sops, task_id)
