@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,9 +154,8 @@ class Ingest:
     def opened(self, calling_aet: str, peer: str) -> int | None:
         """An incoming association, recorded before it is answered (its record's id)."""
         box: list[int] = []
-        self._write(lambda: box.append(self.store.portal_associations.opened(calling_aet,
-                                                                              peer)),
-                    "association_opened")
+        self._write(lambda: box.append(self.store.portal_associations.opened(
+            calling_aet, peer, os.getpid())), "association_opened")
         return box[0] if box else None
 
     def rejected(self, association_id: int | None, reason: str, **fields: object) -> None:

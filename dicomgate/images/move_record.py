@@ -10,6 +10,8 @@ came at all. Nothing is taken from other studies' C-MOVEs.
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass, field
 
 from ..state import DicomEvent, PortalAssociation, Store
@@ -51,7 +53,37 @@ def read(store: Store, our_aet: str, msg_id: int, study_uid: str, started: float
                  if a.id not in {s.id for s in served}]
     events = store.dicom_events.of_associations([a.id for a in served + unclaimed], RECORDED)
     deaths = store.dicom_events.since(started, ("scp_process_died",))
+    if not deaths:  # the supervisor may not have noticed yet: the process itself tells
+        deaths = [_gone(a) for a in served + unclaimed
+                  if a.scp_pid is not None and not alive(a.scp_pid)][:1]
     return PortalSaw(served, unclaimed, events, deaths)
+
+
+def alive(pid: int) -> bool:
+    """Whether a Portal AET process still runs (a zombie not yet reaped has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def _gone(a: PortalAssociation) -> DicomEvent:
+    """The death of the process that received association `a`, as the supervisor will
+    record it a moment later."""
+    return DicomEvent(id=-a.id, at=time.time(), kind="scp_process_died", calling_aet=None,
+                      peer=None, sop_class_uid=None, transfer_syntaxes=None, sop_uid=None,
+                      study_uid=None, status=None, association_id=a.id,
+                      reason=f"process {a.scp_pid}, which received this C-MOVE's "
+                             "association, ended during it; restarted")
 
 
 def last_activity(store: Store, our_aet: str, msg_id: int, study_uid: str,

@@ -32,6 +32,7 @@ class PortalAssociation:
     stored: int
     refused: int
     last_at: float | None
+    scp_pid: int | None = None
 
     def carried(self, study_uid: str) -> bool:
         return study_uid in (self.study_uids or "").split()
@@ -41,11 +42,12 @@ class PortalAssociationStore:
     def __init__(self, db: Database):
         self.db = db
 
-    def opened(self, calling_aet: str, peer: str, outcome: str = "open") -> int:
+    def opened(self, calling_aet: str, peer: str, scp_pid: int | None = None) -> int:
         now = time.time()
         with self.db.tx() as c:
             cur = c.execute("INSERT INTO portal_associations (opened_at, calling_aet, peer, "
-                            "outcome) VALUES (?,?,?,?)", (now, calling_aet, peer, outcome))
+                            "outcome, scp_pid) VALUES (?,?,?,'open',?)",
+                            (now, calling_aet, peer, scp_pid))
             rowid = int(cur.lastrowid or 0)
             if rowid % 500 == 0:  # bounded: old rows go now and then
                 c.execute("DELETE FROM portal_associations WHERE opened_at < ?",

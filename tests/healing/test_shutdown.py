@@ -6,15 +6,7 @@ from __future__ import annotations
 
 import signal
 
-from dicomgate.sandbox.studies import StudySpec, ct_instances, sop_uid_of
-
-
-def _study(pacs, accession: str, count: int) -> tuple[str, set[str]]:
-    spec = StudySpec(accession=accession)
-    data = ct_instances(spec, series=2, per_series=count // 2)
-    for d in data:
-        pacs.upload(d)
-    return spec.study_uid, {sop_uid_of(d) for d in data}
+from healing_harness import study_at
 
 
 def _index(events: list[dict], name: str, **match) -> int:
@@ -25,7 +17,7 @@ def _index(events: list[dict], name: str, **match) -> int:
 
 
 def test_sigterm_mid_cmove_hands_retrieves_back(daemon_factory, pacs, cloud, tmp_path):
-    studies = [_study(pacs, f"ACC-STOP{n}", 60) for n in range(3)]
+    studies = [study_at(pacs, f"ACC-STOP{n}", 60) for n in range(3)]
     d = daemon_factory(max_attempts=1)  # one counted failure would make a task dead
     tasks = [d.retrieve(uid) for uid, _ in studies]
     d.wait(lambda: sum(d.instances_received(uid) for uid, _ in studies) >= 10, 30,

@@ -9,16 +9,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from dicomgate.sandbox.studies import StudySpec, ct_instances, sop_uid_of
+from healing_harness import study_at
+
 from tests.support import run_cli
-
-
-def _study(pacs, accession: str, count: int, rows: int = 256) -> tuple[str, set[str]]:
-    spec = StudySpec(accession=accession)
-    data = ct_instances(spec, series=2, per_series=count // 2, rows=rows, cols=rows)
-    for d in data:
-        pacs.upload(d)
-    return spec.study_uid, {sop_uid_of(d) for d in data}
 
 
 def _free(fs: Path) -> int:
@@ -35,7 +28,7 @@ def _spool_on(tmpfs, state: Path, size: str) -> Path:
 
 def test_spool_filesystem_full_waits_then_resumes(tmpfs, daemon_factory, pacs, cloud,
                                                   tmp_path: Path):
-    studies = [_study(pacs, f"ACC-SPOOL{n}", 16) for n in range(3)]  # 3 x 2 MB
+    studies = [study_at(pacs, f"ACC-SPOOL{n}", 16, rows=256) for n in range(3)]  # 3 x 2 MB
     state = tmp_path / "state"
     spool = _spool_on(tmpfs, state, "4m")
     d = daemon_factory(state_dir=state, min_free_disk="1MB")
@@ -74,7 +67,7 @@ def test_disk_full_while_receiving_is_refused_not_crashed(tmpfs, daemon_factory,
                                                           cloud, tmp_path: Path):
     """The floor is tiny, so the spool's file system really fills (ENOSPC) while an
     instance arrives: that C-STORE is refused with 0xA700, the association lives on."""
-    uid, sops = _study(pacs, "ACC-ENOSPC", 20)  # 20 x 128 KB
+    uid, sops = study_at(pacs, "ACC-ENOSPC", 20, rows=256)  # 20 x 128 KB
     state = tmp_path / "state"
     spool = _spool_on(tmpfs, state, "1m")
     d = daemon_factory(state_dir=state, min_free_disk="16KB")

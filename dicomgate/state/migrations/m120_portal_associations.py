@@ -17,7 +17,8 @@ CREATE TABLE portal_associations (
     study_uids   TEXT,               -- studies it carried, space-separated (bounded)
     stored       INTEGER NOT NULL DEFAULT 0,
     refused      INTEGER NOT NULL DEFAULT 0,
-    last_at      REAL                -- its latest C-STORE
+    last_at      REAL,               -- its latest C-STORE
+    scp_pid      INTEGER             -- the Portal AET process that received it
 );
 CREATE INDEX portal_associations_opened ON portal_associations (opened_at);
 CREATE INDEX portal_associations_move ON portal_associations (move_aet, move_msg_id);
