@@ -40,7 +40,7 @@ def test_the_exams_hospital_decides_between_equal_accession_numbers(pacs, gatewa
     first = _study(pacs, "ACC-GROUP", GROUP[0], seed=1)
     second = _study(pacs, "ACC-GROUP", GROUP[1], seed=2)
     retriever = Retriever(gateway.store, gateway.pacs, queue_uploads=False, hospitals=GROUP)
-    retriever.handle(retrieve_task({"accession_no": "ACC-GROUP", "hospital_id": GROUP[1]}))
+    retriever.handle(*retrieve_task({"accession_no": "ACC-GROUP", "hospital_id": GROUP[1]}))
     assert _held(gateway, second) == 2
     assert _held(gateway, first) == 0  # the other member's study is never pulled
     assert gateway.store.instances.study(first) is None
@@ -51,7 +51,7 @@ def test_equal_accession_numbers_the_pacs_does_not_tell_apart_are_refused(pacs, 
     two = _study(pacs, "ACC-AMBIG", None, seed=4)
     retriever = Retriever(gateway.store, gateway.pacs, queue_uploads=False, hospitals=GROUP)
     with pytest.raises(Fatal) as err:
-        retriever.handle(retrieve_task({"accession_no": "ACC-AMBIG", "hospital_id": GROUP[0]}))
+        retriever.handle(*retrieve_task({"accession_no": "ACC-AMBIG", "hospital_id": GROUP[0]}))
     msg = str(err.value)
     assert "2 studies with AccessionNumber ACC-AMBIG" in msg and "none says which" in msg
     assert "gateway.group_hospital_ids" in msg and "studyInstanceUid" in msg
@@ -59,5 +59,5 @@ def test_equal_accession_numbers_the_pacs_does_not_tell_apart_are_refused(pacs, 
 
     alone = Retriever(gateway.store, gateway.pacs, queue_uploads=False,
                       hospitals=GROUP[:1])  # one hospital: both studies are its exam's
-    alone.handle(retrieve_task({"accession_no": "ACC-AMBIG", "hospital_id": GROUP[0]}))
+    alone.handle(*retrieve_task({"accession_no": "ACC-AMBIG", "hospital_id": GROUP[0]}))
     assert _held(gateway, one) == 2 and _held(gateway, two) == 2

@@ -56,7 +56,7 @@ def test_each_association_is_recorded_with_its_cmove(pacs, gateway, tmp_path):
     data = ct_instances(spec, series=1, per_series=4)
     for blob in data:
         pacs.upload(blob)
-    gateway.retriever.handle(retrieve_task({"study_uid": spec.study_uid}))
+    gateway.retriever.handle(*retrieve_task({"study_uid": spec.study_uid}))
     moved = [a for a in _all(gateway) if a.stored]
     assert len(moved) == 1
     [a] = moved
@@ -107,7 +107,7 @@ def test_a_refusal_counts_only_for_its_own_study(pacs, gateway):
 
     def run(spec: StudySpec) -> None:
         try:
-            gateway.retriever.handle(retrieve_task({"study_uid": spec.study_uid}))
+            gateway.retriever.handle(*retrieve_task({"study_uid": spec.study_uid}))
         except (Fatal, RetryLater) as exc:
             errors[spec.accession] = str(exc)
 
@@ -133,7 +133,7 @@ def test_a702_and_no_association_names_the_address_the_pacs_must_have(tmp_path, 
         spec = StudySpec(accession="ACC-A702")
         peer.load(write_study(ct_instances(spec, series=1, per_series=2), tmp_path / "in"))
         with pytest.raises(RetryLater) as err:
-            gw.retriever.handle(retrieve_task({"study_uid": spec.study_uid}))
+            gw.retriever.handle(*retrieve_task({"study_uid": spec.study_uid}))
     finally:
         gw.scp.stop()
         gw.store.close()

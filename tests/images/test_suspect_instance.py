@@ -30,12 +30,10 @@ def test_short_pixel_data_is_delivered_as_is_and_said(pacs, gateway):
     short_uid = sop_uid_of(short)
     for blob in [*good, short]:
         pacs.upload(blob)
-    with gateway.store.db.tx() as c:
-        exam_id = gateway.store.exams.insert(c, hospital_id="H33010200001",
-                                             accession_no="ACC-SHORT",
-                                             study_uid=spec.study_uid, state="synced")
+    exam_id = gateway.store.exams.insert(hospital_id="H33010200001", accession_no="ACC-SHORT",
+                                         study_uid=spec.study_uid, state="synced")
 
-    gateway.retriever.handle(retrieve_task({"study_uid": spec.study_uid}))
+    gateway.retriever.handle(*retrieve_task({"study_uid": spec.study_uid}))
 
     row = gateway.store.instances.get(short_uid)
     assert row is not None and row.state == "received"  # kept, not quarantined
