@@ -184,6 +184,12 @@ class Views:
             "rejected_instances": [{**r, "error": mask_text(r["error"] or "")}
                                    for r in c.rejected_instances()],
             "quarantined_files": self.quarantined_files(),
+            # instances delivered as received but suspect (e.g. Pixel Data truncated)
+            "suspect_instances": [
+                {"at": e.at, "study_uid": e.study_uid, "sop_uid": e.sop_uid,
+                 "reason": e.reason}
+                for e in self.store.dicom_events.since(time.time() - 30 * 86400,
+                                                       ("instance_suspect",))[-200:]],
         }
 
     def quarantined_file_count(self) -> int:

@@ -14,6 +14,7 @@ from .exams import ExamStore
 from .instances import InstanceRow, InstanceStore
 from .jobs import FactStore, JobStore, KeyValueStore
 from .overview import OverviewStore
+from .portal_associations import PortalAssociation, PortalAssociationStore
 from .qr import QrStore
 from .schema import (
     SCHEMA_VERSION,
@@ -54,6 +55,7 @@ class Store:
         self.audit = AuditStore(self.db)
         self.instances = InstanceStore(self.db)
         self.dicom_events = DicomEventStore(self.db)
+        self.portal_associations = PortalAssociationStore(self.db)
         self.overview = OverviewStore(self.db)
         self.exams = ExamStore(self.db)
         self.sessions, self.deletions = SessionStore(self.db), DeletionStore(self.db)
@@ -95,5 +97,6 @@ def migrate(path: Path, backup_dir: Path | None) -> MigrationReport:
 
 __all__ = ["ACTIVE", "FINISHED", "SCHEMA_VERSION", "STATES", "DicomEvent", "DicomEventStore",
            "Enqueued", "InstanceRow", "InstanceStore", "MigrationReport", "NoState",
+           "PortalAssociation",
            "SchemaTooNew", "SchemaTooOld", "StateError", "Store", "Task", "TaskStore",
            "UnitOfWork", "migrate"]
