@@ -162,49 +162,45 @@ def render_unit(unit: Path, prefix: str, config_dir: str, state_dir: str, user: 
     return 0
 
 
-def backup(db: Path, dest: Path) -> int:
-    """SQLite's online backup: a consistent copy even of a WAL store with readers."""
-    dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = dest.with_name(dest.name + ".part")
+def _copy_store(src: Path, tmp: Path, final: Path, drop_wal_of: Path | None = None) -> str | None:
+    """SQLite's online backup of `src` into `tmp`, then renamed to `final` (files 0600).
+    `drop_wal_of`: a store being replaced, whose WAL SQLite would otherwise replay onto the
+    new file. The error text, or None."""
     old = os.umask(0o077)
     try:
-        src = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-        out = sqlite3.connect(tmp)
-        with out:
-            src.backup(out)
-        out.close()
-        src.close()
-        os.replace(tmp, dest)
-    except sqlite3.Error as exc:
-        tmp.unlink(missing_ok=True)
-        print(f"backup of {db} failed: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        os.umask(old)
-    return 0
-
-
-def restore(src: Path, db: Path) -> int:
-    """Replace the store by a backup (the daemon is stopped): the WAL of the replaced store
-    must go with it, or SQLite would replay it onto the restored file."""
-    tmp = db.with_name(db.name + ".restore")
-    old = os.umask(0o077)
-    try:
-        s = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
+        s = sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=30)
         out = sqlite3.connect(tmp)
         with out:
             s.backup(out)
         out.close()
         s.close()
-        for suffix in ("-wal", "-shm"):
-            Path(f"{db}{suffix}").unlink(missing_ok=True)
-        os.replace(tmp, db)
+        for suffix in ("-wal", "-shm") if drop_wal_of else ():
+            Path(f"{drop_wal_of}{suffix}").unlink(missing_ok=True)
+        os.replace(tmp, final)
+        return None
     except sqlite3.Error as exc:
         tmp.unlink(missing_ok=True)
-        print(f"restoring {db} from {src} failed: {exc}", file=sys.stderr)
-        return 1
+        return str(exc)
     finally:
         os.umask(old)
+
+
+def backup(db: Path, dest: Path) -> int:
+    """SQLite's online backup: a consistent copy even of a WAL store with readers."""
+    dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    error = _copy_store(db, dest.with_name(dest.name + ".part"), dest)
+    if error:
+        print(f"backup of {db} failed: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def restore(src: Path, db: Path) -> int:
+    """Replace the store by a backup (the daemon is stopped)."""
+    error = _copy_store(src, db.with_name(db.name + ".restore"), db, drop_wal_of=db)
+    if error:
+        print(f"restoring {db} from {src} failed: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
