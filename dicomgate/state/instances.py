@@ -121,13 +121,6 @@ class InstanceStore:
         rows = self.db.query(sql + " ORDER BY series_uid, sop_uid", tuple(params))
         return [InstanceRow.from_row(r) for r in rows]
 
-    def last_change(self, study_uid: str) -> float | None:
-        """When an instance of the study last landed (C-MOVE progress; uploads change
-        updated_at, not received_at)."""
-        row = self.db.one("SELECT MAX(received_at) FROM instances WHERE study_uid=?",
-                          (study_uid,))
-        return row[0] if row and row[0] is not None else None
-
     def sop_uids(self, study_uid: str, present_only: bool = True) -> set[str]:
         sql = "SELECT sop_uid FROM instances WHERE study_uid=?"
         if present_only:

@@ -274,3 +274,20 @@ def test_reconciliation_button_runs_the_daemons_pass(demo, browser):
         assert store.facts.get(Fact.REPORTS_RECONCILE) is not None  # what `status` shows
     finally:
         store.close()
+
+
+def test_suspect_instance_is_listed_in_problems(demo, browser, shots):
+    """An instance delivered as received but suspect (short Pixel Data, recorded by the
+    Portal AET's ingest) is shown on the Problems page with what to do."""
+    sop = "1.2.826.0.1.3680043.8.498.99"
+    store = Store(demo.dir / "state" / "state.db")
+    try:
+        store.dicom_events.record("instance_suspect", "Pixel Data is 100000 of 524288 bytes",
+                                  sop_uid=sop, study_uid="1.2.826.0.1.3680043.8.498.98")
+    finally:
+        store.close()
+    browser.open(demo.console_url + "#problems")
+    row = browser.wait("the suspect instance row", lambda: browser.css(f'tr[data-sop="{sop}"]'))
+    text = row[0].text
+    assert "100000 of 524288" in text and "PACS" in text
+    browser.screenshot(shots / "problems-suspect.png")

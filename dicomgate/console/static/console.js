@@ -174,7 +174,8 @@
         canAct("reconcile") ? button("btn.reconcile",
           () => act("reconcile", {}, t("btn.reconcile")), "reconcile") : null);
       for (const [id, n] of [["dead-tasks", d.dead_tasks.length], ["q-exams", d.quarantined_exams.length],
-        ["rejects", d.rejected_rows.length], ["rejected", d.rejected_instances.length], ["q-files", d.quarantined_files.length]]) {
+        ["rejects", d.rejected_rows.length], ["rejected", d.rejected_instances.length], ["q-files", d.quarantined_files.length],
+        ["suspect", d.suspect_instances.length]]) {
         $(id).closest(".card").classList.toggle("empty", !n);  // nothing to do: heading only
       }
       $("n-dead").textContent = d.dead_tasks.length;
@@ -227,6 +228,14 @@
         { label: "col.detail", cls: "wrap small", cell: (r) => Object.entries(r.context || {}).map(([k, v]) => k + "=" + v).join(" · ") },
         { label: "col.advice", cls: "wrap", cell: () => t("advice.qfile") },
       ], d.quarantined_files);
+      $("n-suspect").textContent = d.suspect_instances.length;
+      table($("suspect"), [
+        { label: "col.study", cls: "mono ellipsis", cell: (r) => r.study_uid },
+        { label: "col.sop", cls: "mono ellipsis", cell: (r) => r.sop_uid },
+        { label: "col.when", cell: (r) => when(r.at) },
+        { label: "col.reason", cls: "wrap bad", cell: (r) => r.reason },
+        { label: "col.advice", cls: "wrap", cell: () => t("advice.suspect") },
+      ], d.suspect_instances.map((r) => ({ ...r, _attrs: { "data-sop": r.sop_uid } })));
     },
 
     async audit() {
