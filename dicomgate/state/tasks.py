@@ -153,12 +153,15 @@ class TaskStore:
             return None
         now = time.time()
         marks = ",".join("?" * len(kinds))
-        with self.db.tx() as c:
+        # PostgreSQL: nodes claim at once; a row another node is taking is skipped, never
+        # waited for nor taken twice. SQLite has one writer and no FOR UPDATE.
+        skip = " FOR UPDATE SKIP LOCKED" if self.db.engine == "postgresql" else ""
+        with self.db.claim_tx() as c:
             row = c.execute(
                 f"UPDATE tasks SET state='running', lease_owner=?, lease_until=?, "
                 f"attempts=attempts+1, updated_at=? WHERE id = ("
                 f"SELECT id FROM tasks WHERE state='pending' AND run_after<=? "
-                f"AND kind IN ({marks}) ORDER BY run_after, id LIMIT 1) RETURNING *",
+                f"AND kind IN ({marks}) ORDER BY run_after, id LIMIT 1{skip}) RETURNING *",
                 (owner, now + lease, now, now, *kinds)).fetchone()
         return Task.from_row(row) if row else None
 
@@ -218,7 +221,7 @@ class TaskStore:
             c.execute(
                 "UPDATE tasks SET state=?, last_error=?, run_after=?, lease_owner=NULL, "
                 "lease_until=NULL, finished_at=?, updated_at=?, waiting_for=?, "
-                "attempts = CASE WHEN ? THEN MAX(attempts-1, 0) ELSE attempts END "
+                "attempts = CASE WHEN ? = 1 THEN MAX(attempts-1, 0) ELSE attempts END "
                 "WHERE id=? AND state='running' AND lease_owner=?",
                 (state, error[:4000], now + (retry_in or 0), now if state == "dead" else None,
                  now, waiting if state == "pending" else None,
