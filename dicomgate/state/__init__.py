@@ -13,6 +13,7 @@ from .dicom_events import DicomEvent, DicomEventStore
 from .exams import ExamStore
 from .instances import InstanceRow, InstanceStore
 from .jobs import FactStore, JobStore, KeyValueStore
+from .nodes import NodeStore
 from .overview import OverviewStore
 from .pg import PgDatabase, PgLocation, StoreUnavailable
 from .qr import QrStore
@@ -34,7 +35,7 @@ Where = Path | PgLocation  # SQLite's file, or a shared PostgreSQL store
 
 def open_database(where: Where) -> Database | PgDatabase:
     if isinstance(where, PgLocation):
-        return PgDatabase(where.url, where.state_dir)
+        return PgDatabase(where.url, where.state_dir, where.node)
     return Database(where)
 
 
@@ -73,6 +74,7 @@ class Store:
         self.sessions, self.deletions = SessionStore(self.db), DeletionStore(self.db)
         self.delivery = DeliveryStore(self.db)
         self.qr = QrStore(self.db)
+        self.nodes = NodeStore(self.db)
         self.console = ConsoleStore(self.db)  # read-only queries of the operator console
 
     @classmethod

@@ -29,6 +29,7 @@ def secure_dir(path: Path) -> None:
 
 class Database:
     engine = "sqlite"
+    node: str | None = None  # one host: files and tasks belong to no node in particular
 
     def __init__(self, path: Path, busy_timeout: float = 30.0):
         self.path = path

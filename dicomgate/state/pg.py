@@ -38,6 +38,7 @@ class PgLocation:
 
     url: str = field(repr=False)
     state_dir: Path
+    node: str  # this node's name (gateway.node_name)
 
     def __str__(self) -> str:
         return redact(self.url)
@@ -144,8 +145,9 @@ class PgDatabase:
 
     engine = "postgresql"
 
-    def __init__(self, url: str, state_dir: Path):
+    def __init__(self, url: str, state_dir: Path, node: str):
         self.url = url
+        self.node = node
         self.path = state_dir / "state.db"
         self._local = threading.local()
         self._all: list[Connection] = []

@@ -29,7 +29,7 @@ def store_where(engine, tmp_path, request):
     if engine == "sqlite":
         return tmp_path / "state" / "state.db"
     server = request.getfixturevalue("pg_server")
-    return PgLocation(server.new_database(), tmp_path / "state")
+    return PgLocation(server.new_database(), tmp_path / "state", node="gw-test")
 
 
 @pytest.fixture

@@ -1,0 +1,93 @@
+"""Nodes sharing one PostgreSQL store (state/nodes.py, tasks.claim): claims never collide,
+one leader at a time, an upload runs only where its files are, a dead node's work moves."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from dicomgate.state import PgLocation, Store
+from dicomgate.state.kinds import PushReport, Upload
+from dicomgate.state.nodes import NODE_TIMEOUT
+
+
+@pytest.fixture
+def two(pg_server, tmp_path) -> Iterator[tuple[Store, Store]]:
+    url = pg_server.new_database()
+    a = Store(PgLocation(url, tmp_path / "a", node="gw-a"))
+    b = Store(PgLocation(url, tmp_path / "b", node="gw-b"))
+    yield a, b
+    a.close()
+    b.close()
+
+
+def _record(store: Store, sop: str, study: str) -> None:
+    store.instances.record(sop_uid=sop, study_uid=study, series_uid="1", sop_class_uid="1.2",
+                           transfer_syntax="1.2.840.10008.1.2.1", path=f"/spool/{sop}",
+                           size=10, sha256=sop, source="test")
+
+
+def test_concurrent_claims_from_two_nodes_never_take_one_task_twice(two):
+    a, b = two
+    for i in range(200):
+        a.tasks.enqueue(PushReport(i, 1))
+    got: dict[str, list[int]] = {"a": [], "b": []}
+
+    def drain(store: Store, name: str) -> None:
+        for _ in range(400):  # bounded
+            t = store.tasks.claim(["push_report"], f"gw-{name}:1:1", lease=60)
+            if t is None:
+                return
+            got[name].append(t.id)
+
+    threads = [threading.Thread(target=drain, args=(s, n)) for s, n in ((a, "a"), (b, "b"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(got["a"]) + len(got["b"]) == 200
+    assert not set(got["a"]) & set(got["b"])
+    assert got["a"] and got["b"]  # both nodes claimed: SKIP LOCKED, no waiting in line
+
+
+def test_one_leader_and_the_lease_moves_when_it_lapses(two):
+    a, b = two
+    assert a.nodes.lead("scheduler", "gw-a", "gw-a:1:1", ttl=0.5)
+    assert not b.nodes.lead("scheduler", "gw-b", "gw-b:1:1", ttl=0.5)
+    assert a.nodes.lead("scheduler", "gw-a", "gw-a:1:1", ttl=0.5)  # renewal
+    assert a.nodes.holder("scheduler") == "gw-a"
+    time.sleep(0.6)
+    assert b.nodes.lead("scheduler", "gw-b", "gw-b:1:1", ttl=0.5)
+    assert not a.nodes.lead("scheduler", "gw-a", "gw-a:1:1", ttl=0.5)
+
+
+def test_an_upload_is_claimed_only_by_the_node_holding_its_files(two):
+    a, b = two
+    _record(a, "1.1", "9.1")
+    b.tasks.enqueue(Upload("9.1"))  # queued by b (e.g. a catch-up job), files on a
+    assert b.tasks.claim(["upload"], "gw-b:1:1", lease=60) is None
+    t = a.tasks.claim(["upload"], "gw-a:1:1", lease=60)
+    assert t is not None and t.node == "gw-a"
+
+
+def test_a_dead_nodes_tasks_and_undelivered_studies_move_to_a_live_node(two):
+    a, b = two
+    a.nodes.beat("gw-a", "gw-a:1:1", 0, {})
+    b.nodes.beat("gw-b", "gw-b:1:1", 0, {})
+    _record(a, "1.1", "9.1")
+    a.tasks.enqueue(Upload("9.1"))
+    a.tasks.enqueue(PushReport(1, 1))
+    running = a.tasks.claim(["push_report"], "gw-a:1:1", lease=3600)
+    assert b.nodes.adopt("gw-b") == []  # a is alive: nothing moves
+    with a.db.tx() as c:  # a's last beat, NODE_TIMEOUT ago
+        c.execute("UPDATE nodes SET last_seen=? WHERE name='gw-a'",
+                  (time.time() - NODE_TIMEOUT - 1,))
+    moved = b.nodes.adopt("gw-b")
+    assert [(m.node, m.studies, m.tasks) for m in moved] == [("gw-a", ("9.1",), 1)]
+    assert b.tasks.get(running.id).state == "pending"  # long before its 1 h lease ends
+    assert b.instances.of_study("9.1") == []  # to be retrieved again, into b's spool
+    assert b.tasks.find("upload", "study:9.1").node is None
+    assert not [n for n in b.nodes.all() if n.name == "gw-a" and n.alive()]
