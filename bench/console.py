@@ -16,6 +16,7 @@ import argparse
 import datetime as dt
 import os
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -43,7 +44,7 @@ ENDPOINTS = ("/console/api/overview (fresh)", "/console/api/overview (shared)",
 def fill(store: Store, today: int) -> None:
     now = dt.datetime.now(ZoneInfo("Asia/Shanghai")).replace(tzinfo=None)
     t0 = time.time()
-    with store.exams.batch() as conn:
+    with store.transaction():
         for day in range(HISTORY_DAYS):
             for n in range(today):
                 when = (now - dt.timedelta(days=day, minutes=n % 600)).isoformat(
@@ -51,27 +52,27 @@ def fill(store: Store, today: int) -> None:
                 acc = f"B{day:02d}{n:06d}"
                 uid = f"1.2.826.0.1.3680043.9.7777.{day}.{n}"
                 exam_id = store.exams.insert(
-                    conn, hospital_id=HOSPITAL, accession_no=acc, state="reported",
+                    hospital_id=HOSPITAL, accession_no=acc, state="reported",
                     study_uid=uid, exam_time=when, report_version=1, warnings=[],
                     record={"accessionNo": acc, "patientName": "测试患者", "modality": "CT",
                             "examItemName": "胸部CT平扫", "examTime": when})
                 if day:
                     continue  # history: exams only (their instances were purged long ago)
-                store.instances.ensure_study(uid, accession_no=acc, exam_id=exam_id, conn=conn)
-                store.instances.set_study(uid, state="complete", expected_count=PER_EXAM,
-                                          conn=conn)
+                store.instances.ensure_study(uid, accession_no=acc, exam_id=exam_id)
+                store.instances.set_study(uid, state="complete", expected_count=PER_EXAM)
                 sops = [f"{uid}.{i}" for i in range(PER_EXAM)]
                 for sop in sops:
                     store.instances.record(sop_uid=sop, study_uid=uid, series_uid=uid + ".1",
                                            sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
                                            transfer_syntax="1.2.840.10008.1.2.1",
                                            path=f"/nonexistent/{sop}.dcm", size=524_288,
-                                           sha256="0" * 64, source="bench", conn=conn)
+                                           sha256="0" * 64, source="bench")
                 delivered = sops if n % 10 else sops[:PER_EXAM // 2]  # 10 % still sending
-                store.instances.set_state(delivered, "delivered", conn=conn)
+                store.instances.set_state(delivered, "delivered")
                 for task in (Retrieve(study_uid=uid, exam_id=exam_id), Upload(uid),
                              PushReport(exam_id, 1)):
-                    store.tasks.enqueue(task, exam_id=exam_id, study_uid=uid, conn=conn)
+                    store.tasks.enqueue(task, exam_id=exam_id, study_uid=uid)
+    with sqlite3.connect(store.db.path) as conn:  # bench-only shortcuts, in plain SQL
         conn.execute("UPDATE tasks SET state='done', finished_at=updated_at")
         # first read when performed (the poller reads within minutes), not all at once now
         conn.execute("UPDATE exams SET created_at = strftime('%s', substr(exam_time, 1, 19)) "

@@ -80,7 +80,6 @@ port = {free_port()}
 [shim]
 bind = "127.0.0.1"
 port = {port}
-server = "{server}"
 allow = ["127.0.0.1/32", "{ALLOWED}/32", "{WORKSTATIONS}/32"]
 [qr]
 film_url = "http://wx.imagingunion.com/iuweixin/iu_scanFilmInfo"
@@ -90,8 +89,10 @@ sm4_key = "{SM4_KEY}"
 format = "json"
 """)
     log = open(tmp / "shim.log", "wb")  # one JSON log line per request, as in production
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from dicomgate.cli import main; "
-                             "sys.exit(main())", "--config", str(cfg), "run"],
+    # waitress: the same application behind bench/waitress_front.py (not in the product)
+    launcher = ([str(Path(__file__).with_name("waitress_front.py"))] if server == "waitress"
+                else ["-c", "import sys; from dicomgate.cli import main; sys.exit(main())"])
+    proc = subprocess.Popen([sys.executable, *launcher, "--config", str(cfg), "run"],
                             stdout=log, stderr=subprocess.STDOUT)
     wait(port, "/openapi.json", proc)
     return proc, port

@@ -132,11 +132,11 @@ def _via_daemon(app: App, args: argparse.Namespace, progress: Progress) -> str:
     want = Retrieve(study_uid=args.study_uid or None,
                     accession_no=None if args.study_uid else args.accession,
                     hospital_id=cfg.gateway.hospital_id, reason="dicomgate pull")
-    with app.store.db.tx() as c:
+    with app.store.transaction():
         old = tasks.find(Retrieve.kind, want.key())
         if old is not None and old.state == "pending":  # maybe in backoff: make it due now
-            tasks.cancel(old.id, "superseded by dicomgate pull", conn=c)
-        enq = tasks.enqueue(want, reopen=True, study_uid=args.study_uid, conn=c)
+            tasks.cancel(old.id, "superseded by dicomgate pull")
+        enq = tasks.enqueue(want, reopen=True, study_uid=args.study_uid)
     first = tasks.get(enq.id)
     assert first is not None
     deadline = time.monotonic() + cfg.pacs.move_timeout + 600

@@ -266,7 +266,6 @@ def _shim(t: Table) -> model.ShimConfig:
         request_timeout=t.value("request_timeout", values.duration, d["request_timeout"]),
         keepalive_timeout=t.value("keepalive_timeout", values.duration,
                                   d["keepalive_timeout"]),
-        server=t.str("server", d["server"], choices=("asyncio", "waitress")),
     )
 
 

@@ -175,7 +175,6 @@ class ShimConfig:
     max_connections_per_source: int = 64
     request_timeout: float = 10.0  # the whole request head and body must arrive within this
     keepalive_timeout: float = 15.0  # an idle keep-alive connection is closed after this
-    server: str = "asyncio"  # "waitress": for bench/shim.py's comparison only (no limits)
 
 
 @dataclass(frozen=True)

@@ -62,12 +62,12 @@ class HttpFetcher:
         inst = self.store.instances
         inst.ensure_study(study_uid, accession_no=work.accession_no, exam_id=work.exam_id)
         count = len(inst.sop_uids(study_uid))
-        with self.store.db.tx() as c:
+        with self.store.transaction():
             inst.set_study(study_uid, state="complete" if complete else "incomplete",
-                           expected_count=count, conn=c)
+                           expected_count=count)
             if complete and self.ingest.queue_uploads:
                 self.store.tasks.enqueue(Upload(study_uid), reopen=True,
-                                         study_uid=study_uid, conn=c)
+                                         study_uid=study_uid)
         if complete:
             log.info("study.complete", study_uid=study_uid, instances=count, source="http")
 

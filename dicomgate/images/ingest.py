@@ -156,12 +156,12 @@ class Ingest:
     def _commit(self, temp: Path, ident: Identity, size: int, sha: str, source: str) -> Stored:
         final = self.spool.final_path(ident.study_uid, ident.series_uid, ident.sop_uid)
         store = self.store
-        with store.db.tx() as c:
-            old = store.instances.get_path(ident.sop_uid, conn=c)
+        with store.transaction():
+            old = store.instances.get_path(ident.sop_uid)
             outcome = store.instances.record(
                 sop_uid=ident.sop_uid, study_uid=ident.study_uid, series_uid=ident.series_uid,
                 sop_class_uid=ident.sop_class_uid, transfer_syntax=ident.transfer_syntax,
-                path=str(final), size=size, sha256=sha, source=source, conn=c)
+                path=str(final), size=size, sha256=sha, source=source)
             if outcome == "same" and final.exists():
                 temp.unlink()
             else:
@@ -170,7 +170,7 @@ class Ingest:
                     Path(old).unlink(missing_ok=True)
             if outcome != "same" and self.queue_uploads:
                 store.tasks.enqueue(Upload(ident.study_uid), reopen=True,
-                                    study_uid=ident.study_uid, conn=c)
+                                    study_uid=ident.study_uid)
         if outcome == "replaced":
             log.info("instance.replaced", sop_uid=ident.sop_uid, study_uid=ident.study_uid,
                      sha256=sha, source=source)

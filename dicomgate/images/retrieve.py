@@ -275,12 +275,11 @@ class Retriever:
             log.warning("study.incomplete", study_uid=study_uid, missing=n, expected=exp.count,
                         moved=moved, seconds=seconds, why=why)
             raise RetryLater(f"study {study_uid}: {why}; will try again")
-        with self.store.db.tx() as c:
+        with self.store.transaction():
             self.store.instances.set_study(study_uid, state="complete", expected_count=exp.count,
-                                           detail={"moved": moved, "at": time.time()}, conn=c)
+                                           detail={"moved": moved, "at": time.time()})
             if self.queue_uploads:
-                self.store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid,
-                                         conn=c)
+                self.store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid)
         log.info("study.complete", study_uid=study_uid, instances=exp.count, moved=moved,
                  seconds=seconds)
         return f"study {study_uid}: complete, {exp.count} instances, {moved} moved"
@@ -291,12 +290,11 @@ class Retriever:
         the task dead so a person sees which instances the PACS must correct."""
         good = exp.count - len(quarantined)
         detail = {"moved": moved, "at": time.time(), "quarantined": sorted(quarantined)[:50]}
-        with self.store.db.tx() as c:
+        with self.store.transaction():
             self.store.instances.set_study(study_uid, state="complete", expected_count=good,
-                                           detail=detail, conn=c)
+                                           detail=detail)
             if self.queue_uploads:
-                self.store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid,
-                                         conn=c)
+                self.store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid)
         log.error("study.instances_quarantined", study_uid=study_uid, delivered=good,
                   quarantined=sorted(quarantined))
         queued = " and queued for upload" if self.queue_uploads else ""

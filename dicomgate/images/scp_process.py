@@ -5,7 +5,8 @@ Python: in one process they take turns on the GIL. Here the SCP gets a core of i
 The child builds only what storing needs and talks to the daemon (scp_supervisor.py) over
 a pipe, one word per line: `ready`, or `error <why>` (it cannot start). The upload tasks
 it commits wake the daemon's workers through the task queue's doorbell. It stops on
-SIGTERM/SIGINT, or when the daemon goes away (its stdin closes).
+SIGTERM/SIGINT, or when the daemon goes away (its stdin closes). Its configuration is the
+daemon's own parsed object, sent on stdin first (config/handoff.py), never the file re-read.
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ import os
 import signal
 import sys
 import threading
-from pathlib import Path
 
 import structlog
 
 from .. import logs
-from ..config import ConfigError, load
+from ..config import handoff
 from ..state import Store
 from . import pynetdicom_tuning
 from .ingest import Ingest
@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     pipe = Pipe(args.notify_fd)
     try:
-        config = load(Path(args.config))
-    except ConfigError as exc:
-        pipe.say(f"error configuration {exc.path}: {'; '.join(exc.lines)}")
+        config = handoff.receive(0)  # what the daemon parsed, on stdin
+    except handoff.HandoffError as exc:
+        pipe.say(f"error {exc}")
         return 2
     logs.configure(config.log.level, config.log.format)
     stop = _stop_event()
@@ -86,7 +86,6 @@ def main(argv: list[str] | None = None) -> int:
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="dicomgate.images.scp_process",
                                 description="internal: the daemon's Portal AET process")
-    p.add_argument("--config", required=True)
     p.add_argument("--notify-fd", type=int, required=True)
     p.add_argument("--restart", action="store_true", help="not the daemon's first start")
     p.add_argument("--index", type=int, default=0, help="which of dicom.scp_processes")

@@ -18,7 +18,7 @@ from typing import IO
 
 import structlog
 
-from ..config import Config
+from ..config import Config, handoff
 from ..state import Store
 from .scp_process import DRAIN_SECONDS
 from .spool import Spool
@@ -104,14 +104,18 @@ class ScpSupervisor:
     # -- internals ------------------------------------------------------------------------
     def _spawn(self, restart: bool) -> _Child:
         read_fd, write_fd = os.pipe()
-        cmd = [sys.executable, "-m", "dicomgate.images.scp_process", "--config",
-               str(self.config.path), "--notify-fd", str(write_fd), "--index", str(self.index)]
+        cmd = [sys.executable, "-m", "dicomgate.images.scp_process",
+               "--notify-fd", str(write_fd), "--index", str(self.index)]
         try:
             # stdin stays open and unused: the child sees EOF when the daemon dies.
             proc = subprocess.Popen([*cmd, *(["--restart"] if restart else [])],
                                     stdin=subprocess.PIPE, pass_fds=(write_fd,))
         finally:
             os.close(write_fd)
+        try:  # the daemon's parsed config, never a re-read of the file (edited since?)
+            handoff.send(self.config, proc.stdin)  # type: ignore[arg-type]
+        except BrokenPipeError:
+            pass  # it died at once: the supervisor reads its last words and exit code
         self._ready.clear()
         self._error = None
         self._proc = proc

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -66,20 +65,20 @@ class Applier:
     def apply(self, rows: Iterable[Row], events: list[EventType] | None) -> Counts:
         """Apply one batch. `events`: the types the rows were read for; None: implied."""
         counts = Counts()
-        with self.store.exams.batch() as conn:
+        with self.store.transaction():  # the batch's rows and the tasks they cause
             for raw in rows:
                 counts.read += 1
-                self._row(conn, raw, events, counts)
+                self._row(raw, events, counts)
         return counts
 
     # -- one row -------------------------------------------------------------------------
-    def _row(self, conn: sqlite3.Connection, raw: Row, events: list[EventType] | None,
+    def _row(self, raw: Row, events: list[EventType] | None,
              counts: Counts) -> None:
         n = normalise(raw, self.rules, events)
         rec = n.record
         acc, hid = rec.get("accessionNo"), rec["hospitalId"]
         if not acc or any(p.field == "accessionNo" for p in n.problems):
-            self._reject(conn, n, events, counts)
+            self._reject(n, events, counts)
             return
         if MARK in raw:  # several rows of this exam in the read: the choice is recorded
             dup = raw[MARK]
@@ -88,7 +87,7 @@ class Applier:
                               f"this exam; used row {dup['chosen']} ({RULE})")
             log.warning("reports.duplicate_rows", accession_no=acc, hospital_id=hid,
                         rows=dup["rows"], chosen=dup["chosen"])
-        exam = self.store.exams.find(conn, hid, acc)
+        exam = self.store.exams.get(hid, acc)
         if exam is not None and n.ok and _older(rec, exam.record):
             counts.stale += 1  # e.g. a past window that shows an earlier duplicate
             log.info("reports.stale_row_skipped", accession_no=acc, hospital_id=hid)
@@ -96,53 +95,53 @@ class Applier:
         merged = {**(exam.record if exam else {}), **rec}
         digest = content_hash(merged)
         if not n.ok:
-            self._quarantine(conn, exam, n, merged, digest, events, counts)
+            self._quarantine(exam, n, merged, digest, events, counts)
             return
         if exam is None:
             self.store.exams.insert(
-                conn, hospital_id=hid, accession_no=acc, state="synced", record=merged,
+                hospital_id=hid, accession_no=acc, state="synced", record=merged,
                 content_hash=digest, study_uid=merged.get("studyInstanceUid"),
                 exam_time=merged.get("examTime"), warnings=n.warnings,
                 last_type=events[0].code if events else None)
-            exam = self.store.exams.find(conn, hid, acc)
+            exam = self.store.exams.get(hid, acc)
             counts.new += 1
         elif exam.content_hash != digest or exam.state == "quarantined":
-            state = self._settled_state(conn, exam)
+            state = self._settled_state(exam)
             self.store.exams.update(
-                conn, exam.id, state=state, record=merged, content_hash=digest,
+                exam.id, state=state, record=merged, content_hash=digest,
                 quarantine_reason=None, study_uid=merged.get("studyInstanceUid"),
                 exam_time=merged.get("examTime"), warnings=n.warnings,
                 last_type=events[0].code if events else exam.last_type)
             if exam.state == "quarantined":
                 log.info("reports.quarantine_cleared", exam_id=exam.id, accession_no=acc)
-            exam = self.store.exams.find(conn, hid, acc)
+            exam = self.store.exams.get(hid, acc)
             counts.changed += 1
         else:
             counts.unchanged += 1
         assert exam is not None
         for event in events if events is not None else implied_by(merged):
-            self._event(conn, exam, event, counts)
-            exam = self.store.exams.find(conn, hid, acc) or exam
+            self._event(exam, event, counts)
+            exam = self.store.exams.get(hid, acc) or exam
 
-    def _settled_state(self, conn: sqlite3.Connection, exam: Exam) -> str:
+    def _settled_state(self, exam: Exam) -> str:
         """The state of a good row: a withdrawal or deletion outlives later rows."""
-        if self.store.exams.task_keys(conn, exam.id, Withdraw.kind):
+        if self.store.exams.task_keys(exam.id, Withdraw.kind):
             return "withdrawn"
         if exam.state == "deleted":
             return "deleted"
         return "reported" if exam.report_version else "synced"
 
-    def _reject(self, conn: sqlite3.Connection, n: Normalised,
+    def _reject(self, n: Normalised,
                 events: list[EventType] | None, counts: Counts) -> None:
         counts.quarantined += 1
         code = events[0].code if events else None
-        first = self.store.exams.reject(conn, hospital_id=n.record["hospitalId"],
+        first = self.store.exams.reject(hospital_id=n.record["hospitalId"],
                                         event_type=code, content_hash=content_hash(n.record),
                                         record=n.record, reason=n.reason)
         if first:
             log.warning("reports.row_rejected", type=code, reason=mask_text(n.reason))
 
-    def _quarantine(self, conn: sqlite3.Connection, exam: Exam | None, n: Normalised,
+    def _quarantine(self, exam: Exam | None, n: Normalised,
                     merged: dict[str, Any], digest: str, events: list[EventType] | None,
                     counts: Counts) -> None:
         counts.quarantined += 1
@@ -153,26 +152,26 @@ class Applier:
                       quarantine_reason=n.reason, warnings=n.warnings,
                       last_type=events[0].code if events else None)
         if exam is None:
-            self.store.exams.insert(conn, hospital_id=hid, accession_no=acc, **values)
+            self.store.exams.insert(hospital_id=hid, accession_no=acc, **values)
         else:
-            self.store.exams.update(conn, exam.id, **values)
+            self.store.exams.update(exam.id, **values)
         log.warning("reports.row_quarantined", accession_no=acc, hospital_id=hid,
                     type=values["last_type"], reason=mask_text(n.reason))
 
     # -- events --------------------------------------------------------------------------
-    def _event(self, conn: sqlite3.Connection, exam: Exam, event: EventType,
+    def _event(self, exam: Exam, event: EventType,
                counts: Counts) -> None:
         if exam.state in STICKY_STATES:
             return  # refunded or deleted: nothing more to fetch or push
         if event is PERFORMED:
-            if not self.store.exams.task_keys(conn, exam.id, Retrieve.kind):
-                self._retrieve(conn, exam, "exam performed", self.settle_delay, counts)
+            if not self.store.exams.task_keys(exam.id, Retrieve.kind):
+                self._retrieve(exam, "exam performed", self.settle_delay, counts)
         elif event in (AUDITED, MODIFIED):
-            self._report(conn, exam, event, counts)
+            self._report(exam, event, counts)
         elif event is REFUNDED:
-            self._refund(conn, exam, counts)
+            self._refund(exam, counts)
 
-    def _retrieve(self, conn: sqlite3.Connection, exam: Exam, reason: str, delay: float,
+    def _retrieve(self, exam: Exam, reason: str, delay: float,
                   counts: Counts, reopen: bool = False) -> None:
         rec = exam.record
         task = Retrieve(study_uid=exam.study_uid or None, accession_no=exam.accession_no,
@@ -181,10 +180,10 @@ class Applier:
                         if self.images_http else None)
         # once study_uid is known, a retrieve queued by accession number is superseded
         out = self.store.tasks.enqueue(task, delay=delay, reopen=reopen, exam_id=exam.id,
-                                       study_uid=exam.study_uid, conn=conn)
+                                       study_uid=exam.study_uid)
         counts.tasks += int(out.created)
 
-    def _report(self, conn: sqlite3.Connection, exam: Exam, event: EventType,
+    def _report(self, exam: Exam, event: EventType,
                 counts: Counts) -> None:
         digest = content_hash({f: exam.record.get(f) for f in REPORT_FIELDS})
         if digest == exam.report_hash:
@@ -192,28 +191,28 @@ class Applier:
         version = exam.report_version + 1
         if exam.report_version and exam.record.get("modifyTime"):
             event = MODIFIED  # read first by the audit-time query, but it is a modification
-        self.store.exams.add_version(conn, exam.id, version, event.code, digest, exam.record)
-        self.store.exams.update(conn, exam.id, report_version=version, report_hash=digest,
+        self.store.exams.add_version(exam.id, version, event.code, digest, exam.record)
+        self.store.exams.update(exam.id, report_version=version, report_hash=digest,
                                 state="reported")
         out = self.store.tasks.enqueue(PushReport(exam.id, version), exam_id=exam.id,
-                                       study_uid=exam.study_uid, conn=conn)
+                                       study_uid=exam.study_uid)
         counts.tasks += int(out.created)
         log.info("reports.report_version", exam_id=exam.id, accession_no=exam.accession_no,
                  version=version, type=event.code)
         if event is AUDITED:  # images may have grown since the first retrieve
-            self._retrieve(conn, exam, "report audited: completeness re-check", 0.0, counts,
+            self._retrieve(exam, "report audited: completeness re-check", 0.0, counts,
                            reopen=True)
 
-    def _refund(self, conn: sqlite3.Connection, exam: Exam, counts: Counts) -> None:
-        ids = self.store.exams.active_task_ids(conn, exam.id, exam.study_uid, CANCEL_ON_REFUND)
+    def _refund(self, exam: Exam, counts: Counts) -> None:
+        ids = self.store.exams.active_task_ids(exam.id, exam.study_uid, CANCEL_ON_REFUND)
         for task_id in ids:
             counts.cancelled += int(self.store.tasks.cancel(
-                task_id, "exam refunded at the PACS (type 2)", conn=conn))
-        self.store.exams.update(conn, exam.id, state="withdrawn")
+                task_id, "exam refunded at the PACS (type 2)"))
+        self.store.exams.update(exam.id, state="withdrawn")
         out = self.store.tasks.enqueue(
             Withdraw(exam.hospital_id, exam.accession_no, exam.id,
                      exam.record.get("refundTime")),
-            exam_id=exam.id, study_uid=exam.study_uid, conn=conn)
+            exam_id=exam.id, study_uid=exam.study_uid)
         counts.tasks += int(out.created)
         log.info("reports.exam_withdrawn", exam_id=exam.id, accession_no=exam.accession_no,
                  cancelled=len(ids))

@@ -108,33 +108,33 @@ class DeletionEndpoint:
 
     def delete(self, hospital: str, accession: str, when: str, patient_name: str,
                operator: str, client: str) -> dict[str, Any]:
-        with self.store.db.tx() as c:
-            past = self.store.deletions.find(hospital, accession, when, conn=c)
+        with self.store.transaction():
+            past = self.store.deletions.find(hospital, accession, when)
             if past is not None:
-                self.store.deletions.repeated(c, past.id)
-                past = self.store.deletions.find(hospital, accession, when, conn=c)
-                self._enqueue_deletion(c, past)  # no-op unless it was never queued
+                self.store.deletions.repeated(past.id)
+                past = self.store.deletions.find(hospital, accession, when)
+                self._enqueue_deletion(past)  # no-op unless it was never queued
                 files = self.store.instances.still_deleted(past.sop_uids)
             else:
-                exam = self.store.exams.find(c, hospital, accession)
+                exam = self.store.exams.get(hospital, accession)
                 holdings = self.store.instances.holdings(
-                    c, exam.id if exam else None, exam.study_uid if exam else None, accession,
+                    exam.id if exam else None, exam.study_uid if exam else None, accession,
                     unlinked_by_accession=hospital == self.served[0])
-                self.store.instances.mark_deleted(c, holdings)
+                self.store.instances.mark_deleted(holdings)
                 self.store.deletions.record(
-                    c, hospital_id=hospital, accession_no=accession, operate_time=when,
+                    hospital_id=hospital, accession_no=accession, operate_time=when,
                     patient_name=patient_name, operator_name=operator, holdings=holdings,
                     client=client)
-                past = self.store.deletions.find(hospital, accession, when, conn=c)
-                self._enqueue_deletion(c, past)
-                self._enqueue_recheck(c, past, holdings)
+                past = self.store.deletions.find(hospital, accession, when)
+                self._enqueue_deletion(past)
+                self._enqueue_recheck(past, holdings)
                 self.store.audit.record(mask_name(operator), "image.delete",
                                         f"{hospital}:{accession}", "ok", {
                                             "operateDateTime": when, "client": client,
                                             "patientName": mask_name(patient_name),
                                             "studies": len(holdings.study_uids),
                                             "instances": len(holdings.instances),
-                                            "deletionId": past.id}, conn=c)
+                                            "deletionId": past.id})
                 files = holdings.instances
         removed = self._remove_files(files)
         if removed:
@@ -147,22 +147,21 @@ class DeletionEndpoint:
                 "instances": len(past.sop_uids), "filesRemoved": removed,
                 "repeat": past.requests > 1}
 
-    def _enqueue_deletion(self, conn, d: Deletion) -> None:
+    def _enqueue_deletion(self, d: Deletion) -> None:
         self.store.tasks.enqueue(
             DeletionTask(d.hospital_id, d.accession_no, tuple(d.study_uids),
                          tuple(d.sop_uids), d.operate_time, d.id),
-            exam_id=d.exam_id, conn=conn)
+            exam_id=d.exam_id)
 
-    def _enqueue_recheck(self, conn, d: Deletion, holdings: Holdings) -> None:
+    def _enqueue_recheck(self, d: Deletion, holdings: Holdings) -> None:
         base = Retrieve(hospital_id=d.hospital_id, accession_no=d.accession_no,
                         exam_id=holdings.exam_id, reason="deletion")
         for uid in holdings.study_uids:
             self.store.tasks.enqueue(replace(base, study_uid=uid), delay=RECHECK_DELAY,
-                                     reopen=True, study_uid=uid, exam_id=holdings.exam_id,
-                                     conn=conn)
+                                     reopen=True, study_uid=uid, exam_id=holdings.exam_id)
         if not holdings.study_uids and holdings.exam_id is not None:
             self.store.tasks.enqueue(base, delay=RECHECK_DELAY, reopen=True,
-                                     exam_id=holdings.exam_id, conn=conn)
+                                     exam_id=holdings.exam_id)
 
     def _remove_files(self, instances: list[dict[str, Any]]) -> int:
         removed = 0

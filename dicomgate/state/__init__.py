@@ -29,6 +29,7 @@ from .schema import migrate as _migrate
 from .schema import status as schema_status
 from .sessions import SessionStore
 from .tasks import ACTIVE, FINISHED, STATES, Enqueued, Task, TaskStore
+from .unit_of_work import UnitOfWork
 
 Where = Path | PgLocation  # SQLite's file, or a shared PostgreSQL store
 
@@ -86,6 +87,11 @@ class Store:
                           "starts (systemctl start dicomgate), or run `dicomgate migrate`")
         return cls(path, migrate=False)
 
+    def transaction(self) -> UnitOfWork:
+        """`with store.transaction():` makes the repository writes inside one atomic step
+        (see unit_of_work.py)."""
+        return UnitOfWork(self.db)
+
     def schema_version(self) -> int:
         """The store's schema version (its highest applied migration)."""
         return schema_status(self.db).version
@@ -106,5 +112,6 @@ def migrate(path: Where, backup_dir: Path | None) -> MigrationReport:
 
 __all__ = ["ACTIVE", "FINISHED", "SCHEMA_VERSION", "STATES", "DicomEvent", "DicomEventStore",
            "Enqueued", "InstanceRow", "InstanceStore", "MigrationReport", "NoState",
-           "PgLocation", "StoreUnavailable", "Where", "open_database",
-           "SchemaTooNew", "SchemaTooOld", "StateError", "Store", "Task", "TaskStore", "migrate"]
+           "PgLocation", "SchemaTooNew", "SchemaTooOld", "StateError", "Store",
+           "StoreUnavailable", "Task", "TaskStore", "UnitOfWork", "Where", "migrate",
+           "open_database"]

@@ -14,16 +14,12 @@ class AuditStore:
         self.db = db
 
     def record(self, actor: str, action: str, subject: str | None = None,
-               outcome: str | None = None, detail: dict[str, Any] | None = None,
-               conn=None) -> None:
+               outcome: str | None = None, detail: dict[str, Any] | None = None) -> None:
         """Callers pass personal data already masked or hashed: audit is kept for years."""
         sql = ("INSERT INTO audit (at, actor, action, subject, outcome, detail) "
                "VALUES (?, ?, ?, ?, ?, ?)")
         params = (time.time(), actor, action, subject, outcome,
                   json.dumps(detail or {}, ensure_ascii=False, sort_keys=True))
-        if conn is not None:
-            conn.execute(sql, params)
-            return
         with self.db.tx() as c:
             c.execute(sql, params)
 

@@ -6,16 +6,46 @@ This package is the only place with SQL. Every write runs in `Database.tx()`
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+_UNWRITABLE = ("disk is full", "database or disk is full", "disk i/o error",
+               "database is locked", "unable to open database")
+
+
+def disk_full(exc: BaseException | None) -> bool:
+    """ENOSPC / EDQUOT, or SQLite's "database or disk is full", anywhere in the chain."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(exc, sqlite3.Error) and "full" in str(exc).lower():
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def store_unwritable(exc: BaseException) -> bool:
+    """The store, not the work, failed (full, locked, unreadable, PostgreSQL unreachable):
+    the engine's errors are classified here so nothing outside state/ knows them."""
+    if isinstance(exc, StoreUnavailable):
+        return True
+    return disk_full(exc) or (isinstance(exc, sqlite3.OperationalError) and any(
+        w in str(exc).lower() for w in _UNWRITABLE))
+
 
 class StateError(Exception):
     """The state store cannot be opened or used; the message says what to fix."""
+
+
+class StoreUnavailable(StateError):
+    """PostgreSQL does not answer (down, failing over, refusing us): work pauses."""
 
 
 def secure_dir(path: Path) -> None:
@@ -57,7 +87,7 @@ class Database:
             except sqlite3.Error as exc:
                 raise StateError(f"cannot open state database {self.path}: {exc}") from None
             c.row_factory = sqlite3.Row
-            c.execute("PRAGMA journal_mode=WAL")
+            self._wal(c)
             c.execute("PRAGMA synchronous=NORMAL")
             c.execute("PRAGMA foreign_keys=ON")
             self._local.conn = c
@@ -65,19 +95,44 @@ class Database:
                 self._all.append(c)
         return c
 
+    def _wal(self, c: sqlite3.Connection) -> None:
+        """Switching a new file to WAL takes an exclusive lock for which SQLite does not
+        wait (no busy handler): two processes creating the store at once (the daemon
+        starting, a command) would see "database is locked". Wait for it, bounded."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                c.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction, taken at once so writers queue instead of deadlocking."""
+        """A write transaction, taken at once so writers queue instead of deadlocking.
+        Inside one already open on this thread it joins it: the outermost commits, and an
+        exception escaping it rolls the whole back (see unit_of_work.py)."""
         c = self.conn()
+        if getattr(self._local, "depth", 0):
+            self._local.depth += 1
+            try:
+                yield c
+            finally:
+                self._local.depth -= 1
+            return
         c.execute("BEGIN IMMEDIATE")
-        self._local.after = []
+        self._local.after, self._local.depth = [], 1
         try:
             yield c
+            self._local.depth = 0
+            c.execute("COMMIT")
         except BaseException:
-            self._local.after = None
-            c.execute("ROLLBACK")
+            self._local.after, self._local.depth = None, 0
+            if c.in_transaction:
+                c.execute("ROLLBACK")
             raise
-        c.execute("COMMIT")
         callbacks, self._local.after = self._local.after, None
         for fn in callbacks:
             fn()

@@ -40,11 +40,10 @@ class DeletionStore:
     def __init__(self, db: Database):
         self.db = db
 
-    def find(self, hospital_id: str, accession_no: str, operate_time: str,
-             conn: sqlite3.Connection | None = None) -> Deletion | None:
-        row = (conn or self.db.conn()).execute(
+    def find(self, hospital_id: str, accession_no: str, operate_time: str) -> Deletion | None:
+        row = self.db.one(
             "SELECT * FROM deletions WHERE hospital_id=? AND accession_no=? AND operate_time=?",
-            (hospital_id, accession_no, operate_time)).fetchone()
+            (hospital_id, accession_no, operate_time))
         return Deletion.from_row(row) if row else None
 
     def get(self, deletion_id: int) -> Deletion | None:
@@ -55,22 +54,23 @@ class DeletionStore:
         rows = self.db.query("SELECT * FROM deletions ORDER BY id DESC LIMIT ?", (limit,))
         return [Deletion.from_row(r) for r in rows]
 
-    def record(self, conn: sqlite3.Connection, *, hospital_id: str, accession_no: str,
-               operate_time: str, patient_name: str, operator_name: str,
-               holdings: Holdings, client: str) -> int:
+    def record(self, *, hospital_id: str, accession_no: str, operate_time: str,
+               patient_name: str, operator_name: str, holdings: Holdings, client: str) -> int:
         now = time.time()
-        cur = conn.execute(
-            "INSERT INTO deletions (hospital_id, accession_no, operate_time, patient_name, "
-            "operator_name, exam_id, study_uids, sop_uids, client, created_at, last_request_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (hospital_id, accession_no, operate_time, patient_name, operator_name,
-             holdings.exam_id, json.dumps(holdings.study_uids),
-             json.dumps([i["sop_uid"] for i in holdings.instances]), client, now, now))
+        with self.db.tx() as conn:
+            cur = conn.execute(
+                "INSERT INTO deletions (hospital_id, accession_no, operate_time, patient_name, "
+                "operator_name, exam_id, study_uids, sop_uids, client, created_at, "
+                "last_request_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (hospital_id, accession_no, operate_time, patient_name, operator_name,
+                 holdings.exam_id, json.dumps(holdings.study_uids),
+                 json.dumps([i["sop_uid"] for i in holdings.instances]), client, now, now))
         return int(cur.lastrowid)
 
-    def repeated(self, conn: sqlite3.Connection, deletion_id: int) -> None:
-        conn.execute("UPDATE deletions SET requests=requests+1, last_request_at=? WHERE id=?",
-                     (time.time(), deletion_id))
+    def repeated(self, deletion_id: int) -> None:
+        with self.db.tx() as conn:
+            conn.execute("UPDATE deletions SET requests=requests+1, last_request_at=? "
+                         "WHERE id=?", (time.time(), deletion_id))
 
     def files_removed(self, deletion_id: int, count: int) -> None:
         with self.db.tx() as c:

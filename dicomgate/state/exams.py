@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,34 +52,23 @@ class ExamStore:
     def __init__(self, db: Database):
         self.db = db
 
-    @contextmanager
-    def batch(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction for a batch of rows and the tasks they cause."""
-        with self.db.tx() as conn:
-            yield conn
-
-    # -- writes (inside batch) -----------------------------------------------------------
-    def find(self, conn: sqlite3.Connection, hospital_id: str, accession_no: str
-             ) -> Exam | None:
-        row = conn.execute("SELECT * FROM exams WHERE hospital_id=? AND accession_no=?",
-                           (hospital_id, accession_no)).fetchone()
-        return Exam.from_row(row) if row else None
-
-    def insert(self, conn: sqlite3.Connection, *, hospital_id: str, accession_no: str,
-               **values: Any) -> int:
+    # -- writes (a batch of rows and the tasks they cause: inside store.transaction()) ----
+    def insert(self, *, hospital_id: str, accession_no: str, **values: Any) -> int:
         now = time.time()
         cols = self._columns(values)
-        cur = conn.execute(
-            f"INSERT INTO exams (hospital_id, accession_no, created_at, updated_at"
-            f"{''.join(', ' + c for c in cols)}) VALUES (?, ?, ?, ?{', ?' * len(cols)})",
-            (hospital_id, accession_no, now, now, *cols.values()))
+        with self.db.tx() as conn:
+            cur = conn.execute(
+                f"INSERT INTO exams (hospital_id, accession_no, created_at, updated_at"
+                f"{''.join(', ' + c for c in cols)}) VALUES (?, ?, ?, ?{', ?' * len(cols)})",
+                (hospital_id, accession_no, now, now, *cols.values()))
         return int(cur.lastrowid)
 
-    def update(self, conn: sqlite3.Connection, exam_id: int, **values: Any) -> None:
+    def update(self, exam_id: int, **values: Any) -> None:
         cols = self._columns(values)
         sets = "".join(f"{c}=?, " for c in cols)
-        conn.execute(f"UPDATE exams SET {sets}updated_at=? WHERE id=?",
-                     (*cols.values(), time.time(), exam_id))
+        with self.db.tx() as conn:
+            conn.execute(f"UPDATE exams SET {sets}updated_at=? WHERE id=?",
+                         (*cols.values(), time.time(), exam_id))
 
     @staticmethod
     def _columns(values: dict[str, Any]) -> dict[str, Any]:
@@ -92,23 +79,24 @@ class ExamStore:
             raise ValueError(f"not exam columns: {sorted(unknown)}")
         return {k: dumps(v) if k in ("record", "warnings") else v for k, v in values.items()}
 
-    def add_version(self, conn: sqlite3.Connection, exam_id: int, version: int,
-                    source_type: int, content_hash: str, record: dict[str, Any]) -> None:
-        conn.execute("INSERT INTO exam_versions (exam_id, version, source_type, content_hash, "
-                     "record, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                     (exam_id, version, str(source_type), content_hash, dumps(record),
-                      time.time()))
+    def add_version(self, exam_id: int, version: int, source_type: int, content_hash: str,
+                    record: dict[str, Any]) -> None:
+        with self.db.tx() as conn:
+            conn.execute("INSERT INTO exam_versions (exam_id, version, source_type, "
+                         "content_hash, record, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                         (exam_id, version, str(source_type), content_hash, dumps(record),
+                          time.time()))
 
-    def task_keys(self, conn: sqlite3.Connection, exam_id: int, kind: str) -> list[str]:
-        return [r[0] for r in conn.execute(
+    def task_keys(self, exam_id: int, kind: str) -> list[str]:
+        return [r[0] for r in self.db.query(
             "SELECT key FROM tasks WHERE exam_id=? AND kind=? ORDER BY id", (exam_id, kind))]
 
-    def active_task_ids(self, conn: sqlite3.Connection, exam_id: int, study_uid: str | None,
+    def active_task_ids(self, exam_id: int, study_uid: str | None,
                         kinds: tuple[str, ...]) -> list[int]:
         marks = ",".join("?" * len(kinds))
         sql = (f"SELECT id FROM tasks WHERE state IN ('pending','running') AND kind IN "
                f"({marks}) AND (exam_id=? OR (? IS NOT NULL AND study_uid=?)) ORDER BY id")
-        return [r[0] for r in conn.execute(sql, (*kinds, exam_id, study_uid, study_uid))]
+        return [r[0] for r in self.db.query(sql, (*kinds, exam_id, study_uid, study_uid))]
 
     def set_reported(self, exam_id: int) -> None:
         """The cloud holds the report; a withdrawn or deleted exam keeps its state."""
@@ -116,16 +104,18 @@ class ExamStore:
             c.execute("UPDATE exams SET state='reported', updated_at=? WHERE id=? "
                       "AND state IN ('new', 'synced', 'reported')", (time.time(), exam_id))
 
-    def reject(self, conn: sqlite3.Connection, *, hospital_id: str, event_type: int | None,
-               content_hash: str, record: dict[str, Any], reason: str) -> bool:
+    def reject(self, *, hospital_id: str, event_type: int | None, content_hash: str,
+               record: dict[str, Any], reason: str) -> bool:
         """Keep a row that has no key; True when it is seen for the first time."""
         now = time.time()
-        cur = conn.execute(
-            "INSERT INTO exam_rejects (hospital_id, event_type, content_hash, record, reason, "
-            "first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (content_hash) "
-            "DO UPDATE SET last_seen=excluded.last_seen, seen=seen+1 RETURNING seen",
-            (hospital_id, event_type, content_hash, dumps(record), reason, now, now))
-        return cur.fetchone()[0] == 1
+        with self.db.tx() as conn:
+            cur = conn.execute(
+                "INSERT INTO exam_rejects (hospital_id, event_type, content_hash, record, "
+                "reason, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT "
+                "(content_hash) DO UPDATE SET last_seen=excluded.last_seen, seen=seen+1 "
+                "RETURNING seen",
+                (hospital_id, event_type, content_hash, dumps(record), reason, now, now))
+            return cur.fetchone()[0] == 1
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, hospital_id: str, accession_no: str) -> Exam | None:

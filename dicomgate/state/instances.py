@@ -68,13 +68,15 @@ class InstanceStore:
     # -- instances ------------------------------------------------------------------------
     def record(self, *, sop_uid: str, study_uid: str, series_uid: str | None,
                sop_class_uid: str | None, transfer_syntax: str | None, path: str, size: int,
-               sha256: str, source: str, conn: sqlite3.Connection | None = None) -> str:
+               sha256: str, source: str) -> str:
         """Record a stored instance: 'new', 'same' (identical bytes) or 'replaced'."""
-        if conn is None:
-            with self.db.tx() as c:
-                return self.record(sop_uid=sop_uid, study_uid=study_uid, series_uid=series_uid,
-                                   sop_class_uid=sop_class_uid, transfer_syntax=transfer_syntax,
-                                   path=path, size=size, sha256=sha256, source=source, conn=c)
+        with self.db.tx() as conn:
+            return self._record(conn, sop_uid, study_uid, series_uid, sop_class_uid,
+                                transfer_syntax, path, size, sha256, source)
+
+    def _record(self, conn: sqlite3.Connection, sop_uid: str, study_uid: str,
+                series_uid: str | None, sop_class_uid: str | None, transfer_syntax: str | None,
+                path: str, size: int, sha256: str, source: str) -> str:
         now = time.time()
         old = conn.execute("SELECT sha256, state FROM instances WHERE sop_uid=?",
                            (sop_uid,)).fetchone()
@@ -100,17 +102,15 @@ class InstanceStore:
             "updated_at=excluded.updated_at, delivered_at=NULL",
             (sop_uid, study_uid, series_uid, sop_class_uid, transfer_syntax, path, size, sha256,
              source, now, now, self.db.node))
-        self.ensure_study(study_uid, conn=conn)
+        self.ensure_study(study_uid)
         return "new" if old is None else "replaced"
 
     def get(self, sop_uid: str) -> InstanceRow | None:
         row = self.db.one("SELECT * FROM instances WHERE sop_uid=?", (sop_uid,))
         return InstanceRow.from_row(row) if row else None
 
-    def get_path(self, sop_uid: str, conn: sqlite3.Connection | None = None) -> str | None:
-        row = (conn.execute("SELECT path FROM instances WHERE sop_uid=?", (sop_uid,)).fetchone()
-               if conn is not None else
-               self.db.one("SELECT path FROM instances WHERE sop_uid=?", (sop_uid,)))
+    def get_path(self, sop_uid: str) -> str | None:
+        row = self.db.one("SELECT path FROM instances WHERE sop_uid=?", (sop_uid,))
         return row[0] if row else None
 
     def of_study(self, study_uid: str, states: tuple[str, ...] | None = None) -> list[InstanceRow]:
@@ -135,8 +135,7 @@ class InstanceStore:
             sql += " AND state NOT IN ('purged', 'deleted')"
         return {r[0] for r in self.db.query(sql, (study_uid,))}
 
-    def set_state(self, sop_uids: list[str], state: str, error: str | None = None,
-                  conn: sqlite3.Connection | None = None) -> int:
+    def set_state(self, sop_uids: list[str], state: str, error: str | None = None) -> int:
         if not sop_uids:
             return 0
         now = time.time()
@@ -145,23 +144,18 @@ class InstanceStore:
                f"delivered_at=COALESCE(?, delivered_at) "
                f"WHERE sop_uid IN ({','.join('?' * len(sop_uids))})")
         params = (state, error, now, delivered, *sop_uids)
-        if conn is not None:
-            return conn.execute(sql, params).rowcount
         with self.db.tx() as c:
             return c.execute(sql, params).rowcount
 
     # -- studies --------------------------------------------------------------------------
     def ensure_study(self, study_uid: str, *, accession_no: str | None = None,
-                     exam_id: int | None = None, conn: sqlite3.Connection | None = None) -> None:
+                     exam_id: int | None = None) -> None:
         sql = ("INSERT INTO studies (study_uid, accession_no, exam_id, state, created_at, "
                "updated_at) VALUES (?, ?, ?, 'new', ?, ?) ON CONFLICT (study_uid) DO UPDATE SET "
                "accession_no=COALESCE(excluded.accession_no, studies.accession_no), "
                "exam_id=COALESCE(excluded.exam_id, studies.exam_id)")
         now = time.time()
         params = (study_uid, accession_no, exam_id, now, now)
-        if conn is not None:
-            conn.execute(sql, params)
-            return
         with self.db.tx() as c:
             c.execute(sql, params)
 
@@ -179,8 +173,8 @@ class InstanceStore:
             (accession_no,))]
 
     def set_study(self, study_uid: str, *, state: str | None = None,
-                  expected_count: int | None = None, detail: dict[str, Any] | None = None,
-                  conn: sqlite3.Connection | None = None) -> None:
+                  expected_count: int | None = None,
+                  detail: dict[str, Any] | None = None) -> None:
         sets, params = ["updated_at=?"], [time.time()]
         if state is not None:
             sets.append("state=?")
@@ -192,9 +186,6 @@ class InstanceStore:
             sets.append("detail=?")
             params.append(json.dumps(detail, ensure_ascii=False))
         sql = f"UPDATE studies SET {', '.join(sets)} WHERE study_uid=?"
-        if conn is not None:
-            conn.execute(sql, (*params, study_uid))
-            return
         with self.db.tx() as c:
             c.execute(sql, (*params, study_uid))
 
@@ -245,30 +236,35 @@ class InstanceStore:
         return [r[0] for r in rows]
 
     # -- deletions at the PACS (spec 4.5) --------------------------------------------------
-    def holdings(self, conn: sqlite3.Connection, exam_id: int | None,
-                 exam_study_uid: str | None, accession_no: str,
+    def holdings(self, exam_id: int | None, exam_study_uid: str | None, accession_no: str,
                  unlinked_by_accession: bool = True) -> Holdings:
         """An exam's studies (by exam link, exam study UID, or accession number for studies
         linked to no exam) and their instances not yet marked deleted. Accession numbers are
         unique only within a hospital: a study linked to another exam is never matched by
         accession, and unlinked ones only when `unlinked_by_accession` (they were received
         for the gateway's own hospital)."""
-        rows = conn.execute(
+        rows = self.db.query(
             "SELECT study_uid FROM studies WHERE (exam_id IS NOT NULL AND exam_id=?) "
             "OR study_uid=? OR (accession_no=? AND exam_id IS NULL AND ?) ORDER BY study_uid",
-            (exam_id, exam_study_uid, accession_no, int(unlinked_by_accession))).fetchall()
+            (exam_id, exam_study_uid, accession_no, int(unlinked_by_accession)))
         uids = [r["study_uid"] for r in rows]
         if exam_study_uid and exam_study_uid not in uids:
             uids.append(exam_study_uid)
         instances: list[dict[str, Any]] = []
         if uids:
             marks = ",".join("?" * len(uids))
-            instances = [dict(r) for r in conn.execute(
+            instances = [dict(r) for r in self.db.query(
                 f"SELECT sop_uid, study_uid, series_uid, path FROM instances "
-                f"WHERE study_uid IN ({marks}) AND state<>'deleted' ORDER BY sop_uid", uids)]
+                f"WHERE study_uid IN ({marks}) AND state<>'deleted' ORDER BY sop_uid",
+                tuple(uids))]
         return Holdings(exam_id, uids, instances)
 
-    def mark_deleted(self, conn: sqlite3.Connection, holdings: Holdings) -> None:
+    def mark_deleted(self, holdings: Holdings) -> None:
+        with self.db.tx() as conn:
+            self._mark_deleted(conn, holdings)
+
+    @staticmethod
+    def _mark_deleted(conn: sqlite3.Connection, holdings: Holdings) -> None:
         now = time.time()
         conn.executemany("UPDATE instances SET state='deleted', updated_at=? WHERE sop_uid=?",
                          [(now, i["sop_uid"]) for i in holdings.instances])

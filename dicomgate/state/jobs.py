@@ -42,14 +42,11 @@ class KeyValueStore:
         row = self.db.one(f"SELECT value FROM {self.table} WHERE name=?", (name,))
         return json.loads(row["value"]) if row else default
 
-    def set(self, name: str, value: Any, conn=None) -> None:
+    def set(self, name: str, value: Any) -> None:
         sql = (f"INSERT INTO {self.table} (name, value, updated_at) VALUES (?, ?, ?) "
                "ON CONFLICT (name) DO UPDATE SET value=excluded.value, "
                "updated_at=excluded.updated_at")
         params = (name, json.dumps(value, ensure_ascii=False), time.time())
-        if conn is not None:
-            conn.execute(sql, params)
-            return
         with self.db.tx() as c:
             c.execute(sql, params)
 
@@ -68,8 +65,8 @@ class FactStore(KeyValueStore):
     def get(self, name: Fact, default: Any = None) -> Any:
         return super().get(_fact(name), default)
 
-    def set(self, name: Fact, value: Any, conn=None) -> None:
-        super().set(_fact(name), value, conn)
+    def set(self, name: Fact, value: Any) -> None:
+        super().set(_fact(name), value)
 
 
 def _fact(name: Fact) -> str:

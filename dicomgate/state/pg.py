@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from . import dialect
-from .db import StateError, secure_dir
+from .db import StoreUnavailable, secure_dir
 
 WRITE_LOCK = 0x64636D67  # "dcmg": the store's single-writer lock (pg_advisory_xact_lock)
 CONNECT_TIMEOUT = 5  # seconds: a node notices a dead server quickly, then retries
@@ -42,10 +42,6 @@ class PgLocation:
 
     def __str__(self) -> str:
         return redact(self.url)
-
-
-class StoreUnavailable(StateError):
-    """PostgreSQL does not answer (down, failing over, refusing us): work pauses."""
 
 
 def redact(url: str) -> str:

@@ -28,7 +28,7 @@ class SessionStore:
             with self.db.tx() as c:
                 row = c.execute("SELECT value FROM kv WHERE name=?", (_SALT_KEY,)).fetchone()
                 if row is None:
-                    self._kv.set(_SALT_KEY, secrets.token_hex(32), conn=c)
+                    self._kv.set(_SALT_KEY, secrets.token_hex(32))
             value = self._kv.get(_SALT_KEY)
         return bytes.fromhex(value)
 
@@ -46,7 +46,7 @@ class SessionStore:
                 (his_user_id, hospital_id, json.dumps(detail, ensure_ascii=False, sort_keys=True),
                  id_hash, now, now + ttl))
             self._audit.record(his_user_id, "doctor.login", f"{hospital_id}:{his_user_id}",
-                               "ok", audit, conn=c)
+                               "ok", audit)
             return int(cur.lastrowid)
 
     def close(self, hospital_id: str, his_user_id: str, audit: dict[str, Any]) -> int:
@@ -56,7 +56,7 @@ class SessionStore:
                             "WHERE hospital_id=? AND his_user_id=? AND state='open'",
                             (now, hospital_id, his_user_id))
             self._audit.record(his_user_id, "doctor.logout", f"{hospital_id}:{his_user_id}",
-                               "ok" if cur.rowcount else "no open session", audit, conn=c)
+                               "ok" if cur.rowcount else "no open session", audit)
             return cur.rowcount
 
     def active(self, hospital_id: str, his_user_id: str) -> dict[str, Any] | None:

@@ -97,8 +97,7 @@ class TaskStore:
 
     def enqueue(self, task: TaskKind, *, delay: float = 0.0,
                 reopen: bool = False, max_attempts: int | None = None,
-                exam_id: int | None = None, study_uid: str | None = None,
-                conn: sqlite3.Connection | None = None) -> Enqueued:
+                exam_id: int | None = None, study_uid: str | None = None) -> Enqueued:
         """Add a task (a kind declared in state/kinds.py) once per (kind, key); the key is
         the kind's `key()`, a function of the payload. A pending task the new one
         `supersedes()` is cancelled.
@@ -106,14 +105,15 @@ class TaskStore:
         An active task with the same key is left as it is (a running one is marked
         to run again when it ends if `reopen`); a finished one is reopened only if
         `reopen` (e.g. a study that grew after its retrieve completed).
-        Pass `conn` to enqueue inside the caller's transaction.
+        Inside `store.transaction()` it is part of that step.
         """
         kinds.check(task)
-        if conn is None:
-            with self.db.tx() as c:
-                return self.enqueue(task, delay=delay, reopen=reopen,
-                                    max_attempts=max_attempts, exam_id=exam_id,
-                                    study_uid=study_uid, conn=c)
+        with self.db.tx() as conn:
+            return self._enqueue(conn, task, delay, reopen, max_attempts, exam_id, study_uid)
+
+    def _enqueue(self, conn: sqlite3.Connection, task: TaskKind, delay: float, reopen: bool,
+                 max_attempts: int | None, exam_id: int | None,
+                 study_uid: str | None) -> Enqueued:
         now = time.time()
         kind, key = task.kind, task.key()
         body = json.dumps(task.to_json(), ensure_ascii=False, sort_keys=True)
@@ -274,12 +274,10 @@ class TaskStore:
                              *(() if self.db.node is None else (len(prefix), prefix))))
         return cur.rowcount
 
-    def cancel(self, task_id: int, reason: str, conn: sqlite3.Connection | None = None) -> bool:
+    def cancel(self, task_id: int, reason: str) -> bool:
         sql = ("UPDATE tasks SET state='cancelled', last_error=?, finished_at=?, updated_at=?, "
                "lease_owner=NULL, lease_until=NULL WHERE id=? AND state IN ('pending','running')")
         now = time.time()
-        if conn is not None:
-            return conn.execute(sql, (reason, now, now, task_id)).rowcount == 1
         with self.db.tx() as c:
             return c.execute(sql, (reason, now, now, task_id)).rowcount == 1
 

@@ -3,30 +3,16 @@ the reason for /healthz, and how long to wait before trying again."""
 
 from __future__ import annotations
 
-import errno
-import sqlite3
 import threading
 import time
 
+from ..state.db import disk_full, store_unwritable
+
 MAX_DELAY = 30.0
-_STORE_WORDS = ("disk is full", "database or disk is full", "disk i/o error",
-                "database is locked", "unable to open database")
 
 
 def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
-
-
-def disk_full(exc: BaseException | None) -> bool:
-    """ENOSPC / EDQUOT, or SQLite's "database or disk is full", anywhere in the chain."""
-    seen = 0
-    while exc is not None and seen < 10:
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if isinstance(exc, sqlite3.Error) and "full" in str(exc).lower():
-            return True
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return False
 
 
 class Pause:
@@ -39,10 +25,7 @@ class Pause:
 
     @staticmethod
     def is_store_problem(exc: BaseException) -> bool:
-        if disk_full(exc):
-            return True
-        return isinstance(exc, sqlite3.OperationalError) and any(
-            w in str(exc).lower() for w in _STORE_WORDS)
+        return store_unwritable(exc)
 
     def hold(self, exc: BaseException) -> bool:
         """Record a failed write; True when this starts a pause (log it once)."""

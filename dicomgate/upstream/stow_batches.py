@@ -152,10 +152,10 @@ class Uploader:
             out = BatchOutcome(retry=[r.sop_uid for r in batch.rows],
                                error=Transient(f"STOW-RS: {type(exc).__name__}: {exc}"))
         by_uid = {r.sop_uid: r for r in batch.rows}
-        with self.store.db.tx() as c:
-            self.store.instances.set_state(out.uploaded, "uploaded", conn=c)
+        with self.store.transaction():
+            self.store.instances.set_state(out.uploaded, "uploaded")
             for uid, reason in out.rejected.items():
-                self.store.instances.set_state([uid], "rejected", reason, conn=c)
+                self.store.instances.set_state([uid], "rejected", reason)
         status = {u: "uploaded" for u in out.uploaded}
         status.update({u: "rejected" for u in out.rejected})
         status.update({u: "retry" for u in out.retry})

@@ -130,10 +130,10 @@ class UploadHandler:
                     out.waiting += 1
             elif listed and _sent_unheard(sent.get(r.sop_uid), r.updated_at):
                 newly.append(r.sop_uid)  # sent before a crash, never heard back: it arrived
-        with self.store.db.tx() as c:
-            self.store.instances.set_state(newly, "delivered", conn=c)
+        with self.store.transaction():
+            self.store.instances.set_state(newly, "delivered")
             self.store.instances.set_state(requeue, "received",
-                                           "not listed by the cloud: sending again", conn=c)
+                                           "not listed by the cloud: sending again")
         out.newly, out.requeued = len(newly), len(requeue)
         out.delivered = sum(1 for r in rows if r.sop_uid in in_cloud)
         if requeue:

@@ -83,8 +83,8 @@ def add_exam(store: Store, accession: str, *, state: str = "synced",
     record = {"accessionNo": accession, "hospitalId": HOSPITAL, "patientName": PATIENT,
               "idCardNo": ID_CARD, "phoneNumber": PHONE, "modality": "CT",
               "examItemName": "胸部CT平扫", "examTime": exam_time}
-    with store.exams.batch() as conn:
-        return store.exams.insert(conn, hospital_id=HOSPITAL, accession_no=accession,
+    with store.transaction():
+        return store.exams.insert(hospital_id=HOSPITAL, accession_no=accession,
                                   state=state, record=record, exam_time=exam_time,
                                   quarantine_reason=reason, warnings=[])
 

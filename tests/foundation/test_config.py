@@ -47,6 +47,8 @@ def test_example_config_loads_typed_values():
     ('[pacs]\nae_title = "P"\nhost = "h"\necho_interval = "soon"', "pacs.echo_interval"),
     ('[pacs]\nae_title = "P"\nhost = "h"\nmax_associations = 0', "pacs.max_associations"),
     ('[shim]\nallow = ["10.0.0.0/33"]', "shim.allow[0]"),
+    # the waitress front is bench-only (bench/waitress_front.py), not a product setting
+    ('[shim]\nallow = ["127.0.0.1/32"]\nserver = "waitress"', "shim.server"),
     ('[upstream]\ndicomweb_url = "ftp://x"\napi_url = "https://c/api"', "upstream.dicomweb_url"),
     ('[upstream]\ndicomweb_url = "https://c/dw"\napi_url = "https://c/api"\nauth = "bearer"',
      "upstream.token"),

@@ -8,7 +8,15 @@ import socket
 import subprocess
 
 from dicomgate.sandbox.orthanc import free_port
-from tests.support import run_cli, start_daemon, stop_daemon, wait_until, write_config
+from tests.support import (
+    gateway_toml,
+    run_cli,
+    start_daemon,
+    stop_daemon,
+    toml_table,
+    wait_until,
+    write_config,
+)
 
 
 def json_lines(out: str) -> list[dict]:
@@ -41,20 +49,9 @@ min_free_disk = "lots"
 
 def test_port_in_use_is_a_json_event(tmp_path):
     port = free_port()
-    cfg = write_config(tmp_path / "c.toml", f"""
-[gateway]
-hospital_id = "H33010200001"
-state_dir = "{tmp_path / 'state'}"
-[dicom]
-ae_title = "DICOMGATE"
-bind = "127.0.0.1"
-port = 1
-min_free_disk = "1MB"
-[shim]
-bind = "127.0.0.1"
-port = {port}
-allow = ["127.0.0.1/32"]
-""")
+    cfg = write_config(tmp_path / "c.toml", (
+        gateway_toml(tmp_path / "state", 1, bind="127.0.0.1", min_free_disk="1MB")
+        + toml_table("shim", bind="127.0.0.1", port=port, allow=["127.0.0.1/32"])))
     with socket.create_server(("127.0.0.1", port)):
         r = run_cli("run", config=cfg)
     assert r.returncode == 1, r.stdout + r.stderr

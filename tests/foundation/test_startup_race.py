@@ -13,7 +13,7 @@ from dicomgate.app import FEATURES
 from dicomgate.cli import main
 from dicomgate.config import load
 from dicomgate.state.migrations import all_migrations
-from tests.support import wait_until, write_config
+from tests.support import gateway_toml, wait_until, write_config
 
 # Imported here, not first in racing threads (a process imports them once, at start).
 for _name in FEATURES:
@@ -37,16 +37,8 @@ def race_once(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
     """Start the daemon on an empty state dir while three commands run in a loop."""
     root.mkdir()
     state = root / "state"
-    config = write_config(root / "c.toml", f"""
-[gateway]
-hospital_id = "H33010200001"
-state_dir = "{state}"
-[dicom]
-ae_title = "DICOMGATE"
-bind = "127.0.0.1"
-port = 1
-min_free_disk = "1MB"
-""")
+    config = write_config(root / "c.toml",
+                          gateway_toml(state, 1, bind="127.0.0.1", min_free_disk="1MB"))
     stop, done = threading.Event(), threading.Event()
     failures: list[str] = []
     codes: list[tuple[str, int]] = []

@@ -38,9 +38,7 @@ def test_task_states_are_the_schemas(store):
 
 
 def test_console_reads_the_pushed_version_from_the_typed_payload(store):
-    with store.exams.batch() as conn:
-        exam_id = store.exams.insert(conn, hospital_id="H1", accession_no="A1",
-                                     state=ExamState.REPORTED)
+    exam_id = store.exams.insert(hospital_id="H1", accession_no="A1", state=ExamState.REPORTED)
     for version in (1, 3, 2):
         store.tasks.enqueue(PushReport(exam_id, version), exam_id=exam_id)
     for _ in range(3):

@@ -49,13 +49,13 @@ def test_cancel_and_counts(store):
 def test_listeners_hear_of_new_tasks_only_once_committed(store):
     heard = []
     store.tasks.listeners.append(heard.append)
-    with store.db.tx() as c:
-        store.tasks.enqueue(Upload("1"), conn=c)
+    with store.transaction():
+        store.tasks.enqueue(Upload("1"))
         assert heard == []  # not visible to other connections yet
     assert heard == ["upload"]
     try:
-        with store.db.tx() as c:
-            store.tasks.enqueue(Upload("2"), conn=c)
+        with store.transaction():
+            store.tasks.enqueue(Upload("2"))
             raise RuntimeError("rolled back")
     except RuntimeError:
         pass
