@@ -84,13 +84,13 @@ def _lock(config: Config) -> DaemonLock:
 
 def _open_store(config: Config) -> Store:
     try:
-        report = migrate(config.gateway.db_path, config.gateway.state_dir / "backups")
+        report = migrate(config.store_location, config.gateway.state_dir / "backups")
         if report.applied:
             log.info("state.created" if report.from_version == 0 else "state.migrated",
                      schema_from=report.from_version,
                      schema_to=report.to_version, migrations=list(report.applied),
                      backup=str(report.backup) if report.backup else None)
-        return Store.open(config.gateway.db_path)
+        return Store.open(config.store_location)
     except StateError as exc:
         raise DaemonError(str(exc)) from None
 
