@@ -24,7 +24,8 @@ class DeliveryStore:
             c.executemany(
                 "INSERT INTO instance_uploads (sop_uid, attempts, last_status, last_at) "
                 "VALUES (?, 1, 'sending', ?) ON CONFLICT (sop_uid) DO UPDATE SET "
-                "attempts=attempts+1, last_status='sending', last_at=excluded.last_at",
+                "attempts=instance_uploads.attempts+1, last_status='sending', "
+                "last_at=excluded.last_at",
                 [(u, now) for u in sop_uids])
 
     def set_upload_status(self, statuses: dict[str, str]) -> None:

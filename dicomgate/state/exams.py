@@ -112,7 +112,8 @@ class ExamStore:
             cur = conn.execute(
                 "INSERT INTO exam_rejects (hospital_id, event_type, content_hash, record, "
                 "reason, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT "
-                "(content_hash) DO UPDATE SET last_seen=excluded.last_seen, seen=seen+1 "
+                "(content_hash) DO UPDATE SET last_seen=excluded.last_seen, "
+                "seen=exam_rejects.seen+1 "
                 "RETURNING seen",
                 (hospital_id, event_type, content_hash, dumps(record), reason, now, now))
             return cur.fetchone()[0] == 1

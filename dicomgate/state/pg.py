@@ -124,6 +124,17 @@ class Connection:
             raise StoreUnavailable(unavailable(self.url, exc)) from exc
         return Cursor(cur, returning_id)
 
+    def executemany(self, sql: str, seq: Any) -> Cursor:
+        import psycopg
+
+        text, _ = dialect.postgres(sql)
+        try:
+            cur = self.raw.cursor()
+            cur.executemany(text, list(seq))
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(unavailable(self.url, exc)) from exc
+        return Cursor(cur, False)
+
     def executescript(self, sql: str) -> None:
         for statement in dialect.postgres_ddl(sql):
             self.execute(statement)

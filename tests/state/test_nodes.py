@@ -91,3 +91,19 @@ def test_a_dead_nodes_tasks_and_undelivered_studies_move_to_a_live_node(two):
     assert b.instances.of_study("9.1") == []  # to be retrieved again, into b's spool
     assert b.tasks.find("upload", "study:9.1").node is None
     assert not [n for n in b.nodes.all() if n.name == "gw-a" and n.alive()]
+
+
+def test_every_repository_write_path_runs_on_both_engines(store):
+    """The statements the dialect seam must carry (executemany, lastrowid, GREATEST,
+    ON CONFLICT, LIKE with ESCAPE) through the repositories, not through SQL of the test."""
+    _record(store, "1.1", "9.1")
+    _record(store, "1.2", "9.1")
+    store.delivery.mark_sending(["1.1", "1.2"])
+    t = store.tasks.enqueue(Upload("9.1"))
+    claimed = store.tasks.claim(["upload"], "gw-test:1:1", lease=60)
+    assert claimed is not None and claimed.id == t.id
+    assert store.tasks.fail(t.id, "gw-test:1:1", "peer down", retry_in=0.0, refund=True,
+                            waiting="PACS") == "pending"
+    assert store.tasks.get(t.id).attempts == 0
+    store.audit.record("cli:test", "tasks.retry", subject="x%_y", outcome="ok")
+    assert store.console.audit(text="x%_y")

@@ -1,0 +1,60 @@
+"""Two `dicomgate run` nodes against one PostgreSQL: they share the backlog (both complete
+tasks, nothing delivered twice), either answers the PACS's HTTP calls, a node killed
+mid-backlog leaves the other to finish everything, and polling moves with the leader."""
+
+from __future__ import annotations
+
+import time
+
+from ha_harness import add_view_rows, delivered, make_exams, report_pushes, wait
+
+from dicomgate.state.nodes import BEAT_EVERY, LEADER_TTL, NODE_TIMEOUT
+
+
+def _load(pacs, view_db, n: int, start: int = 0):
+    made = make_exams(n, start)
+    for _exam, data in made:
+        for b in data:
+            pacs.upload(b)
+    add_view_rows(view_db, [e.row for e, _ in made])
+    return [e for e, _ in made]
+
+
+def test_two_nodes_share_a_backlog_and_deliver_each_thing_once(nodes, pacs, cloud, api,
+                                                              view_db):
+    exams = _load(pacs, view_db, 10)
+    a, b = nodes["gw-a"].start(), nodes["gw-b"].start()
+    wait(lambda: len(delivered(cloud, api, exams)) == len(exams), 240,
+         "every study in the cloud and every report pushed", a, b)
+    assert all(n == 1 for n in report_pushes(api).values()), report_pushes(api)
+    status = a.status()
+    by_name = {n["name"]: n for n in status["nodes"]}
+    assert set(by_name) == {"gw-a", "gw-b"} and all(n["alive"] for n in by_name.values())
+    assert sum(n["leader"] for n in by_name.values()) == 1
+    assert by_name["gw-a"]["tasks_done"] > 0 and by_name["gw-b"]["tasks_done"] > 0, by_name
+    for node in (a, b):  # the PACS's HTTP calls: any node answers
+        assert node.qrurl(exams[0])["code"] == 200
+        assert node.health()["status"] == "ok"
+
+
+def test_the_leader_killed_mid_backlog_the_other_finishes_and_polls(nodes, pacs, cloud,
+                                                                   api, view_db):
+    exams = _load(pacs, view_db, 8)
+    a = nodes["gw-a"].start()
+    wait(lambda: a.events("node.leading"), 30, "gw-a to lead", a)
+    b = nodes["gw-b"].start()
+    wait(lambda: delivered(cloud, api, exams), 120, "the first study delivered", a, b)
+    a.kill()
+    killed = time.monotonic()
+    wait(lambda: b.events("node.leading"), LEADER_TTL + BEAT_EVERY + 10,
+         "gw-b to take the leader lease", b)
+    took = time.monotonic() - killed
+    later = _load(pacs, view_db, 2, start=100)  # only a poll by the new leader finds these
+    wait(lambda: len(delivered(cloud, api, exams + later)) == len(exams) + 2,
+         NODE_TIMEOUT + 240, "gw-b to finish everything, old and new", b)
+    assert took <= LEADER_TTL + BEAT_EVERY + 5
+    pushes = report_pushes(api)
+    assert sum(pushes.values()) <= len(pushes) + 2, pushes  # at most the few in flight
+    assert b.qrurl(later[0])["code"] == 200
+    nodes_seen = {n["name"]: n for n in b.status()["nodes"]}
+    assert not nodes_seen["gw-a"]["alive"] and nodes_seen["gw-b"]["leader"]
