@@ -110,7 +110,10 @@ def _watch(app: App, stop: threading.Event) -> None:
             last_bad = bad
         # The state store and scheduler are the daemon's own organs: if they are dead,
         # withholding the beat lets systemd restart us. Peers being down is not our fault.
-        if not bad.get("state store") and not bad.get("scheduler"):
+        # A shared PostgreSQL store that is down is a peer being down: restarting us would
+        # not bring it back, and work resumes by itself when it answers.
+        store_ours = app.store.db.engine == "sqlite"
+        if not (store_ours and bad.get("state store")) and not bad.get("scheduler"):
             notify.notify("WATCHDOG=1")
 
 

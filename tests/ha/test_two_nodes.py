@@ -58,3 +58,25 @@ def test_the_leader_killed_mid_backlog_the_other_finishes_and_polls(nodes, pacs,
     assert b.qrurl(later[0])["code"] == 200
     nodes_seen = {n["name"]: n for n in b.status()["nodes"]}
     assert not nodes_seen["gw-a"]["alive"] and nodes_seen["gw-b"]["leader"]
+
+
+def test_postgresql_restarted_mid_work_loses_nothing(nodes, pg, pacs, cloud, api, view_db):
+    exams = _load(pacs, view_db, 8)
+    a, b = nodes["gw-a"].start(), nodes["gw-b"].start()
+    wait(lambda: delivered(cloud, api, exams), 120, "the first study delivered", a, b)
+    pg.stop("fast")
+    try:
+        def says_store_down() -> bool:
+            h = a.health()
+            return h["status"] == "unhealthy" and "unreachable" in h["checks"]["state store"]
+        wait(says_store_down, 30, "gw-a's /healthz to name the unreachable store", a)
+        check = a.health()["checks"]["state store"]
+        assert f"127.0.0.1:{pg.port}" in check and "postgresql://" in check
+        time.sleep(5)  # work is attempted and paused meanwhile
+    finally:
+        pg.start()
+    wait(lambda: len(delivered(cloud, api, exams)) == len(exams), 300,
+         "every study and report delivered after the restart", a, b)
+    wait(lambda: a.health()["status"] == "ok" and b.health()["status"] == "ok", 60,
+         "both nodes healthy again by themselves", a, b)
+    assert a.proc.poll() is None and b.proc.poll() is None  # nobody restarted them
