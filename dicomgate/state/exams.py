@@ -95,7 +95,8 @@ class ExamStore:
                         kinds: tuple[str, ...]) -> list[int]:
         marks = ",".join("?" * len(kinds))
         sql = (f"SELECT id FROM tasks WHERE state IN ('pending','running') AND kind IN "
-               f"({marks}) AND (exam_id=? OR (? IS NOT NULL AND study_uid=?)) ORDER BY id")
+               f"({marks}) AND (exam_id=? OR (CAST(? AS TEXT) IS NOT NULL AND study_uid=?)) "
+               "ORDER BY id")
         return [r[0] for r in self.db.query(sql, (*kinds, exam_id, study_uid, study_uid))]
 
     def set_reported(self, exam_id: int) -> None:

@@ -107,3 +107,4 @@ def test_every_repository_write_path_runs_on_both_engines(store):
     assert store.tasks.get(t.id).attempts == 0
     store.audit.record("cli:test", "tasks.retry", subject="x%_y", outcome="ok")
     assert store.console.audit(text="x%_y")
+    assert store.exams.active_task_ids(1, None, ("retrieve",)) == []  # a NULL parameter
