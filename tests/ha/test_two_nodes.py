@@ -70,8 +70,11 @@ def test_the_leader_killed_mid_backlog_the_other_finishes_and_polls(nodes, pacs,
     pushes = report_pushes(api)
     assert sum(pushes.values()) <= len(pushes) + 2, pushes  # at most the few in flight
     assert b.qrurl(later[0])["code"] == 200
-    nodes_seen = {n["name"]: n for n in b.status()["nodes"]}
-    assert not nodes_seen["gw-a"]["alive"] and nodes_seen["gw-b"]["leader"]
+
+    def a_dead_b_leads() -> bool:
+        seen = {n["name"]: n for n in b.status()["nodes"]}
+        return not seen["gw-a"]["alive"] and seen["gw-b"]["leader"]
+    wait(a_dead_b_leads, NODE_TIMEOUT + 15, "status to show gw-a dead and gw-b leading", b)
 
 
 def test_postgresql_restarted_mid_work_loses_nothing(nodes, pg, pacs, cloud, api, view_db):
