@@ -10,7 +10,7 @@ Under attack (issue 11): qrurl at --rate while --slow slow connections (half fro
 address 127.0.0.2, half from a disallowed one 127.0.0.3; each sends a header line a second
 and never finishes) and --lookups lookups against a platform that accepts TCP and never
 answers, each in its own process. Both shim servers are measured (the asyncio front, and
-waitress tuned: shim.server = "waitress"), then Orthanc under the same slow connections.
+waitress tuned: bench/waitress_front.py), then Orthanc under the same slow connections.
 
     .venv/bin/python bench/shim.py --attack [--rate 200] [--seconds 20] [--slow 500]
                                     [--lookups 40] [--servers asyncio,waitress]

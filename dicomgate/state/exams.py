@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .db import Database
-from .names import ExamState
+from .names import ExamState, declared
 
 EXAM_STATES = tuple(ExamState)
 
@@ -77,6 +77,8 @@ class ExamStore:
         unknown = set(values) - allowed
         if unknown:
             raise ValueError(f"not exam columns: {sorted(unknown)}")
+        if "state" in values:
+            values = {**values, "state": declared(ExamState, values["state"])}
         return {k: dumps(v) if k in ("record", "warnings") else v for k, v in values.items()}
 
     def add_version(self, exam_id: int, version: int, source_type: int, content_hash: str,
@@ -139,7 +141,7 @@ class ExamStore:
         where, params = [], []
         if state is not None:
             where.append("state=?")
-            params.append(state)
+            params.append(declared(ExamState, state))
         if since is not None:
             where.append("updated_at>=?")
             params.append(since)

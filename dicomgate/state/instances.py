@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .db import Database
+from .names import InstanceState, StudyState, declared
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,9 @@ class InstanceStore:
             sql += " AND state NOT IN ('purged', 'deleted')"
         return {r[0] for r in self.db.query(sql, (study_uid,))}
 
-    def set_state(self, sop_uids: list[str], state: str, error: str | None = None) -> int:
+    def set_state(self, sop_uids: list[str], state: InstanceState | str,
+                  error: str | None = None) -> int:
+        state = declared(InstanceState, state)
         if not sop_uids:
             return 0
         now = time.time()
@@ -172,13 +175,13 @@ class InstanceStore:
             "SELECT study_uid FROM studies WHERE accession_no=? ORDER BY created_at",
             (accession_no,))]
 
-    def set_study(self, study_uid: str, *, state: str | None = None,
+    def set_study(self, study_uid: str, *, state: StudyState | str | None = None,
                   expected_count: int | None = None,
                   detail: dict[str, Any] | None = None) -> None:
         sets, params = ["updated_at=?"], [time.time()]
         if state is not None:
             sets.append("state=?")
-            params.append(state)
+            params.append(declared(StudyState, state))
         if expected_count is not None:
             sets.append("expected_count=?")
             params.append(expected_count)

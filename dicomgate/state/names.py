@@ -24,6 +24,16 @@ class Fact(StrEnum):
     SHIM_ID_HASH_SALT = "shim.id_hash_salt"  # state.sessions
 
 
+def declared(enum: type[StrEnum], value: str) -> str:
+    """`value` as a member of `enum`; a name nobody declared is a ValueError naming the
+    states there are, never a row no reader looks for."""
+    try:
+        return enum(value).value
+    except ValueError:
+        raise ValueError(f"{value!r} is not declared in {enum.__name__} (state/names.py): one of "
+                         f"{[m.value for m in enum]}") from None
+
+
 class TaskState(StrEnum):
     PENDING = "pending"
     RUNNING = "running"

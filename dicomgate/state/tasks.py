@@ -17,7 +17,7 @@ from . import kinds
 from .db import Database
 from .doorbell import Doorbell
 from .kinds import KINDS, TaskKind
-from .names import TaskState
+from .names import TaskState, declared
 
 ACTIVE = (TaskState.PENDING, TaskState.RUNNING)
 FINISHED = (TaskState.DONE, TaskState.DEAD, TaskState.CANCELLED)
@@ -309,6 +309,7 @@ class TaskStore:
              study_uid: str | None = None, exam_id: int | None = None,
              limit: int = 1000) -> list[Task]:
         where, params = [], []
+        state = None if state is None else declared(TaskState, state)
         for col, val in (("state", state), ("kind", kind), ("study_uid", study_uid),
                          ("exam_id", exam_id)):
             if val is not None:

@@ -33,7 +33,7 @@ def test_one_quarantined_instance_does_not_block_the_others(pacs, gateway):
         pacs.upload(blob)
 
     with pytest.raises(Fatal) as err:
-        gateway.retriever.handle(retrieve_task({"study_uid": spec.study_uid}))
+        gateway.retriever.handle(*retrieve_task({"study_uid": spec.study_uid}))
     msg = str(err.value)
     assert "5 of 6 instances retrieved;" in msg  # no [upstream] here: nothing queued
     assert bad_uid in msg and "at most 64 characters" in msg

@@ -10,7 +10,7 @@ import pytest
 
 from dicomgate.state.kinds import PushReport
 from dicomgate.state.migrations import m001_foundation
-from dicomgate.state.names import ExamState, Fact, TaskState
+from dicomgate.state.names import ExamState, Fact, StudyState, TaskState
 
 MIGRATION = Path(m001_foundation.__file__).read_text()
 
@@ -22,6 +22,19 @@ def test_a_fact_by_a_bare_string_is_refused(store):
         store.facts.get("images.pacs_ech")  # the typo that used to read None forever
     store.facts.set(Fact.PACS_ECHO, {"ok": True})
     assert store.facts.get(Fact.PACS_ECHO) == {"ok": True}
+
+
+def test_a_state_nobody_declared_is_refused_not_stored_or_searched(store):
+    store.instances.ensure_study("1.2.3")
+    with pytest.raises(ValueError, match="not declared in StudyState"):
+        store.instances.set_study("1.2.3", state="completed")
+    assert store.instances.study("1.2.3")["state"] == "new"
+    with pytest.raises(ValueError, match="not declared in TaskState"):
+        store.tasks.list(state="deed")  # used to answer "no dead tasks"
+    with pytest.raises(ValueError, match="not declared in ExamState"):
+        store.exams.insert(hospital_id="H1", accession_no="A1", state="refunded")
+    store.instances.set_study("1.2.3", state=StudyState.COMPLETE)
+    assert store.instances.study("1.2.3")["state"] == StudyState.COMPLETE
 
 
 def test_making_an_undeclared_kind_due_is_an_error_not_zero_tasks(store):
