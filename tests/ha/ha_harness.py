@@ -70,7 +70,7 @@ def add_view_rows(db: Path, rows: list[dict[str, Any]]) -> None:
 class Node:
     def __init__(self, workdir: Path, name: str, aet: str, dicom_port: int, url: str,
                  pacs: Orthanc, cloud: Orthanc, api: CloudApi, view_db: Path):
-        self.name, self.aet, self.dicom_port = name, aet, dicom_port
+        self.name, self.aet, self.dicom_port, self.url = name, aet, dicom_port, url
         self.http_port = free_port()
         self.dir = workdir / name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -235,3 +235,11 @@ def report_pushes(api: CloudApi) -> dict[str, int]:
                 acc = a["body"]["accessionNo"]
                 out[acc] = out.get(acc, 0) + 1
     return out
+
+
+def sql(url: str, query: str, params: tuple = ()) -> list[tuple]:
+    """What the shared store holds, read by the test itself."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as c:
+        return c.execute(query, params).fetchall()

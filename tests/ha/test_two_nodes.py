@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from ha_harness import add_view_rows, delivered, make_exams, report_pushes, wait
+from ha_harness import add_view_rows, delivered, make_exams, report_pushes, sql, wait
 
 from dicomgate.state.nodes import BEAT_EVERY, LEADER_TTL, NODE_TIMEOUT
 
@@ -97,3 +97,28 @@ def test_postgresql_restarted_mid_work_loses_nothing(nodes, pg, pacs, cloud, api
     wait(lambda: a.health()["status"] == "ok" and b.health()["status"] == "ok", 60,
          "both nodes healthy again by themselves", a, b)
     assert a.proc.poll() is None and b.proc.poll() is None  # nobody restarted them
+
+
+def test_a_node_killed_with_files_in_its_spool_the_other_retrieves_them(nodes, pacs, cloud,
+                                                                       api, view_db):
+    a = nodes["gw-a"].start()
+    exams = _load(pacs, view_db, 12)
+
+    def a_holds_undelivered() -> bool:
+        return bool(sql(a.url, "SELECT 1 FROM instances WHERE node='gw-a' AND state IN "
+                               "('received', 'uploaded') LIMIT 1"))
+    wait(a_holds_undelivered, 60, "gw-a to hold files not yet delivered", a)
+    a.kill()  # power off with studies only in its spool
+    left = {r[0] for r in sql(a.url, "SELECT DISTINCT study_uid FROM instances WHERE "
+                                     "node='gw-a' AND state IN ('received', 'uploaded')")}
+    assert left
+    b = nodes["gw-b"].start()
+    wait(lambda: len(delivered(cloud, api, exams)) == len(exams), NODE_TIMEOUT + 240,
+         "gw-b to deliver everything, gw-a's unfinished studies retrieved again", b)
+    taken = b.events("node.work_taken_over")
+    assert taken and taken[0]["dead_node"] == "gw-a" and taken[0]["studies_retrieved_again"]
+    assert "gw-b" in {r[0] for r in sql(b.url, "SELECT DISTINCT node FROM instances WHERE "
+                                              "study_uid = ANY(%s) AND state = 'delivered'",
+                                        (list(left),))}  # from b's own spool
+    pushes = report_pushes(api)
+    assert sum(pushes.values()) <= len(pushes) + 2, pushes
