@@ -129,6 +129,9 @@ allow = ["127.0.0.0/8"]
 film_url = "http://wx.imagingunion.com/iuweixin/iu_scanFilmInfo"
 sm4_key = "0123456789abcdeffedcba9876543210"
 
+[console]
+refresh = "2s"
+
 [tasks]
 workers = 2
 backoff_base = "1s"
@@ -184,6 +187,12 @@ format = "json"
                          params={"accessNumber": exam.spec.accession, "modality": "CT",
                                  "hospitalId": HOSPITAL}, timeout=10)
         return r.json()
+
+    def console_nodes(self) -> list[dict]:
+        r = requests.get(f"http://127.0.0.1:{self.http_port}/console/api/overview",
+                         timeout=10)
+        r.raise_for_status()
+        return r.json()["health"]["nodes"]
 
     def status(self) -> dict:
         r = subprocess.run([sys.executable, "-m", "dicomgate.cli", "--config",

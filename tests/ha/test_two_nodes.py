@@ -46,6 +46,7 @@ def test_two_nodes_share_a_backlog_and_deliver_each_thing_once(nodes, pacs, clou
     assert set(by_name) == {"gw-a", "gw-b"} and all(n["alive"] for n in by_name.values())
     assert sum(n["leader"] for n in by_name.values()) == 1
     assert by_name["gw-a"]["tasks_done"] + by_name["gw-b"]["tasks_done"] >= len(done)
+    assert {n["name"] for n in b.console_nodes()} == {"gw-a", "gw-b"}
     for node in (a, b):  # the PACS's HTTP calls: any node answers
         assert node.qrurl(exams[0])["code"] == 200
         assert node.health()["status"] == "ok"
