@@ -113,6 +113,7 @@ class Connection:
         self.raw = raw
         self.url = url
         self.in_transaction = False
+        self.thread: threading.Thread | None = None
 
     def execute(self, sql: str, params: tuple | list | dict = ()) -> Cursor:
         import psycopg
@@ -181,8 +182,17 @@ class PgDatabase:
             raise StoreUnavailable(unavailable(self.url, exc)) from None
         raw.row_factory = _row_factory
         c = Connection(raw, self.url)
+        c.thread = threading.current_thread()
         self._local.conn = c
         with self._lock:
+            # Threads come and go (per association, per request): a connection whose thread
+            # ended is closed here, so the server's max_connections is never leaked away.
+            for old in [o for o in self._all if not o.thread.is_alive()]:
+                self._all.remove(old)
+                try:
+                    old.raw.close()
+                except Exception:
+                    pass
             self._all.append(c)
         return c
 

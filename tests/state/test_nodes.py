@@ -108,3 +108,20 @@ def test_every_repository_write_path_runs_on_both_engines(store):
     store.audit.record("cli:test", "tasks.retry", subject="x%_y", outcome="ok")
     assert store.console.audit(text="x%_y")
     assert store.exams.active_task_ids(1, None, ("retrieve",)) == []  # a NULL parameter
+
+
+def test_connections_of_ended_threads_are_closed(two):
+    """Threads come and go (one per DICOM association): their connections must not pile
+    up until PostgreSQL's max_connections refuses every node."""
+    a, _ = two
+
+    def once() -> None:
+        a.tasks.counts()
+
+    for _ in range(30):
+        t = threading.Thread(target=once)
+        t.start()
+        t.join()
+    n = a.db.one("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
+                 "AND application_name = 'dicomgate'")[0]
+    assert n <= 4, n  # this thread's, the last worker's, b's: not 30
