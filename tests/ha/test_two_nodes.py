@@ -4,6 +4,7 @@ mid-backlog leaves the other to finish everything, and polling moves with the le
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 from ha_harness import add_view_rows, delivered, make_exams, report_pushes, sql, wait
@@ -78,7 +79,19 @@ def test_the_leader_killed_mid_backlog_the_other_finishes_and_polls(nodes, pacs,
     wait(a_dead_b_leads, NODE_TIMEOUT + 15, "status to show gw-a dead and gw-b leading", b)
 
 
-def test_postgresql_restarted_mid_work_loses_nothing(nodes, pg, pacs, cloud, api, view_db):
+def _storescu(node, tmp_path) -> str:
+    """One instance sent to the node's Portal AET as the PACS would; dcmtk's verbose log."""
+    _exam, data = make_exams(1, start=900)[0]
+    f = tmp_path / "one.dcm"
+    f.write_bytes(data[0])
+    r = subprocess.run(["storescu", "-v", "-aet", "HOSPPACS", "-aec", node.aet, "127.0.0.1",
+                        str(node.dicom_port), str(f)], capture_output=True, text=True,
+                       timeout=60)
+    return r.stdout + r.stderr
+
+
+def test_postgresql_restarted_mid_work_loses_nothing(nodes, pg, pacs, cloud, api, view_db,
+                                                     tmp_path):
     exams = _load(pacs, view_db, 8)
     a, b = nodes["gw-a"].start(), nodes["gw-b"].start()
     wait(lambda: delivered(cloud, api, exams), 120, "the first study delivered", a, b)
@@ -90,6 +103,8 @@ def test_postgresql_restarted_mid_work_loses_nothing(nodes, pg, pacs, cloud, api
         wait(says_store_down, 30, "gw-a's /healthz to name the unreachable store", a)
         check = a.health()["checks"]["state store"]
         assert f"127.0.0.1:{pg.port}" in check and "postgresql://" in check
+        refused = _storescu(a, tmp_path)  # an image the store cannot record: refused
+        assert "Refused: OutOfResources" in refused, refused  # 0xA700
         time.sleep(5)  # work is attempted and paused meanwhile
     finally:
         pg.start()
