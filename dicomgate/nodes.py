@@ -61,7 +61,7 @@ class NodeService:
             self._thread.join(BEAT_EVERY + 5)
         self.leading = False
         try:
-            self.store.nodes.left(self.node, self.owner)
+            self.store.nodes.left(self.owner)
         except Exception as exc:  # the others notice in NODE_TIMEOUT instead
             log.warning("node.leave_not_recorded", node=self.node, error=str(exc))
 

@@ -121,7 +121,7 @@ class Connection:
         text, returning_id = dialect.postgres(sql)
         try:
             cur = self.raw.execute(text, params, prepare=False)
-        except psycopg.OperationalError as exc:
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:  # gone mid-call
             raise StoreUnavailable(unavailable(self.url, exc)) from exc
         return Cursor(cur, returning_id)
 
@@ -132,7 +132,7 @@ class Connection:
         try:
             cur = self.raw.cursor()
             cur.executemany(text, list(seq))
-        except psycopg.OperationalError as exc:
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise StoreUnavailable(unavailable(self.url, exc)) from exc
         return Cursor(cur, False)
 

@@ -125,3 +125,22 @@ def test_connections_of_ended_threads_are_closed(two):
     n = a.db.one("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
                  "AND application_name = 'dicomgate'")[0]
     assert n <= 4, n  # this thread's, the last worker's, b's: not 30
+
+
+def test_a_restarted_node_reclaims_only_its_own_orphans(two):
+    a, b = two
+    a.tasks.enqueue(PushReport(1, 1))
+    b.tasks.enqueue(PushReport(2, 1))
+    ta = a.tasks.claim(["push_report"], "gw-a:100:1", lease=3600)  # a's previous process
+    tb = b.tasks.claim(["push_report"], "gw-b:200:1", lease=3600)  # b, alive and working
+    assert a.tasks.reclaim_foreign("gw-a:101:2") == 1  # a restarted as a new process
+    assert a.tasks.get(ta.id).state == "pending"
+    assert a.tasks.get(tb.id).state == "running"  # never a live node's task
+
+
+def test_a_clean_stop_hands_the_leader_lease_over_at_once(two):
+    a, b = two
+    assert a.nodes.lead("scheduler", "gw-a", "gw-a:1:1")
+    assert not b.nodes.lead("scheduler", "gw-b", "gw-b:1:1")
+    a.nodes.left("gw-a:1:1")
+    assert b.nodes.lead("scheduler", "gw-b", "gw-b:1:1")
