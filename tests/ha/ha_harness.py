@@ -45,10 +45,16 @@ def make_exams(n: int, start: int = 0) -> list[tuple[Exam, list[bytes]]]:
                                                                   "19800101", "M",
                                                                   "ISO_IR 192"))
         data = ct_instances(spec, series=1, per_series=2, rows=32, cols=32, seed=i)
+        # recent times: the leader's next poll window (overlap 10 min) holds them
         row = {**template, "accessionNo": spec.accession, "studyInstanceUid": spec.study_uid,
-               "patientId": spec.patient.patient_id}
+               "patientId": spec.patient.patient_id, "examTime": _ago(now, 3),
+               "reportTime": _ago(now, 2), "auditTime": _ago(now, 1)}
         out.append((Exam(spec, {sop_uid_of(b) for b in data}, row), data))
     return out
+
+
+def _ago(now: dt.datetime, minutes: int) -> str:
+    return (now - dt.timedelta(minutes=minutes)).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def add_view_rows(db: Path, rows: list[dict[str, Any]]) -> None:

@@ -5,6 +5,7 @@ mid-backlog leaves the other to finish everything, and polling moves with the le
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 
 from ha_harness import add_view_rows, delivered, make_exams, report_pushes, sql, wait
@@ -60,14 +61,31 @@ def test_the_leader_killed_mid_backlog_the_other_finishes_and_polls(nodes, pacs,
     wait(lambda: a.events("node.leading"), 30, "gw-a to lead", a)
     b = nodes["gw-b"].start()
     wait(lambda: delivered(cloud, api, exams), 120, "the first study delivered", a, b)
+    answers: list[int] = []
+    done = threading.Event()
+
+    def print_reports() -> None:  # report printing asks the survivor throughout
+        while not done.wait(0.5):
+            try:
+                answers.append(b.qrurl(exams[0])["code"])
+            except Exception:
+                answers.append(0)
+
     a.kill()
     killed = time.monotonic()
-    wait(lambda: b.events("node.leading"), LEADER_TTL + BEAT_EVERY + 10,
-         "gw-b to take the leader lease", b)
-    took = time.monotonic() - killed
-    later = _load(pacs, view_db, 2, start=100)  # only a poll by the new leader finds these
-    wait(lambda: len(delivered(cloud, api, exams + later)) == len(exams) + 2,
-         NODE_TIMEOUT + 240, "gw-b to finish everything, old and new", b)
+    printer = threading.Thread(target=print_reports)
+    printer.start()
+    try:
+        wait(lambda: b.events("node.leading"), LEADER_TTL + BEAT_EVERY + 10,
+             "gw-b to take the leader lease", b)
+        took = time.monotonic() - killed
+        later = _load(pacs, view_db, 2, start=100)  # only the new leader's poll finds these
+        wait(lambda: len(delivered(cloud, api, exams + later)) == len(exams) + 2,
+             NODE_TIMEOUT + 240, "gw-b to finish everything, old and new", b)
+    finally:
+        done.set()
+        printer.join(15)
+    assert answers and set(answers) == {200}, answers
     assert took <= LEADER_TTL + BEAT_EVERY + 5
     pushes = report_pushes(api)
     assert sum(pushes.values()) <= len(pushes) + 2, pushes  # at most the few in flight
