@@ -144,3 +144,27 @@ def test_a_clean_stop_hands_the_leader_lease_over_at_once(two):
     assert not b.nodes.lead("scheduler", "gw-b", "gw-b:1:1")
     a.nodes.left("gw-a:1:1")
     assert b.nodes.lead("scheduler", "gw-b", "gw-b:1:1")
+
+
+def test_every_repository_read_path_runs_on_both_engines(store):
+    """The console's, status's, the shim's and upstream's reads through the dialect seam."""
+    _record(store, "1.1", "9.1")
+    store.delivery.log_send("push_report", "exam:1", "k1", 200, "ok", None)
+    sid = store.sessions.open("H1", "doc", {}, None, 60.0, {})
+    assert store.sessions.active("H1", "doc")["id"] == sid and store.sessions.count_open() == 1
+    assert len(store.sessions.salt()) == 32
+    store.qr.issued("H1", "A1", "CT")
+    store.qr.issued("H1", "A1", "CT")
+    assert store.qr.of([("H1", "A1")])[("H1", "A1")]["count"] == 2
+    assert store.console.search_exams(accession="A_1%", day_from="2026-01-01",
+                                      day_to="2026-12-31", changed_since=0.0) == []
+    assert store.console.counts() is not None and store.console.dead_tasks() == []
+    assert store.console.exam_instances(["9.1"])[0]["sop_uid"] == "1.1"
+    assert store.console.studies(["9.1"]) and store.console.sends(["exam:1"])
+    assert store.console.rejected_instances() == [] and store.console.audit_actions()
+    assert store.overview.instances_by_state() and store.overview.spool_bytes() == 10
+    store.overview.task_latency(), store.overview.oldest_pending(), store.overview.job_runs()
+    backlog = store.delivery.backlog()
+    assert backlog["backlog_instances"] == 1 and isinstance(backlog["backlog_bytes"], int)
+    assert store.delivery.studies_awaiting_upload() == ["9.1"]
+    assert store.delivery.purgeable(time.time()) == [] and store.tasks.queue_by_kind() == {}
