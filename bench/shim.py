@@ -14,6 +14,9 @@ waitress tuned: bench/waitress_front.py), then Orthanc under the same slow conne
 
     .venv/bin/python bench/shim.py --attack [--rate 200] [--seconds 20] [--slow 500]
                                     [--lookups 40] [--servers asyncio,waitress]
+
+`--flood N` adds a third phase: N keep-alive connections from one allowed source (127.0.0.5)
+asking for `qrcode` back to back (no slow connections then), qrurl measured as before.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ SM2_KEY = "3945208f7b2144b13f36e38ac6d39f95889393692860b51a42fb81ef4df7c5b8"
 HOSPITAL = "H33010200001"
 ALLOWED, DISALLOWED = "127.0.0.2", "127.0.0.3"
 WORKSTATIONS = "127.0.0.4"  # where the lookups come from (the doctors' plugins)
+FLOODER = "127.0.0.5"  # allowed; floods qrcode (its own address: the slow ones' are tarpitted)
 
 
 def wait(port: int, path: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:
@@ -80,7 +84,7 @@ port = {free_port()}
 [shim]
 bind = "127.0.0.1"
 port = {port}
-allow = ["127.0.0.1/32", "{ALLOWED}/32", "{WORKSTATIONS}/32"]
+allow = ["127.0.0.1/32", "{ALLOWED}/32", "{WORKSTATIONS}/32", "{FLOODER}/32"]
 [qr]
 film_url = "http://wx.imagingunion.com/iuweixin/iu_scanFilmInfo"
 sm4_key = "{SM4_KEY}"
@@ -216,6 +220,55 @@ def slow_clients(port: int, source: str, n: int, seconds: float,
                              str(seconds), "--path", path], stdout=subprocess.PIPE, text=True)
 
 
+def flood_qrcode(port: int, n: int, seconds: float, out_q: multiprocessing.Queue) -> None:
+    """`n` keep-alive connections from FLOODER sending qrcode back to back."""
+    from collections import Counter
+    seen: Counter = Counter()
+    lock = threading.Lock()
+    end = time.monotonic() + seconds
+
+    def caller(k: int) -> None:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30,
+                                       source_address=(FLOODER, 0))
+        i = 0
+        while time.monotonic() < end:
+            i += 1
+            try:
+                c.request("GET", f"/getway/reportAndFilm/api/qrcode?accessNumber=F{k:02d}{i:07d}"
+                                 f"&modality=CT&hospitalId={HOSPITAL}")
+                r = c.getresponse()
+                r.read()
+                code = str(r.status)
+            except OSError as exc:
+                code = type(exc).__name__
+                c.close()
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=30,
+                                               source_address=(FLOODER, 0))
+            with lock:
+                seen[code] += 1
+
+    threads = [threading.Thread(target=caller, args=(k,), daemon=True) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=seconds + 60)
+    out_q.put(dict(seen))
+
+
+def flooded(args, port: int) -> dict:
+    out_q: multiprocessing.Queue = multiprocessing.Queue()
+    flood = multiprocessing.Process(target=flood_qrcode,
+                                    args=(port, args.flood, args.seconds + 3, out_q))
+    flood.start()
+    time.sleep(1)
+    qr = [f"/getway/reportAndFilm/api/qrurl?accessNumber=FL{i:07d}&modality=CT"
+          f"&hospitalId={HOSPITAL}" for i in range(int(args.rate * args.seconds))]
+    result = load(port, qr, args.rate, args.seconds, args.connections)
+    result["flood"] = out_q.get(timeout=args.seconds + 90)
+    flood.join(timeout=10)
+    return result
+
+
 def open_session(tmp: Path) -> None:
     from dicomgate.state import Store
     store = Store(tmp / "state" / "state.db")
@@ -248,6 +301,11 @@ def under_attack(args, server: str, tmp: Path) -> dict:
                             for src, p in zip((ALLOWED, DISALLOWED), slow, strict=True)}
         attacked["lookups"] = out_q.get(timeout=span + 90)
         callers.join(timeout=10)
+        result = {"quiet": quiet, "attacked": attacked}
+        if args.flood:
+            time.sleep(3)  # the slow connections are gone
+            result["flooded"] = flooded(args, port)
+            result["flooded"]["alive"] = shim.poll() is None
     finally:
         shim.send_signal(signal.SIGTERM)
         try:
@@ -256,7 +314,7 @@ def under_attack(args, server: str, tmp: Path) -> dict:
             shim.kill()
         platform.terminate()
         platform.join(timeout=5)
-    return {"quiet": quiet, "attacked": attacked}
+    return result
 
 
 def orthanc_under_attack(args, tmp: Path) -> dict:
@@ -297,7 +355,9 @@ def attack_main(args) -> int:
     print("| server | phase | requests | errors | p50 ms | p99 ms | max ms |")
     print("|---|---|---|---|---|---|---|")
     for name, r in results.items():
-        for phase in ("quiet", "attacked"):
+        for phase in ("quiet", "attacked", "flooded"):
+            if phase not in r:
+                continue
             x = r[phase]
             print(f"| {name} | {phase} | {x['requests']} | {x['errors']} | {x['p50_ms']:.2f} "
                   f"| {x['p99_ms']:.2f} | {x['max_ms']:.1f} |")
@@ -308,6 +368,12 @@ def attack_main(args) -> int:
               f"lookups {a.get('lookups', '-')}; p99 attacked/quiet "
               f"{a['p99_ms'] / r['quiet']['p99_ms']:.1f}x; goal p99 < 50 ms, 0 errors: "
               f"{'met' if a['p99_ms'] < 50 and not a['errors'] else 'MISSED'}")
+        f = r.get("flooded")
+        if f:
+            print(f"{name}: under {args.flood} connections flooding qrcode from {FLOODER} "
+                  f"(answers {f['flood']}): qrurl p99 {f['p99_ms']:.2f} ms, {f['errors']} "
+                  f"errors; goal p99 < 50 ms, 0 errors: "
+                  f"{'met' if f['p99_ms'] < 50 and not f['errors'] else 'MISSED'}")
     return 0
 
 
@@ -322,6 +388,8 @@ def main() -> int:
     ap.add_argument("--servers", default="asyncio,waitress",
                     help="shim servers (attack; quiet mode: asyncio unless given)")
     ap.add_argument("--no-peer", action="store_true", help="skip Orthanc (attack)")
+    ap.add_argument("--flood", type=int, default=0,
+                    help="attack: then N connections from one allowed source flood qrcode")
     args = ap.parse_args()
     if args.attack:
         if "--rate" not in sys.argv:

@@ -52,6 +52,7 @@ def run(config: Config, stop: threading.Event | None = None) -> int:
         notify.notify("STOPPING=1")
         log.info("daemon.stopping")
         t0 = time.monotonic()
+        app.pool.stop_claiming()  # nothing new starts while the services stop
         app.scheduler.stop()
         for service in reversed(started):  # stop accepting work first
             try:

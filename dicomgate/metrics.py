@@ -16,9 +16,11 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from .buildinfo import build_info
 from .config import Config
 from .state import STATES, Store
 from .state.names import Fact
+from .state.peek import store_schema_version
 
 disable_created_metrics()  # *_created series only add noise for an operator
 HTTP_REGISTRY = CollectorRegistry()
@@ -38,6 +40,7 @@ class StateCollector:
         self.config = config
 
     def collect(self) -> Iterator[Metric]:
+        yield self._build_info()
         yield from self._instances()
         yield from self._tasks()
         yield from self._pacs()
@@ -60,6 +63,16 @@ class StateCollector:
             lead.add_metric([n["name"]], 1.0 if n["leader"] else 0.0)
             done.add_metric([n["name"]], float(n["tasks_done"] or 0))
         yield from (up, lead, done)
+
+    def _build_info(self) -> Metric:
+        b = build_info()
+        g = GaugeMetricFamily("dicomgate_build_info", "always 1; what is running, as labels",
+                              labels=["version", "python", "platform", "schema",
+                                      "store_schema"])
+        g.add_metric([str(b["version"]), str(b["python"]), str(b["platform"]),
+                      str(b["schema"]),
+                      str(store_schema_version(self.config.gateway.db_path))], 1)
+        return g
 
     def _instances(self) -> Iterator[Metric]:
         by_state = self.store.overview.instances_by_state()

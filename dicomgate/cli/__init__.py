@@ -10,7 +10,7 @@ import importlib
 import os
 import sys
 
-from .. import __version__
+from ..buildinfo import one_line
 from ..config import ConfigError
 from .context import EXIT_FAILED, EXIT_USAGE, CommandError
 
@@ -18,6 +18,7 @@ from .context import EXIT_FAILED, EXIT_USAGE, CommandError
 COMMAND_MODULES = (
     "dicomgate.cli.core",
     "dicomgate.cli.migrate",
+    "dicomgate.cli.version",
     "dicomgate.cli.tasks",
     "dicomgate.cli.demo",
     "dicomgate.cli.reports",
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="PATH",
                    help="configuration file (default: $DICOMGATE_CONFIG, else "
                         "/etc/dicomgate/dicomgate.toml)")
-    p.add_argument("--version", action="version", version=f"dicomgate {__version__}")
+    p.add_argument("--version", action="version", version=one_line())
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMAND_MODULES:

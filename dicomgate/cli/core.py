@@ -1,4 +1,4 @@
-"""check-config, run, status, version."""
+"""check-config, run, status."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import structlog
 
 from .. import __version__, daemon, logs
 from ..app import App
+from ..buildinfo import build_info, one_line
 from ..config import Config, ConfigError, config_path, load
 from ..humanize import human_bytes
 from ..nodes import nodes_view
@@ -45,9 +46,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="what the gateway knows right now")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
-
-    p = sub.add_parser("version", help="print the version")
-    p.set_defaults(func=lambda _a: print(f"dicomgate {__version__}"))
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -135,6 +133,7 @@ def _outline(cfg: Config, pid: int | None) -> dict[str, Any]:
     disk = shutil.disk_usage(state_dir if state_dir.exists() else _existing(state_dir))
     return {
         "version": __version__,
+        "build": build_info(),
         "config": str(cfg.path),
         "hospital_id": cfg.gateway.hospital_id,
         "state_dir": str(state_dir),
@@ -154,7 +153,7 @@ def _existing(path: Path) -> Path:
 
 def print_status(d: dict[str, Any]) -> None:
     w = sys.stdout.write
-    w(f"dicomgate {d['version']}\n")
+    w(one_line(d["schema_version"]) + "\n")
     w(f"config:      {d['config']}\n")
     w(f"hospital:    {d['hospital_id']}\n")
     schema = (f"schema {d['schema_version']}" if d["schema_version"] is not None

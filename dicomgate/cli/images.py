@@ -11,16 +11,8 @@ from typing import Any
 
 from .. import logs
 from ..app import App
-from ..images import (
-    Ingest,
-    PacsClient,
-    PacsRefused,
-    PacsUnavailable,
-    Retriever,
-    Spool,
-    StorageSCP,
-    present_sop_uids,
-)
+from ..images import PacsClient, PacsRefused, PacsUnavailable, present_sop_uids
+from ..images import build as build_images
 from ..state.kinds import Retrieve
 from ..tasks import Fatal, RetryLater
 from .context import (
@@ -77,24 +69,24 @@ def cmd_echo(args: argparse.Namespace) -> int:
 def cmd_pull(args: argparse.Namespace) -> int:
     app = open_app(args)
     cfg = app.config
-    pacs = _pacs(app)
+    _pacs(app)  # says what is missing without [pacs]
     tty = sys.stderr.isatty()
     logs.configure("warning" if tty else cfg.log.level, cfg.log.format, stream=sys.stderr)
     progress = Progress(app, args.study_uid, args.accession, tty)
     if daemon_pid(cfg) is not None:
         result = _via_daemon(app, args, progress)
     else:
-        result = _here(app, pacs, args, progress)
+        result = _here(app, args, progress)
     progress.done()
     return _report(app, args, result)
 
 
-def _here(app: App, pacs: PacsClient, args: argparse.Namespace, progress: Progress) -> str:
+def _here(app: App, args: argparse.Namespace, progress: Progress) -> str:
     """No daemon: run our own Portal AET while the PACS sends."""
-    cfg = app.config
-    uploads = cfg.upstream is not None
-    scp = StorageSCP(cfg, Ingest(app.store, Spool(cfg.gateway.state_dir),
-                                 cfg.dicom.min_free_disk, queue_uploads=uploads))
+    images = build_images(app.config, app.store, progress=progress.moved)
+    retriever = images.retriever
+    assert retriever is not None  # _pacs(app) checked [pacs]
+    scp = images.portal_aet()
     try:
         scp.start()
     except RuntimeError as exc:
@@ -103,10 +95,9 @@ def _here(app: App, pacs: PacsClient, args: argparse.Namespace, progress: Progre
 
     def work() -> None:
         try:
-            retriever = Retriever(app.store, pacs, progress=progress.moved,
-                                  queue_uploads=uploads)
-            box["result"] = retriever.run(study_uid=args.study_uid,
-                                          accession_no=args.accession)
+            box["result"] = retriever.retrieve(study_uid=args.study_uid,
+                                               accession_no=args.accession,
+                                               hospital_id=app.config.gateway.hospital_id)
         except (PacsUnavailable, PacsRefused, RetryLater, Fatal) as exc:
             box["error"] = str(exc)
         except Exception as exc:  # shown as one line, never a traceback

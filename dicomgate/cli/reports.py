@@ -119,6 +119,8 @@ def _check(app: App, as_json: bool) -> int:
               f"({result.rows_sampled} newest rows checked)")
         print_table([{"field": f, **c} for f, c in result.time_columns.items()],
                     ["field", "column", "format", "configured", "newest", "sample"])
+        for expression, value in result.clock.items():
+            print(f"database clock: {expression} = {value} (gateway: {result.at})")
         for line in [*result.problems, *result.row_problems]:
             print(f"PROBLEM: {line}")
         for line in result.warnings:

@@ -188,6 +188,8 @@ def _view(t: Table) -> model.ViewConfig:
         columns=tuple(columns),
         batch_size=t.int("batch_size", d["batch_size"], lo=1, hi=100_000),
         encoding=t.str("encoding", d["encoding"], choices=("", "utf-8", "gbk", "gb18030")),
+        text_decoding=t.str("text_decoding", d["text_decoding"],
+                            choices=("auto", "utf-16le", "utf-8", "gbk", "gb18030")),
         timeout=t.value("timeout", values.duration, d["timeout"]),
         time_format=t.value("time_format", values.time_format, d["time_format"]),
         time_formats=tuple(formats),
@@ -269,6 +271,10 @@ def _shim(t: Table) -> model.ShimConfig:
         request_timeout=t.value("request_timeout", values.duration, d["request_timeout"]),
         keepalive_timeout=t.value("keepalive_timeout", values.duration,
                                   d["keepalive_timeout"]),
+        host_names=tuple(h.lower() for h in t.list_of("host_names", values.host,
+                                                      d["host_names"])),
+        rate=float(t.int("rate", int(d["rate"]), lo=0, hi=1_000_000)),
+        burst=t.int("burst", d["burst"], lo=1, hi=1_000_000),
     )
 
 

@@ -101,6 +101,9 @@ class ViewConfig:
     columns: tuple[tuple[str, str], ...] = ()  # (canonical field, site column)
     batch_size: int = 500
     encoding: str = ""  # "" = driver default; "gbk"/"gb18030" for GBK databases
+    # How the driver's wide (SQL_WCHAR) text is decoded: "auto" chooses per driver
+    # (reports/view_dialect.py); "utf-16le" is ODBC's own, "utf-8" what some drivers send.
+    text_decoding: str = "auto"
     timeout: float = 30.0
     time_format: str = "auto"  # how the time columns are kept; "auto": learned by sampling
     time_formats: tuple[tuple[str, str], ...] = ()  # (canonical time field, format)
@@ -178,6 +181,9 @@ class ShimConfig:
     max_connections_per_source: int = 64
     request_timeout: float = 10.0  # the whole request head and body must arrive within this
     keepalive_timeout: float = 15.0  # an idle keep-alive connection is closed after this
+    host_names: tuple[str, ...] = ()  # names callers may put in Host/Origin (besides our IPs)
+    rate: float = 250.0  # requests per second per calling address (token bucket; 0: off)
+    burst: int = 500  # requests a calling address may send at once before `rate` applies
 
 
 @dataclass(frozen=True)

@@ -168,11 +168,17 @@ def _registered(app: App, name: str) -> Callable[..., str]:
     return fn
 
 
+MAX_ID = 2**63 - 1  # the store's integer keys are 64-bit
+
+
 def _int(body: dict[str, Any], key: str) -> int:
     value = body.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit():
-        raise ActionError(f"{key}: expected a task number, got {value!r}")
-    return int(value)
+    text = str(value) if isinstance(value, int | str) and not isinstance(value, bool) else ""
+    if not (text.isascii() and text.isdigit() and len(text) <= 19 and
+            1 <= int(text) <= MAX_ID):
+        raise ActionError(f"{key}: expected a task number (1 to {MAX_ID}), got "
+                          f"{str(value)[:24]!r}")
+    return int(text)
 
 
 def _text(body: dict[str, Any], key: str) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import __version__
 from ..app import App
+from ..buildinfo import build_info
 from ..nodes import nodes_view
 from ..privacy import mask_mapping, mask_text, mask_value
 from ..state.exams import Exam
@@ -56,7 +57,8 @@ class Views:
         counts = self.store.console.counts()
         checks = self.app.health()
         return {
-            "now": now, "version": __version__, "hospital_id": self.cfg.gateway.hospital_id,
+            "now": now, "version": __version__, "build": build_info(),
+            "hospital_id": self.cfg.gateway.hospital_id,
             "peers": self.peers(now, checks),
             "backlog": {k: backlog[k] for k in ("backlog_instances", "backlog_bytes",
                                                 "backlog_studies", "oldest_age_seconds",
@@ -189,6 +191,12 @@ class Views:
             "rejected_instances": [{**r, "error": mask_text(r["error"] or "")}
                                    for r in c.rejected_instances()],
             "quarantined_files": self.quarantined_files(),
+            # instances delivered as received but suspect (e.g. Pixel Data truncated)
+            "suspect_instances": [
+                {"at": e.at, "study_uid": e.study_uid, "sop_uid": e.sop_uid,
+                 "reason": e.reason}
+                for e in self.store.dicom_events.since(time.time() - 30 * 86400,
+                                                       ("instance_suspect",))[-200:]],
         }
 
     def quarantined_file_count(self) -> int:

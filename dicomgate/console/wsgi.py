@@ -26,14 +26,14 @@ import structlog
 
 from ..app import App
 from ..config.model import ConsoleConfig
-from . import actions
-from .views import STAGES, Views
+from . import actions, schema
+from .views import Views
 
 log = structlog.get_logger("dicomgate.console")
 
 _STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
-_STATIC_NAME = re.compile(r"^[a-z0-9_-]+\.(html|js|css|svg)$")
+_STATIC_NAME = re.compile(r"^[a-z0-9_-]{1,64}\.(html|js|css|svg)$")
 # No inline script, no other origin: the page runs only the files shipped with it.
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -127,15 +127,14 @@ class ConsoleApp:
                 "timezone": self.app.config.gateway.timezone.key}
 
     def _exams(self, q: dict[str, str], _e: dict) -> dict[str, Any]:
-        stage = q.get("stage") or None
-        if stage and stage not in STAGES:
-            raise HttpError(400, f"stage: {stage!r} is not one of {', '.join(STAGES)}")
-        return self.views.exams(q.get("accession") or None, _day(q, "from"), _day(q, "to"),
-                                stage, _limit(q))
+        f = _parse(schema.ExamsQuery, q)
+        return self.views.exams(f.accession or None, _day(f.day_from, "from"),
+                                _day(f.to, "to"), f.stage or None, _limit(f.limit))
 
     def _audit(self, q: dict[str, str], _e: dict) -> dict[str, Any]:
-        return self.views.audit(q.get("action") or None, q.get("q") or None, _day(q, "from"),
-                                _day(q, "to"))
+        f = _parse(schema.AuditQuery, q)
+        return self.views.audit(f.action or None, f.q or None, _day(f.day_from, "from"),
+                                _day(f.to, "to"))
 
     def _action(self, environ: dict, start_response: Callable, name: str) -> Iterable[bytes]:
         _same_origin(environ)
@@ -144,6 +143,8 @@ class ConsoleApp:
             caller = self.gate.caller(environ.get("REMOTE_ADDR", ""),
                                       environ.get("HTTP_AUTHORIZATION", ""),
                                       unquote(environ.get("HTTP_X_OPERATOR", "")))
+            if name in schema.ACTION_BODIES:
+                _parse(schema.ACTION_BODIES[name], body)
             result = actions.perform(self.app, name, body, caller)
         except actions.Refused as exc:
             log.warning("console.action_refused", action=name, status=exc.status,
@@ -181,12 +182,14 @@ class ConsoleApp:
 
 def _same_origin(environ: dict) -> None:
     """Actions come from the console's own page: a custom header (which a foreign page
-    cannot send without a CORS preflight we never grant) and, if sent, the same Origin."""
+    cannot send without a CORS preflight we never grant) and, if sent, the same Origin,
+    scheme included. Host itself was checked by the shim's front against the gateway's own
+    names and addresses (shim/hosts.py), so comparing with it is meaningful."""
     if environ.get("HTTP_X_CONSOLE") != "1":
         raise HttpError(403, "actions must come from the console page (X-Console header)")
     origin = environ.get("HTTP_ORIGIN")
-    if origin and origin.split("://", 1)[-1] != environ.get("HTTP_HOST", ""):
-        raise HttpError(403, f"request from another site ({origin}) refused")
+    if origin and origin != f"http://{environ.get('HTTP_HOST', '')}":
+        raise HttpError(403, f"request from another site ({origin[:80]}) refused")
 
 
 def _read_json(environ: dict) -> dict[str, Any]:
@@ -208,8 +211,15 @@ def _read_json(environ: dict) -> dict[str, Any]:
     return body
 
 
-def _day(q: dict[str, str], key: str) -> str | None:
-    value = (q.get(key) or "").strip()
+def _parse(model: type, data: dict[str, Any]) -> Any:
+    try:
+        return schema.parse(model, data)
+    except schema.Invalid as exc:
+        raise HttpError(400, str(exc)) from None
+
+
+def _day(value: str, key: str) -> str | None:
+    value = value.strip()
     if not value:
         return None
     try:
@@ -218,8 +228,8 @@ def _day(q: dict[str, str], key: str) -> str | None:
         raise HttpError(400, f"{key}: {value!r} is not a date (expected YYYY-MM-DD)") from None
 
 
-def _limit(q: dict[str, str]) -> int:
-    raw = q.get("limit") or "200"
+def _limit(raw: str) -> int:
+    raw = raw or "200"
     if not raw.isdigit() or not 1 <= int(raw) <= 1000:
         raise HttpError(400, f"limit: {raw!r} (expected 1-1000)")
     return int(raw)

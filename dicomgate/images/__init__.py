@@ -8,6 +8,7 @@ from .retrieve import MoveProgress, Retriever, present_sop_uids
 from .scp import StorageSCP
 from .scu import PacsClient, PacsRefused, PacsUnavailable
 from .spool import Spool
+from .wiring import Images, build
 
-__all__ = ["Ingest", "MoveProgress", "PacsClient", "PacsRefused", "PacsUnavailable",
-           "Retriever", "Spool", "StorageSCP", "present_sop_uids"]
+__all__ = ["Images", "Ingest", "MoveProgress", "PacsClient", "PacsRefused", "PacsUnavailable",
+           "Retriever", "Spool", "StorageSCP", "build", "present_sop_uids"]

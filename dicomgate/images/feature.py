@@ -13,12 +13,11 @@ from ..state.kinds import Retrieve
 from ..tasks import Fatal
 from .echo import EchoMonitor, echo_health, echo_status
 from .http_fetch import HttpFetcher
-from .ingest import Ingest
 from .retrieve import Retriever, stall_health
 from .scp import allowed_calling_aets
 from .scp_supervisor import ScpPool
-from .scu import PacsClient
 from .spool import Spool
+from .wiring import Images, build
 
 log = structlog.get_logger("dicomgate.images")
 
@@ -26,35 +25,46 @@ INCOMING_CLEANUP_EVERY = 600.0
 STALE_TEMP_AGE = 3600.0  # a temp file nobody wrote to for this long was left by a crash
 
 
-def setup(app: App) -> None:
+def setup(app: App) -> Images:
     cfg = app.config
-    spool = Spool(cfg.gateway.state_dir)
-    uploads = cfg.upstream is not None  # else no upload task: nobody would run it
-    ingest = Ingest(app.store, spool, cfg.dicom.min_free_disk, queue_uploads=uploads)
+    images = build(cfg, app.store, app.progress)
     if allowed_calling_aets(cfg):  # in a child process: receiving gets a core of its own
-        scp = ScpPool(cfg, spool, app.store)
+        scp = ScpPool(cfg, images.spool, app.store)
         app.add_service(scp, health=scp.health)
-    pacs = PacsClient(cfg.dicom, cfg.pacs) if cfg.pacs is not None else None
-    http = None
-    if cfg.images is not None and cfg.images.source == "http":
-        http = HttpFetcher(app.store, ingest, cfg.images.http_timeout)
-    if pacs is not None:
+    pacs, http, retriever = images.pacs, images.http, images.retriever
+    if pacs is not None and retriever is not None:
         app.every("pacs.echo", cfg.pacs.echo_interval, EchoMonitor(app.store, pacs).run)
         app.add_health("pacs", lambda: "; ".join(filter(None, (
             echo_health(app.store), stall_health(app.store)))) or None)
         # the stall text starts "C-MOVE stalled: ..." (scu.MoveStalled)
         app.lane("retrieve", cfg.pacs.max_associations, note=lambda: stall_health(app.store))
-        retriever = Retriever(app.store, pacs, http.handle if http else None,
-                              queue_uploads=uploads, room=ingest.has_room,
-                              min_free_disk=cfg.dicom.min_free_disk,
-                              pacs_down_wait=cfg.tasks.backoff_max)
         app.handle(Retrieve, retriever.handle, lane="retrieve")
+        # added after the Portal AET, so stopped before it: C-MOVEs under way are cancelled
+        # and handed back while the Portal AET still answers
+        app.add_service(RetrievesStopper(retriever))
     elif http is not None:
         app.lane("retrieve", cfg.tasks.workers)
         app.handle(Retrieve, http_only(http), lane="retrieve")
+    spool = images.spool
     app.every("spool.incoming_cleanup", INCOMING_CLEANUP_EVERY,
               lambda: clean_incoming(spool), first_in=INCOMING_CLEANUP_EVERY)
     app.add_status("images", lambda: status(app, spool))
+    return images
+
+
+class RetrievesStopper:
+    """A service whose stop() cancels the retrieves under way (see Retriever.stop)."""
+
+    name = "retrieves"
+
+    def __init__(self, retriever: Retriever):
+        self.retriever = retriever
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self.retriever.stop()
 
 
 def http_only(http: HttpFetcher):
@@ -85,6 +95,10 @@ def status(app: App, spool: Spool) -> dict[str, Any]:
     out["studies"] = app.store.instances.study_state_counts() or "none"
     out["instances"] = app.store.instances.instance_state_counts() or "none"
     out["quarantined files"] = spool.quarantined()
+    out["free space"] = "; ".join(
+        f"{what} {path}: {free / 1e6:.0f} MB" for what, path, free in spool.filesystems()) + (
+        f" (floor {d.min_free_disk / 1e6:.0f} MB: "
+        + ("BELOW, C-STORE refused)" if spool.short_of_space(d.min_free_disk) else "ok)"))
     out["Portal AET rejections (24 h)"] = rejections(app)
     return out
 

@@ -14,8 +14,9 @@ import structlog
 
 from ..state import Store, Task
 from ..state.kinds import Retrieve, Upload
-from ..tasks import Fatal, RetryLater
+from ..tasks import Fatal, RetryLater, WaitFor
 from .ingest import Ingest, Malformed, Stored
+from .move_outcome import DISK_RECHECK
 from .spool import CHUNK
 
 log = structlog.get_logger("dicomgate.images.http")
@@ -74,9 +75,10 @@ class HttpFetcher:
     def fetch(self, url: str) -> Stored:
         if not url.lower().startswith(("http://", "https://")):
             raise NotDicom(self._quarantine(None, url, "not an http(s) URL"))
-        if not self.ingest.has_room():
-            raise RetryLater(f"free space in the state dir is below dicom.min_free_disk; "
-                             f"{url} will be fetched when space returns")
+        short = self.ingest.short_of_space()
+        if short:
+            raise WaitFor(f"{short}; {url} will be fetched when space returns", "disk space",
+                          after=DISK_RECHECK)
         temp = self.ingest.spool.temp_path()
         try:
             size, sha = self._download(url, temp)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,11 @@ from .spool import Spool, dataset_offset, file_chunks, part10_header, valid_uid
 log = structlog.get_logger("dicomgate.images")
 
 _TAGS = ["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"]
+_PIXEL_TAGS = ["Rows", "Columns", "BitsAllocated", "SamplesPerPixel", "NumberOfFrames",
+               "PixelData"]
+# Syntaxes whose Pixel Data is stored native, so its length can be checked without decoding
+NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+PIXEL_DATA = 0x7FE00010
 
 
 NOTE_WAIT = 2.0  # seconds an association thread waits for its event to be recorded
@@ -33,7 +39,17 @@ class Malformed(Exception):
 
 
 class OutOfSpace(Exception):
-    """Free space in the state dir is below dicom.min_free_disk (or the disk is full)."""
+    """A file system that receives files (spool, quarantine, state dir) is below
+    dicom.min_free_disk, or full."""
+
+
+@dataclass(frozen=True)
+class Origin:
+    """The Portal AET association a C-STORE came on (portal_associations), and the C-MOVE
+    its request names as originator (None when the sender named none)."""
+    association_id: int | None
+    move_aet: str | None = None
+    move_msg_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +59,7 @@ class Identity:
     series_uid: str
     sop_class_uid: str
     transfer_syntax: str
+    warning: str | None = None  # well-formed but suspect (Pixel Data shorter than it says)
 
 
 @dataclass(frozen=True)
@@ -57,7 +74,8 @@ class Stored:
 def identify(path: Path) -> Identity:
     """Read the identifying UIDs of a Part 10 file; Malformed says what is wrong."""
     try:
-        ds = dcmread(path, stop_before_pixels=True, defer_size=1024, specific_tags=_TAGS)
+        # large values (Pixel Data) are deferred: only their length is read, never the pixels
+        ds = dcmread(path, defer_size=1024, specific_tags=_TAGS + _PIXEL_TAGS)
         meta = ds.file_meta
         values = {k: str(ds.get(k, "") or "").strip() for k in _TAGS}
         ts = str(meta.get("TransferSyntaxUID", "") or "")
@@ -74,7 +92,29 @@ def identify(path: Path) -> Identity:
     if not valid_uid(ts):
         raise Malformed(f"TransferSyntaxUID (0002,0010) is {ts!r}: expected a UID")
     return Identity(values["SOPInstanceUID"], values["StudyInstanceUID"],
-                    values["SeriesInstanceUID"], values["SOPClassUID"], ts)
+                    values["SeriesInstanceUID"], values["SOPClassUID"], ts,
+                    short_pixel_data(ds, ts))
+
+
+def short_pixel_data(ds, transfer_syntax: str) -> str | None:
+    """Native Pixel Data shorter than Rows x Columns x samples x frames x bits allocated
+    says: the PACS holds a truncated image. Said, never altered (the cloud may refuse it)."""
+    if transfer_syntax not in NATIVE or PIXEL_DATA not in ds:
+        return None
+    try:
+        rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+        bits, samples = int(ds.get("BitsAllocated") or 0), int(ds.get("SamplesPerPixel") or 1)
+        frames = int(ds.get("NumberOfFrames") or 1)
+        length = ds.get_item(PIXEL_DATA, keep_deferred=True).length
+    except (TypeError, ValueError, AttributeError):
+        return None
+    need = (rows * cols * samples * frames * bits + 7) // 8
+    if not need or length is None or length == 0xFFFFFFFF or length >= need:
+        return None
+    return (f"Pixel Data (7FE0,0010) holds {length} bytes; Rows {rows} x Columns {cols} x "
+            f"{samples} sample(s) x {frames} frame(s) x {bits} bits allocated need {need}: "
+            "the image is truncated at the PACS (delivered as received; the cloud may "
+            "reject it)")
 
 
 class Ingest:
@@ -93,41 +133,89 @@ class Ingest:
     def close(self) -> None:
         self._db.shutdown(wait=True)
 
-    def note(self, kind: str, reason: str, **fields: object) -> None:
-        """Record a DICOM event (state/dicom_events.py) from any association thread;
-        a failure to record is logged, never raised into the association. Waits (bounded)
-        for the write: the PACS may end its C-MOVE the moment it hears the refusal, and
-        the retrieve reads these events to say whose doing a failure was."""
+    def note(self, kind: str, reason: str, origin: Origin | None = None,
+             **fields: object) -> None:
+        """Record a DICOM event (state/dicom_events.py) from any association thread, on
+        the association's record (a refused C-STORE is counted there); a failure to record
+        is logged, never raised into the association. Waits (bounded) for the write: the
+        PACS may end its C-MOVE the moment it hears the refusal, and the retrieve reads
+        this record to say whose doing a failure was."""
+        aid = origin.association_id if origin is not None else None
+
         def write() -> None:
-            try:
-                self.store.dicom_events.record(kind, reason, **fields)  # type: ignore[arg-type]
-            except Exception as exc:
-                log.error("dicom_event.not_recorded", kind=kind, reason=reason,
-                          error=f"{type(exc).__name__}: {exc}")
+            self.store.dicom_events.record(kind, reason, association_id=aid,
+                                           **fields)  # type: ignore[arg-type]
+            if kind == "store_refused" and origin is not None and aid is not None:
+                self.store.portal_associations.counted(
+                    aid, study_uid=None, move_aet=origin.move_aet,
+                    move_msg_id=origin.move_msg_id, refused=1)
+        self._write(write, kind)
+
+    def opened(self, calling_aet: str, peer: str) -> int | None:
+        """An incoming association, recorded before it is answered (its record's id)."""
+        box: list[int] = []
+        self._write(lambda: box.append(self.store.portal_associations.opened(
+            calling_aet, peer, os.getpid())), "association_opened")
+        return box[0] if box else None
+
+    def rejected(self, association_id: int | None, reason: str, **fields: object) -> None:
+        def write() -> None:
+            if association_id is not None:
+                self.store.portal_associations.rejected(association_id)
+            self.store.dicom_events.record("association_rejected", reason,
+                                           association_id=association_id,
+                                           **fields)  # type: ignore[arg-type]
+        self._write(write, "association_rejected")
+
+    def ended(self, association_id: int, outcome: str) -> None:
+        """How an association ended; not waited for (nobody is answered after it)."""
         try:
-            self._db.submit(write).result(timeout=NOTE_WAIT)
+            self._db.submit(self._guarded, lambda: self.store.portal_associations.ended(
+                association_id, outcome), "association_ended")
+        except RuntimeError:  # shut down: the SCP is stopping
+            pass
+
+    def _write(self, write, what: str) -> None:
+        try:
+            self._db.submit(self._guarded, write, what).result(timeout=NOTE_WAIT)
         except RuntimeError:  # shut down: the SCP is stopping
             pass
         except TimeoutError:  # the write still lands; the association does not wait more
-            log.warning("dicom_event.late", kind=kind, waited_seconds=NOTE_WAIT)
+            log.warning("dicom_event.late", kind=what, waited_seconds=NOTE_WAIT)
+
+    @staticmethod
+    def _guarded(write, what: str) -> None:
+        try:
+            write()
+        except Exception as exc:
+            log.error("dicom_event.not_recorded", kind=what,
+                      error=f"{type(exc).__name__}: {exc}")
 
     def has_room(self) -> bool:
-        return self.spool.free_bytes() >= self.min_free_disk
+        return self.short_of_space() is None
+
+    def short_of_space(self) -> str | None:
+        return self.spool.short_of_space(self.min_free_disk)
 
     def from_network(self, src: Path, *, transfer_syntax: str, sop_class_uid: str,
                      sop_uid: str, calling_aet: str,
-                     digest: tuple[int, str] | None = None) -> Stored:
+                     digest: tuple[int, str] | None = None,
+                     origin: Origin | None = None) -> Stored:
         """A C-STORE dataset that pynetdicom wrote (Part 10) to `src`; `digest` is its
         (size, sha256) when computed while it was written."""
-        if not self.has_room():
-            raise OutOfSpace("free space below dicom.min_free_disk")
         ident = identify(src)
         if ident.sop_uid != sop_uid:
             raise Malformed(f"dataset SOPInstanceUID {ident.sop_uid} differs from the "
                             f"C-STORE request's Affected SOP Instance UID {sop_uid}")
-        if src.parent == self.spool.incoming:  # already on the spool's file system
+        if src.parent == self.spool.incoming:
+            # already on the spool's file system, whose room was checked as it began to
+            # arrive (pynetdicom_tuning): checking again now would count this very file
             size, sha = digest or self.spool.digest(src)
-            return self.commit(src, ident, size, sha, source=f"dicom:{calling_aet}")
+            return self.commit(src, ident, size, sha, source=f"dicom:{calling_aet}",
+                               origin=origin)
+        short = self.short_of_space()
+        if short:
+            raise OutOfSpace(short)
         with open(src, "rb") as f:
             offset = dataset_offset(f)
         header = part10_header(sop_class_uid or ident.sop_class_uid, sop_uid,
@@ -140,20 +228,34 @@ class Ingest:
             if exc.errno == errno.ENOSPC:
                 raise OutOfSpace(f"disk full writing {temp}") from None
             raise
-        return self.commit(temp, ident, size, sha, source=f"dicom:{calling_aet}")
+        return self.commit(temp, ident, size, sha, source=f"dicom:{calling_aet}",
+                           origin=origin)
+
+    def _warn(self, ident: Identity) -> None:
+        """On the study (`study show`), the exam (its warnings) and the console's Problems."""
+        log.warning("instance.suspect", sop_uid=ident.sop_uid, study_uid=ident.study_uid,
+                    warning=ident.warning)
+        text = f"instance {ident.sop_uid}: {ident.warning}"
+        self.store.dicom_events.record("instance_suspect", text, sop_uid=ident.sop_uid,
+                                       study_uid=ident.study_uid,
+                                       sop_class_uid=ident.sop_class_uid)
+        self.store.exams.warn_for_study(ident.study_uid, text)
 
     def from_file(self, temp: Path, size: int, sha: str, source: str) -> Stored:
         """A whole Part 10 file already in the spool's temp area (HTTP download)."""
         ident = identify(temp)
         return self.commit(temp, ident, size, sha, source=source)
 
-    def commit(self, temp: Path, ident: Identity, size: int, sha: str, source: str) -> Stored:
+    def commit(self, temp: Path, ident: Identity, size: int, sha: str, source: str,
+               origin: Origin | None = None) -> Stored:
         try:
-            return self._db.submit(self._commit, temp, ident, size, sha, source).result()
+            return self._db.submit(self._commit, temp, ident, size, sha, source,
+                                   origin).result()
         finally:
             temp.unlink(missing_ok=True)  # still there only when the step failed
 
-    def _commit(self, temp: Path, ident: Identity, size: int, sha: str, source: str) -> Stored:
+    def _commit(self, temp: Path, ident: Identity, size: int, sha: str, source: str,
+                origin: Origin | None) -> Stored:
         final = self.spool.final_path(ident.study_uid, ident.series_uid, ident.sop_uid)
         store = self.store
         with store.transaction():
@@ -171,6 +273,12 @@ class Ingest:
             if outcome != "same" and self.queue_uploads:
                 store.tasks.enqueue(Upload(ident.study_uid), reopen=True,
                                     study_uid=ident.study_uid)
+            if origin is not None and origin.association_id is not None:
+                store.portal_associations.counted(
+                    origin.association_id, study_uid=ident.study_uid,
+                    move_aet=origin.move_aet, move_msg_id=origin.move_msg_id, stored=1)
+        if ident.warning and outcome != "same":
+            self._warn(ident)
         if outcome == "replaced":
             log.info("instance.replaced", sop_uid=ident.sop_uid, study_uid=ident.study_uid,
                      sha256=sha, source=source)

@@ -1,25 +1,23 @@
-"""Why a C-MOVE failed, decided from what dicomgate saw itself, and what the retrieve does
-about it (issue 14).
+"""Why a C-MOVE failed when the fault is on our side, and what the retrieve does about it.
 
 A PACS ends a C-MOVE with a failure status (Orthanc: 0xC000) whenever a sub-operation
-failed, whoever caused it. When our own Portal AET refused an instance (disk floor, 0xA700),
-could not store it (a bad instance, quarantined, 0xC000) or failed (0x0110), or its process
-died during the C-MOVE, the PACS is not to blame: the retrieve waits or retries with our
-reason, and only what a person must fix (a bad instance) ends dead, after the rest of the
-study was fetched. The Portal AET records those events (state/dicom_events.py); the repair
-ladder's Mover hands failed C-MOVEs here before move_diagnosis blames the PACS.
+failed, whoever caused it. When our own Portal AET refused an instance (disk floor,
+0xA700), could not store it (a bad instance, quarantined, 0xC000) or failed (0x0110) on
+an association of *this* C-MOVE, or its process died during it, the PACS is not to blame:
+the retrieve waits or retries with our reason, and only what a person must fix (a bad
+instance) ends dead, after the rest of the study was fetched. The facts come from the
+Portal AET's record of the C-MOVE (move_record.py); the repair ladder's Mover hands failed
+C-MOVEs here before move_diagnosis blames the PACS.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
-from ..state import DicomEvent, Store
+from ..state import DicomEvent
 from ..tasks import RetryLater, WaitFor
+from .move_record import PortalSaw
 
-# The Portal AET records an event a moment after it answered; the PACS may be faster.
-EVENT_GRACE = 1.0
 DISK_RECHECK = 10.0  # a retrieve waiting for free space looks again this often
 SCP_RESTART_WAIT = 5.0  # our SCP process died mid C-MOVE: it is back within seconds
 
@@ -53,25 +51,14 @@ class MoveVerdicts:
 
     ours: list[tuple[str, DicomEvent]] = field(default_factory=list)
 
-    def absorb(self, store: Store, started: float) -> bool:
-        """A C-MOVE started at `started` just ended with a failure status: True (and the
-        causes kept) when our side explains it."""
-        found = self._ours(store, started)
-        if not found:
-            time.sleep(EVENT_GRACE)
-            found = self._ours(store, started)
+    def absorb(self, saw: PortalSaw) -> bool:
+        """A C-MOVE just ended with a failure status: True (and the causes kept) when the
+        Portal AET's record of it shows our side caused it."""
+        found = [(cause, e) for e in [*saw.refusals, *saw.deaths]
+                 if (cause := cause_of(e)) is not None]
         known = {e.id for _, e in self.ours}
         self.ours.extend((c, e) for c, e in found if e.id not in known)
         return bool(found)
-
-    @staticmethod
-    def _ours(store: Store, started: float) -> list[tuple[str, DicomEvent]]:
-        out = []
-        for e in store.dicom_events.since(started - 0.5, ("store_refused", "scp_process_died")):
-            cause = cause_of(e)
-            if cause is not None:
-                out.append((cause, e))
-        return out
 
     def causes(self) -> set[str]:
         return {c for c, _ in self.ours}

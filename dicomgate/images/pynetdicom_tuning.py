@@ -14,7 +14,12 @@ longer has what they rely on; the SCP logs `pynetdicom.tuning_unavailable` at st
 - Internal: the per-association deep copy of the accepted presentation contexts
   (`RequestHandler._create_association`) made a no-op (SharedContexts).
 - Subclass: the threaded association server bound with SO_REUSEPORT (SharedPortServer), for
-  several Portal AET processes on one port.
+  several Portal AET processes on one port; it joins `AE._servers` (adopt_server) as
+  `start_server` would, so `AE.shutdown` stops it.
+- Internal: `PresentationContext._transfer_syntax` set without the public setter's
+  per-UID validation (set_syntaxes_checked_once), for the sender-order copies.
+- Internal: `Association.dimse.msg_queue`: an abandoned C-MOVE's wait is woken by an
+  empty item (wake_waiting).
 - pydicom's value validation off in the Portal AET process (skip_value_validation).
 
 Negotiation (the sender's syntax order, the bounded PDU, rejected contexts recorded) uses
@@ -23,11 +28,14 @@ public API only (EVT_REQUESTED, `acceptor.supported_contexts`) and lives in nego
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import inspect
+import os
 import socket
 import tempfile
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,14 +64,23 @@ def receiving_suffix(index: int) -> str:
 DUL_IDLE_SLEEP = 0.0002
 
 
+def _source(obj: object) -> str:
+    """pynetdicom's source text, or "" when it is not available (a zipped or compiled-only
+    install): the checks below then report the tuning as unavailable, never crash."""
+    try:
+        return inspect.getsource(obj)  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        return ""
+
+
 def missing() -> list[str]:
     """What this module relies on and the installed pynetdicom lacks (empty when all is there)."""
     out = []
     if not callable(getattr(dimse_messages, "NamedTemporaryFile", None)) or \
-            "NamedTemporaryFile(" not in inspect.getsource(dimse_messages):
+            "NamedTemporaryFile(" not in _source(dimse_messages):
         out.append("pynetdicom.dimse_messages.NamedTemporaryFile (the received-dataset temp "
                    "file factory)")
-    if "self._run_loop_delay" not in inspect.getsource(dul.DULServiceProvider):
+    if "self._run_loop_delay" not in _source(dul.DULServiceProvider):
         out.append("pynetdicom.dul.DULServiceProvider._run_loop_delay (the DUL idle sleep)")
     for name in ("STORE_RECV_CHUNKED_DATASET", "LOG_HANDLER_LEVEL"):
         if not hasattr(_config, name):
@@ -79,39 +96,75 @@ class _HashingFile:
     """pynetdicom's temp file for one received dataset, hashed (SHA-256) as it is written.
 
     The hash is computed while the rest of the dataset is still on the wire (hashlib
-    releases the GIL), instead of reading the finished file back before the response."""
+    releases the GIL), instead of reading the finished file back before the response.
+    Written unbuffered through its descriptor: a full disk (ENOSPC) is caught here, the
+    rest of the dataset is read off the wire and dropped, and the C-STORE handler answers
+    0xA700 (write_failure) instead of pynetdicom's receive thread dying mid-association.
+    Opened while `room` says a receiving file system is short, it writes nothing at all."""
 
-    def __init__(self, folder: Path, suffix: str = RECEIVING_SUFFIX):
-        self._file = tempfile.NamedTemporaryFile(delete=False, mode="wb", suffix=suffix,
-                                                 dir=str(folder))
-        self.name = self._file.name
-        self.file = self._file.file  # pynetdicom flushes through it after each PDV
+    def __init__(self, folder: Path, suffix: str = RECEIVING_SUFFIX,
+                 room: Room | None = None):
+        self.failure: str | None = room() if room is not None else None
         self.sha256 = hashlib.sha256()
         self.size = 0
+        self._fd: int | None = None
+        try:
+            fd, self.name = tempfile.mkstemp(suffix=suffix, dir=str(folder))
+        except OSError as exc:
+            self.name = str(folder / f"unwritten-{id(self)}{suffix}")
+            self.failure = self.failure or f"cannot create a file in {folder}: {exc.strerror}"
+            return
+        self._fd = fd
+
+    @property
+    def file(self) -> _HashingFile:  # pynetdicom flushes through it after each PDV
+        return self
 
     def write(self, data: bytes) -> int:
         self.sha256.update(data)
         self.size += len(data)
-        return self._file.write(data)
+        if self.failure is None and self._fd is not None:
+            view = memoryview(data)
+            try:
+                while view:
+                    view = view[os.write(self._fd, view):]
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                self.failure = f"disk full receiving into {self.name}: {exc.strerror}"
+        return len(data)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._file, name)
+    def flush(self) -> None:
+        pass
 
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+# What `room` answers: None when every receiving file system has room, else the reason.
+Room = Callable[[], "str | None"]
 
 # Files being received, by path; an entry goes when pynetdicom drops its file object.
 _receiving: weakref.WeakValueDictionary[str, _HashingFile] = weakref.WeakValueDictionary()
 
 
-def receive_into(folder: Path, hashing: bool = True, suffix: str = RECEIVING_SUFFIX) -> None:
+def receive_into(folder: Path, hashing: bool = True, suffix: str = RECEIVING_SUFFIX,
+                 room: Room | None = None) -> None:
     """Receive datasets in chunks into temp files in `folder` (process-wide), hashed as they
-    are written unless `hashing` is False (the bare-SCP benchmark)."""
+    are written unless `hashing` is False (the bare-SCP benchmark); while `room` gives a
+    reason, nothing is written (the C-STORE handler refuses it)."""
     _config.STORE_RECV_CHUNKED_DATASET = True  # datasets go to disk, not memory
     # pynetdicom's own per-PDU/per-message log handlers format info/debug lines that its
     # logger (held at WARNING, see logs.py) drops anyway; its warnings still log.
     _config.LOG_HANDLER_LEVEL = "none"
 
     def open_hashing(*_args: Any, **_kwargs: Any) -> _HashingFile:
-        f = _HashingFile(folder, suffix)
+        f = _HashingFile(folder, suffix, room)
         _receiving[f.name] = f
         return f
 
@@ -123,11 +176,23 @@ def receive_into(folder: Path, hashing: bool = True, suffix: str = RECEIVING_SUF
         dimse_messages.NamedTemporaryFile = open_hashing if hashing else open_plain
 
 
+def write_failure(path: Path) -> str | None:
+    """Why a received dataset was not (wholly) written: a receiving file system short of
+    space when it began, or full while it arrived; None when it was written."""
+    f = _receiving.get(str(path))
+    if f is None or f.failure is None:
+        return None
+    _receiving.pop(str(path), None)
+    f.close()
+    return f.failure
+
+
 def digest_of(path: Path) -> tuple[int, str] | None:
     """(size, sha256) of a received file if every byte of it went through _HashingFile."""
     f = _receiving.pop(str(path), None)
     if f is None:
         return None
+    f.close()
     try:
         if path.stat().st_size != f.size:
             return None
@@ -141,9 +206,7 @@ def tune_connection(event: evt.Event) -> None:
     small responses meet the sender's delayed ACK and every instance stalls ~40 ms on a
     quiet link. Shorten the DUL's idle sleep (see DUL_IDLE_SLEEP)."""
     d = event.assoc.dul
-    sock = getattr(d.socket, "socket", None)
-    if sock is not None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    no_delay(event.assoc)
     if hasattr(d, "_run_loop_delay"):
         d._run_loop_delay = DUL_IDLE_SLEEP
 
@@ -180,3 +243,30 @@ class SharedContexts(list):
 
     def __deepcopy__(self, memo: dict) -> SharedContexts:
         return self
+
+
+def adopt_server(ae: Any, server: ThreadedAssociationServer) -> None:
+    """Register a server made with `ae.make_server` the way `start_server` does, so that
+    `ae.shutdown()` and `ae.active_associations` include it."""
+    ae._servers.append(server)
+
+
+def set_syntaxes_checked_once(cx: Any, syntaxes: list[Any]) -> None:
+    """Give a presentation context transfer syntaxes that are already validated UIDs: the
+    public setter validates each one again (a regex per UID; a sender such as Orthanc
+    proposes ~100 SOP classes x several syntaxes on every association)."""
+    cx._transfer_syntax = list(syntaxes)
+
+
+def wake_waiting(assoc: Any) -> None:
+    """After `assoc.abort()` from another thread: a C-MOVE loop waits on the DIMSE queue for
+    up to its DIMSE timeout and an abort does not wake it; an empty item does (read as
+    'no response')."""
+    assoc.dimse.msg_queue.put((None, None))
+
+
+def no_delay(assoc: Any) -> None:
+    """TCP_NODELAY on an association's socket (reached through its DUL provider)."""
+    sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

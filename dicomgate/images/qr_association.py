@@ -28,6 +28,7 @@ from pynetdicom.sop_class import (
 )
 
 from ..config import DicomConfig, PacsConfig
+from . import pynetdicom_tuning
 
 
 class PacsUnavailable(Exception):
@@ -175,9 +176,7 @@ def _no_delay(event: evt.Event) -> None:
     """Send each request at once: a C-FIND/C-MOVE request goes as two PDUs (command, then
     identifier) and with Nagle's algorithm the second waits for the PACS's delayed ACK,
     ~40 ms per request on a quiet link."""
-    sock = getattr(event.assoc.dul.socket, "socket", None)
-    if sock is not None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    pynetdicom_tuning.no_delay(event.assoc)
 
 
 def _catch_rejection(seen: Seen):

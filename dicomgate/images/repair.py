@@ -13,21 +13,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
 
 from ..state import DicomEvent, Store
-from .move_diagnosis import explain, relevant_rejections, window_start
+from . import move_record
+from .move_diagnosis import PortalAetRejected, contexts_since, explain, relevant_rejections
 from .move_outcome import MoveVerdicts
+from .move_record import PortalSaw
 from .qr_association import PacsRefused, PacsUnavailable
-from .scu import MoveResult, PacsClient
+from .scu import Cancelled, MoveResult, PacsClient
 
 log = structlog.get_logger("dicomgate.images.repair")
 
 IMAGE_MOVE_BATCH = 200  # SOP Instance UIDs per image-level C-MOVE
-OUR_RECORD_GRACE = 0.5  # seconds: see Mover.move
 MAX_PER_UID = 500  # beyond this many missing, per-UID requests are not worth it: SERIES
 
 Missing = dict[str, set[str]]  # series UID -> SOP Instance UIDs
@@ -48,9 +49,9 @@ class Step:
 
 @dataclass
 class Mover:
-    """pacs.move with what dicomgate saw around it: the failed sub-operations and the
-    Portal AET's own rejections are logged, recorded for the study, and explain a
-    refusal (move_diagnosis.py)."""
+    """pacs.move with what the Portal AET recorded for it (move_record.py): the failed
+    sub-operations and the Portal AET's own refusals are logged, recorded for the study,
+    and explain a refusal (move_diagnosis.py)."""
     store: Store
     pacs: PacsClient
     sop_classes: dict[str, str] = field(default_factory=dict)  # SOP UID -> SOP class
@@ -60,6 +61,9 @@ class Mover:
     moved: int = 0  # completed sub-operations so far
     # our side's causes of failed C-MOVEs (move_outcome.py); None: blame as move_diagnosis
     verdicts: MoveVerdicts | None = None
+    # SOP UID -> what the PACS answered when asked for that instance alone and it failed
+    unsendable: dict[str, str] = field(default_factory=dict)
+    reached: bool = False  # a C-MOVE of this run brought instances: the PACS reaches us
 
     def _told(self, study_uid: str) -> Callable[[int, int], None] | None:
         """The C-MOVE's pending responses (completed, remaining) as study progress."""
@@ -71,34 +75,53 @@ class Mover:
     def move(self, study_uid: str, level: str, keys: dict[str, str | list[str]]
              ) -> MoveResult:
         started = time.time()
+        msg_id = self.pacs.next_message_id()
+        me = self.pacs.dicom.ae_title
         try:
-            result = self.pacs.move(level, keys, self._told(study_uid),
-                                    activity=lambda: self.store.instances.last_change(study_uid))
+            result = self.pacs.move(
+                level, keys, self._told(study_uid), msg_id=msg_id,
+                activity=lambda: move_record.last_activity(self.store, me, msg_id,
+                                                           study_uid, started))
         except (PacsRefused, PacsUnavailable) as exc:
+            if isinstance(exc, Cancelled):
+                raise
             partial = getattr(exc, "move_result", None)
-            seen = self._seen(study_uid, started)
-            if not seen and partial is not None and partial.completed == 0:
-                # Our SCP records a refusal in its own thread as the PACS hears it; the
-                # PACS may answer us first: look again once before blaming the PACS.
-                time.sleep(OUR_RECORD_GRACE)
-                seen = self._seen(study_uid, started)
+            saw = move_record.read(self.store, me, msg_id, study_uid, started)
+            contexts = self._contexts(study_uid, started, saw)
             if partial is not None and (partial.failed or partial.failed_uids):
-                self._failed_suboperations(study_uid, level, partial, seen)
-            if partial is not None and self._ours(study_uid, level, exc, started):
+                self._failed_suboperations(study_uid, level, partial, saw, contexts)
+            if partial is not None and self._ours(study_uid, level, exc, saw):
                 self.moved += partial.completed
                 return partial  # what arrived is checked by the caller
-            raise explain(exc, partial, seen, self.pacs.dicom, self.pacs.where,
-                          self._classes()) from None
+            if partial is not None and saw.stored and not saw.refusals:
+                return self._partway(study_uid, level, exc, partial, saw)
+            raise explain(exc, partial, saw, contexts, self.pacs.dicom, self.pacs.where,
+                          self._classes(), reached=self.reached) from None
         self.moved += result.completed
+        self.reached = self.reached or result.completed > 0
         if result.failed or result.failed_uids:
-            self._failed_suboperations(study_uid, level, result,
-                                       self._seen(study_uid, started))
+            saw = move_record.read(self.store, me, msg_id, study_uid, started)
+            self._failed_suboperations(study_uid, level, result, saw,
+                                       self._contexts(study_uid, started, saw))
         return result
 
-    def _ours(self, study_uid: str, level: str, exc: Exception, started: float) -> bool:
+    def _partway(self, study_uid: str, level: str, exc: Exception, partial: MoveResult,
+                 saw: PortalSaw) -> MoveResult:
+        """The PACS sent part of what was asked and then ended the C-MOVE with a failure,
+        while the Portal AET stored all it was sent: what is missing is fetched in smaller
+        requests by the caller (the repair ladder), down to single instances."""
+        log.warning("move.failed_partway", study_uid=study_uid, level=level,
+                    pacs_said=str(exc), stored=saw.stored,
+                    then="the missing instances are asked for in smaller requests")
+        done = replace(partial, completed=max(partial.completed, saw.stored))
+        self.moved += done.completed
+        self.reached = True
+        return done
+
+    def _ours(self, study_uid: str, level: str, exc: Exception, saw: PortalSaw) -> bool:
         """Our side caused the failure: keep the cause; OurSide when asking again is
         pointless until it recovers (disk floor, SCP process died)."""
-        if self.verdicts is None or not self.verdicts.absorb(self.store, started):
+        if self.verdicts is None or not self.verdicts.absorb(saw):
             return False
         log.warning("move.failed_on_our_side", study_uid=study_uid, level=level,
                     pacs_said=str(exc), ours=self.verdicts.reason())
@@ -109,22 +132,21 @@ class Mover:
         """The SOP classes the PACS's C-FIND gave for this study (empty: it gave none)."""
         return {c for c in self.sop_classes.values() if c}
 
-    def _seen(self, study_uid: str, started: float) -> list[DicomEvent]:
-        """The Portal AET's rejections in this move's window, tied to the study."""
-        kinds = ("association_rejected", "context_rejected", "store_refused")
+    def _contexts(self, study_uid: str, started: float, saw: PortalSaw) -> list[DicomEvent]:
+        """The presentation contexts the Portal AET rejected that can explain this C-MOVE;
+        they and the rest of its record are tied to the study for `study show`."""
         events = self.store.dicom_events
-        seen = [e for e in events.since(window_start(started, "context_rejected"), kinds)
-                if e.at >= window_start(started, e.kind)]
-        relevant = {e.id for e in relevant_rejections(seen, self._classes())}
-        events.attribute([e.id for e in seen if e.study_uid is None and
-                          (e.sop_uid is None or e.sop_uid in self.sop_classes) and
-                          (e.kind != "context_rejected" or e.id in relevant)], study_uid)
-        return seen
+        contexts = events.since(contexts_since(started), ("context_rejected",))
+        relevant = relevant_rejections(contexts, self._classes())
+        events.attribute([e.id for e in [*saw.events, *relevant] if e.study_uid is None],
+                         study_uid)
+        return contexts
 
     def _failed_suboperations(self, study_uid: str, level: str, result: MoveResult,
-                              seen: list[DicomEvent]) -> None:
-        ours = {e.sop_uid: e for e in seen if e.sop_uid}
-        contexts = {e.sop_class_uid: e for e in relevant_rejections(seen, self._classes())}
+                              saw: PortalSaw, contexts_seen: list[DicomEvent]) -> None:
+        ours = {e.sop_uid: e for e in saw.refusals if e.sop_uid}
+        contexts = {e.sop_class_uid: e for e in relevant_rejections(contexts_seen,
+                                                                    self._classes())}
         log.warning("move.suboperations_failed", study_uid=study_uid, level=level,
                     status=f"0x{result.status:04X}", failed=result.failed,
                     completed=result.completed, failed_sop_uids=list(result.failed_uids[:50]))
@@ -207,11 +229,24 @@ class Ladder:
                         "SOPInstanceUID": uid})
                 except PacsRefused as exc:  # one refused instance must not stop the rest
                     errors.append(str(exc))
+                    if not isinstance(exc, PortalAetRejected):
+                        self._unsendable(study_uid, uid, exc)
                     continue
                 moved, failed = moved + r.completed, failed + r.failed
         if errors and not moved:
             raise PacsRefused(errors[-1])
         return moved, failed
+
+    def _unsendable(self, study_uid: str, uid: str, exc: PacsRefused) -> None:
+        """Asked for alone, the PACS did not send this instance and the Portal AET refused
+        nothing: kept, so the retrieve can name it if every other way fails too."""
+        result = getattr(exc, "move_result", None)
+        status = f"0x{result.status:04X}" if result is not None else None
+        self.mover.unsendable[uid] = str(exc).split("; ")[0]  # the PACS's own answer
+        self.mover.store.dicom_events.record(
+            "suboperation_failed", f"asked for on its own, the PACS did not send it ({exc})",
+            sop_uid=uid, study_uid=study_uid, sop_class_uid=self.mover.sop_classes.get(uid),
+            status=status)
 
     def _series(self, study_uid: str, missing: Missing) -> tuple[int, int]:
         moved = failed = 0

@@ -8,6 +8,7 @@ the instances the spool lacks.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,8 +20,10 @@ from ..state import Store, Task
 from ..state.kinds import Retrieve, Upload
 from ..state.names import Fact
 from ..tasks import Fatal, RetryLater, WaitFor
+from .accession import pick_hospital
 from .echo import FACT as ECHO_FACT
-from .move_outcome import MoveVerdicts, OurSide, wait_for_our_side
+from .move_diagnosis import PacsCannotReachUs
+from .move_outcome import DISK_RECHECK, MoveVerdicts, OurSide, wait_for_our_side
 from .repair import Ladder, Mover, Step, give_up_detail
 from .scu import MoveStalled, PacsClient, PacsRefused, PacsUnavailable
 
@@ -28,9 +31,11 @@ log = structlog.get_logger("dicomgate.images.retrieve")
 
 PRESENT_STATES = ("uploaded", "delivered", "purged")  # left the spool on purpose
 STALL_FACT = Fact.MOVE_STALLED
-DISK_RECHECK = 10.0  # a retrieve waiting for free space looks again this often
 PACS_DOWN_RECHECK = 3600.0  # the echo says the PACS is down: `pacs.up` wakes us sooner
 PACS_FLAKY_RECHECK = 30.0  # the echo says up, yet this C-MOVE could not be done
+STOP_WAIT = 10.0  # seconds a stopping daemon waits for its cancelled retrieves to end
+SHUTDOWN_TEXT = ("dicomgate stopped before this retrieve finished; it continues at the next "
+                 "start (not counted as an attempt)")
 
 # Told as the PACS reports C-MOVE sub-operations: (study_uid, instances held, expected).
 MoveProgress = Callable[[str, int, int], None]
@@ -60,41 +65,83 @@ class Retriever:
     def __init__(self, store: Store, pacs: PacsClient,
                  fetch_http: Callable[[Retrieve, Task], str] | None = None,
                  progress: MoveProgress | None = None, queue_uploads: bool = True,
-                 room: Callable[[], bool] | None = None, min_free_disk: int = 0,
-                 pacs_down_wait: float = PACS_DOWN_RECHECK):
+                 room: Callable[[], str | None] | None = None,
+                 pacs_down_wait: float = PACS_DOWN_RECHECK,
+                 hospitals: tuple[str, ...] = ("",)):
         self.store = store
         self.pacs = pacs
         self.fetch_http = fetch_http
         self.progress = progress
         self.queue_uploads = queue_uploads  # False without [upstream]: nobody would run them
-        self.room = room  # False while free space is below dicom.min_free_disk
-        self.min_free_disk = min_free_disk
+        self.room = room  # why a receiving file system is short of space, else None
         self.pacs_down_wait = pacs_down_wait  # tasks.backoff_max: `pacs.up` wakes sooner
+        self.hospitals = hospitals  # gateway.served_hospitals: ours first
+        self.stopping = threading.Event()
+        self._running = 0
+        self._idle = threading.Condition()
 
     # -- task handler ---------------------------------------------------------------------
     def handle(self, work: Retrieve, task: Task) -> str:
+        with self._idle:
+            self._running += 1
+        try:
+            return self._handle(work, task)
+        except Exception:
+            if self.stopping.is_set():  # our own stopping cut it short: not the PACS's doing
+                raise WaitFor(SHUTDOWN_TEXT, "dicomgate stopping", after=0.0) from None
+            raise
+        finally:
+            with self._idle:
+                self._running -= 1
+                self._idle.notify_all()
+
+    def stop(self, wait: float = STOP_WAIT) -> int:
+        """dicomgate is stopping: claim nothing more, abort the C-MOVEs under way (before the
+        Portal AET stops), and wait (bounded) for their handlers to hand the tasks back."""
+        self.stopping.set()
+        aborted = self.pacs.cancel()
+        deadline = time.monotonic() + wait
+        with self._idle:
+            while self._running and time.monotonic() < deadline:
+                self._idle.wait(max(0.0, deadline - time.monotonic()))
+            left = self._running
+        log.info("retrieves.stopped", cancelled_associations=aborted, still_running=left)
+        return left
+
+    def _handle(self, work: Retrieve, task: Task) -> str:
+        if self.stopping.is_set():
+            raise WaitFor(SHUTDOWN_TEXT, "dicomgate stopping", after=0.0)
         if work.image_paths:
             if self.fetch_http is None:
                 raise Fatal("payload has image_paths but HTTP image mode is not configured "
                             '(set [images] source = "http")')
             return self.fetch_http(work, task)
-        if self.room is not None and not self.room():
-            raise WaitFor(f"free space in the state dir is below dicom.min_free_disk "
-                          f"({self.min_free_disk / 1e6:.0f} MB): our SCP would refuse every "
-                          "instance; the retrieve starts once space is freed", "disk space",
+        return self.retrieve(study_uid=work.study_uid, accession_no=work.accession_no,
+                             exam_id=work.exam_id, hospital_id=work.hospital_id)
+
+    def retrieve(self, *, study_uid: str | None = None, accession_no: str | None = None,
+                 exam_id: int | None = None, hospital_id: str | None = None) -> str:
+        """run(), with every failure said as the worker (and `dicomgate pull`) acts on it:
+        WaitFor (our disk, our SCP, the PACS unreachable), RetryLater, Fatal."""
+        short = self.room() if self.room is not None else None
+        if short:
+            raise WaitFor(f"{short}: our Portal AET would refuse every instance; the retrieve "
+                          "starts by itself once space is freed", "disk space",
                           after=DISK_RECHECK)
         try:
-            return self.run(study_uid=work.study_uid, accession_no=work.accession_no,
-                            exam_id=work.exam_id)
+            return self.run(study_uid=study_uid, accession_no=accession_no, exam_id=exam_id,
+                            hospital_id=hospital_id)
         except OurSide as exc:
-            raise wait_for_our_side(work.study_uid, exc) from None
+            raise wait_for_our_side(study_uid, exc) from None
         except MoveStalled as exc:
             self.store.facts.set(STALL_FACT, {"at": time.time(), "error": str(exc),
-                                              "study_uid": work.study_uid})
-            log.warning("pacs.move_stalled", study_uid=work.study_uid, error=str(exc))
+                                              "study_uid": study_uid})
+            log.warning("pacs.move_stalled", study_uid=study_uid, error=str(exc))
             raise WaitFor(str(exc), "PACS", after=self._pacs_wait()) from None
         except PacsUnavailable as exc:  # unreachable: waits, never exhausts the task
             raise WaitFor(str(exc), "PACS", after=self._pacs_wait()) from None
+        except PacsCannotReachUs as exc:  # our AE's entry on the PACS, or the network
+            raise RetryLater(str(exc)) from None
         except PacsRefused as exc:
             raise Fatal(str(exc)) from None
 
@@ -107,25 +154,29 @@ class Retriever:
         return min(PACS_FLAKY_RECHECK, self.pacs_down_wait)
 
     def run(self, *, study_uid: str | None = None, accession_no: str | None = None,
-            exam_id: int | None = None) -> str:
+            exam_id: int | None = None, hospital_id: str | None = None) -> str:
         if study_uid:
             uids = [study_uid]
         elif accession_no:
-            uids = self.resolve(accession_no)
+            uids = self.resolve(accession_no, hospital_id or self.hospitals[0])
         else:
             raise Fatal("retrieve payload needs study_uid or accession_no")
         return "; ".join(self.study(uid, accession_no=accession_no, exam_id=exam_id)
                          for uid in uids)
 
-    def resolve(self, accession_no: str) -> list[str]:
-        uids = self.pacs.studies_of_accession(accession_no)
-        if not uids:
+    def resolve(self, accession_no: str, hospital_id: str) -> list[str]:
+        """The studies of this hospital's exam: accession numbers are unique only within
+        a hospital, and a hospital group may share one PACS (gateway.group_hospital_ids)."""
+        found = self.pacs.studies_of_accession(accession_no)
+        if not found:
             raise RetryLater(f"{self.pacs.where} has no study with AccessionNumber "
                              f"{accession_no} (yet): the images may not be archived; "
                              "will ask again")
+        uids = pick_hospital(found, hospital_id, self.hospitals, accession_no, self.pacs.where)
         for uid in uids:
             self.store.instances.ensure_study(uid, accession_no=accession_no)
-        log.info("study.resolved", accession_no=accession_no, study_uids=uids)
+        log.info("study.resolved", accession_no=accession_no, hospital_id=hospital_id,
+                 study_uids=uids)
         return uids
 
     # -- one study ------------------------------------------------------------------------
@@ -207,8 +258,12 @@ class Retriever:
         if missing:
             verdicts.explain_missing(study_uid, exp.size(missing), exp.count)
         bad = quarantined_of(exp, verdicts)
+        unsendable = unsendable_of(missing, mover.unsendable)
+        if unsendable and len(unsendable) == exp.size(missing):
+            bad = {**bad, **unsendable}  # the PACS cannot send them: deliver the rest
+            missing = {}
         if bad and not missing:
-            return self._finish_without(study_uid, exp, bad, moved)
+            return self._finish_without(study_uid, exp, bad, moved, set(unsendable))
         return self._finish(study_uid, exp, missing, moved, started, steps)
 
     def _still_missing(self, study_uid: str, exp: Expected, verdicts: MoveVerdicts) -> Missing:
@@ -246,9 +301,10 @@ class Retriever:
         """The SOP Instance UIDs by series, or only their number when the PACS refuses
         image-level queries and answers NumberOfStudyRelatedInstances."""
         try:
-            by_series = pacs.study_instances(study_uid)
-            return Expected(by_series, sum(len(s) for s in by_series.values()),
-                            tuple(pacs.sop_classes.get(study_uid, {}).items()))
+            listing = pacs.study_instances(study_uid)
+            return Expected(listing.by_series,
+                            sum(len(s) for s in listing.by_series.values()),
+                            tuple(listing.sop_classes.items()))
         except PacsRefused as exc:
             log.warning("pacs.image_query_refused", study_uid=study_uid, error=str(exc))
             count = pacs.study_instance_count(study_uid)
@@ -284,24 +340,38 @@ class Retriever:
                  seconds=seconds)
         return f"study {study_uid}: complete, {exp.count} instances, {moved} moved"
 
-    def _finish_without(self, study_uid: str, exp: Expected, quarantined: dict[str, str],
-                        moved: int) -> str:
-        """Everything arrived but what our SCP quarantined: deliver the rest, then leave
-        the task dead so a person sees which instances the PACS must correct."""
-        good = exp.count - len(quarantined)
-        detail = {"moved": moved, "at": time.time(), "quarantined": sorted(quarantined)[:50]}
+    def _finish_without(self, study_uid: str, exp: Expected, left_out: dict[str, str],
+                        moved: int, unsendable: set[str]) -> str:
+        """Everything arrived but what our SCP quarantined or the PACS cannot send: deliver
+        the rest, then leave the task dead so a person sees which instances the PACS must
+        correct."""
+        good = exp.count - len(left_out)
+        quarantined = {u: w for u, w in left_out.items() if u not in unsendable}
+        detail = {"moved": moved, "at": time.time(),
+                  "quarantined": sorted(quarantined)[:50],
+                  "unsendable": {u: left_out[u] for u in sorted(unsendable)[:50]}}
         with self.store.transaction():
             self.store.instances.set_study(study_uid, state="complete", expected_count=good,
                                            detail=detail)
             if self.queue_uploads:
                 self.store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid)
-        log.error("study.instances_quarantined", study_uid=study_uid, delivered=good,
-                  quarantined=sorted(quarantined))
         queued = " and queued for upload" if self.queue_uploads else ""
+        parts = []
+        if quarantined:
+            log.error("study.instances_quarantined", study_uid=study_uid, delivered=good,
+                      quarantined=sorted(quarantined))
+            parts.append(f"{len(quarantined)} could not be stored and are in the quarantine "
+                         f"dir ({_quarantine_text(quarantined)})")
+        if unsendable:
+            log.error("study.instances_unsendable", study_uid=study_uid, delivered=good,
+                      unsendable=sorted(unsendable))
+            parts.append(f"{len(unsendable)} the PACS did not send even when asked for one "
+                         f"by one ({_quarantine_text({u: left_out[u] for u in unsendable})}): "
+                         "check those files on the PACS (damaged or unreadable: its log "
+                         "says which)")
         raise Fatal(f"study {study_uid}: {good} of {exp.count} instances retrieved{queued}; "
-                    f"{len(quarantined)} could not be stored and are in "
-                    f"the quarantine dir ({_quarantine_text(quarantined)}): have the PACS "
-                    "correct them, then `dicomgate tasks retry` this task")
+                    + "; ".join(parts) + ": have the PACS correct them, then "
+                    "`dicomgate tasks retry` this task")
 
 
 Missing = dict[str, set[str]] | int
@@ -336,6 +406,14 @@ def quarantined_of(exp: Expected, verdicts: MoveVerdicts) -> dict[str, str]:
         if hit:
             out[uid] = hit
     return out
+
+
+def unsendable_of(missing: Missing, unsendable: dict[str, str]) -> dict[str, str]:
+    """{missing SOP UID: what the PACS answered} for those it did not send when asked for
+    one by one."""
+    if not isinstance(missing, dict):
+        return {}
+    return {u: unsendable[u] for s in missing.values() for u in s if u in unsendable}
 
 
 def _quarantine_text(quarantined: dict[str, str]) -> str:

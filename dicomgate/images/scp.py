@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from pynetdicom.sop_class import Verification
 from ..config import Config
 from ..state.db import store_unwritable
 from . import pynetdicom_tuning
-from .ingest import Ingest, Malformed, OutOfSpace
+from .ingest import Ingest, Malformed, Origin, OutOfSpace
 from .negotiation import (
     MAX_PDU,
     TRANSFER_SYNTAXES,
@@ -72,6 +73,8 @@ class StorageSCP:
         self._server = None
         self._lock = threading.Lock()
         self.received = 0  # instances stored since start (for the CLI's temporary SCP)
+        # each open association's record id (portal_associations)
+        self._records: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
     # -- life cycle -----------------------------------------------------------------------
     def build_ae(self) -> AE:
@@ -105,14 +108,19 @@ class StorageSCP:
                         effect="received datasets may be copied, not renamed, and answered "
                                "slower; install the pynetdicom range setup.cfg names")
         pynetdicom_tuning.receive_into(self.ingest.spool.incoming_dir(),
-                                       suffix=pynetdicom_tuning.receiving_suffix(self.index))
+                                       suffix=pynetdicom_tuning.receiving_suffix(self.index),
+                                       room=self.ingest.short_of_space)
         stale = self.ingest.spool.clean_incoming(clean)
         if stale:
             log.warning("spool.stale_removed", files=stale, reason="left by an earlier crash")
         handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_REJECTED, self._on_rejected),
                     (evt.EVT_C_ECHO, lambda _e: STATUS_SUCCESS),
                     (evt.EVT_CONN_OPEN, pynetdicom_tuning.tune_connection),
+                    (evt.EVT_REQUESTED, self._on_requested),
                     (evt.EVT_REQUESTED, prefer_sender_order),
+                    (evt.EVT_RELEASED, self._on_ended("released")),
+                    (evt.EVT_ABORTED, self._on_ended("aborted")),
+                    (evt.EVT_CONN_CLOSE, self._on_ended("closed")),
                     (evt.EVT_ACCEPTED, on_accepted(self.ingest.note))]
         try:
             self._server = self._listen(self.build_ae(), handlers)
@@ -134,7 +142,7 @@ class StorageSCP:
         thread = threading.Thread(target=server.serve_forever, daemon=True,
                                   name=f"AcceptorServer-{self.index}")
         thread.start()
-        ae._servers.append(server)  # as start_server does: ae.shutdown() stops it
+        pynetdicom_tuning.adopt_server(ae, server)  # as start_server does
         return server
 
     def stop(self, drain: float = 0.0) -> None:
@@ -150,33 +158,67 @@ class StorageSCP:
     def health(self) -> str | None:
         if self._server is None:
             return "storage SCP is not listening"
-        if not self.ingest.has_room():
-            return (f"free space in {self.config.gateway.state_dir} below "
-                    f"dicom.min_free_disk: C-STORE answered 0xA700")
+        short = self.ingest.short_of_space()
+        if short:
+            return f"{short}: C-STORE answered 0xA700"
         return None
 
     # -- events ---------------------------------------------------------------------------
+    def _on_requested(self, event: evt.Event) -> None:
+        """Record the association before it is answered; a rejection this SCP will send
+        (a calling or called AE it does not accept) is recorded now, so the record is
+        complete before the PACS hears the answer."""
+        rq = event.assoc.requestor
+        calling = (rq.primitive.calling_ae_title or "").strip()
+        peer = f"{rq.address}:{rq.port}"
+        record = self.ingest.opened(calling, peer)
+        if record is not None:
+            self._records[event.assoc] = record
+        reason = self._rejection(calling, (rq.primitive.called_ae_title or "").strip(),
+                                 event.assoc.acceptor.ae_title.strip())
+        if reason is not None:
+            self.ingest.rejected(record, reason, calling_aet=calling, peer=peer)
+
+    def _rejection(self, calling: str, requested: str, called: str) -> str | None:
+        """Why pynetdicom will reject an association (the rules build_ae gave it)."""
+        if calling not in allowed_calling_aets(self.config):
+            return (f"calling AE {calling} is not allowed: add it to "
+                    "dicom.allowed_calling_aets if it should send images")
+        if requested != called:
+            return f"called AE {requested} is not this gateway's AE {called}"
+        return None
+
     def _on_rejected(self, event: evt.Event) -> None:
         rq = event.assoc.requestor
-        calling = (rq.ae_title or "").strip()
-        called = (event.assoc.acceptor.ae_title or "").strip()
-        requested = getattr(rq.primitive, "called_ae_title", None) or ""
-        allowed = allowed_calling_aets(self.config)
-        if calling not in allowed:
-            reason = (f"calling AE {calling} is not allowed: add it to "
-                      "dicom.allowed_calling_aets if it should send images")
-        elif requested.strip() != called:
-            reason = f"called AE {requested.strip()} is not this gateway's AE {called}"
-        else:
+        calling = (rq.primitive.calling_ae_title or "").strip()
+        requested = (rq.primitive.called_ae_title or "").strip()
+        peer = f"{rq.address}:{rq.port}"
+        reason = self._rejection(calling, requested, event.assoc.acceptor.ae_title.strip())
+        if reason is None:  # not foreseen in _on_requested: record it now
             reason = "too many simultaneous associations"
-        log.warning("association.rejected", calling_aet=calling, called_aet=requested.strip(),
-                    peer=f"{rq.address}:{rq.port}", reason=reason)
-        self.ingest.note("association_rejected", reason, calling_aet=calling,
-                         peer=f"{rq.address}:{rq.port}")
+            self.ingest.rejected(self._records.get(event.assoc), reason, calling_aet=calling,
+                                 peer=peer)
+        log.warning("association.rejected", calling_aet=calling, called_aet=requested,
+                    peer=peer, reason=reason)
+
+    def _on_ended(self, outcome: str):
+        def handler(event: evt.Event) -> None:
+            record = self._records.pop(event.assoc, None)
+            if record is not None:
+                self.ingest.ended(record, outcome)
+        return handler
+
+    def _origin(self, event: evt.Event) -> Origin:
+        req = event.request
+        aet = (getattr(req, "MoveOriginatorApplicationEntityTitle", None) or "").strip()
+        msg_id = getattr(req, "MoveOriginatorMessageID", None)
+        return Origin(self._records.get(event.assoc), aet or None,
+                      int(msg_id) if msg_id is not None and aet else None)
 
     def _note_refused(self, event: evt.Event, status: str, reason: str) -> None:
         rq = event.assoc.requestor
-        self.ingest.note("store_refused", reason, calling_aet=(rq.ae_title or "").strip(),
+        self.ingest.note("store_refused", reason, self._origin(event),
+                         calling_aet=(rq.ae_title or "").strip(),
                          peer=f"{rq.address}:{rq.port}",
                          sop_class_uid=str(event.request.AffectedSOPClassUID),
                          transfer_syntaxes=[str(event.context.transfer_syntax)],
@@ -188,15 +230,21 @@ class StorageSCP:
         calling = (event.assoc.requestor.ae_title or "").strip()
         path = Path(event.dataset_path)
         try:
+            unwritten = pynetdicom_tuning.write_failure(path)
+            if unwritten is not None:  # the disk filled while the dataset arrived
+                path.unlink(missing_ok=True)
+                raise OutOfSpace(unwritten)
             self.ingest.from_network(path, transfer_syntax=str(event.context.transfer_syntax),
                                      sop_class_uid=str(req.AffectedSOPClassUID),
                                      sop_uid=sop_uid, calling_aet=calling,
-                                     digest=pynetdicom_tuning.digest_of(path))
+                                     digest=pynetdicom_tuning.digest_of(path),
+                                     origin=self._origin(event))
         except OutOfSpace as exc:
+            path.unlink(missing_ok=True)  # nothing half-kept on a file system that is short
             log.error("store.refused", sop_uid=sop_uid, calling_aet=calling, status="0xA700",
                       reason=str(exc), free_bytes=self.ingest.spool.free_bytes(),
                       min_free_disk=self.ingest.min_free_disk)
-            self._note_refused(event, "0xA700", f"{exc} (dicom.min_free_disk)")
+            self._note_refused(event, "0xA700", str(exc))
             return STATUS_OUT_OF_RESOURCES
         except Malformed as exc:
             kept = self.ingest.spool.quarantine(path, str(exc), {

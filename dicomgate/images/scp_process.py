@@ -5,8 +5,9 @@ Python: in one process they take turns on the GIL. Here the SCP gets a core of i
 The child builds only what storing needs and talks to the daemon (scp_supervisor.py) over
 a pipe, one word per line: `ready`, or `error <why>` (it cannot start). The upload tasks
 it commits wake the daemon's workers through the task queue's doorbell. It stops on
-SIGTERM/SIGINT, or when the daemon goes away (its stdin closes). Its configuration is the
-daemon's own parsed object, sent on stdin first (config/handoff.py), never the file re-read.
+stdin closing (the daemon stops it so, or died); a SIGTERM alone starts a deadline. Its
+configuration is the daemon's own parsed object, sent on stdin first (config/handoff.py), never
+the file re-read.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .spool import Spool
 log = structlog.get_logger("dicomgate.images.scp_process")
 
 DRAIN_SECONDS = 5.0  # open associations get this long to end on their own at shutdown
+PARENT_GRACE = 20.0  # after a SIGTERM, how long the daemon has to stop us in order
 
 
 class Pipe:
@@ -93,16 +95,30 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _stop_event() -> threading.Event:
+    """Set when this process must stop: the daemon closed our stdin (its way of stopping
+    us, after it cancelled the C-MOVEs under way) or went away. A SIGTERM/SIGINT while the
+    daemon runs (systemd signals every process of the service at once) only starts a
+    PARENT_GRACE deadline: the Portal AET keeps answering the PACS until the daemon's
+    retrieves are handed back, then the daemon stops it."""
     stop = threading.Event()
+    parent = os.getppid()
 
     def on_signal(signum: int, _frame: object) -> None:
-        log.info("scp.signal", signal=signal.Signals(signum).name)
-        stop.set()
+        name = signal.Signals(signum).name
+        if os.getppid() != parent:  # the daemon is gone: nobody will stop us in order
+            log.info("scp.signal", signal=name)
+            stop.set()
+            return
+        log.info("scp.signal", signal=name, effect="stopping when the daemon says so, "
+                 f"at most {PARENT_GRACE:g}s from now")
+        timer = threading.Timer(PARENT_GRACE, stop.set)
+        timer.daemon = True
+        timer.start()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    def watch_parent() -> None:  # EOF: the daemon died (even by SIGKILL)
+    def watch_parent() -> None:  # EOF: the daemon stops us, or died (even by SIGKILL)
         # os.read, not sys.stdin: a buffered read still blocked at exit aborts Python.
         while os.read(0, 4096):
             pass

@@ -71,12 +71,14 @@ class ScpSupervisor:
                                    f"(exit {_exit(child.proc.poll())}): see its log lines")
 
     def stop(self) -> None:
-        """SIGTERM: the child stops accepting, lets open associations end (bounded), exits."""
+        """Close the child's stdin: it stops accepting, lets open associations end
+        (bounded), exits. (A SIGTERM alone only starts its deadline: see scp_process.)"""
         with self._lock:
             self._stopping.set()
             proc = self._proc
         if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+            if proc.stdin is not None:
+                proc.stdin.close()
             try:
                 proc.wait(DRAIN_SECONDS + 10)
             except subprocess.TimeoutExpired:
@@ -96,9 +98,9 @@ class ScpSupervisor:
                     " restarting it")
         if not self._ready.is_set():
             return "storage SCP process is starting"
-        if self.spool.free_bytes() < self.config.dicom.min_free_disk:
-            return (f"free space in {self.config.gateway.state_dir} below "
-                    f"dicom.min_free_disk: C-STORE answered 0xA700")
+        short = self.spool.short_of_space(self.config.dicom.min_free_disk)
+        if short:
+            return f"{short}: C-STORE answered 0xA700 until space is freed"
         return None
 
     # -- internals ------------------------------------------------------------------------

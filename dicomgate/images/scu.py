@@ -7,15 +7,19 @@ retry can cure (no association, timeout, abort), PacsRefused for what needs a pe
 from __future__ import annotations
 
 import copy
+import itertools
+import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
 from pynetdicom import Association
 
 from ..config import DicomConfig, PacsConfig
+from . import pynetdicom_tuning
 from .move_watch import Activity, MoveWatch
 from .qr_association import (
     PATIENT_ROOT,
@@ -27,11 +31,16 @@ from .qr_association import (
     this_host,
 )
 
-__all__ = ["MoveResult", "PacsClient", "PacsRefused", "PacsUnavailable", "this_host"]
+__all__ = ["MoveResult", "PacsClient", "PacsRefused", "PacsUnavailable", "StudyListing",
+           "StudyMatch", "this_host"]
 
 
 class MoveStalled(PacsUnavailable):
     """No C-MOVE response and no instance received for pacs.timeout: we abandoned it."""
+
+
+class Cancelled(PacsUnavailable):
+    """dicomgate is stopping: its own C-MOVEs were aborted (the PACS is not to blame)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,55 @@ class MoveResult:
     warning: int
     status: int
     failed_uids: tuple[str, ...] = ()  # Failed SOP Instance UID List of the final response
+
+
+@dataclass(frozen=True)
+class StudyListing:
+    """What the PACS lists for a study at SERIES/IMAGE level."""
+    by_series: dict[str, set[str]]  # SeriesInstanceUID -> SOP Instance UIDs
+    sop_classes: dict[str, str] = field(default_factory=dict)  # SOP UID -> SOP Class UID
+
+
+@dataclass(frozen=True)
+class StudyMatch:
+    """A study the PACS found for an AccessionNumber, and the values it gave that can name
+    a hospital (issuer of the accession number, institution name)."""
+    study_uid: str
+    hospital_marks: tuple[str, ...] = ()
+
+
+def _hospital_marks(d: Dataset) -> set[str]:
+    marks = {str(d.get("InstitutionName", "") or "").strip()}
+    for item in d.get("IssuerOfAccessionNumberSequence", None) or []:
+        for key in ("LocalNamespaceEntityID", "UniversalEntityID"):
+            marks.add(str(item.get(key, "") or "").strip())
+    return {m for m in marks if m}
+
+
+class _Live:
+    """The client's open associations to the PACS (shared by its session copies), and the
+    C-MOVE message IDs they use: the Portal AET's record ties each incoming association
+    to the C-MOVE (move originator AE + message ID) it serves."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.open: set[Association] = set()
+        self.cancelled = False
+        self._ids = itertools.count(random.randrange(1, 0xFFFF))
+
+    def message_id(self) -> int:
+        with self.lock:
+            return next(self._ids) % 0xFFFF + 1  # 1..65535 (Message ID is a US)
+
+    def cancel(self) -> int:
+        """Abort every open association (dicomgate is stopping); returns how many."""
+        with self.lock:
+            self.cancelled = True
+            live = list(self.open)
+        for assoc in live:
+            assoc.abort()
+            pynetdicom_tuning.wake_waiting(assoc)
+        return len(live)
 
 
 def _with_result(exc: Exception, result: MoveResult) -> Exception:
@@ -53,9 +111,18 @@ class PacsClient:
     def __init__(self, dicom: DicomConfig, pacs: PacsConfig):
         self.dicom = dicom
         self.pacs = pacs
-        self._patient_ids: dict[str, str] = {}  # study UID -> PatientID (Patient Root)
+        # study UID -> PatientID (Patient Root), kept only for one session (one study)
+        self._patient_ids: dict[str, str] | None = None
         self._session: Association | None = None  # set on the copy session() yields
-        self.sop_classes: dict[str, dict[str, str]] = {}  # study UID -> {SOP UID: class}
+        self._live = _Live()
+
+    def next_message_id(self) -> int:
+        return self._live.message_id()
+
+    def cancel(self) -> int:
+        """dicomgate is stopping: abort every association to the PACS now open; every
+        operation after this fails with Cancelled."""
+        return self._live.cancel()
 
     @property
     def where(self) -> str:
@@ -73,6 +140,7 @@ class PacsClient:
         with self._association("move", self.pacs.timeout) as (assoc, _model):
             bound = copy.copy(self)
             bound._session = assoc
+            bound._patient_ids = {}
             yield bound
 
     @contextmanager
@@ -85,10 +153,20 @@ class PacsClient:
                 shared.dimse_timeout = dimse_timeout
                 yield shared, model
                 return
+        if self._live.cancelled:
+            raise Cancelled("dicomgate is stopping")
         assoc, model = Associator(self.dicom, self.pacs).open(service, dimse_timeout)
+        with self._live.lock:
+            self._live.open.add(assoc)
+            late = self._live.cancelled  # cancel() ran while this one was opening
         try:
+            if late:
+                assoc.abort()
+                raise Cancelled("dicomgate is stopping")
             yield assoc, model
         finally:
+            with self._live.lock:
+                self._live.open.discard(assoc)
             if assoc.is_established:
                 assoc.release()
 
@@ -107,13 +185,16 @@ class PacsClient:
         return query
 
     def _patient_id(self, study_uid: str) -> str:
-        if study_uid not in self._patient_ids:
-            self.find("STUDY", {"StudyInstanceUID": study_uid, "PatientID": ""})
-        return self._patient_ids.get(study_uid, "")
+        if self._patient_ids is not None and study_uid in self._patient_ids:
+            return self._patient_ids[study_uid]
+        for ident in self.find("STUDY", {"StudyInstanceUID": study_uid, "PatientID": ""}):
+            if str(ident.get("StudyInstanceUID", "")) == study_uid and ident.get("PatientID"):
+                return str(ident.PatientID)
+        return ""
 
     def _remember_patient(self, ident: Dataset) -> None:
         uid, pid = ident.get("StudyInstanceUID"), ident.get("PatientID")
-        if uid and pid not in (None, ""):
+        if self._patient_ids is not None and uid and pid not in (None, ""):
             self._patient_ids[str(uid)] = str(pid)
 
     # -- C-ECHO ---------------------------------------------------------------------------
@@ -151,29 +232,46 @@ class PacsClient:
                                       f"{_status_text(code, status)}")
         return out
 
-    def studies_of_accession(self, accession: str) -> list[str]:
-        found = self.find("STUDY", {"AccessionNumber": accession, "StudyInstanceUID": "",
-                                    "PatientID": ""})
-        return sorted({str(d.StudyInstanceUID) for d in found
-                       if d.get("StudyInstanceUID")})
+    def studies_of_accession(self, accession: str) -> list[StudyMatch]:
+        """The studies carrying this AccessionNumber, with what each says about its
+        hospital (Issuer of Accession Number, Institution Name) when the PACS answers it."""
+        keys = {"AccessionNumber": accession, "StudyInstanceUID": "", "PatientID": ""}
+        issuer = Dataset()
+        issuer.LocalNamespaceEntityID = ""
+        issuer.UniversalEntityID = ""
+        try:
+            found = self.find("STUDY", {**keys, "InstitutionName": "",
+                                        "IssuerOfAccessionNumberSequence": [issuer]})
+        except PacsRefused:  # a PACS that refuses those return keys: without them
+            found = self.find("STUDY", keys)
+        out: dict[str, set[str]] = {}
+        for d in found:
+            if d.get("StudyInstanceUID"):
+                out.setdefault(str(d.StudyInstanceUID), set()).update(_hospital_marks(d))
+        return [StudyMatch(uid, tuple(sorted(marks))) for uid, marks in sorted(out.items())]
 
-    def study_instances(self, study_uid: str) -> dict[str, set[str]]:
-        """{SeriesInstanceUID: {SOPInstanceUID}}: series-level, then image-level per series
-        (the hierarchical form every PACS must support)."""
+    def study_instances(self, study_uid: str) -> StudyListing:
+        """The study's SOP Instance UIDs by series and their SOP classes: series-level,
+        then image-level per series (the hierarchical form every PACS must support)."""
         series = self.find("SERIES", {"StudyInstanceUID": study_uid, "SeriesInstanceUID": ""})
         out: dict[str, set[str]] = {}
+        classes: dict[str, str] = {}
         for s in series:
             series_uid = str(s.get("SeriesInstanceUID", "") or "")
             if not series_uid:
                 continue
-            found = self.find("IMAGE", {"StudyInstanceUID": study_uid,
-                                        "SeriesInstanceUID": series_uid, "SOPInstanceUID": "",
-                                        "SOPClassUID": ""})
+            keys = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid,
+                    "SOPInstanceUID": ""}
+            try:
+                found = self.find("IMAGE", {**keys, "SOPClassUID": ""})
+            except PacsRefused:
+                # A PACS that reads SOP Class UIDs from its files (Orthanc) fails the whole
+                # C-FIND when one file is unreadable; the UIDs alone come from its index.
+                found = self.find("IMAGE", keys)
             out[series_uid] = {str(d.SOPInstanceUID) for d in found if d.get("SOPInstanceUID")}
-            self.sop_classes.setdefault(study_uid, {}).update(
-                {str(d.SOPInstanceUID): str(d.get("SOPClassUID", "") or "")
-                 for d in found if d.get("SOPInstanceUID")})
-        return out
+            classes.update({str(d.SOPInstanceUID): str(d.get("SOPClassUID", "") or "")
+                            for d in found if d.get("SOPInstanceUID")})
+        return StudyListing(out, classes)
 
     def study_instance_count(self, study_uid: str) -> int | None:
         found = self.find("STUDY", {"StudyInstanceUID": study_uid, "PatientID": "",
@@ -187,18 +285,21 @@ class PacsClient:
     # -- C-MOVE ---------------------------------------------------------------------------
     def move(self, level: str, keys: dict[str, str | list[str]],
              progress: Callable[[int, int], None] | None = None,
-             activity: Activity | None = None) -> MoveResult:
-        """C-MOVE to our own AE; follows pending responses until the final one.
+             activity: Activity | None = None, msg_id: int | None = None) -> MoveResult:
+        """C-MOVE to our own AE; follows pending responses until the final one. `msg_id`
+        (next_message_id) is the Message ID the PACS's C-STOREs name as move originator.
 
         Abandoned (MoveStalled) when neither a response nor an instance (`activity`: the
         time the newest one landed) comes for pacs.timeout."""
+        msg_id = msg_id if msg_id is not None else self.next_message_id()
         final: Dataset | None = None
         final_ident: Dataset | None = None
         with self._association("move", self.pacs.move_timeout) as (assoc, model), \
                 MoveWatch(self.pacs.timeout, lambda: _abandon(assoc), activity) as watch:
             assert model is not None
             query = self._identifier(model, level, keys, patient_needed=True)
-            for status, ident in assoc.send_c_move(query, self.dicom.ae_title, model.move):
+            for status, ident in assoc.send_c_move(query, self.dicom.ae_title, model.move,
+                                                   msg_id=msg_id):
                 if not status or "Status" not in status:
                     raise self._move_interrupted(watch)
                 watch.responded()
@@ -230,16 +331,14 @@ class PacsClient:
                 f"({_status_text(code, final)})"), result)
         if code == 0xFE00:
             raise _with_result(PacsUnavailable(f"{self.where} cancelled the C-MOVE"), result)
-        hint = ""
-        if result.completed == 0 and code & 0xF000 == 0xC000:  # Orthanc says 0xC000 for it
-            hint = (f"; if the PACS log says destination {self.dicom.ae_title} is unknown, add "
-                    f"AE {self.dicom.ae_title}, host {this_host(self.dicom.bind)}, port "
-                    f"{self.dicom.port} on the PACS")
+        # whose fault it is, the Portal AET's record of this C-MOVE says (move_diagnosis)
         raise _with_result(PacsRefused(
-            f"{self.where} refused the C-MOVE: {_status_text(code, final)}{hint}"), result)
+            f"{self.where} refused the C-MOVE: {_status_text(code, final)}"), result)
 
     def _move_interrupted(self, watch: MoveWatch) -> PacsUnavailable:
         """Why the C-MOVE has no response: we abandoned it, it timed out, or it dropped."""
+        if self._live.cancelled:
+            return Cancelled("dicomgate is stopping: its C-MOVE was cancelled")
         if watch.stalled_for is not None:
             return MoveStalled(f"C-MOVE stalled: {self.where} sent no response and no "
                                f"instance for {watch.stalled_for:.0f}s (pacs.timeout "
@@ -264,10 +363,9 @@ def _failed_uids(ident: Dataset | None) -> tuple[str, ...]:
 
 
 def _abandon(assoc: Association) -> None:
-    """Abort from another thread. The C-MOVE loop waits on the DIMSE queue for up to
-    move_timeout and an abort does not wake it: an empty item does (read as 'no response')."""
+    """Abort from another thread, and wake the C-MOVE loop waiting for a response."""
     assoc.abort()
-    assoc.dimse.msg_queue.put((None, None))
+    pynetdicom_tuning.wake_waiting(assoc)
 
 
 def _status_text(code: int, status: Dataset) -> str:

@@ -64,6 +64,12 @@ def dataset_offset(f: BinaryIO) -> int:
     return 144 + int.from_bytes(head[12:16], "little")
 
 
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def _secure_mkdir(path: Path) -> None:
     if not path.is_dir():
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -80,7 +86,35 @@ class Spool:
         return spool_layout.instance_path(self.root, study_uid, series_uid, sop_uid)
 
     def free_bytes(self) -> int:
-        return shutil.disk_usage(self.state_dir).free
+        """The least free space of the file systems that receive files."""
+        return min(free for _, _, free in self.filesystems())
+
+    def filesystems(self) -> list[tuple[str, Path, int]]:
+        """(what, path, free bytes) for each file system that receives files: the spool
+        (and its incoming temp files), the quarantine, the state dir (the database). A
+        folder not made yet is measured where it will be made; one file system shared by
+        several is listed once, under the first name."""
+        out: list[tuple[str, Path, int]] = []
+        seen: set[int] = set()
+        for what, path in (("spool", self.root), ("quarantine", self.quarantine_dir),
+                           ("state dir", self.state_dir)):
+            where = _existing(path)
+            dev = os.stat(where).st_dev
+            if dev in seen:
+                continue
+            seen.add(dev)
+            out.append((what, path, shutil.disk_usage(where).free))
+        return out
+
+    def short_of_space(self, min_free: int) -> str | None:
+        """Which receiving file system is below `min_free`, in words; None when all have
+        room."""
+        short = [f"{what} {path}: {free / 1e6:.0f} MB free" for what, path, free
+                 in self.filesystems() if free < min_free]
+        if not short:
+            return None
+        return (f"free space below dicom.min_free_disk ({min_free / 1e6:.0f} MB) on "
+                + "; ".join(short))
 
     def incoming_dir(self) -> Path:
         _secure_mkdir(self.incoming)

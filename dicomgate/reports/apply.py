@@ -140,6 +140,7 @@ class Applier:
                                         record=n.record, reason=n.reason)
         if first:
             log.warning("reports.row_rejected", type=code, reason=mask_text(n.reason))
+            self._audit_foreign(n, f"row:{content_hash(n.record)[:16]}")
 
     def _quarantine(self, exam: Exam | None, n: Normalised,
                     merged: dict[str, Any], digest: str, events: list[EventType] | None,
@@ -157,6 +158,19 @@ class Applier:
             self.store.exams.update(exam.id, **values)
         log.warning("reports.row_quarantined", accession_no=acc, hospital_id=hid,
                     type=values["last_type"], reason=mask_text(n.reason))
+        self._audit_foreign(n, f"exam:{hid}:{acc}")
+
+    def _audit_foreign(self, n: Normalised, subject: str) -> None:
+        """A row naming a hospital we do not serve is kept on the audit trail: it may be
+        another hospital's patient data in our PACS view."""
+        foreign = next((p for p in n.problems if p.field == "hospitalId"), None)
+        if foreign is None:
+            return
+        log.warning("reports.foreign_hospital_row", subject=subject, hospital_id=foreign.value,
+                    served=list(self.rules.served))
+        self.store.audit.record("reports", "reports.foreign_hospital_quarantined", subject,
+                                "quarantined", {"hospitalId": foreign.value,
+                                                "served": list(self.rules.served)})
 
     # -- events --------------------------------------------------------------------------
     def _event(self, exam: Exam, event: EventType,

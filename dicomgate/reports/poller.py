@@ -65,7 +65,7 @@ class Poller:
         images_http = config.images is not None and config.images.source == "http"
         encoding = self.reports.view.encoding if self.reports.view else ""
         self.applier = Applier(store, Rules(config.gateway.hospital_id, self.tz, images_http,
-                                            encoding),
+                                            encoding, config.gateway.group_hospital_ids),
                                self.reports.settle_delay, images_http)
 
     @property

@@ -28,6 +28,26 @@ _CONTROL_RE = re.compile("[\x00-\x1f\x7f]")
 FREE_TEXT = ("examFindings", "examConclusion")  # where tabs and line breaks belong
 _MODALITY_RE = re.compile(r"^[A-Z0-9_]{1,16}([\\/][A-Z0-9_]{1,16})*$")
 
+# What every exam row needs for the cloud to file it (spec 4.1; types 1, 3 and 4: a refund
+# row only needs its key and refund time).
+EXAM_REQUIRED = ("patientName", "modality", "examTime")
+# Times outside [now - PAST, now + FUTURE] are typing errors (9999-12-31, 1900-01-01): the
+# exam would sort and expire wrongly everywhere. A PACS clock ahead by more than a day is
+# refused by sync --check before it gets here.
+TIME_PAST = dt.timedelta(days=366 * 30)
+TIME_FUTURE = dt.timedelta(days=1)
+# The longest value dicomgate sends per field (characters). The spec gives no lengths: these
+# are what the cloud's report API accepts (docs/upstream-api.md). A longer value is
+# quarantined, never cut.
+FREE_TEXT_MAX = 20_000
+MAX_LENGTH = {
+    "accessionNo": 64, "hospitalId": 32, "studyInstanceUid": 64, "patientId": 64,
+    "patientName": 64, "idCardNo": 32, "age": 32, "mdtrtId": 64, "psnNo": 64,
+    "modality": 64, "examPart": 64, "examPartName": 256, "examItemName": 256,
+    "applyDept": 128, "applyDoctor": 64, "reportDoctor": 64, "auditDoctor": 64,
+    "imagePath": 4096, "examFindings": FREE_TEXT_MAX, "examConclusion": FREE_TEXT_MAX,
+}
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -61,6 +81,13 @@ class Rules:
     timezone: ZoneInfo
     image_urls_required: bool = False  # images come by HTTP GET of imagePath (4.2 mode 2)
     encoding: str = ""  # reports.view.encoding: how bytes (BLOB) values are decoded
+    # gateway.group_hospital_ids: the other codes this gateway acts for (ours is implied)
+    group_hospital_ids: tuple[str, ...] = ()
+
+    @property
+    def served(self) -> tuple[str, ...]:
+        return (self.hospital_id, *(h for h in self.group_hospital_ids
+                                    if h != self.hospital_id))
 
 
 def normalise(row: dict[str, Any], rules: Rules,
@@ -92,9 +119,12 @@ def normalise(row: dict[str, Any], rules: Rules,
         out.warnings.append(f"{', '.join(garbled)}: text looks mis-decoded (GBK read as "
                             "another encoding?): set reports.view.encoding = \"gbk\"")
     rec["hospitalId"] = rec.get("hospitalId") or rules.hospital_id
+    _lengths(rec, out)
+    _hospital(rec, rules, out)
+    now = dt.datetime.now(rules.timezone)
     for name in TIME_FIELDS:
         if name in rec:
-            rec[name] = _time(rec[name], name, rules.timezone, out)
+            rec[name] = _time(rec[name], name, rules.timezone, out, now)
     if "birthDate" in rec:
         rec["birthDate"] = _date(rec["birthDate"], out)
     for name in dictionaries.DICTIONARIES:
@@ -136,14 +166,42 @@ def _clean(name: str, text: str | None, out: Normalised) -> str | None:
     return "".join(c for c in text if c in keep or not _CONTROL_RE.match(c)).strip() or None
 
 
-def _time(raw: Any, name: str, tz: ZoneInfo, out: Normalised) -> str | None:
+def _lengths(rec: dict[str, Any], out: Normalised) -> None:
+    """A value longer than the cloud takes is refused with its length; the quarantined
+    record keeps no part of it (a cut report would read as a whole one)."""
+    for name, limit in MAX_LENGTH.items():
+        value = rec.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            rec[name] = None
+            out.problems.append(Problem(name, f"<{len(value)} characters>",
+                                        f"at most {limit} characters (what the cloud accepts)"))
+
+
+def _hospital(rec: dict[str, Any], rules: Rules, out: Normalised) -> None:
+    """A row of a hospital this gateway does not serve is never delivered under our name."""
+    hid = rec.get("hospitalId")
+    if hid and hid not in rules.served:
+        out.problems.append(Problem("hospitalId", hid, "one of the hospitals this gateway "
+                                    f"serves: {', '.join(rules.served)} (gateway.hospital_id, "
+                                    "gateway.group_hospital_ids)"))
+
+
+def _time(raw: Any, name: str, tz: ZoneInfo, out: Normalised, now: dt.datetime
+          ) -> str | None:
     if raw is None:
         return None
     value = parse_time(raw, tz)
     if value is None:
         out.problems.append(Problem(name, str(raw), TIME_EXPECTED))
         return None
-    return value.isoformat(timespec="seconds")
+    text = value.isoformat(timespec="seconds")
+    if not now - TIME_PAST <= value <= now + TIME_FUTURE:
+        out.problems.append(Problem(name, text, "a time between "
+                                    f"{(now - TIME_PAST):%Y-%m-%d} and "
+                                    f"{(now + TIME_FUTURE):%Y-%m-%d %H:%M} (now, "
+                                    f"{tz.key}, give or take)"))
+        return None
+    return text
 
 
 def parse_time(raw: Any, tz: ZoneInfo) -> dt.datetime | None:
@@ -221,11 +279,13 @@ def _required(rec: dict[str, Any], events: Sequence[EventType], out: Normalised)
     if not rec.get("accessionNo"):
         out.problems.append(Problem("accessionNo", None, "a value; required: the exam's key"))
     for event in events:
-        for name in event.required:
+        needed = event.required + (EXAM_REQUIRED if event.code != 2 else ())
+        for name in dict.fromkeys(needed):
             if not rec.get(name) and name not in failed:
+                failed.add(name)
                 out.problems.append(Problem(name, None, f"a value; required for type "
                                             f"{event.code} ({event.name})"))
-        if event.code in (3, 4) and not any(rec.get(f) for f in REPORT_TEXT):
+        if event.code in (3, 4) and not any(rec.get(f) or f in failed for f in REPORT_TEXT):
             out.problems.append(Problem("examConclusion", None, "report text in examFindings "
                                         f"or examConclusion; required for type {event.code}"))
     acc = rec.get("accessionNo")

@@ -55,6 +55,10 @@ class TimeFormat:
                text_datetimes: bool) -> tuple[Any, Any]:
         """Values to bind for `col >= ? AND col < ?` (start, end: naive local times)."""
         if self.kind == "datetime":
+            if self.offsets:  # values that carry their zone (SQL Server datetimeoffset):
+                # bound as instants, which the database converts to the column's type
+                return (start.replace(tzinfo=tz, microsecond=0).isoformat(sep=" "),
+                        end.replace(tzinfo=tz, microsecond=0).isoformat(sep=" "))
             if text_datetimes:  # SQLite: "typed" times are text yyyy-MM-dd HH:mm:ss
                 return _fmt(start, "%Y-%m-%d %H:%M:%S"), _fmt(end, "%Y-%m-%d %H:%M:%S")
             return start.replace(microsecond=0), end.replace(microsecond=0)
@@ -170,10 +174,29 @@ def learn(samples: list[Any]) -> TimeFormat | None:
     return first
 
 
+def learn_majority(samples: list[Any]) -> TimeFormat | None:
+    """The format most of the values that are times share (the newest one's on a tie),
+    None when fewer than half of the `samples` are times at all."""
+    values = [v for v in samples if v is not None]
+    found = [f for f in (learn_one(v) for v in values) if f is not None]
+    if not found or len(found) * 2 < len(values):
+        return None
+    counts: dict[str, int] = {}
+    for f in found:
+        counts[f.name] = counts.get(f.name, 0) + 1
+    best = max(found, key=lambda f: counts[f.name])  # the first of the most common
+    if best.kind == "text" and not best.offsets:
+        offsets = any(isinstance(v, str) and _OFFSET_RE.search(v.strip()) and
+                      best.matches(v) for v in values)
+        best = TimeFormat(best.name, "text", best.pattern, offsets=bool(offsets))
+    return best
+
+
 def learn_one(value: Any) -> TimeFormat | None:
     """The format of one value, or None."""
     if isinstance(value, dt.datetime | dt.date):
-        return TimeFormat("datetime", "datetime")
+        aware = isinstance(value, dt.datetime) and value.tzinfo is not None
+        return TimeFormat("datetime", "datetime", offsets=aware)
     kind = _number_kind(value)
     if kind is not None:
         return TimeFormat(kind, "number")

@@ -17,6 +17,7 @@ from typing import Any
 from ..config.load import CANONICAL_FIELDS
 from ..privacy import mask_text
 from ..state.names import Fact
+from . import time_format, view_dialect, view_text
 from .events import POLL_ORDER
 from .record import Rules, normalise
 from .source import SourceError
@@ -24,6 +25,7 @@ from .view_source import SAMPLE_ROWS, ViewSource
 from .view_times import TimeFormatError
 
 FACT = Fact.REPORTS_VIEW_CHECK
+CLOCK_SKEW = dt.timedelta(minutes=1)
 
 
 @dataclass
@@ -34,6 +36,7 @@ class CheckResult:
     warnings: list[str] = field(default_factory=list)
     time_columns: dict[str, dict[str, Any]] = field(default_factory=dict)
     rows_sampled: int = 0
+    clock: dict[str, str] = field(default_factory=dict)  # the database's now, by expression
 
     @property
     def ok(self) -> bool:
@@ -42,7 +45,8 @@ class CheckResult:
     def public(self) -> dict[str, Any]:
         return {"at": self.at, "ok": self.ok, "problems": self.problems,
                 "row_problems": self.row_problems, "warnings": self.warnings,
-                "time_columns": self.time_columns, "rows_sampled": self.rows_sampled}
+                "time_columns": self.time_columns, "rows_sampled": self.rows_sampled,
+                "clock": self.clock}
 
 
 def check_view(source: ViewSource, rules: Rules) -> CheckResult:
@@ -52,6 +56,12 @@ def check_view(source: ViewSource, rules: Rules) -> CheckResult:
         _columns(source, out)
         if out.problems:
             return out
+        _clock(source, now, out)
+        _server_zone(source, out)
+        try:
+            out.problems.extend(view_text.mismatches(source))
+        except view_text.TextCheckUnavailable as exc:
+            out.warnings.append(str(exc))
         for event in POLL_ORDER:
             _time_column(source, event.time_field, event.code, now, out)
         _newest_rows(source, rules, out)
@@ -81,6 +91,63 @@ def _columns(source: ViewSource, out: CheckResult) -> None:
                             f"{', '.join(absent)}")
 
 
+def _clock(source: ViewSource, now: dt.datetime, out: CheckResult) -> None:
+    """The database's clock against ours, its times read as the view's are: a naive one in
+    gateway.timezone. More than CLOCK_SKEW apart, every window selects the wrong rows."""
+    tz = source.tz
+    for expression, raw in source.clock():
+        if isinstance(raw, SourceError):
+            out.warnings.append(f"the database's clock could not be read with {expression}: "
+                                f"{raw}")
+            continue
+        now = dt.datetime.now(tz)
+        value = time_format.parse_any(raw, tz)
+        if value is None:
+            out.warnings.append(f"the database's {expression} gave {raw!r}: not a time")
+            continue
+        apart = abs(value - now)
+        out.clock[expression] = value.isoformat(sep=" ")
+        if apart > CLOCK_SKEW:
+            zone = "" if isinstance(raw, dt.datetime) and raw.tzinfo else \
+                f" (its naive time read as {tz.key}, gateway.timezone)"
+            ours = now.isoformat(sep=" ", timespec="seconds")
+            out.problems.append(
+                f"the database's clock says {value.isoformat(sep=' ')}{zone} by {expression}, "
+                f"the gateway's {ours}: {_span(apart)} apart, so windows would select the "
+                "wrong rows — set gateway.timezone to the zone the database keeps its "
+                "times in (the database session's zone for time-zone columns), or correct "
+                "the clock that is wrong (NTP)")
+
+
+def _server_zone(source: ViewSource, out: CheckResult) -> None:
+    """The server's own zone against gateway.timezone: worth a look, not a failure (its
+    naive times are only wrong when the database itself writes them)."""
+    name = source.server_zone()
+    if not name:
+        return
+    now = dt.datetime.now(source.tz)
+    theirs, ours = view_dialect.zone_offset(name, now), now.utcoffset()
+    if theirs is None or ours is None or theirs == ours:
+        return
+    out.warnings.append(
+        f"the database server's own zone is {name} (UTC{_offset(theirs)}), gateway.timezone "
+        f"is {source.tz.key} (UTC{_offset(ours)}): naive times the database writes itself "
+        "(NOW(), DEFAULT CURRENT_TIMESTAMP into a DATETIME/timestamp column) would be read "
+        f"{_span(abs(theirs - ours))} off; times the PACS writes in local time and columns "
+        "with a zone are read right")
+
+
+def _offset(delta: dt.timedelta) -> str:
+    minutes = int(delta.total_seconds()) // 60
+    return f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _span(delta: dt.timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min" if seconds >= 3600 else \
+        f"{seconds // 60} min {seconds % 60} s"
+
+
 def _time_column(source: ViewSource, name: str, code: int, now: dt.datetime,
                  out: CheckResult) -> None:
     column = source.config.column(name)
@@ -98,7 +165,12 @@ def _time_column(source: ViewSource, name: str, code: int, now: dt.datetime,
     fmt = known.format
     out.time_columns[name] = {"column": column, "format": fmt.name if fmt else None,
                               "configured": known.configured, "newest": _show(known.newest),
-                              "offsets": bool(fmt and fmt.offsets)}
+                              "offsets": bool(fmt and fmt.offsets), "odd": known.odd}
+    if known.odd and fmt is not None:
+        out.warnings.append(f"{known.odd} value(s) of {column} ({name}) are not {fmt.name!r}: "
+                            "those rows are read on every poll, each taken by the time it "
+                            "parses to or quarantined with its value (have the PACS vendor "
+                            "fix them)")
     if fmt is None:
         out.warnings.append(f"{column} ({name}) holds no value yet: its format is learned "
                             "when it does")

@@ -26,10 +26,11 @@ import structlog
 from ..config import values
 from ..config.model import ViewConfig
 from ..exam_record import CANONICAL_FIELDS, TIME_FIELDS
-from . import duplicates, time_format
+from . import duplicates, time_format, view_dialect, view_text
 from .events import EventType
 from .source import Row, SourceError
 from .time_format import TimeFormat
+from .view_file import ViewFile
 from .view_times import ColumnFormat, ColumnTimes
 
 log = structlog.get_logger("dicomgate.reports.view")
@@ -46,6 +47,10 @@ class ViewSource:
         self.config = config
         self.tz = tz
         self._conn: pyodbc.Connection | None = None
+        self.session: view_dialect.Session | None = None
+        self._text_ok = False
+        self._file: ViewFile | None = None
+        self.driver = ""
         self._quote = '"'
         self._sqlite = False
         checks = [("reports.view.name", config.name, True),
@@ -76,7 +81,9 @@ class ViewSource:
             conn.timeout = int(self.config.timeout)  # per-query timeout
         except pyodbc.Error:  # psqlODBC refuses it; its login timeout still applies
             log.debug("reports.view_no_query_timeout")
-        if self.config.encoding:  # a GBK database: narrow text arrives in that encoding
+        self.session = view_dialect.prepare(conn, self.config, self.tz)
+        if self.config.encoding and not self.session.charset:
+            # a GBK database: narrow text arrives in that encoding
             conn.setdecoding(pyodbc.SQL_CHAR, encoding=self.config.encoding)
             conn.setencoding(encoding=self.config.encoding)
             # Decode each value here: one undecodable value must quarantine its row,
@@ -85,15 +92,18 @@ class ViewSource:
             for sql_type in (pyodbc.SQL_CHAR, pyodbc.SQL_VARCHAR, pyodbc.SQL_LONGVARCHAR):
                 conn.add_output_converter(sql_type, narrow)
         self._quote = (conn.getinfo(pyodbc.SQL_IDENTIFIER_QUOTE_CHAR) or "").strip()
-        driver = str(conn.getinfo(pyodbc.SQL_DRIVER_NAME) or "").lower()
+        self.driver = str(conn.getinfo(pyodbc.SQL_DRIVER_NAME) or "")
         # SQLite keeps "typed" times as text; a bound TIMESTAMP becomes "... .000".
-        self._sqlite = "sqlite" in driver
+        self._sqlite = "sqlite" in self.driver.lower()
+        self._file = ViewFile.of(conn)
         self._conn = conn
-        log.info("reports.view_connected", view=self.config.name, driver=driver)
+        log.info("reports.view_connected", view=self.config.name, driver=self.driver,
+                 dbms=self.session.dialect.name, text_decoding=self.session.wide)
         return conn
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
+        self._text_ok = False  # a new connection is checked again
         if conn is not None:
             try:
                 conn.close()
@@ -103,6 +113,8 @@ class ViewSource:
     # -- windows --------------------------------------------------------------------------
     def window(self, event: EventType, start: dt.datetime, end: dt.datetime
                ) -> Iterator[list[Row]]:
+        self._same_file()
+        self.verify_text()
         field = event.time_field
         known = self.time_format(field)
         if known.format is None:
@@ -111,13 +123,15 @@ class ViewSource:
         fmt = known.format
         lo, hi = fmt.bounds(start, end, self.tz, text_datetimes=self._sqlite)
         q = self._q(known.column)
-        where = f"{q} >= ? AND {q} < ?"
+        where, params = f"{q} >= ? AND {q} < ?", (lo, hi)
+        if known.odd and fmt.shape:  # the few values of another shape: read every time
+            where, params = f"({where} OR NOT ({q} LIKE ?))", (lo, hi, fmt.shape)
         first, last = start.replace(tzinfo=self.tz), end.replace(tzinfo=self.tz)
         # Rows of an exam that the view shows more than once are held back and one is
         # chosen once all are read (duplicates.py); the others stream batch by batch.
-        twice = self._repeated(where, (lo, hi))
+        twice = self._repeated(where, params)
         held: list[Row] = []
-        for batch in self._select(where, (lo, hi), known.column):
+        for batch in self._select(where, params, known.column):
             rows = [self._times(r) for r in batch]
             kept = [r for r in rows if _inside(r.get(field), fmt, first, last)]
             held.extend(r for r in kept if duplicates.key(r)[1] in twice)
@@ -136,6 +150,8 @@ class ViewSource:
                 for r in self._fetch(sql, params, 100_000)}
 
     def accession(self, accession_no: str) -> list[Row]:
+        self._same_file()
+        self.verify_text()
         column = self.config.column("accessionNo")
         out: list[Row] = []
         for batch in self._select(f"{self._q(column)} = ?", (accession_no,), column):
@@ -161,27 +177,92 @@ class ViewSource:
     def time_format(self, field: str) -> ColumnFormat:
         return self.times.format_of(field)
 
-    def sample_column(self, column: str, limit: int = SAMPLE_ROWS, smallest: bool = False
-                      ) -> list[Any]:
-        """The newest (largest) non-null values of `column`, or the `smallest`."""
+    def sample_column(self, column: str, limit: int = SAMPLE_ROWS, smallest: bool = False,
+                      below: str | None = None) -> list[Any]:
+        """The newest (largest) non-null values of `column`, or the `smallest`; only those
+        sorting `below` a text when given."""
         q = self._q(column)
-        sql = (f"SELECT {q} FROM {self._view()} WHERE {q} IS NOT NULL ORDER BY {q}"
+        where = f"{q} IS NOT NULL" + (f" AND {q} < ?" if below is not None else "")
+        sql = (f"SELECT {q} FROM {self._view()} WHERE {where} ORDER BY {q}"
                f"{'' if smallest else ' DESC'}")
-        return [r[0] for r in self._fetch(sql, (), limit)]
+        return [r[0] for r in self._fetch(sql, () if below is None else (below,), limit)]
+
+    def clock(self) -> list[tuple[str, Any]]:
+        """(expression, value or the SourceError reading it) of the database's current time,
+        read the way its time columns are read (through the driver, in the session's zone)."""
+        self._connect()
+        assert self.session is not None
+        out: list[tuple[str, Any]] = []
+        for sql in self.session.dialect.clock:
+            expression = sql.removeprefix("SELECT ").removesuffix(" FROM DUAL")
+            try:
+                out.append((expression, self._fetch(sql, (), 1)[0][0]))
+            except SourceError as exc:
+                out.append((expression, exc))
+        return out
+
+    def server_zone(self) -> str | None:
+        """The zone the database server keeps its own naive times in, as it names it."""
+        self._connect()
+        assert self.session is not None
+        sql = self.session.dialect.server_zone_sql
+        if sql is None:
+            return None
+        try:
+            value = self._fetch(sql, (), 1)
+        except SourceError as exc:
+            log.warning("reports.view_server_zone_unknown", error=str(exc))
+            return None
+        return str(value[0][0]) if value and value[0][0] is not None else None
 
     # -- queries --------------------------------------------------------------------------
     def columns(self) -> list[str]:
         """The view's column names (a query that returns no row)."""
+        return [name for name, _ in self.description()]
+
+    def description(self) -> list[tuple[str, type]]:
+        """(name, Python type the driver hands it over as) of each column of the view."""
         conn = self._connect()
         try:
             cursor = conn.cursor()
             cursor.execute(f"SELECT * FROM {self._view()} WHERE 1 = 0")
-            names = [d[0] for d in cursor.description]
+            described = [(d[0], d[1]) for d in cursor.description]
             cursor.close()
-            return names
+            return described
         except pyodbc.Error as exc:
             self.close()
             raise SourceError(f"reading view {self.config.name} failed: {_odbc(exc)}") from None
+
+    def _same_file(self) -> None:
+        """Reconnect when a file-based source was replaced by rename (see view_file.py)."""
+        if self._conn is None or self._file is None:
+            return
+        try:
+            replaced = self._file.replaced()
+        except SourceError:
+            self.close()
+            raise
+        if replaced:
+            log.warning("reports.view_file_replaced", path=self._file.path,
+                        detail="the file was replaced (renamed over): reading the new one")
+            self.close()
+            self.times = ColumnTimes(self)  # the new file's columns are learned again
+            self._columns = None
+
+    def verify_text(self) -> None:
+        """Once per connection, before any row is applied: the newest texts arrive as the
+        database holds them. Raises SourceError naming the column and the setting."""
+        if self._text_ok:
+            return
+        try:
+            found = view_text.mismatches(self)
+        except view_text.TextCheckUnavailable as exc:  # the rows are read, unchecked
+            log.warning("reports.view_text_unchecked", reason=str(exc), driver=self.driver)
+            found = []
+        if found:
+            log.error("reports.view_text_mismatch", problems=found, driver=self.driver)
+            raise SourceError("; ".join(found))
+        self._text_ok = True
 
     def newest(self, limit: int = SAMPLE_ROWS) -> list[Row]:
         """The newest rows by exam time (for sync --check; any rows when the view has no
@@ -205,6 +286,9 @@ class ViewSource:
             rows = cursor.fetchmany(limit)
             cursor.close()
             return rows
+        except UnicodeDecodeError as exc:
+            self.close()
+            raise SourceError(view_text.decode_error(self, exc)) from None
         except pyodbc.Error as exc:
             self.close()
             raise SourceError(f"reading view {self.config.name} failed: {_odbc(exc)} "
@@ -239,6 +323,9 @@ class ViewSource:
                 yield [_uncut({f: self._value(v) for f, v in zip(fields, row, strict=True)
                                if f}) for row in batch]
             cursor.close()
+        except UnicodeDecodeError as exc:
+            self.close()
+            raise SourceError(view_text.decode_error(self, exc)) from None
         except pyodbc.Error as exc:
             self.close()  # a broken connection is reopened on the next call
             raise SourceError(f"reading view {self.config.name} failed: {_odbc(exc)} "

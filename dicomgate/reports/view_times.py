@@ -25,6 +25,11 @@ _MIXED_HELP = ("have the PACS vendor give the column one format in the view (SQL
                "MySQL: DATE_FORMAT(col, '%Y-%m-%d %H:%i:%s')) or a DATETIME column")
 
 
+# Odd values (not of the column's format) re-read on every poll: beyond this many, the
+# column must be fixed at the PACS instead.
+ODD_ROWS_MAX = 1000
+
+
 class TimeFormatError(SourceError):
     """A time column whose values a window cannot select reliably."""
 
@@ -43,6 +48,10 @@ class ColumnFormat:
     format: TimeFormat | None  # None: the column holds no value yet
     configured: str  # "auto" or the configured format
     newest: Any = None
+    # values not of `format` (a typing error, another format): a minority, so the column is
+    # still windowed by `format` and these rows are read on every poll besides (each one
+    # is taken by the time it parses to, or quarantined with its value)
+    odd: int = 0
 
 
 class ColumnTimes:
@@ -66,9 +75,11 @@ class ColumnTimes:
             try:
                 fmt = time_format.learn(samples)
             except FormatProblem as exc:
-                odd = _first_odd(samples)
-                todo = _MIXED_HELP if time_format.learn_one(odd) else _todo(key, odd)
-                raise TimeFormatError(field, column, str(exc), odd, todo) from None
+                fmt = self._learn_from_parseable(column, samples)
+                if fmt is None:
+                    odd = _first_odd(samples)
+                    todo = _MIXED_HELP if time_format.learn_one(odd) else _todo(key, odd)
+                    raise TimeFormatError(field, column, str(exc), odd, todo) from None
             if fmt is None:
                 return ColumnFormat(field, column, None, configured)  # learn it next time
         else:
@@ -77,26 +88,44 @@ class ColumnTimes:
             if odd is not None:
                 raise TimeFormatError(field, column, f"value {odd!r} is not {configured!r}",
                                       odd, _todo(key, odd))
-        self._verify(field, column, fmt, key)
-        known = ColumnFormat(field, column, fmt, configured, samples[0] if samples else None)
+        odd = self._verify(field, column, fmt, key)
+        newest = next((v for v in samples if fmt.matches(v)), None)
+        known = ColumnFormat(field, column, fmt, configured, newest, odd)
         self.known[field] = known
         log.info("reports.view_time_format", field=field, column=column, format=fmt.name,
                  offsets=fmt.offsets, configured=configured)
         return known
 
-    def _verify(self, field: str, column: str, fmt: TimeFormat, key: str) -> None:
-        """Every value of the column must be of `fmt`, or some rows are never selected."""
+    def _learn_from_parseable(self, column: str, samples: list[Any]) -> TimeFormat | None:
+        """The format of most values that are times, when some sampled ones are not (or
+        are in another format). Text that is not a time sorts after the digits a time
+        starts with, so the values below ':' are sampled too."""
+        if any(isinstance(v, str) for v in samples):
+            samples = samples + self.source.sample_column(column, below=":")
+        return time_format.learn_majority(samples)
+
+    def _verify(self, field: str, column: str, fmt: TimeFormat, key: str) -> int:
+        """How many values of the column are not of `fmt` (rows a window by `fmt` would
+        never select). A few are read on every poll besides the window; when they are
+        most of the column, or too many to re-read, the column cannot be windowed."""
         q, view = self.source._q(column), self.source._view()
         if fmt.shape is not None:  # text: one LIKE shape (`_` is any one character)
             where = f"{q} IS NOT NULL AND NOT ({q} LIKE ?)"
             odd = self.source._fetch(f"SELECT {q} FROM {view} WHERE {where}", (fmt.shape,), 3)
-            if odd:
-                count = self.source._fetch(f"SELECT COUNT(*) FROM {view} WHERE {where}",
-                                    (fmt.shape,), 1)[0][0]
+            if not odd:
+                return 0
+            count, total = self.source._fetch(
+                f"SELECT SUM(CASE WHEN {where} THEN 1 ELSE 0 END), COUNT({q}) FROM {view}",
+                (fmt.shape,), 1)[0]
+            count, total = int(count or 0), int(total or 0)
+            if count * 2 > total or count > ODD_ROWS_MAX:
                 raise TimeFormatError(
-                    field, column, f"{count} value(s) are not {fmt.name!r} like the newest "
-                    f"ones, e.g. {odd[0][0]!r}; those rows would never be selected",
-                    odd[0][0], _MIXED_HELP)
+                    field, column, f"{count} of {total} value(s) are not {fmt.name!r} like "
+                    f"the newest ones, e.g. {odd[0][0]!r}; those rows would never be "
+                    "selected", odd[0][0], _MIXED_HELP)
+            log.warning("reports.view_time_values_odd", field=field, column=column,
+                        format=fmt.name, odd=count, total=total)
+            return count
         elif fmt.kind == "number":  # the smallest values (not MIN(): the SQLite driver
             # cuts an aggregate of a NUMERIC column to 32 bits)
             for value in self.source.sample_column(column, limit=3, smallest=True):
@@ -104,6 +133,7 @@ class ColumnTimes:
                     raise TimeFormatError(field, column, f"value {value!r} is not "
                                           f"{fmt.name!r} like the newest ones", value,
                                           _MIXED_HELP)
+        return 0
 
 
 def _first_odd(samples: list[Any]) -> Any:

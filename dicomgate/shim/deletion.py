@@ -1,7 +1,8 @@
 """Image deletion (spec 4.5): `POST /getway/reportAndFilm/api/deleteImage`.
 
 "Deletion-update": the cloud must end up holding what the PACS still holds. So: remove our
-spool copies of the exam and mark them `deleted`, enqueue the upstream `deletion` task, then
+spool copies of the exam and mark them `deleted`, enqueue the upstream `deletion` task (none
+when we never held anything for it: recorded and audited as "nothing held"), then
 enqueue a `retrieve` re-check of the exam (after RECHECK_DELAY, which also gathers a doctor's
 run of deletions into one re-check) so what remains at the PACS is delivered again. The same
 call repeated (same exam, same operateDateTime) changes nothing and answers the same.
@@ -17,7 +18,8 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+from urllib.parse import quote, unquote_to_bytes
 
 import structlog
 
@@ -30,6 +32,7 @@ from ..state.kinds import Deletion as DeletionTask
 from ..state.kinds import Retrieve
 from .http import OK, Request, Response, reply
 from .params import Params, no_chars
+from .schema import Schema, text
 
 log = structlog.get_logger("dicomgate.shim.deletion")
 
@@ -37,6 +40,7 @@ PATH = "/getway/reportAndFilm/api/deleteImage"
 
 RECHECK_DELAY = 300.0
 SIGNATURE_WINDOW = 300.0
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y/%m/%d %H:%M:%S",
                  "%Y%m%d%H%M%S", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S.%f")
 
@@ -52,24 +56,66 @@ def parse_operate_time(value: str) -> str | None:
     return None
 
 
-def signature(secret: str, timestamp: str, body: bytes) -> str:
-    """hex HMAC-SHA256 over `<timestamp>\\n<raw body>` (headers X-Dicomgate-Timestamp and
-    X-Dicomgate-Signature)."""
-    return hmac.new(secret.encode(), timestamp.encode() + b"\n" + body,
-                    hashlib.sha256).hexdigest()
+class DeleteBody(Schema):
+    """The body (JSON object or form fields); nothing is read from the query string, so
+    every field is covered by the body the signature signs."""
+    places: ClassVar[tuple[str, ...]] = ("body",)
+    patientName: str = text("患者姓名")
+    accessionNo: str = text("检查号")
+    hospitalId: str = text("医保医疗机构代码 (default: this gateway's gateway.hospital_id)",
+                           required=False)
+    operateDoctorName: str = text("操作医生姓名")
+    operateDateTime: str = text("操作时间 yyyy-MM-dd HH:mm:ss", 32)
+
+
+def canonical_query(query_string: str) -> str:
+    """The query string as signed: pairs decoded, re-encoded (RFC 3986 unreserved kept) and
+    sorted, so the caller's choice of encoding does not change the signature."""
+    items = []
+    for piece in query_string.split("&"):
+        if not piece:
+            continue
+        key, _, value = piece.partition("=")
+        items.append((quote(unquote_to_bytes(key), safe="-_.~"),
+                      quote(unquote_to_bytes(value), safe="-_.~")))
+    return "&".join(f"{k}={v}" for k, v in sorted(items))
+
+
+def string_to_sign(timestamp: str, method: str, path: str, query_string: str,
+                   body: bytes) -> bytes:
+    """`<timestamp>\\n<METHOD>\\n<path>\\n<canonical query>\\n<raw body>`."""
+    head = "\n".join((timestamp, method.upper(), path, canonical_query(query_string)))
+    return head.encode("utf-8") + b"\n" + body
+
+
+def signature(secret: str, timestamp: str, method: str, path: str, query_string: str,
+              body: bytes) -> str:
+    """hex HMAC-SHA256 over the whole request (headers X-Dicomgate-Timestamp and
+    X-Dicomgate-Signature): method, path, canonical query and body."""
+    return hmac.new(secret.encode(), string_to_sign(timestamp, method, path, query_string,
+                                                    body), hashlib.sha256).hexdigest()
 
 
 def signature_problem(secret: str, req: Request) -> str | None:
-    ts = req.headers.get("x-dicomgate-timestamp", "")
-    sig = req.headers.get("x-dicomgate-signature", "").lower().removeprefix("sha256=")
+    ts = req.headers.get("x-dicomgate-timestamp", "").strip()
+    sig = req.headers.get("x-dicomgate-signature", "").strip().lower().removeprefix("sha256=")
     if not ts or not sig:
         return ("signature required: headers X-Dicomgate-Timestamp (unix seconds) and "
-                "X-Dicomgate-Signature (hex HMAC-SHA256 of timestamp + newline + body)")
-    if not ts.isdigit() or abs(time.time() - int(ts)) > SIGNATURE_WINDOW:
-        return f"X-Dicomgate-Timestamp not within {SIGNATURE_WINDOW:g}s of the gateway clock"
-    if not hmac.compare_digest(signature(secret, ts, req.body), sig):
+                "X-Dicomgate-Signature (hex HMAC-SHA256 of timestamp, method, path, "
+                "canonical query and body, each on its own line)")
+    if not _TIMESTAMP.fullmatch(ts) or abs(time.time() - int(ts)) > SIGNATURE_WINDOW:
+        return (f"X-Dicomgate-Timestamp {ts[:20]!r} not within {SIGNATURE_WINDOW:g}s of the "
+                "gateway clock (expected unix seconds, digits 0-9)")
+    expected = signature(secret, ts, req.method, req.path, req.query_string, req.body)
+    if not hmac.compare_digest(expected.encode(), sig.encode("utf-8", "replace")):
         return "X-Dicomgate-Signature does not match (shim.delete_secret)"
     return None
+
+
+def _nothing_held(d: Deletion) -> bool:
+    """We never held a study or instance for it: nothing to delete upstream (recorded,
+    audited and answered as done; a `deletion` task naming nothing could only go dead)."""
+    return not d.study_uids and not d.sop_uids
 
 
 class DeletionEndpoint:
@@ -91,7 +137,8 @@ class DeletionEndpoint:
             if problem:
                 log.warning("deletion.unsigned", client=req.client, problem=problem)
                 return reply(403, problem)
-        p = Params(req.params(), self.served[0], self.served)
+        fields, problems = req.fields(DeleteBody)
+        p = Params(fields, self.served[0], self.served, problems)
         patient_name = p.required("patientName", "患者姓名")
         accession = p.required("accessionNo", "检查号",
                                check=no_chars("\\*?", "an exact accession number"))
@@ -113,7 +160,8 @@ class DeletionEndpoint:
             if past is not None:
                 self.store.deletions.repeated(past.id)
                 past = self.store.deletions.find(hospital, accession, when)
-                self._enqueue_deletion(past)  # no-op unless it was never queued
+                if not _nothing_held(past):
+                    self._enqueue_deletion(past)  # no-op unless it was never queued
                 files = self.store.instances.still_deleted(past.sop_uids)
             else:
                 exam = self.store.exams.get(hospital, accession)
@@ -126,10 +174,13 @@ class DeletionEndpoint:
                     patient_name=patient_name, operator_name=operator, holdings=holdings,
                     client=client)
                 past = self.store.deletions.find(hospital, accession, when)
-                self._enqueue_deletion(past)
+                nothing = _nothing_held(past)
+                if not nothing:  # else no upstream task: it could only go dead
+                    self._enqueue_deletion(past)
                 self._enqueue_recheck(past, holdings)
                 self.store.audit.record(mask_name(operator), "image.delete",
-                                        f"{hospital}:{accession}", "ok", {
+                                        f"{hospital}:{accession}",
+                                        "nothing_held" if nothing else "ok", {
                                             "operateDateTime": when, "client": client,
                                             "patientName": mask_name(patient_name),
                                             "studies": len(holdings.study_uids),
@@ -142,10 +193,11 @@ class DeletionEndpoint:
         self.wake()
         log.info("deletion.received", accession_no=accession, hospital_id=hospital,
                  deletion_id=past.id, studies=len(past.study_uids),
-                 instances=len(past.sop_uids), files_removed=removed, repeat=past.requests > 1)
+                 instances=len(past.sop_uids), files_removed=removed, repeat=past.requests > 1,
+                 nothing_held=_nothing_held(past))
         return {"deletionId": past.id, "studies": len(past.study_uids),
                 "instances": len(past.sop_uids), "filesRemoved": removed,
-                "repeat": past.requests > 1}
+                "repeat": past.requests > 1, "nothingHeld": _nothing_held(past)}
 
     def _enqueue_deletion(self, d: Deletion) -> None:
         self.store.tasks.enqueue(

@@ -39,8 +39,11 @@ def setup(app: App) -> None:
                           cfg.qr.font_path)
         qr = QrEndpoints(links, served, on_issue=lambda e: app.store.qr.issued(
             e.hospital_id, e.accession_no, e.modality))
-        routes.add(qr_endpoint.QR_URL_PATH, qr.qrurl, summary="QR code URL (4.3)")
-        routes.add(qr_endpoint.QR_CODE_PATH, qr.qrcode, summary="QR code PNG (4.3)")
+        # report printing has its own workers: nothing else queues in front of it
+        routes.add(qr_endpoint.QR_URL_PATH, qr.qrurl, summary="QR code URL (4.3)",
+                   pool="print")
+        routes.add(qr_endpoint.QR_CODE_PATH, qr.qrcode, summary="QR code PNG (4.3)",
+                   pool="print", cost=qr_endpoint.QR_CODE_COST)
     if cfg.login is not None:
         routes.add(login.PATH, LoginEndpoint(cfg.login, app.store.sessions, served[0], served),
                    ("GET", "POST"), summary="doctor login sync (4.4.3.1)")
@@ -56,7 +59,7 @@ def setup(app: App) -> None:
     routes.add(deletion.PATH, deleter, ("POST",), summary="image deletion (4.5)")
     routes.add(ops.HEALTHZ_PATH, healthz(app), summary="health: 200 or 503 with the reasons")
     routes.add(ops.METRICS_PATH, metrics_endpoint(app), summary="Prometheus metrics")
-    routes.add(OPENAPI_PATH, _openapi_handler(routes), summary="this API")
+    routes.add(OPENAPI_PATH, _openapi_handler(routes, app.mounts), summary="this API")
     service = ShimService(cfg.shim, routes, on_stop=lambda: [c() for c in closers],
                           on_foreign=_audit_foreign(app), mounts=app.mounts)
     app.add_service(service, health=service.health)
@@ -77,7 +80,7 @@ def _audit_foreign(app: App):
     return record
 
 
-def _openapi_handler(routes: RouteTable):
+def _openapi_handler(routes: RouteTable, mounts: dict):
     def handler(_req: Request) -> Response:
         documented = set(build_openapi()["paths"])
         extra = {r.path: {m.lower(): {"summary": r.summary or r.path,
@@ -85,6 +88,10 @@ def _openapi_handler(routes: RouteTable):
                                                     **front_responses(r.open_access)}}
                           for m in r.methods}
                  for r in routes.all() if r.path not in documented}
+        for mounted in mounts.values():  # a mounted app (the console) declares its own
+            declare = getattr(mounted, "openapi", None)
+            if declare is not None:
+                extra.update(declare())
         body = json.dumps(build_openapi(extra), ensure_ascii=False).encode("utf-8")
         return Response(200, body, code=200)
     return handler
@@ -102,7 +109,9 @@ def _status(app: App, cfg: Config) -> dict[str, Any]:
                    "max_connections": shim.max_connections,
                    "max_connections_per_source": shim.max_connections_per_source,
                    "request_timeout_s": shim.request_timeout,
-                   "keepalive_timeout_s": shim.keepalive_timeout},
+                   "keepalive_timeout_s": shim.keepalive_timeout,
+                   "rate_per_source": shim.rate, "burst_per_source": shim.burst},
+        "host_names": list(shim.host_names),
         "endpoints": {"qr": cfg.qr is not None, "login": cfg.login is not None,
                       "lookup": cfg.lookup is not None, "deletion": True},
         "deletion_signed": shim.delete_secret is not None,

@@ -28,6 +28,8 @@ from ..config.model import ShimConfig
 from ..metrics import HTTP_REQUESTS
 from .http import Response, RouteTable, ShimApp, phrase, reply
 from .pools import BoundedPool, Busy
+from .protocol import ascii_query, escape_target, header, protocol_check
+from .ratelimit import MAX_WAIT, Buckets
 from .refusals import MAX_HEAD, SUMMARY_EVERY, RefusalLog, busy, malformed, raw_response
 
 log = structlog.get_logger("dicomgate.shim")
@@ -52,6 +54,7 @@ class HttpFront:
         self.config = config
         self.pools = pools
         self.refusals = RefusalLog()
+        self.buckets = Buckets(config.rate, config.burst)
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -122,6 +125,7 @@ class HttpFront:
             task.add_done_callback(self._tasks.discard)
         peer = writer.get_extra_info("peername") or ("", 0)
         client = str(peer[0])
+        local = str((writer.get_extra_info("sockname") or ("",))[0])
         refusal = self._admission(client)
         if refusal is not None:
             await self._refuse(reader, writer, refusal, client)
@@ -129,7 +133,7 @@ class HttpFront:
         self._per_source[client] += 1
         self._open.add(writer)
         try:
-            await self._serve(reader, writer, client)
+            await self._serve(reader, writer, client, local)
         except (ConnectionError, OSError, asyncio.IncompleteReadError):
             pass  # the caller went away
         except Exception as exc:  # a bug here must not kill the server nor go unseen
@@ -171,12 +175,15 @@ class HttpFront:
 
     async def _send_and_close(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                               resp: Response, hold: float = TARPIT) -> None:
-        """Answer, then read and discard until the caller closes (at most `hold` s)."""
+        """Answer, then read and discard until the caller closes (at most `hold` s). Held
+        callers (a tarpit) see no end of the answer; others get it at once (FIN)."""
         writer.write(raw_response(resp))
+        if hold <= LINGER:
+            _write_eof(writer)
         await _linger(reader, writer, hold)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     client: str) -> None:
+                     client: str, local: str) -> None:
         loop = asyncio.get_running_loop()
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         deadline = loop.time() + self.config.request_timeout  # from accept: head and body
@@ -196,8 +203,11 @@ class HttpFront:
                 return
             if got is None:
                 return  # closed by the caller between requests
-            resp = await self._answer(got, client)
-            if not await self._send(conn, writer, got[0], resp):
+            resp = await self._admit(got, client)
+            if resp is None:
+                resp = await self._answer(got, client, local)
+            if not await self._send(conn, writer, got[0], resp, got[3]) or got[3]:
+                _write_eof(writer)  # the caller reading to EOF sees it now, not after LINGER
                 await _linger(reader, writer, LINGER)
                 return
             conn.start_next_cycle()
@@ -214,22 +224,32 @@ class HttpFront:
 
     async def _read_request(self, conn: h11.Connection, reader: asyncio.StreamReader,
                             writer: asyncio.StreamWriter
-                            ) -> tuple[h11.Request, bytes, bool] | None:
-        """(request, body, body too large) or None when the caller closed."""
+                            ) -> tuple[h11.Request, bytes, bool, bool] | None:
+        """(request, body, body too large, close after answering) or None when the caller
+        closed. h11 parses; the checks it does not make are added (protocol.protocol_check)."""
         request: h11.Request | None = None
         chunks: list[bytes] = []
         size = 0
+        head = bytearray(conn.trailing_data[0])  # what arrived before the request line ended
+        close = False
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
                 data = await reader.read(READ_SIZE)
-                conn.receive_data(_escape_target(data) if request is None and
-                                  conn.their_state is h11.IDLE else data)
+                if request is None:
+                    data = escape_target(data) if conn.their_state is h11.IDLE else data
+                    head += data
+                    if len(head) > MAX_HEAD and b"\r\n\r\n" not in head[:MAX_HEAD + 4] \
+                            and b"\n\n" not in head[:MAX_HEAD + 2]:
+                        raise h11.RemoteProtocolError("head too large", 431)
+                conn.receive_data(data)
             elif isinstance(event, h11.Request):
                 request = event
-                length = _header(event.headers, b"content-length")
-                if length.isdigit() and int(length) > self.config.max_body:
-                    return request, b"", True
+                close = protocol_check(event, bytes(head), len(head) -
+                                       len(conn.trailing_data[0]))
+                length = header(event.headers, b"content-length")
+                if length.isdigit() and int(length[:20]) > self.config.max_body:
+                    return request, b"", True, True
                 if conn.they_are_waiting_for_100_continue:
                     writer.write(conn.send(h11.InformationalResponse(
                         status_code=100, reason=b"Continue", headers=[])))
@@ -237,21 +257,38 @@ class HttpFront:
                 size += len(event.data)
                 if size > self.config.max_body:
                     assert request is not None
-                    return request, b"", True
+                    return request, b"", True, True
                 chunks.append(event.data)
             elif isinstance(event, h11.EndOfMessage):
                 assert request is not None
-                return request, b"".join(chunks), False
+                return request, b"".join(chunks), False, close
             elif isinstance(event, h11.ConnectionClosed):
                 if request is not None:  # closed half-way: nothing to answer
                     raise ConnectionResetError
                 return None
 
-    async def _answer(self, got: tuple[h11.Request, bytes, bool], client: str) -> Response:
-        request, body, too_big = got
+    async def _admit(self, got: tuple[h11.Request, bytes, bool, bool],
+                     client: str) -> Response | None:
+        """The per-source rate limit: waits for the caller's tokens (so a flood from one
+        address slows itself down), or refuses when that would take longer than MAX_WAIT."""
+        route = self.routes.find(_path(got[0].target))
+        wait = self.buckets.take(client, route.cost if route else 1.0)
+        if wait is None:
+            self.refusals.add("rate_limited", client)
+            await asyncio.sleep(MAX_WAIT)  # the refusal itself is slow: no busy loop
+            return reply(503, f"too many requests from {client} (shim.rate "
+                              f"{self.config.rate:g}/s, shim.burst {self.config.burst}); "
+                              "slow down")
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return None
+
+    async def _answer(self, got: tuple[h11.Request, bytes, bool, bool], client: str,
+                      local: str) -> Response:
+        request, body, too_big, _ = got
         target = request.target
-        path_b, _, query_b = target.partition(b"?")
-        path = unquote(path_b.decode("latin-1"), errors="replace")
+        query_b = target.partition(b"?")[2]
+        path = _path(target)
         route = self.routes.find(path)
         pool = self.pools.get(route.pool if route else "main") or self.pools["main"]
         headers: dict[str, str] = {}
@@ -260,11 +297,11 @@ class HttpFront:
             text = value.decode("latin-1")
             headers[key] = f"{headers[key]}, {text}" if key in headers else text
         method = request.method.decode("ascii", "replace").upper()
-        query = _ascii_query(query_b)
+        query = ascii_query(query_b)
         self._busy += 1
         try:
             fut = pool.submit(lambda: self.app.handle(method, path, query, headers, body,
-                                                      client, too_big)[0])
+                                                      client, too_big, local)[0])
             return await asyncio.wrap_future(fut)
         except Busy:
             HTTP_REQUESTS.labels(route.path if route else "other", "busy").inc()
@@ -274,9 +311,9 @@ class HttpFront:
             self._busy -= 1
 
     async def _send(self, conn: h11.Connection, writer: asyncio.StreamWriter,
-                    request: h11.Request, resp: Response) -> bool:
+                    request: h11.Request, resp: Response, close: bool = False) -> bool:
         """Write the answer; True when the connection stays open for another request."""
-        closing = self._stopping is not None and self._stopping.is_set()
+        closing = close or (self._stopping is not None and self._stopping.is_set())
         headers = [("Content-Type", resp.content_type), ("Content-Length", str(len(resp.body))),
                    ("Cache-Control", "no-store"), ("Server", "dicomgate")]
         if resp.request_id:
@@ -318,30 +355,16 @@ async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
         writer.transport.abort()
 
 
-def _escape_target(data: bytes) -> bytes:
-    """Percent-encode raw non-ASCII bytes in the request line, as some PACS clients send
-    UTF-8 URLs unencoded (h11 would refuse them); parameters are then decoded strictly."""
-    line_end = data.find(b"\n")
-    line = data if line_end < 0 else data[:line_end]
-    if line.isascii():
-        return data
-    return b"".join(bytes([b]) if b < 128 else b"%%%02X" % b for b in line) + \
-        data[len(line):]
+def _write_eof(writer: asyncio.StreamWriter) -> None:
+    try:
+        if writer.can_write_eof():
+            writer.write_eof()
+    except (OSError, RuntimeError):
+        pass
 
 
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
-    for k, v in headers:
-        if k == name:
-            return v.decode("latin-1").strip()
-    return ""
-
-
-def _ascii_query(raw: bytes) -> str:
-    """Raw non-ASCII bytes in a query are percent-encoded, so the strict UTF-8 decoding of
-    the parameters sees exactly the bytes sent."""
-    if raw.isascii():
-        return raw.decode("ascii")
-    return "".join(chr(b) if b < 128 else f"%{b:02X}" for b in raw)
+def _path(target: bytes) -> str:
+    return unquote(target.partition(b"?")[0].decode("latin-1"), errors="replace")
 
 
 def _raise_fd_limit(connections: int) -> None:

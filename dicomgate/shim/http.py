@@ -24,9 +24,11 @@ import structlog
 from ..config.model import Network
 from ..metrics import HTTP_REQUESTS
 from ..netaddr import client_ip
-from .inputs import BadBody, body_text, decode_pairs, json_object
+from .hosts import HostCheck
+from .inputs import BadBody, body_text, decode_pairs, json_fields, pairs
 from .mount import call_mounted, mount_of
 from .params import ForeignHospital, ParamError
+from .schema import Schema, read
 
 log = structlog.get_logger("dicomgate.shim")
 
@@ -58,18 +60,20 @@ class Request:
         ParamError names any parameter that is not UTF-8."""
         return decode_pairs(self.query_string, "query string")
 
-    def params(self) -> dict[str, str]:
-        """Query parameters, overlaid with a JSON object or form body (POST)."""
-        out = self.query()
+    def fields(self, model: type[Schema]) -> tuple[dict[str, str], list[str]]:
+        """The request read through its endpoint's declared schema (schema.read): query
+        parameters and a JSON object or form body (POST), each field from one place; the
+        valid fields and the problems."""
+        return read(model, pairs(self.query_string, "query string"), self.body_fields())
+
+    def body_fields(self) -> dict[str, Any] | list[tuple[str, str]] | None:
         if not self.body:
-            return out
+            return None
         ctype = self.headers.get("content-type", "").split(";")[0].strip().lower()
         text = body_text(self.body)
         if ctype == "application/json" or (not ctype and text.lstrip().startswith("{")):
-            out.update(json_object(text))
-        else:
-            out.update(decode_pairs(text, "form body", plus_is_space=True))
-        return out
+            return json_fields(text)
+        return pairs(text, "form body", plus_is_space=True)
 
 
 @dataclass
@@ -102,6 +106,7 @@ class Route:
     open_access: bool  # True: skips the CIDR allow-list (e.g. a health check for monitoring)
     summary: str = ""
     pool: str = "main"  # the worker pool that runs it ("lookup": slow peers, kept apart)
+    cost: float = 1.0  # tokens of the caller's rate limit one request takes
 
 
 class RouteTable:
@@ -111,12 +116,13 @@ class RouteTable:
         self._routes: dict[str, Route] = {}
 
     def add(self, path: str, handler: Handler, methods: Iterable[str] = ("GET",), *,
-            open_access: bool = False, summary: str = "", pool: str = "main") -> None:
+            open_access: bool = False, summary: str = "", pool: str = "main",
+            cost: float = 1.0) -> None:
         key = _norm(path)
         if key in self._routes:
             raise ValueError(f"route {path} is already registered")
         self._routes[key] = Route(path, handler, tuple(m.upper() for m in methods),
-                                  open_access, summary, pool)
+                                  open_access, summary, pool, cost)
 
     def find(self, path: str) -> Route | None:
         return self._routes.get(_norm(path))
@@ -137,10 +143,13 @@ class ShimApp:
 
     def __init__(self, routes: RouteTable, allow: tuple[Network, ...], max_body: int,
                  on_foreign: Callable[[Request, ForeignHospital], None] | None = None,
-                 mounts: dict[str, Callable] | None = None):
+                 mounts: dict[str, Callable] | None = None, hosts: HostCheck | None = None,
+                 bind: str = ""):
         self.routes = routes
         self.allow = allow
         self.max_body = max_body
+        self.hosts = hosts if hosts is not None else HostCheck(())
+        self.bind = bind  # the listener's address: ours, when a server does not say more
         self.on_foreign = on_foreign  # audits a request naming a hospital we do not serve
         self.mounts = mounts if mounts is not None else {}  # prefix -> WSGI app
 
@@ -153,21 +162,30 @@ class ShimApp:
         body, too_big = _read_body(environ, self.max_body)
         resp, req_id = self.handle(method, environ.get("PATH_INFO", "/"),
                                    environ.get("QUERY_STRING", ""), headers, body,
-                                   environ.get("REMOTE_ADDR", ""), too_big)
+                                   environ.get("REMOTE_ADDR", ""), too_big, self.bind)
         start_response(f"{resp.status} {phrase(resp.status) or 'OK'}", [
             ("Content-Type", resp.content_type), ("Content-Length", str(len(resp.body))),
             ("X-Request-Id", req_id), ("Cache-Control", "no-store"), *resp.headers])
         return [resp.body] if method != "HEAD" else [b""]
 
     def handle(self, method: str, path: str, query_string: str, headers: dict[str, str],
-               body: bytes, client: str, too_big: bool = False) -> tuple[Response, str]:
-        """The answer to one request and its id; never raises."""
+               body: bytes, client: str, too_big: bool = False,
+               local: str = "") -> tuple[Response, str]:
+        """The answer to one request and its id; never raises. `local`: the address the
+        caller connected to (for the Host check)."""
         t0 = time.perf_counter()
         req_id = uuid.uuid4().hex[:12]
         req: Request | None = None
         try:
-            resp, req = self._dispatch(method, path, query_string, headers, body, client,
-                                       req_id, too_big)
+            refused = self.hosts.problem(headers, local or self.bind)
+            if refused is not None:
+                log.warning("shim.foreign_host", client=client, path=path,
+                            host=headers.get("host", "")[:80],
+                            origin=headers.get("origin", "")[:80])
+                resp = reply(403, refused)
+            else:
+                resp, req = self._dispatch(method, path, query_string, headers, body, client,
+                                           req_id, too_big)
         except Exception as exc:  # never a stack trace to the caller
             log.exception("shim.internal_error", path=path, request_id=req_id,
                           error_type=type(exc).__name__)

@@ -8,9 +8,11 @@ before parsing (a deeply nested body would exhaust Python's recursion limit).
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from .params import ParamError
+from .schema import JsonNumber
 
 MAX_JSON_DEPTH = 16  # the shim's bodies are flat objects of parameters
 MAX_FIELDS = 200
@@ -21,9 +23,17 @@ class BadBody(ValueError):
 
 
 def decode_pairs(text: str, where: str, plus_is_space: bool = False) -> dict[str, str]:
-    """`a=1&b=2` -> {"a": "1", "b": "2"}: first value wins; names every parameter whose
-    value is not UTF-8. `+` stays `+` in query strings (base64 survives) unless told."""
+    """`a=1&b=2` -> {"a": "1", "b": "2"}: first value wins (see `pairs`)."""
     out: dict[str, str] = {}
+    for key, value in pairs(text, where, plus_is_space):
+        out.setdefault(key, value)
+    return out
+
+
+def pairs(text: str, where: str, plus_is_space: bool = False) -> list[tuple[str, str]]:
+    """`a=1&b=2` -> [("a", "1"), ("b", "2")], repeats kept; names every parameter whose
+    value is not UTF-8. `+` stays `+` in query strings (base64 survives) unless told."""
+    out: list[tuple[str, str]] = []
     bad: list[str] = []
     pieces = [p for p in text.split("&") if p]
     if len(pieces) > MAX_FIELDS:
@@ -44,7 +54,7 @@ def decode_pairs(text: str, where: str, plus_is_space: bool = False) -> dict[str
             bad.append(f"{key} invalid: not valid UTF-8 ({raw_value[:30]!r}; expected UTF-8 "
                        "percent-encoding, e.g. 张 = %E5%BC%A0)")
             continue
-        out.setdefault(key, value)
+        out.append((key, value))
     if bad:
         raise ParamError(bad)
     return out
@@ -65,20 +75,23 @@ def body_text(body: bytes) -> str:
                       f"{body[exc.start:exc.start + 1].hex()})") from None
 
 
-def json_object(text: str) -> dict[str, str]:
+def json_fields(text: str) -> dict[str, Any]:
+    """The JSON object as parsed, numbers kept as JsonNumber (the schema refuses them with
+    the field's name: converting a 5,000-digit integer or 1e999999 is not safe)."""
     depth = json_depth(text)
     if depth > MAX_JSON_DEPTH:
         raise BadBody(f"the JSON body nests more than {MAX_JSON_DEPTH} levels deep "
                       "(expected a flat object of parameters)")
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_int=JsonNumber, parse_float=JsonNumber,
+                          parse_constant=JsonNumber)
     except json.JSONDecodeError as exc:
         raise BadBody(f"the JSON body does not parse: {exc}") from None
     if not isinstance(data, dict):
         raise BadBody("the JSON body must be an object of parameters")
     if len(data) > MAX_FIELDS:
         raise BadBody(f"the JSON body has {len(data)} fields (at most {MAX_FIELDS})")
-    return {str(k): "" if v is None else str(v) for k, v in data.items()}
+    return data
 
 
 def json_depth(text: str) -> int:

@@ -24,6 +24,7 @@ from .http import OK, Request, Response, reply
 from .inputs import body_text
 from .login_string import EncodingError, dollar_decode, parse_login_string
 from .params import Params
+from .schema import Schema, read, text
 
 log = structlog.get_logger("dicomgate.shim.login")
 
@@ -34,6 +35,25 @@ SEX = {"0": "未知", "1": "男", "2": "女", "9": "未说明性别"}
 DOCTOR_TYPES = {"1": "医师", "2": "技师", "3": "护士"}
 DETAIL_FIELDS = ("doctorName", "department", "departmentCode", "doctorSex", "doctorType",
                  "doctorCode", "phoneNumber")
+
+
+class LoginQuery(Schema):
+    """The login string's fields, after $-decoding (type 2, logout, needs only the first
+    three)."""
+    hisUserId: str = text("PACS 登录账号")
+    type: str = text("1 login, 2 logout", 1)
+    hospitalId: str = text("医保医疗机构代码 (default: this gateway's gateway.hospital_id)",
+                           required=False)
+    doctorName: str = text("医生姓名 (login)", required=False)
+    department: str = text("科室名称 (login)", 100, required=False)
+    departmentCode: str = text("科室编码", required=False)
+    doctorSex: str = text("0 未知, 1 男, 2 女, 9 未说明 (login)", 1, required=False)
+    doctorType: str = text("1 医师, 2 技师, 3 护士 (login)", 1, required=False)
+    doctorCode: str = text("国家医保人员代码 (login)", required=False)
+    doctorIdCardNo: str = text("ID number, SM2-encrypted with the cloud's public key: hex or "
+                               "base64, with or without 04, C1C3C2 (login.sm2_mode) (login)",
+                               4096, required=False)
+    phoneNumber: str = text("手机号", 20, required=False)
 
 
 @dataclass
@@ -62,7 +82,9 @@ def decode_login(text: str, default_hospital: str, decryptor: Sm2Decryptor | Non
     (ForeignHospital when it names a hospital outside `served`)."""
     raw = parse_login_string(text)
     p = Params({}, default_hospital, served)
-    p.raw = decode_values(raw, p)
+    values, problems = read(LoginQuery, decode_values(raw, p).items())
+    p.raw = values
+    p.problems += problems
     his_user_id = p.required("hisUserId", "PACS 登录账号")
     kind = p.choice("type", LOGIN_TYPES)
     hospital = p.hospital()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 import structlog
@@ -21,6 +21,7 @@ from ..privacy import mask_id, mask_name
 from ..state import Store
 from .http import BAD_PARAMS, INTERNAL, OK, Request, Response, reply
 from .params import Params, no_chars
+from .schema import Schema, text
 
 log = structlog.get_logger("dicomgate.shim.lookup")
 
@@ -43,6 +44,16 @@ class PlatformResult:
     error: str | None = None
 
 
+class LookupQuery(Schema):
+    """Query string or body (GET or POST), each field in one of them."""
+    places: ClassVar[tuple[str, ...]] = ("query", "body")
+    hisUserId: str = text("PACS 登录账号 (must have an open login session)")
+    idCardNo: str = text("患者身份证号 (PatientID on the platforms)")
+    patientName: str = text("患者姓名", required=False)
+    hospitalId: str = text("医保医疗机构代码 (default: this gateway's gateway.hospital_id)",
+                           required=False)
+
+
 class LookupEndpoint:
     def __init__(self, config: LookupConfig, store: Store, served: tuple[str, ...],
                  concurrent: int = 4):
@@ -61,7 +72,8 @@ class LookupEndpoint:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def __call__(self, req: Request) -> Response:
-        p = Params(req.params(), self.served[0], self.served)
+        fields, problems = req.fields(LookupQuery)
+        p = Params(fields, self.served[0], self.served, problems)
         his_user_id = p.required("hisUserId", "PACS 登录账号")
         id_card_no = p.required("idCardNo", "患者身份证号 (PatientID on the platforms)",
                                 check=no_chars(_WILDCARDS, "no wildcards or lists"))

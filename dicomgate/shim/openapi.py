@@ -1,4 +1,7 @@
-"""The OpenAPI 3.0 document served at /openapi.json (what PACS vendors integrate against)."""
+"""The OpenAPI 3.0 document served at /openapi.json (what PACS vendors integrate against).
+
+Parameters and bodies come from the endpoints' declared schemas (schema.py), the same models
+that parse the requests."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from typing import Any
 
 from .. import __version__
 from . import deletion, login, lookup, qr_endpoint
+from .schema import json_schema, query_parameters
 
 
 def _param(name: str, desc: str, required: bool = True, where: str = "query") -> dict:
@@ -13,13 +17,10 @@ def _param(name: str, desc: str, required: bool = True, where: str = "query") ->
             "schema": {"type": "string"}}
 
 
-_HOSPITAL = [_param("hospitalId", "医保医疗机构代码 (also spelled hospitalld); default: "
-                                  "this gateway's gateway.hospital_id", False)]
-
 _ANSWER = {
     "type": "object", "required": ["code", "message", "data"],
     "properties": {
-        "code": {"type": "integer", "enum": [200, 202, 400, 403, 404, 408, 431, 500, 503],
+        "code": {"type": "integer", "enum": [200, 202, 400, 403, 404, 408, 431, 500, 503, 505],
                  "description": "200 success; 202 missing or invalid parameters (the message "
                                 "names each), a body over shim.max_body, or the external "
                                 "lookup busy; 500 internal error; otherwise the HTTP status "
@@ -39,9 +40,10 @@ def _json(description: str, code: int, message: str) -> dict:
 
 # What the HTTP front (front.py, pools.py, refusals.py) answers before or instead of a route.
 _REFUSALS = {
-    "400": _json("malformed HTTP request (the connection is closed)", 400,
-                 "malformed HTTP request: ..."),
-    "403": _json("caller not in shim.allow (refused at accept, connection closed)", 403,
+    "400": _json("malformed HTTP request, e.g. a folded header line (the connection is "
+                 "closed)", 400, "malformed HTTP request: ..."),
+    "403": _json("caller not in shim.allow (refused at accept, connection closed), or a Host "
+                 "or Origin that does not name this gateway (shim.host_names)", 403,
                  "caller 10.0.0.9 is not in shim.allow"),
     "408": _json("request head and body not received within shim.request_timeout", 408,
                  "request head and body not received within 10s (shim.request_timeout)"),
@@ -49,11 +51,14 @@ _REFUSALS = {
                  "(invalid parameters)", 202,
                  "传参数不规范: request body over the limit of 65536 bytes (shim.max_body)"),
     "431": _json("request head over 64 KiB", 431, "request head over 64 KiB"),
+    "505": _json("request line other than HTTP/1.1 or HTTP/1.0", 505,
+                 "malformed HTTP request: HTTP/3.0 is not served (HTTP/1.1 or HTTP/1.0)"),
     "500": _json("internal error (no details leaked; see the gateway log)", 500,
                  "内部服务错误 internal error (request ...; see the gateway log)"),
 }
 _BUSY_503 = _json("busy: too many open connections (shim.max_connections, "
-                  "shim.max_connections_per_source), or "
+                  "shim.max_connections_per_source), too many requests from the caller's "
+                  "address (shim.rate, shim.burst; after waiting up to 2 s), or "
                   "every worker of the endpoint's pool busy and its queue full "
                   "(shim.threads, shim.queue); try again in a moment", 503,
                   "busy: 24 requests in progress (shim.threads, shim.queue); try again in a "
@@ -83,62 +88,49 @@ def _responses(data_desc: str, lookup: bool = False) -> dict:
     return {"200": ok, **front_responses()}
 
 
-def _qr(summary: str, data_desc: str, extra: list[dict] | None = None) -> dict:
-    return {"get": {"summary": summary, "parameters": [
-        _param("accessNumber", "检查编号 (also accessionNo)"),
-        _param("modality", "检查模式 (CT, MR, DX, ...)"), *_HOSPITAL, *(extra or [])],
-        "responses": _responses(data_desc)}}
+def _qr(summary: str, data_desc: str, schema: type) -> dict:
+    return {"get": {"summary": summary, "parameters": query_parameters(schema),
+                    "responses": _responses(data_desc)}}
 
 
 def build(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
-    login_params = [
-        _param("hisUserId", "PACS 登录账号"), _param("type", "1 login, 2 logout"),
-        _param("doctorName", "医生姓名 ($-encoded UTF-8: encodeURI with % replaced by $)"),
-        *_HOSPITAL, _param("department", "科室名称 ($-encoded)"),
-        _param("departmentCode", "科室编码", False),
-        _param("doctorSex", "0 未知, 1 男, 2 女, 9 未说明"),
-        _param("doctorType", "1 医师, 2 技师, 3 护士"),
-        _param("doctorCode", "国家医保人员代码"),
-        _param("doctorIdCardNo", "ID number, SM2-encrypted with the cloud's public key: hex or "
-                                 "base64, with or without 04, C1C3C2 (login.sm2_mode)"),
-        _param("phoneNumber", "手机号", False)]
-    lookup_params = [_param("hisUserId", "PACS 登录账号 (must have an open login session)"),
-                     _param("idCardNo", "患者身份证号 (PatientID on the platforms)"),
-                     _param("patientName", "患者姓名", False), *_HOSPITAL]
-    lookup_op = {"summary": "外院检查提醒: the patient's exams at other hospitals (provincial "
-                            "and national platforms, QIDO-RS)", "parameters": lookup_params,
-                 "responses": _responses("data: {count, exams: [{hospital, studyDate, "
-                                         "modality, bodyPart, description, studyInstanceUid, "
-                                         "source}], sources}", lookup=True)}
-    delete_fields = {k: {"type": "string", "description": d} for k, d in (
-        ("patientName", "患者姓名"), ("accessionNo", "检查号"),
-        ("hospitalId", "医保医疗机构代码 (default: this gateway's)"),
-        ("operateDoctorName", "操作医生姓名"),
-        ("operateDateTime", "操作时间 yyyy-MM-dd HH:mm:ss"))}
-    delete_schema = {"type": "object", "properties": delete_fields,
-                     "required": ["patientName", "accessionNo", "operateDoctorName",
-                                  "operateDateTime"]}
+    lookup_summary = ("外院检查提醒: the patient's exams at other hospitals (provincial and "
+                      "national platforms, QIDO-RS)")
+    lookup_answers = _responses("data: {count, exams: [{hospital, studyDate, modality, "
+                                "bodyPart, description, studyInstanceUid, source}], sources}",
+                                lookup=True)
+    body = json_schema(lookup.LookupQuery)
     paths: dict[str, Any] = {
         qr_endpoint.QR_URL_PATH: _qr(
-            "二维码 URL: the cloud-film link with its SM4 token", "data: the URL"),
+            "二维码 URL: the cloud-film link with its SM4-ECB token", "data: the URL",
+            qr_endpoint.QrQuery),
         qr_endpoint.QR_CODE_PATH: _qr(
             "二维码图片: the QR code of that link as base64 PNG", "data: base64 PNG",
-            [_param("caption", "1: print 扫描查看数字影像 under the code", False)]),
-        login.PATH: {"get": {"summary": "医生登录同步 (doctor login/logout sync)",
-                             "parameters": login_params,
+            qr_endpoint.QrCodeQuery),
+        login.PATH: {"get": {"summary": "医生登录同步 (doctor login/logout sync); values "
+                                        "$-encoded UTF-8 (encodeURI with % replaced by $)",
+                             "parameters": query_parameters(login.LoginQuery),
                              "responses": _responses("data: {hisUserId, sessionId}")}},
-        lookup.PATH: {"get": lookup_op, "post": lookup_op},
+        lookup.PATH: {
+            "get": {"summary": lookup_summary, "parameters": query_parameters(
+                lookup.LookupQuery), "responses": lookup_answers},
+            "post": {"summary": lookup_summary + "; the fields as a JSON object or form body",
+                     "requestBody": {"required": True, "content": {
+                         "application/json": {"schema": body},
+                         "application/x-www-form-urlencoded": {"schema": body}}},
+                     "responses": lookup_answers}},
         deletion.PATH: {"post": {
             "summary": "图像删除更新: remove local copies, delete upstream, re-sync the exam",
             "parameters": [
                 _param("X-Dicomgate-Timestamp", "unix seconds (when shim.delete_secret is set)",
                        False, "header"),
-                _param("X-Dicomgate-Signature", "hex HMAC-SHA256(delete_secret, timestamp + "
-                                                "'\\n' + body) (when shim.delete_secret is set)",
-                       False, "header")],
+                _param("X-Dicomgate-Signature", "hex HMAC-SHA256(delete_secret, timestamp "
+                       "'\\n' METHOD '\\n' path '\\n' canonical query '\\n' body) (when "
+                       "shim.delete_secret is set; docs/operations.md)", False, "header")],
             "requestBody": {"required": True, "content": {
-                "application/json": {"schema": delete_schema},
-                "application/x-www-form-urlencoded": {"schema": delete_schema}}},
+                "application/json": {"schema": json_schema(deletion.DeleteBody)},
+                "application/x-www-form-urlencoded": {
+                    "schema": json_schema(deletion.DeleteBody)}}},
             "responses": _responses("data: {deletionId, studies, instances, filesRemoved, "
                                     "repeat}")}},
     }

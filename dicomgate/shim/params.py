@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 # Spellings the PACS vendors really send, canonical name first. The spec's own tables spell
 # hospitalId as "hospitalld" (double l) and mix accessNumber / accessionNo.
@@ -34,12 +34,17 @@ class Params:
     """Reads parameters, collecting every problem, then `done()` raises them together."""
 
     def __init__(self, raw: Mapping[str, str], default_hospital: str,
-                 served: Collection[str] | None = None):
+                 served: Collection[str] | None = None, problems: Iterable[str] = ()):
+        """`problems`: those the endpoint's schema found already (schema.read); the fields
+        they name are not checked again."""
         self.raw = raw
         self.default_hospital = default_hospital
         self.served = served  # the hospitalIds this gateway acts for; None: no check
-        self.problems: list[str] = []
+        self.problems: list[str] = list(problems)
         self.foreign: str | None = None
+
+    def reported(self, name: str) -> bool:
+        return any(p.startswith(name + " ") for p in self.problems)
 
     def get(self, name: str) -> str:
         for alias in ALIASES.get(name, (name,)):
@@ -52,7 +57,8 @@ class Params:
                  check: Callable[[str], str | None] | None = None) -> str:
         value = self.get(name)
         if not value:
-            self.problems.append(f"{name} missing ({what})")
+            if not self.reported(name):
+                self.problems.append(f"{name} missing ({what})")
             return ""
         return self._check(name, value, what, max_len, check)
 
@@ -65,7 +71,7 @@ class Params:
         value = self.get(name)
         expected = ", ".join(f"{k} {v}" for k, v in choices.items())
         if not value:
-            if required:
+            if required and not self.reported(name):
                 self.problems.append(f"{name} missing (one of: {expected})")
             return ""
         if value not in choices:
@@ -73,7 +79,15 @@ class Params:
             return ""
         return value
 
-    def hospital(self) -> str:
+    def hospital(self, required: bool = False) -> str:
+        """hospitalId, checked against the hospitals served; when absent: missing if
+        `required` (the QR calls, where the spec makes it required), else ours."""
+        if self.reported("hospitalId"):
+            return ""
+        if required and not self.get("hospitalId"):
+            self.problems.append("hospitalId missing (医保医疗机构代码, also spelled "
+                                 "hospitalld)")
+            return ""
         value = self._check("hospitalId", self.get("hospitalId") or self.default_hospital,
                             "医保医疗机构代码", 64, None)
         if value and self.served is not None and value not in self.served:

@@ -3,7 +3,9 @@
 Token format (the cloud decrypts it): UTF-8 `hospitalId|accessionNo|modality`, SM4-ECB with
 PKCS#7 padding under `qr.sm4_key`, standard base64, then percent-encoded in the URL so that
 `+`, `/` and `=` survive query-string parsing. ECB keeps it deterministic: the same exam always
-prints the same link, before or after its report is synced.
+prints the same link, before or after its report is synced. The cipher and mode are the
+cloud's (its decryptor, the spec's 32-byte sample with no IV): tokens whose first 16 plain
+bytes are equal (hospital code, `|`, three accession characters) share their first block.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import structlog
 from ..config.model import ShimConfig
 from ..metrics import HTTP_POOL_IN_FLIGHT
 from .front import HttpFront
+from .hosts import HostCheck
 from .http import Request, RouteTable, ShimApp
 from .params import ForeignHospital
 from .pools import BoundedPool
@@ -44,10 +45,12 @@ class ShimService:
     def start(self) -> None:
         cfg = self.config
         self.pools = {"main": BoundedPool("main", cfg.threads, cfg.queue),
+                      "print": BoundedPool("print", cfg.threads, cfg.queue),
                       "lookup": BoundedPool("lookup", cfg.lookup_threads, cfg.lookup_queue)}
         for name, pool in self.pools.items():
             HTTP_POOL_IN_FLIGHT.labels(name).set_function(lambda p=pool: p.stats().in_flight)
-        app = ShimApp(self.routes, cfg.allow, cfg.max_body, self.on_foreign, self.mounts)
+        app = ShimApp(self.routes, cfg.allow, cfg.max_body, self.on_foreign, self.mounts,
+                      HostCheck(cfg.host_names), cfg.bind)
         try:
             front = HttpFront(app, self.routes, cfg, self.pools)
             front.start()

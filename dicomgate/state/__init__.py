@@ -16,6 +16,7 @@ from .jobs import FactStore, JobStore, KeyValueStore
 from .nodes import NodeStore
 from .overview import OverviewStore
 from .pg import PgDatabase, PgLocation, StoreUnavailable
+from .portal_associations import PortalAssociation, PortalAssociationStore
 from .qr import QrStore
 from .schema import (
     SCHEMA_VERSION,
@@ -70,6 +71,7 @@ class Store:
         self.audit = AuditStore(self.db)
         self.instances = InstanceStore(self.db)
         self.dicom_events = DicomEventStore(self.db)
+        self.portal_associations = PortalAssociationStore(self.db)
         self.overview = OverviewStore(self.db)
         self.exams = ExamStore(self.db)
         self.sessions, self.deletions = SessionStore(self.db), DeletionStore(self.db)
@@ -112,6 +114,6 @@ def migrate(path: Where, backup_dir: Path | None) -> MigrationReport:
 
 __all__ = ["ACTIVE", "FINISHED", "SCHEMA_VERSION", "STATES", "DicomEvent", "DicomEventStore",
            "Enqueued", "InstanceRow", "InstanceStore", "MigrationReport", "NoState",
-           "PgLocation", "SchemaTooNew", "SchemaTooOld", "StateError", "Store",
-           "StoreUnavailable", "Task", "TaskStore", "UnitOfWork", "Where", "migrate",
+           "PgLocation", "PortalAssociation", "SchemaTooNew", "SchemaTooOld", "StateError",
+           "Store", "StoreUnavailable", "Task", "TaskStore", "UnitOfWork", "Where", "migrate",
            "open_database"]

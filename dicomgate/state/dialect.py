@@ -15,7 +15,8 @@ from functools import lru_cache
 
 # Tables keyed by an integer `id` (an INSERT returns it as lastrowid).
 ID_TABLES = frozenset({"tasks", "exams", "exam_versions", "doctor_sessions", "audit",
-                       "dicom_events", "exam_rejects", "upstream_sends", "deletions"})
+                       "dicom_events", "exam_rejects", "upstream_sends", "deletions",
+                       "portal_associations"})
 
 _SCALAR_2 = re.compile(r"\b(MAX|MIN)\(([^(),]+(?:\([^()]*\))?[^(),]*),\s*([^(),]+)\)",
                        re.IGNORECASE)

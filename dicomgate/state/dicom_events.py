@@ -12,7 +12,7 @@ from .db import Database
 
 KEEP_DAYS = 30
 KINDS = ("association_rejected", "context_rejected", "store_refused", "suboperation_failed",
-         "repair_step", "scp_process_died")
+         "repair_step", "scp_process_died", "instance_suspect")
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class DicomEvent:
     study_uid: str | None
     status: str | None
     reason: str
+    association_id: int | None = None  # the Portal AET association it happened on
 
 
 class DicomEventStore:
@@ -37,18 +38,19 @@ class DicomEventStore:
     def record(self, kind: str, reason: str, *, calling_aet: str | None = None,
                peer: str | None = None, sop_class_uid: str | None = None,
                transfer_syntaxes: list[str] | None = None, sop_uid: str | None = None,
-               study_uid: str | None = None, status: str | None = None) -> None:
+               study_uid: str | None = None, status: str | None = None,
+               association_id: int | None = None) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown DICOM event kind {kind!r}: one of {KINDS}")
         now = time.time()
         with self.db.tx() as c:
             cur = c.execute(
                 "INSERT INTO dicom_events (at, kind, calling_aet, peer, sop_class_uid, "
-                "transfer_syntaxes, sop_uid, study_uid, status, reason) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "transfer_syntaxes, sop_uid, study_uid, status, reason, association_id) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (now, kind, calling_aet, peer, sop_class_uid,
                  "\\".join(transfer_syntaxes) if transfer_syntaxes else None, sop_uid,
-                 study_uid, status, reason))
+                 study_uid, status, reason, association_id))
             if (cur.lastrowid or 0) % 500 == 0:  # bounded: old events go now and then
                 c.execute("DELETE FROM dicom_events WHERE at < ?", (now - KEEP_DAYS * 86400,))
 
@@ -56,6 +58,16 @@ class DicomEventStore:
         rows = self.db.query(
             f"SELECT * FROM dicom_events WHERE at >= ? AND kind IN "
             f"({','.join('?' * len(kinds))}) ORDER BY id", (at, *kinds))
+        return [DicomEvent(**dict(r)) for r in rows]
+
+    def of_associations(self, ids: list[int], kinds: tuple[str, ...] = KINDS
+                        ) -> list[DicomEvent]:
+        """What happened on these Portal AET associations (the record of one C-MOVE)."""
+        if not ids:
+            return []
+        rows = self.db.query(
+            f"SELECT * FROM dicom_events WHERE association_id IN ({','.join('?' * len(ids))}) "
+            f"AND kind IN ({','.join('?' * len(kinds))}) ORDER BY id", (*ids, *kinds))
         return [DicomEvent(**dict(r)) for r in rows]
 
     def attribute(self, ids: list[int], study_uid: str) -> None:

@@ -101,6 +101,19 @@ class ExamStore:
                "ORDER BY id")
         return [r[0] for r in self.db.query(sql, (*kinds, exam_id, study_uid, study_uid))]
 
+    def warn_for_study(self, study_uid: str, text: str) -> None:
+        """Add a warning to the exam(s) of a study (found by the exam's study UID or the
+        study's exam), once."""
+        with self.db.tx() as c:
+            rows = c.execute("SELECT id, warnings FROM exams WHERE study_uid=? OR id IN "
+                             "(SELECT exam_id FROM studies WHERE study_uid=? AND exam_id IS "
+                             "NOT NULL)", (study_uid, study_uid)).fetchall()
+            for row in rows:
+                warnings = json.loads(row["warnings"] or "[]")
+                if text not in warnings:
+                    c.execute("UPDATE exams SET warnings=?, updated_at=? WHERE id=?",
+                              (dumps([*warnings, text]), time.time(), row["id"]))
+
     def set_reported(self, exam_id: int) -> None:
         """The cloud holds the report; a withdrawn or deleted exam keeps its state."""
         with self.db.tx() as c:

@@ -77,6 +77,11 @@ class WorkerPool:
         t.start()
         return _Worker(lane, kinds, index, t)
 
+    def stop_claiming(self) -> None:
+        """Claim no new task from now on; running ones go on (stop() waits for them)."""
+        self.stopping.set()
+        self.wake()
+
     def stop(self, grace: float | None = None) -> None:
         """Stop claiming; give running tasks `grace` seconds, then release their leases."""
         self.stopping.set()

@@ -19,6 +19,7 @@ import requests
 
 from dicomgate.sandbox.cloud_api import CloudApi
 from dicomgate.sandbox.orthanc import Orthanc, free_port
+from dicomgate.sandbox.studies import StudySpec, ct_instances, sop_uid_of
 from dicomgate.state import Store
 from dicomgate.state.kinds import Retrieve
 
@@ -193,6 +194,17 @@ class Daemon:
                             str(self.dicom_port), *map(str, paths)], capture_output=True,
                            text=True, timeout=60)
         assert r.returncode == 0, r.stderr
+
+
+def study_at(pacs: Orthanc, accession: str, count: int, rows: int = 64
+             ) -> tuple[str, set[str]]:
+    """A synthetic CT study of `count` instances (two series) stored in the PACS: its
+    Study Instance UID and SOP Instance UIDs."""
+    spec = StudySpec(accession=accession)
+    data = ct_instances(spec, series=2, per_series=count // 2, rows=rows, cols=rows)
+    for d in data:
+        pacs.upload(d)
+    return spec.study_uid, {sop_uid_of(d) for d in data}
 
 
 def sigstop(o: Orthanc) -> None:

@@ -18,12 +18,25 @@ def gw_port() -> int:
     return free_port()
 
 
-@pytest.fixture
-def pacs(tmp_path: Path, gw_port: int):
-    orthanc = PeerOrthanc(tmp_path / "pacs", PACS_AET,
-                          modalities={"gateway": (GW_AET, "127.0.0.1", gw_port)}).start()
+@pytest.fixture(scope="module")
+def pacs_peer(tmp_path_factory: pytest.TempPathFactory):
+    """One Orthanc per test module (and xdist worker): starting one per test cost more
+    than the tests. Use `pacs`, which empties it first."""
+    orthanc = PeerOrthanc(tmp_path_factory.mktemp("pacs"), PACS_AET).start()
     yield orthanc
     orthanc.stop()
+
+
+@pytest.fixture
+def pacs(pacs_peer: PeerOrthanc, gw_port: int) -> PeerOrthanc:
+    """The hospital PACS as a test finds it: running, holding nothing, knowing this test's
+    Portal AET as its move destination `gateway`. A test may stop it (the next one starts
+    it again, knowing the same ports)."""
+    if not pacs_peer.running():
+        pacs_peer.start()
+    pacs_peer.empty()
+    pacs_peer.add_modality("gateway", GW_AET, "127.0.0.1", gw_port)
+    return pacs_peer
 
 
 @pytest.fixture

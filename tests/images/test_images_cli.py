@@ -4,9 +4,7 @@ study show; and the scheduled echo's up/down transitions."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from dicomgate.images.echo import FACT, EchoMonitor
 from dicomgate.images.scu import PacsClient
 from dicomgate.sandbox.studies import StudySpec, bundled_instances, ct_instances
 from dicomgate.state import Store
-from tests.support import DICOMGATE, start_daemon, stop_daemon
+from tests.support import DICOMGATE, start_daemon, stop_daemon, wait_until
 
 
 def test_echo_cli_up_and_down(config_path, pacs, capsys):
@@ -71,16 +69,14 @@ def test_pull_by_uid_without_daemon_then_study_show(config_path, pacs, capsys):
     assert "no study 1.2.3" in capsys.readouterr().err
 
 
-def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _wait_listening(log: Path, proc: subprocess.Popen, timeout: float = 20) -> None:
+    """Until the daemon's Portal AET says it listens. Not by connecting to its port: a
+    bare TCP connection stays an open association there, which its stop then drains."""
+    def listening() -> bool:
         assert proc.poll() is None, "daemon exited at start"
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"daemon SCP did not listen on {port}")
+        return log.exists() and "scp.listening" in log.read_text()
+
+    wait_until(listening, timeout, what="the daemon's Portal AET to listen")
 
 
 def test_pull_by_accession_hands_over_to_running_daemon(config_path, pacs, gw_port, capsys,
@@ -90,7 +86,7 @@ def test_pull_by_accession_hands_over_to_running_daemon(config_path, pacs, gw_po
         pacs.upload(d)
     proc = start_daemon(config_path, tmp_path / "daemon.log")
     try:
-        _wait_port(gw_port, proc)
+        _wait_listening(tmp_path / "daemon.log", proc)
         code = main(["--config", str(config_path), "pull", "--accession", "ACC500"])
         out = capsys.readouterr()
         assert code == 0, out.err

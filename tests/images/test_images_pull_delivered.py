@@ -9,10 +9,10 @@ from images_helpers import images_config
 
 from dicomgate.cli import main
 from dicomgate.config.load import load
-from dicomgate.sandbox.orthanc import Orthanc
 from dicomgate.sandbox.studies import StudySpec, ct_instances
 from dicomgate.state import Store
 from dicomgate.upstream.feature import queue_waiting_uploads
+from tests.support.orthanc import PeerOrthanc as Orthanc
 
 
 @pytest.fixture

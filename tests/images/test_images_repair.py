@@ -194,9 +194,9 @@ def test_storage_ae_rejected_names_allowed_calling_aets(tmp_path, gw_port, gw_fa
         peer.load(write_study(data, tmp_path / "in"))
         port, stop = peer.port, peer.stop
     else:
-        from dicomgate.sandbox.orthanc import Orthanc
+        from tests.support.orthanc import PeerOrthanc
 
-        peer = Orthanc(tmp_path / "orthanc", PACS_AET,
+        peer = PeerOrthanc(tmp_path / "orthanc", PACS_AET,
                        modalities={"gateway": (GW_AET, "127.0.0.1", gw_port)}).start()
         for d in data:
             peer.upload(d)

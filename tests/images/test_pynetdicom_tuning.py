@@ -55,3 +55,109 @@ def test_received_datasets_go_to_the_given_folder_hashed(tmp_path, monkeypatch):
     assert path.parent == tmp_path and path.read_bytes() == b"abc"
     size, digest = pynetdicom_tuning.digest_of(path)
     assert size == 3 and digest.startswith("ba7816bf")
+
+
+def _snapshot(contexts) -> list[tuple]:
+    return [(str(cx.abstract_syntax), tuple(str(t) for t in cx.transfer_syntax),
+             cx.scu_role, cx.scp_role, cx.context_id) for cx in contexts]
+
+
+def test_shared_contexts_are_never_modified_by_associations(tmp_path, gw_port):
+    """SharedContexts.__deepcopy__ returns the one list every association uses: true only
+    while pynetdicom (and our EVT_REQUESTED handler) never modify it. Associations with
+    several syntax orders must leave it as it was."""
+    import subprocess
+
+    from pynetdicom import evt
+    from pynetdicom.sop_class import CTImageStorage
+
+    from dicomgate.images.negotiation import TRANSFER_SYNTAXES, prefer_sender_order
+    from dicomgate.sandbox.studies import StudySpec, ct_instances
+    from tests.support.studies import write_study
+
+    ae = AE(ae_title="SHARED")
+    ae.add_supported_context(CTImageStorage, TRANSFER_SYNTAXES)
+    ae.add_supported_context(Verification)
+    shared = pynetdicom_tuning.SharedContexts(ae.supported_contexts)
+    before = _snapshot(shared)
+    server = ae.start_server(("127.0.0.1", gw_port), block=False, contexts=shared,
+                             evt_handlers=[(evt.EVT_REQUESTED, prefer_sender_order),
+                                           (evt.EVT_C_STORE, lambda _e: 0x0000)])
+    try:
+        [f] = write_study(ct_instances(StudySpec("ACC-SHARED"), series=1, per_series=1),
+                          tmp_path / "in")
+        for order in ("-xi", "-xb", "-xe", "-xd"):  # implicit first, big endian first...
+            out = subprocess.run(["storescu", order, "-aec", "SHARED", "127.0.0.1",
+                                  str(gw_port), str(f)], capture_output=True, timeout=30)
+            assert out.returncode == 0, out.stderr
+    finally:
+        server.shutdown()
+    assert _snapshot(shared) == before
+
+
+def test_syntaxes_set_without_the_setter_read_back_through_the_public_getter():
+    from pynetdicom.presentation import PresentationContext
+
+    cx = PresentationContext()
+    cx.abstract_syntax = Verification
+    pynetdicom_tuning.set_syntaxes_checked_once(cx, ["1.2.840.10008.1.2.1",
+                                                     "1.2.840.10008.1.2"])
+    assert [str(t) for t in cx.transfer_syntax] == ["1.2.840.10008.1.2.1",
+                                                    "1.2.840.10008.1.2"]
+
+
+def test_an_adopted_server_stops_with_the_ae(gw_port):
+    import socket
+
+    ae = AE()
+    ae.add_supported_context(Verification)
+    server = ae.make_server(("127.0.0.1", gw_port),
+                            server_class=pynetdicom_tuning.SharedPortServer)
+    import threading
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    pynetdicom_tuning.adopt_server(ae, server)
+    socket.create_connection(("127.0.0.1", gw_port), timeout=2).close()
+    ae.shutdown()  # must stop the adopted server too
+    try:
+        socket.create_connection(("127.0.0.1", gw_port), timeout=2).close()
+        still_listening = True
+    except OSError:
+        still_listening = False
+    assert not still_listening
+
+
+def test_an_aborted_associations_waiting_loop_can_be_woken():
+    ae = AE()
+    ae.add_requested_context(Verification)
+    assoc = Association(ae, mode="requestor")
+    pynetdicom_tuning.wake_waiting(assoc)
+    assert assoc.dimse.msg_queue.get(timeout=1) == (None, None)
+
+
+def test_a_full_disk_while_receiving_is_caught_not_raised(tmp_path, monkeypatch):
+    """ENOSPC in the middle of a dataset: the rest is drained, write_failure says why."""
+    import subprocess
+
+    monkeypatch.setattr(dimse_messages, "NamedTemporaryFile", dimse_messages.NamedTemporaryFile)
+    for name in ("STORE_RECV_CHUNKED_DATASET", "LOG_HANDLER_LEVEL"):
+        monkeypatch.setattr(_config, name, getattr(_config, name))
+    fs = tmp_path / "small"
+    fs.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(fs)], check=True)
+    try:
+        pynetdicom_tuning.receive_into(fs)
+        f = dimse_messages.NamedTemporaryFile(delete=False, mode="wb", suffix=".dcm")
+        for _ in range(40):  # 160 KB into 64 KB
+            assert f.write(b"\0" * 4096) == 4096
+            f.file.flush()
+        f.close()
+        path = Path(f.name)
+        reason = pynetdicom_tuning.write_failure(path)
+        assert reason is not None and "disk full" in reason
+        path.unlink()
+        g = dimse_messages.NamedTemporaryFile(delete=False, mode="wb", suffix=".dcm")
+        g.write(b"abc")
+        g.close()
+        assert pynetdicom_tuning.write_failure(Path(g.name)) is None  # room again
+    finally:
+        subprocess.run(["umount", "-l", str(fs)], check=False)

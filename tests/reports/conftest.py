@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from reports_mariadb import mariadb_server
 from reports_pg import PG_BIN, _as_postgres
 from reports_support import Pacs, reports_config, view_reports
 
@@ -61,3 +62,10 @@ def postgres() -> Iterator[dict]:
         _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w",
                      "stop")
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[dict]:
+    """A throw-away MariaDB server on a free loopback port, its own zone UTC."""
+    with mariadb_server() as server:
+        yield server

@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dicomgate import idcard
-from dicomgate.reports.events import AUDITED, PERFORMED
-from dicomgate.reports.record import Rules, normalise
+from dicomgate.reports.events import AUDITED, MODIFIED, PERFORMED, REFUNDED
+from dicomgate.reports.record import MAX_LENGTH, TIME_FUTURE, TIME_PAST, Rules, normalise
 
 RULES = Rules("H1", ZoneInfo("Asia/Shanghai"))
 
@@ -53,14 +53,86 @@ def test_times_local_unless_offset():
     assert r["birthDate"] == "1980-01-02"
 
 
+EXAM = {"patientName": "张三", "modality": "CT", "examTime": "2024-05-01 10:00:00"}
+
+
 def test_required_fields_per_event_type():
-    assert normalise({"accessionNo": "A", "examTime": "2024-05-01 10:00:00"}, RULES,
-                     [PERFORMED]).ok
-    n = normalise({"accessionNo": "A", "auditTime": "2024-05-01 10:00:00"}, RULES, [AUDITED])
+    assert normalise({"accessionNo": "A", **EXAM}, RULES, [PERFORMED]).ok
+    n = normalise({"accessionNo": "A", **EXAM, "auditTime": "2024-05-01 10:00:00"}, RULES,
+                  [AUDITED])
     assert n.reason == ("examConclusion: missing (expected report text in examFindings or "
                         "examConclusion; required for type 3)")
     n = normalise({"accessionNo": "  ", "examTime": None}, RULES, [PERFORMED])
-    assert [p.field for p in n.problems] == ["accessionNo", "examTime"]
+    assert [p.field for p in n.problems] == ["accessionNo", "examTime", "patientName",
+                                             "modality"]
+    # a refund needs only its key and time
+    assert normalise({"accessionNo": "A", "refundTime": "2024-05-01 10:00:00"}, RULES,
+                     [REFUNDED]).ok
+
+
+@settings(max_examples=60, derandomize=True, deadline=None)
+@given(st.sampled_from(["patientName", "modality", "examTime"]), st.sampled_from(
+    [PERFORMED, AUDITED, MODIFIED]))
+def test_an_exam_row_without_patient_modality_or_time_is_quarantined(missing, event):
+    row = {"accessionNo": "A", **EXAM, "examConclusion": "未见异常。",
+           "auditTime": "2024-05-01 10:10:00", "modifyTime": "2024-05-01 10:20:00"}
+    row[missing] = None
+    n = normalise(row, RULES, [event])
+    assert [str(p) for p in n.problems] == [
+        f"{missing}: missing (expected a value; required for type {event.code} "
+        f"({event.name}))"]
+
+
+def test_foreign_hospital_is_a_problem_group_codes_are_not():
+    group = Rules("H1", ZoneInfo("Asia/Shanghai"), group_hospital_ids=("H2",))
+    row = {"accessionNo": "A", **EXAM}
+    assert normalise({**row, "hospitalId": "H2"}, group, [PERFORMED]).ok
+    assert normalise(row, group, [PERFORMED]).record["hospitalId"] == "H1"
+    n = normalise({**row, "hospitalId": "H99999999999"}, group, [PERFORMED])
+    assert n.reason == ("hospitalId: 'H99999999999' (expected one of the hospitals this "
+                        "gateway serves: H1, H2 (gateway.hospital_id, "
+                        "gateway.group_hospital_ids))")
+
+
+@settings(max_examples=80, derandomize=True, deadline=None)
+@given(st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31)))
+def test_times_outside_a_window_around_now_are_refused(value):
+    now = dt.datetime.now(RULES.timezone).replace(tzinfo=None)
+    n = normalise({"accessionNo": "A", **EXAM, "examTime": value}, RULES, [PERFORMED])
+    sane = now - TIME_PAST + dt.timedelta(minutes=1) <= value <= now + TIME_FUTURE - \
+        dt.timedelta(minutes=1)
+    insane = value < now - TIME_PAST - dt.timedelta(minutes=1) or \
+        value > now + TIME_FUTURE + dt.timedelta(minutes=1)
+    if sane:
+        assert n.ok, n.reason
+    elif insane:
+        assert [p.field for p in n.problems] == ["examTime"]
+        assert "expected a time between" in n.reason and n.record["examTime"] is None
+
+
+def test_the_far_future_placeholder_is_refused():
+    n = normalise({"accessionNo": "A", **EXAM, "examTime": "9999-12-31 23:59:59"}, RULES,
+                  [PERFORMED])
+    assert n.problems[0].field == "examTime" and "9999-12-31T23:59:59+08:00" in n.reason
+
+
+@settings(max_examples=40, derandomize=True, deadline=None)
+@given(st.sampled_from(sorted(MAX_LENGTH)), st.integers(min_value=-3, max_value=3),
+       st.sampled_from(["a", "肺", "𠮷"]))
+def test_lengths_the_cloud_accepts_are_enforced_never_cut(name, delta, char):
+    limit = MAX_LENGTH[name]
+    value = char * (limit + delta)
+    row = {"accessionNo": "A", **EXAM, name: value}
+    n = normalise(row, RULES, [])
+    too_long = [p for p in n.problems if p.value == f"<{limit + delta} characters>"]
+    if delta > 0:
+        assert too_long and too_long[0].field == name
+        assert f"at most {limit} characters" in too_long[0].expected
+        assert n.record[name] is None  # nothing of it kept, nothing cut
+    else:
+        assert not too_long
+        upper = name in ("idCardNo", "modality")
+        assert n.record[name] == (value.upper() if upper else value)
 
 
 def test_bytes_decoded_with_the_view_encoding_or_quarantined():

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from reports_pacs import Exam, ago, insert_exam_sql, insert_report_sql, report_values, ts
 from reports_support import Pacs, open_store, reports_config, view_reports
+
+from dicomgate.app import App
+from dicomgate.config import load
 
 
 def add(pacs: Pacs, exam: Exam) -> None:
@@ -159,19 +163,27 @@ def test_bad_rows_are_quarantined_and_recover(cli, sqlite_pacs, sqlite_config):
 
 
 def test_nulls_and_derived_fields(cli, sqlite_pacs, sqlite_config):
-    add(sqlite_pacs, Exam("F1", sex=None, id_no=None, fee=None, modality="MR", name=None))
-    add(sqlite_pacs, Exam("F2", modality=None, exam_class=None))
+    add(sqlite_pacs, Exam("F1", sex=None, id_no=None, fee=None, modality="MR"))
+    add(sqlite_pacs, Exam("F2", modality="ES", exam_class=None))
     add(sqlite_pacs, Exam("F3", id_no="110105194912310021"))  # wrong check digit
+    # without patient or modality the cloud cannot file the exam: quarantined, named
+    add(sqlite_pacs, Exam("F4", name=None))
+    add(sqlite_pacs, Exam("F5", modality=None, exam_class=None))
     res = by_type(sync(cli, sqlite_config))
-    assert res[1]["new"] == 3 and res[1]["quarantined"] == 0
+    assert res[1]["new"] == 3 and res[1]["quarantined"] == 2
     store = open_store(sqlite_config)
     f1 = store.exams.get("H33010200001", "F1")
-    assert f1.record["sex"] is None and f1.record["patientName"] is None
+    assert f1.record["sex"] is None and f1.record["idCardNo"] is None
     assert f1.record["imgExamType"] == "3"
     assert store.exams.get("H33010200001", "F2").record["imgExamType"] is None
     f3 = store.exams.get("H33010200001", "F3")
     assert f3.state == "synced"
     assert f3.warnings == ["idCardNo: check digit wrong (GB 11643): mistyped number?"]
+    for acc, field in (("F4", "patientName"), ("F5", "modality")):
+        exam = store.exams.get("H33010200001", acc)
+        assert exam.state == "quarantined" and exam.quarantine_reason == (
+            f"{field}: missing (expected a value; required for type 1 (performed))")
+        assert store.tasks.find("retrieve", f"acc:H33010200001:{acc}") is None
 
 
 def test_gbk_database(tmp_path, cli):
@@ -187,13 +199,16 @@ def test_gbk_database(tmp_path, cli):
     assert record["examConclusion"] == "右肺上叶见结节影，建议复查。"
     assert record["examItemName"] == "胸部CT平扫"
     assert json.loads(out)["warnings"] == []
-    # the same database read without the setting: flagged, so the admin can fix it
+    # the same database read without the setting: the text does not arrive as the
+    # database holds it, so nothing is applied and the setting is named
     plain = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
     for suffix in ("", "-wal", "-shm"):
         (tmp_path / "state" / f"state.db{suffix}").unlink(missing_ok=True)
-    sync(cli, plain)
-    code, out, _ = cli(plain, "exams", "show", "G1", "--json")
-    assert "text looks mis-decoded" in json.loads(out)["warnings"][0]
+    code, out, _ = cli(plain, "sync", "--once", "--json")
+    error = json.loads(out)[0]["error"]
+    assert code == 1 and "text column FINDINGS (examFindings) does not arrive" in error
+    assert "reports.view.encoding for a GBK database (now unset)" in error
+    assert open_store(plain).exams.get("H33010200001", "G1") is None
 
 
 def test_show_masks_personal_data_unless_revealed(cli, sqlite_pacs, sqlite_config):
@@ -237,3 +252,27 @@ def test_text_output_and_clear_errors(tmp_path, cli, sqlite_pacs, sqlite_config)
     nodrv = reports_config(tmp_path, view_reports("Driver=NoSuchDriver;Database=x"))
     code, out, _ = cli(nodrv, "sync", "--once", "--type", "1")
     assert code == 1 and "cannot connect to the PACS database over ODBC" in out
+
+
+def test_a_view_file_replaced_by_rename_is_read_again(tmp_path, cli):
+    """File-based sources (SQLite, Access) are often rewritten as a new file renamed over
+    the old one: the daemon's open connection would keep reading the deleted file."""
+    pacs = Pacs(tmp_path / "pacs.db")
+    add(pacs, Exam("B1", minutes_ago=30))
+    config = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
+    app = App.build(load(config))
+    app.scheduler.run_now("reports.poll")
+    assert app.store.exams.get("H33010200001", "B1").state == "synced"
+
+    fresh = Pacs(tmp_path / "pacs.db.new")
+    add(fresh, Exam("B1", minutes_ago=30))
+    add(fresh, Exam("B2", minutes_ago=5))
+    os.replace(fresh.path, pacs.path)
+    app.scheduler.run_now("reports.poll")
+    assert app.health()["reports"] is None
+    assert app.store.exams.get("H33010200001", "B2").state == "synced"
+
+    pacs.path.unlink()  # gone: said, not read as empty
+    app.scheduler.run_now("reports.poll")
+    assert "the view's database file " + str(pacs.path) + " is gone" in \
+        app.health()["reports"]

@@ -85,18 +85,53 @@ def test_window_reads_every_time_format(tmp_path, cli, name):
     assert check["time_columns"]["examTime"]["column"] == "EXAM_DATE"
 
 
-def test_mixed_formats_fail_loudly_and_name_the_column(tmp_path, cli):
+def test_one_careless_row_is_quarantined_and_the_rest_flows(tmp_path, cli):
+    """`not a time` (and a row in another format) among good rows: the format is learned
+    from the rows that parse; the bad row is quarantined with its value; a good row
+    written later is read by the next poll."""
     pacs = Pacs(tmp_path / "pacs.db")
-    pacs.run(insert_exam_sql(), Exam("M1", minutes_ago=30).values())
-    pacs.run(insert_exam_sql(), Exam("M2", minutes_ago=40).values())
+    for i in range(60):  # more than the newest values the format is sampled from
+        pacs.run(insert_exam_sql(), Exam(f"G{i:02d}", minutes_ago=100 - i).values())
+    pacs.run(insert_exam_sql(), Exam("BAD", minutes_ago=30).values())
+    pacs.run("UPDATE RIS_EXAM SET EXAM_DATE = 'not a time' WHERE EXAM_NO = 'BAD'")
+    pacs.run(insert_exam_sql(), Exam("SLASH", minutes_ago=35).values())
     pacs.run("UPDATE RIS_EXAM SET EXAM_DATE = replace(EXAM_DATE, '-', '/') "
-             "WHERE EXAM_NO = 'M2'")
+             "WHERE EXAM_NO = 'SLASH'")
+    config = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
+    code, res, err = sync(cli, config)
+    assert code == 0, err
+    assert res[1]["new"] == 61 and res[1]["quarantined"] == 1 and res[1]["error"] is None
+    store = open_store(config)
+    bad = store.exams.get("H33010200001", "BAD")
+    assert bad.state == "quarantined"
+    assert bad.quarantine_reason.startswith("examTime: 'not a time' (expected yyyy-MM-dd")
+    assert store.exams.get("H33010200001", "SLASH").state == "synced"
+    assert store.tasks.find("retrieve", "acc:H33010200001:BAD") is None
+    pacs.run(insert_exam_sql(), Exam("LATE", minutes_ago=1).values())
+    code, res, err = sync(cli, config)
+    assert code == 0, err
+    assert res[1]["new"] == 1 and store.exams.get("H33010200001", "LATE").state == "synced"
+    code, out, _ = cli(config, "sync", "--check", "--json")
+    check = json.loads(out)
+    assert check["problems"] == [] and check["time_columns"]["examTime"]["odd"] == 2
+    assert any("2 value(s) of EXAM_DATE (examTime) are not 'yyyy-MM-dd HH:mm:ss'" in w
+               for w in check["warnings"])
+    app = App.build(load(config))
+    app.scheduler.run_now("reports.poll")
+    assert app.health()["reports"] is None
+
+
+def test_a_column_mostly_not_times_fails_loudly_and_names_the_column(tmp_path, cli):
+    pacs = Pacs(tmp_path / "pacs.db")
+    for i in range(3):
+        pacs.run(insert_exam_sql(), Exam(f"M{i}", minutes_ago=30 + i).values())
+    pacs.run("UPDATE RIS_EXAM SET EXAM_DATE = '检查于' || EXAM_DATE WHERE EXAM_NO <> 'M0'")
     config = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
     code, res, _ = sync(cli, config)
     assert code == 1
     error = res[1]["error"]
     assert "EXAM_DATE (examTime)" in error and "CONVERT(varchar(19), col, 120)" in error
-    assert "/" in error  # the odd sample value is shown
+    assert "检查于" in error  # the odd sample value is shown
     assert res[3]["error"] is None  # the other types carry on
     assert open_store(config).watermarks.get("reports.type1") is None
     code, out, _ = cli(config, "status")
@@ -149,9 +184,10 @@ def test_bad_time_format_in_config_is_refused_by_check_config(tmp_path, cli):
 
 def test_the_daemon_verifies_the_formats_again(tmp_path, cli):
     """A long-running poller learned the format; a row in another format appears later:
-    the next reconciliation pass verifies the columns again and the polls stop loudly."""
+    the next reconciliation pass verifies the columns again and the polls read it."""
     pacs = Pacs(tmp_path / "pacs.db")
     pacs.run(insert_exam_sql(), Exam("L1", minutes_ago=30).values())
+    pacs.run(insert_exam_sql(), Exam("L0", minutes_ago=40).values())
     config = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
     app = App.build(load(config))
     app.scheduler.run_now("reports.poll")
@@ -163,4 +199,5 @@ def test_the_daemon_verifies_the_formats_again(tmp_path, cli):
     assert open_store(config).exams.get("H33010200001", "L2") is None
     app.scheduler.run_now("reports.reconcile")  # ...until the columns are verified again
     app.scheduler.run_now("reports.poll")
-    assert "type 1 (performed): view column EXAM_DATE (examTime)" in app.health()["reports"]
+    assert app.health()["reports"] is None
+    assert open_store(config).exams.get("H33010200001", "L2").state == "synced"

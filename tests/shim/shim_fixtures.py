@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from dicomgate.sandbox.orthanc import Orthanc, free_port
+from dicomgate.sandbox.orthanc import free_port
 from tests.support import gateway_toml, start_daemon, stop_daemon, toml_table, write_config
+from tests.support.orthanc import PeerOrthanc as Orthanc
 
 SM4_KEY = "0123456789abcdeffedcba9876543210"
 SM2_KEY = "3945208f7b2144b13f36e38ac6d39f95889393692860b51a42fb81ef4df7c5b8"
@@ -67,7 +68,7 @@ class Shim:
             conn.close()
 
     def post_signed(self, path: str, payload: dict, secret: str = DELETE_SECRET,
-                    form: bool = False) -> tuple[int, dict]:
+                    form: bool = False, query: str = "") -> tuple[int, dict]:
         if form:
             from urllib.parse import urlencode
             body = urlencode(payload).encode()
@@ -76,14 +77,27 @@ class Shim:
             body = json.dumps(payload, ensure_ascii=False).encode()
             ctype = "application/json"
         ts = str(int(time.time()))
-        sig = hmac.new(secret.encode(), ts.encode() + b"\n" + body, hashlib.sha256).hexdigest()
-        return self.raw("POST", path, body, {"Content-Type": ctype,
+        sig = sign(secret, ts, "POST", path, query, body)
+        return self.raw("POST", path + (f"?{query}" if query else ""), body,
+                        {"Content-Type": ctype,
                                              "X-Dicomgate-Timestamp": ts,
                                              "X-Dicomgate-Signature": sig})
 
     def store(self):
         from dicomgate.state import Store
         return Store(self.state_dir / "state.db")
+
+
+def sign(secret: str, ts: str, method: str, path: str, query: str, body: bytes) -> str:
+    """The documented deletion signature (docs/operations.md), written out independently of
+    the gateway's code: HMAC-SHA256 over timestamp, method, path, canonical query (pairs
+    percent-decoded, re-encoded keeping only A-Z a-z 0-9 - _ . ~, sorted) and body."""
+    from urllib.parse import quote, unquote_to_bytes
+    pairs = sorted(tuple(quote(unquote_to_bytes(x), safe="-_.~") for x in p.partition("=")[::2])
+                   for p in query.split("&") if p)
+    canonical = "&".join(f"{k}={v}" for k, v in pairs)
+    text = f"{ts}\n{method}\n{path}\n{canonical}\n".encode() + body
+    return hmac.new(secret.encode(), text, hashlib.sha256).hexdigest()
 
 
 def shim_config(tmp: Path, port: int, province: str, national: str,

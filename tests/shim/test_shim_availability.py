@@ -90,7 +90,8 @@ def qrurl_while(shim: Shim, busy: Callable[[], bool]) -> list[tuple[int, int]]:
             break
         try:
             r = requests.get(shim.base + QRURL, params={"accessNumber": f"P{i}",
-                                                        "modality": "CT"}, timeout=5)
+                                                        "modality": "CT",
+                                                        "hospitalId": "H33010200001"}, timeout=5)
             out.append((r.status_code, r.json()["code"]))
         except requests.RequestException as exc:
             out.append((0, type(exc).__name__))
@@ -125,7 +126,8 @@ def test_slow_connections_do_not_stop_printing(guarded):
 
 def test_idle_keepalive_connection_is_reaped(guarded):
     with socket.create_connection(("127.0.0.1", guarded.port), timeout=10) as s:
-        s.sendall(f"GET {QRURL}?accessNumber=K1&modality=CT HTTP/1.1\r\nHost: x\r\n\r\n"
+        s.sendall(f"GET {QRURL}?accessNumber=K1&modality=CT&hospitalId=H33010200001 HTTP/1.1\r\n"
+                  "Host: 127.0.0.1\r\n\r\n"
                   .encode())
         got = b""
         while b'"data"' not in got:
@@ -167,7 +169,7 @@ def test_hung_lookup_platform_does_not_delay_printing(guarded):
 
 
 def test_connections_from_a_disallowed_source_get_403_json(guarded):
-    status, r = guarded.raw("GET", f"{QRURL}?accessNumber=A1&modality=CT",
+    status, r = guarded.raw("GET", f"{QRURL}?accessNumber=A1&modality=CT&hospitalId=H33010200001",
                             source=DISALLOWED_ATTACKER)
     assert status == 403 and r["code"] == 403 and DISALLOWED_ATTACKER in r["message"]
 

@@ -112,11 +112,27 @@ def test_same_time_other_spelling_is_the_same_deletion(shim):
     assert b["code"] == 200 and b["data"]["deletionId"] == a["data"]["deletionId"]
 
 
-def test_unknown_exam_still_deletes_upstream(shim):
-    r = shim.post_signed(DELETE, body("NEVER-SEEN"))[1]
-    assert r["code"] == 200 and r["data"]["instances"] == 0
-    assert any("NEVER-SEEN" in t.key for t in tasks(shim, "deletion"))
+def test_accession_never_held_is_recorded_as_nothing_held(shim):
+    """Success (the spec's 200), recorded and audited, and no task that could only go dead."""
+    for i in range(3):
+        r = shim.post_signed(DELETE, body(f"NEVER-SEEN-{i}"))[1]
+        assert r["code"] == 200 and r["data"]["instances"] == 0, r
+        assert r["data"]["nothingHeld"] is True
+    again = shim.post_signed(DELETE, body("NEVER-SEEN-0"))[1]
+    assert again["data"]["repeat"] and again["data"]["nothingHeld"]
+    assert not any("NEVER-SEEN" in t.key for t in tasks(shim, "deletion"))
     assert not any("NEVER-SEEN" in t.key for t in tasks(shim, "retrieve"))
+    store = shim.store()
+    try:
+        recorded = {d.accession_no for d in store.deletions.list(limit=1000)}
+        audit = [a for a in store.audit.list("image.delete", limit=1000)
+                 if "NEVER-SEEN" in (a["subject"] or "")]
+        dead = store.tasks.list(state="dead", limit=1000)
+    finally:
+        store.close()
+    assert {"NEVER-SEEN-0", "NEVER-SEEN-1", "NEVER-SEEN-2"} <= recorded
+    assert {a["outcome"] for a in audit} == {"nothing_held"} and len(audit) == 3
+    assert not dead
 
 
 def test_exam_without_studies_rechecks_by_accession(shim):

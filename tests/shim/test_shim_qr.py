@@ -40,10 +40,10 @@ def test_qrurl_token_decrypts_to_the_exam(shim):
 
 
 def test_qrurl_is_stable_and_differs_per_exam(shim):
-    a = shim.get(QRURL, accessNumber="A1", modality="CT")["data"]
-    assert shim.get(QRURL, accessNumber="A1", modality="CT")["data"] == a
-    assert shim.get(QRURL, accessNumber="A2", modality="CT")["data"] != a
-    assert _sm4_decrypt(_token(a)) == f"{HOSPITAL}|A1|CT"  # hospital defaults to ours
+    a = shim.get(QRURL, accessNumber="A1", modality="CT", hospitalId=HOSPITAL)["data"]
+    assert shim.get(QRURL, accessNumber="A1", modality="CT", hospitalId=HOSPITAL)["data"] == a
+    assert shim.get(QRURL, accessNumber="A2", modality="CT", hospitalId=HOSPITAL)["data"] != a
+    assert _sm4_decrypt(_token(a)) == f"{HOSPITAL}|A1|CT"
 
 
 @pytest.mark.parametrize("spelling", ["hospitalId", "hospitalld"])
@@ -53,7 +53,7 @@ def test_both_hospital_spellings(shim, spelling):
 
 
 def test_accession_no_alias(shim):
-    r = shim.get(QRURL, accessionNo="A7", modality="DX")
+    r = shim.get(QRURL, accessionNo="A7", modality="DX", hospitalId=HOSPITAL)
     assert _sm4_decrypt(_token(r["data"])) == f"{HOSPITAL}|A7|DX"
 
 
@@ -63,6 +63,7 @@ def test_accession_no_alias(shim):
     ({}, ["accessNumber", "modality"]),
     ({"accessNumber": "A|1", "modality": "CT"}, ["accessNumber"]),
     ({"accessNumber": "A1", "modality": "C" * 40}, ["modality"]),
+    ({"accessNumber": "A1", "modality": "CT"}, ["hospitalId missing"]),  # the spec: required
 ])
 def test_qrurl_bad_parameters_named(shim, params, named):
     for path in (QRURL, QRCODE):
@@ -73,8 +74,8 @@ def test_qrurl_bad_parameters_named(shim, params, named):
 
 
 def test_qrcode_png_decodes_to_the_exact_url(shim):
-    url = shim.get(QRURL, accessNumber="A1", modality="CT")["data"]
-    r = shim.get(QRCODE, accessNumber="A1", modality="CT")
+    url = shim.get(QRURL, accessNumber="A1", modality="CT", hospitalId=HOSPITAL)["data"]
+    r = shim.get(QRCODE, accessNumber="A1", modality="CT", hospitalId=HOSPITAL)
     assert r["code"] == 200
     img = Image.open(io.BytesIO(base64.b64decode(r["data"])))
     assert img.format == "PNG"
@@ -84,10 +85,11 @@ def test_qrcode_png_decodes_to_the_exact_url(shim):
 
 
 def test_qrcode_caption_under_the_code(shim):
-    url = shim.get(QRURL, accessNumber="A1", modality="CT")["data"]
+    url = shim.get(QRURL, accessNumber="A1", modality="CT", hospitalId=HOSPITAL)["data"]
     plain = Image.open(io.BytesIO(base64.b64decode(
-        shim.get(QRCODE, accessNumber="A1", modality="CT")["data"]))).convert("L")
-    r = shim.get(QRCODE, accessNumber="A1", modality="CT", caption="1")
+        shim.get(QRCODE, accessNumber="A1", modality="CT", hospitalId=HOSPITAL)["data"]))
+    ).convert("L")
+    r = shim.get(QRCODE, accessNumber="A1", modality="CT", caption="1", hospitalId=HOSPITAL)
     assert (r["code"], r["message"]) == (200, "请求成功")  # the CJK font is installed here
     img = Image.open(io.BytesIO(base64.b64decode(r["data"]))).convert("L")
     assert [f.data.decode() for f in zbar_decode(img)] == [url]

@@ -15,7 +15,7 @@ from dicomgate.shim.http import Request, Response, RouteTable, reply
 from dicomgate.shim.server import ShimService
 from tests.support import run_cli, wait_until
 
-QRURL = "/getway/reportAndFilm/api/qrurl?accessNumber=A1&modality=CT"
+QRURL = "/getway/reportAndFilm/api/qrurl?accessNumber=A1&modality=CT&hospitalId=H33010200001"
 
 
 def test_caller_outside_allow_list_gets_403(shim):

@@ -168,3 +168,16 @@ def test_every_repository_read_path_runs_on_both_engines(store):
     assert backlog["backlog_instances"] == 1 and isinstance(backlog["backlog_bytes"], int)
     assert store.delivery.studies_awaiting_upload() == ["9.1"]
     assert store.delivery.purgeable(time.time()) == [] and store.tasks.queue_by_kind() == {}
+
+
+def test_the_dialect_knows_every_table_keyed_by_id():
+    """An INSERT returns the new id on PostgreSQL only for tables the seam lists: a new
+    table keyed by `id` must be listed, or its `lastrowid` is None there."""
+    import re
+
+    from dicomgate.state.dialect import ID_TABLES
+    from dicomgate.state.migrations import all_migrations
+
+    keyed = {m for _, _, sql in all_migrations()
+             for m in re.findall(r"CREATE TABLE (\w+) \(\s*id\s+INTEGER PRIMARY KEY", sql)}
+    assert keyed == set(ID_TABLES)

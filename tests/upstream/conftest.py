@@ -1,22 +1,11 @@
-"""Fixtures for the upstream tests: a real Orthanc cloud, the cloud REST server, a spool."""
+"""Fixtures for the upstream tests: a real Orthanc cloud, the cloud REST server. The helpers
+the tests call are in upstream_helpers.py."""
 
 from __future__ import annotations
 
-import hashlib
-import io
-import os
-from pathlib import Path
-
-import pydicom
 import pytest
 
-from dicomgate.app import App
-from dicomgate.config import load
 from dicomgate.sandbox.cloud_api import CloudApi
-from dicomgate.sandbox.orthanc import free_port
-from dicomgate.state import Store
-from dicomgate.state.kinds import Upload
-from tests.support import gateway_toml, toml_table, write_config
 from tests.support.orthanc import PeerOrthanc
 
 
@@ -40,59 +29,3 @@ def api():
     server = CloudApi().start()
     yield server
     server.stop()
-
-
-def upstream_config(state_dir: Path, dicomweb_url: str, api_url: str, **upstream) -> Path:
-    """[gateway], [dicom], quick [tasks] retries and an [upstream] section (keywords add to it)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    return write_config(state_dir.parent / f"{state_dir.name}.toml", (
-        gateway_toml(state_dir, free_port())
-        + toml_table("tasks", workers=2, backoff_base="1s", backoff_max="5s")
-        + toml_table("upstream", dicomweb_url=dicomweb_url, api_url=api_url,
-                     confirm_delay="1s", timeout="20s", **upstream)))
-
-
-def build_app(config_path: Path) -> App:
-    config = load(config_path)
-    return App.build(config, Store(config.gateway.db_path))
-
-
-def spool(app: App, instances: list[bytes], source: str = "test") -> list[str]:
-    """Write Part 10 files into the spool layout and record them, as the images SCP does."""
-    spool_dir = app.config.gateway.spool_dir
-    uids = []
-    for data in instances:
-        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
-        study, series, sop = ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
-        folder = spool_dir / study / series
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = folder / f"{sop}.dcm"
-        tmp = folder / f".{sop}.tmp"
-        tmp.write_bytes(data)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-        app.store.instances.record(
-            sop_uid=sop, study_uid=study, series_uid=series, sop_class_uid=ds.SOPClassUID,
-            transfer_syntax=ds.file_meta.TransferSyntaxUID, path=str(path), size=len(data),
-            sha256=hashlib.sha256(data).hexdigest(), source=source)
-        uids.append(sop)
-    return uids
-
-
-def complete(app: App, study_uid: str, expected: int) -> None:
-    app.store.instances.set_study(study_uid, state="complete", expected_count=expected)
-
-
-def enqueue_upload(app: App, study_uid: str) -> None:
-    app.store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid)
-
-
-def drain(app: App, limit: int = 50) -> list[str]:
-    """Run due tasks in this thread; returns the states they ended in."""
-    states = []
-    for _ in range(limit):
-        task = app.store.tasks.claim(app.registry.kinds(), app.pool.owner, 60)
-        if task is None:
-            break
-        states.append(app.pool.run(task))
-    return states

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import build_app, complete, spool, upstream_config
+from upstream_helpers import build_app, complete, spool, upstream_config
 
 from dicomgate.cli import main
 from dicomgate.sandbox.studies import StudySpec, ct_instances

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
-from conftest import build_app, complete, enqueue_upload, spool, upstream_config
+from upstream_helpers import build_app, complete, enqueue_upload, spool, upstream_config
 
 from dicomgate.sandbox.studies import StudySpec, ct_instances
 from tests.support import start_daemon, wait_until

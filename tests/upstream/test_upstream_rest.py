@@ -6,7 +6,7 @@ import json
 import time
 
 import pytest
-from conftest import build_app, drain, upstream_config
+from upstream_helpers import build_app, drain, upstream_config
 
 from dicomgate.sandbox.cloud_api import CloudApi
 from dicomgate.state.kinds import Deletion, PushReport, Upload, Withdraw
@@ -168,7 +168,7 @@ def test_deletion_event(tmp_path, hmac_api):
 
 def test_stow_is_signed_too(tmp_path, hmac_api, fresh_cloud):
     """The HMAC headers cover a streamed multipart body: hash checked by the test server."""
-    from conftest import spool
+    from upstream_helpers import spool
 
     from dicomgate.sandbox.studies import StudySpec, ct_instances
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from conftest import build_app, complete, drain, enqueue_upload, spool, upstream_config
+from upstream_helpers import build_app, complete, drain, enqueue_upload, spool, upstream_config
 
 from dicomgate.sandbox.studies import StudySpec, ct_instances
 

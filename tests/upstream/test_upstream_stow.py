@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pydicom
-from conftest import build_app, complete, drain, enqueue_upload, spool, upstream_config
+from upstream_helpers import build_app, complete, drain, enqueue_upload, spool, upstream_config
 
 from dicomgate.sandbox.studies import StudySpec, bundled_instances, ct_instances
 from dicomgate.state.kinds import Deletion

@@ -6,7 +6,7 @@ import ssl
 import time
 
 import pytest
-from conftest import build_app, drain, upstream_config
+from upstream_helpers import build_app, drain, upstream_config
 
 from dicomgate.sandbox.cloud_api import CloudApi
 from dicomgate.state.kinds import Deletion

@@ -106,6 +106,7 @@
     async overview() {
       const d = await get("overview");
       $("hospital").textContent = d.hospital_id + " · v" + d.version;
+      $("hospital").title = "Python " + d.build.python + " · " + d.build.platform + " · schema " + d.build.schema;
       fill($("peers"), d.peers.map((p) => h("div", { class: "card peer", "data-test": "peer-" + p.name,
         "data-ok": String(p.ok) },
         h("h3", {}, dot(p.ok), " ", t("peer." + p.name)),

@@ -1,9 +1,9 @@
 """Schema migrations, one module per owner: each defines MIGRATIONS = [(version, name, SQL)].
 
-Never edit an applied migration: add a new one. Version ranges by owner keep parallel
-work from colliding: 1-99 foundation, 100-199 images, 200-299 reports, 300-399 upstream,
-400-499 shim, 500-599 operations. Modules are found by name (m*.py), so adding a file
-is enough.
+Never edit an applied migration: add a new one, numbered above every existing one: the
+store's schema version is its highest applied migration, and the installer and `dicomgate
+version` compare that number (versions up to 580 were once grouped by owner; that is history).
+Modules are found by name (m*.py), so adding a file is enough.
 """
 
 from __future__ import annotations

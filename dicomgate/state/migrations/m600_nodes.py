@@ -3,7 +3,7 @@ holds named leases (the scheduler's leader); a task or an instance whose files a
 node's spool names that node (NULL: any node, and always on a single SQLite host)."""
 
 MIGRATIONS: list[tuple[int, str, str]] = [
-    (10, "nodes", """
+    (600, "nodes", """
 CREATE TABLE nodes (
     name       TEXT PRIMARY KEY,
     owner      TEXT NOT NULL,
