@@ -3,7 +3,8 @@ as PostgreSQL runs it. Small on purpose: what it cannot translate is written por
 in the repositories instead (`CASE WHEN ? = 1`, COALESCE, ON CONFLICT, RETURNING).
 
 Statements: `?` placeholders become `%s`, a literal `%` is doubled; the two-argument
-scalar MAX/MIN become GREATEST/LEAST; an INSERT into a table keyed by `id` returns it
+scalar MAX/MIN become GREATEST/LEAST, instr strpos; `? IS NULL` gets a type (text); an
+INSERT into a table keyed by `id` returns it
 (sqlite3's `lastrowid`). DDL: INTEGER PRIMARY KEY becomes an identity column, REAL double
 precision, and SQLite's RAISE(ABORT) triggers (the append-only audit) a PL/pgSQL function.
 """
@@ -20,13 +21,18 @@ ID_TABLES = frozenset({"tasks", "exams", "exam_versions", "doctor_sessions", "au
 
 _SCALAR_2 = re.compile(r"\b(MAX|MIN)\(([^(),]+(?:\([^()]*\))?[^(),]*),\s*([^(),]+)\)",
                        re.IGNORECASE)
+# A bare parameter tested for NULL has no type PostgreSQL can infer: text it is.
+_PARAM_IS_NULL = re.compile(r"\?\s+IS\s+(NOT\s+)?NULL", re.IGNORECASE)
+_INSTR = re.compile(r"\binstr\(", re.IGNORECASE)  # same argument order as strpos
 _INSERT = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.IGNORECASE)
 
 
 @lru_cache(maxsize=2048)
 def postgres(sql: str) -> tuple[str, bool]:
     """(PostgreSQL text, whether it returns the new row's id)."""
-    out = _placeholders(sql)
+    out = _PARAM_IS_NULL.sub(lambda m: f"CAST(? AS TEXT) IS {m[1] or ''}NULL", sql)
+    out = _INSTR.sub("strpos(", out)
+    out = _placeholders(out)
     out = _SCALAR_2.sub(lambda m: f"{'GREATEST' if m[1].upper() == 'MAX' else 'LEAST'}"
                         f"({m[2]}, {m[3]})", out)
     m = _INSERT.match(out)

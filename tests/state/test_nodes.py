@@ -181,3 +181,13 @@ def test_the_dialect_knows_every_table_keyed_by_id():
     keyed = {m for _, _, sql in all_migrations()
              for m in re.findall(r"CREATE TABLE (\w+) \(\s*id\s+INTEGER PRIMARY KEY", sql)}
     assert keyed == set(ID_TABLES)
+
+
+def test_the_portal_association_record_runs_on_both_engines(store):
+    """SQLite's instr and a parameter tested for NULL, through the dialect seam."""
+    pa = store.portal_associations
+    aid = pa.opened(calling_aet="HOSPPACS", peer="127.0.0.1:1", scp_pid=1)
+    pa.counted(aid, study_uid="9.1", move_aet="DGATE", move_msg_id=None, stored=1)
+    pa.counted(aid, study_uid=None, move_aet=None, move_msg_id=None, refused=1)
+    got = pa.of_move("DGATE", 7, "9.1", since=0.0)
+    assert [(a.id, a.stored, a.refused, a.study_uids) for a in got] == [(aid, 1, 1, "9.1")]
