@@ -73,6 +73,7 @@ class App:
     actions: dict[str, OperatorAction] = field(default_factory=dict)
     mounts: dict[str, WsgiApp] = field(default_factory=dict)
     lane_notes: dict[str, HealthCheck] = field(default_factory=dict)  # e.g. C-MOVE stalled
+    node: Any = None  # NodeService when nodes share a PostgreSQL store (nodes.py)
     scheduler: Scheduler = field(init=False)
     pool: WorkerPool = field(init=False)
 
@@ -83,8 +84,17 @@ class App:
     @classmethod
     def build(cls, config: Config, store: Store | None = None,
               progress: Progress | None = None) -> App:
-        store = store or Store(config.gateway.db_path)
-        app = cls(config=config, store=store, owner=owner_id(), progress=progress)
+        store = store or Store(config.store_location)
+        app = cls(config=config, store=store, owner=owner_id(config.gateway.node_name),
+                  progress=progress)
+        if config.state is not None:  # nodes sharing a PostgreSQL store
+            from .nodes import NodeService
+
+            node = NodeService(config, store, app.owner, tasks_done=lambda: app.pool.done,
+                               on_leading=app.scheduler.kick)
+            app.node = node
+            app.scheduler.gate = node.may_run
+            app.add_service(node, health=node.health)
         for name in FEATURES:
             part = importlib.import_module(name).setup(app)
             if part is not None:
@@ -145,8 +155,9 @@ class App:
         return out
 
 
-def owner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{int(time.time() * 1000)}"
+def owner_id(node: str | None = None) -> str:
+    """`node:pid:ms`: a node's processes share the prefix (reclaim_foreign relies on it)."""
+    return f"{node or socket.gethostname()}:{os.getpid()}:{int(time.time() * 1000)}"
 
 
 class DaemonLock:

@@ -85,13 +85,13 @@ def _lock(config: Config) -> DaemonLock:
 
 def _open_store(config: Config) -> Store:
     try:
-        report = migrate(config.gateway.db_path, config.gateway.state_dir / "backups")
+        report = migrate(config.store_location, config.gateway.state_dir / "backups")
         if report.applied:
             log.info("state.created" if report.from_version == 0 else "state.migrated",
                      schema_from=report.from_version,
                      schema_to=report.to_version, migrations=list(report.applied),
                      backup=str(report.backup) if report.backup else None)
-        return Store.open(config.gateway.db_path)
+        return Store.open(config.store_location)
     except StateError as exc:
         raise DaemonError(str(exc)) from None
 
@@ -111,7 +111,10 @@ def _watch(app: App, stop: threading.Event) -> None:
             last_bad = bad
         # The state store and scheduler are the daemon's own organs: if they are dead,
         # withholding the beat lets systemd restart us. Peers being down is not our fault.
-        if not bad.get("state store") and not bad.get("scheduler"):
+        # A shared PostgreSQL store that is down is a peer being down: restarting us would
+        # not bring it back, and work resumes by itself when it answers.
+        store_ours = app.store.db.engine == "sqlite"
+        if not (store_ours and bad.get("state store")) and not bad.get("scheduler"):
             notify.notify("WATCHDOG=1")
 
 

@@ -46,6 +46,23 @@ class StateCollector:
         yield from self._pacs()
         yield from self._sync()
         yield from self._disk()
+        if self.config.state is not None:
+            yield from self._nodes()
+
+    def _nodes(self) -> Iterator[Metric]:
+        from .nodes import nodes_view
+
+        up = GaugeMetricFamily("dicomgate_node_up", "1 while the node beats (nodes sharing "
+                               "a PostgreSQL store)", labels=["node"])
+        lead = GaugeMetricFamily("dicomgate_node_leader", "1 on the node running the "
+                                 "scheduled jobs", labels=["node"])
+        done = GaugeMetricFamily("dicomgate_node_tasks_done", "tasks completed since the "
+                                 "node started", labels=["node"])
+        for n in nodes_view(self.config, self.store, True):
+            up.add_metric([n["name"]], 1.0 if n["alive"] else 0.0)
+            lead.add_metric([n["name"]], 1.0 if n["leader"] else 0.0)
+            done.add_metric([n["name"]], float(n["tasks_done"] or 0))
+        yield from (up, lead, done)
 
     def _build_info(self) -> Metric:
         b = build_info()

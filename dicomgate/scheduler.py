@@ -20,6 +20,8 @@ class Scheduler:
         self._sched = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1,
                                                         "misfire_grace_time": None})
         self._jobs: dict[str, tuple[float, Callable[[], object]]] = {}
+        # Nodes sharing a store: whether a job may run here now (the leader's); None: always
+        self.gate: Callable[[str], bool] | None = None
 
     def every(self, name: str, seconds: float, func: Callable[[], object],
               first_in: float = 0.0) -> None:
@@ -33,7 +35,18 @@ class Scheduler:
     def run_now(self, name: str) -> None:
         self._run(name)
 
+    def kick(self) -> None:
+        """Run every job soon (this node just became the leader: the view poll must not
+        wait out a whole interval after the old leader died)."""
+        for name in self._jobs:
+            try:
+                self._sched.modify_job(name, next_run_time=_in(0.5))
+            except Exception:  # not started yet: the first runs are near anyway
+                pass
+
     def _run(self, name: str) -> None:
+        if self.gate is not None and not self.gate(name):
+            return  # another node leads: it runs this job
         _, func = self._jobs[name]
         started = time.monotonic()
         self._note(name, lambda: self.store.jobs.started(name))

@@ -43,7 +43,7 @@ def open_store(config: Config, create: bool = True) -> Store:
     lock, and `dicomgate migrate` do) and a schema this version does not know is refused.
     `create`: where nothing has run yet and no daemon is starting, create it (there is no
     data to upgrade or back up; creators racing the daemon each apply a migration once)."""
-    path = config.gateway.db_path
+    path = config.store_location
     try:
         return Store.open(path)
     except NoState as exc:

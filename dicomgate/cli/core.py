@@ -16,6 +16,7 @@ from ..app import App
 from ..buildinfo import build_info, one_line
 from ..config import Config, ConfigError, config_path, load
 from ..humanize import human_bytes
+from ..nodes import nodes_view
 from ..state import STATES
 from .context import (
     EXIT_FAILED,
@@ -109,6 +110,9 @@ def gather_status(app: App) -> dict[str, Any]:
         "schema_version": store.schema_version(),
         "tasks": store.tasks.counts(),
         "workers": workers_section(app, pid is not None),
+        "store": {"engine": store.db.engine, "where": store.db.where},
+        "nodes": [{**n, "last_seen": when(n["last_seen"]), "started_at": when(n["started_at"])}
+                  for n in nodes_view(cfg, store, pid is not None)],
         "dead_tasks": [{"id": t.id, "kind": t.kind, "key": t.key, "attempts": t.attempts,
                         "error": t.last_error, "at": when(t.finished_at)} for t in dead],
         "jobs": [{**j, "started_at": when(j["started_at"]),
@@ -120,7 +124,8 @@ def gather_status(app: App) -> dict[str, Any]:
 def no_state_status(cfg: Config, why: str) -> dict[str, Any]:
     """What `status` can say before anything has created the state store."""
     return {**_outline(cfg, daemon_pid(cfg)), "schema_version": None, "no_state": why,
-            "tasks": {}, "workers": None, "dead_tasks": [], "jobs": [], "sections": {}}
+            "tasks": {}, "workers": None, "dead_tasks": [], "jobs": [], "sections": {},
+            "nodes": []}
 
 
 def _outline(cfg: Config, pid: int | None) -> dict[str, Any]:
@@ -167,6 +172,11 @@ def print_status(d: dict[str, Any]) -> None:
     print_table(rows, ["kind", *STATES])
     if d["workers"] is not None:
         print_workers(d["workers"])
+    if d.get("store", {}).get("engine") == "postgresql":
+        w(f"\nnodes sharing {d['store']['where']}:\n")
+        print_table([{**n, "alive": "yes" if n["alive"] else "NO",
+                      "leader": "leader" if n["leader"] else ""} for n in d["nodes"]],
+                    ["name", "alive", "leader", "last_seen", "tasks_done", "ae_title"])
     w(f"\ndead tasks ({len(d['dead_tasks'])}):\n")
     print_table(d["dead_tasks"], ["id", "kind", "key", "attempts", "at", "error"])
     w("\nscheduled jobs:\n")

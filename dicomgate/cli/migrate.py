@@ -34,7 +34,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
                            "first (systemctl stop dicomgate), then run `dicomgate migrate`",
                            EXIT_LOCKED)
     try:
-        report = migrate(config.gateway.db_path, backup_dir)
+        report = migrate(config.store_location, backup_dir)
     except StateError as exc:
         raise CommandError(str(exc), EXIT_SCHEMA if isinstance(exc, SchemaTooNew)
                            else EXIT_FAILED) from None
@@ -50,5 +50,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         print(f"schema {report.from_version} -> {report.to_version}: applied "
               + ", ".join(report.applied))
         print(f"backup: {report.backup}" if report.backup else
-              "backup: none (the store was new and empty)")
+              "backup: none (the store was new and empty)" if config.state is None else
+              "backup: none taken (PostgreSQL: back it up with pg_dump before upgrading)")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -56,13 +57,14 @@ def parse(raw: dict, path: Path) -> model.Config:
     dicom = _required(root, "dicom", _dicom)
     sections = {name: _optional(root, name, fn) for name, fn in _OPTIONAL.items()}
     tasks = _optional(root, "tasks", _tasks) or model.TasksConfig()
+    state = _optional(root, "state", _state)
     log = _optional(root, "log", _log) or model.LogConfig()
     root.finish()
     _cross_checks(problems, sections)
     if problems.lines:
         raise ConfigError(path, problems.lines)
     return model.Config(path=path, gateway=gateway, dicom=dicom, tasks=tasks, log=log,
-                        **sections)
+                        state=state, **sections)
 
 
 def _defaults(cls: type) -> dict[str, Any]:
@@ -104,6 +106,7 @@ def _gateway(t: Table) -> model.GatewayConfig:
         state_dir=t.path_value("state_dir", Path("/var/lib/dicomgate")),
         timezone=t.value("timezone", tz, ZoneInfo("Asia/Shanghai")),
         group_hospital_ids=tuple(t.list_of("group_hospital_ids", values.hospital_code, ())),
+        node_name=t.value("node_name", values.node_name, socket.gethostname()),
     )
 
 
@@ -349,6 +352,18 @@ def _log(t: Table) -> model.LogConfig:
         level=t.str("level", d["level"], choices=("debug", "info", "warning", "error")),
         format=t.str("format", d["format"], choices=("auto", "json", "console")),
     )
+
+
+def _state(t: Table) -> model.StateConfig | None:
+    url = t.secret("url")
+    if url is None:
+        return None
+    if not url.reveal().startswith(("postgresql://", "postgres://")):
+        t.problems.add(t.key("url"), f"not a PostgreSQL URL (from {url.source})",
+                       '"postgresql://user@host:5432/dbname" (the password in url_file or '
+                       "url_env, or in the service user's ~/.pgpass)")
+        return None
+    return model.StateConfig(url=url)
 
 
 _OPTIONAL = {

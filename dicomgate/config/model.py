@@ -8,6 +8,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from .. import spool_layout
+from ..state.pg import PgLocation
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -43,6 +44,8 @@ class GatewayConfig:
     timezone: ZoneInfo
     # Other institution codes of the same hospital group that this gateway also acts for.
     group_hospital_ids: tuple[str, ...] = ()
+    # This node's name among nodes sharing a [state] url (default: the host name).
+    node_name: str = ""
 
     @property
     def served_hospitals(self) -> tuple[str, ...]:
@@ -231,6 +234,14 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class StateConfig:
+    """[state]: absent, SQLite under gateway.state_dir; with `url`, a PostgreSQL store
+    shared by every node of this gateway."""
+
+    url: Secret  # postgresql://user@host:port/db (a password inside is kept secret)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     gateway: GatewayConfig
@@ -246,6 +257,16 @@ class Config:
     console: ConsoleConfig | None = None
     tasks: TasksConfig = field(default_factory=TasksConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    state: StateConfig | None = None
+
+    @property
+    def store_location(self) -> Path | PgLocation:
+        """Where the state store is: SQLite's file in the state dir, or the shared
+        PostgreSQL store (this node's own files stay in its state dir)."""
+        if self.state is None:
+            return self.gateway.db_path
+        return PgLocation(self.state.url.reveal(), self.gateway.state_dir,
+                          self.gateway.node_name)
 
     def features(self) -> dict[str, bool]:
         """Which features this configuration turns on (shown by check-config)."""

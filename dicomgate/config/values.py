@@ -188,3 +188,11 @@ def hospital_code(raw: object) -> str:
         raise BadValue(f"{raw!r}", "an institution code: up to 64 printable ASCII characters, "
                        "no spaces")
     return raw
+
+
+def node_name(raw: object) -> str:
+    """A node's name among nodes sharing a state store: in task leases and status."""
+    expected = 'letters, digits, ".", "-" or "_", 1 to 63 characters (e.g. "gw-a")'
+    if not isinstance(raw, str) or not re.fullmatch(r"[A-Za-z0-9._-]{1,63}", raw.strip()):
+        raise BadValue(f"{raw!r}", expected)
+    return raw.strip()

@@ -16,6 +16,7 @@ from typing import Any
 from .. import __version__
 from ..app import App
 from ..buildinfo import build_info
+from ..nodes import nodes_view
 from ..privacy import mask_mapping, mask_text, mask_value
 from ..state.exams import Exam
 from ..state.kinds import Deletion, PushReport, Retrieve, Upload, Withdraw
@@ -68,8 +69,14 @@ class Views:
             "disk": self.disk(),
             "health": {"status": "ok" if not any(checks.values()) else "unhealthy",
                        "checks": {k: v or "ok" for k, v in checks.items()},
-                       "workers": self.workers()},
+                       "workers": self.workers(), "nodes": self.nodes()},
         }
+
+    def nodes(self) -> list[dict[str, Any]] | None:
+        """Nodes sharing a PostgreSQL store (None on one SQLite host)."""
+        if self.app.node is None:
+            return None
+        return nodes_view(self.cfg, self.store, True)
 
     def workers(self) -> dict[str, Any]:
         """The worker threads: alive of started, busy, and each lane's state."""

@@ -19,6 +19,7 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 
 from ..config import Config
+from ..state.db import store_unwritable
 from . import pynetdicom_tuning
 from .ingest import Ingest, Malformed, Origin, OutOfSpace
 from .negotiation import (
@@ -254,6 +255,10 @@ class StorageSCP:
             self._note_refused(event, "0xC000", f"quarantined: {exc}")
             return STATUS_CANNOT_UNDERSTAND
         except Exception as exc:
+            if store_unwritable(exc):  # cannot record it: refuse, the PACS sends it again
+                log.error("store.refused", sop_uid=sop_uid, calling_aet=calling,
+                          status="0xA700", reason=f"state store unusable: {exc}")
+                return STATUS_OUT_OF_RESOURCES
             log.error("store.failed", sop_uid=sop_uid, calling_aet=calling,
                       error=f"{type(exc).__name__}: {exc}")
             self._note_refused(event, "0x0110", f"{type(exc).__name__}: {exc}")

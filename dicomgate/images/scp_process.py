@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(config.log.level, config.log.format)
     stop = _stop_event()
     pynetdicom_tuning.skip_value_validation()  # this process only receives (see there)
-    store = Store.open(config.gateway.db_path)  # the daemon migrated it under its lock
+    store = Store.open(config.store_location)  # the daemon migrated it under its lock
     scp = StorageSCP(config, Ingest(store, Spool(config.gateway.state_dir),
                                     config.dicom.min_free_disk,
                                     queue_uploads=config.upstream is not None),

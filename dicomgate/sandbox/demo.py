@@ -174,7 +174,7 @@ format = "json"
     def progress(self) -> list[ExamProgress]:
         if self.store is None:  # opened once, read every second while the daemon works
             # The daemon's own configuration says where its state store is.
-            self.store = Store.open(load(self.config_path).gateway.db_path)
+            self.store = Store.open(load(self.config_path).store_location)
         out = []
         for exam in self.exams:
             p = ExamProgress(exam.spec.accession, len(exam.sop_uids))

@@ -6,6 +6,7 @@ import json
 
 from .. import metrics
 from ..app import App
+from ..nodes import nodes_view
 from .http import Request, Response
 
 HEALTHZ_PATH = "/healthz"
@@ -23,6 +24,11 @@ def healthz(app: App):
                 "checks": {name: why or "ok" for name, why in checks.items()},
                 "workers": {"alive": alive, "started": started,
                             "busy": app.pool.busy(), "lanes": app.pool.lanes_status()}}
+        if app.node is not None:  # nodes sharing a store: every node, as the store says
+            try:
+                body["nodes"] = nodes_view(app.config, app.store, True)
+            except Exception:  # the store is down: its check above names the URL
+                body["nodes"] = None
         return Response(503 if problems else 200,
                         json.dumps(body, ensure_ascii=False).encode("utf-8"),
                         code=503 if problems else 200)

@@ -13,7 +13,9 @@ from .dicom_events import DicomEvent, DicomEventStore
 from .exams import ExamStore
 from .instances import InstanceRow, InstanceStore
 from .jobs import FactStore, JobStore, KeyValueStore
+from .nodes import NodeStore
 from .overview import OverviewStore
+from .pg import PgDatabase, PgLocation, StoreUnavailable
 from .portal_associations import PortalAssociation, PortalAssociationStore
 from .qr import QrStore
 from .schema import (
@@ -30,6 +32,20 @@ from .sessions import SessionStore
 from .tasks import ACTIVE, FINISHED, STATES, Enqueued, Task, TaskStore
 from .unit_of_work import UnitOfWork
 
+Where = Path | PgLocation  # SQLite's file, or a shared PostgreSQL store
+
+
+def open_database(where: Where) -> Database | PgDatabase:
+    if isinstance(where, PgLocation):
+        return PgDatabase(where.url, where.state_dir, where.node)
+    return Database(where)
+
+
+def _exists(where: Where) -> bool:
+    if isinstance(where, PgLocation):
+        return True  # the server says whether the schema is there (require_current)
+    return where.exists()
+
 
 class Store:
     """One object per process; its repositories share the database.
@@ -39,8 +55,8 @@ class Store:
     every command uses `Store.open`, which never changes the schema.
     """
 
-    def __init__(self, path: Path, *, migrate: bool = True):
-        self.db = Database(path)
+    def __init__(self, path: Where, *, migrate: bool = True):
+        self.db = open_database(path)
         try:
             if migrate:
                 _migrate(self.db, backup_dir=None)
@@ -61,13 +77,14 @@ class Store:
         self.sessions, self.deletions = SessionStore(self.db), DeletionStore(self.db)
         self.delivery = DeliveryStore(self.db)
         self.qr = QrStore(self.db)
+        self.nodes = NodeStore(self.db)
         self.console = ConsoleStore(self.db)  # read-only queries of the operator console
 
     @classmethod
-    def open(cls, path: Path) -> Store:
+    def open(cls, path: Where) -> Store:
         """The store at `path` as it is: NoState when there is none (nothing is created),
         SchemaTooOld / SchemaTooNew when its schema is not SCHEMA_VERSION."""
-        if not path.exists():
+        if not _exists(path):
             raise NoState(f"no state yet in {path.parent}: the daemon creates it when it "
                           "starts (systemctl start dicomgate), or run `dicomgate migrate`")
         return cls(path, migrate=False)
@@ -85,10 +102,10 @@ class Store:
         self.db.close()
 
 
-def migrate(path: Path, backup_dir: Path | None) -> MigrationReport:
+def migrate(path: Where, backup_dir: Path | None) -> MigrationReport:
     """Create the store at `path` or bring its schema to SCHEMA_VERSION, backing a non-empty
     store up into `backup_dir` first. Only under the daemon lock (see schema.py)."""
-    db = Database(path)
+    db = open_database(path)
     try:
         return _migrate(db, backup_dir)
     finally:
@@ -97,6 +114,6 @@ def migrate(path: Path, backup_dir: Path | None) -> MigrationReport:
 
 __all__ = ["ACTIVE", "FINISHED", "SCHEMA_VERSION", "STATES", "DicomEvent", "DicomEventStore",
            "Enqueued", "InstanceRow", "InstanceStore", "MigrationReport", "NoState",
-           "PortalAssociation",
-           "SchemaTooNew", "SchemaTooOld", "StateError", "Store", "Task", "TaskStore",
-           "UnitOfWork", "migrate"]
+           "PgLocation", "PortalAssociation", "SchemaTooNew", "SchemaTooOld", "StateError",
+           "Store", "StoreUnavailable", "Task", "TaskStore", "UnitOfWork", "Where", "migrate",
+           "open_database"]

@@ -32,14 +32,20 @@ def disk_full(exc: BaseException | None) -> bool:
 
 
 def store_unwritable(exc: BaseException) -> bool:
-    """The store, not the work, failed (full, locked, unreadable): the engine's errors are
-    classified here so nothing outside state/ knows them."""
+    """The store, not the work, failed (full, locked, unreadable, PostgreSQL unreachable):
+    the engine's errors are classified here so nothing outside state/ knows them."""
+    if isinstance(exc, StoreUnavailable):
+        return True
     return disk_full(exc) or (isinstance(exc, sqlite3.OperationalError) and any(
         w in str(exc).lower() for w in _UNWRITABLE))
 
 
 class StateError(Exception):
     """The state store cannot be opened or used; the message says what to fix."""
+
+
+class StoreUnavailable(StateError):
+    """PostgreSQL does not answer (down, failing over, refusing us): work pauses."""
 
 
 def secure_dir(path: Path) -> None:
@@ -52,6 +58,9 @@ def secure_dir(path: Path) -> None:
 
 
 class Database:
+    engine = "sqlite"
+    node: str | None = None  # one host: files and tasks belong to no node in particular
+
     def __init__(self, path: Path, busy_timeout: float = 30.0):
         self.path = path
         self.busy_timeout = busy_timeout
@@ -128,6 +137,10 @@ class Database:
         for fn in callbacks:
             fn()
 
+    def claim_tx(self):
+        """The task claim's transaction (PostgreSQL: one without the write lock)."""
+        return self.tx()
+
     def after_commit(self, fn: Callable[[], None]) -> None:
         """Run `fn` once the current transaction commits (now, outside one): others only
         see a row after the commit, so that is when to tell them."""
@@ -142,6 +155,22 @@ class Database:
 
     def one(self, sql: str, params: tuple | dict = ()) -> sqlite3.Row | None:
         return self.conn().execute(sql, params).fetchone()
+
+    @property
+    def where(self) -> str:
+        """Where the store is, for messages (the PostgreSQL engine: its URL, no password)."""
+        return str(self.path)
+
+    def has_table(self, name: str) -> bool:
+        return self.one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                        (name,)) is not None
+
+    def run_script(self, conn: sqlite3.Connection, sql: str) -> None:
+        """A migration script's statements, inside the caller's transaction."""
+        from .schema import split_statements
+
+        for statement in split_statements(sql):
+            conn.execute(statement)
 
     def problem(self) -> str | None:
         """None when the database answers a query, else why not (for the health check)."""

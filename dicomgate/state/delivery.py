@@ -24,7 +24,8 @@ class DeliveryStore:
             c.executemany(
                 "INSERT INTO instance_uploads (sop_uid, attempts, last_status, last_at) "
                 "VALUES (?, 1, 'sending', ?) ON CONFLICT (sop_uid) DO UPDATE SET "
-                "attempts=attempts+1, last_status='sending', last_at=excluded.last_at",
+                "attempts=instance_uploads.attempts+1, last_status='sending', "
+                "last_at=excluded.last_at",
                 [(u, now) for u in sop_uids])
 
     def set_upload_status(self, statuses: dict[str, str]) -> None:
@@ -95,13 +96,16 @@ class DeliveryStore:
     # -- retention ------------------------------------------------------------------------
     def purgeable(self, older_than: float, limit: int = 1000) -> list[dict[str, Any]]:
         """Instances still on disk whose delivery was confirmed before the cutoff, or whose
-        study was withdrawn (the exam refunded; the cloud dropped it) before the cutoff."""
+        study was withdrawn (the exam refunded; the cloud dropped it) before the cutoff.
+        Nodes sharing a store: only this node's files (each node purges its own spool)."""
+        node = () if self.db.node is None else (self.db.node,)
+        mine = "AND node = ? " if node else ""
         rows = self.db.query(
             "SELECT sop_uid, study_uid, path, size, sha256 FROM instances WHERE path IS NOT NULL "
             "AND ((state='delivered' AND delivered_at IS NOT NULL AND delivered_at < ?) "
             f"OR (state NOT IN ('purged', 'deleted') AND study_uid IN ({_WITHDRAWN_BEFORE}))) "
-            "ORDER BY COALESCE(delivered_at, updated_at) LIMIT ?",
-            (older_than, older_than, limit))
+            f"{mine}ORDER BY COALESCE(delivered_at, updated_at) LIMIT ?",
+            (older_than, older_than, *node, limit))
         return [dict(r) for r in rows]
 
     # -- REST send log ----------------------------------------------------------------------

@@ -97,7 +97,8 @@ class ExamStore:
                         kinds: tuple[str, ...]) -> list[int]:
         marks = ",".join("?" * len(kinds))
         sql = (f"SELECT id FROM tasks WHERE state IN ('pending','running') AND kind IN "
-               f"({marks}) AND (exam_id=? OR (? IS NOT NULL AND study_uid=?)) ORDER BY id")
+               f"({marks}) AND (exam_id=? OR (CAST(? AS TEXT) IS NOT NULL AND study_uid=?)) "
+               "ORDER BY id")
         return [r[0] for r in self.db.query(sql, (*kinds, exam_id, study_uid, study_uid))]
 
     def warn_for_study(self, study_uid: str, text: str) -> None:
@@ -127,7 +128,8 @@ class ExamStore:
             cur = conn.execute(
                 "INSERT INTO exam_rejects (hospital_id, event_type, content_hash, record, "
                 "reason, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT "
-                "(content_hash) DO UPDATE SET last_seen=excluded.last_seen, seen=seen+1 "
+                "(content_hash) DO UPDATE SET last_seen=excluded.last_seen, "
+                "seen=exam_rejects.seen+1 "
                 "RETURNING seen",
                 (hospital_id, event_type, content_hash, dumps(record), reason, now, now))
             return cur.fetchone()[0] == 1

@@ -28,6 +28,7 @@ class InstanceRow:
     received_at: float
     updated_at: float
     delivered_at: float | None
+    node: str | None = None  # nodes sharing a store: whose spool holds `path`
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> InstanceRow:
@@ -93,14 +94,15 @@ class InstanceStore:
         conn.execute(
             "INSERT INTO instances (sop_uid, study_uid, series_uid, sop_class_uid, "
             "transfer_syntax, path, size, sha256, state, error, source, received_at, "
-            "updated_at, delivered_at) VALUES (?,?,?,?,?,?,?,?,'received',NULL,?,?,?,NULL) "
-            "ON CONFLICT (sop_uid) DO UPDATE SET study_uid=excluded.study_uid, "
+            "updated_at, delivered_at, node) "
+            "VALUES (?,?,?,?,?,?,?,?,'received',NULL,?,?,?,NULL,?) "
+            "ON CONFLICT (sop_uid) DO UPDATE SET study_uid=excluded.study_uid, node=excluded.node, "
             "series_uid=excluded.series_uid, sop_class_uid=excluded.sop_class_uid, "
             "transfer_syntax=excluded.transfer_syntax, path=excluded.path, size=excluded.size, "
             "sha256=excluded.sha256, state='received', error=NULL, source=excluded.source, "
             "updated_at=excluded.updated_at, delivered_at=NULL",
             (sop_uid, study_uid, series_uid, sop_class_uid, transfer_syntax, path, size, sha256,
-             source, now, now))
+             source, now, now, self.db.node))
         self.ensure_study(study_uid)
         return "new" if old is None else "replaced"
 

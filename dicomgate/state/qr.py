@@ -18,7 +18,7 @@ class QrStore:
             c.execute("INSERT INTO qr_issued (hospital_id, accession_no, modality, first_at, "
                       "last_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (hospital_id, accession_no) "
                       "DO UPDATE SET last_at=excluded.last_at, modality=excluded.modality, "
-                      "count=count+1", (hospital_id, accession_no, modality, now, now))
+                      "count=qr_issued.count+1", (hospital_id, accession_no, modality, now, now))
 
     def of(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
         """{(hospital_id, accession_no): row} for the exams that had a code issued."""

@@ -61,13 +61,10 @@ class MigrationReport:
 
 
 def status(db: Database) -> SchemaStatus:
-    c = db.conn()
-    has_table = c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
-                          "AND name = 'schema_migrations'").fetchone()
-    if not has_table:
+    if not db.has_table("schema_migrations"):
         return SchemaStatus(frozenset())
-    return SchemaStatus(frozenset(r[0] for r in c.execute("SELECT version FROM "
-                                                          "schema_migrations")))
+    return SchemaStatus(frozenset(r[0] for r in db.query("SELECT version FROM "
+                                                         "schema_migrations")))
 
 
 def too_new(found: SchemaStatus) -> SchemaTooNew:
@@ -80,7 +77,8 @@ def require_current(db: Database) -> SchemaStatus:
     """The store's schema, when it is exactly the one this code knows; else why not."""
     found = status(db)
     if not found.applied:
-        raise NoState(f"no state yet in {db.path.parent}: the daemon creates it when it "
+        where = db.path.parent if db.engine == "sqlite" else db.where
+        raise NoState(f"no state yet in {where}: the daemon creates it when it "
                       "starts (systemctl start dicomgate), or run `dicomgate migrate`")
     if found.unknown:
         raise too_new(found)
@@ -99,30 +97,32 @@ def migrate(db: Database, backup_dir: Path | None) -> MigrationReport:
         raise too_new(found)
     if not found.missing:
         return MigrationReport(found.version, found.version, (), None)
-    copy = backup(db, backup_dir, found.version) if backup_dir and found.applied else None
-    c = db.conn()
-    c.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
-              "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)")
+    # PostgreSQL: its own backups (pg_dump, replication) are the operator's; see operations.md
+    copy = (backup(db, backup_dir, found.version)
+            if backup_dir and found.applied and db.engine == "sqlite" else None)
+    with db.tx() as c:
+        c.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                  "name TEXT NOT NULL, applied_at REAL NOT NULL)".replace(
+                      "REAL", "DOUBLE PRECISION" if db.engine != "sqlite" else "REAL"))
     applied: list[str] = []
     for version, name, sql in KNOWN:
         if version in found.applied:
             continue
-        c.execute("BEGIN IMMEDIATE")
         try:
-            # Re-checked inside the write lock: a second migrator can never re-apply one.
-            if c.execute("SELECT 1 FROM schema_migrations WHERE version = ?",
-                         (version,)).fetchone() is None:
-                for statement in split_statements(sql):
-                    c.execute(statement)
-                c.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
-                          (version, name, time.time()))
-                applied.append(f"{version} ({name})")
-        except sqlite3.Error as exc:
-            c.execute("ROLLBACK")
+            with db.tx() as c:
+                # Re-checked inside the write lock: a second migrator can never re-apply one.
+                if c.execute("SELECT 1 FROM schema_migrations WHERE version = ?",
+                             (version,)).fetchone() is None:
+                    db.run_script(c, sql)
+                    c.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                              (version, name, time.time()))
+                    applied.append(f"{version} ({name})")
+        except StateError:
+            raise
+        except Exception as exc:  # the engine's error: sqlite3.Error, psycopg.Error
             raise StateError(f"migration {version} ({name}) failed: {exc}; the store is "
                              f"left at the last migration that succeeded"
                              + (f", the copy from before is {copy}" if copy else "")) from None
-        c.execute("COMMIT")
     return MigrationReport(found.version, status(db).version, tuple(applied), copy)
 
 

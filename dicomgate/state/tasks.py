@@ -44,6 +44,7 @@ class Task:
     updated_at: float
     finished_at: float | None
     waiting_for: str | None = None  # while pending after a WaitFor: its cause
+    node: str | None = None  # the only node that may run it (its files are there); None: any
     # The payload as its kind (state/kinds.py), decoded once here; None when the row does
     # not decode, and `malformed` says which field (the worker makes such a task dead).
     work: TaskKind | None = None
@@ -122,30 +123,42 @@ class TaskStore:
                          (f"superseded by {kind} {key}", now, now, kind, old))
         row = conn.execute("SELECT id, state FROM tasks WHERE kind=? AND key=?",
                            (kind, key)).fetchone()
+        node = self._node_of(conn, task)
         if row is None:
             cur = conn.execute(
                 "INSERT INTO tasks (kind, key, payload, state, run_after, max_attempts, "
-                "exam_id, study_uid, created_at, updated_at) "
-                "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
-                (kind, key, body, now + delay, max_attempts, exam_id, study_uid, now, now))
+                "exam_id, study_uid, created_at, updated_at, node) "
+                "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
+                (kind, key, body, now + delay, max_attempts, exam_id, study_uid, now, now,
+                 node))
             self._announce(kind)
             return Enqueued(int(cur.lastrowid), True)
         task_id, state = int(row["id"]), row["state"]
         if not reopen:
             return Enqueued(task_id, False)
         if state == "running":
-            conn.execute("UPDATE tasks SET rerun=1, payload=?, updated_at=? WHERE id=?",
-                         (body, now, task_id))
+            conn.execute("UPDATE tasks SET rerun=1, payload=?, updated_at=?, node=? "
+                         "WHERE id=?", (body, now, node, task_id))
         elif state == "pending":
-            conn.execute("UPDATE tasks SET payload=?, updated_at=? WHERE id=?",
-                         (body, now, task_id))
+            conn.execute("UPDATE tasks SET payload=?, updated_at=?, node=? WHERE id=?",
+                         (body, now, node, task_id))
         else:
             conn.execute(
                 "UPDATE tasks SET state='pending', attempts=0, rerun=0, payload=?, "
-                "run_after=?, last_error=NULL, finished_at=NULL, updated_at=? WHERE id=?",
-                (body, now + delay, now, task_id))
+                "run_after=?, last_error=NULL, finished_at=NULL, updated_at=?, node=? "
+                "WHERE id=?", (body, now + delay, now, node, task_id))
             self._announce(kind)
         return Enqueued(task_id, state in FINISHED)
+
+    def _node_of(self, conn: Any, task: TaskKind) -> str | None:
+        """Nodes sharing a store: an upload runs where its study's files are (the node
+        whose spool holds its undelivered instances; else this one). One host: None."""
+        if self.db.node is None or not isinstance(task, kinds.Upload):
+            return None
+        row = conn.execute("SELECT node FROM instances WHERE study_uid=? AND node IS NOT NULL "
+                           "AND state IN ('received', 'uploaded', 'rejected') "
+                           "ORDER BY updated_at DESC LIMIT 1", (task.study_uid,)).fetchone()
+        return row["node"] if row else self.db.node
 
     def claim(self, kinds: list[str], owner: str, lease: float) -> Task | None:
         """Take the oldest due task of one of `kinds`, leased to `owner`."""
@@ -153,13 +166,19 @@ class TaskStore:
             return None
         now = time.time()
         marks = ",".join("?" * len(kinds))
-        with self.db.tx() as c:
+        # PostgreSQL: nodes claim at once; a row another node is taking is skipped, never
+        # waited for nor taken twice. SQLite has one writer and no FOR UPDATE.
+        skip = " FOR UPDATE SKIP LOCKED" if self.db.engine == "postgresql" else ""
+        mine = "" if self.db.node is None else " AND (node IS NULL OR node = ?)"
+        with self.db.claim_tx() as c:
             row = c.execute(
                 f"UPDATE tasks SET state='running', lease_owner=?, lease_until=?, "
                 f"attempts=attempts+1, updated_at=? WHERE id = ("
                 f"SELECT id FROM tasks WHERE state='pending' AND run_after<=? "
-                f"AND kind IN ({marks}) ORDER BY run_after, id LIMIT 1) RETURNING *",
-                (owner, now + lease, now, now, *kinds)).fetchone()
+                f"AND kind IN ({marks}){mine} ORDER BY run_after, id LIMIT 1{skip}) "
+                f"RETURNING *",
+                (owner, now + lease, now, now, *kinds,
+                 *(() if self.db.node is None else (self.db.node,)))).fetchone()
         return Task.from_row(row) if row else None
 
     def claim_key(self, kind: str, key: str, owner: str, lease: float) -> Task | None:
@@ -218,7 +237,7 @@ class TaskStore:
             c.execute(
                 "UPDATE tasks SET state=?, last_error=?, run_after=?, lease_owner=NULL, "
                 "lease_until=NULL, finished_at=?, updated_at=?, waiting_for=?, "
-                "attempts = CASE WHEN ? THEN MAX(attempts-1, 0) ELSE attempts END "
+                "attempts = CASE WHEN ? = 1 THEN MAX(attempts-1, 0) ELSE attempts END "
                 "WHERE id=? AND state='running' AND lease_owner=?",
                 (state, error[:4000], now + (retry_in or 0), now if state == "dead" else None,
                  now, waiting if state == "pending" else None,
@@ -243,11 +262,16 @@ class TaskStore:
         return cur.rowcount
 
     def reclaim_foreign(self, owner: str) -> int:
-        """At start-up, tasks leased by any other owner were left by a dead process."""
+        """At start-up, tasks leased by any other owner were left by a dead process (nodes
+        sharing a store: any other owner on this node; owners are `node:pid:ms`)."""
+        node = "" if self.db.node is None else " AND substr(lease_owner, 1, ?) = ?"
+        prefix = f"{self.db.node}:"
         with self.db.tx() as c:
             cur = c.execute("UPDATE tasks SET state='pending', lease_owner=NULL, "
                             "lease_until=NULL, updated_at=? "
-                            "WHERE state='running' AND lease_owner != ?", (time.time(), owner))
+                            f"WHERE state='running' AND lease_owner != ?{node}",
+                            (time.time(), owner,
+                             *(() if self.db.node is None else (len(prefix), prefix))))
         return cur.rowcount
 
     def cancel(self, task_id: int, reason: str) -> bool:
@@ -321,3 +345,4 @@ class TaskStore:
             if r["waiting_for"]:
                 k["waiting"][r["waiting_for"]] = k["waiting"].get(r["waiting_for"], 0) + r["n"]
         return out
+

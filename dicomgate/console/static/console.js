@@ -151,6 +151,10 @@
       const w = d.health.workers;
       if (w) $("health").append(h("tr", {}, h("td", {}, dot(w.alive === w.started), " ", t("health.workers")),
         h("td", { class: "muted" }, w.alive + " / " + w.started + " · " + t("health.busy", { n: w.busy }))));
+      for (const n of d.health.nodes || []) {  // nodes sharing a PostgreSQL store
+        $("health").append(h("tr", { "data-test": "node" }, h("td", {}, dot(n.alive), " node " + n.name + (n.leader ? " ★" : "")),
+          h("td", { class: n.alive ? "muted" : "bad" }, (n.ae_title || "") + " · " + n.tasks_done + " tasks · " + new Date(n.last_seen * 1000).toLocaleTimeString())));
+      }
       examTable($("today-exams"), d.today.exams, true);
     },
 
