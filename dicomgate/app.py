@@ -160,6 +160,9 @@ def owner_id(node: str | None = None) -> str:
     return f"{node or socket.gethostname()}:{os.getpid()}:{int(time.time() * 1000)}"
 
 
+LOCK_WAIT = 3.0  # seconds a daemon or `migrate` waits for the state dir's lock
+
+
 class DaemonLock:
     """One daemon per state dir. The CLI uses it to know whether the daemon runs."""
 
@@ -167,13 +170,20 @@ class DaemonLock:
         self.path = state_dir / "daemon.lock"
         self._fd: int | None = None
 
-    def acquire(self) -> bool:
+    def acquire(self, wait: float = LOCK_WAIT) -> bool:
+        """Take the lock, waiting up to `wait` s: `holder()` (every CLI command asks it)
+        holds a shared lock for an instant, which must not make a starting daemon give up."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    return False
+                time.sleep(0.05)
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
