@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from dicomgate.state import SCHEMA_VERSION
 from tests.install.bundle_helpers import (
     ROOT,
     Host,
@@ -20,6 +21,8 @@ from tests.install.bundle_helpers import (
     unpack,
 )
 
+PROBE = SCHEMA_VERSION + 1  # the later release's extra migration: above every existing one
+
 pytestmark = pytest.mark.skipif(can_isolate() is not None, reason=str(can_isolate()))
 
 SKIP = shutil.ignore_patterns(".git", ".venv", "dist", "__pycache__", "*.egg-info", "build",
@@ -27,14 +30,14 @@ SKIP = shutil.ignore_patterns(".git", ".venv", "dist", "__pycache__", "*.egg-inf
 
 
 def next_version(tmp: Path, name: str, version: str, sql: str) -> Path:
-    """This tree as a later release: `version`, with one more migration (599)."""
+    """This tree as a later release: `version`, with one more migration (PROBE)."""
     src = tmp / name / "src"
     shutil.copytree(ROOT, src, ignore=SKIP)
     init = src / "dicomgate" / "__init__.py"
     init.write_text(re.sub(r'__version__ = ".*"', f'__version__ = "{version}"',
                            init.read_text()))
-    (src / "dicomgate" / "state" / "migrations" / "m599_install_probe.py").write_text(
-        f'MIGRATIONS = [(599, "install_probe", """{sql}""")]\n')
+    (src / "dicomgate" / "state" / "migrations" / f"m{PROBE}_install_probe.py").write_text(
+        f'MIGRATIONS = [({PROBE}, "install_probe", """{sql}""")]\n')
     tarball = build_bundle(src, tmp / name / "dist", "--python", "3.11")
     return unpack(tarball, tmp / name / "unpacked")
 
@@ -68,10 +71,10 @@ def test_upgrade_migrates_and_rollback_restores_the_backup(bundles, tmp_path: Pa
 
     r = host.install(bundles["new"])
     assert r.returncode == 0, r.stdout + r.stderr
-    assert f"state migrated: schema {old_schema} -> 599" in r.stdout
+    assert f"state migrated: schema {old_schema} -> {PROBE}" in r.stdout
     assert host.current() != first
     v = host.version()
-    assert v["version"] == "99.0.0" and v["schema"] == {"code": 599, "store": 599}
+    assert v["version"] == "99.0.0" and v["schema"] == {"code": PROBE, "store": PROBE}
     after = dump(host.state / "state.db")
     assert set(before) - set(after) == set(), "rows lost in the migration"
     assert any("install_probe" in line for line in after)
@@ -87,7 +90,7 @@ def test_upgrade_migrates_and_rollback_restores_the_backup(bundles, tmp_path: Pa
     assert host.current() == first
     assert f"state restored from {backups[0]}" in r.stdout
     assert dump(host.state / "state.db") == before
-    safety = list((host.state / "backups").glob("state-at-rollback-*-schema599.sqlite3"))
+    safety = list((host.state / "backups").glob(f"state-at-rollback-*-schema{PROBE}.sqlite3"))
     assert len(safety) == 1 and any("install_probe" in line for line in dump(safety[0]))
     # the old version reads its store again (commands refuse a schema they do not know)
     status = host.dicomgate("status")
