@@ -42,7 +42,10 @@ def test_a_restarted_scp_child_keeps_the_daemons_settings(tmp_path):
                    detail=log.read_text)
         # an edit nobody has applied yet (no restart): the child must not pick it up
         write_config(config, config_text(tmp_path / "state", edited))
-        pids = [e["pid"] for e in events(log) if e["event"] == "scp.process_started"]
+        started = wait_until(
+            lambda: [e for e in events(log) if e["event"] == "scp.process_started"],
+            timeout=30, what="scp.process_started in the log", detail=log.read_text)
+        pids = [e["pid"] for e in started]
         os.kill(pids[0], signal.SIGKILL)
         restarted = wait_until(
             lambda: [e for e in events(log) if e["event"] == "scp.process_restarted"],
