@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -261,9 +262,13 @@ format = "json"
                 self.daemon.kill()
         if self.store is not None:
             self.store.close()
+        # Each Orthanc's graceful stop takes seconds (more on a loaded host): side by side.
+        peers = [threading.Thread(target=peer.stop) for peer in (self.cloud, self.pacs)]
+        for t in peers:
+            t.start()
         self.receiver.stop()
-        self.cloud.stop()
-        self.pacs.stop()
+        for t in peers:
+            t.join()
 
 
 def run_demo(workdir: Path | None, exit_when_done: bool, timeout: float) -> int:
