@@ -4,8 +4,14 @@ leader lease, and taking over the work of a node that died.
 Every `BEAT_EVERY` seconds the node writes its beat and takes or renews the `scheduler`
 lease. Scheduled jobs run only on the lease's holder, except the few that look after
 this node's own disk or view (EVERY_NODE). The leader also hands a dead node's work back
-(state/nodes.py `adopt`) and queues its unfinished studies for a new retrieve. With a
-SQLite store (one host) none of this runs: the one process is the only node.
+(state/nodes.py `adopt`) and queues its unfinished studies for a new retrieve.
+
+Files stay in the spool of the node that received them, so each node cleans its own: a
+deletion received by another node reaches this one as a `spool_purge` task bound to it, and
+at start (and every SWEEP_EVERY) the spool is swept of copies the store now records on
+another node or as deleted or purged (e.g. studies re-retrieved elsewhere while this node
+was down). With a SQLite store (one host) none of this runs: the one process is the only
+node.
 """
 
 from __future__ import annotations
@@ -13,21 +19,30 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import structlog
 
 from . import __version__
 from .config import Config
+from .spool_layout import remove_instance, remove_instances
 from .state import Store
-from .state.kinds import Retrieve
+from .state.kinds import Retrieve, SpoolPurge
 from .state.nodes import BEAT_EVERY, LEADER_TTL
+from .state.tasks import Task
 
 log = structlog.get_logger("dicomgate.nodes")
 
 LEADER_LEASE = "scheduler"
 # Jobs about this node itself (its spool, its way to the cloud): they run on every node.
-EVERY_NODE = frozenset({"spool.incoming_cleanup", "upstream.retention", "upstream.probe"})
+SWEEP_JOB = "node.spool_sweep"
+EVERY_NODE = frozenset({"spool.incoming_cleanup", "upstream.retention", "upstream.probe",
+                        SWEEP_JOB})
+SWEEP_EVERY = 600.0
+# A file younger than this is never swept: its receive may not have recorded its row yet.
+SWEEP_GRACE = 300.0
 
 
 class NodeService:
@@ -38,6 +53,7 @@ class NodeService:
         self.node = config.gateway.node_name
         self.store = store
         self.owner = owner
+        self.spool = config.gateway.spool_dir
         self.detail = _detail(config)
         self.tasks_done = tasks_done
         self.on_leading = on_leading  # called when this node becomes the leader
@@ -52,6 +68,10 @@ class NodeService:
 
     def start(self) -> None:
         self.beat()
+        try:  # before the Portal AET and the workers start: nothing is being received
+            self.sweep(grace=0.0)
+        except Exception as exc:  # the store down: the next SWEEP_EVERY sweeps
+            log.error("node.sweep_failed", node=self.node, error=str(exc))
         self._thread = threading.Thread(target=self._loop, name="node-beat", daemon=True)
         self._thread.start()
 
@@ -114,6 +134,69 @@ class NodeService:
 
     def health(self) -> str | None:
         return self.problem
+
+    def purge_deleted(self, work: SpoolPurge, task: Task) -> str:
+        """A deletion received by another node: remove its files from this node's spool
+        (the ones still marked deleted and recorded here)."""
+        d = self.store.deletions.get(work.deletion_id)
+        if d is None:
+            return f"deletion {work.deletion_id} is not recorded: nothing to remove"
+        files = [f for f in self.store.instances.still_deleted(d.sop_uids)
+                 if f["node"] == self.node]
+        removed = remove_instances(self.spool, files, log, "deletion")
+        if removed:
+            self.store.deletions.files_removed(d.id, removed)
+        log.info("deletion.files_purged", node=self.node, deletion_id=d.id,
+                 accession_no=d.accession_no, files_removed=removed)
+        return f"{removed} file(s) removed from {self.node}'s spool"
+
+    def sweep(self, grace: float = SWEEP_GRACE) -> str:
+        """Remove spool files the store no longer keeps on this node (recorded on another
+        node, or here as deleted or purged) that are older than the row's last change and
+        than `grace`: copies left by a take-over, a move or a crash."""
+        now = time.time()
+        removed = freed = 0
+        for batch in _batches(_spool_files(self.spool), 500):
+            stale = self.store.nodes.stale_copies(self.node, list(batch))
+            for sop_uid, changed in stale.items():
+                path = batch[sop_uid]
+                try:
+                    st = path.stat()
+                except FileNotFoundError:
+                    continue
+                if st.st_mtime >= min(changed, now - grace):
+                    continue  # newer than its row: received again since, or being received
+                if remove_instance(path, self.spool):
+                    removed, freed = removed + 1, freed + st.st_size
+        if removed:
+            log.info("node.spool_swept", node=self.node, files_removed=removed, bytes=freed)
+        return f"{removed} stale file(s) removed, {freed / 1e6:.1f} MB freed"
+
+
+def _spool_files(spool: Path) -> Iterator[tuple[str, Path]]:
+    """(SOP Instance UID, path) of every file in `<spool>/<study>/<series>/<sop>.dcm`;
+    dot-folders (the receive's temp files) are not the spool's."""
+    if not spool.is_dir():
+        return
+    for study in os.scandir(spool):
+        if not study.is_dir(follow_symlinks=False) or study.name.startswith("."):
+            continue
+        for series in os.scandir(study.path):
+            if series.is_dir(follow_symlinks=False):
+                for f in os.scandir(series.path):
+                    if f.name.endswith(".dcm") and f.is_file(follow_symlinks=False):
+                        yield f.name[:-4], Path(f.path)
+
+
+def _batches(items: Iterator[tuple[str, Path]], size: int) -> Iterator[dict[str, Path]]:
+    batch: dict[str, Path] = {}
+    for key, path in items:
+        batch[key] = path
+        if len(batch) >= size:
+            yield batch
+            batch = {}
+    if batch:
+        yield batch
 
 
 def _detail(config: Config) -> dict[str, Any]:

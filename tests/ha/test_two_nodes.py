@@ -8,18 +8,10 @@ import subprocess
 import threading
 import time
 
-from ha_harness import add_view_rows, delivered, make_exams, report_pushes, sql, wait
+from ha_harness import delivered, make_exams, report_pushes, sql, wait
+from ha_harness import load as _load
 
 from dicomgate.state.nodes import BEAT_EVERY, LEADER_TTL, NODE_TIMEOUT
-
-
-def _load(pacs, view_db, n: int, start: int = 0):
-    made = make_exams(n, start)
-    for _exam, data in made:
-        for b in data:
-            pacs.upload(b)
-    add_view_rows(view_db, [e.row for e, _ in made])
-    return [e for e, _ in made]
 
 
 def _reruns(*nodes) -> bool:
