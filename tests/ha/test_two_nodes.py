@@ -127,6 +127,7 @@ def test_postgresql_restarted_mid_work_loses_nothing(nodes, pg, pacs, cloud, api
 
 def test_a_node_killed_with_files_in_its_spool_the_other_retrieves_them(nodes, pacs, cloud,
                                                                        api, view_db):
+    """...and when the killed node returns, it drops its stale copies of those studies."""
     a = nodes["gw-a"].start()
     exams = _load(pacs, view_db, 12)
 
@@ -148,3 +149,14 @@ def test_a_node_killed_with_files_in_its_spool_the_other_retrieves_them(nodes, p
                                         (list(left),))}  # from b's own spool
     pushes = report_pushes(api)
     assert sum(pushes.values()) <= len(pushes) + 2, pushes
+    # gw-a comes back: its old copies of the studies gw-b re-retrieved are swept at start;
+    # the files of studies it had delivered itself stay until retention
+    stale = {uid for uid in left if a.spool_files(uid)}
+    assert stale, "gw-a's spool should still hold the old copies before it returns"
+    own = {r[0] for r in sql(a.url, "SELECT DISTINCT study_uid FROM instances WHERE "
+                                    "node='gw-a' AND state='delivered'")} - left
+    a.start()
+    wait(lambda: not any(a.spool_files(uid) for uid in left), 30,
+         "gw-a to drop the copies gw-b re-retrieved", a)
+    assert all(a.spool_files(uid) for uid in own), own
+    assert a.events("node.spool_swept")[0]["files_removed"] >= len(stale)
