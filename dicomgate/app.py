@@ -92,7 +92,8 @@ class App:
             from .state.kinds import SpoolPurge
 
             node = NodeService(config, store, app.owner, tasks_done=lambda: app.pool.done,
-                               on_leading=app.scheduler.kick)
+                               on_leading=app.scheduler.kick,
+                               running_jobs=app.scheduler.running)
             app.node = node
             app.scheduler.gate = node.may_run
             app.add_service(node, health=node.health)

@@ -41,6 +41,7 @@ SWEEP_JOB = "node.spool_sweep"
 EVERY_NODE = frozenset({"spool.incoming_cleanup", "upstream.retention", "upstream.probe",
                         SWEEP_JOB})
 SWEEP_EVERY = 600.0
+STOP_WAIT = 5.0  # a stopping leader waits this long for its running jobs
 # A file younger than this is never swept: its receive may not have recorded its row yet.
 SWEEP_GRACE = 300.0
 
@@ -49,7 +50,8 @@ class NodeService:
     name = "node"
 
     def __init__(self, config: Config, store: Store, owner: str,
-                 tasks_done: Any = lambda: 0, on_leading: Any = lambda: None):
+                 tasks_done: Any = lambda: 0, on_leading: Any = lambda: None,
+                 running_jobs: Any = set):
         self.node = config.gateway.node_name
         self.store = store
         self.owner = owner
@@ -57,14 +59,18 @@ class NodeService:
         self.detail = _detail(config)
         self.tasks_done = tasks_done
         self.on_leading = on_leading  # called when this node becomes the leader
+        self.running_jobs = running_jobs  # the scheduler's jobs running now
         self.leading = False
+        # Monotonic time until which our lease surely holds (renewed with each beat): a
+        # node that stalls past it starts no job, though its flag is not yet cleared.
+        self.lead_until = 0.0
         self.problem: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def may_run(self, job: str) -> bool:
         """The scheduler's gate: a job runs here if it is this node's own or we lead."""
-        return job in EVERY_NODE or self.leading
+        return job in EVERY_NODE or (self.leading and time.monotonic() < self.lead_until)
 
     def start(self) -> None:
         self.beat()
@@ -79,11 +85,26 @@ class NodeService:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(BEAT_EVERY + 5)
-        self.leading = False
+        self.leading = False  # no leader's job starts here any more
+        busy = self._leader_jobs_ending()
+        if busy:  # the lease lapses by itself LEADER_TTL after the last beat instead
+            log.warning("node.lease_kept", node=self.node, jobs=sorted(busy),
+                        effect=f"the next leader starts within {LEADER_TTL:g}s, not at once")
+            return
         try:
             self.store.nodes.left(self.owner)
         except Exception as exc:  # the others notice in NODE_TIMEOUT instead
             log.warning("node.leave_not_recorded", node=self.node, error=str(exc))
+
+    def _leader_jobs_ending(self, wait: float = STOP_WAIT) -> set[str]:
+        """Leader's jobs still running after up to `wait` seconds: while one runs, giving
+        the lease away would let the next leader run it at the same time."""
+        deadline = time.monotonic() + wait
+        while True:
+            busy = set(self.running_jobs()) - EVERY_NODE
+            if not busy or time.monotonic() >= deadline:
+                return busy
+            time.sleep(0.1)
 
     def _loop(self) -> None:
         while not self._stop.wait(BEAT_EVERY):
@@ -99,6 +120,9 @@ class NodeService:
                 LEADER_LEASE, self.node, self.owner, LEADER_TTL)
             if time.monotonic() - started > LEADER_TTL / 2:  # too slow to trust the lease
                 self.leading = False
+            # the lease runs LEADER_TTL from the store's clock at the renewal, which came
+            # after `started`: half of it is a safe margin for clock-rate differences
+            self.lead_until = started + LEADER_TTL / 2 if self.leading else 0.0
             if self.leading and not was:
                 log.info("node.leading", node=self.node, lease_seconds=LEADER_TTL)
                 self.on_leading()
@@ -214,6 +238,6 @@ def nodes_view(config: Config, store: Store, running_here: bool) -> list[dict[st
     if config.state is None:
         return [{"name": config.gateway.node_name, "alive": running_here, "last_seen": None,
                  "started_at": None, "tasks_done": None, "leader": running_here}]
-    now = time.time()
+    now = store.nodes.clock()  # the clock beats are written in
     leader = store.nodes.holder(LEADER_LEASE)
     return [n.public(now, leader) for n in store.nodes.all()]
