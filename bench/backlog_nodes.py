@@ -12,9 +12,10 @@ Set-ups, each with a fresh cloud (Orthanc DICOMweb + the reference cloud API):
      settings as the one node, so two nodes have twice the workers).
 Done when the cloud holds every instance and every report. Reported: wall time from the
 rows' appearance, studies/s, each node's share of the tasks done (from its log's
-`task.done`), and PostgreSQL's work per study over that window: committed transactions
-(`pg_stat_database.xact_commit`) and statements (`pg_stat_statements` calls: every client
-round trip, BEGIN/COMMIT included), heartbeats and polls counted too.
+`task.done`), CPU seconds of the nodes (with their Portal AET children) and of PostgreSQL
+over that window, and PostgreSQL's work per study over it from `pg_stat_statements`:
+write transactions (COMMITs) and statements (every client round trip, BEGIN and COMMIT
+included), heartbeats, claims and polls counted too.
 
 Starts its own throwaway PostgreSQL (fsync off, as the tests') and removes it.
 """
@@ -42,11 +43,13 @@ from backlog import (  # noqa: E402
     HOSPITAL,
     TZ,
     count,
+    cpu_seconds,
     make_studies,
     started,
     view_row,
     wait_until,
 )
+from receive import children  # noqa: E402
 
 from dicomgate.sandbox.cloud_api import CloudApi  # noqa: E402
 from dicomgate.sandbox.hospital import create_view_db  # noqa: E402
@@ -94,6 +97,17 @@ format = "json"
 """
 
 
+def tree_cpu(pids: list[int]) -> float:
+    """CPU seconds so far of these processes and their children (a process gone: 0)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid) + tree_cpu(children(pid))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
 class Db:
     """The PostgreSQL store as the bench reads it (from the `postgres` database, so the
     reading is not counted in the store's own figures)."""
@@ -109,13 +123,27 @@ class Db:
             return c.execute(sql, params).fetchone()
 
     def counters(self) -> tuple[int, int]:
-        """(committed transactions, statements) of the store's database so far."""
-        xact = self.one("SELECT xact_commit FROM pg_stat_database WHERE datname=%s",
-                        (self.name,), db="postgres")[0]
-        calls = self.one("SELECT COALESCE(SUM(calls), 0) FROM pg_stat_statements s JOIN "
-                         "pg_database d ON d.oid = s.dbid WHERE d.datname=%s", (self.name,),
-                         db="postgres")[0]
-        return int(xact), int(calls)
+        """(COMMITs, statements) the store's database ran so far, from pg_stat_statements
+        (exact at once; pg_stat_database flushes its counts up to 10 s late)."""
+        commits, calls = self.one(
+            "SELECT COALESCE(SUM(calls) FILTER (WHERE query ILIKE 'COMMIT%%'), 0), "
+            "COALESCE(SUM(calls), 0) FROM pg_stat_statements s JOIN pg_database d "
+            "ON d.oid = s.dbid WHERE d.datname=%s", (self.name,), db="postgres")
+        return int(commits), int(calls)
+
+    def statements(self) -> dict[str, int]:
+        """Calls so far per statement text (normalised by pg_stat_statements)."""
+        import psycopg
+
+        with psycopg.connect(self.server.url(), autocommit=True) as c:
+            rows = c.execute("SELECT query, SUM(calls) FROM pg_stat_statements s JOIN "
+                             "pg_database d ON d.oid = s.dbid WHERE d.datname=%s "
+                             "GROUP BY query", (self.name,)).fetchall()
+        return {q: int(n) for q, n in rows}
+
+    def postmaster(self) -> int:
+        pid = self.one("SELECT pg_backend_pid()")[0]
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def polled(state_db: Path | None, db: Db | None, nodes: int) -> bool:
@@ -172,17 +200,27 @@ def leg(work: Path, pacs: Orthanc, studies, n: int, names: list[str], db: Db | N
         local = dt.datetime.now(ZoneInfo(TZ)).replace(tzinfo=None) - dt.timedelta(minutes=2)
         rows = [view_row(s, local.strftime("%Y-%m-%d %H:%M:%S")) for s in studies]
         before = db.counters() if db else None
+        texts = db.statements() if db else {}
+        pids = [p.pid for p in procs]
+        pg_pids = [db.postmaster()] if db else []
+        cpu0, pg_cpu0 = tree_cpu(pids), tree_cpu(pg_pids)
         t0 = time.monotonic()
         create_view_db(view_db, rows)  # one transaction: every exam appears at once
         wait_until("the cloud to hold every instance", lambda: count(cloud) >= n,
                    args.timeout)
         t1 = wait_until("every report", lambda: len(api.accessions()) >= len(studies),
                         args.timeout)
-        out: dict[str, object] = {"wall_s": t1 - t0, "studies_per_s": len(studies) / (t1 - t0)}
+        out: dict[str, object] = {"wall_s": t1 - t0, "studies_per_s": len(studies) / (t1 - t0),
+                                  "dicomgate_cpu_s": tree_cpu(pids) - cpu0,
+                                  "postgres_cpu_s": tree_cpu(pg_pids) - pg_cpu0}
         if db is not None and before is not None:
             after = db.counters()
             out["xact_per_study"] = (after[0] - before[0]) / len(studies)
             out["statements_per_study"] = (after[1] - before[1]) / len(studies)
+            now = db.statements()
+            top = sorted(((n - texts.get(q, 0), q) for q, n in now.items()), reverse=True)
+            out["top_statements"] = [(round(n / len(studies), 1), " ".join(q.split())[:90])
+                                     for n, q in top[:args.top]]
         time.sleep(0.5)  # the last task.done lines
         out["tasks_done"] = {name: tasks_done(log) for name, log in zip(names, logs, strict=True)}
         return out
@@ -227,6 +265,7 @@ def main() -> int:
     p.add_argument("--max-associations", type=int, default=2,
                    help="pacs.max_associations per node")
     p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--top", type=int, default=8, help="statements listed per PostgreSQL run")
     p.add_argument("--timeout", type=float, default=900)
     args = p.parse_args()
     args.day = "small"
@@ -250,18 +289,22 @@ def main() -> int:
                 out = leg(work / f"run{r}" / label.replace(", ", "-").replace(" ", ""), pacs,
                           studies, n, names, db, args)
                 results.setdefault(label, []).append(out)
-                extra = (f", {out['xact_per_study']:.0f} transactions and "
+                extra = (f", {out['xact_per_study']:.0f} COMMITs and "
                          f"{out['statements_per_study']:.0f} statements per study"
                          if pg else "")
                 print(f"{label}: {out['wall_s']:.2f} s, {out['studies_per_s']:.2f} studies/s"
-                      f"{extra}; tasks done: {share(out['tasks_done'])}", flush=True)
+                      f"{extra}; CPU dicomgate {out['dicomgate_cpu_s']:.1f} s, PostgreSQL "
+                      f"{out['postgres_cpu_s']:.1f} s; tasks done: {share(out['tasks_done'])}",
+                      flush=True)
+                for per, text in out.get("top_statements", []):
+                    print(f"    {per:6.1f}/study  {text}", flush=True)
     finally:
         pacs.stop()
         server.close()
         shutil.rmtree(work, ignore_errors=True)
-    print("\n| set-up | wall s (median) | studies/s | PG transactions / study | "
-          "PG statements / study |")
-    print("|---|---|---|---|---|")
+    print("\n| set-up | wall s (median; runs) | studies/s | CPU s dicomgate + PostgreSQL | "
+          "PG COMMITs / study | PG statements / study |")
+    print("|---|---|---|---|---|---|")
     for label, runs in results.items():
         med = statistics.median(x["wall_s"] for x in runs)
         xa = [x["xact_per_study"] for x in runs if "xact_per_study" in x]
@@ -269,7 +312,9 @@ def main() -> int:
         walls = ", ".join(f"{x['wall_s']:.1f}" for x in runs)
         xact = f"{statistics.median(xa):.0f}" if xa else "–"
         stmt = f"{statistics.median(st):.0f}" if st else "–"
-        print(f"| {label} | {med:.1f} ({walls}) | {len(studies) / med:.2f} | {xact} | "
+        cpu = (f"{statistics.median(x['dicomgate_cpu_s'] for x in runs):.1f} + "
+               f"{statistics.median(x['postgres_cpu_s'] for x in runs):.1f}")
+        print(f"| {label} | {med:.1f} ({walls}) | {len(studies) / med:.2f} | {cpu} | {xact} | "
               f"{stmt} |")
     return 0
 

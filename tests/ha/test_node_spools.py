@@ -4,7 +4,15 @@ drops the copies other nodes re-retrieved."""
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 from ha_harness import delivered, load, sql, wait
+
+from dicomgate.config.load import parse
+from dicomgate.nodes import NodeService
+from dicomgate.state import PgLocation, Store
 
 
 def _deletions(api, accession: str) -> int:
@@ -35,3 +43,41 @@ def test_a_deletion_received_by_one_node_purges_the_other_nodes_spool(nodes, pac
     wait(lambda: sql(a.url, "SELECT 1 FROM tasks WHERE kind='spool_purge' AND state='done'"),
          30, "the repeated purge to finish", a, b)
     assert _deletions(api, exam.spec.accession) == 1
+
+
+def _spool_file(node: NodeService, study: str, sop: str, age: float) -> Path:
+    path = node.spool / study / "1" / f"{sop}.dcm"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"DICM")
+    os.utime(path, (time.time() - age, time.time() - age))
+    return path
+
+
+def test_the_sweep_removes_only_copies_the_store_keeps_elsewhere_and_older_than_that(
+        pg, tmp_path):
+    url = pg.new_database()
+    cfg = parse({"gateway": {"hospital_id": "H1", "state_dir": str(tmp_path / "a"),
+                             "node_name": "gw-a"},
+                 "dicom": {"ae_title": "DGATE"}, "state": {"url": url}}, tmp_path / "a.toml")
+    a, b = Store(cfg.store_location), Store(PgLocation(url, tmp_path / "b", node="gw-b"))
+    try:
+        node = NodeService(cfg, a, "gw-a:1:1")
+        for store, sop in ((b, "moved"), (b, "moved.new"), (a, "mine"), (a, "gone")):
+            store.instances.record(sop_uid=sop, study_uid="9.9", series_uid="1",
+                                   sop_class_uid="1.2", transfer_syntax="1.2.840.10008.1.2.1",
+                                   path=f"/x/{sop}", size=4, sha256=sop, source="test")
+        a.instances.set_state(["gone"], "deleted")
+        sql(url, "UPDATE instances SET updated_at = %s WHERE sop_uid = 'moved.new' RETURNING 1",
+            (time.time() - 7200,))  # moved to gw-b two hours ago
+        old = {sop: _spool_file(node, "9.9", sop, 3600) for sop in ("moved", "mine", "gone",
+                                                                      "no.row")}
+        fresh = _spool_file(node, "9.9", "moved.new", 0)  # being received here again
+        node.sweep()
+        assert not old["moved"].exists() and not old["gone"].exists()
+        assert old["mine"].exists() and old["no.row"].exists() and fresh.exists()
+        os.utime(fresh, (time.time() - 600, time.time() - 600))  # older than the grace,
+        node.sweep()  # but newer than its row: received here again since it moved
+        assert fresh.exists()
+    finally:
+        a.close()
+        b.close()
