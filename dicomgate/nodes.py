@@ -175,21 +175,23 @@ class NodeService:
         return f"{removed} file(s) removed from {self.node}'s spool"
 
     def sweep(self, grace: float = SWEEP_GRACE) -> str:
-        """Remove spool files the store no longer keeps on this node (recorded on another
-        node, or here as deleted or purged) that are older than the row's last change and
-        than `grace`: copies left by a take-over, a move or a crash."""
-        now = time.time()
+        """Remove spool files the store does not keep on this node (their instance recorded
+        on another node, or here as deleted or purged) and older than `grace`: copies left
+        by a take-over, a retrieve that moved, an identical copy received here of what
+        another node holds, or a crash. A receive records its row before it places its
+        file, so only a file placed in the last moments can meet a row not yet moved here:
+        `grace` spares it (0 at start, when nothing is being received)."""
+        cutoff = time.time() - grace
         removed = freed = 0
         for batch in _batches(_spool_files(self.spool), 500):
-            stale = self.store.nodes.stale_copies(self.node, list(batch))
-            for sop_uid, changed in stale.items():
+            for sop_uid in self.store.nodes.stale_copies(self.node, list(batch)):
                 path = batch[sop_uid]
                 try:
                     st = path.stat()
                 except FileNotFoundError:
                     continue
-                if st.st_mtime >= min(changed, now - grace):
-                    continue  # newer than its row: received again since, or being received
+                if st.st_mtime >= cutoff:
+                    continue
                 if remove_instance(path, self.spool):
                     removed, freed = removed + 1, freed + st.st_size
         if removed:

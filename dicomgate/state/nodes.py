@@ -146,15 +146,15 @@ class NodeStore:
                   (now + NODE_TIMEOUT, now, Upload.kind, node, Upload(study_uid).key(),
                    TaskState.PENDING))
 
-    def stale_copies(self, node: str, sop_uids: list[str]) -> dict[str, float]:
-        """Of these instances found in `node`'s spool, the ones the store no longer keeps
-        there: recorded on another node (re-retrieved there after a take-over, or moved by a
-        later retrieve) or here as deleted or purged. {sop_uid: when the row last changed}."""
-        out: dict[str, float] = {}
+    def stale_copies(self, node: str, sop_uids: list[str]) -> set[str]:
+        """Of these instances found in `node`'s spool, the ones the store does not keep
+        there: recorded on another node (re-retrieved there after a take-over, moved by a
+        later retrieve) or here as deleted or purged."""
+        out: set[str] = set()
         for i in range(0, len(sop_uids), 500):
             chunk = sop_uids[i:i + 500]
-            out.update((r["sop_uid"], r["updated_at"]) for r in self.db.query(
-                f"SELECT sop_uid, updated_at FROM instances WHERE sop_uid IN "
+            out.update(r["sop_uid"] for r in self.db.query(
+                f"SELECT sop_uid FROM instances WHERE sop_uid IN "
                 f"({','.join('?' * len(chunk))}) AND (node <> ? OR state IN (?, ?))",
                 (*chunk, node, InstanceState.DELETED, InstanceState.PURGED)))
         return out

@@ -144,9 +144,13 @@ def test_a_node_killed_with_files_in_its_spool_the_other_retrieves_them(nodes, p
          "gw-b to deliver everything, gw-a's unfinished studies retrieved again", b)
     taken = b.events("node.work_taken_over")
     assert taken and taken[0]["dead_node"] == "gw-a" and taken[0]["studies_retrieved_again"]
-    assert "gw-b" in {r[0] for r in sql(b.url, "SELECT DISTINCT node FROM instances WHERE "
-                                              "study_uid = ANY(%s) AND state = 'delivered'",
-                                        (list(left),))}  # from b's own spool
+
+    def b_delivered_them() -> bool:  # from b's own spool (the cloud may hold a's uploads
+        # of them already: b's delivery of the same instances can finish a moment later)
+        rows = sql(b.url, "SELECT DISTINCT node, state FROM instances WHERE "
+                          "study_uid = ANY(%s)", (list(left),))
+        return set(rows) == {("gw-b", "delivered")}
+    wait(b_delivered_them, 60, "gw-b's copies of gw-a's unfinished studies delivered", b)
     pushes = report_pushes(api)
     assert sum(pushes.values()) <= len(pushes) + 2, pushes
     # gw-a comes back: its old copies of the studies gw-b re-retrieved are swept at start;
