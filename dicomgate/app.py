@@ -88,13 +88,17 @@ class App:
         app = cls(config=config, store=store, owner=owner_id(config.gateway.node_name),
                   progress=progress)
         if config.state is not None:  # nodes sharing a PostgreSQL store
-            from .nodes import NodeService
+            from .nodes import SWEEP_EVERY, SWEEP_JOB, NodeService
+            from .state.kinds import SpoolPurge
 
             node = NodeService(config, store, app.owner, tasks_done=lambda: app.pool.done,
-                               on_leading=app.scheduler.kick)
+                               on_leading=app.scheduler.kick,
+                               running_jobs=app.scheduler.running)
             app.node = node
             app.scheduler.gate = node.may_run
             app.add_service(node, health=node.health)
+            app.handle(SpoolPurge, node.purge_deleted)
+            app.every(SWEEP_JOB, SWEEP_EVERY, node.sweep, first_in=SWEEP_EVERY)
         for name in FEATURES:
             part = importlib.import_module(name).setup(app)
             if part is not None:

@@ -22,6 +22,7 @@ class Scheduler:
         self._jobs: dict[str, tuple[float, Callable[[], object]]] = {}
         # Nodes sharing a store: whether a job may run here now (the leader's); None: always
         self.gate: Callable[[str], bool] | None = None
+        self._running: set[str] = set()  # jobs running now (a stopping leader waits for them)
 
     def every(self, name: str, seconds: float, func: Callable[[], object],
               first_in: float = 0.0) -> None:
@@ -50,6 +51,7 @@ class Scheduler:
         _, func = self._jobs[name]
         started = time.monotonic()
         self._note(name, lambda: self.store.jobs.started(name))
+        self._running.add(name)
         try:
             detail = func()
         except Exception as exc:
@@ -58,6 +60,8 @@ class Scheduler:
             log.error("job.failed", job=name, error=error,
                       seconds=round(time.monotonic() - started, 3))
             return
+        finally:
+            self._running.discard(name)
         self._note(name, lambda: self.store.jobs.finished(
             name, True, "" if detail is None else str(detail)))
         log.debug("job.done", job=name, seconds=round(time.monotonic() - started, 3))
@@ -69,6 +73,10 @@ class Scheduler:
             write()
         except Exception as exc:
             log.warning("job.not_recorded", job=name, error=f"{type(exc).__name__}: {exc}")
+
+    def running(self) -> set[str]:
+        """The jobs running at this moment."""
+        return set(self._running)
 
     def names(self) -> list[str]:
         return sorted(self._jobs)

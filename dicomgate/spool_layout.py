@@ -8,7 +8,9 @@ the shim removes an exam's files on a deletion request: all three use this one l
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 
 def spool_dir(state_dir: Path) -> Path:
@@ -45,3 +47,22 @@ def remove_instance(path: Path, spool: Path) -> bool:
             break
         folder = folder.parent
     return True
+
+
+def remove_instances(spool: Path, rows: Iterable[Mapping[str, Any]], log: Any,
+                     event: str) -> int:
+    """Remove the files of instance rows (sop_uid, study_uid, series_uid, path) from the
+    spool, never a path outside it; problems are logged as `<event>.path_outside_spool`
+    and `<event>.unlink_failed`. The number of files removed."""
+    removed = 0
+    for row in rows:
+        path = Path(row["path"]) if row.get("path") else instance_path(
+            spool, row["study_uid"], row.get("series_uid") or "", row["sop_uid"])
+        if not inside(path, spool):  # never delete outside the spool
+            log.warning(f"{event}.path_outside_spool", sop_uid=row["sop_uid"])
+            continue
+        try:
+            removed += remove_instance(path, spool)
+        except OSError as exc:
+            log.error(f"{event}.unlink_failed", sop_uid=row["sop_uid"], error=str(exc))
+    return removed

@@ -1,11 +1,13 @@
 """Image deletion (spec 4.5): `POST /getway/reportAndFilm/api/deleteImage`.
 
 "Deletion-update": the cloud must end up holding what the PACS still holds. So: remove our
-spool copies of the exam and mark them `deleted`, enqueue the upstream `deletion` task (none
-when we never held anything for it: recorded and audited as "nothing held"), then
-enqueue a `retrieve` re-check of the exam (after RECHECK_DELAY, which also gathers a doctor's
-run of deletions into one re-check) so what remains at the PACS is delivered again. The same
-call repeated (same exam, same operateDateTime) changes nothing and answers the same.
+spool copies of the exam (nodes sharing a store: a `spool_purge` task bound to each other
+node whose spool holds some removes them there) and mark them `deleted`, enqueue the
+upstream `deletion` task (none when we never held anything for it: recorded and audited as
+"nothing held"), then enqueue a `retrieve` re-check of the exam (after RECHECK_DELAY, which
+also gathers a doctor's run of deletions into one re-check) so what remains at the PACS is
+delivered again. The same call repeated (same exam, same operateDateTime) changes nothing and
+answers the same.
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ from urllib.parse import quote, unquote_to_bytes
 import structlog
 
 from ..privacy import mask_name
-from ..spool_layout import inside, instance_path, remove_instance
+from ..spool_layout import remove_instances
 from ..state import Store
 from ..state.deletions import Deletion
 from ..state.instances import Holdings
 from ..state.kinds import Deletion as DeletionTask
-from ..state.kinds import Retrieve
+from ..state.kinds import Retrieve, SpoolPurge
 from .http import OK, Request, Response, reply
 from .params import Params, no_chars
 from .schema import Schema, text
@@ -187,6 +189,7 @@ class DeletionEndpoint:
                                             "instances": len(holdings.instances),
                                             "deletionId": past.id})
                 files = holdings.instances
+            files = self._purge_elsewhere(past, files)
         removed = self._remove_files(files)
         if removed:
             self.store.deletions.files_removed(past.id, removed)
@@ -205,6 +208,18 @@ class DeletionEndpoint:
                          tuple(d.sop_uids), d.operate_time, d.id),
             exam_id=d.exam_id)
 
+    def _purge_elsewhere(self, d: Deletion,
+                         files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Nodes sharing a store: files in another node's spool are removed there, by a
+        task bound to that node; the ones in this node's spool are returned."""
+        here = self.store.db.node
+        others = sorted({f["node"] for f in files if f.get("node") not in (None, here)})
+        for node in others:  # reopened: a repeated deletion purges again what is left
+            self.store.tasks.enqueue(SpoolPurge(node, d.id), reopen=True, exam_id=d.exam_id)
+        if others:
+            log.info("deletion.purge_queued", deletion_id=d.id, nodes=others)
+        return [f for f in files if f.get("node") in (None, here)]
+
     def _enqueue_recheck(self, d: Deletion, holdings: Holdings) -> None:
         base = Retrieve(hospital_id=d.hospital_id, accession_no=d.accession_no,
                         exam_id=holdings.exam_id, reason="deletion")
@@ -216,15 +231,4 @@ class DeletionEndpoint:
                                      exam_id=holdings.exam_id)
 
     def _remove_files(self, instances: list[dict[str, Any]]) -> int:
-        removed = 0
-        for inst in instances:
-            path = Path(inst["path"]) if inst.get("path") else instance_path(
-                self.spool, inst["study_uid"], inst.get("series_uid") or "", inst["sop_uid"])
-            if not inside(path, self.spool):  # never delete outside the spool
-                log.warning("deletion.path_outside_spool", sop_uid=inst["sop_uid"])
-                continue
-            try:
-                removed += remove_instance(path, self.spool)
-            except OSError as exc:
-                log.error("deletion.unlink_failed", sop_uid=inst["sop_uid"], error=str(exc))
-        return removed
+        return remove_instances(self.spool, instances, log, "deletion")

@@ -39,7 +39,8 @@ class InstanceRow:
 class Holdings:
     exam_id: int | None
     study_uids: list[str]
-    instances: list[dict[str, Any]]  # sop_uid, study_uid, series_uid, path (not yet deleted)
+    # sop_uid, study_uid, series_uid, path, node (whose spool holds it): not yet deleted
+    instances: list[dict[str, Any]]
 
 
 # States in which the cloud may hold a copy: new content with the same UID must replace it.
@@ -241,7 +242,7 @@ class InstanceStore:
         for the gateway's own hospital)."""
         rows = self.db.query(
             "SELECT study_uid FROM studies WHERE (exam_id IS NOT NULL AND exam_id=?) "
-            "OR study_uid=? OR (accession_no=? AND exam_id IS NULL AND ?) ORDER BY study_uid",
+            "OR study_uid=? OR (accession_no=? AND exam_id IS NULL AND ? = 1) ORDER BY study_uid",
             (exam_id, exam_study_uid, accession_no, int(unlinked_by_accession)))
         uids = [r["study_uid"] for r in rows]
         if exam_study_uid and exam_study_uid not in uids:
@@ -250,7 +251,7 @@ class InstanceStore:
         if uids:
             marks = ",".join("?" * len(uids))
             instances = [dict(r) for r in self.db.query(
-                f"SELECT sop_uid, study_uid, series_uid, path FROM instances "
+                f"SELECT sop_uid, study_uid, series_uid, path, node FROM instances "
                 f"WHERE study_uid IN ({marks}) AND state<>'deleted' ORDER BY sop_uid",
                 tuple(uids))]
         return Holdings(exam_id, uids, instances)
@@ -277,7 +278,7 @@ class InstanceStore:
             chunk = sop_uids[i:i + 500]
             marks = ",".join("?" * len(chunk))
             out += [dict(r) for r in self.db.query(
-                f"SELECT sop_uid, study_uid, series_uid, path FROM instances "
+                f"SELECT sop_uid, study_uid, series_uid, path, node FROM instances "
                 f"WHERE sop_uid IN ({marks}) AND state='deleted'", tuple(chunk))]
         return out
 

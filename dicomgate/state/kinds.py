@@ -159,8 +159,24 @@ class Deletion(TaskKind):
         return f"del:{self.hospital_id}:{self.accession_no}:{self.operate_time}"
 
 
+@dataclass(frozen=True)
+class SpoolPurge(TaskKind):
+    """Nodes sharing a store: remove one node's spool copies of a deletion's instances (the
+    node that received the deletion can reach only its own spool). Runs on `node` alone."""
+
+    kind: ClassVar[str] = "spool_purge"
+    key_pattern: ClassVar[str] = "`purge:<node>:<deletion id>`"
+    flow: ClassVar[str] = ("shim (a deletion whose files are on another node) → that node "
+                           "(nodes.py)")
+    node: str
+    deletion_id: int
+
+    def key(self) -> str:
+        return f"purge:{self.node}:{self.deletion_id}"
+
+
 KINDS: dict[str, type[TaskKind]] = {k.kind: k for k in (Retrieve, Upload, PushReport,
-                                                         Withdraw, Deletion)}
+                                                         Withdraw, Deletion, SpoolPurge)}
 # What upstream delivers: `push` makes these due, `status` counts them.
 UPSTREAM_KINDS = (Upload.kind, PushReport.kind, Withdraw.kind, Deletion.kind)
 

@@ -22,6 +22,7 @@ NODE_TIMEOUT = 30.0  # seconds without a beat: the node is dead, its work moves
 LEADER_TTL = 20.0  # the leader lease's length; renewed at every beat (every ~5 s)
 BEAT_EVERY = 5.0
 
+_CLOCK = "SELECT EXTRACT(EPOCH FROM clock_timestamp()) AS now"
 _UNDELIVERED = (InstanceState.RECEIVED, InstanceState.UPLOADED, InstanceState.REJECTED)
 
 
@@ -56,8 +57,8 @@ class NodeStore:
 
     def beat(self, name: str, owner: str, tasks_done: int, detail: dict[str, Any]) -> None:
         """This node is alive (a new owner: the node restarted, its start time resets)."""
-        now = time.time()
         with self.db.tx() as c:
+            now = self._now(c)
             c.execute(
                 "INSERT INTO nodes (name, owner, started_at, last_seen, tasks_done, detail) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
@@ -79,9 +80,11 @@ class NodeStore:
                 for r in self.db.query("SELECT * FROM nodes ORDER BY name")]
 
     def lead(self, lease: str, name: str, owner: str, ttl: float = LEADER_TTL) -> bool:
-        """Take or renew the named lease for this process; False while another holds it."""
-        now = time.time()
+        """Take or renew the named lease for this process; False while another holds it.
+        Its times are the store's clock: a node whose own clock runs ahead cannot think a
+        live lease lapsed."""
         with self.db.tx() as c:
+            now = self._now(c)
             row = c.execute(
                 "INSERT INTO leases (name, holder, owner, since, until) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET holder=excluded.holder, owner=excluded.owner, "
@@ -93,16 +96,27 @@ class NodeStore:
 
     def holder(self, lease: str) -> str | None:
         row = self.db.one("SELECT holder FROM leases WHERE name=? AND until >= ?",
-                          (lease, time.time()))
+                          (lease, self.clock()))
         return row["holder"] if row else None
+
+    def clock(self) -> float:
+        """The store's time (unix seconds): what beats and leases are measured in."""
+        return self._now()
+
+    def _now(self, c: Any = None) -> float:
+        """One clock for every node: PostgreSQL's (one host: this one's)."""
+        if self.db.engine != "postgresql":
+            return time.time()
+        row = c.execute(_CLOCK).fetchone() if c is not None else self.db.one(_CLOCK)
+        return float(row["now"])
 
     def adopt(self, live: str) -> list[Adopted]:
         """Hand back what dead nodes held: their running tasks become pending, and each
         study with undelivered files in a dead node's spool is retrieved again (the PACS
         still has it): its rows there are forgotten, its upload unbound."""
-        now = time.time()
         out: list[Adopted] = []
         with self.db.tx() as c:
+            now = self._now(c)
             dead = c.execute("SELECT name, owner FROM nodes WHERE last_seen < ? AND name != ?",
                              (now - NODE_TIMEOUT, live)).fetchall()
             for node in dead:
@@ -131,3 +145,16 @@ class NodeStore:
                   "AND node=? AND key=? AND state=?",
                   (now + NODE_TIMEOUT, now, Upload.kind, node, Upload(study_uid).key(),
                    TaskState.PENDING))
+
+    def stale_copies(self, node: str, sop_uids: list[str]) -> set[str]:
+        """Of these instances found in `node`'s spool, the ones the store does not keep
+        there: recorded on another node (re-retrieved there after a take-over, moved by a
+        later retrieve) or here as deleted or purged."""
+        out: set[str] = set()
+        for i in range(0, len(sop_uids), 500):
+            chunk = sop_uids[i:i + 500]
+            out.update(r["sop_uid"] for r in self.db.query(
+                f"SELECT sop_uid FROM instances WHERE sop_uid IN "
+                f"({','.join('?' * len(chunk))}) AND (node <> ? OR state IN (?, ?))",
+                (*chunk, node, InstanceState.DELETED, InstanceState.PURGED)))
+        return out

@@ -152,8 +152,13 @@ class TaskStore:
 
     def _node_of(self, conn: Any, task: TaskKind) -> str | None:
         """Nodes sharing a store: an upload runs where its study's files are (the node
-        whose spool holds its undelivered instances; else this one). One host: None."""
-        if self.db.node is None or not isinstance(task, kinds.Upload):
+        whose spool holds its undelivered instances; else this one), a spool purge on
+        the node it names. One host: None."""
+        if self.db.node is None:
+            return None
+        if isinstance(task, kinds.SpoolPurge):  # the node whose spool holds the files
+            return task.node
+        if not isinstance(task, kinds.Upload):
             return None
         row = conn.execute("SELECT node FROM instances WHERE study_uid=? AND node IS NOT NULL "
                            "AND state IN ('received', 'uploaded', 'rejected') "

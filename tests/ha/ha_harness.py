@@ -53,6 +53,16 @@ def make_exams(n: int, start: int = 0) -> list[tuple[Exam, list[bytes]]]:
     return out
 
 
+def load(pacs: Orthanc, view_db: Path, n: int, start: int = 0) -> list[Exam]:
+    """`n` exams: their images into the PACS, their report rows into the view."""
+    made = make_exams(n, start)
+    for _exam, data in made:
+        for b in data:
+            pacs.upload(b)
+    add_view_rows(view_db, [e.row for e, _ in made])
+    return [e for e, _ in made]
+
+
 def _ago(now: dt.datetime, minutes: int) -> str:
     return (now - dt.timedelta(minutes=minutes)).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -184,6 +194,22 @@ format = "json"
         except ProcessLookupError:
             pass
         self.proc.wait(10)
+
+    def spool_files(self, study_uid: str | None = None) -> set[str]:
+        """SOP Instance UIDs of the files in this node's spool (of one study, or all)."""
+        root = self.dir / "state" / "spool"
+        if study_uid is not None:
+            root = root / study_uid
+        return {p.stem for p in root.glob("**/*.dcm") if ".incoming" not in p.parts}
+
+    def delete_images(self, exam: Exam) -> dict:
+        """The PACS's deleteImage call (spec 4.5), sent to this node's shim."""
+        r = requests.post(f"http://127.0.0.1:{self.http_port}/getway/reportAndFilm/api/"
+                          "deleteImage", json={
+                              "patientName": "Ha^Test", "accessionNo": exam.spec.accession,
+                              "hospitalId": HOSPITAL, "operateDoctorName": "Dr^Del",
+                              "operateDateTime": "2026-01-02 03:04:05"}, timeout=10)
+        return r.json()
 
     def health(self) -> dict:
         return requests.get(f"http://127.0.0.1:{self.http_port}/healthz", timeout=10).json()

@@ -8,18 +8,10 @@ import subprocess
 import threading
 import time
 
-from ha_harness import add_view_rows, delivered, make_exams, report_pushes, sql, wait
+from ha_harness import delivered, make_exams, report_pushes, sql, wait
+from ha_harness import load as _load
 
 from dicomgate.state.nodes import BEAT_EVERY, LEADER_TTL, NODE_TIMEOUT
-
-
-def _load(pacs, view_db, n: int, start: int = 0):
-    made = make_exams(n, start)
-    for _exam, data in made:
-        for b in data:
-            pacs.upload(b)
-    add_view_rows(view_db, [e.row for e, _ in made])
-    return [e for e, _ in made]
 
 
 def _reruns(*nodes) -> bool:
@@ -135,6 +127,7 @@ def test_postgresql_restarted_mid_work_loses_nothing(nodes, pg, pacs, cloud, api
 
 def test_a_node_killed_with_files_in_its_spool_the_other_retrieves_them(nodes, pacs, cloud,
                                                                        api, view_db):
+    """...and when the killed node returns, it drops its stale copies of those studies."""
     a = nodes["gw-a"].start()
     exams = _load(pacs, view_db, 12)
 
@@ -151,8 +144,23 @@ def test_a_node_killed_with_files_in_its_spool_the_other_retrieves_them(nodes, p
          "gw-b to deliver everything, gw-a's unfinished studies retrieved again", b)
     taken = b.events("node.work_taken_over")
     assert taken and taken[0]["dead_node"] == "gw-a" and taken[0]["studies_retrieved_again"]
-    assert "gw-b" in {r[0] for r in sql(b.url, "SELECT DISTINCT node FROM instances WHERE "
-                                              "study_uid = ANY(%s) AND state = 'delivered'",
-                                        (list(left),))}  # from b's own spool
+
+    def b_delivered_them() -> bool:  # from b's own spool (the cloud may hold a's uploads
+        # of them already: b's delivery of the same instances can finish a moment later)
+        rows = set(sql(b.url, "SELECT DISTINCT node, state FROM instances WHERE "
+                              "study_uid = ANY(%s)", (list(left),)))
+        return ("gw-b", "delivered") in rows and {s for _n, s in rows} == {"delivered"}
+    wait(b_delivered_them, 60, "gw-b's copies of gw-a's unfinished studies delivered", b)
     pushes = report_pushes(api)
     assert sum(pushes.values()) <= len(pushes) + 2, pushes
+    # gw-a comes back: its old copies of what gw-b re-retrieved are swept at start; the
+    # files the store still records on gw-a (delivered by gw-a itself) stay until retention
+    moved = {r[0] for r in sql(a.url, "SELECT sop_uid FROM instances WHERE node='gw-b'")}
+    ours = {r[0] for r in sql(a.url, "SELECT sop_uid FROM instances WHERE node='gw-a' AND "
+                                     "state='delivered'")}
+    stale = a.spool_files() & moved
+    assert stale, "gw-a's spool should still hold old copies before it returns"
+    a.start()
+    wait(lambda: not a.spool_files() & moved, 30, "gw-a to drop the copies gw-b holds", a)
+    assert a.spool_files() >= ours, "gw-a's own delivered files must stay"
+    assert a.events("node.spool_swept")[0]["files_removed"] >= len(stale)
