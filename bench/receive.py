@@ -170,12 +170,14 @@ def receive_gw(work: Path, gw_port: int, orthanc: Orthanc, study_uid: str, insta
 
 def start_profile(daemon_pid: int, out: Path) -> subprocess.Popen:
     """py-spy sampling the Portal AET process (the daemon's child) into `out`, collapsed
-    stacks per thread, on-CPU samples only (see bench/README.md for reading them)."""
+    stacks per thread, only the thread holding the GIL (the process is GIL-bound; py-spy's
+    idle detection does not tell a thread waiting in select from one running here)."""
     scp = children(daemon_pid)
     if len(scp) != 1:
         raise SystemExit(f"expected one Portal AET process under {daemon_pid}, found {scp}")
     spy = subprocess.Popen(["py-spy", "record", "--pid", str(scp[0]), "--rate", "1000",
-                            "--format", "raw", "--threads", "--nonblocking", "-o", str(out)],
+                            "--format", "raw", "--threads", "--nonblocking", "--gil",
+                            "-o", str(out)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)  # py-spy attaches
     return spy
