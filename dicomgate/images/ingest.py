@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from pydicom import dcmread
 
 from ..state import Store
 from ..state.kinds import Upload
+from .recorder import Recorder
 from .spool import Spool, dataset_offset, file_chunks, part10_header, valid_uid
 
 log = structlog.get_logger("dicomgate.images")
@@ -126,9 +126,9 @@ class Ingest:
         # False without [upstream]: nobody would run them (upstream queues what is waiting
         # when it is switched on)
         self.queue_uploads = queue_uploads
-        # One thread (so one SQLite connection) records every instance, whatever thread
-        # received it: association threads come and go, connections would pile up.
-        self._db = ThreadPoolExecutor(1, thread_name_prefix="spool-db")
+        # One thread (so one database connection) records every instance, whatever thread
+        # received it, instances waiting together in one transaction (recorder.py).
+        self._db = Recorder(self._commit_group, self._commit_one)
 
     def close(self) -> None:
         self._db.shutdown(wait=True)
@@ -248,41 +248,80 @@ class Ingest:
 
     def commit(self, temp: Path, ident: Identity, size: int, sha: str, source: str,
                origin: Origin | None = None) -> Stored:
+        """Record the instance and move `temp` under its final name; returns once both are
+        done (committed), as the C-STORE response must wait for."""
         try:
-            return self._db.submit(self._commit, temp, ident, size, sha, source,
-                                   origin).result()
+            return self._db.record(_Item(temp, ident, size, sha, source, origin)).result()
         finally:
             temp.unlink(missing_ok=True)  # still there only when the step failed
 
-    def _commit(self, temp: Path, ident: Identity, size: int, sha: str, source: str,
-                origin: Origin | None) -> Stored:
-        final = self.spool.final_path(ident.study_uid, ident.series_uid, ident.sop_uid)
+    def _commit_one(self, item: _Item) -> Stored:
+        return self._commit_group([item])[0]
+
+    def _commit_group(self, items: list[_Item]) -> list[Stored]:
+        """One transaction for the instances, each study's upload queued once and each
+        association's count raised once; then what is said about each."""
         store = self.store
         with store.transaction():
-            old = store.instances.get_path(ident.sop_uid)
-            outcome = store.instances.record(
-                sop_uid=ident.sop_uid, study_uid=ident.study_uid, series_uid=ident.series_uid,
-                sop_class_uid=ident.sop_class_uid, transfer_syntax=ident.transfer_syntax,
-                path=str(final), size=size, sha256=sha, source=source)
-            if outcome == "same" and final.exists():
-                temp.unlink()
-            else:
-                self.spool.place(temp, final)
-                if outcome == "replaced" and old and old != str(final):
-                    Path(old).unlink(missing_ok=True)
-            if outcome != "same" and self.queue_uploads:
-                store.tasks.enqueue(Upload(ident.study_uid), reopen=True,
-                                    study_uid=ident.study_uid)
-            if origin is not None and origin.association_id is not None:
-                store.portal_associations.counted(
-                    origin.association_id, study_uid=ident.study_uid,
-                    move_aet=origin.move_aet, move_msg_id=origin.move_msg_id, stored=1)
+            done = [self._place(item) for item in items]
+            if self.queue_uploads:
+                for study_uid in dict.fromkeys(d.identity.study_uid for d in done
+                                               if d.outcome != "same"):
+                    store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid)
+            counts: dict[tuple, int] = {}
+            for item in items:
+                o = item.origin
+                if o is not None and o.association_id is not None:
+                    key = (o.association_id, item.ident.study_uid, o.move_aet, o.move_msg_id)
+                    counts[key] = counts.get(key, 0) + 1
+            for (aid, study_uid, move_aet, move_msg_id), n in counts.items():
+                store.portal_associations.counted(aid, study_uid=study_uid, move_aet=move_aet,
+                                                  move_msg_id=move_msg_id, stored=n)
+        for stored, item in zip(done, items, strict=True):
+            self._said(stored, item.source)
+        return done
+
+    def _place(self, item: _Item) -> Stored:
+        """The instance's row, and its file under its final name (inside the transaction)."""
+        ident, temp = item.ident, item.temp
+        final = self.spool.final_path(ident.study_uid, ident.series_uid, ident.sop_uid)
+        old = self.store.instances.get_path(ident.sop_uid)
+        outcome = self.store.instances.record(
+            sop_uid=ident.sop_uid, study_uid=ident.study_uid, series_uid=ident.series_uid,
+            sop_class_uid=ident.sop_class_uid, transfer_syntax=ident.transfer_syntax,
+            path=str(final), size=item.size, sha256=item.sha, source=item.source)
+        if outcome == "same" and final.exists():
+            temp.unlink(missing_ok=True)
+        elif not item.placed:  # moved already when its group was tried before
+            self.spool.place(temp, final)
+            item.placed = True
+            if outcome == "replaced" and old and old != str(final):
+                Path(old).unlink(missing_ok=True)
+        return Stored(ident, outcome, final, item.size, item.sha)
+
+    def _said(self, stored: Stored, source: str) -> None:
+        ident, outcome = stored.identity, stored.outcome
         if ident.warning and outcome != "same":
-            self._warn(ident)
+            try:
+                self._warn(ident)
+            except Exception as exc:  # the instance is recorded: its C-STORE succeeded
+                log.error("dicom_event.not_recorded", kind="instance_suspect",
+                          sop_uid=ident.sop_uid, error=f"{type(exc).__name__}: {exc}")
         if outcome == "replaced":
             log.info("instance.replaced", sop_uid=ident.sop_uid, study_uid=ident.study_uid,
-                     sha256=sha, source=source)
+                     sha256=stored.sha256, source=source)
         else:
             log.debug("instance.stored", sop_uid=ident.sop_uid, study_uid=ident.study_uid,
-                      outcome=outcome, size=size, source=source)
-        return Stored(ident, outcome, final, size, sha)
+                      outcome=outcome, size=stored.size, source=source)
+
+
+@dataclass
+class _Item:
+    """One instance waiting to be recorded (recorder.py)."""
+    temp: Path
+    ident: Identity
+    size: int
+    sha: str
+    source: str
+    origin: Origin | None
+    placed: bool = False
