@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pydicom
@@ -181,3 +183,30 @@ def test_disk_floor_refuses_then_accepts_again_when_space_returns(tmp_path, gw_p
             gw.scp.stop()
             gw.store.close()
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_store_locked_refuses_0xa700_on_every_association_then_stores(gateway):
+    """While the state store cannot be written (another writer holds its lock), concurrent
+    C-STOREs, recorded in groups, are each refused 0xA700 and nothing of them is kept;
+    once it can, the same associations store again."""
+    gateway.store.db.busy_timeout = 0.3  # the writer's connection is opened from now on
+    first, second = _ct(8, seed=3)[:4], _ct(8, seed=4)[4:]
+    assocs = [_associate(gateway) for _ in range(4)]
+    lock = sqlite3.connect(gateway.store.db.path, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            refused = list(pool.map(lambda a, d: a.send_c_store(
+                pydicom.dcmread(io.BytesIO(d))).Status, assocs, first))
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert refused == [0xA700] * 4
+    assert gateway.store.instances.instance_state_counts() == {}
+    assert not list(gateway.spool.root.rglob("*.dcm"))
+    stored = [a.send_c_store(pydicom.dcmread(io.BytesIO(d))).Status
+              for a, d in zip(assocs, second, strict=True)]
+    for a in assocs:
+        a.release()
+    assert stored == [0x0000] * 4
+    assert gateway.store.instances.instance_state_counts() == {"received": 4}
