@@ -18,6 +18,7 @@ from pydicom import dcmread
 
 from ..state import Store
 from ..state.kinds import Upload
+from . import header
 from .recorder import Recorder
 from .spool import Spool, dataset_offset, file_chunks, part10_header, valid_uid
 
@@ -73,43 +74,60 @@ class Stored:
 
 def identify(path: Path) -> Identity:
     """Read the identifying UIDs of a Part 10 file; Malformed says what is wrong."""
-    try:
-        # large values (Pixel Data) are deferred: only their length is read, never the pixels
-        ds = dcmread(path, defer_size=1024, specific_tags=_TAGS + _PIXEL_TAGS)
-        meta = ds.file_meta
-        values = {k: str(ds.get(k, "") or "").strip() for k in _TAGS}
-        ts = str(meta.get("TransferSyntaxUID", "") or "")
-        if not values["SOPClassUID"]:
-            values["SOPClassUID"] = str(meta.get("MediaStorageSOPClassUID", "") or "")
-    except Exception as exc:
-        raise Malformed(f"not a readable DICOM dataset: {type(exc).__name__}: {exc}") from None
+    h = header.read(path) or _read_with_pydicom(path)
+    values = {"SOPInstanceUID": h.sop_uid, "StudyInstanceUID": h.study_uid,
+              "SeriesInstanceUID": h.series_uid,
+              "SOPClassUID": h.sop_class_uid or h.media_sop_class_uid}
     names = {"SOPInstanceUID": "(0008,0018)", "StudyInstanceUID": "(0020,000D)",
              "SeriesInstanceUID": "(0020,000E)", "SOPClassUID": "(0008,0016)"}
     for key, tag in names.items():
         if not valid_uid(values[key]):
             raise Malformed(f"{key} {tag} is {values[key]!r}: expected a UID "
                             "(digits and dots, at most 64 characters)")
+    ts = h.transfer_syntax
     if not valid_uid(ts):
         raise Malformed(f"TransferSyntaxUID (0002,0010) is {ts!r}: expected a UID")
     return Identity(values["SOPInstanceUID"], values["StudyInstanceUID"],
                     values["SeriesInstanceUID"], values["SOPClassUID"], ts,
-                    short_pixel_data(ds, ts))
+                    short_pixel_data(h))
 
 
-def short_pixel_data(ds, transfer_syntax: str) -> str | None:
+def _read_with_pydicom(path: Path) -> header.Header:
+    """What header.read does not handle (big endian, deflate, a very long header...)."""
+    try:
+        # large values (Pixel Data) are deferred: only their length is read, never the pixels
+        ds = dcmread(path, defer_size=1024, specific_tags=_TAGS + _PIXEL_TAGS)
+        meta = ds.file_meta
+        h = header.Header(*(str(v or "").strip() for v in (
+            meta.get("TransferSyntaxUID", ""), meta.get("MediaStorageSOPClassUID", ""),
+            ds.get("SOPClassUID", ""), ds.get("SOPInstanceUID", ""),
+            ds.get("StudyInstanceUID", ""), ds.get("SeriesInstanceUID", ""))))
+    except Exception as exc:
+        raise Malformed(f"not a readable DICOM dataset: {type(exc).__name__}: {exc}") from None
+    try:
+        h.rows, h.cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+        h.bits, h.samples = int(ds.get("BitsAllocated") or 0), ds.get("SamplesPerPixel")
+        h.frames = ds.get("NumberOfFrames")
+        if PIXEL_DATA in ds:
+            h.pixel_length = ds.get_item(PIXEL_DATA, keep_deferred=True).length
+    except (TypeError, ValueError, AttributeError):
+        h.pixel_length = None
+    return h
+
+
+def short_pixel_data(h: header.Header) -> str | None:
     """Native Pixel Data shorter than Rows x Columns x samples x frames x bits allocated
     says: the PACS holds a truncated image. Said, never altered (the cloud may refuse it)."""
-    if transfer_syntax not in NATIVE or PIXEL_DATA not in ds:
+    length = h.pixel_length
+    if h.transfer_syntax not in NATIVE or length is None:
         return None
     try:
-        rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
-        bits, samples = int(ds.get("BitsAllocated") or 0), int(ds.get("SamplesPerPixel") or 1)
-        frames = int(ds.get("NumberOfFrames") or 1)
-        length = ds.get_item(PIXEL_DATA, keep_deferred=True).length
-    except (TypeError, ValueError, AttributeError):
+        rows, cols, bits = int(h.rows or 0), int(h.cols or 0), int(h.bits or 0)
+        samples, frames = int(h.samples or 1), int(h.frames or 1)
+    except (TypeError, ValueError):
         return None
     need = (rows * cols * samples * frames * bits + 7) // 8
-    if not need or length is None or length == 0xFFFFFFFF or length >= need:
+    if not need or length == 0xFFFFFFFF or length >= need:
         return None
     return (f"Pixel Data (7FE0,0010) holds {length} bytes; Rows {rows} x Columns {cols} x "
             f"{samples} sample(s) x {frames} frame(s) x {bits} bits allocated need {need}: "

@@ -78,7 +78,12 @@ def test_association_rejected_with_reason_logged(gateway, calling, called, reaso
         assoc = _associate(gateway, calling=calling, called=called)
         assert not assoc.is_established
         assert assoc.is_rejected
-    events = [e for e in logs if e["event"] == "association.rejected"]
+        # logged by the SCP's association thread once the rejection is sent: the sender
+        # may hear it first
+        deadline = time.monotonic() + 5
+        while not (events := [e for e in logs if e["event"] == "association.rejected"]):
+            assert time.monotonic() < deadline, "association rejection not logged"
+            time.sleep(0.01)
     assert events and reason in events[0]["reason"]
     assert events[0]["calling_aet"] == calling
     # recorded too: a C-MOVE failing meanwhile is explained by it, `status` shows it
