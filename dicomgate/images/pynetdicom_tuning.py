@@ -11,7 +11,7 @@ longer has what they rely on; the SCP logs `pynetdicom.tuning_unavailable` at st
   received into, replaced to put it on the spool's file system (storing it is a rename, not
   a second copy of every byte) and to hash it while it is written.
 - Internal: the polling of an accepted association's two threads replaced by waits that
-  end when there is something to do (wait_instead_of_polling): the DUL thread's idle
+  end when there is something to do (pynetdicom_waits.py): the DUL thread's idle
   sleep (`_run_loop_delay`, passed to `time.sleep` in `pynetdicom.dul`) and the
   association thread's non-blocking read of `dimse.msg_queue`.
 - Internal: the per-association deep copy of the accepted presentation contexts
@@ -36,12 +36,8 @@ import functools
 import hashlib
 import inspect
 import os
-import queue
-import select
 import socket
 import tempfile
-import threading
-import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +48,7 @@ from pydicom import config as pydicom_config
 from pynetdicom import _config, association, dimse_messages, dul, evt
 from pynetdicom.transport import ThreadedAssociationServer
 
+from . import pynetdicom_waits
 from .spool import file_meta_bytes
 
 MEASURED_ON = "3.0.4"
@@ -69,9 +66,6 @@ def receiving_suffix(index: int) -> str:
 # How long an association's DUL thread sleeps when it found nothing to do (pynetdicom's
 # default is 1 ms), where it cannot wait instead (wait_instead_of_polling unavailable).
 DUL_IDLE_SLEEP = 0.0002
-# Longest wait of an accepted association's threads with nothing to do: what they still
-# poll for (pynetdicom's timers, a kill from another thread) is noticed this late at most.
-IDLE_WAIT = 0.05
 
 
 def _source(obj: object) -> str:
@@ -271,124 +265,11 @@ def tune_connection(event: evt.Event) -> None:
     d = event.assoc.dul
     no_delay(event.assoc)
     if _waits_available():
-        wait_instead_of_polling(event.assoc)
+        pynetdicom_waits.wait_instead_of_polling(event.assoc, DUL_IDLE_SLEEP)
     elif hasattr(d, "_run_loop_delay"):
         d._run_loop_delay = DUL_IDLE_SLEEP
 
 
-class _DulIdle(float):
-    """An accepted association's DUL idle sleep, as pynetdicom's loop passes it to
-    `time.sleep`: in the DUL thread itself, a wait until the socket has data or something
-    is queued to send (poke), at most IDLE_WAIT; anywhere else (pynetdicom's stop_dul
-    waiting for the thread to end), a poke and a plain sleep of its float value."""
-
-    def __new__(cls, seconds: float, provider: Any) -> _DulIdle:
-        return super().__new__(cls, seconds)
-
-    def __init__(self, seconds: float, provider: Any) -> None:
-        self.provider = weakref.ref(provider)
-        self._rx, self._tx = socket.socketpair()
-        self._rx.setblocking(False)
-        self._tx.setblocking(False)
-
-    def poke(self) -> None:
-        try:
-            self._tx.send(b"\0")
-        except OSError:  # full (a poke is already waiting) or closed (the thread ended)
-            pass
-
-    def wait(self) -> None:
-        provider = self.provider()
-        if provider is not threading.current_thread():
-            self.poke()
-            time.sleep(float(self))
-            return
-        sock = getattr(provider.socket, "socket", None)
-        try:
-            select.select([self._rx] if sock is None else [sock, self._rx], [], [], IDLE_WAIT)
-            while self._rx.recv(4096):
-                pass
-        except (BlockingIOError, InterruptedError):
-            pass
-        except (OSError, ValueError):  # the socket closed under us: the loop sees it
-            time.sleep(float(self))
-        if provider._kill_thread:  # the loop ends now: nothing waits on this any more
-            self._rx.close()
-            self._tx.close()
-
-
-class _DulClock:
-    """`time` as pynetdicom.dul sees it: everything the module, but a _DulIdle sleep
-    waits (see there)."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
-
-    @staticmethod
-    def sleep(seconds: float) -> None:
-        if isinstance(seconds, _DulIdle):
-            seconds.wait()
-        else:
-            time.sleep(seconds)
-
-
-class _PokingQueue(queue.Queue):
-    """A queue whose put also pokes a waiting thread (`on_put`)."""
-
-    def __init__(self, on_put: Callable[[], None]) -> None:
-        super().__init__()
-        self._on_put = on_put
-
-    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        super().put(item, block, timeout)
-        self._on_put()
-
-
-class _WaitingQueue(queue.Queue):
-    """The association's DIMSE message queue: its reactor's non-blocking read waits up to
-    IDLE_WAIT for a message, or for `wake` (a release or abort primitive arrived)."""
-
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        if not block:
-            with self.not_empty:
-                if not self._qsize():
-                    self.not_empty.wait(IDLE_WAIT)
-        return super().get(block, timeout)
-
-    def wake(self) -> None:
-        with self.not_empty:
-            self.not_empty.notify_all()
-
-
-def wait_instead_of_polling(assoc: Any) -> None:
-    """Before an accepted association's threads start: pynetdicom's DUL thread sleeps
-    0.2-1 ms whenever it finds nothing to do, and its association thread checks for a
-    DIMSE message every 1 ms. Both polled on ~45 % of the Portal AET's CPU samples while
-    it received one large study (bench/receive.py --profile), and every C-STORE waited for
-    a poll twice (its request, its response). Here each waits for its work instead: the
-    DUL for socket data or a primitive to send, the association for a message or a
-    release/abort primitive from the DUL."""
-    d = assoc.dul
-    if d.is_alive() or d.to_provider_queue.qsize() or d.to_user_queue.qsize() \
-            or assoc.dimse.msg_queue.qsize():  # too late to swap the queues
-        d._run_loop_delay = DUL_IDLE_SLEEP
-        return
-    idle = _DulIdle(DUL_IDLE_SLEEP, d)
-    d._run_loop_delay = idle
-    d.to_provider_queue = _PokingQueue(idle.poke)
-    messages = _WaitingQueue()
-    assoc.dimse.msg_queue = messages
-    d.to_user_queue = _PokingQueue(messages.wake)
-    kill = d.kill_dul
-
-    def kill_dul() -> None:
-        kill()
-        idle.poke()
-    d.kill_dul = kill_dul
-    dul.time = _DULCLOCK  # type: ignore[assignment]
-
-
-_DULCLOCK = _DulClock()
 
 
 class SharedPortServer(ThreadedAssociationServer):
