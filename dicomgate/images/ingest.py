@@ -146,10 +146,10 @@ class Ingest:
         self.queue_uploads = queue_uploads
         # One thread (so one database connection) records every instance, whatever thread
         # received it, instances waiting together in one transaction (recorder.py).
-        self._db = Recorder(self._commit_group, self._commit_one)
+        self.recorder = Recorder(self._commit_group, self._commit_one)
 
     def close(self) -> None:
-        self._db.shutdown(wait=True)
+        self.recorder.shutdown(wait=True)
 
     def note(self, kind: str, reason: str, origin: Origin | None = None,
              **fields: object) -> None:
@@ -188,14 +188,14 @@ class Ingest:
     def ended(self, association_id: int, outcome: str) -> None:
         """How an association ended; not waited for (nobody is answered after it)."""
         try:
-            self._db.submit(self._guarded, lambda: self.store.portal_associations.ended(
+            self.recorder.submit(self._guarded, lambda: self.store.portal_associations.ended(
                 association_id, outcome), "association_ended")
         except RuntimeError:  # shut down: the SCP is stopping
             pass
 
     def _write(self, write, what: str) -> None:
         try:
-            self._db.submit(self._guarded, write, what).result(timeout=NOTE_WAIT)
+            self.recorder.submit(self._guarded, write, what).result(timeout=NOTE_WAIT)
         except RuntimeError:  # shut down: the SCP is stopping
             pass
         except TimeoutError:  # the write still lands; the association does not wait more
@@ -269,7 +269,7 @@ class Ingest:
         """Record the instance and move `temp` under its final name; returns once both are
         done (committed), as the C-STORE response must wait for."""
         try:
-            return self._db.record(_Item(temp, ident, size, sha, source, origin)).result()
+            return self.recorder.record(_Item(temp, ident, size, sha, source, origin)).result()
         finally:
             temp.unlink(missing_ok=True)  # still there only when the step failed
 

@@ -215,3 +215,32 @@ def test_store_locked_refuses_0xa700_on_every_association_then_stores(gateway):
         a.release()
     assert stored == [0x0000] * 4
     assert gateway.store.instances.instance_state_counts() == {"received": 4}
+
+
+def test_instances_arriving_during_a_commit_share_the_next_one(gateway):
+    """Group commit: while one transaction waits (here on another writer's lock), the
+    C-STOREs of three more associations queue; they are committed together, and each is
+    answered success only then."""
+    recorder = gateway.scp.ingest.recorder
+    data = _ct(4, seed=9)
+    assocs = [_associate(gateway) for _ in range(4)]
+    instances, transactions = recorder.instances, recorder.transactions
+    lock = sqlite3.connect(gateway.store.db.path, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            answers = [pool.submit(lambda a, d: a.send_c_store(
+                pydicom.dcmread(io.BytesIO(d))).Status, a, d) for a, d in zip(
+                assocs, data, strict=True)]
+            time.sleep(1.5)  # every C-STORE has arrived and waits for its record
+            assert not any(a.done() for a in answers), "answered before it was recorded"
+            lock.execute("ROLLBACK")
+            statuses = [a.result(timeout=30) for a in answers]
+    finally:
+        lock.close()
+    for a in assocs:
+        a.release()
+    assert statuses == [0x0000] * 4
+    assert gateway.store.instances.instance_state_counts() == {"received": 4}
+    assert recorder.instances - instances == 4
+    assert recorder.transactions - transactions < 4  # at least two shared one
