@@ -1,9 +1,11 @@
 """Receive benchmark: C-MOVE a synthetic study from Orthanc into dicomgate's Portal AET and,
-in the same run, into DCMTK storescp (TCP_NODELAY=1); throughput, ratio, peak RSS.
+in the same run, into DCMTK storescp (TCP_NODELAY=1); throughput, ratio, CPU seconds, peak RSS.
 
     .venv/bin/python bench/receive.py                  # 200 x 512 KB (~105 MB), 3 rounds
     .venv/bin/python bench/receive.py --instances 2000 --rounds 1   # ~1 GB, for memory
     .venv/bin/python bench/receive.py --pdu 131072    # Orthanc and storescp at 128 KB PDUs
+    .venv/bin/python bench/receive.py --rounds 1 --profile /tmp/prof   # py-spy (pip install
+                                                       # py-spy): where the Portal AET's time goes
 
 Before/after in the same run: `--baseline DIR` also runs `dicomgate run` from an older
 source tree (`git archive <rev> dicomgate | tar -x -C DIR`) in each round. `--bare` adds
