@@ -1,9 +1,11 @@
 """Receive benchmark: C-MOVE a synthetic study from Orthanc into dicomgate's Portal AET and,
-in the same run, into DCMTK storescp (TCP_NODELAY=1); throughput, ratio, peak RSS.
+in the same run, into DCMTK storescp (TCP_NODELAY=1); throughput, ratio, CPU seconds, peak RSS.
 
     .venv/bin/python bench/receive.py                  # 200 x 512 KB (~105 MB), 3 rounds
     .venv/bin/python bench/receive.py --instances 2000 --rounds 1   # ~1 GB, for memory
     .venv/bin/python bench/receive.py --pdu 131072    # Orthanc and storescp at 128 KB PDUs
+    .venv/bin/python bench/receive.py --rounds 1 --profile /tmp/prof   # py-spy (pip install
+                                                       # py-spy): where the Portal AET's time goes
 
 Before/after in the same run: `--baseline DIR` also runs `dicomgate run` from an older
 source tree (`git archive <rev> dicomgate | tar -x -C DIR`) in each round. `--bare` adds
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -56,6 +59,15 @@ def peak_rss_mb(pid: int) -> float:
             if line.startswith("VmHWM:"):
                 total += int(line.split()[1]) / 1024
     return total or float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of the process and its children so far."""
+    total = 0
+    for p in [pid, *children(pid)]:
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def children(pid: int) -> list[int]:
@@ -139,45 +151,71 @@ def timed_move(pacs_port: int, dest_aet: str, study_uid: str) -> float:
 
 
 def receive_gw(work: Path, gw_port: int, orthanc: Orthanc, study_uid: str, instances: int,
-               source: Path | None) -> tuple[float, float]:
+               source: Path | None, profile: Path | None = None) -> tuple[float, float, float]:
     gw = start_dicomgate(work, gw_port, orthanc.dicom_port, source)
+    spy = start_profile(gw.pid, profile) if profile else None
     try:
+        cpu = cpu_seconds(gw.pid)
         seconds = timed_move(orthanc.dicom_port, GW_AET, study_uid)
         rss = peak_rss_mb(gw.pid)
+        cpu = cpu_seconds(gw.pid) - cpu
     finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         stop(gw)
     received = len(list((work / "gw-state" / "spool").rglob("*.dcm")))
     if received != instances:
         raise SystemExit(f"dicomgate ({source or 'this tree'}) stored {received} of {instances}")
-    return seconds, rss
+    return seconds, rss, cpu
 
 
-def receive_bare(work: Path, port: int, orthanc: Orthanc, study_uid: str) -> tuple[float, float]:
+def start_profile(daemon_pid: int, out: Path) -> subprocess.Popen:
+    """py-spy sampling the Portal AET process (the daemon's child) into `out`, collapsed
+    stacks per thread, only the thread holding the GIL (the process is GIL-bound; py-spy's
+    idle detection does not tell a thread waiting in select from one running here)."""
+    scp = children(daemon_pid)
+    if len(scp) != 1:
+        raise SystemExit(f"expected one Portal AET process under {daemon_pid}, found {scp}")
+    spy = subprocess.Popen(["py-spy", "record", "--pid", str(scp[0]), "--rate", "1000",
+                            "--format", "raw", "--threads", "--nonblocking", "--gil",
+                            "-o", str(out)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # py-spy attaches
+    return spy
+
+
+def receive_bare(work: Path, port: int, orthanc: Orthanc, study_uid: str
+                 ) -> tuple[float, float, float]:
     script = Path(__file__).with_name("bare_scp.py")
     proc = subprocess.Popen([sys.executable, str(script), str(port), GW_AET,
                              str(work / "bare-spool")],
                             stdout=open(work / "bare.log", "ab"), stderr=subprocess.STDOUT)
     wait_port(port, proc)
     try:
+        cpu = cpu_seconds(proc.pid)
         seconds = timed_move(orthanc.dicom_port, GW_AET, study_uid)  # checks every status
         rss = peak_rss_mb(proc.pid)
+        cpu = cpu_seconds(proc.pid) - cpu
     finally:
         stop(proc)
-    return seconds, rss
+    return seconds, rss, cpu
 
 
 def receive_dcmtk(work: Path, port: int, orthanc: Orthanc, study_uid: str, instances: int,
-                  pdu: int | None) -> tuple[float, float]:
+                  pdu: int | None) -> tuple[float, float, float]:
     dc = start_storescp(work, port, pdu)
     try:
+        cpu = cpu_seconds(dc.pid)
         seconds = timed_move(orthanc.dicom_port, DCMTK_AET, study_uid)
         rss = peak_rss_mb(dc.pid)
+        cpu = cpu_seconds(dc.pid) - cpu
     finally:
         stop(dc)
     got = len(list((work / "storescp-out").iterdir()))
     if got != instances:
         raise SystemExit(f"storescp stored {got} of {instances}")
-    return seconds, rss
+    return seconds, rss, cpu
 
 
 def load_study(orthanc: Orthanc, spec: StudySpec, instances: int, size: int) -> int:
@@ -205,7 +243,12 @@ def main() -> int:
     ap.add_argument("--bare", action="store_true",
                     help="also run pynetdicom alone with a no-op handler (the ceiling)")
     ap.add_argument("--keep", action="store_true", help="keep the work dir")
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="write py-spy collapsed stacks of this tree's Portal AET process to "
+                         "PROFILE.roundN (needs py-spy on PATH)")
     args = ap.parse_args()
+    if args.profile and shutil.which("py-spy") is None:
+        raise SystemExit("--profile: py-spy not found (pip install py-spy)")
     if shutil.which("storescp") is None:
         raise SystemExit("storescp not found: apt-get install dcmtk")
     if args.baseline and not (args.baseline / "dicomgate" / "cli").is_dir():
@@ -221,10 +264,11 @@ def main() -> int:
         total = load_study(orthanc, spec, args.instances, args.size)
         names = (["dicomgate"] + (["baseline"] if args.baseline else [])
                  + (["bare"] if args.bare else []) + ["storescp"])
-        rows: list[dict[str, tuple[float, float]]] = []
+        rows: list[dict[str, tuple[float, float, float]]] = []
         for r in range(args.rounds):
+            prof = args.profile.with_suffix(f".round{r + 1}") if args.profile else None
             row = {"dicomgate": receive_gw(work, gw_port, orthanc, spec.study_uid,
-                                           args.instances, None)}
+                                           args.instances, None, prof)}
             if args.baseline:
                 row["baseline"] = receive_gw(work, gw_port, orthanc, spec.study_uid,
                                              args.instances, args.baseline.resolve())
@@ -236,11 +280,13 @@ def main() -> int:
             dc = row["storescp"][0]
             print(f"round {r + 1}: " + " | ".join(
                 f"{n} {total / row[n][0] / 1e6:6.1f} MB/s ({row[n][0]:.2f} s, "
-                f"RSS {row[n][1]:.0f} MB, {dc / row[n][0]:.2f}x)" for n in names))
+                f"CPU {row[n][2]:.2f} s, RSS {row[n][1]:.0f} MB, {dc / row[n][0]:.2f}x)"
+                for n in names))
         med = {n: statistics.median(row[n][0] for row in rows) for n in names}
         dc = med["storescp"]
         print("median: " + ", ".join(
             f"{n} {total / med[n] / 1e6:.1f} MB/s ({args.instances / med[n]:.0f} inst/s, "
+            f"CPU {statistics.median(row[n][2] for row in rows):.2f} s, "
             f"peak RSS {max(row[n][1] for row in rows):.0f} MB)" for n in names))
         print("ratios to storescp, median of per-round ratios: " + ", ".join(
             f"{n} {statistics.median(row['storescp'][0] / row[n][0] for row in rows):.2f}x"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from pydicom import dcmread
 
 from ..state import Store
 from ..state.kinds import Upload
+from . import header
+from .recorder import Recorder
 from .spool import Spool, dataset_offset, file_chunks, part10_header, valid_uid
 
 log = structlog.get_logger("dicomgate.images")
@@ -73,43 +74,60 @@ class Stored:
 
 def identify(path: Path) -> Identity:
     """Read the identifying UIDs of a Part 10 file; Malformed says what is wrong."""
-    try:
-        # large values (Pixel Data) are deferred: only their length is read, never the pixels
-        ds = dcmread(path, defer_size=1024, specific_tags=_TAGS + _PIXEL_TAGS)
-        meta = ds.file_meta
-        values = {k: str(ds.get(k, "") or "").strip() for k in _TAGS}
-        ts = str(meta.get("TransferSyntaxUID", "") or "")
-        if not values["SOPClassUID"]:
-            values["SOPClassUID"] = str(meta.get("MediaStorageSOPClassUID", "") or "")
-    except Exception as exc:
-        raise Malformed(f"not a readable DICOM dataset: {type(exc).__name__}: {exc}") from None
+    h = header.read(path) or _read_with_pydicom(path)
+    values = {"SOPInstanceUID": h.sop_uid, "StudyInstanceUID": h.study_uid,
+              "SeriesInstanceUID": h.series_uid,
+              "SOPClassUID": h.sop_class_uid or h.media_sop_class_uid}
     names = {"SOPInstanceUID": "(0008,0018)", "StudyInstanceUID": "(0020,000D)",
              "SeriesInstanceUID": "(0020,000E)", "SOPClassUID": "(0008,0016)"}
     for key, tag in names.items():
         if not valid_uid(values[key]):
             raise Malformed(f"{key} {tag} is {values[key]!r}: expected a UID "
                             "(digits and dots, at most 64 characters)")
+    ts = h.transfer_syntax
     if not valid_uid(ts):
         raise Malformed(f"TransferSyntaxUID (0002,0010) is {ts!r}: expected a UID")
     return Identity(values["SOPInstanceUID"], values["StudyInstanceUID"],
                     values["SeriesInstanceUID"], values["SOPClassUID"], ts,
-                    short_pixel_data(ds, ts))
+                    short_pixel_data(h))
 
 
-def short_pixel_data(ds, transfer_syntax: str) -> str | None:
+def _read_with_pydicom(path: Path) -> header.Header:
+    """What header.read does not handle (big endian, deflate, a very long header...)."""
+    try:
+        # large values (Pixel Data) are deferred: only their length is read, never the pixels
+        ds = dcmread(path, defer_size=1024, specific_tags=_TAGS + _PIXEL_TAGS)
+        meta = ds.file_meta
+        h = header.Header(*(str(v or "").strip() for v in (
+            meta.get("TransferSyntaxUID", ""), meta.get("MediaStorageSOPClassUID", ""),
+            ds.get("SOPClassUID", ""), ds.get("SOPInstanceUID", ""),
+            ds.get("StudyInstanceUID", ""), ds.get("SeriesInstanceUID", ""))))
+    except Exception as exc:
+        raise Malformed(f"not a readable DICOM dataset: {type(exc).__name__}: {exc}") from None
+    try:
+        h.rows, h.cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+        h.bits, h.samples = int(ds.get("BitsAllocated") or 0), ds.get("SamplesPerPixel")
+        h.frames = ds.get("NumberOfFrames")
+        if PIXEL_DATA in ds:
+            h.pixel_length = ds.get_item(PIXEL_DATA, keep_deferred=True).length
+    except (TypeError, ValueError, AttributeError):
+        h.pixel_length = None
+    return h
+
+
+def short_pixel_data(h: header.Header) -> str | None:
     """Native Pixel Data shorter than Rows x Columns x samples x frames x bits allocated
     says: the PACS holds a truncated image. Said, never altered (the cloud may refuse it)."""
-    if transfer_syntax not in NATIVE or PIXEL_DATA not in ds:
+    length = h.pixel_length
+    if h.transfer_syntax not in NATIVE or length is None:
         return None
     try:
-        rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
-        bits, samples = int(ds.get("BitsAllocated") or 0), int(ds.get("SamplesPerPixel") or 1)
-        frames = int(ds.get("NumberOfFrames") or 1)
-        length = ds.get_item(PIXEL_DATA, keep_deferred=True).length
-    except (TypeError, ValueError, AttributeError):
+        rows, cols, bits = int(h.rows or 0), int(h.cols or 0), int(h.bits or 0)
+        samples, frames = int(h.samples or 1), int(h.frames or 1)
+    except (TypeError, ValueError):
         return None
     need = (rows * cols * samples * frames * bits + 7) // 8
-    if not need or length is None or length == 0xFFFFFFFF or length >= need:
+    if not need or length == 0xFFFFFFFF or length >= need:
         return None
     return (f"Pixel Data (7FE0,0010) holds {length} bytes; Rows {rows} x Columns {cols} x "
             f"{samples} sample(s) x {frames} frame(s) x {bits} bits allocated need {need}: "
@@ -126,12 +144,12 @@ class Ingest:
         # False without [upstream]: nobody would run them (upstream queues what is waiting
         # when it is switched on)
         self.queue_uploads = queue_uploads
-        # One thread (so one SQLite connection) records every instance, whatever thread
-        # received it: association threads come and go, connections would pile up.
-        self._db = ThreadPoolExecutor(1, thread_name_prefix="spool-db")
+        # One thread (so one database connection) records every instance, whatever thread
+        # received it, instances waiting together in one transaction (recorder.py).
+        self.recorder = Recorder(self._commit_group, self._commit_one)
 
     def close(self) -> None:
-        self._db.shutdown(wait=True)
+        self.recorder.shutdown(wait=True)
 
     def note(self, kind: str, reason: str, origin: Origin | None = None,
              **fields: object) -> None:
@@ -170,14 +188,14 @@ class Ingest:
     def ended(self, association_id: int, outcome: str) -> None:
         """How an association ended; not waited for (nobody is answered after it)."""
         try:
-            self._db.submit(self._guarded, lambda: self.store.portal_associations.ended(
+            self.recorder.submit(self._guarded, lambda: self.store.portal_associations.ended(
                 association_id, outcome), "association_ended")
         except RuntimeError:  # shut down: the SCP is stopping
             pass
 
     def _write(self, write, what: str) -> None:
         try:
-            self._db.submit(self._guarded, write, what).result(timeout=NOTE_WAIT)
+            self.recorder.submit(self._guarded, write, what).result(timeout=NOTE_WAIT)
         except RuntimeError:  # shut down: the SCP is stopping
             pass
         except TimeoutError:  # the write still lands; the association does not wait more
@@ -248,41 +266,80 @@ class Ingest:
 
     def commit(self, temp: Path, ident: Identity, size: int, sha: str, source: str,
                origin: Origin | None = None) -> Stored:
+        """Record the instance and move `temp` under its final name; returns once both are
+        done (committed), as the C-STORE response must wait for."""
         try:
-            return self._db.submit(self._commit, temp, ident, size, sha, source,
-                                   origin).result()
+            return self.recorder.record(_Item(temp, ident, size, sha, source, origin)).result()
         finally:
             temp.unlink(missing_ok=True)  # still there only when the step failed
 
-    def _commit(self, temp: Path, ident: Identity, size: int, sha: str, source: str,
-                origin: Origin | None) -> Stored:
-        final = self.spool.final_path(ident.study_uid, ident.series_uid, ident.sop_uid)
+    def _commit_one(self, item: _Item) -> Stored:
+        return self._commit_group([item])[0]
+
+    def _commit_group(self, items: list[_Item]) -> list[Stored]:
+        """One transaction for the instances, each study's upload queued once and each
+        association's count raised once; then what is said about each."""
         store = self.store
         with store.transaction():
-            old = store.instances.get_path(ident.sop_uid)
-            outcome = store.instances.record(
-                sop_uid=ident.sop_uid, study_uid=ident.study_uid, series_uid=ident.series_uid,
-                sop_class_uid=ident.sop_class_uid, transfer_syntax=ident.transfer_syntax,
-                path=str(final), size=size, sha256=sha, source=source)
-            if outcome == "same" and final.exists():
-                temp.unlink()
-            else:
-                self.spool.place(temp, final)
-                if outcome == "replaced" and old and old != str(final):
-                    Path(old).unlink(missing_ok=True)
-            if outcome != "same" and self.queue_uploads:
-                store.tasks.enqueue(Upload(ident.study_uid), reopen=True,
-                                    study_uid=ident.study_uid)
-            if origin is not None and origin.association_id is not None:
-                store.portal_associations.counted(
-                    origin.association_id, study_uid=ident.study_uid,
-                    move_aet=origin.move_aet, move_msg_id=origin.move_msg_id, stored=1)
+            done = [self._place(item) for item in items]
+            if self.queue_uploads:
+                for study_uid in dict.fromkeys(d.identity.study_uid for d in done
+                                               if d.outcome != "same"):
+                    store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid)
+            counts: dict[tuple, int] = {}
+            for item in items:
+                o = item.origin
+                if o is not None and o.association_id is not None:
+                    key = (o.association_id, item.ident.study_uid, o.move_aet, o.move_msg_id)
+                    counts[key] = counts.get(key, 0) + 1
+            for (aid, study_uid, move_aet, move_msg_id), n in counts.items():
+                store.portal_associations.counted(aid, study_uid=study_uid, move_aet=move_aet,
+                                                  move_msg_id=move_msg_id, stored=n)
+        for stored, item in zip(done, items, strict=True):
+            self._said(stored, item.source)
+        return done
+
+    def _place(self, item: _Item) -> Stored:
+        """The instance's row, and its file under its final name (inside the transaction)."""
+        ident, temp = item.ident, item.temp
+        final = self.spool.final_path(ident.study_uid, ident.series_uid, ident.sop_uid)
+        old = self.store.instances.get_path(ident.sop_uid)
+        outcome = self.store.instances.record(
+            sop_uid=ident.sop_uid, study_uid=ident.study_uid, series_uid=ident.series_uid,
+            sop_class_uid=ident.sop_class_uid, transfer_syntax=ident.transfer_syntax,
+            path=str(final), size=item.size, sha256=item.sha, source=item.source)
+        if outcome == "same" and final.exists():
+            temp.unlink(missing_ok=True)
+        elif not item.placed:  # moved already when its group was tried before
+            self.spool.place(temp, final)
+            item.placed = True
+            if outcome == "replaced" and old and old != str(final):
+                Path(old).unlink(missing_ok=True)
+        return Stored(ident, outcome, final, item.size, item.sha)
+
+    def _said(self, stored: Stored, source: str) -> None:
+        ident, outcome = stored.identity, stored.outcome
         if ident.warning and outcome != "same":
-            self._warn(ident)
+            try:
+                self._warn(ident)
+            except Exception as exc:  # the instance is recorded: its C-STORE succeeded
+                log.error("dicom_event.not_recorded", kind="instance_suspect",
+                          sop_uid=ident.sop_uid, error=f"{type(exc).__name__}: {exc}")
         if outcome == "replaced":
             log.info("instance.replaced", sop_uid=ident.sop_uid, study_uid=ident.study_uid,
-                     sha256=sha, source=source)
+                     sha256=stored.sha256, source=source)
         else:
             log.debug("instance.stored", sop_uid=ident.sop_uid, study_uid=ident.study_uid,
-                      outcome=outcome, size=size, source=source)
-        return Stored(ident, outcome, final, size, sha)
+                      outcome=outcome, size=stored.size, source=source)
+
+
+@dataclass
+class _Item:
+    """One instance waiting to be recorded (recorder.py)."""
+    temp: Path
+    ident: Identity
+    size: int
+    sha: str
+    source: str
+    origin: Origin | None
+    placed: bool = False

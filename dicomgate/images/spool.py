@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import time
 import uuid
 from collections.abc import Iterable
@@ -53,6 +54,32 @@ def part10_header(sop_class_uid: str, sop_uid: str, transfer_syntax: str,
     buf.write(b"\x00" * 128 + b"DICM")
     write_file_meta_info(buf, meta, enforce_standard=True)
     return buf.getvalue()
+
+
+def file_meta_bytes(sop_class_uid: str, sop_uid: str, transfer_syntax: str,
+                    implementation_uid: str, implementation_version: str) -> bytes | None:
+    """The File Meta Information group (0002,xxxx) as pydicom's write_file_meta_info writes
+    these five values, byte for byte, without building a Dataset (every received instance
+    gets one); None for a value it does not expect (pydicom then writes it)."""
+    values = (sop_class_uid, sop_uid, transfer_syntax, implementation_uid,
+              implementation_version)
+    if not all(isinstance(v, str) and v and v.isascii() for v in values):
+        return None
+    uids = [v.encode() for v in values[:4]]
+    body = [_element(0x0001, b"OB", b"\x00\x01")]
+    for elem, uid in zip((0x0002, 0x0003, 0x0010, 0x0012), uids, strict=True):
+        body.append(_element(elem, b"UI", uid + b"\0" * (len(uid) % 2)))
+    version = implementation_version.encode()
+    body.append(_element(0x0013, b"SH", version + b" " * (len(version) % 2)))
+    rest = b"".join(body)
+    return _element(0x0000, b"UL", struct.pack("<I", len(rest))) + rest
+
+
+def _element(elem: int, vr: bytes, value: bytes) -> bytes:
+    """One group 0002 element, explicit VR little endian."""
+    if vr == b"OB":
+        return struct.pack("<HH2s2xI", 0x0002, elem, vr, len(value)) + value
+    return struct.pack("<HH2sH", 0x0002, elem, vr, len(value)) + value
 
 
 def dataset_offset(f: BinaryIO) -> int:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pydicom
@@ -76,7 +78,12 @@ def test_association_rejected_with_reason_logged(gateway, calling, called, reaso
         assoc = _associate(gateway, calling=calling, called=called)
         assert not assoc.is_established
         assert assoc.is_rejected
-    events = [e for e in logs if e["event"] == "association.rejected"]
+        # logged by the SCP's association thread once the rejection is sent: the sender
+        # may hear it first
+        deadline = time.monotonic() + 5
+        while not (events := [e for e in logs if e["event"] == "association.rejected"]):
+            assert time.monotonic() < deadline, "association rejection not logged"
+            time.sleep(0.01)
     assert events and reason in events[0]["reason"]
     assert events[0]["calling_aet"] == calling
     # recorded too: a C-MOVE failing meanwhile is explained by it, `status` shows it
@@ -181,3 +188,59 @@ def test_disk_floor_refuses_then_accepts_again_when_space_returns(tmp_path, gw_p
             gw.scp.stop()
             gw.store.close()
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_store_locked_refuses_0xa700_on_every_association_then_stores(gateway):
+    """While the state store cannot be written (another writer holds its lock), concurrent
+    C-STOREs, recorded in groups, are each refused 0xA700 and nothing of them is kept;
+    once it can, the same associations store again."""
+    gateway.store.db.busy_timeout = 0.3  # the writer's connection is opened from now on
+    first, second = _ct(8, seed=3)[:4], _ct(8, seed=4)[4:]
+    assocs = [_associate(gateway) for _ in range(4)]
+    lock = sqlite3.connect(gateway.store.db.path, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            refused = list(pool.map(lambda a, d: a.send_c_store(
+                pydicom.dcmread(io.BytesIO(d))).Status, assocs, first))
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert refused == [0xA700] * 4
+    assert gateway.store.instances.instance_state_counts() == {}
+    assert not list(gateway.spool.root.rglob("*.dcm"))
+    stored = [a.send_c_store(pydicom.dcmread(io.BytesIO(d))).Status
+              for a, d in zip(assocs, second, strict=True)]
+    for a in assocs:
+        a.release()
+    assert stored == [0x0000] * 4
+    assert gateway.store.instances.instance_state_counts() == {"received": 4}
+
+
+def test_instances_arriving_during_a_commit_share_the_next_one(gateway):
+    """Group commit: while one transaction waits (here on another writer's lock), the
+    C-STOREs of three more associations queue; they are committed together, and each is
+    answered success only then."""
+    recorder = gateway.scp.ingest.recorder
+    data = _ct(4, seed=9)
+    assocs = [_associate(gateway) for _ in range(4)]
+    instances, transactions = recorder.instances, recorder.transactions
+    lock = sqlite3.connect(gateway.store.db.path, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            answers = [pool.submit(lambda a, d: a.send_c_store(
+                pydicom.dcmread(io.BytesIO(d))).Status, a, d) for a, d in zip(
+                assocs, data, strict=True)]
+            time.sleep(1.5)  # every C-STORE has arrived and waits for its record
+            assert not any(a.done() for a in answers), "answered before it was recorded"
+            lock.execute("ROLLBACK")
+            statuses = [a.result(timeout=30) for a in answers]
+    finally:
+        lock.close()
+    for a in assocs:
+        a.release()
+    assert statuses == [0x0000] * 4
+    assert gateway.store.instances.instance_state_counts() == {"received": 4}
+    assert recorder.instances - instances == 4
+    assert recorder.transactions - transactions < 4  # at least two shared one

@@ -3,19 +3,26 @@ crash (reported on /healthz meanwhile), stopped with the daemon."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import requests
+from pydicom import dcmread
 from pydicom.data import get_testdata_file
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage
 
 from dicomgate.sandbox.orthanc import free_port
+from dicomgate.sandbox.studies import StudySpec, ct_instances
 from tests.support import gateway_toml, start_daemon, toml_table, write_config
 
 CT = get_testdata_file("CT_small.dcm")
@@ -202,3 +209,82 @@ def test_two_scp_processes_share_the_port_and_cover_for_each_other(daemon2, tmp_
         daemon2.store(str(f))
     assert daemon2.recorded()[0] == 12
     assert "Traceback" not in daemon2.log.read_text()
+
+
+def _pynetdicom_sender(port: int, datasets: list, acked: list[str], stop: threading.Event,
+                       sent: list[str]) -> None:
+    """C-STOREs `datasets` on one association; the SOP UIDs answered 0x0000 go to `acked`."""
+    ae = AE(ae_title="MODALITY1")
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", port, ae_title="DICOMGATE")
+    assert assoc.is_established
+    try:
+        for ds in datasets:
+            if stop.is_set() or not assoc.is_established:
+                return
+            sent.append(ds.SOPInstanceUID)
+            status = assoc.send_c_store(ds)
+            if status and status.Status == 0x0000:
+                acked.append(ds.SOPInstanceUID)
+    except Exception:  # the association died with the Portal AET: what was acked counts
+        return
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+def _storescu_acked(output: str, files: list[Path]) -> list[str]:
+    """The files storescu -v reports a success response for (it sends them in order)."""
+    acked, current = [], -1
+    for line in output.splitlines():
+        if "Sending Store Request" in line:
+            current += 1
+        elif "Received Store Response (Success)" in line and current >= 0:
+            acked.append(files[current].stem)
+    return acked
+
+
+def test_scp_child_killed_mid_association_loses_no_acknowledged_instance(daemon, tmp_path):
+    """SIGKILL of the Portal AET while four senders (three pynetdicom, one storescu) are
+    mid-association: every instance whose C-STORE was answered success is in the store
+    afterwards, with its file, as answered."""
+    [pid] = daemon.scp_pids()
+    spec = StudySpec(accession="CRASH1")
+    data = [dcmread(io.BytesIO(b)) for b in ct_instances(spec, series=1, per_series=240)]
+    files = []
+    for ds in data[180:]:
+        path = tmp_path / "storescu" / f"{ds.SOPInstanceUID}.dcm"
+        path.parent.mkdir(exist_ok=True)
+        ds.save_as(path)
+        files.append(path)
+    acked: list[list[str]] = [[], [], []]
+    sent: list[list[str]] = [[], [], []]
+    stop = threading.Event()
+    threads = [threading.Thread(target=_pynetdicom_sender, args=(
+        daemon.dicom_port, data[i * 60:(i + 1) * 60], acked[i], stop, sent[i]))
+        for i in range(3)]
+    scu = subprocess.Popen(["storescu", "-v", "-aet", "MODALITY1", "-aec", "DICOMGATE",
+                            "127.0.0.1", str(daemon.dicom_port), *map(str, files)],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 60
+    while sum(map(len, acked)) < 40:  # well into every association
+        assert time.monotonic() < deadline and scu.poll() is None, "senders never got going"
+        time.sleep(0.002)
+    os.kill(pid, signal.SIGKILL)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    out, _ = scu.communicate(timeout=30)
+    assert any(len(a) < 60 for a in acked), "the kill came after the senders were done"
+    answered = [u for a in acked for u in a] + _storescu_acked(out, files)
+    daemon.wait_health(200, timeout=20)  # restarted: it cleaned up, the store opens
+    with sqlite3.connect(daemon.db) as c:
+        rows = {r[0]: (r[1], r[2]) for r in c.execute(
+            "SELECT sop_uid, path, size FROM instances")}
+    lost = [u for u in answered if u not in rows]
+    assert not lost, f"{len(lost)} of {len(answered)} acknowledged instances not recorded"
+    for uid in answered:
+        path, size = rows[uid]
+        assert Path(path).stat().st_size == size

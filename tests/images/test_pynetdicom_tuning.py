@@ -4,10 +4,17 @@ that removes or renames one of them must fail here, not slow down or copy every 
 from __future__ import annotations
 
 import configparser
+import io
+import string
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from packaging.specifiers import SpecifierSet
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import UID
 from pynetdicom import AE, Association, _config, dimse_messages
+from pynetdicom.dsutils import create_file_meta
 from pynetdicom.sop_class import Verification
 
 from dicomgate.images import pynetdicom_tuning
@@ -161,3 +168,26 @@ def test_a_full_disk_while_receiving_is_caught_not_raised(tmp_path, monkeypatch)
         assert pynetdicom_tuning.write_failure(Path(g.name)) is None  # room again
     finally:
         subprocess.run(["umount", "-l", str(fs)], check=False)
+
+
+UIDS = st.from_regex(r"[1-9][0-9]{0,3}(\.(0|[1-9][0-9]{0,12})){1,8}", fullmatch=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(uids=st.lists(UIDS, min_size=4, max_size=4),
+       version=st.text(string.ascii_uppercase + string.digits + "_.", min_size=1, max_size=16))
+def test_fast_file_meta_is_what_pydicom_writes(uids, version):
+    """The File Meta pynetdicom starts each received file with: the same bytes as pydicom's
+    write_file_meta_info(create_file_meta(...)), so the stored files do not change."""
+    sop_class, sop_uid, syntax, implementation = uids
+    expected = io.BytesIO()
+    write_file_meta_info(expected, create_file_meta(
+        sop_class_uid=UID(sop_class), sop_instance_uid=UID(sop_uid),
+        transfer_syntax=UID(syntax), implementation_uid=UID(implementation),
+        implementation_version=version))
+    fast = pynetdicom_tuning.FastFileMeta(create_file_meta, write_file_meta_info)
+    got = io.BytesIO()
+    fast.write(got, fast.create(sop_class_uid=UID(sop_class), sop_instance_uid=UID(sop_uid),
+                                transfer_syntax=UID(syntax), implementation_uid=implementation,
+                                implementation_version=version))
+    assert got.getvalue() == expected.getvalue()
