@@ -3,8 +3,8 @@ and confirmed together, each study's task ended on its own.
 
 A round reads what each study has to send, sends it all (STOW-RS requests may mix
 studies), then confirms by one QIDO-RS request every study that is ready: complete and
-wholly sent. A study still being retrieved waits (at most LINGER seconds, unless
-EAGER_SHARE of a request's bytes has arrived) so a small study goes in one request once
+wholly sent. A study still being retrieved waits (at most `upstream.batch_wait`, unless
+1/EAGER_SHARE of a request's bytes has arrived) so a small study goes in one request once
 its retrieve completes; after that wait it is sent as it arrives, and it ends unconfirmed
 when a round finds nothing new: its retrieve's end queues the task again.
 """
@@ -31,8 +31,7 @@ log = structlog.get_logger("dicomgate.upstream")
 
 MAX_RESENDS = 3          # QIDO-RS says lost, sent again, at most this often per run
 MAX_RUN_SECONDS = 600.0  # a study still arriving after this: the task runs again
-LINGER = 1.0             # a study being retrieved waits this long for the rest of it
-EAGER_SHARE = 4          # ... unless 1/EAGER_SHARE of upstream.batch_max_bytes has arrived
+EAGER_SHARE = 4  # a study being retrieved is sent once 1/4 of batch_max_bytes has arrived
 POLL = 0.05              # seconds between looks while a study waits
 ARRIVING = "retrieving"
 
@@ -162,7 +161,7 @@ class Rounds:
             return
         study = self.store.instances.study(s.uid) or {}
         s.arriving = study.get("state") == ARRIVING
-        s.waits = (s.arriving and bool(rows) and now < s.joined + LINGER
+        s.waits = (s.arriving and bool(rows) and now < s.joined + self.cfg.batch_wait
                    and sum(r.size or 0 for r in rows) * EAGER_SHARE < self.cfg.batch_max_bytes)
         s.rows = [] if s.waits else rows
 
