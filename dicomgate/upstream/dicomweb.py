@@ -125,7 +125,7 @@ class DicomWebClient:
         for uid in uids:
             if uid not in out:
                 out[uid] = self.study_sop_uids(uid)
-            elif not out[uid] and self.list_matching is None:
+            elif not out[uid] and self.list_matching is not True:
                 alone = self.study_sop_uids(uid)
                 if alone:
                     self._list_matching_off(f"the list query missed study {uid}")
