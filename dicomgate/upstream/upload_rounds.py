@@ -99,7 +99,7 @@ class Rounds:
         """Due upload tasks join the batch (while it has room); those that end before
         anything is sent (skipped, waiting for a deletion) end here."""
         room = self.cfg.batch_max_studies - len(self.active)
-        if self.claims is None or room <= 0:
+        if self.claims is None or room <= 0 or self.h.stopping():
             return []
         got = self.claims.claim(room)
         if not got:

@@ -14,6 +14,7 @@ is `delivered` only when the cloud lists every instance the PACS had.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -46,7 +47,8 @@ class Confirmation:
 class UploadHandler:
     def __init__(self, store: Store, client: DicomWebClient, uploader: Uploader,
                  cfg: UpstreamConfig, replacer: Replacer | None = None,
-                 tasks: TasksConfig | None = None, max_attempts: int = 0):
+                 tasks: TasksConfig | None = None, max_attempts: int = 0,
+                 stopping: Callable[[], bool] = lambda: False):
         self.store = store
         self.client = client
         self.uploader = uploader
@@ -54,6 +56,7 @@ class UploadHandler:
         self.replacer = replacer or Replacer(store, client, None, "")
         self.tasks_cfg = tasks  # None: each task alone (no other task is claimed)
         self.max_attempts = max_attempts
+        self.stopping = stopping  # the daemon is stopping: take no other task along
         self.batching = tasks is not None and cfg.batch_max_studies > 1
 
     def __call__(self, work: Upload, task: Task) -> str:
