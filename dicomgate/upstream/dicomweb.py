@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,7 @@ class DicomWebClient:
         self.base = base_url.rstrip("/")
         # QIDO-RS UID list matching: None until a list query proved it either way.
         self.list_matching: bool | None = None
-        self.qido_requests = 0  # answered QIDO-RS pages, for the logs and the tests
+        self._mine = threading.local()  # QIDO-RS requests made by this thread
 
     # -- STOW-RS ------------------------------------------------------------------------------
     def stow(self, items: list[tuple[str, Path]], attempts: dict[str, int]) -> BatchOutcome:
@@ -102,6 +103,10 @@ class DicomWebClient:
                 if sop:
                     found.add(sop)
         return found
+
+    def qido_requests(self) -> int:
+        """QIDO-RS requests answered so far to the calling thread (for the logs)."""
+        return getattr(self._mine, "qido", 0)
 
     def studies_sop_uids(self, study_uids: list[str]) -> dict[str, set[str]]:
         """What the cloud lists for each of several studies, by as few QIDO-RS requests as
@@ -177,7 +182,7 @@ class DicomWebClient:
                                 "DICOM JSON") from None
             if not isinstance(page, list):
                 raise Transient("QIDO-RS: the cloud's answer is not a JSON array")
-            self.qido_requests += 1
+            self._mine.qido = self.qido_requests() + 1
             yield page
             if len(page) < QIDO_PAGE:
                 return

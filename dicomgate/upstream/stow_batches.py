@@ -46,6 +46,14 @@ class UploadSummary:
 
 
 @dataclass
+class Sent:
+    """What one `upload_studies` call did: per study, and its STOW-RS requests."""
+    studies: dict[str, UploadSummary] = field(default_factory=dict)
+    requests: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
 class _Batch:
     rows: list[InstanceRow]
     attempts: dict[str, int] = field(default_factory=dict)
@@ -99,15 +107,16 @@ class Uploader:
 
     def upload(self, study_uid: str, rows: list[InstanceRow]) -> UploadSummary:
         """Send one study's `rows` (state received); see `upload_studies`."""
-        return self.upload_studies(rows).get(study_uid) or UploadSummary()
+        return self.upload_studies(rows).studies.get(study_uid) or UploadSummary()
 
-    def upload_studies(self, rows: list[InstanceRow]) -> dict[str, UploadSummary]:
+    def upload_studies(self, rows: list[InstanceRow]) -> Sent:
         """Send `rows` (state received) of one study or several: one request may carry
         instances of several studies (`POST /studies`), each answered per instance.
         Returns counts per study. A failure of a whole request stops new requests and is
         reported in the `error` of every study not wholly sent; a transient failure of
         single instances, in their studies' `error` (those rows stay `received`)."""
-        per: dict[str, UploadSummary] = {}
+        sent = Sent()
+        per = sent.studies
         for r in rows:
             s = per.setdefault(r.study_uid, UploadSummary())
             s.total += 1
@@ -131,6 +140,7 @@ class Uploader:
                 break
             for fut in done:
                 batch = running.pop(fut)
+                sent.requests += 1
                 more, whole = self._record(batch, fut, per)
                 todo += more
                 stopped = stopped or whole
@@ -140,7 +150,8 @@ class Uploader:
         seconds = time.monotonic() - started
         for s in per.values():
             s.seconds = seconds
-        return per
+        sent.seconds = seconds
+        return sent
 
     @staticmethod
     def _fail_all(batch: _Batch, err: Transient, per: dict[str, UploadSummary]) -> None:

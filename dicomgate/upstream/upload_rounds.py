@@ -168,7 +168,12 @@ class Rounds:
     def _send(self, studies: list[_Study]) -> None:
         if not studies:
             return
-        per = self.h.uploader.upload_studies([r for s in studies for r in s.rows])
+        sent = self.h.uploader.upload_studies([r for s in studies for r in s.rows])
+        per = sent.studies
+        log.info("upload.batch", studies=len(studies), requests=sent.requests,
+                 instances=sum(len(s.rows) for s in studies),
+                 bytes=sum(r.size or 0 for s in studies for r in s.rows),
+                 seconds=round(sent.seconds, 3))
         for s in studies:
             got = per.get(s.uid) or UploadSummary()
             s.add(got)
@@ -183,12 +188,17 @@ class Rounds:
         studies = [s for s in studies if s.uid in self.active]
         if not studies:
             return
+        before = self.h.client.qido_requests()
         try:
             confs = self.h.confirm_many([s.uid for s in studies])
         except (Transient, Refused) as exc:
             for s in studies:
                 self._end(s, self.h.as_retry(exc))
             return
+        log.info("upload.confirmed", studies=len(studies),
+                 requests=self.h.client.qido_requests() - before,
+                 delivered=sum(confs[s.uid].delivered for s in studies),
+                 requeued=sum(confs[s.uid].requeued for s in studies))
         for s in studies:
             s.conf = confs[s.uid]
 
