@@ -99,7 +99,7 @@ class Rounds:
         """Due upload tasks join the batch (while it has room); those that end before
         anything is sent (skipped, waiting for a deletion) end here."""
         room = self.cfg.batch_max_studies - len(self.active)
-        if self.claims is None or room <= 0 or self.h.stopping():
+        if self.claims is None or room <= 0 or self.h.stopping() or self.outcome is not None:
             return []
         got = self.claims.claim(room)
         if not got:
@@ -125,7 +125,11 @@ class Rounds:
 
     # -- one round ------------------------------------------------------------------------
     def _round(self) -> None:
+        if self.outcome is not None:
+            self._hand_back_arriving()
         studies = list(self.active.values())
+        if not studies:
+            return
         self.store.tasks.take_reruns([s.task.id for s in studies], self.owner)
         now = time.monotonic()
         for s in studies:
@@ -216,6 +220,16 @@ class Rounds:
             self._end(s, self.h.finish(s.uid, s.total, s.conf))
         except RetryLater as exc:
             self._end(s, exc)
+
+    def _hand_back_arriving(self) -> None:
+        """The first task has ended: its worker reports it only when the handler returns,
+        so a study still being retrieved (which may take minutes) goes back to the queue
+        for another worker instead of holding that report back."""
+        for s in list(self.active.values()):
+            if s.arriving and self.claims is not None:
+                del self.active[s.uid]
+                self.claims.give_back(s.task, "the batch's first study is done; this one "
+                                      "is still being retrieved")
 
     @staticmethod
     def _deadline(s: _Study) -> float:

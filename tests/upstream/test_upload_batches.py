@@ -181,3 +181,23 @@ def test_a_study_being_retrieved_is_sent_and_confirmed_once(tmp_path, cloud):
     assert app.store.instances.study(spec.study_uid)["state"] == "delivered"
     task = _task(app, spec.study_uid)
     assert task.state == "done" and task.attempts == 1
+
+
+def test_a_study_still_being_retrieved_does_not_hold_the_batch_back(tmp_path, cloud):
+    app = _app(tmp_path, cloud, batch_wait="30s")
+    (done_uid,) = _studies(app, 1)
+    spec = StudySpec("BATSLOW")
+    data = ct_instances(spec, series=1, per_series=6, rows=32, cols=32)
+    app.store.instances.ensure_study(spec.study_uid)
+    app.store.instances.set_study(spec.study_uid, state="retrieving")
+    spool(app, data[:2])
+    enqueue_upload(app, spec.study_uid)
+    started = time.monotonic()
+    task = app.store.tasks.claim(["upload"], app.pool.owner, 60)
+    assert task.key == f"study:{done_uid}"
+    assert app.pool.run(task) == "done"
+    assert time.monotonic() - started < 15  # not the 30 s the other study may wait
+    assert app.store.instances.study(done_uid)["state"] == "delivered"
+    slow = _task(app, spec.study_uid)
+    assert slow.state == "pending" and slow.attempts == 0 and slow.lease_owner is None
+    assert cloud.sop_uids(spec.study_uid) == set()
