@@ -119,10 +119,28 @@ def claimed_at(log: Path, kind: str) -> float:
     raise SystemExit(f"no task.started of {kind} in {log}")
 
 
-def leg_a(work: Path, pacs: Orthanc, study_uid: str, n: int, args) -> tuple[float, float]:
-    """(total seconds, of which the retrieve waited in the queue): the bench enqueues from
-    another process, so the daemon's workers see it at their next 1 s poll, a wait the
-    daemon's own enqueues (woken after commit) do not have."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    out: list[int] = []
+    for f in Path(f"/proc/{pid}/task").glob("*/children"):
+        out += [int(c) for c in f.read_text().split()]
+    return out
+
+
+def leg_a(work: Path, pacs: Orthanc, study_uid: str, n: int,
+          args) -> tuple[float, float, float]:
+    """(total seconds, of which the retrieve waited in the queue, CPU seconds of the daemon
+    and its Portal AET): the bench enqueues from another process, so the daemon's workers
+    see it at their next 1 s poll, a wait the daemon's own enqueues (woken after commit) do
+    not have."""
     cloud = Orthanc(work / "cloudA", "CLOUDA", dicomweb=True).start()
     port = free_port()
     pacs.add_modality("dicomgate", "DICOMGATE", "127.0.0.1", port)
@@ -137,8 +155,10 @@ def leg_a(work: Path, pacs: Orthanc, study_uid: str, n: int, args) -> tuple[floa
         store.tasks.enqueue(Retrieve(study_uid=study_uid, hospital_id="H33010200001",
                                      reason="bench"), study_uid=study_uid)
         t1 = wait_count(cloud, n, args.timeout)
+        time.sleep(0.3)  # the last confirmation
+        cpu = cpu_seconds(proc.pid) + sum(cpu_seconds(c) for c in children(proc.pid))
         log.flush()
-        return t1 - t0, claimed_at(work / "gw_a.log", "retrieve") - wall0
+        return t1 - t0, claimed_at(work / "gw_a.log", "retrieve") - wall0, cpu
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -169,19 +189,22 @@ def leg_b(work: Path, pacs: Orthanc, study_uid: str, n: int, args) -> tuple[floa
         cloud.stop()
 
 
-def leg_c(work: Path, files: list[bytes], n: int, args) -> float:
+def leg_c(work: Path, files: list[bytes], n: int, args) -> tuple[float, float]:
     cloud = Orthanc(work / "cloudC", "CLOUDC", dicomweb=True).start()
     try:
         config = write_config(work / "gw_c", cloud, None, free_port(), args.concurrency,
                               args.batch)
         spool_into(config, files)
+        before = os.times()
         t0 = time.monotonic()
         out = subprocess.run([DICOMGATE, "--config", str(config), "push", "--once"],
                              capture_output=True, text=True, timeout=args.timeout)
         if out.returncode != 0:
             raise SystemExit(f"push --once failed:\n{out.stdout}\n{out.stderr}")
         t1 = wait_count(cloud, n, args.timeout)
-        return t1 - t0
+        after = os.times()
+        return t1 - t0, (after.children_user - before.children_user
+                         + after.children_system - before.children_system)
     finally:
         cloud.stop()
 
@@ -280,8 +303,9 @@ def main() -> int:
     pacs = Orthanc(work / "pacs", "PACS", dicomweb=False).start()
     results: dict[str, object] = {"instances": n, "megabytes": round(mb, 1),
                                   "concurrency": args.concurrency, "batch": args.batch}
-    runs: dict[str, list[float]] = {k: [] for k in ("b", "b_stow", "c", "a", "a_unqueued",
-                                                    "d", "d_orthanc", "d_cpu")}
+    runs: dict[str, list[float]] = {k: [] for k in ("b", "b_stow", "c", "c_cpu", "a",
+                                                    "a_unqueued", "a_cpu", "d",
+                                                    "d_orthanc", "d_cpu")}
     try:
         for f in files:
             pacs.upload(f)
@@ -305,17 +329,20 @@ def main() -> int:
             runs["b_stow"].append(tb_stow)
             print(f"(b) Orthanc router: {tb:.2f} s (C-MOVE {tb - tb_stow:.2f} s + STOW "
                   f"{tb_stow:.2f} s)", flush=True)
-            tc = leg_c(run, files, n, args)
+            tc, tc_cpu = leg_c(run, files, n, args)
             runs["c"].append(tc)
+            runs["c_cpu"].append(tc_cpu)
             print(f"(c) dicomgate upload leg: {tc:.2f} s = {tc / tb_stow:.2f}x Orthanc's STOW "
-                  f"leg ({mb / tc:.0f} MB/s)", flush=True)
+                  f"leg ({mb / tc:.0f} MB/s; {tc_cpu:.2f} CPU s)", flush=True)
             if have_images():
-                ta, wait = leg_a(run, pacs, spec.study_uid, n, args)
+                ta, wait, ta_cpu = leg_a(run, pacs, spec.study_uid, n, args)
                 runs["a"].append(ta)
                 runs["a_unqueued"].append(ta - wait)
+                runs["a_cpu"].append(ta_cpu)
                 print(f"(a) dicomgate relay: {ta:.2f} s = {ta / tb:.2f}x Orthanc's time "
                       f"(target <= 0.6x); {wait:.2f} s of it in the queue (1 s poll), "
-                      f"without: {ta - wait:.2f} s = {(ta - wait) / tb:.2f}x", flush=True)
+                      f"without: {ta - wait:.2f} s = {(ta - wait) / tb:.2f}x; "
+                      f"{ta_cpu:.2f} CPU s (daemon and Portal AET)", flush=True)
             else:
                 print("(a) skipped: the images package (Portal AET) is not in this tree",
                       flush=True)
@@ -329,6 +356,7 @@ def main() -> int:
         results.update(orthanc_total_s=round(med["b"], 2),
                        orthanc_stow_s=round(med["b_stow"], 2),
                        dicomgate_upload_s=round(med["c"], 2),
+                       dicomgate_upload_cpu_s=round(med["c_cpu"], 2),
                        upload_ratio=round(med["c"] / med["b_stow"], 2))
     if "d" in med:
         results.update(backlog_push_s=round(med["d"], 2), backlog_cpu_s=round(med["d_cpu"], 2),
@@ -336,6 +364,7 @@ def main() -> int:
                        backlog_ratio=round(med["d"] / med["d_orthanc"], 2))
     if "a" in med:
         results.update(dicomgate_total_s=round(med["a"], 2), ratio=round(med["a"] / med["b"], 2),
+                       dicomgate_cpu_s=round(med["a_cpu"], 2),
                        dicomgate_unqueued_s=round(med["a_unqueued"], 2),
                        ratio_unqueued=round(med["a_unqueued"] / med["b"], 2))
     print(json.dumps(results))
