@@ -65,6 +65,8 @@ def cmd_push(args: argparse.Namespace) -> int:
         audit(app, "resend_rejected", f"study:{args.study}" if args.study else "studies:rejected",
               "ok" if studies else "refused", message)
         print(message)
+    if args.study:  # that study alone, no other upload taken along
+        app.features["upstream"].upload.batching = False
     studies = [args.study] if args.study else store.delivery.studies_with_backlog()
     for uid in studies:
         store.tasks.enqueue(Upload(uid), reopen=True, study_uid=uid)

@@ -227,6 +227,8 @@ def _upstream(t: Table) -> model.UpstreamConfig:
         batch_max_bytes=t.value("batch_max_bytes", values.size, d["batch_max_bytes"]),
         batch_max_instances=t.int("batch_max_instances", d["batch_max_instances"],
                                   lo=1, hi=10_000),
+        batch_max_studies=t.int("batch_max_studies", d["batch_max_studies"], lo=1, hi=1000),
+        batch_wait=t.value("batch_wait", values.duration, d["batch_wait"]),
         timeout=t.value("timeout", values.duration, d["timeout"]),
         retention=t.value("retention", values.duration, d["retention"]),
         confirm_delay=t.value("confirm_delay", values.duration, d["confirm_delay"]),

@@ -161,6 +161,8 @@ class UpstreamConfig(HttpClientConfig):
     concurrency: int = 4
     batch_max_bytes: int = 32 * 1024**2
     batch_max_instances: int = 100
+    batch_max_studies: int = 16  # studies whose uploads one worker takes together (1: alone)
+    batch_wait: float = 1.0  # a study being retrieved waits this long to go in one request
     timeout: float = 60.0
     retention: float = 7 * 86400.0
     confirm_delay: float = 5.0

@@ -186,6 +186,42 @@ class TaskStore:
                  *(() if self.db.node is None else (self.db.node,)))).fetchone()
         return Task.from_row(row) if row else None
 
+    def claim_more(self, kind: str, owner: str, lease: float, limit: int) -> list[Task]:
+        """Up to `limit` more due tasks of one kind for a worker that already runs one (a
+        batch of uploads), oldest first, each leased to `owner` as `claim` leases; the
+        caller renews, completes or fails each one by its id."""
+        if limit <= 0:
+            return []
+        now = time.time()
+        skip = " FOR UPDATE SKIP LOCKED" if self.db.engine == "postgresql" else ""
+        mine = "" if self.db.node is None else " AND (node IS NULL OR node = ?)"
+        with self.db.claim_tx() as c:
+            rows = c.execute(
+                f"UPDATE tasks SET state='running', lease_owner=?, lease_until=?, "
+                f"attempts=attempts+1, updated_at=? WHERE id IN ("
+                f"SELECT id FROM tasks WHERE state='pending' AND run_after<=? "
+                f"AND kind=?{mine} ORDER BY run_after, id LIMIT ?{skip}) RETURNING *",
+                (owner, now + lease, now, now, kind,
+                 *(() if self.db.node is None else (self.db.node,)), limit)).fetchall()
+        return sorted((Task.from_row(r) for r in rows), key=lambda t: (t.run_after, t.id))
+
+    def take_reruns(self, task_ids: list[int], owner: str) -> list[int]:
+        """Clear the "run again" mark that `enqueue(reopen=True)` left on running tasks of
+        `owner`, for a handler about to read everything those enqueues announced (what is
+        committed before this returns); a later enqueue marks the task again. Returns the
+        ids that were marked. Reads first: nothing marked, nothing written."""
+        if not task_ids:
+            return []
+        marks = ",".join("?" * len(task_ids))
+        marked = [int(r["id"]) for r in self.db.query(
+            f"SELECT id FROM tasks WHERE rerun=1 AND lease_owner=? AND id IN ({marks})",
+            (owner, *task_ids))]
+        if marked:
+            with self.db.tx() as c:
+                c.execute(f"UPDATE tasks SET rerun=0 WHERE state='running' AND lease_owner=? "
+                          f"AND id IN ({','.join('?' * len(marked))})", (owner, *marked))
+        return marked
+
     def claim_key(self, kind: str, key: str, owner: str, lease: float) -> Task | None:
         """Claim one named pending task, due or not (`push --once --study`)."""
         now = time.time()

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import structlog
 
 from . import stow_parse
 from .errors import CONFIG_STATUSES, Refused, Transient, check_status, server_reason
 from .multipart import MultipartStream
 from .transport import Transport
 
+log = structlog.get_logger("dicomgate.upstream")
+
 QIDO_PAGE = 1000
+QIDO_LIST_STUDIES = 40  # studies per list query: 40 UIDs of 64 characters keep the URL < 3 KB
 MAX_PROCESSING_RETRIES = 3  # 0x0110 "processing failure" is generic: a few tries, then rejected
 
 
@@ -29,6 +36,9 @@ class DicomWebClient:
     def __init__(self, transport: Transport, base_url: str):
         self.transport = transport
         self.base = base_url.rstrip("/")
+        # QIDO-RS UID list matching: None until a list query proved it either way.
+        self.list_matching: bool | None = None
+        self._mine = threading.local()  # QIDO-RS requests made by this thread
 
     # -- STOW-RS ------------------------------------------------------------------------------
     def stow(self, items: list[tuple[str, Path]], attempts: dict[str, int]) -> BatchOutcome:
@@ -86,28 +96,97 @@ class DicomWebClient:
     def study_sop_uids(self, study_uid: str) -> set[str]:
         """Every SOPInstanceUID the cloud lists for the study (empty if it has none)."""
         found: set[str] = set()
+        for page in self._qido_pages(f"{self.base}/studies/{study_uid}/instances",
+                                     {"includefield": "00080018"}):
+            for item in page:
+                sop = _value(item, "00080018")
+                if sop:
+                    found.add(sop)
+        return found
+
+    def qido_requests(self) -> int:
+        """QIDO-RS requests answered so far to the calling thread (for the logs)."""
+        return getattr(self._mine, "qido", 0)
+
+    def studies_sop_uids(self, study_uids: list[str]) -> dict[str, set[str]]:
+        """What the cloud lists for each of several studies, by as few QIDO-RS requests as
+        the server allows: one `GET /instances?StudyInstanceUID=a,b,...` per
+        QIDO_LIST_STUDIES studies (UID list matching, PS3.18 8.3.4.1), else one per study.
+
+        A server that does not do list matching refuses the query (a 4xx), ignores the key
+        (other studies come back), or matches the list as one literal UID and lists nothing:
+        until one answer has named two of the listed studies, a study listed as empty is
+        asked for alone, and if that finds instances the list did not, list matching is off
+        for this client from then on."""
+        out: dict[str, set[str]] = {}
+        uids = list(dict.fromkeys(study_uids))
+        if len(uids) > 1 and self.list_matching is not False:
+            for i in range(0, len(uids), QIDO_LIST_STUDIES):
+                chunk = uids[i:i + QIDO_LIST_STUDIES]
+                listed = self._list_query(chunk)
+                if listed is None:
+                    break
+                out.update(listed)
+        for uid in uids:
+            if uid not in out:
+                out[uid] = self.study_sop_uids(uid)
+            elif not out[uid] and self.list_matching is not True:
+                alone = self.study_sop_uids(uid)
+                if alone:
+                    self._list_matching_off(f"the list query missed study {uid}")
+                out[uid] = alone
+        return out
+
+    def _list_query(self, uids: list[str]) -> dict[str, set[str]] | None:
+        """One study-list query; None when the server will not answer it as a list."""
+        found: dict[str, set[str]] = {u: set() for u in uids}
+        try:
+            for page in self._qido_pages(f"{self.base}/instances",
+                                         {"StudyInstanceUID": ",".join(uids),
+                                          "includefield": ["00080018", "0020000D"]}):
+                for item in page:
+                    study, sop = _value(item, "0020000D"), _value(item, "00080018")
+                    if study not in found:  # not ours, or not said: the list was ignored
+                        self._list_matching_off("the answer holds other studies, or does "
+                                                "not say which study an instance is of")
+                        return None
+                    if sop:
+                        found[study].add(sop)
+        except Refused as exc:  # e.g. 400: "StudyInstanceUID takes one value"
+            self._list_matching_off(str(exc))
+            return None
+        if sum(1 for sops in found.values() if sops) >= 2:
+            self.list_matching = True  # one answer named two of the studies: lists work
+        return found
+
+    def _list_matching_off(self, why: str) -> None:
+        if self.list_matching is not False:
+            log.info("qido.list_matching_off", reason=why,
+                     effect="each study is checked by a QIDO-RS request of its own")
+        self.list_matching = False
+
+    def _qido_pages(self, url: str, params: dict) -> Iterator[list[dict]]:
         offset = 0
         for _ in range(10_000):  # bounded: 10 million instances
             r = self.transport.request(
-                "dicomweb", "GET", f"{self.base}/studies/{study_uid}/instances", "QIDO-RS",
-                check=False, headers={"Accept": "application/dicom+json"},
-                params={"includefield": "00080018", "limit": QIDO_PAGE, "offset": offset})
+                "dicomweb", "GET", url, "QIDO-RS", check=False,
+                headers={"Accept": "application/dicom+json"},
+                params={**params, "limit": QIDO_PAGE, "offset": offset})
             if r.status_code in (204, 404):
-                return found
+                return
             check_status(r, "QIDO-RS")
             try:
                 page = r.json()
             except ValueError:
                 raise Transient("QIDO-RS: the cloud answered with something that is not "
                                 "DICOM JSON") from None
-            for item in page:
-                values = (item.get("00080018") or {}).get("Value") or []
-                if values:
-                    found.add(str(values[0]))
+            if not isinstance(page, list):
+                raise Transient("QIDO-RS: the cloud's answer is not a JSON array")
+            self._mine.qido = self.qido_requests() + 1
+            yield page
             if len(page) < QIDO_PAGE:
-                return found
+                return
             offset += len(page)
-        return found
 
     # -- WADO-RS ------------------------------------------------------------------------------
     def instance(self, study_uid: str, series_uid: str, sop_uid: str) -> bytes | None:
@@ -130,6 +209,11 @@ class DicomWebClient:
         self.transport.request("dicomweb", "GET", f"{self.base}/studies", "QIDO-RS probe",
                                params={"limit": 1},
                                headers={"Accept": "application/dicom+json"})
+
+
+def _value(item: dict, tag: str) -> str | None:
+    values = (item.get(tag) or {}).get("Value") or [] if isinstance(item, dict) else []
+    return str(values[0]) if values else None
 
 
 def first_part(body: bytes, content_type: str) -> bytes | None:

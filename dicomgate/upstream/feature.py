@@ -70,7 +70,9 @@ def setup(app: App) -> Upstream | None:
     up = Upstream(
         uploader=uploader,
         upload=UploadHandler(store, dicomweb, uploader, cfg,
-                             Replacer(store, dicomweb, rest, app.config.gateway.hospital_id)),
+                             Replacer(store, dicomweb, rest, app.config.gateway.hospital_id),
+                             tasks=app.config.tasks, max_attempts=MAX_ATTEMPTS,
+                             stopping=app.pool.stopping.is_set),
         events=EventHandlers(store, rest, app.config.gateway.hospital_id),
         retention=Retention(store, app.config.gateway.spool_dir, cfg.retention),
         status=UpstreamStatus(store, reach, dicomweb, rest, wake=app.pool.wake),

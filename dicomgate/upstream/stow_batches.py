@@ -1,7 +1,9 @@
 """Batches of spool files sent by STOW-RS, several requests in flight, outcomes recorded.
 
-One thread pool per process (`upstream.concurrency` requests in flight in total, whatever
-number of studies are uploading); outcomes are written by the task's own thread.
+A batch may hold instances of several studies (`POST /studies` names none); the cloud's
+answer is read per instance and counted per study. One thread pool per process
+(`upstream.concurrency` requests in flight in total, whatever number of studies are
+uploading); outcomes are written by the task's own thread.
 """
 
 from __future__ import annotations
@@ -41,6 +43,14 @@ class UploadSummary:
         self.error = self.error or err
         if err.retry_after is not None:
             self.retry_after = max(self.retry_after or 0.0, err.retry_after)
+
+
+@dataclass
+class Sent:
+    """What one `upload_studies` call did: per study, and its STOW-RS requests."""
+    studies: dict[str, UploadSummary] = field(default_factory=dict)
+    requests: int = 0
+    seconds: float = 0.0
 
 
 @dataclass
@@ -96,32 +106,60 @@ class Uploader:
                 self._pool = None
 
     def upload(self, study_uid: str, rows: list[InstanceRow]) -> UploadSummary:
-        """Send `rows` (state received); returns counts. Transient failures stop new
-        requests and are reported in `summary.error` (the rows stay `received`)."""
-        summary = UploadSummary(total=len(rows), total_bytes=sum(r.size or 0 for r in rows))
+        """Send one study's `rows` (state received); see `upload_studies`."""
+        return self.upload_studies(rows).studies.get(study_uid) or UploadSummary()
+
+    def upload_studies(self, rows: list[InstanceRow]) -> Sent:
+        """Send `rows` (state received) of one study or several: one request may carry
+        instances of several studies (`POST /studies`), each answered per instance.
+        Returns counts per study. A failure of a whole request stops new requests and is
+        reported in the `error` of every study not wholly sent; a transient failure of
+        single instances, in their studies' `error` (those rows stay `received`)."""
+        sent = Sent()
+        per = sent.studies
+        for r in rows:
+            s = per.setdefault(r.study_uid, UploadSummary())
+            s.total += 1
+            s.total_bytes += r.size or 0
         started = time.monotonic()
-        rows = self._present(rows, summary)
+        rows = self._present(rows, per)
         todo = [_Batch(b) for b in make_batches(rows, self.cfg.batch_max_bytes,
                                                 self.cfg.batch_max_instances)]
         running: dict[Future, _Batch] = {}
-        while (todo and summary.error is None) or running:
-            while todo and summary.error is None and len(running) < self.cfg.concurrency:
+        stopped: Transient | None = None
+        while (todo and stopped is None) or running:
+            while todo and stopped is None and len(running) < self.cfg.concurrency:
                 batch = todo.pop(0)
                 running[self._submit(batch)] = batch
             done, _ = wait(running, timeout=self.cfg.timeout * 2 + 30,
                            return_when=FIRST_COMPLETED)
             if not done:  # every request has its own timeout: this is a safety net
-                summary.add_error(Transient("STOW-RS: requests did not finish in time"))
+                stopped = Transient("STOW-RS: requests did not finish in time")
+                for batch in running.values():
+                    self._fail_all(batch, stopped, per)
                 break
             for fut in done:
                 batch = running.pop(fut)
-                todo += self._record(study_uid, batch, fut, summary)
-            if self.progress:
-                self.progress(study_uid, summary)
-        summary.seconds = time.monotonic() - started
-        return summary
+                sent.requests += 1
+                more, whole = self._record(batch, fut, per)
+                todo += more
+                stopped = stopped or whole
+        if stopped is not None:  # what was never sent waits for the next run
+            for batch in todo:
+                self._fail_all(batch, stopped, per)
+        seconds = time.monotonic() - started
+        for s in per.values():
+            s.seconds = seconds
+        sent.seconds = seconds
+        return sent
 
-    def _present(self, rows: list[InstanceRow], summary: UploadSummary) -> list[InstanceRow]:
+    @staticmethod
+    def _fail_all(batch: _Batch, err: Transient, per: dict[str, UploadSummary]) -> None:
+        for study in {r.study_uid for r in batch.rows}:
+            per[study].add_error(err)
+
+    def _present(self, rows: list[InstanceRow],
+                 per: dict[str, UploadSummary]) -> list[InstanceRow]:
         """A row whose spool file is gone cannot be sent: say so on the row, send the rest."""
         out, missing = [], []
         for r in rows:
@@ -132,7 +170,7 @@ class Uploader:
                 f"spool file {r.path} is missing, nothing to send: retrieve the study again")
             log.error("upload.spool_missing", study_uid=r.study_uid, sop_uid=r.sop_uid,
                       path=r.path)
-        summary.rejected += len(missing)
+            per[r.study_uid].rejected += 1
         return out
 
     def _submit(self, batch: _Batch) -> Future:
@@ -143,9 +181,10 @@ class Uploader:
         items = [(r.sop_uid, Path(r.path or "")) for r in batch.rows]
         return self.pool().submit(self.client.stow, items, batch.attempts)
 
-    def _record(self, study_uid: str, batch: _Batch, fut: Future,
-                summary: UploadSummary) -> list[_Batch]:
-        summary.requests += 1
+    def _record(self, batch: _Batch, fut: Future, per: dict[str, UploadSummary]
+                ) -> tuple[list[_Batch], Transient | None]:
+        """Write one request's outcome per instance; returns the instances to send alone
+        and the error when the request failed as a whole."""
         try:
             out: BatchOutcome = fut.result()
         except Exception as exc:  # a bug in our client must not lose the batch
@@ -160,14 +199,30 @@ class Uploader:
         status.update({u: "rejected" for u in out.rejected})
         status.update({u: "retry" for u in out.retry})
         self.store.delivery.set_upload_status(status)
-        summary.uploaded += len(out.uploaded)
-        summary.uploaded_bytes += sum(by_uid[u].size or 0 for u in out.uploaded if u in by_uid)
-        summary.rejected += len(out.rejected)
+        for study in {r.study_uid for r in batch.rows}:
+            per[study].requests += 1
+        for uid in out.uploaded:
+            if uid in by_uid:
+                s = per[by_uid[uid].study_uid]
+                s.uploaded += 1
+                s.uploaded_bytes += by_uid[uid].size or 0
         for uid, reason in out.rejected.items():
-            log.warning("upload.rejected", study_uid=study_uid, sop_uid=uid, reason=reason)
+            study = by_uid[uid].study_uid if uid in by_uid else None
+            if study is not None:
+                per[study].rejected += 1
+            log.warning("upload.rejected", study_uid=study, sop_uid=uid, reason=reason)
+        whole = None
         if out.error is not None:
-            summary.add_error(out.error)
-            log.warning("upload.batch_failed", study_uid=study_uid, instances=len(batch.rows),
-                        error=str(out.error), http_status=out.http_status)
+            failed = {by_uid[u].study_uid for u in out.retry if u in by_uid}
+            for study in failed or {r.study_uid for r in batch.rows}:
+                per[study].add_error(out.error)
+            if set(out.retry) >= set(by_uid):  # nothing of it went through
+                whole = out.error
+            log.warning("upload.batch_failed", studies=len({r.study_uid for r in batch.rows}),
+                        instances=len(batch.rows), error=str(out.error),
+                        http_status=out.http_status)
+        if self.progress:
+            for study in {r.study_uid for r in batch.rows}:
+                self.progress(study, per[study])
         # Instances a 4xx batch left unexplained go again one by one, to find the culprit.
-        return [_Batch([by_uid[u]]) for u in out.resend if u in by_uid]
+        return [_Batch([by_uid[u]]) for u in out.resend if u in by_uid], whole

@@ -1,30 +1,37 @@
 """The `upload` task: send what the spool holds of a study, then confirm it by QIDO-RS.
 
+The worker that runs one upload takes the other due ones with it (up to
+`upstream.batch_max_studies`, see batch_claims.py): their instances share STOW-RS requests
+and one QIDO-RS request confirms the studies ready together (upload_rounds.py). Each task
+still ends on its own: a study with a failed instance retries alone.
+
 Pipelined: the task runs while the study is still arriving (images re-opens it as
-instances land) and picks up newcomers round after round. A study is `delivered` only
-when the cloud lists every instance the PACS had.
+instances land). A study still being retrieved is sent once it completes, or earlier when
+enough of it has arrived to fill a good part of a request, or after a short wait. A study
+is `delivered` only when the cloud lists every instance the PACS had.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 
-from ..config import UpstreamConfig
+from ..config import TasksConfig, UpstreamConfig
 from ..state import Store, Task
 from ..state.kinds import Deletion, Upload
 from ..tasks import RetryLater
+from .batch_claims import BatchClaims
 from .dicomweb import DicomWebClient
 from .errors import Refused, Transient
 from .replace import Replacer
 from .stow_batches import Uploader, UploadSummary
+from .upload_rounds import Rounds
 
 log = structlog.get_logger("dicomgate.upstream")
 
-MAX_RESENDS = 3          # QIDO-RS says lost, sent again, at most this often per run
-MAX_RUN_SECONDS = 600.0  # a study still arriving after this: the task runs again
 SKIP_STUDY_STATES = ("withdrawn", "deleted")
 
 
@@ -39,79 +46,78 @@ class Confirmation:
 
 class UploadHandler:
     def __init__(self, store: Store, client: DicomWebClient, uploader: Uploader,
-                 cfg: UpstreamConfig, replacer: Replacer | None = None):
+                 cfg: UpstreamConfig, replacer: Replacer | None = None,
+                 tasks: TasksConfig | None = None, max_attempts: int = 0,
+                 stopping: Callable[[], bool] = lambda: False):
         self.store = store
         self.client = client
         self.uploader = uploader
         self.cfg = cfg
         self.replacer = replacer or Replacer(store, client, None, "")
+        self.tasks_cfg = tasks  # None: each task alone (no other task is claimed)
+        self.max_attempts = max_attempts
+        self.stopping = stopping  # the daemon is stopping: take no other task along
+        self.batching = tasks is not None and cfg.batch_max_studies > 1
 
-    def __call__(self, work: Upload, _task: Task) -> str:
-        uid = work.study_uid
+    def __call__(self, work: Upload, task: Task) -> str:
+        early = self.check(work.study_uid, self.deletions())
+        if isinstance(early, Exception):
+            raise early
+        if early is not None:
+            return early
+        claims = None
+        if self.batching and task.lease_owner and self.tasks_cfg is not None:
+            claims = BatchClaims(self.store, self.tasks_cfg, task.lease_owner,
+                                 self.max_attempts)
+        try:
+            outcome = Rounds(self, task, claims).run()
+        finally:
+            if claims is not None:
+                claims.close()
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def check(self, uid: str, deletions: set[str]) -> str | Exception | None:
+        """What ends a study's task before anything is sent; None: go on."""
         study = self.store.instances.study(uid)
         if study is None:
             return "nothing in the spool for this study"
         if study["state"] in SKIP_STUDY_STATES:
             return f"skipped: study is {study['state']}"
-        if self._deletion_pending(uid):
+        if uid in deletions:
             # Deletion-update: the cloud must drop the old copy before it gets what the
             # PACS still holds, or the deletion would remove the re-uploaded images.
-            raise RetryLater(f"a deletion of study {uid} has not reached the cloud yet: "
-                             "uploading after it", after=30)
-        try:
-            return self._run(uid)
-        except Transient as exc:
-            raise RetryLater(str(exc), after=exc.retry_after) from None
-        except Refused as exc:
-            raise RetryLater(f"the cloud refused a DICOMweb request ({exc}); check "
-                             "upstream.dicomweb_url", after=600) from None
+            return RetryLater(f"a deletion of study {uid} has not reached the cloud yet: "
+                              "uploading after it", after=30)
+        return None
 
-    def _deletion_pending(self, uid: str) -> bool:
-        return any(isinstance(t.work, Deletion) and uid in t.work.study_uids
-                   for state in ("pending", "running")
-                   for t in self.store.tasks.list(state=state, kind=Deletion.kind))
-
-    def _run(self, uid: str) -> str:
-        total = UploadSummary()
-        conf = Confirmation()
-        if self.store.delivery.ever_sent(uid):
-            conf = self.confirm(uid)  # after a crash: skip what already reached the cloud
-        deadline = time.monotonic() + MAX_RUN_SECONDS
-        resends = 0
-        while True:
-            rows = self.store.instances.of_study(uid, ("received",))
-            if rows and self.replacer.run(uid, rows):  # same UID, new content: see replace.py
-                rows = self.store.instances.of_study(uid, ("received",))
-            if rows:
-                s = self.uploader.upload(uid, rows)
-                self._add(total, s)
-                log.info("upload.sent", study_uid=uid, instances=s.uploaded,
-                         bytes=s.uploaded_bytes, rejected=s.rejected, requests=s.requests,
-                         seconds=round(s.seconds, 3))
-                if s.error is not None:
-                    raise RetryLater(f"{s.error} ({s.uploaded} of {s.total} instances sent "
-                                     "this time)", after=s.retry_after)
-                if time.monotonic() < deadline:
-                    continue  # the study may still be arriving: send newcomers first
-            conf = self.confirm(uid)
-            if conf.requeued and resends < MAX_RESENDS and time.monotonic() < deadline:
-                resends += 1
-                continue
-            if not self.store.instances.of_study(uid, ("received",)) or \
-                    time.monotonic() >= deadline:
-                break
-        return self._finish(uid, total, conf)
+    def deletions(self) -> set[str]:
+        return {uid for state in ("pending", "running")
+                for t in self.store.tasks.list(state=state, kind=Deletion.kind)
+                if isinstance(t.work, Deletion) for uid in t.work.study_uids}
 
     @staticmethod
-    def _add(total: UploadSummary, s: UploadSummary) -> None:
-        total.uploaded += s.uploaded
-        total.uploaded_bytes += s.uploaded_bytes
-        total.rejected += s.rejected
-        total.seconds += s.seconds
+    def as_retry(exc: Transient | Refused) -> RetryLater:
+        if isinstance(exc, Transient):
+            return RetryLater(str(exc), after=exc.retry_after)
+        return RetryLater(f"the cloud refused a DICOMweb request ({exc}); check "
+                          "upstream.dicomweb_url", after=600)
 
+    # -- QIDO-RS ------------------------------------------------------------------------
     def confirm(self, uid: str) -> Confirmation:
         """QIDO-RS the study: listed instances become delivered, lost ones go again."""
-        in_cloud = self.client.study_sop_uids(uid)
+        return self.confirm_many([uid])[uid]
+
+    def confirm_many(self, uids: list[str]) -> dict[str, Confirmation]:
+        """One QIDO-RS request for all of `uids` where the cloud does list matching."""
+        if not uids:
+            return {}
+        listed = (self.client.studies_sop_uids(uids) if len(uids) > 1
+                  else {uids[0]: self.client.study_sop_uids(uids[0])})
+        return {uid: self._apply(uid, listed.get(uid, set())) for uid in uids}
+
+    def _apply(self, uid: str, in_cloud: set[str]) -> Confirmation:
         rows = self.store.instances.of_study(uid, ("received", "uploaded", "delivered"))
         sent = self.store.delivery.attempts([r.sop_uid for r in rows if r.state == "received"])
         now = time.time()
@@ -140,7 +146,8 @@ class UploadHandler:
             log.warning("upload.not_in_cloud", study_uid=uid, instances=len(requeue))
         return out
 
-    def _finish(self, uid: str, total: UploadSummary, conf: Confirmation) -> str:
+    # -- the end of one study's task --------------------------------------------------------
+    def finish(self, uid: str, total: UploadSummary, conf: Confirmation) -> str:
         counts = self.store.instances.study_counts(uid)
         study = self.store.instances.study(uid) or {}
         done = counts.get("delivered", 0) + counts.get("purged", 0)
@@ -163,6 +170,13 @@ class UploadHandler:
         if study.get("state") == "complete" and expected is not None and conf.in_cloud < expected:
             return f"{sent}; {tail}; the cloud lists {conf.in_cloud} of {expected} expected"
         return f"{sent}; {tail}; study is {study.get('state')}"
+
+    @staticmethod
+    def arriving(uid: str, total: UploadSummary) -> str:
+        """A study whose retrieve is under way: its end queues this task again, and that
+        run confirms (one QIDO-RS per study, not one per pass)."""
+        return (f"sent {total.uploaded} ({total.uploaded_bytes / 1e6:.1f} MB); study is "
+                "retrieving: confirmed once its retrieve completes")
 
 
 def _sent_unheard(attempt: dict | None, row_updated_at: float) -> bool:
