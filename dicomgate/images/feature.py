@@ -10,6 +10,7 @@ import structlog
 from ..app import App
 from ..state import Task
 from ..state.kinds import Retrieve
+from ..state.names import TaskState
 from ..tasks import Fatal
 from .echo import EchoMonitor, echo_health, echo_status
 from .http_fetch import HttpFetcher
@@ -83,7 +84,7 @@ def status(app: App, spool: Spool) -> dict[str, Any]:
     if cfg.pacs is not None:
         out.update(echo_status(app.store))
         out["C-MOVE"] = stall_health(app.store) or "no stall"
-        waiting = [t for t in app.store.tasks.list(state="pending", kind="retrieve")
+        waiting = [t for t in app.store.tasks.list(state=TaskState.PENDING, kind=Retrieve.kind)
                    if t.last_error]
         if waiting:
             out["retrieves waiting"] = (f"{len(waiting)}, latest: "

@@ -15,6 +15,7 @@ import structlog
 from ..config import UpstreamConfig
 from ..state import Store, Task
 from ..state.kinds import Deletion, Upload
+from ..state.names import InstanceState, StudyState, TaskState
 from ..tasks import RetryLater
 from .dicomweb import DicomWebClient
 from .errors import Refused, Transient
@@ -68,7 +69,7 @@ class UploadHandler:
 
     def _deletion_pending(self, uid: str) -> bool:
         return any(isinstance(t.work, Deletion) and uid in t.work.study_uids
-                   for state in ("pending", "running")
+                   for state in (TaskState.PENDING, TaskState.RUNNING)
                    for t in self.store.tasks.list(state=state, kind=Deletion.kind))
 
     def _run(self, uid: str) -> str:
@@ -79,9 +80,9 @@ class UploadHandler:
         deadline = time.monotonic() + MAX_RUN_SECONDS
         resends = 0
         while True:
-            rows = self.store.instances.of_study(uid, ("received",))
+            rows = self.store.instances.of_study(uid, (InstanceState.RECEIVED,))
             if rows and self.replacer.run(uid, rows):  # same UID, new content: see replace.py
-                rows = self.store.instances.of_study(uid, ("received",))
+                rows = self.store.instances.of_study(uid, (InstanceState.RECEIVED,))
             if rows:
                 s = self.uploader.upload(uid, rows)
                 self._add(total, s)
@@ -97,7 +98,7 @@ class UploadHandler:
             if conf.requeued and resends < MAX_RESENDS and time.monotonic() < deadline:
                 resends += 1
                 continue
-            if not self.store.instances.of_study(uid, ("received",)) or \
+            if not self.store.instances.of_study(uid, (InstanceState.RECEIVED,)) or \
                     time.monotonic() >= deadline:
                 break
         return self._finish(uid, total, conf)
@@ -112,7 +113,8 @@ class UploadHandler:
     def confirm(self, uid: str) -> Confirmation:
         """QIDO-RS the study: listed instances become delivered, lost ones go again."""
         in_cloud = self.client.study_sop_uids(uid)
-        rows = self.store.instances.of_study(uid, ("received", "uploaded", "delivered"))
+        rows = self.store.instances.of_study(uid, (InstanceState.RECEIVED, InstanceState.UPLOADED,
+                                                    InstanceState.DELIVERED))
         sent = self.store.delivery.attempts([r.sop_uid for r in rows if r.state == "received"])
         now = time.time()
         out = Confirmation(in_cloud=len(in_cloud))
@@ -131,8 +133,8 @@ class UploadHandler:
             elif listed and _sent_unheard(sent.get(r.sop_uid), r.updated_at):
                 newly.append(r.sop_uid)  # sent before a crash, never heard back: it arrived
         with self.store.transaction():
-            self.store.instances.set_state(newly, "delivered")
-            self.store.instances.set_state(requeue, "received",
+            self.store.instances.set_state(newly, InstanceState.DELIVERED)
+            self.store.instances.set_state(requeue, InstanceState.RECEIVED,
                                            "not listed by the cloud: sending again")
         out.newly, out.requeued = len(newly), len(requeue)
         out.delivered = sum(1 for r in rows if r.sop_uid in in_cloud)
@@ -157,7 +159,7 @@ class UploadHandler:
                                       f"{uid})" if rejected else "")
         if study.get("state") == "complete" and not rejected and \
                 (expected is None or conf.in_cloud >= expected):
-            self.store.instances.set_study(uid, state="delivered")
+            self.store.instances.set_study(uid, state=StudyState.DELIVERED)
             log.info("study.delivered", study_uid=uid, instances=done, expected=expected)
             return f"{sent}; {tail}; study delivered"
         if study.get("state") == "complete" and expected is not None and conf.in_cloud < expected:
