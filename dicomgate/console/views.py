@@ -113,9 +113,10 @@ class Views:
             reach = self.store.facts.get(REACH_FACT) or {}
             for target, url in (("dicomweb", self.cfg.upstream.dicomweb_url),
                                 ("api", self.cfg.upstream.api_url)):
-                r = reach.get(target) or {}
-                out.append({"name": f"cloud_{target}", "target": url, "ok": r.get("reachable"),
-                            "at": r.get("at"), "since": None, "detail": r.get("error")})
+                seen = reach.get(target) or {}
+                out.append({"name": f"cloud_{target}", "target": url,
+                            "ok": seen.get("reachable"), "at": seen.get("at"), "since": None,
+                            "detail": seen.get("error")})
         return out
 
     def disk(self) -> dict[str, Any]:

@@ -28,7 +28,7 @@ STALE_TEMP_AGE = 3600.0  # a temp file nobody wrote to for this long was left by
 
 def setup(app: App) -> Images:
     cfg = app.config
-    images = build(cfg, app.store, app.progress)
+    images = build(cfg, app.store, app.progress)  # type: ignore[arg-type]
     if allowed_calling_aets(cfg):  # in a child process: receiving gets a core of its own
         scp = ScpPool(cfg, images.spool, app.store)
         app.add_service(scp, health=scp.health)

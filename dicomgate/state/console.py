@@ -43,7 +43,8 @@ class ConsoleStore:
                      changed_since: float | None = None, limit: int = 200) -> list[Exam]:
         """Exams by accession number (substring), exam day range ('YYYY-MM-DD', inclusive),
         stored state, or (OR'ed with the day range) first read at/after `changed_since`."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if accession:
             where.append("accession_no LIKE ? ESCAPE '\\'")
             params.append(_like(accession.strip()))
@@ -183,7 +184,8 @@ class ConsoleStore:
     def audit(self, actions: Iterable[str] = (), text: str | None = None,
               since: float | None = None, until: float | None = None,
               limit: int = 200) -> list[dict[str, Any]]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         actions = list(actions)
         if actions:
             where.append(f"action IN ({_marks(actions)})")

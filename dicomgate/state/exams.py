@@ -6,6 +6,7 @@ causes commit together (see `batch()`).
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import time
@@ -153,7 +154,8 @@ class ExamStore:
 
     def list(self, state: ExamState | None = None, since: float | None = None,
              limit: int = 1000) -> list[Exam]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if state is not None:
             where.append("state=?")
             params.append(member(ExamState, state).value)
@@ -165,7 +167,7 @@ class ExamStore:
                              (*params, limit))
         return [Exam.from_row(r) for r in rows]
 
-    def versions(self, exam_id: int) -> list[dict[str, Any]]:
+    def versions(self, exam_id: int) -> builtins.list[dict[str, Any]]:
         rows = self.db.query("SELECT * FROM exam_versions WHERE exam_id=? ORDER BY version",
                              (exam_id,))
         return [{**dict(r), "record": json.loads(r["record"])} for r in rows]
@@ -175,7 +177,8 @@ class ExamStore:
                         (exam_id, version))
         return {**dict(r), "record": json.loads(r["record"])} if r else None
 
-    def rejects(self, since: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    def rejects(self, since: float | None = None,
+                limit: int = 1000) -> builtins.list[dict[str, Any]]:
         rows = self.db.query("SELECT * FROM exam_rejects WHERE last_seen>=? "
                              "ORDER BY last_seen DESC LIMIT ?", (since or 0.0, limit))
         return [{**dict(r), "record": json.loads(r["record"])} for r in rows]

@@ -172,7 +172,8 @@ class InstanceStore:
     def set_study(self, study_uid: str, *, state: StudyState | None = None,
                   expected_count: int | None = None,
                   detail: dict[str, Any] | None = None) -> None:
-        sets, params = ["updated_at=?"], [time.time()]
+        sets: list[str] = ["updated_at=?"]
+        params: list[Any] = [time.time()]
         if state is not None:
             sets.append("state=?")
             params.append(member(StudyState, state).value)

@@ -111,7 +111,7 @@ class TaskStore:
         with self.db.tx() as conn:
             return self._enqueue(conn, task, delay, reopen, max_attempts, exam_id, study_uid)
 
-    def _enqueue(self, conn: sqlite3.Connection, task: TaskKind, delay: float, reopen: bool,
+    def _enqueue(self, conn: Any, task: TaskKind, delay: float, reopen: bool,
                  max_attempts: int | None, exam_id: int | None,
                  study_uid: str | None) -> Enqueued:
         now = time.time()
@@ -310,7 +310,8 @@ class TaskStore:
     def list(self, state: TaskState | None = None, kind: str | None = None,
              study_uid: str | None = None, exam_id: int | None = None,
              limit: int = 1000) -> list[Task]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if kind is not None and kind not in KINDS:
             raise ValueError(f"task kind {kind!r} is not declared in state/kinds.py")
         value = None if state is None else member(TaskState, state).value

@@ -72,7 +72,7 @@ class EventHandlers:
             raise Fatal(f"deletion {task.key} names no study_uids and no sop_uids")
         reply = self._send(task, "/deletions", body, str(body["deletionId"]))
         log.info("deletion.sent", accession_no=body["accessionNo"],
-                 studies=len(body["studyInstanceUids"]), instances=len(body["sopInstanceUids"]))
+                 studies=len(body["studyInstanceUids"]), instances=len(body["sopInstanceUids"]))  # type: ignore[arg-type]
         return f"cloud: {reply.message or 'ok'}"
 
     # -- common -------------------------------------------------------------------------------
