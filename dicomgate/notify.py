@@ -6,8 +6,15 @@ import os
 import socket
 
 
+# A datagram socket's queue is short (net.unix.max_dgram_qlen, 10 by default): when the
+# reader does not keep up, a send blocks. Bounded, so a slow or absent reader costs the caller
+# (the daemon's main loop, which also handles SIGTERM) one second, never its life.
+SEND_TIMEOUT = 1.0
+
+
 def notify(message: str) -> bool:
-    """Send e.g. "READY=1"; False when not run by systemd (no socket) or on error."""
+    """Send e.g. "READY=1"; False when not run by systemd (no socket), on error, or when the
+    reader's queue stays full for SEND_TIMEOUT (a watchdog beat then waits for the next)."""
     addr = os.environ.get("NOTIFY_SOCKET")
     if not addr:
         return False
@@ -15,6 +22,7 @@ def notify(message: str) -> bool:
         addr = "\0" + addr[1:]
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.settimeout(SEND_TIMEOUT)
             s.connect(addr)
             s.sendall(message.encode())
         return True
