@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 
-
 # A datagram socket's queue is short (net.unix.max_dgram_qlen, 10 by default): when the
 # reader does not keep up, a send blocks. Bounded, so a slow or absent reader costs the caller
 # (the daemon's main loop, which also handles SIGTERM) one second, never its life.
