@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 import socket
 
-# A datagram socket's queue is short (net.unix.max_dgram_qlen, 10 by default): when the
-# reader does not keep up, a send blocks. Bounded, so a slow or absent reader costs the caller
-# (the daemon's main loop, which also handles SIGTERM) one second, never its life.
+# A datagram socket whose reader lags (its queue holds only net.unix.max_dgram_qlen
+# messages, 10 by default) blocks the sender: the daemon's main thread beats the watchdog,
+# and blocked there it never saw its own SIGTERM. A message not sent in this time is dropped.
 SEND_TIMEOUT = 1.0
 
 
 def notify(message: str) -> bool:
-    """Send e.g. "READY=1"; False when not run by systemd (no socket), on error, or when the
-    reader's queue stays full for SEND_TIMEOUT (a watchdog beat then waits for the next)."""
+    """Send e.g. "READY=1"; False when not run by systemd (no socket), when the manager's
+    queue stays full for SEND_TIMEOUT, or on error. Never blocks longer than that."""
     addr = os.environ.get("NOTIFY_SOCKET")
     if not addr:
         return False
