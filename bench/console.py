@@ -30,6 +30,7 @@ import requests
 from dicomgate.sandbox.orthanc import free_port
 from dicomgate.state import Store
 from dicomgate.state.kinds import PushReport, Retrieve, Upload
+from dicomgate.state.names import ExamState, InstanceState, StudyState
 
 HOSPITAL = "H33010200001"
 TOKEN = "bench-console-token-0123456789"
@@ -52,14 +53,14 @@ def fill(store: Store, today: int) -> None:
                 acc = f"B{day:02d}{n:06d}"
                 uid = f"1.2.826.0.1.3680043.9.7777.{day}.{n}"
                 exam_id = store.exams.insert(
-                    hospital_id=HOSPITAL, accession_no=acc, state="reported",
+                    hospital_id=HOSPITAL, accession_no=acc, state=ExamState.REPORTED,
                     study_uid=uid, exam_time=when, report_version=1, warnings=[],
                     record={"accessionNo": acc, "patientName": "测试患者", "modality": "CT",
                             "examItemName": "胸部CT平扫", "examTime": when})
                 if day:
                     continue  # history: exams only (their instances were purged long ago)
                 store.instances.ensure_study(uid, accession_no=acc, exam_id=exam_id)
-                store.instances.set_study(uid, state="complete", expected_count=PER_EXAM)
+                store.instances.set_study(uid, state=StudyState.COMPLETE, expected_count=PER_EXAM)
                 sops = [f"{uid}.{i}" for i in range(PER_EXAM)]
                 for sop in sops:
                     store.instances.record(sop_uid=sop, study_uid=uid, series_uid=uid + ".1",
@@ -68,7 +69,7 @@ def fill(store: Store, today: int) -> None:
                                            path=f"/nonexistent/{sop}.dcm", size=524_288,
                                            sha256="0" * 64, source="bench")
                 delivered = sops if n % 10 else sops[:PER_EXAM // 2]  # 10 % still sending
-                store.instances.set_state(delivered, "delivered")
+                store.instances.set_state(delivered, InstanceState.DELIVERED)
                 for task in (Retrieve(study_uid=uid, exam_id=exam_id), Upload(uid),
                              PushReport(exam_id, 1)):
                     store.tasks.enqueue(task, exam_id=exam_id, study_uid=uid)

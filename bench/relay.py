@@ -45,6 +45,7 @@ from dicomgate.sandbox.orthanc import Orthanc, free_port
 from dicomgate.sandbox.studies import StudySpec, ct_instances
 from dicomgate.state import Store
 from dicomgate.state.kinds import Retrieve
+from dicomgate.state.names import StudyState
 
 HERE = Path(__file__).resolve().parent
 DICOMGATE = str(Path(sys.executable).parent / "dicomgate")
@@ -104,7 +105,7 @@ def spool_into(config: Path, files: list[bytes], complete: bool = False) -> None
                                sha256=hashlib.sha256(data).hexdigest(), source="bench")
         counts[ds.StudyInstanceUID] = counts.get(ds.StudyInstanceUID, 0) + 1
     for uid, n in counts.items() if complete else ():
-        store.instances.set_study(uid, state="complete", expected_count=n)
+        store.instances.set_study(uid, state=StudyState.COMPLETE, expected_count=n)
     store.close()
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import select
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 import structlog
 
@@ -30,7 +33,7 @@ def run(config: Config, stop: threading.Event | None = None) -> int:
     except BaseException:
         lock.release()
         raise
-    _install_signals(stop)
+    wait = _install_signals(stop)
     started: list = []
     try:
         if not store.tasks.doorbell.listen(app.pool.wake):
@@ -47,7 +50,7 @@ def run(config: Config, stop: threading.Event | None = None) -> int:
         log.info("daemon.started", version=__version__, config=str(config.path),
                  state_dir=str(config.gateway.state_dir), features=_features(config),
                  task_kinds=app.registry.kinds(), jobs=app.scheduler.names())
-        _watch(app, stop)
+        _watch(app, wait)
     finally:
         notify.notify("STOPPING=1")
         log.info("daemon.stopping")
@@ -96,11 +99,11 @@ def _open_store(config: Config) -> Store:
         raise DaemonError(str(exc)) from None
 
 
-def _watch(app: App, stop: threading.Event) -> None:
-    """Beat the systemd watchdog while the components are healthy."""
+def _watch(app: App, wait: Callable[[float], bool]) -> None:
+    """Beat the systemd watchdog while the components are healthy, until `wait` says stop."""
     period = notify.watchdog_period()
     last_bad: dict[str, str | None] = {}
-    while not stop.wait(period):
+    while not wait(period):
         health = app.health()
         bad = {k: v for k, v in health.items() if v}
         if bad != last_bad:
@@ -118,16 +121,51 @@ def _watch(app: App, stop: threading.Event) -> None:
             notify.notify("WATCHDOG=1")
 
 
-def _install_signals(stop: threading.Event) -> None:
+def _install_signals(stop: threading.Event) -> Callable[[float], bool]:
+    """SIGTERM and SIGINT set `stop`; returns the wait the main loop uses (`stop.wait`
+    elsewhere than in the main thread, where signals cannot be handled)."""
     if threading.current_thread() is not threading.main_thread():
-        return
+        return stop.wait
+    return SignalStop(stop).install()
 
-    def handler(signum, _frame):
-        log.info("daemon.signal", signal=signal.Signals(signum).name)
-        stop.set()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+class SignalStop:
+    """A Python signal handler runs in the main thread between two bytecodes, possibly
+    while that same thread holds a lock: `stop`'s own (inside Event.wait, every beat) or
+    the log's write lock (inside any log call). A handler that logs or calls `stop.set()`
+    then waits forever for a lock its own thread holds: the daemon hangs on SIGTERM. So
+    the handler only writes a byte to a pipe (no lock); the main thread waits on that
+    pipe, and logs and sets `stop` itself."""
+
+    def __init__(self, stop: threading.Event):
+        self.stop = stop
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        self._signals: list[int] = []
+
+    def install(self) -> Callable[[float], bool]:
+        signal.signal(signal.SIGTERM, self._handler)
+        signal.signal(signal.SIGINT, self._handler)
+        return self.wait
+
+    def _handler(self, signum: int, _frame: object) -> None:
+        self._signals.append(signum)  # list.append takes no lock the thread could hold
+        try:
+            os.write(self._write, b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full of earlier signals: it is readable anyway
+
+    def wait(self, timeout: float) -> bool:
+        """Like `stop.wait(timeout)`, woken by a signal as well; True once stopping."""
+        if not self.stop.is_set():
+            readable, _, _ = select.select([self._read], [], [], timeout)
+            if readable:
+                os.read(self._read, 64)
+                for signum in self._signals:
+                    log.info("daemon.signal", signal=signal.Signals(signum).name)
+                self._signals.clear()
+                self.stop.set()
+        return self.stop.is_set()
 
 
 def _features(config: Config) -> str:

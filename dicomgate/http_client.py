@@ -19,15 +19,25 @@ SEND_BLOCK = 1024 * 1024  # urllib3 reads request bodies in 16 KB blocks by defa
 
 
 class ClientSettings(Protocol):
-    """The configuration keys a section with outgoing HTTP carries ([upstream], [lookup])."""
-    auth: str
-    token: Secret | None
-    hmac_key_id: str
-    hmac_secret: Secret | None
-    verify_tls: bool
-    ca_bundle: Path | None
-    client_cert: Path | None
-    client_key: Path | None
+    """The configuration keys a section with outgoing HTTP carries ([upstream], [lookup]);
+    read-only, as the frozen config objects are."""
+
+    @property
+    def auth(self) -> str: ...
+    @property
+    def token(self) -> Secret | None: ...
+    @property
+    def hmac_key_id(self) -> str: ...
+    @property
+    def hmac_secret(self) -> Secret | None: ...
+    @property
+    def verify_tls(self) -> bool: ...
+    @property
+    def ca_bundle(self) -> Path | None: ...
+    @property
+    def client_cert(self) -> Path | None: ...
+    @property
+    def client_key(self) -> Path | None: ...
 
 
 class _Adapter(HTTPAdapter):

@@ -18,6 +18,7 @@ from ..config import Config, ConfigError, config_path, load
 from ..humanize import human_bytes
 from ..nodes import nodes_view
 from ..state import STATES
+from ..state.names import TaskState
 from .context import (
     EXIT_FAILED,
     EXIT_NO_STATE,
@@ -98,7 +99,7 @@ def gather_status(app: App) -> dict[str, Any]:
     cfg = app.config
     store = app.store
     pid = daemon_pid(cfg)
-    dead = store.tasks.list(state="dead", limit=20)
+    dead = store.tasks.list(state=TaskState.DEAD, limit=20)
     sections: dict[str, Any] = {}
     for name, fn in app.status_sections.items():
         try:

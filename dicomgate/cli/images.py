@@ -14,6 +14,7 @@ from ..app import App
 from ..images import PacsClient, PacsRefused, PacsUnavailable, present_sop_uids
 from ..images import build as build_images
 from ..state.kinds import Retrieve
+from ..state.names import StudyState, TaskState
 from ..tasks import Fatal, RetryLater
 from .context import (
     EXIT_USAGE,
@@ -125,25 +126,25 @@ def _via_daemon(app: App, args: argparse.Namespace, progress: Progress) -> str:
                     hospital_id=cfg.gateway.hospital_id, reason="dicomgate pull")
     with app.store.transaction():
         old = tasks.find(Retrieve.kind, want.key())
-        if old is not None and old.state == "pending":  # maybe in backoff: make it due now
+        if old is not None and old.state is TaskState.PENDING:  # maybe in backoff: make it due now
             tasks.cancel(old.id, "superseded by dicomgate pull")
         enq = tasks.enqueue(want, reopen=True, study_uid=args.study_uid)
     first = tasks.get(enq.id)
     assert first is not None
     deadline = time.monotonic() + cfg.pacs.move_timeout + 600
-    seen_running = first.state == "running"
+    seen_running = first.state is TaskState.RUNNING
     while time.monotonic() < deadline:
         task = tasks.get(enq.id)
         if task is None:
             raise CommandError(f"retrieve task {enq.id} disappeared from the queue")
-        seen_running |= task.state == "running"
+        seen_running |= task.state is TaskState.RUNNING
         fresh = task.updated_at > first.updated_at or seen_running
-        if task.state == "done" and fresh:
+        if task.state is TaskState.DONE and fresh:
             return task.result or ""
-        if task.state in ("dead", "cancelled") and fresh:
+        if task.state in (TaskState.DEAD, TaskState.CANCELLED) and fresh:
             raise CommandError(f"{task.last_error} (task {task.id}; after fixing: dicomgate "
                                f"tasks retry {task.id})")
-        if task.state == "pending" and task.last_error and fresh and seen_running:
+        if task.state is TaskState.PENDING and task.last_error and fresh and seen_running:
             raise CommandError(f"{task.last_error} (the daemon retries task {task.id} at "
                                f"{when(task.run_after)})")
         progress.show()
@@ -153,7 +154,7 @@ def _via_daemon(app: App, args: argparse.Namespace, progress: Progress) -> str:
 
 
 # A pulled study is done when every instance is here or already with the cloud.
-DONE_STATES = ("complete", "delivered")
+DONE_STATES = (StudyState.COMPLETE, StudyState.DELIVERED)
 
 
 def _report(app: App, args: argparse.Namespace, result: str) -> int:

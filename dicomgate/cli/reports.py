@@ -20,6 +20,7 @@ from ..reports import (
     run_check,
 )
 from ..state.exams import EXAM_STATES, Exam
+from ..state.names import ExamState
 from .context import EXIT_FAILED, EXIT_USAGE, CommandError, open_app, print_json, print_table, when
 
 
@@ -57,7 +58,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     esub = p.add_subparsers(dest="exams_command", metavar="ACTION")
     esub.required = True
     lp = esub.add_parser("list", help="exams, most recently changed first")
-    lp.add_argument("--state", choices=EXAM_STATES)
+    lp.add_argument("--state", type=ExamState, choices=EXAM_STATES)
     lp.add_argument("--since", metavar="T", help="changed at or after T (local time)")
     lp.add_argument("--limit", type=int, default=100)
     lp.add_argument("--json", action="store_true")
@@ -195,7 +196,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     since_ts = since.replace(tzinfo=app.config.gateway.timezone).timestamp() if since else None
     exams = app.store.exams.list(state=args.state, since=since_ts, limit=args.limit)
     rows = [_summary(e) for e in exams]
-    if args.state in (None, "quarantined"):
+    if args.state in (None, ExamState.QUARANTINED):
         rows += [_reject_summary(r) for r in app.store.exams.rejects(since_ts, args.limit)]
     if args.json:
         print_json(rows)

@@ -15,6 +15,7 @@ from ..shim import (
     parse_login_string,
 )
 from ..smcrypto import Sm2Decryptor
+from ..state.names import SessionState
 from .context import EXIT_USAGE, CommandError, load_config, open_app, print_json, print_table, when
 
 
@@ -42,7 +43,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     lp.add_argument("--json", action="store_true")
     lp.set_defaults(func=cmd_login_parse)
     ls = lsub.add_parser("sessions", help="doctor sessions, newest first")
-    ls.add_argument("--state", choices=("open", "closed"))
+    ls.add_argument("--state", type=SessionState, choices=tuple(SessionState))
     ls.add_argument("--limit", type=int, default=50)
     ls.set_defaults(func=cmd_login_sessions)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..state import STATES
+from ..state.names import TaskState
 from .context import EXIT_USAGE, CommandError, audit, open_app, print_json, print_table, when
 
 
@@ -14,7 +15,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     tsub.required = True
 
     lp = tsub.add_parser("list", help="list tasks, newest first")
-    lp.add_argument("--state", choices=STATES)
+    lp.add_argument("--state", type=TaskState, choices=STATES)
     lp.add_argument("--kind")
     lp.add_argument("--limit", type=int, default=100)
     lp.add_argument("--json", action="store_true")
@@ -33,7 +34,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         print_json([t.public() for t in tasks])
         return 0
     rows = [{"id": t.id, "kind": t.kind, "key": t.key, "state": t.state,
-             "attempts": t.attempts, "due": when(t.run_after) if t.state == "pending" else None,
+             "attempts": t.attempts,
+             "due": when(t.run_after) if t.state is TaskState.PENDING else None,
              "updated": when(t.updated_at), "error": t.last_error} for t in tasks]
     print_table(rows, ["id", "kind", "key", "state", "attempts", "due", "updated", "error"])
     return 0

@@ -9,6 +9,7 @@ import time
 from .. import logs
 from ..app import App, Progress
 from ..state.kinds import UPSTREAM_KINDS, Upload
+from ..state.names import TaskState
 from ..upstream import requeue_rejected
 from .context import (
     EXIT_USAGE,
@@ -90,12 +91,12 @@ def _drain(app: App, kinds: list[str], args: argparse.Namespace) -> int:
         print(f"{task.kind} {task.key} ...", flush=True)
         state = pool.run(task)
         after = store.tasks.get(task.id)
-        if state == "done":
+        if state is TaskState.DONE:
             done += 1
             print(f"  done: {after.result if after else ''}")
         else:
             failed += 1
-            print(f"  {'DEAD' if state == 'dead' else 'will retry'}: "
+            print(f"  {'DEAD' if state is TaskState.DEAD else 'will retry'}: "
                   f"{after.last_error if after else ''}")
     print(f"{done} task(s) done, {failed} failed")
     return 0 if failed == 0 else 1
@@ -148,7 +149,7 @@ def cmd_upload_state(args: argparse.Namespace) -> int:
     print("  " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if task:
         print(f"  upload task {task.id}: {task.state}, {task.attempts} attempt(s)"
-              + (f", next {when(task.run_after)}" if task.state == "pending" else "")
+              + (f", next {when(task.run_after)}" if task.state is TaskState.PENDING else "")
               + (f": {task.last_error}" if task.last_error else "")
               + (f": {task.result}" if task.result and not task.last_error else ""))
     print()

@@ -20,7 +20,7 @@ from ..nodes import nodes_view
 from ..privacy import mask_mapping, mask_text, mask_value
 from ..state.exams import Exam
 from ..state.kinds import Deletion, PushReport, Retrieve, Upload, Withdraw
-from ..state.names import Fact
+from ..state.names import ExamState, Fact
 
 ECHO_FACT = Fact.PACS_ECHO
 REACH_FACT = Fact.UPSTREAM_REACHABILITY
@@ -113,9 +113,10 @@ class Views:
             reach = self.store.facts.get(REACH_FACT) or {}
             for target, url in (("dicomweb", self.cfg.upstream.dicomweb_url),
                                 ("api", self.cfg.upstream.api_url)):
-                r = reach.get(target) or {}
-                out.append({"name": f"cloud_{target}", "target": url, "ok": r.get("reachable"),
-                            "at": r.get("at"), "since": None, "detail": r.get("error")})
+                seen = reach.get(target) or {}
+                out.append({"name": f"cloud_{target}", "target": url,
+                            "ok": seen.get("reachable"), "at": seen.get("at"), "since": None,
+                            "detail": seen.get("error")})
         return out
 
     def disk(self) -> dict[str, Any]:
@@ -249,9 +250,9 @@ def _row(e: Exam, p: dict[str, Any], qr: dict[str, Any] | None) -> dict[str, Any
 
 def stage(e: Exam, p: dict[str, Any]) -> str:
     """One word for where the exam stands (see STAGES)."""
-    if e.state in ("withdrawn", "deleted"):
-        return e.state
-    if e.state == "quarantined":
+    if e.state in (ExamState.WITHDRAWN, ExamState.DELETED):
+        return e.state.value
+    if e.state is ExamState.QUARANTINED:
         return "quarantined"
     if p["dead_tasks"] or p["rejected"]:
         return "problem"

@@ -37,7 +37,7 @@ def pick_hospital(found: list[StudyMatch], hospital_id: str, hospitals: tuple[st
         return ours
     if not unknown:
         raise RetryLater(f"{where} has AccessionNumber {accession_no} only for hospital(s) "
-                         f"{', '.join(sorted(set(others.values())))}, none for {hospital_id} "
+                         f"{', '.join(sorted(set(others.values())))}, none for {hospital_id} "  # type: ignore[arg-type]
                          "(yet); will ask again")
     if len(hospitals) > 1 and len(unknown) > 1:
         raise Fatal(f"{where} has {len(unknown)} studies with AccessionNumber {accession_no} "

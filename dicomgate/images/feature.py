@@ -10,6 +10,7 @@ import structlog
 from ..app import App
 from ..state import Task
 from ..state.kinds import Retrieve
+from ..state.names import TaskState
 from ..tasks import Fatal
 from .echo import EchoMonitor, echo_health, echo_status
 from .http_fetch import HttpFetcher
@@ -27,7 +28,7 @@ STALE_TEMP_AGE = 3600.0  # a temp file nobody wrote to for this long was left by
 
 def setup(app: App) -> Images:
     cfg = app.config
-    images = build(cfg, app.store, app.progress)
+    images = build(cfg, app.store, app.progress)  # type: ignore[arg-type]
     if allowed_calling_aets(cfg):  # in a child process: receiving gets a core of its own
         scp = ScpPool(cfg, images.spool, app.store)
         app.add_service(scp, health=scp.health)
@@ -83,7 +84,7 @@ def status(app: App, spool: Spool) -> dict[str, Any]:
     if cfg.pacs is not None:
         out.update(echo_status(app.store))
         out["C-MOVE"] = stall_health(app.store) or "no stall"
-        waiting = [t for t in app.store.tasks.list(state="pending", kind="retrieve")
+        waiting = [t for t in app.store.tasks.list(state=TaskState.PENDING, kind=Retrieve.kind)
                    if t.last_error]
         if waiting:
             out["retrieves waiting"] = (f"{len(waiting)}, latest: "

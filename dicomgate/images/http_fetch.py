@@ -14,6 +14,7 @@ import structlog
 
 from ..state import Store, Task
 from ..state.kinds import Retrieve, Upload
+from ..state.names import StudyState
 from ..tasks import Fatal, RetryLater, WaitFor
 from .ingest import Ingest, Malformed, Stored
 from .move_outcome import DISK_RECHECK
@@ -64,8 +65,8 @@ class HttpFetcher:
         inst.ensure_study(study_uid, accession_no=work.accession_no, exam_id=work.exam_id)
         count = len(inst.sop_uids(study_uid))
         with self.store.transaction():
-            inst.set_study(study_uid, state="complete" if complete else "incomplete",
-                           expected_count=count)
+            state = StudyState.COMPLETE if complete else StudyState.INCOMPLETE
+            inst.set_study(study_uid, state=state, expected_count=count)
             if complete and self.ingest.queue_uploads:
                 self.store.tasks.enqueue(Upload(study_uid), reopen=True,
                                          study_uid=study_uid)

@@ -98,10 +98,16 @@ def _read_with_pydicom(path: Path) -> header.Header:
         # large values (Pixel Data) are deferred: only their length is read, never the pixels
         ds = dcmread(path, defer_size=1024, specific_tags=_TAGS + _PIXEL_TAGS)
         meta = ds.file_meta
-        h = header.Header(*(str(v or "").strip() for v in (
-            meta.get("TransferSyntaxUID", ""), meta.get("MediaStorageSOPClassUID", ""),
-            ds.get("SOPClassUID", ""), ds.get("SOPInstanceUID", ""),
-            ds.get("StudyInstanceUID", ""), ds.get("SeriesInstanceUID", ""))))
+        def text(v: object) -> str:
+            return str(v or "").strip()
+
+        h = header.Header(
+            transfer_syntax=text(meta.get("TransferSyntaxUID", "")),
+            media_sop_class_uid=text(meta.get("MediaStorageSOPClassUID", "")),
+            sop_class_uid=text(ds.get("SOPClassUID", "")),
+            sop_uid=text(ds.get("SOPInstanceUID", "")),
+            study_uid=text(ds.get("StudyInstanceUID", "")),
+            series_uid=text(ds.get("SeriesInstanceUID", "")))
     except Exception as exc:
         raise Malformed(f"not a readable DICOM dataset: {type(exc).__name__}: {exc}") from None
     try:
@@ -109,7 +115,7 @@ def _read_with_pydicom(path: Path) -> header.Header:
         h.bits, h.samples = int(ds.get("BitsAllocated") or 0), ds.get("SamplesPerPixel")
         h.frames = ds.get("NumberOfFrames")
         if PIXEL_DATA in ds:
-            h.pixel_length = ds.get_item(PIXEL_DATA, keep_deferred=True).length
+            h.pixel_length = ds.get_item(PIXEL_DATA, keep_deferred=True).length  # type: ignore[union-attr,attr-defined]  # a RawDataElement: deferred
     except (TypeError, ValueError, AttributeError):
         h.pixel_length = None
     return h

@@ -18,7 +18,7 @@ import structlog
 
 from ..state import Store, Task
 from ..state.kinds import Retrieve, Upload
-from ..state.names import Fact
+from ..state.names import Fact, StudyState
 from ..tasks import Fatal, RetryLater, WaitFor
 from .accession import pick_hospital
 from .echo import FACT as ECHO_FACT
@@ -209,7 +209,7 @@ class Retriever:
             return None
         if not count:
             return None
-        self.store.instances.set_study(study_uid, state="retrieving", expected_count=count)
+        self.store.instances.set_study(study_uid, state=StudyState.RETRIEVING, expected_count=count)
         log.info("study.retrieve_started", study_uid=study_uid, expected=count, present=0,
                  missing=count, mode="study count")
         mover = Mover(self.store, pacs, {}, self.progress, held=0, expected=count,
@@ -238,7 +238,8 @@ class Retriever:
         missing = self._still_missing(study_uid, exp, verdicts)  # less what we quarantined
         if not missing and self._already_delivered(study_uid):
             return f"study {study_uid}: delivered, {exp.count} instances, 0 moved"
-        self.store.instances.set_study(study_uid, state="retrieving", expected_count=exp.count)
+        self.store.instances.set_study(study_uid, state=StudyState.RETRIEVING,
+                                       expected_count=exp.count)
         log.info("study.retrieve_started", study_uid=study_uid, expected=exp.count,
                  present=len(have), missing=exp.size(missing))
         mover = Mover(self.store, pacs, dict(exp.classes), self.progress,
@@ -326,13 +327,14 @@ class Retriever:
                     why = give_up_detail(steps, missing, self.pacs.where)
             detail["repair"] = [s.as_dict() for s in steps]
             detail["why"] = why
-            self.store.instances.set_study(study_uid, state="incomplete",
+            self.store.instances.set_study(study_uid, state=StudyState.INCOMPLETE,
                                            expected_count=exp.count, detail=detail)
             log.warning("study.incomplete", study_uid=study_uid, missing=n, expected=exp.count,
                         moved=moved, seconds=seconds, why=why)
             raise RetryLater(f"study {study_uid}: {why}; will try again")
         with self.store.transaction():
-            self.store.instances.set_study(study_uid, state="complete", expected_count=exp.count,
+            self.store.instances.set_study(study_uid, state=StudyState.COMPLETE,
+                                           expected_count=exp.count,
                                            detail={"moved": moved, "at": time.time()})
             if self.queue_uploads:
                 self.store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid)
@@ -351,8 +353,8 @@ class Retriever:
                   "quarantined": sorted(quarantined)[:50],
                   "unsendable": {u: left_out[u] for u in sorted(unsendable)[:50]}}
         with self.store.transaction():
-            self.store.instances.set_study(study_uid, state="complete", expected_count=good,
-                                           detail=detail)
+            self.store.instances.set_study(study_uid, state=StudyState.COMPLETE,
+                                           expected_count=good, detail=detail)
             if self.queue_uploads:
                 self.store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid)
         queued = " and queued for upload" if self.queue_uploads else ""

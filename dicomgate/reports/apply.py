@@ -18,6 +18,7 @@ from ..privacy import mask_text
 from ..state import Store
 from ..state.exams import Exam, dumps
 from ..state.kinds import PushReport, Retrieve, Upload, Withdraw
+from ..state.names import ExamState
 from .duplicates import MARK, RULE
 from .events import (
     AUDITED,
@@ -35,7 +36,7 @@ log = structlog.get_logger("dicomgate.reports")
 
 # Work that a refund makes pointless: cancelled before the withdrawal is queued.
 CANCEL_ON_REFUND = (Retrieve.kind, Upload.kind, PushReport.kind)
-STICKY_STATES = ("withdrawn", "deleted")
+STICKY_STATES = (ExamState.WITHDRAWN, ExamState.DELETED)
 
 
 @dataclass
@@ -99,20 +100,20 @@ class Applier:
             return
         if exam is None:
             self.store.exams.insert(
-                hospital_id=hid, accession_no=acc, state="synced", record=merged,
+                hospital_id=hid, accession_no=acc, state=ExamState.SYNCED, record=merged,
                 content_hash=digest, study_uid=merged.get("studyInstanceUid"),
                 exam_time=merged.get("examTime"), warnings=n.warnings,
                 last_type=events[0].code if events else None)
             exam = self.store.exams.get(hid, acc)
             counts.new += 1
-        elif exam.content_hash != digest or exam.state == "quarantined":
+        elif exam.content_hash != digest or exam.state is ExamState.QUARANTINED:
             state = self._settled_state(exam)
             self.store.exams.update(
                 exam.id, state=state, record=merged, content_hash=digest,
                 quarantine_reason=None, study_uid=merged.get("studyInstanceUid"),
                 exam_time=merged.get("examTime"), warnings=n.warnings,
                 last_type=events[0].code if events else exam.last_type)
-            if exam.state == "quarantined":
+            if exam.state is ExamState.QUARANTINED:
                 log.info("reports.quarantine_cleared", exam_id=exam.id, accession_no=acc)
             exam = self.store.exams.get(hid, acc)
             counts.changed += 1
@@ -123,13 +124,13 @@ class Applier:
             self._event(exam, event, counts)
             exam = self.store.exams.get(hid, acc) or exam
 
-    def _settled_state(self, exam: Exam) -> str:
+    def _settled_state(self, exam: Exam) -> ExamState:
         """The state of a good row: a withdrawal or deletion outlives later rows."""
         if self.store.exams.task_keys(exam.id, Withdraw.kind):
-            return "withdrawn"
-        if exam.state == "deleted":
-            return "deleted"
-        return "reported" if exam.report_version else "synced"
+            return ExamState.WITHDRAWN
+        if exam.state is ExamState.DELETED:
+            return ExamState.DELETED
+        return ExamState.REPORTED if exam.report_version else ExamState.SYNCED
 
     def _reject(self, n: Normalised,
                 events: list[EventType] | None, counts: Counts) -> None:
@@ -147,15 +148,16 @@ class Applier:
                     counts: Counts) -> None:
         counts.quarantined += 1
         acc, hid = merged["accessionNo"], merged["hospitalId"]
-        if exam is not None and exam.content_hash == digest and exam.state == "quarantined":
+        if exam is not None and exam.content_hash == digest and exam.state is ExamState.QUARANTINED:
             return  # the same bad row, re-read in the overlap
-        values = dict(state="quarantined", record=merged, content_hash=digest,
+        values = dict(record=merged, content_hash=digest,
                       quarantine_reason=n.reason, warnings=n.warnings,
                       last_type=events[0].code if events else None)
         if exam is None:
-            self.store.exams.insert(hospital_id=hid, accession_no=acc, **values)
+            self.store.exams.insert(hospital_id=hid, accession_no=acc,
+                                    state=ExamState.QUARANTINED, **values)
         else:
-            self.store.exams.update(exam.id, **values)
+            self.store.exams.update(exam.id, state=ExamState.QUARANTINED, **values)
         log.warning("reports.row_quarantined", accession_no=acc, hospital_id=hid,
                     type=values["last_type"], reason=mask_text(n.reason))
         self._audit_foreign(n, f"exam:{hid}:{acc}")
@@ -207,7 +209,7 @@ class Applier:
             event = MODIFIED  # read first by the audit-time query, but it is a modification
         self.store.exams.add_version(exam.id, version, event.code, digest, exam.record)
         self.store.exams.update(exam.id, report_version=version, report_hash=digest,
-                                state="reported")
+                                state=ExamState.REPORTED)
         out = self.store.tasks.enqueue(PushReport(exam.id, version), exam_id=exam.id,
                                        study_uid=exam.study_uid)
         counts.tasks += int(out.created)
@@ -222,7 +224,7 @@ class Applier:
         for task_id in ids:
             counts.cancelled += int(self.store.tasks.cancel(
                 task_id, "exam refunded at the PACS (type 2)"))
-        self.store.exams.update(exam.id, state="withdrawn")
+        self.store.exams.update(exam.id, state=ExamState.WITHDRAWN)
         out = self.store.tasks.enqueue(
             Withdraw(exam.hospital_id, exam.accession_no, exam.id,
                      exam.record.get("refundTime")),

@@ -18,7 +18,7 @@ import structlog
 
 from ..state import Store
 from ..state.exams import Exam
-from ..state.names import Fact
+from ..state.names import ExamState, Fact
 from . import duplicates
 from .events import AUDITED, MODIFIED, POLL_ORDER, REFUNDED, EventType
 from .poller import Poller
@@ -101,14 +101,14 @@ def _applied(store: Store, exam: Exam | None, event: EventType, shown: str | Non
     A quarantined exam counts: it is listed with its reason, not lost."""
     if exam is None:
         return False, None
-    if exam.state == "quarantined" or not shown:
+    if exam.state is ExamState.QUARANTINED or not shown:
         return True, exam.state
     if event is REFUNDED:
-        return exam.state == "withdrawn", exam.state
+        return exam.state is ExamState.WITHDRAWN, exam.state
     if event in (AUDITED, MODIFIED):  # the newest report version carries that time
         versions = store.exams.versions(exam.id)
         held = versions[-1]["record"].get(event.time_field) if versions else None
-        return held == shown or exam.state in ("withdrawn", "deleted"), held
+        return held == shown or exam.state in (ExamState.WITHDRAWN, ExamState.DELETED), held
     return True, exam.record.get(event.time_field)
 
 

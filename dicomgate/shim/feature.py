@@ -60,7 +60,7 @@ def setup(app: App) -> None:
     routes.add(ops.HEALTHZ_PATH, healthz(app), summary="health: 200 or 503 with the reasons")
     routes.add(ops.METRICS_PATH, metrics_endpoint(app), summary="Prometheus metrics")
     routes.add(OPENAPI_PATH, _openapi_handler(routes, app.mounts), summary="this API")
-    service = ShimService(cfg.shim, routes, on_stop=lambda: [c() for c in closers],
+    service = ShimService(cfg.shim, routes, on_stop=lambda: [c() for c in closers],  # type: ignore[arg-type]
                           on_foreign=_audit_foreign(app), mounts=app.mounts)
     app.add_service(service, health=service.health)
     app.add_status("shim", lambda: _status(app, cfg))

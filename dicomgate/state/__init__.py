@@ -6,10 +6,11 @@ from pathlib import Path
 
 from .audit import AuditStore
 from .console import ConsoleStore
-from .db import Database, StateError
+from .db import SqliteDatabase, StateError
 from .deletions import DeletionStore
 from .delivery import DeliveryStore
 from .dicom_events import DicomEvent, DicomEventStore
+from .engine import Database
 from .exams import ExamStore
 from .instances import InstanceRow, InstanceStore
 from .jobs import FactStore, JobStore, KeyValueStore
@@ -35,10 +36,10 @@ from .unit_of_work import UnitOfWork
 Where = Path | PgLocation  # SQLite's file, or a shared PostgreSQL store
 
 
-def open_database(where: Where) -> Database | PgDatabase:
+def open_database(where: Where) -> Database:
     if isinstance(where, PgLocation):
         return PgDatabase(where.url, where.state_dir, where.node)
-    return Database(where)
+    return SqliteDatabase(where)
 
 
 def _exists(where: Where) -> bool:
@@ -85,7 +86,8 @@ class Store:
         """The store at `path` as it is: NoState when there is none (nothing is created),
         SchemaTooOld / SchemaTooNew when its schema is not SCHEMA_VERSION."""
         if not _exists(path):
-            raise NoState(f"no state yet in {path.parent}: the daemon creates it when it "
+            where = getattr(path, "parent", path)
+            raise NoState(f"no state yet in {where}: the daemon creates it when it "
                           "starts (systemctl start dicomgate), or run `dicomgate migrate`")
         return cls(path, migrate=False)
 

@@ -11,7 +11,7 @@ from typing import Any
 from .db import Database
 from .exams import Exam
 from .kinds import PushReport
-from .names import TaskState
+from .names import ExamState, TaskState, member
 from .tasks import Task
 
 # What an exam needs from the other tables to say where it stands in the pipeline.
@@ -39,11 +39,12 @@ class ConsoleStore:
 
     # -- exams ----------------------------------------------------------------------------
     def search_exams(self, accession: str | None = None, day_from: str | None = None,
-                     day_to: str | None = None, states: Iterable[str] | None = None,
+                     day_to: str | None = None, states: Iterable[ExamState] | None = None,
                      changed_since: float | None = None, limit: int = 200) -> list[Exam]:
         """Exams by accession number (substring), exam day range ('YYYY-MM-DD', inclusive),
         stored state, or (OR'ed with the day range) first read at/after `changed_since`."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if accession:
             where.append("accession_no LIKE ? ESCAPE '\\'")
             params.append(_like(accession.strip()))
@@ -59,10 +60,10 @@ class ConsoleStore:
             params.append(changed_since)
         elif day:
             where.extend(day)
-        states = list(states or ())
-        if states:
-            where.append(f"state IN ({_marks(states)})")
-            params.extend(states)
+        wanted = [member(ExamState, s).value for s in states or ()]
+        if wanted:
+            where.append(f"state IN ({_marks(wanted)})")
+            params.extend(wanted)
         sql = "SELECT * FROM exams" + (" WHERE " + " AND ".join(where) if where else "")
         rows = self.db.query(sql + " ORDER BY COALESCE(exam_time, '') DESC, id DESC LIMIT ?",
                              (*params, limit))
@@ -183,7 +184,8 @@ class ConsoleStore:
     def audit(self, actions: Iterable[str] = (), text: str | None = None,
               since: float | None = None, until: float | None = None,
               limit: int = 200) -> list[dict[str, Any]]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         actions = list(actions)
         if actions:
             where.append(f"action IN ({_marks(actions)})")

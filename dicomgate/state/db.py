@@ -9,11 +9,10 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
+
+from .engine import Database
 
 _UNWRITABLE = ("disk is full", "database or disk is full", "disk i/o error",
                "database is locked", "unable to open database")
@@ -57,16 +56,15 @@ def secure_dir(path: Path) -> None:
                          "service user (sudo -u dicomgate ...)") from None
 
 
-class Database:
+class SqliteDatabase(Database[sqlite3.Connection]):
+    """The store in one SQLite file (WAL): one host, one writer at a time."""
+
     engine = "sqlite"
-    node: str | None = None  # one host: files and tasks belong to no node in particular
 
     def __init__(self, path: Path, busy_timeout: float = 30.0):
+        super().__init__()
         self.path = path
         self.busy_timeout = busy_timeout
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
         secure_dir(path.parent)
         old_umask = os.umask(0o077)  # the -wal and -shm files are created 0600 too
         try:
@@ -109,52 +107,21 @@ class Database:
                     raise
                 time.sleep(0.02)
 
-    @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction, taken at once so writers queue instead of deadlocking.
-        Inside one already open on this thread it joins it: the outermost commits, and an
-        exception escaping it rolls the whole back (see unit_of_work.py)."""
-        c = self.conn()
-        if getattr(self._local, "depth", 0):
-            self._local.depth += 1
-            try:
-                yield c
-            finally:
-                self._local.depth -= 1
-            return
+    def _begin(self, c: sqlite3.Connection) -> None:
         c.execute("BEGIN IMMEDIATE")
-        self._local.after, self._local.depth = [], 1
+
+    def _commit(self, c: sqlite3.Connection) -> None:
+        c.execute("COMMIT")
+
+    def _rollback(self, c: sqlite3.Connection) -> None:
+        if c.in_transaction:
+            c.execute("ROLLBACK")
+
+    def _close(self, c: sqlite3.Connection) -> None:
         try:
-            yield c
-            self._local.depth = 0
-            c.execute("COMMIT")
-        except BaseException:
-            self._local.after, self._local.depth = None, 0
-            if c.in_transaction:
-                c.execute("ROLLBACK")
-            raise
-        callbacks, self._local.after = self._local.after, None
-        for fn in callbacks:
-            fn()
-
-    def claim_tx(self):
-        """The task claim's transaction (PostgreSQL: one without the write lock)."""
-        return self.tx()
-
-    def after_commit(self, fn: Callable[[], None]) -> None:
-        """Run `fn` once the current transaction commits (now, outside one): others only
-        see a row after the commit, so that is when to tell them."""
-        pending = getattr(self._local, "after", None)
-        if pending is None:
-            fn()
-        else:
-            pending.append(fn)
-
-    def query(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
-        return self.conn().execute(sql, params).fetchall()
-
-    def one(self, sql: str, params: tuple | dict = ()) -> sqlite3.Row | None:
-        return self.conn().execute(sql, params).fetchone()
+            c.close()
+        except sqlite3.Error:
+            pass
 
     @property
     def where(self) -> str:
@@ -179,13 +146,3 @@ class Database:
         except Exception as exc:
             return f"state database unusable: {exc}"
         return None
-
-    def close(self) -> None:
-        with self._lock:
-            for c in self._all:
-                try:
-                    c.close()
-                except sqlite3.Error:
-                    pass
-            self._all.clear()
-        self._local = threading.local()

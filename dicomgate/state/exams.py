@@ -6,6 +6,7 @@ causes commit together (see `batch()`).
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import time
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .db import Database
-from .names import ExamState, declared
+from .names import ExamState, member
 
 EXAM_STATES = tuple(ExamState)
 
@@ -24,7 +25,7 @@ class Exam:
     hospital_id: str
     accession_no: str
     study_uid: str | None
-    state: str
+    state: ExamState
     record: dict[str, Any]
     content_hash: str | None
     report_version: int
@@ -39,6 +40,7 @@ class Exam:
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Exam:
         d = dict(row)
+        d["state"] = ExamState(d["state"])
         d["record"] = json.loads(d["record"] or "{}")
         d["warnings"] = json.loads(d["warnings"] or "[]")
         return cls(**d)
@@ -53,9 +55,10 @@ class ExamStore:
         self.db = db
 
     # -- writes (a batch of rows and the tasks they cause: inside store.transaction()) ----
-    def insert(self, *, hospital_id: str, accession_no: str, **values: Any) -> int:
+    def insert(self, *, hospital_id: str, accession_no: str, state: ExamState | None = None,
+               **values: Any) -> int:
         now = time.time()
-        cols = self._columns(values)
+        cols = self._columns(values, state)
         with self.db.tx() as conn:
             cur = conn.execute(
                 f"INSERT INTO exams (hospital_id, accession_no, created_at, updated_at"
@@ -63,22 +66,22 @@ class ExamStore:
                 (hospital_id, accession_no, now, now, *cols.values()))
         return int(cur.lastrowid)
 
-    def update(self, exam_id: int, **values: Any) -> None:
-        cols = self._columns(values)
+    def update(self, exam_id: int, *, state: ExamState | None = None, **values: Any) -> None:
+        cols = self._columns(values, state)
         sets = "".join(f"{c}=?, " for c in cols)
         with self.db.tx() as conn:
             conn.execute(f"UPDATE exams SET {sets}updated_at=? WHERE id=?",
                          (*cols.values(), time.time(), exam_id))
 
     @staticmethod
-    def _columns(values: dict[str, Any]) -> dict[str, Any]:
-        allowed = {"study_uid", "state", "record", "content_hash", "report_version",
+    def _columns(values: dict[str, Any], state: ExamState | None) -> dict[str, Any]:
+        allowed = {"study_uid", "record", "content_hash", "report_version",
                    "report_hash", "quarantine_reason", "warnings", "exam_time", "last_type"}
         unknown = set(values) - allowed
         if unknown:
             raise ValueError(f"not exam columns: {sorted(unknown)}")
-        if "state" in values:
-            values = {**values, "state": declared(ExamState, values["state"])}
+        if state is not None:
+            values = {**values, "state": member(ExamState, state).value}
         return {k: dumps(v) if k in ("record", "warnings") else v for k, v in values.items()}
 
     def add_version(self, exam_id: int, version: int, source_type: int, content_hash: str,
@@ -149,12 +152,13 @@ class ExamStore:
         row = self.db.one("SELECT * FROM exams WHERE id=?", (exam_id,))
         return Exam.from_row(row) if row else None
 
-    def list(self, state: str | None = None, since: float | None = None,
+    def list(self, state: ExamState | None = None, since: float | None = None,
              limit: int = 1000) -> list[Exam]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if state is not None:
             where.append("state=?")
-            params.append(declared(ExamState, state))
+            params.append(member(ExamState, state).value)
         if since is not None:
             where.append("updated_at>=?")
             params.append(since)
@@ -163,7 +167,7 @@ class ExamStore:
                              (*params, limit))
         return [Exam.from_row(r) for r in rows]
 
-    def versions(self, exam_id: int) -> list[dict[str, Any]]:
+    def versions(self, exam_id: int) -> builtins.list[dict[str, Any]]:
         rows = self.db.query("SELECT * FROM exam_versions WHERE exam_id=? ORDER BY version",
                              (exam_id,))
         return [{**dict(r), "record": json.loads(r["record"])} for r in rows]
@@ -173,7 +177,8 @@ class ExamStore:
                         (exam_id, version))
         return {**dict(r), "record": json.loads(r["record"])} if r else None
 
-    def rejects(self, since: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    def rejects(self, since: float | None = None,
+                limit: int = 1000) -> builtins.list[dict[str, Any]]:
         rows = self.db.query("SELECT * FROM exam_rejects WHERE last_seen>=? "
                              "ORDER BY last_seen DESC LIMIT ?", (since or 0.0, limit))
         return [{**dict(r), "record": json.loads(r["record"])} for r in rows]

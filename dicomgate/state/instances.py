@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .db import Database
-from .names import InstanceState, StudyState, declared
+from .names import InstanceState, StudyState, member
 
 
 @dataclass(frozen=True)
@@ -115,12 +115,13 @@ class InstanceStore:
         row = self.db.one("SELECT path FROM instances WHERE sop_uid=?", (sop_uid,))
         return row[0] if row else None
 
-    def of_study(self, study_uid: str, states: tuple[str, ...] | None = None) -> list[InstanceRow]:
+    def of_study(self, study_uid: str,
+                 states: tuple[InstanceState, ...] | None = None) -> list[InstanceRow]:
         sql = "SELECT * FROM instances WHERE study_uid=?"
         params: list[Any] = [study_uid]
         if states:
             sql += f" AND state IN ({','.join('?' * len(states))})"
-            params += list(states)
+            params += [member(InstanceState, s).value for s in states]
         rows = self.db.query(sql + " ORDER BY series_uid, sop_uid", tuple(params))
         return [InstanceRow.from_row(r) for r in rows]
 
@@ -130,9 +131,9 @@ class InstanceStore:
             sql += " AND state NOT IN ('purged', 'deleted')"
         return {r[0] for r in self.db.query(sql, (study_uid,))}
 
-    def set_state(self, sop_uids: list[str], state: InstanceState | str,
+    def set_state(self, sop_uids: list[str], state: InstanceState,
                   error: str | None = None) -> int:
-        state = declared(InstanceState, state)
+        state = member(InstanceState, state)
         if not sop_uids:
             return 0
         now = time.time()
@@ -140,7 +141,7 @@ class InstanceStore:
         sql = (f"UPDATE instances SET state=?, error=?, updated_at=?, "
                f"delivered_at=COALESCE(?, delivered_at) "
                f"WHERE sop_uid IN ({','.join('?' * len(sop_uids))})")
-        params = (state, error, now, delivered, *sop_uids)
+        params = (state.value, error, now, delivered, *sop_uids)
         with self.db.tx() as c:
             return c.execute(sql, params).rowcount
 
@@ -169,13 +170,14 @@ class InstanceStore:
             "SELECT study_uid FROM studies WHERE accession_no=? ORDER BY created_at",
             (accession_no,))]
 
-    def set_study(self, study_uid: str, *, state: StudyState | str | None = None,
+    def set_study(self, study_uid: str, *, state: StudyState | None = None,
                   expected_count: int | None = None,
                   detail: dict[str, Any] | None = None) -> None:
-        sets, params = ["updated_at=?"], [time.time()]
+        sets: list[str] = ["updated_at=?"]
+        params: list[Any] = [time.time()]
         if state is not None:
             sets.append("state=?")
-            params.append(declared(StudyState, state))
+            params.append(member(StudyState, state).value)
         if expected_count is not None:
             sets.append("expected_count=?")
             params.append(expected_count)

@@ -55,18 +55,21 @@ class KeyValueStore:
                 for r in self.db.query(f"SELECT name, value FROM {self.table} ORDER BY name")}
 
 
-class FactStore(KeyValueStore):
+class FactStore:
     """Facts by their declared name (`names.Fact`): a bare string is refused, so a fact
     renamed in one package cannot leave another reading a name nobody writes."""
 
     def __init__(self, db: Database):
-        super().__init__(db, "kv")
+        self._kv = KeyValueStore(db, "kv")
 
     def get(self, name: Fact, default: Any = None) -> Any:
-        return super().get(_fact(name), default)
+        return self._kv.get(_fact(name), default)
 
     def set(self, name: Fact, value: Any) -> None:
-        super().set(_fact(name), value)
+        self._kv.set(_fact(name), value)
+
+    def all(self) -> dict[str, Any]:
+        return self._kv.all()
 
 
 def _fact(name: Fact) -> str:

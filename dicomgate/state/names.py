@@ -1,14 +1,20 @@
 """The names packages share through the state store besides task kinds: facts and the states
-of tasks, exams, studies and instances. Declared once, here; a renamed member is a type
-error (and an AttributeError) wherever it is used, never a silently empty console.
+of tasks, exams, studies, instances and doctor sessions. Declared once, here; a renamed
+member is a type error (mypy, run by ./scripts/test) and an AttributeError wherever it is
+used, never a silently empty console.
 
-They are `StrEnum`s: a member is the string stored in SQLite, so rows read back compare
-equal to them.
+They are `StrEnum`s: a member is the string stored in the database, so rows read back
+compare equal to them. The store's methods take members only: a plain string, even one
+spelling a member's value, is a TypeError at the boundary (`member`), so a call site that
+escapes the type checker still cannot store or search a name by hand.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TypeVar
+
+E = TypeVar("E", bound=StrEnum)
 
 
 class Fact(StrEnum):
@@ -24,14 +30,14 @@ class Fact(StrEnum):
     SHIM_ID_HASH_SALT = "shim.id_hash_salt"  # state.sessions
 
 
-def declared(enum: type[StrEnum], value: str) -> str:
-    """`value` as a member of `enum`; a name nobody declared is a ValueError naming the
-    states there are, never a row no reader looks for."""
-    try:
-        return enum(value).value
-    except ValueError:
-        raise ValueError(f"{value!r} is not declared in {enum.__name__} (state/names.py): one of "
-                         f"{[m.value for m in enum]}") from None
+def member(enum: type[E], value: object) -> E:
+    """`value`, which must be a member of `enum`; anything else (a plain string included)
+    is a TypeError naming the enum to use."""
+    if isinstance(value, enum):
+        return value
+    raise TypeError(f"{value!r} is not a member of {enum.__name__}: pass one of "
+                    f"dicomgate.state.names.{enum.__name__}."
+                    f"{{{', '.join(m.name for m in enum)}}}")
 
 
 class TaskState(StrEnum):
@@ -68,3 +74,8 @@ class InstanceState(StrEnum):
     REJECTED = "rejected"
     PURGED = "purged"
     DELETED = "deleted"
+
+
+class SessionState(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"

@@ -1,4 +1,4 @@
-"""The PostgreSQL engine: the same `Database` contract as db.py, for a store shared by nodes.
+"""The PostgreSQL engine: the `Database` contract (engine.py), for a store shared by nodes.
 
 The repositories' SQL is written once, in the portable subset both engines share (ON
 CONFLICT, RETURNING, CASE); `dialect.py` turns it into PostgreSQL's (placeholders, the
@@ -26,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from . import dialect
 from .db import StoreUnavailable, secure_dir
+from .engine import Database
 
 WRITE_LOCK = 0x64636D67  # "dcmg": the store's single-writer lock (pg_advisory_xact_lock)
 CONNECT_TIMEOUT = 5  # seconds: a node notices a dead server quickly, then retries
@@ -58,6 +59,7 @@ class Row(dict):
     """A row read by name like sqlite3.Row, and by position too (`row[0]`)."""
 
     __slots__ = ("_values",)
+    _values: tuple[Any, ...]
 
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, int):
@@ -146,20 +148,18 @@ def unavailable(url: str, exc: BaseException) -> str:
     return f"PostgreSQL state store {redact(url)} unreachable: {first}"
 
 
-class PgDatabase:
-    """`Database` (db.py) on PostgreSQL: a connection per thread, `tx()` that joins an
-    open transaction, `after_commit`. `path` is this node's own state file path (the
-    doorbell socket and messages live beside it); the store itself is at `url`."""
+class PgDatabase(Database[Connection]):
+    """The store on PostgreSQL (engine.py has the transaction bookkeeping). `path` is this
+    node's own state file path (the doorbell socket and messages live beside it); the store
+    itself is at `url`."""
 
     engine = "postgresql"
 
     def __init__(self, url: str, state_dir: Path, node: str):
+        super().__init__()
         self.url = url
         self.node = node
         self.path = state_dir / "state.db"
-        self._local = threading.local()
-        self._all: list[Connection] = []
-        self._lock = threading.Lock()
         secure_dir(state_dir)
         self.conn()
 
@@ -180,19 +180,16 @@ class PgDatabase:
                                   application_name="dicomgate")
         except psycopg.Error as exc:
             raise StoreUnavailable(unavailable(self.url, exc)) from None
-        raw.row_factory = _row_factory
+        raw.row_factory = _row_factory  # type: ignore[assignment]  # rows as pg.Row
         c = Connection(raw, self.url)
         c.thread = threading.current_thread()
         self._local.conn = c
         with self._lock:
             # Threads come and go (per association, per request): a connection whose thread
             # ended is closed here, so the server's max_connections is never leaked away.
-            for old in [o for o in self._all if not o.thread.is_alive()]:
+            for old in [o for o in self._all if o.thread and not o.thread.is_alive()]:
                 self._all.remove(old)
-                try:
-                    old.raw.close()
-                except Exception:
-                    pass
+                self._close(old)
             self._all.append(c)
         return c
 
@@ -200,42 +197,23 @@ class PgDatabase:
         with self._lock:
             if c in self._all:
                 self._all.remove(c)
-        try:
-            c.raw.close()
-        except Exception:
-            pass
+        self._close(c)
         self._local.conn = None
         self._local.depth = 0
 
-    @contextmanager
-    def tx(self) -> Iterator[Connection]:
-        """A write transaction holding the store's write lock; inside one already open on
-        this thread it joins it (the outermost commits)."""
-        c = self.conn()
-        if getattr(self._local, "depth", 0):
-            self._local.depth += 1
-            try:
-                yield c
-            finally:
-                self._local.depth -= 1
-            return
+    def _begin(self, c: Connection) -> None:
+        """BEGIN, then the store's write lock: one writer at a time across nodes."""
         c.execute("BEGIN")
         c.in_transaction = True
-        self._local.after, self._local.depth = [], 1
         try:
             c.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
-            yield c
-            self._local.depth = 0
-            c.execute("COMMIT")
-            c.in_transaction = False
         except BaseException:
-            self._local.after, self._local.depth = None, 0
-            c.in_transaction = False
             self._rollback(c)
             raise
-        callbacks, self._local.after = self._local.after, None
-        for fn in callbacks:
-            fn()
+
+    def _commit(self, c: Connection) -> None:
+        c.execute("COMMIT")
+        c.in_transaction = False
 
     @contextmanager
     def claim_tx(self) -> Iterator[Connection]:
@@ -254,23 +232,17 @@ class PgDatabase:
             c.in_transaction = False
 
     def _rollback(self, c: Connection) -> None:
+        c.in_transaction = False
         try:
             c.raw.execute("ROLLBACK")
         except Exception:  # the connection is gone: the server rolled it back
             self._forget(c)
 
-    def after_commit(self, fn: Callable[[], None]) -> None:
-        pending = getattr(self._local, "after", None)
-        if pending is None:
-            fn()
-        else:
-            pending.append(fn)
-
-    def query(self, sql: str, params: tuple | dict = ()) -> list[Row]:
-        return self.conn().execute(sql, params).fetchall()
-
-    def one(self, sql: str, params: tuple | dict = ()) -> Row | None:
-        return self.conn().execute(sql, params).fetchone()
+    def _close(self, c: Connection) -> None:
+        try:
+            c.raw.close()
+        except Exception:
+            pass
 
     def problem(self) -> str | None:
         try:
@@ -286,13 +258,3 @@ class PgDatabase:
     def has_table(self, name: str) -> bool:
         return self.one("SELECT 1 FROM information_schema.tables WHERE table_name = ? "
                         "AND table_schema = current_schema()", (name,)) is not None
-
-    def close(self) -> None:
-        with self._lock:
-            for c in self._all:
-                try:
-                    c.raw.close()
-                except Exception:
-                    pass
-            self._all.clear()
-        self._local = threading.local()

@@ -10,7 +10,7 @@ from typing import Any
 from .audit import AuditStore
 from .db import Database
 from .jobs import FactStore
-from .names import Fact
+from .names import Fact, SessionState, member
 
 _SALT_KEY = Fact.SHIM_ID_HASH_SALT
 
@@ -71,10 +71,11 @@ class SessionStore:
             return c.execute("UPDATE doctor_sessions SET state='closed', closed_at=expires_at "
                              "WHERE state='open' AND expires_at<=?", (now,)).rowcount
 
-    def list(self, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        if state:
+    def list(self, state: SessionState | None = None,
+             limit: int = 100) -> list[dict[str, Any]]:
+        if state is not None:
             rows = self.db.query("SELECT * FROM doctor_sessions WHERE state=? ORDER BY id DESC "
-                                 "LIMIT ?", (state, limit))
+                                 "LIMIT ?", (member(SessionState, state).value, limit))
         else:
             rows = self.db.query("SELECT * FROM doctor_sessions ORDER BY id DESC LIMIT ?",
                                  (limit,))

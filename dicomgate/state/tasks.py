@@ -17,7 +17,7 @@ from . import kinds
 from .db import Database
 from .doorbell import Doorbell
 from .kinds import KINDS, TaskKind
-from .names import TaskState, declared
+from .names import TaskState, member
 
 ACTIVE = (TaskState.PENDING, TaskState.RUNNING)
 FINISHED = (TaskState.DONE, TaskState.DEAD, TaskState.CANCELLED)
@@ -111,7 +111,7 @@ class TaskStore:
         with self.db.tx() as conn:
             return self._enqueue(conn, task, delay, reopen, max_attempts, exam_id, study_uid)
 
-    def _enqueue(self, conn: sqlite3.Connection, task: TaskKind, delay: float, reopen: bool,
+    def _enqueue(self, conn: Any, task: TaskKind, delay: float, reopen: bool,
                  max_attempts: int | None, exam_id: int | None,
                  study_uid: str | None) -> Enqueued:
         now = time.time()
@@ -267,22 +267,24 @@ class TaskStore:
         return cur.rowcount == 1
 
     def fail(self, task_id: int, owner: str, error: str, *, retry_in: float | None,
-             dead: bool = False, refund: bool = False, waiting: str | None = None) -> str:
+             dead: bool = False, refund: bool = False,
+             waiting: str | None = None) -> TaskState:
         """Record a failure: back to pending after `retry_in` seconds, or dead.
 
         `refund`: the attempt does not count (the task waited for a peer or the disk);
         `waiting`: what it waits for (kept while pending, for `status`)."""
         now = time.time()
-        state = "dead" if dead or retry_in is None else "pending"
+        state = TaskState.DEAD if dead or retry_in is None else TaskState.PENDING
         with self.db.tx() as c:
             c.execute(
                 "UPDATE tasks SET state=?, last_error=?, run_after=?, lease_owner=NULL, "
                 "lease_until=NULL, finished_at=?, updated_at=?, waiting_for=?, "
                 "attempts = CASE WHEN ? = 1 THEN MAX(attempts-1, 0) ELSE attempts END "
                 "WHERE id=? AND state='running' AND lease_owner=?",
-                (state, error[:4000], now + (retry_in or 0), now if state == "dead" else None,
-                 now, waiting if state == "pending" else None,
-                 1 if refund and state == "pending" else 0, task_id, owner))
+                (state.value, error[:4000], now + (retry_in or 0),
+                 now if state is TaskState.DEAD else None,
+                 now, waiting if state is TaskState.PENDING else None,
+                 1 if refund and state is TaskState.PENDING else 0, task_id, owner))
         return state
 
     def release(self, task_id: int, owner: str) -> None:
@@ -346,12 +348,15 @@ class TaskStore:
         row = self.db.one("SELECT * FROM tasks WHERE kind=? AND key=?", (kind, key))
         return Task.from_row(row) if row else None
 
-    def list(self, state: str | None = None, kind: str | None = None,
+    def list(self, state: TaskState | None = None, kind: str | None = None,
              study_uid: str | None = None, exam_id: int | None = None,
              limit: int = 1000) -> list[Task]:
-        where, params = [], []
-        state = None if state is None else declared(TaskState, state)
-        for col, val in (("state", state), ("kind", kind), ("study_uid", study_uid),
+        where: list[str] = []
+        params: list[Any] = []
+        if kind is not None and kind not in KINDS:
+            raise ValueError(f"task kind {kind!r} is not declared in state/kinds.py")
+        value = None if state is None else member(TaskState, state).value
+        for col, val in (("state", value), ("kind", kind), ("study_uid", study_uid),
                          ("exam_id", exam_id)):
             if val is not None:
                 where.append(f"{col}=?")

@@ -18,7 +18,7 @@ import structlog
 
 from ..config import TasksConfig
 from ..state import Store, Task
-from ..state.names import Fact
+from ..state.names import Fact, TaskState
 from . import backoff
 from .errors import Fatal, RetryLater, WaitFor
 from .pause import Pause, describe
@@ -191,7 +191,7 @@ class WorkerPool:
         self._store_ok()
         return True
 
-    def run(self, task: Task) -> str:
+    def run(self, task: Task) -> TaskState:
         """Run one claimed task; returns its new state."""
         reg = self.registry.get(task.kind)
         with self._lock:
@@ -225,13 +225,13 @@ class WorkerPool:
             self.done += 1
             log.info("task.done", task_id=task.id, kind=task.kind, key=task.key,
                      seconds=round(time.monotonic() - started, 3), result=result)
-            return "done"
+            return TaskState.DONE
         finally:
             with self._lock:
                 self._running.pop(task.id, None)
 
     def _failed(self, task: Task, error: str, *, started: float, dead: bool = False,
-                after: float | None = None, waiting: str | None = None) -> str:
+                after: float | None = None, waiting: str | None = None) -> TaskState:
         reg = self.registry.get(task.kind)
         limit = task.max_attempts or (reg.max_attempts if reg else None) or self.cfg.max_attempts
         retry_in = None
@@ -249,11 +249,11 @@ class WorkerPool:
                       error=error, seconds=round(time.monotonic() - started, 3))
         if waiting is not None:
             log.warning("task.waiting", waiting_for=waiting, **fields)
-        elif state == "dead":
+        elif state is TaskState.DEAD:
             log.error("task.dead", **fields)
         else:
             log.warning("task.retry", **fields)
-        return state or "pending"
+        return state if isinstance(state, TaskState) else TaskState.PENDING
 
     def _record(self, task: Task, write: Callable[[], object]) -> object:
         """Write a task's outcome; while the store refuses writes, pause and try again

@@ -8,6 +8,7 @@ import structlog
 
 from ..state import Store, Task
 from ..state.kinds import Deletion, PushReport, Withdraw
+from ..state.names import StudyState
 from ..tasks import Fatal, RetryLater
 from .errors import Refused, Transient
 from .rest import Reply, RestClient, idempotency_key
@@ -57,7 +58,7 @@ class EventHandlers:
         for uid in studies:
             study = self.store.instances.study(uid)
             if study and study["state"] != "deleted":
-                self.store.instances.set_study(uid, state="withdrawn")
+                self.store.instances.set_study(uid, state=StudyState.WITHDRAWN)
         log.info("exam.withdrawn_upstream", accession_no=accession, studies=len(studies))
         return f"cloud: {reply.message or 'ok'} ({len(studies)} study(ies) withdrawn)"
 
@@ -71,7 +72,7 @@ class EventHandlers:
             raise Fatal(f"deletion {task.key} names no study_uids and no sop_uids")
         reply = self._send(task, "/deletions", body, str(body["deletionId"]))
         log.info("deletion.sent", accession_no=body["accessionNo"],
-                 studies=len(body["studyInstanceUids"]), instances=len(body["sopInstanceUids"]))
+                 studies=len(body["studyInstanceUids"]), instances=len(body["sopInstanceUids"]))  # type: ignore[arg-type]
         return f"cloud: {reply.message or 'ok'}"
 
     # -- common -------------------------------------------------------------------------------

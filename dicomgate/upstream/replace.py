@@ -18,6 +18,7 @@ import pydicom
 import structlog
 
 from ..state import InstanceRow, Store
+from ..state.names import InstanceState
 from .dicomweb import DicomWebClient
 from .errors import Refused
 from .rest import RestClient, idempotency_key
@@ -78,7 +79,7 @@ class Replacer:
                + (" nor delete it on POST /deletions" if self.rest else "")
                + f"; ask the cloud operator to remove SOP Instance {row.sop_uid}, then "
                f"`dicomgate tasks retry` the upload of study {study_uid}")
-        self.store.instances.set_state([row.sop_uid], "rejected", why)
+        self.store.instances.set_state([row.sop_uid], InstanceState.REJECTED, why)
         log.error("upload.replace_failed", study_uid=study_uid, sop_uid=row.sop_uid,
                   reason=why)
         return 0

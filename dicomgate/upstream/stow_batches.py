@@ -19,6 +19,7 @@ import structlog
 
 from ..config import UpstreamConfig
 from ..state import InstanceRow, Store
+from ..state.names import InstanceState
 from .dicomweb import BatchOutcome, DicomWebClient
 from .errors import Transient
 
@@ -166,7 +167,7 @@ class Uploader:
             (out if r.path and Path(r.path).is_file() else missing).append(r)
         for r in missing:
             self.store.instances.set_state(
-                [r.sop_uid], "rejected",
+                [r.sop_uid], InstanceState.REJECTED,
                 f"spool file {r.path} is missing, nothing to send: retrieve the study again")
             log.error("upload.spool_missing", study_uid=r.study_uid, sop_uid=r.sop_uid,
                       path=r.path)
@@ -192,9 +193,9 @@ class Uploader:
                                error=Transient(f"STOW-RS: {type(exc).__name__}: {exc}"))
         by_uid = {r.sop_uid: r for r in batch.rows}
         with self.store.transaction():
-            self.store.instances.set_state(out.uploaded, "uploaded")
+            self.store.instances.set_state(out.uploaded, InstanceState.UPLOADED)
             for uid, reason in out.rejected.items():
-                self.store.instances.set_state([uid], "rejected", reason)
+                self.store.instances.set_state([uid], InstanceState.REJECTED, reason)
         status = {u: "uploaded" for u in out.uploaded}
         status.update({u: "rejected" for u in out.rejected})
         status.update({u: "retry" for u in out.retry})

@@ -19,6 +19,7 @@ import structlog
 
 from ..state import InstanceRow, Task
 from ..state.kinds import Upload
+from ..state.names import InstanceState
 from ..tasks import RetryLater
 from .errors import Refused, Transient
 from .stow_batches import UploadSummary
@@ -156,9 +157,9 @@ class Rounds:
 
     def _read(self, s: _Study, now: float) -> None:
         try:
-            rows = self.store.instances.of_study(s.uid, ("received",))
+            rows = self.store.instances.of_study(s.uid, (InstanceState.RECEIVED,))
             if rows and self.h.replacer.run(s.uid, rows):  # same UID, new content
-                rows = self.store.instances.of_study(s.uid, ("received",))
+                rows = self.store.instances.of_study(s.uid, (InstanceState.RECEIVED,))
         except (Transient, Refused) as exc:
             s.rows, s.waits = [], False
             self._end(s, self.h.as_retry(exc))
@@ -214,7 +215,7 @@ class Rounds:
         if s.conf.requeued and s.resends < MAX_RESENDS and before:
             s.resends += 1
             return
-        if self.store.instances.of_study(s.uid, ("received",)) and before:
+        if self.store.instances.of_study(s.uid, (InstanceState.RECEIVED,)) and before:
             return
         try:
             self._end(s, self.h.finish(s.uid, s.total, s.conf))

@@ -22,6 +22,7 @@ import structlog
 from ..config import TasksConfig, UpstreamConfig
 from ..state import Store, Task
 from ..state.kinds import Deletion, Upload
+from ..state.names import InstanceState, StudyState, TaskState
 from ..tasks import RetryLater
 from .batch_claims import BatchClaims
 from .dicomweb import DicomWebClient
@@ -93,7 +94,7 @@ class UploadHandler:
         return None
 
     def deletions(self) -> set[str]:
-        return {uid for state in ("pending", "running")
+        return {uid for state in (TaskState.PENDING, TaskState.RUNNING)
                 for t in self.store.tasks.list(state=state, kind=Deletion.kind)
                 if isinstance(t.work, Deletion) for uid in t.work.study_uids}
 
@@ -118,7 +119,8 @@ class UploadHandler:
         return {uid: self._apply(uid, listed.get(uid, set())) for uid in uids}
 
     def _apply(self, uid: str, in_cloud: set[str]) -> Confirmation:
-        rows = self.store.instances.of_study(uid, ("received", "uploaded", "delivered"))
+        rows = self.store.instances.of_study(uid, (InstanceState.RECEIVED, InstanceState.UPLOADED,
+                                                    InstanceState.DELIVERED))
         sent = self.store.delivery.attempts([r.sop_uid for r in rows if r.state == "received"])
         now = time.time()
         out = Confirmation(in_cloud=len(in_cloud))
@@ -137,8 +139,8 @@ class UploadHandler:
             elif listed and _sent_unheard(sent.get(r.sop_uid), r.updated_at):
                 newly.append(r.sop_uid)  # sent before a crash, never heard back: it arrived
         with self.store.transaction():
-            self.store.instances.set_state(newly, "delivered")
-            self.store.instances.set_state(requeue, "received",
+            self.store.instances.set_state(newly, InstanceState.DELIVERED)
+            self.store.instances.set_state(requeue, InstanceState.RECEIVED,
                                            "not listed by the cloud: sending again")
         out.newly, out.requeued = len(newly), len(requeue)
         out.delivered = sum(1 for r in rows if r.sop_uid in in_cloud)
@@ -164,7 +166,7 @@ class UploadHandler:
                                       f"{uid})" if rejected else "")
         if study.get("state") == "complete" and not rejected and \
                 (expected is None or conf.in_cloud >= expected):
-            self.store.instances.set_study(uid, state="delivered")
+            self.store.instances.set_study(uid, state=StudyState.DELIVERED)
             log.info("study.delivered", study_uid=uid, instances=done, expected=expected)
             return f"{sent}; {tail}; study delivered"
         if study.get("state") == "complete" and expected is not None and conf.in_cloud < expected:

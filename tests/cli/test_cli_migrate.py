@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dicomgate.app import DaemonLock
 from dicomgate.state import SCHEMA_VERSION, Store
-from dicomgate.state.db import Database
+from dicomgate.state.db import SqliteDatabase
 from dicomgate.state.schema import KNOWN, split_statements
 from tests.support import run_cli
 
@@ -19,7 +19,7 @@ STATE = "state"
 
 def old_store(state_dir: Path) -> int:
     """A store written by the previous release: every migration but the newest, one task."""
-    db = Database(state_dir / "state.db")
+    db = SqliteDatabase(state_dir / "state.db")
     c = db.conn()
     c.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
               "name TEXT NOT NULL, applied_at REAL NOT NULL)")

@@ -12,6 +12,7 @@ import requests
 from dicomgate.sandbox.orthanc import free_port
 from dicomgate.state import Store
 from dicomgate.state.kinds import Retrieve
+from dicomgate.state.names import ExamState
 from tests.support import HOSPITAL_ID as HOSPITAL
 from tests.support import gateway_toml, start_daemon, stop_daemon, wait_until, write_config
 
@@ -85,7 +86,7 @@ def add_exam(store: Store, accession: str, *, state: str = "synced",
               "examItemName": "胸部CT平扫", "examTime": exam_time}
     with store.transaction():
         return store.exams.insert(hospital_id=HOSPITAL, accession_no=accession,
-                                  state=state, record=record, exam_time=exam_time,
+                                  state=ExamState(state), record=record, exam_time=exam_time,
                                   quarantine_reason=reason, warnings=[])
 
 

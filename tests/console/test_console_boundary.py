@@ -9,6 +9,8 @@ import json
 import pytest
 from console_fixtures import TOKEN, dead_task, start, stop
 
+from dicomgate.state.names import TaskState
+
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory):
@@ -49,7 +51,7 @@ def test_local_action_with_rebound_host_and_origin_refused(local):
     assert status == 403, body[:200]
     store = local.store()
     try:
-        assert store.tasks.list(state="dead", limit=10), "the dead task was retried"
+        assert store.tasks.list(state=TaskState.DEAD, limit=10), "the dead task was retried"
     finally:
         store.close()
     # the console's own page (same host, http) still acts

@@ -12,6 +12,7 @@ from pathlib import Path
 from healing_harness import sigcont, sigstop, study_at
 
 from dicomgate.sandbox.studies import StudySpec, ct_instances, sop_uid_of
+from dicomgate.state.names import TaskState
 from tests.support import run_cli
 
 
@@ -23,7 +24,7 @@ def _delivered(daemon, cloud, study_uid: str, sops: set[str], task_id: int,
                 == "delivered", 30, "the study to be marked delivered")
     task = daemon.task(task_id)
     assert task.state == "done", task
-    assert not daemon.store.tasks.list(state="dead")
+    assert not daemon.store.tasks.list(state=TaskState.DEAD)
 
 
 def test_scp_process_killed_mid_cmove_then_delivered(daemon_factory, pacs, cloud):
@@ -63,7 +64,7 @@ def test_disk_floor_hit_mid_cmove_then_cleared(tmpfs, daemon_factory, pacs, clou
     assert wait["waiting_for"] == "disk space", wait
     assert "min_free_disk" in wait["error"]
     assert d.task(task_id).state == "pending"
-    assert not d.store.tasks.list(state="dead")
+    assert not d.store.tasks.list(state=TaskState.DEAD)
 
     filler.unlink()  # the administrator frees space; nobody touches dicomgate
     _delivered(d, cloud, study_uid, sops, task_id)

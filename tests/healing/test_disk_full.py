@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from dicomgate.sandbox.studies import StudySpec, ct_instances, sop_uid_of
+from dicomgate.state.names import TaskState
 
 
 def _fill(fs: Path) -> Path:
@@ -56,7 +57,7 @@ def test_enospc_pauses_workers_and_resumes(tmpfs, daemon_factory, cloud, tmp_pat
     d.wait(lambda: d.health()[1]["checks"].get("workers") == "ok", 30,
            "work to resume on /healthz")
     assert d.named("tasks.resumed")
-    assert not d.store.tasks.list(state="dead")
+    assert not d.store.tasks.list(state=TaskState.DEAD)
     _, body = d.health()
     assert body["workers"]["alive"] == body["workers"]["started"]
     assert not [e for e in d.events() if e.get("event") in ("thread.crashed",

@@ -19,6 +19,7 @@ from dicomgate.sandbox.cloud_api import CloudApi
 from dicomgate.sandbox.orthanc import Orthanc, free_port
 from dicomgate.sandbox.studies import StudySpec, ct_instances, sop_uid_of
 from dicomgate.state import Store
+from dicomgate.state.names import StudyState
 
 
 def _app(tmp_path: Path, cloud: Orthanc, api: CloudApi) -> App:
@@ -80,7 +81,7 @@ def _changed(blob: bytes) -> bytes:
 def _deliver_v1(app: App, spec: StudySpec) -> list[bytes]:
     v1 = ct_instances(spec, series=1, per_series=3)
     assert _ingest(app, v1) == ["new"] * 3
-    app.store.instances.set_study(spec.study_uid, state="complete", expected_count=3)
+    app.store.instances.set_study(spec.study_uid, state=StudyState.COMPLETE, expected_count=3)
     assert _drain(app) == ["done"]
     assert app.store.instances.study(spec.study_uid)["state"] == "delivered"
     return v1

@@ -8,6 +8,8 @@ import signal
 
 from healing_harness import study_at
 
+from dicomgate.state.names import TaskState
+
 
 def _index(events: list[dict], name: str, **match) -> int:
     for i, e in enumerate(events):
@@ -52,4 +54,4 @@ def test_sigterm_mid_cmove_hands_retrieves_back(daemon_factory, pacs, cloud, tmp
                    f"all of {uid} in the cloud")
         again.wait(lambda task_id=task_id: again.task(task_id).state == "done", 30,
                    "the retrieve task to be done")
-    assert not again.store.tasks.list(state="dead")
+    assert not again.store.tasks.list(state=TaskState.DEAD)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from healing_harness import study_at
 
+from dicomgate.state.names import TaskState
 from tests.support import run_cli
 
 
@@ -43,7 +44,7 @@ def test_spool_filesystem_full_waits_then_resumes(tmpfs, daemon_factory, pacs, c
     d.wait(lambda: [e for e in d.named("task.waiting") if e["waiting_for"] == "disk space"],
            60, "a retrieve to wait for disk space")
     assert d.named("store.refused")
-    assert not d.store.tasks.list(state="dead")
+    assert not d.store.tasks.list(state=TaskState.DEAD)
     status = run_cli("status", config=d.config).stdout
     assert "BELOW, C-STORE refused" in status and f"spool {state / 'spool'}" in status, status
     for e in d.named("task.waiting") + d.named("task.retry"):
@@ -57,7 +58,7 @@ def test_spool_filesystem_full_waits_then_resumes(tmpfs, daemon_factory, pacs, c
         d.wait(lambda task_id=task_id: d.task(task_id).state == "done", 60,
                "the retrieve task to be done")
     d.wait(lambda: d.health()[0] == 200, 30, "/healthz to be healthy again")
-    assert not d.store.tasks.list(state="dead")
+    assert not d.store.tasks.list(state=TaskState.DEAD)
     assert not [e for e in d.events() if e.get("event") in ("thread.crashed",
                                                               "task.worker_died")]
     assert not [line for line in d.lines() if "Traceback" in line]
@@ -83,4 +84,4 @@ def test_disk_full_while_receiving_is_refused_not_crashed(tmpfs, daemon_factory,
     subprocess.run(["mount", "-o", "remount,size=64m", str(spool)], check=True)
     d.wait(lambda: cloud.sop_uids(uid) == sops, 120, "the study in the cloud")
     d.wait(lambda: d.task(task_id).state == "done", 60, "the retrieve task to be done")
-    assert not d.store.tasks.list(state="dead")
+    assert not d.store.tasks.list(state=TaskState.DEAD)

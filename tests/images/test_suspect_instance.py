@@ -12,6 +12,7 @@ from images_helpers import retrieve_task, same_dataset
 
 from dicomgate.images.ingest import identify
 from dicomgate.sandbox.studies import StudySpec, ct_instances, sop_uid_of
+from dicomgate.state.names import ExamState
 
 
 def _truncated(blob: bytes, keep: int) -> bytes:
@@ -31,7 +32,7 @@ def test_short_pixel_data_is_delivered_as_is_and_said(pacs, gateway):
     for blob in [*good, short]:
         pacs.upload(blob)
     exam_id = gateway.store.exams.insert(hospital_id="H33010200001", accession_no="ACC-SHORT",
-                                         study_uid=spec.study_uid, state="synced")
+                                         study_uid=spec.study_uid, state=ExamState.SYNCED)
 
     gateway.retriever.handle(*retrieve_task({"study_uid": spec.study_uid}))
 

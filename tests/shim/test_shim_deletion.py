@@ -8,6 +8,8 @@ import time
 import pytest
 from shim_fixtures import HOSPITAL
 
+from dicomgate.state.names import TaskState
+
 DELETE = "/getway/reportAndFilm/api/deleteImage"
 
 
@@ -127,7 +129,7 @@ def test_accession_never_held_is_recorded_as_nothing_held(shim):
         recorded = {d.accession_no for d in store.deletions.list(limit=1000)}
         audit = [a for a in store.audit.list("image.delete", limit=1000)
                  if "NEVER-SEEN" in (a["subject"] or "")]
-        dead = store.tasks.list(state="dead", limit=1000)
+        dead = store.tasks.list(state=TaskState.DEAD, limit=1000)
     finally:
         store.close()
     assert {"NEVER-SEEN-0", "NEVER-SEEN-1", "NEVER-SEEN-2"} <= recorded

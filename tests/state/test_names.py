@@ -24,15 +24,29 @@ def test_a_fact_by_a_bare_string_is_refused(store):
     assert store.facts.get(Fact.PACS_ECHO) == {"ok": True}
 
 
-def test_a_state_nobody_declared_is_refused_not_stored_or_searched(store):
+def test_a_state_not_given_as_its_member_is_refused_not_stored_or_searched(store):
     store.instances.ensure_study("1.2.3")
-    with pytest.raises(ValueError, match="not declared in StudyState"):
+    with pytest.raises(TypeError, match=r"'completed' is not a member of StudyState: pass "
+                                        r"one of dicomgate\.state\.names\.StudyState\.\{NEW, "):
         store.instances.set_study("1.2.3", state="completed")
+    with pytest.raises(TypeError, match="StudyState"):
+        store.instances.set_study("1.2.3", state="complete")  # its value, not the member
     assert store.instances.study("1.2.3")["state"] == "new"
-    with pytest.raises(ValueError, match="not declared in TaskState"):
+    with pytest.raises(TypeError, match="not a member of TaskState"):
         store.tasks.list(state="deed")  # used to answer "no dead tasks"
-    with pytest.raises(ValueError, match="not declared in ExamState"):
+    with pytest.raises(TypeError, match="not a member of ExamState"):
         store.exams.insert(hospital_id="H1", accession_no="A1", state="refunded")
+    assert store.exams.get("H1", "A1") is None
+    with pytest.raises(TypeError, match="not a member of InstanceState"):
+        store.instances.set_state(["1.2.3.1"], "delivered")
+    with pytest.raises(TypeError, match="not a member of InstanceState"):
+        store.instances.of_study("1.2.3", ("received",))
+    with pytest.raises(TypeError, match="not a member of ExamState"):
+        store.console.search_exams(states=["quarantined"])
+    with pytest.raises(TypeError, match="not a member of SessionState"):
+        store.sessions.list(state="open")
+    with pytest.raises(ValueError, match="not declared"):
+        store.tasks.list(kind="retreive")
     store.instances.set_study("1.2.3", state=StudyState.COMPLETE)
     assert store.instances.study("1.2.3")["state"] == StudyState.COMPLETE
 

@@ -98,7 +98,7 @@ def test_queue_by_kind_groups_waiting_work_by_reason(store):
     assert q["upload"] == {"running": 0, "due": 1, "later": 0, "waiting": {}}
     # a plain retry of a task that was waiting is no longer waiting for anything
     store.tasks.complete(running.id, "w")
-    store.tasks.make_due(("retrieve",))  # `pacs.up` wakes them
+    store.tasks.make_due((Retrieve.kind,))  # `pacs.up` wakes them
     woken = store.tasks.claim(["retrieve"], "w", 60)
     assert woken.waiting_for in ("PACS", "disk space")
     store.tasks.fail(woken.id, "w", "timeout", retry_in=600)

@@ -16,6 +16,7 @@ from cloud_peers import CountingCloud
 from upstream_helpers import build_app, complete, drain, enqueue_upload, spool, upstream_config
 
 from dicomgate.sandbox.studies import StudySpec, ct_instances
+from dicomgate.state.names import StudyState
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +158,7 @@ def test_a_study_being_retrieved_is_sent_and_confirmed_once(tmp_path, cloud):
     spec = StudySpec("BATRETR")
     data = ct_instances(spec, series=1, per_series=6, rows=32, cols=32)
     app.store.instances.ensure_study(spec.study_uid)
-    app.store.instances.set_study(spec.study_uid, state="retrieving")
+    app.store.instances.set_study(spec.study_uid, state=StudyState.RETRIEVING)
     spool(app, data[:2])
     enqueue_upload(app, spec.study_uid)
     cloud.forget_requests()
@@ -189,7 +190,7 @@ def test_a_study_still_being_retrieved_does_not_hold_the_batch_back(tmp_path, cl
     spec = StudySpec("BATSLOW")
     data = ct_instances(spec, series=1, per_series=6, rows=32, cols=32)
     app.store.instances.ensure_study(spec.study_uid)
-    app.store.instances.set_study(spec.study_uid, state="retrieving")
+    app.store.instances.set_study(spec.study_uid, state=StudyState.RETRIEVING)
     spool(app, data[:2])
     enqueue_upload(app, spec.study_uid)
     started = time.monotonic()

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from upstream_helpers import build_app, spool, upstream_config
 
 from dicomgate.sandbox.studies import StudySpec, ct_instances
+from dicomgate.state.names import InstanceState
 from dicomgate.upstream.stow_batches import make_batches
 
 
@@ -48,7 +49,8 @@ def test_requests_keep_their_bounds_and_studies_their_counts(cloud, studies, max
             spec = StudySpec(f"BOUND{i}")
             mine[spec.study_uid] = set(spool(app, ct_instances(
                 spec, series=1, per_series=n, rows=size, cols=size, seed=i)))
-        rows = [r for uid in mine for r in app.store.instances.of_study(uid, ("received",))]
+        received = (InstanceState.RECEIVED,)
+        rows = [r for uid in mine for r in app.store.instances.of_study(uid, received)]
         sizes = {r.sop_uid: r.size for r in rows}
         sent_items: list[list[str]] = []
         client = app.features["upstream"].upload.client

@@ -8,6 +8,7 @@ from upstream_helpers import build_app, complete, spool, upstream_config
 
 from dicomgate.cli import main
 from dicomgate.sandbox.studies import StudySpec, ct_instances
+from dicomgate.state.names import InstanceState
 
 
 def test_push_once_drains_backlog_with_progress(tmp_path, fresh_cloud, api, capsys):
@@ -67,7 +68,7 @@ def test_push_retry_rejected_is_audited(tmp_path, api, capsys, monkeypatch):
     app = build_app(config)
     spec = StudySpec("ACC-CLI3")
     uids = spool(app, ct_instances(spec, series=1, per_series=2))
-    app.store.instances.set_state(uids, "rejected", "cloud: 0xA900 dataset mismatch")
+    app.store.instances.set_state(uids, InstanceState.REJECTED, "cloud: 0xA900 dataset mismatch")
     args = ["--config", str(config), "push", "--once", "--retry-rejected",
             "--study", spec.study_uid, "--timeout", "5"]
     assert main(args) == 1  # requeued, then the cloud is down

@@ -8,6 +8,7 @@ from pathlib import Path
 from upstream_helpers import build_app, complete, drain, enqueue_upload, spool, upstream_config
 
 from dicomgate.sandbox.studies import StudySpec, ct_instances
+from dicomgate.state.names import InstanceState, StudyState
 
 
 def test_retention_deletes_only_delivered_files(tmp_path, fresh_cloud):
@@ -20,7 +21,7 @@ def test_retention_deletes_only_delivered_files(tmp_path, fresh_cloud):
     complete(app, sent.study_uid, 3)
     enqueue_upload(app, sent.study_uid)
     assert drain(app) == ["done"]
-    app.store.instances.set_state([held_uids[1]], "rejected", "test")
+    app.store.instances.set_state([held_uids[1]], InstanceState.REJECTED, "test")
     paths = {u: Path(app.store.instances.get(u).path) for u in sent_uids + held_uids}
 
     assert up.retention.run() == "nothing to purge"  # delivered just now: kept an hour
@@ -59,7 +60,7 @@ def test_retention_removes_withdrawn_studies_after_the_retention(tmp_path, fresh
                                     "http://127.0.0.1:9/api", retention="1h"))
     spec = StudySpec("ACC-W1")
     uids = spool(app, ct_instances(spec, series=1, per_series=2))  # never uploaded
-    app.store.instances.set_study(spec.study_uid, state="withdrawn")
+    app.store.instances.set_study(spec.study_uid, state=StudyState.WITHDRAWN)
     paths = [Path(app.store.instances.get(u).path) for u in uids]
     up = app.features["upstream"]
     assert up.retention.run() == "nothing to purge"  # a refund may still be reversed

@@ -11,7 +11,8 @@ import pydicom
 from upstream_helpers import build_app, complete, drain, enqueue_upload, spool, upstream_config
 
 from dicomgate.sandbox.studies import StudySpec, bundled_instances, ct_instances
-from dicomgate.state.kinds import Deletion
+from dicomgate.state.kinds import Deletion, Upload
+from dicomgate.state.names import StudyState
 from dicomgate.upstream.dicomweb import DicomWebClient
 
 
@@ -92,7 +93,7 @@ def test_pipelined_upload_while_study_arrives(tmp_path, fresh_cloud):
     spec = StudySpec("ACC003")
     data = ct_instances(spec, series=1, per_series=10)
     app.store.instances.ensure_study(spec.study_uid)
-    app.store.instances.set_study(spec.study_uid, state="retrieving")
+    app.store.instances.set_study(spec.study_uid, state=StudyState.RETRIEVING)
     spool(app, data[:4])
     enqueue_upload(app, spec.study_uid)
     assert drain(app) == ["done"]
@@ -201,6 +202,6 @@ def test_upload_waits_for_a_pending_deletion_of_its_study(tmp_path, fresh_cloud)
     upload = app.store.tasks.find("upload", f"study:{spec.study_uid}")
     assert "deletion" in upload.last_error
     app.store.tasks.cancel(deletion.id, "test: deletion delivered")
-    app.store.tasks.make_due(("upload",))
+    app.store.tasks.make_due((Upload.kind,))
     assert drain(app) == ["done"]
     assert len(fresh_cloud.sop_uids(spec.study_uid)) == 2

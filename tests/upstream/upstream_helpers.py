@@ -16,6 +16,7 @@ from dicomgate.config import load
 from dicomgate.sandbox.orthanc import free_port
 from dicomgate.state import Store
 from dicomgate.state.kinds import Upload
+from dicomgate.state.names import StudyState
 from tests.support import gateway_toml, toml_table, write_config
 
 
@@ -57,7 +58,7 @@ def spool(app: App, instances: list[bytes], source: str = "test") -> list[str]:
 
 
 def complete(app: App, study_uid: str, expected: int) -> None:
-    app.store.instances.set_study(study_uid, state="complete", expected_count=expected)
+    app.store.instances.set_study(study_uid, state=StudyState.COMPLETE, expected_count=expected)
 
 
 def enqueue_upload(app: App, study_uid: str) -> None:
