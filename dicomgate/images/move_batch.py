@@ -39,6 +39,9 @@ ASK_AGAIN = 86400.0  # a PACS found not to do list moves is tried again after a 
 
 # (accession number, hospital id, the PACS session) -> the exam's study UIDs
 Resolve = Callable[[str, str, PacsClient], list[str]]
+# (study UID, instances): the study is complete; returns the study's one-line result
+Finish = Callable[[str, int], str]
+WATCH_EVERY = 0.05  # seconds between looks at which studies of a batch have all arrived
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Prepared:
     uids: list[str] | None = None  # an acc: retrieve's studies, resolved by the batch
     error: Exception | None = None  # the batch's C-FIND or C-MOVE failed: this task's fault
     complete: dict[str, int] = field(default_factory=dict)  # study UID -> instances, all held
+    finished: dict[str, str] = field(default_factory=dict)  # study UID -> result: done early
 
 
 def plan(counts: list[tuple[str, int]], size: int, limit: int) -> list[list[str]]:
@@ -134,10 +138,13 @@ class Batcher:
             stop.set()
             thread.join(5)
 
-    def prepare(self, client: PacsClient, tasks: list[Task], resolve: Resolve
-                ) -> dict[int, Prepared]:
+    def prepare(self, client: PacsClient, tasks: list[Task], resolve: Resolve,
+                finish: Finish) -> dict[int, Prepared]:
         """Resolve, count and move the batch's studies over one association to the PACS;
-        what each task's handler needs to finish or carry on alone."""
+        what each task's handler needs to finish or carry on alone. A study whose
+        instances have all arrived is finished (`finish`) while the C-MOVE goes on, so
+        its upload need not wait for the rest of the batch."""
+        self._finish = finish
         out = {t.id: Prepared() for t in tasks}
         try:
             with client.session() as pacs:
@@ -172,7 +179,9 @@ class Batcher:
                     out[t.id].error = exc
                     continue
                 out[t.id].uids = uids
-            for uid in uids:
+            for uid in uids:  # tied to its exam before it may complete
+                self.store.instances.ensure_study(uid, accession_no=work.accession_no,
+                                                  exam_id=work.exam_id)
                 owner.setdefault(uid, t.id)
         return owner
 
@@ -210,8 +219,10 @@ class Batcher:
                                            expected_count=counts[uid])
         result: MoveResult | None = None
         refused = None
+        watch = _Arrivals(self, group, counts, owner, out)
         try:
             result = pacs.move("STUDY", {"StudyInstanceUID": list(group)}, msg_id=msg_id,
+                               progress=watch.look,
                                activity=lambda: move_record.last_activity(
                                    self.store, me, msg_id, group[0], started))
         except PacsRefused as exc:  # a failed sub-operation, or the list refused: what
@@ -237,6 +248,7 @@ class Batcher:
         complete = [uid for uid in group if held[uid] == counts[uid]]  # never None == n
         for uid in complete:
             out[owner[uid]].complete[uid] = held[uid]
+            self.finish(uid, held[uid], out[owner[uid]])
         arrived = [uid for uid in group if held[uid]]
         log.info("move_batch.moved", studies=len(group),
                  expected=sum(counts[u] or 0 for u in group),
@@ -255,3 +267,41 @@ class Batcher:
                    f"completed {result.completed if result else 0} sub-operations")
             remember(self.store, self.pacs, False, f"a C-MOVE of {len(group)} studies {why}"
                      f" and brought {len(arrived)} of them")
+
+    def finish(self, uid: str, n: int, prepared: Prepared) -> None:
+        """The study is complete: finished once (state, upload queued)."""
+        if uid not in prepared.finished:
+            prepared.finished[uid] = self._finish(uid, n)
+
+
+class _Arrivals:
+    """Told of the batched C-MOVE's pending responses: finishes each study whose
+    instances have all arrived (one query for the batch, at most every WATCH_EVERY)."""
+
+    def __init__(self, batcher: Batcher, group: list[str], counts: dict[str, int | None],
+                 owner: dict[str, int], out: dict[int, Prepared]):
+        self.batcher, self.counts, self.owner, self.out = batcher, counts, owner, out
+        self.waiting = [uid for uid in group if counts[uid] is not None]
+        self.last = 0.0
+
+    def look(self, _completed: int, _remaining: int) -> None:
+        now = time.monotonic()
+        if not self.waiting or now - self.last < WATCH_EVERY:
+            return
+        self.last = now
+        from .retrieve import present_sop_uids  # retrieve.py uses this module
+
+        try:
+            rows = self.batcher.store.instances.counts_of_studies(self.waiting)
+            for uid in [u for u in self.waiting if rows.get(u) == self.counts[u]]:
+                n = self.counts[uid]
+                assert n is not None
+                if len(present_sop_uids(self.batcher.store, uid)) != n:
+                    continue
+                self.waiting.remove(uid)
+                prepared = self.out[self.owner[uid]]
+                prepared.complete[uid] = n
+                self.batcher.finish(uid, n, prepared)
+        except Exception as exc:  # the end of the move checks every study again
+            log.warning("move_batch.watch_failed", error=str(exc))
+

@@ -141,7 +141,8 @@ class Retriever:
             try:
                 if self.stopping.is_set():
                     raise WaitFor(SHUTDOWN_TEXT, "dicomgate stopping", after=0.0)
-                prepared = batcher.prepare(self.pacs, [task, *more], self._resolve_in)
+                prepared = batcher.prepare(self.pacs, [task, *more], self._resolve_in,
+                                           self._complete)
                 with self._prepared_lock:
                     self._prepared.update({t.id: prepared[t.id] for t in more})
                 return self.retrieve(study_uid=work.study_uid, accession_no=work.accession_no,
@@ -200,8 +201,15 @@ class Retriever:
             uids = self.resolve(accession_no, hospital_id or self.hospitals[0])
         else:
             raise Fatal("retrieve payload needs study_uid or accession_no")
-        return "; ".join(self.study(uid, accession_no=accession_no, exam_id=exam_id,
-                                    moved=pre.complete.get(uid)) for uid in uids)
+        return "; ".join(pre.finished.get(uid) or self.study(
+            uid, accession_no=accession_no, exam_id=exam_id, moved=pre.complete.get(uid))
+            for uid in uids)
+
+    def _complete(self, study_uid: str, count: int) -> str:
+        """A batched C-MOVE brought all of the study's instances."""
+        if self.store.facts.get(STALL_FACT):
+            self.store.facts.set(STALL_FACT, None)  # C-MOVEs end again
+        return self._finish(study_uid, Expected(None, count), 0, count, time.monotonic(), [])
 
     def _resolve_in(self, accession_no: str, hospital_id: str, pacs: PacsClient) -> list[str]:
         return self.resolve(accession_no, hospital_id, pacs)
@@ -228,11 +236,9 @@ class Retriever:
         """`moved`: a batched C-MOVE brought all of the study's instances (that many)."""
         self.store.instances.ensure_study(study_uid, accession_no=accession_no,
                                           exam_id=exam_id)
-        started = time.monotonic()
         if moved is not None and len(present_sop_uids(self.store, study_uid)) == moved:
-            if self.store.facts.get(STALL_FACT):
-                self.store.facts.set(STALL_FACT, None)  # C-MOVEs end again
-            return self._finish(study_uid, Expected(None, moved), 0, moved, started, [])
+            return self._complete(study_uid, moved)
+        started = time.monotonic()
         verdicts = MoveVerdicts()
         with self.pacs.session() as pacs:  # one association for the queries and the move
             done = self._whole_study(pacs, study_uid, started, verdicts)
