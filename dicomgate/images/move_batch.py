@@ -51,6 +51,10 @@ class Prepared:
     error: Exception | None = None  # the batch's C-FIND or C-MOVE failed: this task's fault
     complete: dict[str, int] = field(default_factory=dict)  # study UID -> instances, all held
     finished: dict[str, str] = field(default_factory=dict)  # study UID -> result: done early
+    # Every study of the task complete from a batched C-MOVE, the first started then: a
+    # re-check asked for before (report audited meanwhile) has been done, as the STUDY-level
+    # move brought all the PACS held at its start, exactly the count of its C-FIND.
+    fresh_since: float | None = None
 
 
 def plan(counts: list[tuple[str, int]], size: int, limit: int) -> list[list[str]]:
@@ -153,6 +157,11 @@ class Batcher:
                 for group in self._plan(counts):
                     if len(group) > 1:
                         self._move(pacs, group, counts, owner, out)
+                for task_id, p in out.items():
+                    uids = [u for u, t in owner.items() if t == task_id]
+                    if not uids or p.error is not None or \
+                            not all(u in p.finished for u in uids):
+                        p.fresh_since = None
         except Cancelled:
             raise
         except PacsUnavailable as exc:  # the PACS is not there: every task waits for it
@@ -217,6 +226,8 @@ class Batcher:
         for uid in group:
             self.store.instances.set_study(uid, state="retrieving",
                                            expected_count=counts[uid])
+            p = out[owner[uid]]
+            p.fresh_since = min(p.fresh_since or started, started)
         result: MoveResult | None = None
         refused = None
         watch = _Arrivals(self, group, counts, owner, out)

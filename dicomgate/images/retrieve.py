@@ -126,8 +126,14 @@ class Retriever:
             more = self.batcher.claim_more(task)
             if more:
                 return self._batch(work, task, more)
-        return self.retrieve(study_uid=work.study_uid, accession_no=work.accession_no,
-                             exam_id=work.exam_id, hospital_id=work.hospital_id, pre=pre)
+        return self._retrieve_task(work, task, pre)
+
+    def _retrieve_task(self, work: Retrieve, task: Task, pre: Prepared | None) -> str:
+        result = self.retrieve(study_uid=work.study_uid, accession_no=work.accession_no,
+                               exam_id=work.exam_id, hospital_id=work.hospital_id, pre=pre)
+        if pre is not None and pre.fresh_since is not None and task.lease_owner:
+            self.store.tasks.drop_rerun(task.id, task.lease_owner, pre.fresh_since)
+        return result
 
     def _batch(self, work: Retrieve, task: Task, more: list[Task]) -> str:
         """`task` and `more` (claimed beside it) moved together (move_batch.py); then each
@@ -145,9 +151,7 @@ class Retriever:
                                            self._complete)
                 with self._prepared_lock:
                     self._prepared.update({t.id: prepared[t.id] for t in more})
-                return self.retrieve(study_uid=work.study_uid, accession_no=work.accession_no,
-                                     exam_id=work.exam_id, hospital_id=work.hospital_id,
-                                     pre=prepared[task.id])
+                return self._retrieve_task(work, task, prepared[task.id])
             finally:
                 for t in more:
                     batcher.run_task(t)

@@ -211,6 +211,15 @@ class TaskStore:
                  *(() if self.db.node is None else (self.db.node,)), limit)).fetchall()
         return sorted((Task.from_row(r) for r in rows), key=lambda t: (t.run_after, t.id))
 
+    def drop_rerun(self, task_id: int, owner: str, asked_before: float) -> bool:
+        """A running task's rerun is not needed when it was asked for (enqueued again with
+        `reopen`) before `asked_before`, the moment the task's work looked afresh (the
+        batch's C-FIND came after the reopen): the task then ends done."""
+        with self.db.tx() as c:
+            return c.execute("UPDATE tasks SET rerun=0 WHERE id=? AND state='running' AND "
+                             "lease_owner=? AND rerun=1 AND updated_at < ?",
+                             (task_id, owner, asked_before)).rowcount == 1
+
     def make_due(self, kinds: tuple[str, ...]) -> int:
         """Pending tasks of `kinds` waiting out a backoff run now (an operator's push, or
         the peer they wait for is back). A kind not declared is an error, not 0 tasks."""

@@ -243,3 +243,29 @@ def test_plan_bounds_every_batch(counts, size, limit):
         assert g == sorted(g, key=lambda u: int(u.split(".")[-1]))  # arrival order kept
     totals = [sum(n_of[u] for u in g) for g in groups]
     assert totals == sorted(totals)  # small groups are moved first
+
+
+def test_rerun_asked_before_the_batch_moved_is_dropped(tmp_path):
+    """A report audited while its retrieve ran asks for a re-check (rerun); one asked before
+    the batched C-MOVE started is answered by it, one asked after is not."""
+    from dicomgate.state import Store
+
+    store = Store(tmp_path / "state.db")
+    try:
+        for uid in ("1.2.3.1", "1.2.3.2"):
+            store.tasks.enqueue(Retrieve(study_uid=uid))
+        a, b = store.tasks.claim_due_of_kind("retrieve", OWNER, 60, 5)
+        for t in (a, b):
+            store.tasks.enqueue(Retrieve(study_uid=t.work.study_uid), reopen=True)
+        moved_at = time.time() + 0.01
+        time.sleep(0.02)
+        store.tasks.enqueue(Retrieve(study_uid=b.work.study_uid), reopen=True)  # after
+        assert store.tasks.drop_rerun(a.id, OWNER, moved_at)
+        assert not store.tasks.drop_rerun(b.id, OWNER, moved_at)
+        assert not store.tasks.drop_rerun(a.id, "someone else", time.time())
+        for t in (a, b):
+            store.tasks.complete(t.id, OWNER, "ok")
+        assert (store.tasks.get(a.id).state, store.tasks.get(b.id).state) == ("done",
+                                                                              "pending")
+    finally:
+        store.close()
