@@ -164,9 +164,10 @@ class Batcher:
                         p.fresh_since = None
         except Cancelled:
             raise
-        except PacsUnavailable as exc:  # the PACS is not there: every task waits for it
-            for p in out.values():
-                p.error = p.error or exc
+        except PacsUnavailable as exc:  # the PACS is gone (or stalled): the tasks not yet
+            for p in out.values():  # done wait for it (no more groups are tried)
+                if p.error is None and not p.finished:
+                    p.error = exc
         return out
 
     def _resolve(self, pacs: PacsClient, tasks: list[Task], out: dict[int, Prepared],
@@ -243,16 +244,15 @@ class Batcher:
                         then="a study not complete is moved on its own")
         except Cancelled:
             raise
-        except PacsUnavailable as exc:  # stalled, dropped: each of its tasks waits
-            for uid in group:
-                p = out[owner[uid]]
-                p.error = p.error or exc
-            return
+        except PacsUnavailable:  # stalled or dropped: keep what fully arrived, then wait
+            self._judge(group, counts, owner, out, None, None, time.monotonic() - t0,
+                        verdict=False)
+            raise
         self._judge(group, counts, owner, out, result, refused, time.monotonic() - t0)
 
     def _judge(self, group: list[str], counts: dict[str, int | None], owner: dict[str, int],
                out: dict[int, Prepared], result: MoveResult | None, refused: str | None,
-               seconds: float) -> None:
+               seconds: float, verdict: bool = True) -> None:
         from .retrieve import present_sop_uids  # retrieve.py uses this module
 
         held = {uid: len(present_sop_uids(self.store, uid)) for uid in group}
@@ -266,7 +266,9 @@ class Batcher:
                  completed=result.completed if result else None,
                  failed=result.failed if result else None, complete=len(complete),
                  studies_arrived=len(arrived), seconds=round(seconds, 3))
-        if len(arrived) >= 2:
+        if not verdict:
+            pass  # the move did not end: it says nothing about UID lists
+        elif len(arrived) >= 2:
             remember(self.store, self.pacs, True, f"{len(arrived)} of {len(group)} studies "
                      "arrived from one C-MOVE")
         elif refused is not None and (arrived or "0xA801" in refused):
