@@ -120,6 +120,16 @@ class Batcher:
         return self.store.tasks.claim_due_of_kind(Retrieve.kind, self.owner, self.lease,
                                                   self.pacs.move_batch - 1)
 
+    def release(self, task: Task) -> None:
+        """dicomgate is stopping: a task of the batch not run yet goes back untouched."""
+        try:
+            self.store.tasks.release(task.id, self.owner)
+        except Exception as exc:  # its lease ends by itself; the next start reclaims it
+            log.error("move_batch.release_failed", task_id=task.id, error=str(exc))
+            return
+        log.info("move_batch.released", task_id=task.id, key=task.key,
+                 reason="dicomgate is stopping; it runs at the next start")
+
     @contextmanager
     def leased(self, task_ids: list[int]) -> Iterator[None]:
         """Keep the batch's other leases renewed while it runs (the worker renews only the

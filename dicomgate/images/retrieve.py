@@ -153,8 +153,11 @@ class Retriever:
                     self._prepared.update({t.id: prepared[t.id] for t in more})
                 return self._retrieve_task(work, task, prepared[task.id])
             finally:
-                for t in more:
-                    batcher.run_task(t)
+                for t in more:  # stopping: handed back as never started (no attempt)
+                    if self.stopping.is_set():
+                        batcher.release(t)
+                    else:
+                        batcher.run_task(t)
 
     def retrieve(self, *, study_uid: str | None = None, accession_no: str | None = None,
                  exam_id: int | None = None, hospital_id: str | None = None,
