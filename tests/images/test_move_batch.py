@@ -269,3 +269,48 @@ def test_rerun_asked_before_the_batch_moved_is_dropped(tmp_path):
                                                                               "pending")
     finally:
         store.close()
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    from tests.support.pg_server import PgServer
+
+    server = PgServer()
+    yield server.new_database
+    server.close()
+
+
+def test_batch_claims_from_two_nodes_never_take_one_task_twice(pg_url, tmp_path):
+    """Nodes sharing a PostgreSQL store claim batches at once (SKIP LOCKED): each due
+    retrieve goes to exactly one node."""
+    import threading
+
+    from dicomgate.state import PgLocation, Store
+
+    url = pg_url()
+    a = Store(PgLocation(url, tmp_path / "a", node="gw-a"))
+    b = Store(PgLocation(url, tmp_path / "b", node="gw-b"))
+    try:
+        for i in range(120):
+            a.tasks.enqueue(Retrieve(study_uid=f"1.2.9.{i}"))
+        got: dict[str, list[int]] = {"a": [], "b": []}
+
+        def drain(store: Store, name: str) -> None:
+            for _ in range(100):  # bounded
+                batch = store.tasks.claim_due_of_kind("retrieve", f"gw-{name}:1:1", 60, 7)
+                if not batch:
+                    return
+                assert len(batch) <= 7
+                got[name].extend(t.id for t in batch)
+
+        threads = [threading.Thread(target=drain, args=(s, n)) for s, n in ((a, "a"), (b, "b"))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert len(got["a"]) + len(got["b"]) == 120
+        assert not set(got["a"]) & set(got["b"])
+        assert {t.state for t in a.tasks.list(kind="retrieve")} == {"running"}
+    finally:
+        a.close()
+        b.close()
