@@ -158,7 +158,6 @@ class Batcher:
         what each task's handler needs to finish or carry on alone. A study whose
         instances have all arrived is finished (`finish`) while the C-MOVE goes on, so
         its upload need not wait for the rest of the batch."""
-        self._finish = finish
         out = {t.id: Prepared() for t in tasks}
         try:
             with client.session() as pacs:
@@ -166,7 +165,7 @@ class Batcher:
                 counts = self._counts(pacs, list(owner))
                 for group in self._plan(counts):
                     if len(group) > 1:
-                        self._move(pacs, group, counts, owner, out)
+                        self._move(pacs, group, counts, owner, out, finish)
                 for task_id, p in out.items():
                     uids = [u for u, t in owner.items() if t == task_id]
                     if not uids or p.error is not None or \
@@ -230,7 +229,7 @@ class Batcher:
                     self.pacs.move_batch, self.pacs.move_batch_instances)
 
     def _move(self, pacs: PacsClient, group: list[str], counts: dict[str, int | None],
-              owner: dict[str, int], out: dict[int, Prepared]) -> None:
+              owner: dict[str, int], out: dict[int, Prepared], finish: Finish) -> None:
         started, t0 = time.time(), time.monotonic()
         msg_id = pacs.next_message_id()
         me = pacs.dicom.ae_title
@@ -241,7 +240,7 @@ class Batcher:
             p.fresh_since = min(p.fresh_since or started, started)
         result: MoveResult | None = None
         refused = None
-        watch = _Arrivals(self, group, counts, owner, out)
+        watch = _Arrivals(self, group, counts, owner, out, finish)
         try:
             result = pacs.move("STUDY", {"StudyInstanceUID": list(group)}, msg_id=msg_id,
                                progress=watch.look,
@@ -255,21 +254,25 @@ class Batcher:
         except Cancelled:
             raise
         except PacsUnavailable:  # stalled or dropped: keep what fully arrived, then wait
-            self._judge(group, counts, owner, out, None, None, time.monotonic() - t0,
-                        verdict=False)
+            self._judge(group, counts, owner, out, finish, None, None,
+                        time.monotonic() - t0, (me, msg_id, started), verdict=False)
             raise
-        self._judge(group, counts, owner, out, result, refused, time.monotonic() - t0)
+        self._judge(group, counts, owner, out, finish, result, refused,
+                    time.monotonic() - t0, (me, msg_id, started))
 
     def _judge(self, group: list[str], counts: dict[str, int | None], owner: dict[str, int],
-               out: dict[int, Prepared], result: MoveResult | None, refused: str | None,
-               seconds: float, verdict: bool = True) -> None:
+               out: dict[int, Prepared], finish: Finish, result: MoveResult | None,
+               refused: str | None, seconds: float, move: tuple[str, int, float],
+               verdict: bool = True) -> None:
+        """What arrived: each complete study finished, the PACS's verdict on UID lists.
+        `move`: (our AE, the C-MOVE's Message ID, when it started)."""
         from .retrieve import present_sop_uids  # retrieve.py uses this module
 
         held = {uid: len(present_sop_uids(self.store, uid)) for uid in group}
         complete = [uid for uid in group if held[uid] == counts[uid]]  # never None == n
         for uid in complete:
             out[owner[uid]].complete[uid] = held[uid]
-            self.finish(uid, held[uid], out[owner[uid]])
+            done(uid, held[uid], out[owner[uid]], finish)
         arrived = [uid for uid in group if held[uid]]
         log.info("move_batch.moved", studies=len(group),
                  expected=sum(counts[u] or 0 for u in group),
@@ -281,9 +284,9 @@ class Batcher:
         elif len(arrived) >= 2:
             remember(self.store, self.pacs, True, f"{len(arrived)} of {len(group)} studies "
                      "arrived from one C-MOVE")
-        elif refused is not None and (arrived or "0xA801" in refused):
-            pass  # a sub-operation failed (Orthanc then ends the move), or the PACS does
-            # not know us at all: neither says anything about UID lists
+        elif self._failed_suboperation(result, refused, arrived, group[0], move):
+            pass  # Orthanc ends the move at a failed sub-operation; a PACS that does not
+            # know us at all: neither says anything about UID lists
         elif (result.completed if result else 0) <= max((held[u] for u in arrived),
                                                         default=0):
             why = (f"was refused ({refused})" if refused else
@@ -291,10 +294,26 @@ class Batcher:
             remember(self.store, self.pacs, False, f"a C-MOVE of {len(group)} studies {why}"
                      f" and brought {len(arrived)} of them")
 
-    def finish(self, uid: str, n: int, prepared: Prepared) -> None:
-        """The study is complete: finished once (state, upload queued)."""
-        if uid not in prepared.finished:
-            prepared.finished[uid] = self._finish(uid, n)
+    def _failed_suboperation(self, result: MoveResult | None, refused: str | None,
+                             arrived: list[str], first: str, move: tuple[str, int, float]
+                             ) -> bool:
+        if result is not None and result.failed:
+            return True
+        if refused is None:
+            return False
+        if arrived or "0xA801" in refused:
+            return True
+        # nothing arrived: did our Portal AET refuse what the PACS sent for this move?
+        me, msg_id, started = move
+        saw = move_record.read(self.store, me, msg_id, first, started)
+        return any(a.refused for a in saw.associations)
+
+
+
+def done(uid: str, n: int, prepared: Prepared, finish: Finish) -> None:
+    """The study is complete: finished once (state, upload queued)."""
+    if uid not in prepared.finished:
+        prepared.finished[uid] = finish(uid, n)
 
 
 class _Arrivals:
@@ -302,8 +321,9 @@ class _Arrivals:
     instances have all arrived (one query for the batch, at most every WATCH_EVERY)."""
 
     def __init__(self, batcher: Batcher, group: list[str], counts: dict[str, int | None],
-                 owner: dict[str, int], out: dict[int, Prepared]):
+                 owner: dict[str, int], out: dict[int, Prepared], finish: Finish):
         self.batcher, self.counts, self.owner, self.out = batcher, counts, owner, out
+        self.finish = finish
         self.waiting = [uid for uid in group if counts[uid] is not None]
         self.last = 0.0
 
@@ -324,7 +344,7 @@ class _Arrivals:
                 self.waiting.remove(uid)
                 prepared = self.out[self.owner[uid]]
                 prepared.complete[uid] = n
-                self.batcher.finish(uid, n, prepared)
+                done(uid, n, prepared, self.finish)
         except Exception as exc:  # the end of the move checks every study again
             log.warning("move_batch.watch_failed", error=str(exc))
 
