@@ -147,7 +147,7 @@ class Retriever:
             try:
                 if self.stopping.is_set():
                     raise WaitFor(SHUTDOWN_TEXT, "dicomgate stopping", after=0.0)
-                prepared = batcher.prepare(self.pacs, [task, *more], self._resolve_in,
+                prepared = batcher.prepare(self.pacs, [task, *more], self.resolve,
                                            self._complete)
                 with self._prepared_lock:
                     self._prepared.update({t.id: prepared[t.id] for t in more})
@@ -217,9 +217,6 @@ class Retriever:
         if self.store.facts.get(STALL_FACT):
             self.store.facts.set(STALL_FACT, None)  # C-MOVEs end again
         return self._finish(study_uid, Expected(None, count), 0, count, time.monotonic(), [])
-
-    def _resolve_in(self, accession_no: str, hospital_id: str, pacs: PacsClient) -> list[str]:
-        return self.resolve(accession_no, hospital_id, pacs)
 
     def resolve(self, accession_no: str, hospital_id: str,
                 pacs: PacsClient | None = None) -> list[str]:
