@@ -340,3 +340,21 @@ def test_batch_claims_from_two_nodes_never_take_one_task_twice(pg_url, tmp_path)
     finally:
         a.close()
         b.close()
+
+
+@pytest.mark.parametrize("line, key, expected", [
+    ("list_moves = \"maybe\"", "pacs.list_moves", 'one of "auto", "on", "off"'),
+    ("move_batch = 0", "pacs.move_batch", "an integer 1-64"),
+    ("move_batch_instances = \"many\"", "pacs.move_batch_instances", "an integer 1-1000000")])
+def test_batch_settings_name_their_key(tmp_path, line, key, expected):
+    from tests.support import run_cli, write_config
+
+    cfg = write_config(tmp_path / "bad.toml", "[gateway]\nhospital_id = \"H1\"\n"
+                       "state_dir = \"/tmp/dicomgate-test-unused\"\n[dicom]\n"
+                       "ae_title = \"DICOMGATE\"\n[pacs]\nae_title = \"P\"\n"
+                       f"host = \"h\"\n{line}\n")
+    r = run_cli("check-config", str(cfg))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert any(ln.startswith(f"{key}: ") and expected in ln
+               for ln in r.stderr.splitlines()), r.stderr
+    assert "Traceback" not in r.stderr
