@@ -208,18 +208,38 @@ class Batcher:
         """{study: instances the PACS holds} for the studies we hold nothing of (others go
         the one-study way); None when the PACS gives no NumberOfStudyRelatedInstances
         (DCMTK dcmqrscp): moved in the batch all the same, its completeness then checked
-        by the one-study way's listing. A count of 0: the PACS does not hold it (yet)."""
+        by the one-study way's listing. A count of 0: the PACS does not hold it (yet).
+        One C-FIND of the UID list first; a study it does not answer is asked alone."""
+        todo = [uid for uid in uids if not self.store.instances.of_study(uid)]
+        listed = self._listed_counts(pacs, todo) if len(todo) > 1 else {}
         out: dict[str, int | None] = {}
-        for uid in uids:
-            if self.store.instances.of_study(uid):
-                continue
-            try:
-                n = pacs.study_instance_count(uid)
-            except PacsRefused as exc:
-                log.info("pacs.study_count_refused", study_uid=uid, error=str(exc))
-                n = None
+        for uid in todo:
+            n = listed.get(uid)
+            if n is None:
+                try:
+                    n = pacs.study_instance_count(uid)
+                except PacsRefused as exc:
+                    log.info("pacs.study_count_refused", study_uid=uid, error=str(exc))
             if n != 0:
                 out[uid] = n
+        log.debug("move_batch.counted", studies=len(todo), by_list=len(listed))
+        return out
+
+    def _listed_counts(self, pacs: PacsClient, uids: list[str]) -> dict[str, int]:
+        """NumberOfStudyRelatedInstances of several studies by one STUDY-level C-FIND of
+        their UID list; {} when the PACS refuses or ignores the list."""
+        try:
+            found = pacs.find("STUDY", {"StudyInstanceUID": list(uids), "PatientID": "",
+                                        "NumberOfStudyRelatedInstances": ""})
+        except PacsRefused as exc:
+            log.info("pacs.list_find_refused", studies=len(uids), error=str(exc))
+            return {}
+        wanted, out = set(uids), {}  # a PACS may answer studies it was not asked for
+        for d in found:
+            uid = str(d.get("StudyInstanceUID", "") or "")
+            n = d.get("NumberOfStudyRelatedInstances")
+            if uid in wanted and n not in (None, ""):
+                out[uid] = int(n)
         return out
 
     def _plan(self, counts: dict[str, int | None]) -> list[list[str]]:
