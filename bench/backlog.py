@@ -137,6 +137,7 @@ host = "127.0.0.1"
 port = {pacs.dicom_port}
 echo_interval = "1h"
 max_associations = {args.max_associations}
+move_batch = {args.move_batch}
 [reports]
 source = "view"
 poll_interval = "1s"
@@ -230,6 +231,8 @@ def breakdown(db: Path, log: Path, wall0: float) -> dict[str, object]:
             "FROM instances GROUP BY study_uid"):
         per.setdefault(uid, {}).update(first_in=first - wall0, last_in=last - wall0,
                                        delivered=(delivered or wall0) - wall0)
+    (associations,) = c.execute("SELECT COUNT(*) FROM portal_associations "
+                                "WHERE stored > 0").fetchone()
     pushed = [f - wall0 for (f,) in c.execute(
         "SELECT finished_at FROM tasks WHERE kind='push_report' AND finished_at IS NOT NULL")]
     c.close()
@@ -250,6 +253,7 @@ def breakdown(db: Path, log: Path, wall0: float) -> dict[str, object]:
         "moved_to_delivered_s": (min(gaps), statistics.median(gaps), max(gaps)),
         "reports_pushed_s": (min(pushed), max(pushed)) if pushed else None,
         "unhealthy": started.get("unhealthy", 0),
+        "portal_associations": associations,  # those that carried instances
     }
 
 
@@ -313,6 +317,8 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=4, help="tasks.workers")
     p.add_argument("--concurrency", type=int, default=4, help="upstream.concurrency")
     p.add_argument("--max-associations", type=int, default=2, help="pacs.max_associations")
+    p.add_argument("--move-batch", type=int, default=16,
+                   help="pacs.move_batch (1: one study per C-MOVE, as before batching)")
     p.add_argument("--scp-processes", type=int, default=1, help="dicom.scp_processes")
     p.add_argument("--extra", action="append", default=[],
                    help="a TOML line appended to dicomgate's config (repeatable)")

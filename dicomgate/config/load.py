@@ -135,6 +135,10 @@ def _pacs(t: Table) -> model.PacsConfig:
         timeout=t.value("timeout", values.duration, d["timeout"]),
         move_timeout=t.value("move_timeout", values.duration, d["move_timeout"]),
         max_associations=t.int("max_associations", d["max_associations"], lo=1, hi=32),
+        move_batch=t.int("move_batch", d["move_batch"], lo=1, hi=64),
+        move_batch_instances=t.int("move_batch_instances", d["move_batch_instances"], lo=1,
+                                   hi=1_000_000),
+        list_moves=t.str("list_moves", d["list_moves"], choices=("auto", "on", "off")),
     )
 
 

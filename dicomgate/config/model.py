@@ -92,6 +92,12 @@ class PacsConfig:
     # Associations dicomgate opens to the PACS at once (retrieve tasks running together):
     # a hung C-MOVE holds one of these, never the workers of other kinds.
     max_associations: int = 2
+    # Due retrieves moved by one C-MOVE (a list of Study Instance UIDs): at most this many
+    # studies, and this many instances (the PACS's NumberOfStudyRelatedInstances) in all.
+    move_batch: int = 16
+    move_batch_instances: int = 2000
+    # "auto": learned per PACS from what arrives; "on"/"off": forced
+    list_moves: str = "auto"
 
 
 @dataclass(frozen=True)

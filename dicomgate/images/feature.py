@@ -14,6 +14,7 @@ from ..state.names import TaskState
 from ..tasks import Fatal
 from .echo import EchoMonitor, echo_health, echo_status
 from .http_fetch import HttpFetcher
+from .move_batch import Batcher
 from .retrieve import Retriever, stall_health
 from .scp import allowed_calling_aets
 from .scp_supervisor import ScpPool
@@ -40,6 +41,8 @@ def setup(app: App) -> Images:
         # the stall text starts "C-MOVE stalled: ..." (scu.MoveStalled)
         app.lane("retrieve", cfg.pacs.max_associations, note=lambda: stall_health(app.store))
         app.handle(Retrieve, retriever.handle, lane="retrieve")
+        retriever.batcher = Batcher(app.store, cfg.pacs, app.owner, cfg.tasks.lease,
+                                    app.pool.run)
         # added after the Portal AET, so stopped before it: C-MOVEs under way are cancelled
         # and handed back while the Portal AET still answers
         app.add_service(RetrievesStopper(retriever))

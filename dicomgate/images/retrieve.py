@@ -22,6 +22,7 @@ from ..state.names import Fact, StudyState
 from ..tasks import Fatal, RetryLater, WaitFor
 from .accession import pick_hospital
 from .echo import FACT as ECHO_FACT
+from .move_batch import Batcher, Prepared
 from .move_diagnosis import PacsCannotReachUs
 from .move_outcome import DISK_RECHECK, MoveVerdicts, OurSide, wait_for_our_side
 from .repair import Ladder, Mover, Step, give_up_detail
@@ -77,6 +78,9 @@ class Retriever:
         self.pacs_down_wait = pacs_down_wait  # tasks.backoff_max: `pacs.up` wakes sooner
         self.hospitals = hospitals  # gateway.served_hospitals: ours first
         self.stopping = threading.Event()
+        self.batcher: Batcher | None = None  # the daemon's: due retrieves moved together
+        self._prepared: dict[int, Prepared] = {}  # task id -> what its batch did for it
+        self._prepared_lock = threading.Lock()
         self._running = 0
         self._idle = threading.Condition()
 
@@ -116,11 +120,48 @@ class Retriever:
                 raise Fatal("payload has image_paths but HTTP image mode is not configured "
                             '(set [images] source = "http")')
             return self.fetch_http(work, task)
-        return self.retrieve(study_uid=work.study_uid, accession_no=work.accession_no,
-                             exam_id=work.exam_id, hospital_id=work.hospital_id)
+        with self._prepared_lock:
+            pre = self._prepared.pop(task.id, None)
+        if pre is None and self.batcher is not None and not (self.room and self.room()):
+            more = self.batcher.claim_more(task)
+            if more:
+                return self._batch(work, task, more)
+        return self._retrieve_task(work, task, pre)
+
+    def _retrieve_task(self, work: Retrieve, task: Task, pre: Prepared | None) -> str:
+        result = self.retrieve(study_uid=work.study_uid, accession_no=work.accession_no,
+                               exam_id=work.exam_id, hospital_id=work.hospital_id, pre=pre)
+        if pre is not None and pre.fresh_since is not None and task.lease_owner:
+            self.store.tasks.drop_rerun(task.id, task.lease_owner, pre.fresh_since)
+        return result
+
+    def _batch(self, work: Retrieve, task: Task, more: list[Task]) -> str:
+        """`task` and `more` (claimed beside it) moved together (move_batch.py); then each
+        finishes as its own task: this one here, the others through the worker, which
+        records each outcome on its own."""
+        assert self.batcher is not None
+        batcher = self.batcher
+        with self._prepared_lock:  # none of them batches again, whatever happens
+            self._prepared.update({t.id: Prepared() for t in more})
+        with batcher.leased([t.id for t in more]):
+            try:
+                if self.stopping.is_set():
+                    raise WaitFor(SHUTDOWN_TEXT, "dicomgate stopping", after=0.0)
+                prepared = batcher.prepare(self.pacs, [task, *more], self.resolve,
+                                           self._complete)
+                with self._prepared_lock:
+                    self._prepared.update({t.id: prepared[t.id] for t in more})
+                return self._retrieve_task(work, task, prepared[task.id])
+            finally:
+                for t in more:  # stopping: handed back as never started (no attempt)
+                    if self.stopping.is_set():
+                        batcher.release(t)
+                    else:
+                        batcher.run_task(t)
 
     def retrieve(self, *, study_uid: str | None = None, accession_no: str | None = None,
-                 exam_id: int | None = None, hospital_id: str | None = None) -> str:
+                 exam_id: int | None = None, hospital_id: str | None = None,
+                 pre: Prepared | None = None) -> str:
         """run(), with every failure said as the worker (and `dicomgate pull`) acts on it:
         WaitFor (our disk, our SCP, the PACS unreachable), RetryLater, Fatal."""
         short = self.room() if self.room is not None else None
@@ -130,7 +171,7 @@ class Retriever:
                           after=DISK_RECHECK)
         try:
             return self.run(study_uid=study_uid, accession_no=accession_no, exam_id=exam_id,
-                            hospital_id=hospital_id)
+                            hospital_id=hospital_id, pre=pre)
         except OurSide as exc:
             raise wait_for_our_side(study_uid, exc) from None
         except MoveStalled as exc:
@@ -154,20 +195,34 @@ class Retriever:
         return min(PACS_FLAKY_RECHECK, self.pacs_down_wait)
 
     def run(self, *, study_uid: str | None = None, accession_no: str | None = None,
-            exam_id: int | None = None, hospital_id: str | None = None) -> str:
+            exam_id: int | None = None, hospital_id: str | None = None,
+            pre: Prepared | None = None) -> str:
+        pre = pre or Prepared()
+        if pre.error is not None:  # its batch's C-FIND or C-MOVE failed for it
+            raise pre.error
         if study_uid:
             uids = [study_uid]
+        elif pre.uids is not None:
+            uids = pre.uids
         elif accession_no:
             uids = self.resolve(accession_no, hospital_id or self.hospitals[0])
         else:
             raise Fatal("retrieve payload needs study_uid or accession_no")
-        return "; ".join(self.study(uid, accession_no=accession_no, exam_id=exam_id)
-                         for uid in uids)
+        return "; ".join(pre.finished.get(uid) or self.study(
+            uid, accession_no=accession_no, exam_id=exam_id, moved=pre.complete.get(uid))
+            for uid in uids)
 
-    def resolve(self, accession_no: str, hospital_id: str) -> list[str]:
+    def _complete(self, study_uid: str, count: int) -> str:
+        """A batched C-MOVE brought all of the study's instances."""
+        if self.store.facts.get(STALL_FACT):
+            self.store.facts.set(STALL_FACT, None)  # C-MOVEs end again
+        return self._finish(study_uid, Expected(None, count), 0, count, time.monotonic(), [])
+
+    def resolve(self, accession_no: str, hospital_id: str,
+                pacs: PacsClient | None = None) -> list[str]:
         """The studies of this hospital's exam: accession numbers are unique only within
         a hospital, and a hospital group may share one PACS (gateway.group_hospital_ids)."""
-        found = self.pacs.studies_of_accession(accession_no)
+        found = (pacs or self.pacs).studies_of_accession(accession_no)
         if not found:
             raise RetryLater(f"{self.pacs.where} has no study with AccessionNumber "
                              f"{accession_no} (yet): the images may not be archived; "
@@ -181,9 +236,12 @@ class Retriever:
 
     # -- one study ------------------------------------------------------------------------
     def study(self, study_uid: str, *, accession_no: str | None = None,
-              exam_id: int | None = None) -> str:
+              exam_id: int | None = None, moved: int | None = None) -> str:
+        """`moved`: a batched C-MOVE brought all of the study's instances (that many)."""
         self.store.instances.ensure_study(study_uid, accession_no=accession_no,
                                           exam_id=exam_id)
+        if moved is not None and len(present_sop_uids(self.store, study_uid)) == moved:
+            return self._complete(study_uid, moved)
         started = time.monotonic()
         verdicts = MoveVerdicts()
         with self.pacs.session() as pacs:  # one association for the queries and the move

@@ -211,7 +211,7 @@ class PacsClient:
         return time.monotonic() - t0
 
     # -- C-FIND ---------------------------------------------------------------------------
-    def find(self, level: str, keys: dict[str, str]) -> list[Dataset]:
+    def find(self, level: str, keys: dict[str, str | list[str]]) -> list[Dataset]:
         out: list[Dataset] = []
         with self._association("find", self.pacs.timeout) as (assoc, model):
             assert model is not None

@@ -125,6 +125,16 @@ class InstanceStore:
         rows = self.db.query(sql + " ORDER BY series_uid, sop_uid", tuple(params))
         return [InstanceRow.from_row(r) for r in rows]
 
+    def counts_of_studies(self, study_uids: list[str]) -> dict[str, int]:
+        """{study UID: instance rows} for several studies in one query (a batched C-MOVE
+        watching which of its studies have all arrived)."""
+        if not study_uids:
+            return {}
+        rows = self.db.query(
+            f"SELECT study_uid, COUNT(*) n FROM instances WHERE study_uid IN "
+            f"({','.join('?' * len(study_uids))}) GROUP BY study_uid", tuple(study_uids))
+        return {r["study_uid"]: int(r["n"]) for r in rows}
+
     def sop_uids(self, study_uid: str, present_only: bool = True) -> set[str]:
         sql = "SELECT sop_uid FROM instances WHERE study_uid=?"
         if present_only:

@@ -22,6 +22,7 @@ class Fact(StrEnum):
 
     PACS_ECHO = "images.pacs_echo"  # images.echo writes; retrieve, status, console read
     MOVE_STALLED = "images.move_stalled"  # images.retrieve
+    LIST_MOVES = "images.list_moves"  # {PACS: verdict}: whether a C-MOVE of a UID list works
     UPSTREAM_REACHABILITY = "upstream.reachability"  # upstream.transport; console reads
     REPORTS_POLL_ERRORS = "reports.poll_errors"  # {type: error} of the last scheduled poll
     REPORTS_RECONCILE = "reports.reconcile"  # the last reconciliation's result

@@ -95,3 +95,9 @@ class PortalAssociationStore:
         rows = self.db.query("SELECT * FROM portal_associations WHERE opened_at >= ? AND "
                              "stored=0 AND refused=0 ORDER BY id", (since,))
         return [PortalAssociation(**dict(r)) for r in rows]
+
+    def opened_since(self, since: float) -> list[PortalAssociation]:
+        """Every association the Portal AET received since `since` (oldest first)."""
+        rows = self.db.query("SELECT * FROM portal_associations WHERE opened_at >= ? "
+                             "ORDER BY id", (since,))
+        return [PortalAssociation(**dict(r)) for r in rows]
