@@ -34,7 +34,7 @@ def setup(app: App) -> Images:
         scp = ScpPool(cfg, images.spool, app.store)
         app.add_service(scp, health=scp.health)
     pacs, http, retriever = images.pacs, images.http, images.retriever
-    if pacs is not None and retriever is not None:
+    if pacs is not None and retriever is not None and cfg.pacs is not None:
         app.every("pacs.echo", cfg.pacs.echo_interval, EchoMonitor(app.store, pacs).run)
         app.add_health("pacs", lambda: "; ".join(filter(None, (
             echo_health(app.store), stall_health(app.store)))) or None)

@@ -28,7 +28,7 @@ import structlog
 from ..config import PacsConfig
 from ..state import Store, Task
 from ..state.kinds import Retrieve
-from ..state.names import Fact
+from ..state.names import Fact, StudyState
 from . import move_record
 from .scu import Cancelled, MoveResult, PacsClient, PacsRefused, PacsUnavailable
 
@@ -117,7 +117,7 @@ class Batcher:
         due now, never waiting for a batch to fill (the first study's latency)."""
         if self.pacs.move_batch < 2 or not list_moves_wanted(self.store, self.pacs):
             return []
-        return self.store.tasks.claim_due_of_kind(Retrieve.kind, self.owner, self.lease,
+        return self.store.tasks.claim_more(Retrieve.kind, self.owner, self.lease,
                                                   self.pacs.move_batch - 1)
 
     def release(self, task: Task) -> None:
@@ -254,7 +254,7 @@ class Batcher:
         msg_id = pacs.next_message_id()
         me = pacs.dicom.ae_title
         for uid in group:
-            self.store.instances.set_study(uid, state="retrieving",
+            self.store.instances.set_study(uid, state=StudyState.RETRIEVING,
                                            expected_count=counts[uid])
             p = out[owner[uid]]
             p.fresh_since = min(p.fresh_since or started, started)

@@ -188,7 +188,7 @@ class TaskStore:
 
     def claim_more(self, kind: str, owner: str, lease: float, limit: int) -> list[Task]:
         """Up to `limit` more due tasks of one kind for a worker that already runs one (a
-        batch of uploads), oldest first, each leased to `owner` as `claim` leases; the
+        batch of uploads or of C-MOVEs), oldest first, each leased to `owner` as `claim` leases; the
         caller renews, completes or fails each one by its id."""
         if limit <= 0:
             return []
@@ -231,26 +231,6 @@ class TaskStore:
                 "attempts=attempts+1, updated_at=? WHERE kind=? AND key=? AND state='pending' "
                 "RETURNING *", (owner, now + lease, now, kind, key)).fetchone()
         return Task.from_row(row) if row else None
-
-    def claim_due_of_kind(self, kind: str, owner: str, lease: float, limit: int
-                          ) -> list[Task]:
-        """Take up to `limit` more due tasks of `kind` (the oldest first), each leased to
-        `owner` as `claim` does, to run beside one already claimed (a batch). Each is then
-        completed, failed or released on its own."""
-        if limit <= 0:
-            return []
-        now = time.time()
-        skip = " FOR UPDATE SKIP LOCKED" if self.db.engine == "postgresql" else ""
-        mine = "" if self.db.node is None else " AND (node IS NULL OR node = ?)"
-        with self.db.claim_tx() as c:
-            rows = c.execute(
-                f"UPDATE tasks SET state='running', lease_owner=?, lease_until=?, "
-                f"attempts=attempts+1, updated_at=? WHERE id IN ("
-                f"SELECT id FROM tasks WHERE state='pending' AND run_after<=? AND kind=?"
-                f"{mine} ORDER BY run_after, id LIMIT ?{skip}) RETURNING *",
-                (owner, now + lease, now, now, kind,
-                 *(() if self.db.node is None else (self.db.node,)), limit)).fetchall()
-        return sorted((Task.from_row(r) for r in rows), key=lambda t: (t.run_after, t.id))
 
     def drop_rerun(self, task_id: int, owner: str, asked_before: float) -> bool:
         """A running task's rerun is not needed when it was asked for (enqueued again with

@@ -280,7 +280,7 @@ def test_rerun_asked_before_the_batch_moved_is_dropped(tmp_path):
     try:
         for uid in ("1.2.3.1", "1.2.3.2"):
             store.tasks.enqueue(Retrieve(study_uid=uid))
-        a, b = store.tasks.claim_due_of_kind("retrieve", OWNER, 60, 5)
+        a, b = store.tasks.claim_more("retrieve", OWNER, 60, 5)
         for t in (a, b):
             store.tasks.enqueue(Retrieve(study_uid=t.work.study_uid), reopen=True)
         moved_at = time.time() + 0.01
@@ -323,7 +323,7 @@ def test_batch_claims_from_two_nodes_never_take_one_task_twice(pg_url, tmp_path)
 
         def drain(store: Store, name: str) -> None:
             for _ in range(100):  # bounded
-                batch = store.tasks.claim_due_of_kind("retrieve", f"gw-{name}:1:1", 60, 7)
+                batch = store.tasks.claim_more("retrieve", f"gw-{name}:1:1", 60, 7)
                 if not batch:
                     return
                 assert len(batch) <= 7
