@@ -13,6 +13,7 @@ from ha_harness import delivered, load, sql, wait
 from dicomgate.config.load import parse
 from dicomgate.nodes import NodeService
 from dicomgate.state import PgLocation, Store
+from dicomgate.state.names import InstanceState
 
 
 def _deletions(api, accession: str) -> int:
@@ -65,7 +66,7 @@ def test_the_sweep_removes_only_copies_the_store_keeps_elsewhere(pg, tmp_path):
             store.instances.record(sop_uid=sop, study_uid="9.9", series_uid="1",
                                    sop_class_uid="1.2", transfer_syntax="1.2.840.10008.1.2.1",
                                    path=f"/x/{sop}", size=4, sha256=sop, source="test")
-        a.instances.set_state(["gone"], "deleted")
+        a.instances.set_state(["gone"], InstanceState.DELETED)
         old = {sop: _spool_file(node, "9.9", sop, 3600) for sop in ("moved", "mine", "gone",
                                                                       "no.row")}
         # an identical copy of what gw-b holds, just placed here: spared while it may be a
