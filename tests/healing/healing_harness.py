@@ -22,6 +22,7 @@ from dicomgate.sandbox.orthanc import Orthanc, free_port
 from dicomgate.sandbox.studies import StudySpec, ct_instances, sop_uid_of
 from dicomgate.state import Store
 from dicomgate.state.kinds import Retrieve
+from tests.support.engines import open_store, state_toml
 
 MAIN = "import sys; from dicomgate.cli import main; sys.exit(main())"
 GW_AET, PACS_AET = "DICOMGATE", "HOSPPACS"
@@ -71,7 +72,7 @@ shutdown_grace = "3s"
 [log]
 level = "info"
 format = "json"
-"""
+{state_toml(state_dir)}"""
 
 
 class Daemon:
@@ -116,7 +117,7 @@ class Daemon:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store(self.state_dir / "state.db")
+            self._store = open_store(self.state_dir)
         return self._store
 
     # -- observing --------------------------------------------------------------------------

@@ -14,9 +14,9 @@ import pydicom
 from dicomgate.app import App
 from dicomgate.config import load
 from dicomgate.sandbox.orthanc import free_port
-from dicomgate.state import Store
 from dicomgate.state.kinds import Upload
 from tests.support import gateway_toml, toml_table, write_config
+from tests.support.engines import open_store
 
 
 def upstream_config(state_dir: Path, dicomweb_url: str, api_url: str, **upstream) -> Path:
@@ -31,7 +31,7 @@ def upstream_config(state_dir: Path, dicomweb_url: str, api_url: str, **upstream
 
 def build_app(config_path: Path) -> App:
     config = load(config_path)
-    return App.build(config, Store(config.gateway.db_path))
+    return App.build(config, open_store(config))
 
 
 def spool(app: App, instances: list[bytes], source: str = "test") -> list[str]:
