@@ -96,3 +96,27 @@ def open_store(where: Path | Config) -> Store:
     if isinstance(where, Config):
         return Store(where.store_location)
     return Store(store_location(where))
+
+
+def schema_version(state_dir: Path) -> int | None:
+    """The newest migration the store of `state_dir` records, read with the engine's own
+    driver (not through a Store, which may be what is under test); None when there is none
+    yet or it cannot be read now."""
+    if engine() == "sqlite":
+        import sqlite3
+
+        db = Path(state_dir) / "state.db"
+        if not db.exists():
+            return None
+        try:
+            with sqlite3.connect(db, timeout=5) as c:
+                return c.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
+        except sqlite3.Error:
+            return None
+    import psycopg
+
+    try:
+        with psycopg.connect(database_for(state_dir), connect_timeout=5) as c:
+            return c.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
+    except psycopg.Error:
+        return None
