@@ -241,7 +241,7 @@ class InstanceStore:
         for the gateway's own hospital)."""
         rows = self.db.query(
             "SELECT study_uid FROM studies WHERE (exam_id IS NOT NULL AND exam_id=?) "
-            "OR study_uid=? OR (accession_no=? AND exam_id IS NULL AND ?) ORDER BY study_uid",
+            "OR study_uid=? OR (accession_no=? AND exam_id IS NULL AND ?=1) ORDER BY study_uid",
             (exam_id, exam_study_uid, accession_no, int(unlinked_by_accession)))
         uids = [r["study_uid"] for r in rows]
         if exam_study_uid and exam_study_uid not in uids:
