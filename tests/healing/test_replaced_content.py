@@ -18,7 +18,7 @@ from dicomgate.images.spool import Spool
 from dicomgate.sandbox.cloud_api import CloudApi
 from dicomgate.sandbox.orthanc import Orthanc, free_port
 from dicomgate.sandbox.studies import StudySpec, ct_instances, sop_uid_of
-from tests.support.engines import open_store, state_toml
+from tests.support.engines import built_app, state_toml
 
 
 def _app(tmp_path: Path, cloud: Orthanc, api: CloudApi) -> App:
@@ -39,7 +39,7 @@ confirm_delay = "1s"
 backoff_base = "1s"
 {state_toml(state)}""")
     config = load(cfg)
-    return App.build(config, open_store(config))
+    return built_app(config)
 
 
 def _ingest(app: App, blobs: list[bytes]) -> list[str]:

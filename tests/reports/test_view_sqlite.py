@@ -9,8 +9,8 @@ import time
 from reports_pacs import Exam, ago, insert_exam_sql, insert_report_sql, report_values, ts
 from reports_support import Pacs, open_store, reports_config, view_reports
 
-from dicomgate.app import App
 from dicomgate.config import load
+from tests.support.engines import built_app
 
 
 def add(pacs: Pacs, exam: Exam) -> None:
@@ -260,7 +260,7 @@ def test_a_view_file_replaced_by_rename_is_read_again(tmp_path, cli):
     pacs = Pacs(tmp_path / "pacs.db")
     add(pacs, Exam("B1", minutes_ago=30))
     config = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
-    app = App.build(load(config))
+    app = built_app(load(config))
     app.scheduler.run_now("reports.poll")
     assert app.store.exams.get("H33010200001", "B1").state == "synced"
 

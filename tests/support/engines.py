@@ -20,6 +20,7 @@ import os
 import socket
 from pathlib import Path
 
+from dicomgate.app import App
 from dicomgate.config.model import Config
 from dicomgate.state import PgLocation, Store
 from tests.support.pg_server import PgServer
@@ -120,3 +121,15 @@ def schema_version(state_dir: Path) -> int | None:
             return c.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
     except psycopg.Error:
         return None
+
+
+def built_app(config: Config, store: Store | None = None) -> App:
+    """`App.build` for a test that runs jobs itself (`scheduler.run_now`) without starting
+    the services. On PostgreSQL, one node beat first, as the node service does when it
+    starts: only the leader runs the scheduled jobs, and a node that never beat leads
+    nothing (the job would be skipped, as on a second node)."""
+    app = App.build(config, store if store is not None else open_store(config))
+    if app.node is not None:
+        app.node.beat()
+        assert app.node.leading, app.node.problem or "another node leads this store"
+    return app
