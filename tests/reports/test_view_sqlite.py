@@ -10,6 +10,7 @@ from reports_pacs import Exam, ago, insert_exam_sql, insert_report_sql, report_v
 from reports_support import Pacs, open_store, reports_config, view_reports
 
 from dicomgate.config import load
+from tests.support import engines
 from tests.support.engines import built_app
 
 
@@ -202,8 +203,7 @@ def test_gbk_database(tmp_path, cli):
     # the same database read without the setting: the text does not arrive as the
     # database holds it, so nothing is applied and the setting is named
     plain = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
-    for suffix in ("", "-wal", "-shm"):
-        (tmp_path / "state" / f"state.db{suffix}").unlink(missing_ok=True)
+    engines.discard_store(tmp_path / "state")
     code, out, _ = cli(plain, "sync", "--once", "--json")
     error = json.loads(out)[0]["error"]
     assert code == 1 and "text column FINDINGS (examFindings) does not arrive" in error

@@ -20,6 +20,8 @@ import os
 import socket
 from pathlib import Path
 
+import structlog.testing
+
 from dicomgate.app import App
 from dicomgate.config.model import Config
 from dicomgate.state import PgLocation, Store
@@ -130,6 +132,23 @@ def built_app(config: Config, store: Store | None = None) -> App:
     nothing (the job would be skipped, as on a second node)."""
     app = App.build(config, store if store is not None else open_store(config))
     if app.node is not None:
-        app.node.beat()
+        with structlog.testing.capture_logs():  # its node.leading line is not the test's output
+            app.node.beat()
         assert app.node.leading, app.node.problem or "another node leads this store"
     return app
+
+
+def discard_store(state_dir: Path) -> None:
+    """Throw the store of `state_dir` away (no process may have it open): the next one
+    made there starts empty, as on a new host."""
+    if engine() == "sqlite":
+        for suffix in ("", "-wal", "-shm"):
+            (Path(state_dir) / f"state.db{suffix}").unlink(missing_ok=True)
+        return
+    import psycopg
+
+    url = database_for(state_dir)
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_url(), autocommit=True) as c:
+        c.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        c.execute(f"CREATE DATABASE {name}")
