@@ -40,6 +40,23 @@ def _restore_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
+# pytest-xdist (--dist loadscope) hands out modules in collection order: the long ones go first,
+# so that none starts last and runs alone at the end; the OCI image test goes last, as it waits
+# for the build scripts/test started in the background at the beginning.
+FIRST = ("tests/ha/test_two_nodes.py", "tests/demo/", "tests/healing/",
+         "tests/install/test_schema_upgrade.py", "tests/install/test_offline_install.py")
+LAST = ("tests/install/test_oci_image.py",)
+
+
+def _rank(item: pytest.Item) -> int:
+    path = item.nodeid.split("::")[0]
+    return 0 if path.startswith(FIRST) else 2 if path.startswith(LAST) else 1
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_rank)  # stable: the order within each group is pytest's
+
+
 @pytest.fixture(autouse=True)
 def _engine(request: pytest.FixtureRequest) -> Iterator[None]:
     """The state store's engine for this test (tests/support/engines.py): the suite's

@@ -28,6 +28,7 @@ def _fill(fs: Path) -> Path:
     return filler
 
 
+@pytest.mark.sqlite_only  # the store itself on the file system that fills
 def test_enospc_pauses_workers_and_resumes(tmpfs, daemon_factory, cloud, tmp_path: Path):
     fs = tmpfs("40M")
     d = daemon_factory(state_dir=fs / "state", workers=2)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ import requests
 from pydicom.data import get_testdata_file
 
 from dicomgate.sandbox.orthanc import free_port
-from tests.support import gateway_toml, start_daemon, toml_table, write_config
+from tests.support import engines, gateway_toml, start_daemon, toml_table, write_config
 
 CT = get_testdata_file("CT_small.dcm")
 MR = get_testdata_file("MR_small.dcm")
@@ -94,9 +93,9 @@ class Daemon:
 
     def recorded(self) -> tuple[int, int]:
         """(instances, upload tasks) in the state store."""
-        with sqlite3.connect(self.db) as c:
-            return (c.execute("SELECT COUNT(*) FROM instances").fetchone()[0],
-                    c.execute("SELECT COUNT(*) FROM tasks WHERE kind='upload'").fetchone()[0])
+        state_dir = self.db.parent
+        return (engines.read(state_dir, "SELECT COUNT(*) FROM instances")[0][0],
+                engines.read(state_dir, "SELECT COUNT(*) FROM tasks WHERE kind='upload'")[0][0])
 
 
 def _alive(pid: int) -> bool:

@@ -101,27 +101,32 @@ def open_store(where: Path | Config) -> Store:
     return Store(store_location(where))
 
 
-def schema_version(state_dir: Path) -> int | None:
-    """The newest migration the store of `state_dir` records, read with the engine's own
-    driver (not through a Store, which may be what is under test); None when there is none
-    yet or it cannot be read now."""
+def read(state_dir: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows of `sql` (`?` placeholders) read from the store of `state_dir` with the engine's
+    own driver, not through a Store: what a daemon in another process wrote, seen as is."""
     if engine() == "sqlite":
         import sqlite3
 
-        db = Path(state_dir) / "state.db"
-        if not db.exists():
-            return None
-        try:
-            with sqlite3.connect(db, timeout=5) as c:
-                return c.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
-        except sqlite3.Error:
-            return None
+        with sqlite3.connect(Path(state_dir) / "state.db", timeout=5) as c:
+            return c.execute(sql, params).fetchall()
     import psycopg
 
+    with psycopg.connect(database_for(state_dir), connect_timeout=5) as c:
+        return c.execute(sql.replace("?", "%s"), params).fetchall()
+
+
+def schema_version(state_dir: Path) -> int | None:
+    """The newest migration the store of `state_dir` records (`read`); None when there is
+    none yet or it cannot be read now."""
+    import sqlite3
+
+    import psycopg
+
+    if engine() == "sqlite" and not (Path(state_dir) / "state.db").exists():
+        return None
     try:
-        with psycopg.connect(database_for(state_dir), connect_timeout=5) as c:
-            return c.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
-    except psycopg.Error:
+        return read(state_dir, "SELECT MAX(version) FROM schema_migrations")[0][0]
+    except (sqlite3.Error, psycopg.Error):
         return None
 
 
