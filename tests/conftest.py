@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from tests.support import write_config
+from tests.support import engines, write_config
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -20,6 +21,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.option.basetemp is None:
         tag = hashlib.sha1(str(config.rootpath).encode()).hexdigest()[:8]
         config.option.basetemp = Path(tempfile.gettempdir()) / f"pytest-dicomgate-{tag}"
+    if not hasattr(config, "workerinput"):  # the controller, before any worker starts
+        # what the workers of an earlier run built for each other (tests/install)
+        for old in Path(config.option.basetemp).glob("shared-*"):
+            shutil.rmtree(old, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -35,6 +40,37 @@ def _restore_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
+# pytest-xdist (--dist loadscope) hands out modules in collection order: the long ones go first,
+# so that none starts last and runs alone at the end; the OCI image test goes last, as it waits
+# for the build scripts/test started in the background at the beginning.
+FIRST = ("tests/ha/test_two_nodes.py", "tests/demo/", "tests/healing/",
+         "tests/install/test_schema_upgrade.py", "tests/install/test_offline_install.py")
+LAST = ("tests/install/test_oci_image.py",)
+
+
+def _rank(item: pytest.Item) -> int:
+    path = item.nodeid.split("::")[0]
+    return 0 if path.startswith(FIRST) else 2 if path.startswith(LAST) else 1
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_rank)  # stable: the order within each group is pytest's
+
+
+@pytest.fixture(autouse=True)
+def _engine(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The state store's engine for this test (tests/support/engines.py): the suite's
+    choice, or SQLite for a test marked sqlite_only."""
+    sqlite_only = request.node.get_closest_marker("sqlite_only") is not None
+    engines.use("sqlite" if sqlite_only else engines.CHOSEN)
+    yield
+    engines.use(engines.CHOSEN)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"dicomgate state store engine: {engines.CHOSEN} (DICOMGATE_TEST_ENGINE)"
+
+
 @pytest.fixture
 def minimal_config(tmp_path: Path) -> Path:
     """[gateway] + [dicom] only, state under tmp_path, SCP on a port nobody uses."""
@@ -48,5 +84,5 @@ ae_title = "DICOMGATE"
 bind = "127.0.0.1"
 port = 1
 min_free_disk = "1MB"
-""")
+{engines.state_toml(tmp_path / 'state')}""")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.support import run_cli
+from tests.support.engines import open_store
 
 
 def test_status_on_a_fresh_state_dir(minimal_config):
@@ -18,9 +19,8 @@ def test_status_on_a_fresh_state_dir(minimal_config):
 
 
 def test_tasks_cli_lists_and_retries_dead(minimal_config, tmp_path):
-    from dicomgate.state import Store
 
-    store = Store(tmp_path / "state" / "state.db")
+    store = open_store(tmp_path / "state")
     from dicomgate.state.kinds import Retrieve
 
     tid = store.tasks.enqueue(Retrieve(study_uid="1.2.3")).id
@@ -41,10 +41,9 @@ def test_tasks_cli_lists_and_retries_dead(minimal_config, tmp_path):
 
 def test_cli_retries_are_audited_with_the_unix_user(minimal_config, tmp_path):
     """The console audits who retried what; the same actions from the shell must too."""
-    from dicomgate.state import Store
     from dicomgate.state.kinds import Retrieve
 
-    store = Store(tmp_path / "state" / "state.db")
+    store = open_store(tmp_path / "state")
     tid = store.tasks.enqueue(Retrieve(study_uid="1.2.9")).id
     store.tasks.fail(store.tasks.claim(["retrieve"], "me", 60).id, "me", "refused",
                      retry_in=None)

@@ -8,11 +8,16 @@ import sqlite3
 import stat
 from pathlib import Path
 
+import pytest
+
 from dicomgate.app import DaemonLock
 from dicomgate.state import SCHEMA_VERSION, Store
 from dicomgate.state.db import SqliteDatabase
 from dicomgate.state.schema import KNOWN, split_statements
 from tests.support import run_cli
+
+# the SQLite file, its backups and permissions (PostgreSQL: tests/ha/test_cli_postgresql.py)
+pytestmark = pytest.mark.sqlite_only
 
 STATE = "state"
 

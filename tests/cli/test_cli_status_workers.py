@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from dicomgate.sandbox.orthanc import free_port
-from dicomgate.state import Store
 from dicomgate.state.kinds import Retrieve
 from tests.support import (
     gateway_toml,
@@ -18,6 +17,7 @@ from tests.support import (
     wait_until,
     write_config,
 )
+from tests.support.engines import open_store
 
 UIDS = [f"1.2.826.0.1.3680043.8.498.77{n}" for n in range(3)]
 
@@ -51,7 +51,7 @@ def _lane_row(text: str, lane: str) -> str:
 def test_status_lists_retrieves_waiting_for_the_pacs(tmp_path: Path):
     config = _config(tmp_path)
     (tmp_path / "state").mkdir(mode=0o700)
-    store = Store(tmp_path / "state" / "state.db")
+    store = open_store(tmp_path / "state")
     for uid in UIDS:
         store.tasks.enqueue(Retrieve(study_uid=uid))
     log = tmp_path / "daemon.log"

@@ -15,6 +15,7 @@ from dicomgate.state.kinds import Retrieve
 from dicomgate.state.names import ExamState
 from tests.support import HOSPITAL_ID as HOSPITAL
 from tests.support import gateway_toml, start_daemon, stop_daemon, wait_until, write_config
+from tests.support.engines import open_store
 
 TOKEN = "console-test-token-0123456789abcdef"
 PATIENT = "欧阳娜娜"
@@ -30,7 +31,7 @@ class Daemon:
     proc: subprocess.Popen
 
     def store(self) -> Store:
-        return Store(self.state_dir / "state.db")
+        return open_store(self.state_dir)
 
     def get(self, path: str, **kw) -> requests.Response:
         return requests.get(self.base + path, timeout=10, **kw)

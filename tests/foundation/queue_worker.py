@@ -11,18 +11,21 @@ import sys
 import time
 from pathlib import Path
 
-from dicomgate.app import DaemonLock, owner_id
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: the project
+
+from dicomgate.app import DaemonLock, owner_id  # noqa: E402
 from dicomgate.config import TasksConfig
-from dicomgate.state import Store, Task
+from dicomgate.state import Task
 from dicomgate.state.kinds import Upload
 from dicomgate.tasks import Registry, WorkerPool
+from tests.support.engines import open_store
 
 
 def main(state_dir: Path, marks: Path) -> int:
     lock = DaemonLock(state_dir)
     if not lock.acquire():
         return 3
-    store = Store(state_dir / "state.db")
+    store = open_store(state_dir)
 
     def work(_work: Upload, task: Task) -> str:
         with marks.open("a") as f:

@@ -14,11 +14,12 @@ from dicomgate.config import TasksConfig
 from dicomgate.state import Store
 from dicomgate.state.kinds import Retrieve, Upload
 from dicomgate.tasks import Fatal, Registry, RetryLater, WorkerPool, backoff
+from tests.support.engines import open_store
 
 
 @pytest.fixture
 def store(tmp_path) -> Store:
-    s = Store(tmp_path / "state" / "state.db")
+    s = open_store(tmp_path / "state")
     yield s
     s.close()
 
@@ -106,7 +107,7 @@ def test_reenqueue_while_running_runs_again(store):
 
 def test_task_of_killed_worker_is_done_exactly_once_after_restart(tmp_path):
     state_dir = tmp_path / "state"
-    store = Store(state_dir / "state.db")
+    store = open_store(state_dir)
     tid = store.tasks.enqueue(Upload("job-1")).id
     marks = tmp_path / "marks.txt"
     script = Path(__file__).with_name("queue_worker.py")

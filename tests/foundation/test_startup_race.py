@@ -4,7 +4,6 @@ schema under its lock, a racing command never migrates, so neither can break the
 from __future__ import annotations
 
 import importlib
-import sqlite3
 import threading
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from dicomgate.app import FEATURES
 from dicomgate.cli import main
 from dicomgate.config import load
 from dicomgate.state.migrations import all_migrations
-from tests.support import gateway_toml, wait_until, write_config
+from tests.support import engines, gateway_toml, wait_until, write_config
 
 # Imported here, not first in racing threads (a process imports them once, at start).
 for _name in FEATURES:
@@ -61,7 +60,7 @@ def race_once(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
     runner = threading.Thread(target=run_daemon)
     runner.start()
     try:
-        wait_until(lambda: failures or schema_complete(state / "state.db"), timeout=20,
+        wait_until(lambda: failures or schema_complete(state), timeout=20,
                    what="the daemon's schema")
     finally:
         stop.set()
@@ -72,12 +71,6 @@ def race_once(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
     return failures, codes
 
 
-def schema_complete(db: Path) -> bool:
-    """Read with sqlite3 itself: opening a Store is what is under test."""
-    if not db.exists():
-        return False
-    try:
-        with sqlite3.connect(db, timeout=5) as c:
-            return c.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] == LAST
-    except sqlite3.Error:
-        return False
+def schema_complete(state_dir: Path) -> bool:
+    """Read with the engine's own driver: opening a Store is what is under test."""
+    return engines.schema_version(state_dir) == LAST

@@ -3,19 +3,18 @@ decode is a dead task naming the field, never a default; a key is the payload's 
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from dicomgate.config import TasksConfig
 from dicomgate.state import Store
 from dicomgate.state.kinds import Deletion, Retrieve, Upload
 from dicomgate.tasks import Registry, WorkerPool
+from tests.support.engines import open_store
 
 
 @pytest.fixture
 def store(tmp_path):
-    s = Store(tmp_path / "state" / "state.db")
+    s = open_store(tmp_path / "state")
     yield s
     s.close()
 
@@ -29,7 +28,7 @@ def pool(store: Store, seen: list) -> WorkerPool:
 
 def corrupt(store: Store, task_id: int, payload: str) -> None:
     """What a hand edit, a bug in an older version or a disk fault leaves in a row."""
-    with sqlite3.connect(store.db.path) as c:
+    with store.db.tx() as c:  # the raw row, past the store's encoding, on either engine
         c.execute("UPDATE tasks SET payload=? WHERE id=?", (payload, task_id))
 
 

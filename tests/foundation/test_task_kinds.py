@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from dicomgate.state import Store
 from dicomgate.state.kinds import (
     KINDS,
     Deletion,
@@ -21,13 +20,14 @@ from dicomgate.state.kinds import (
     table,
 )
 from dicomgate.tasks import Registry
+from tests.support.engines import open_store
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "internals.md"
 
 
 @pytest.fixture
 def store(tmp_path):
-    s = Store(tmp_path / "state" / "state.db")
+    s = open_store(tmp_path / "state")
     yield s
     s.close()
 

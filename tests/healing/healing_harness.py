@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ from dicomgate.sandbox.orthanc import Orthanc, free_port
 from dicomgate.sandbox.studies import StudySpec, ct_instances, sop_uid_of
 from dicomgate.state import Store
 from dicomgate.state.kinds import Retrieve
+from tests.support import engines
+from tests.support.engines import open_store, state_toml
 
 MAIN = "import sys; from dicomgate.cli import main; sys.exit(main())"
 GW_AET, PACS_AET = "DICOMGATE", "HOSPPACS"
@@ -71,7 +72,7 @@ shutdown_grace = "3s"
 [log]
 level = "info"
 format = "json"
-"""
+{state_toml(state_dir)}"""
 
 
 class Daemon:
@@ -116,7 +117,7 @@ class Daemon:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store(self.state_dir / "state.db")
+            self._store = open_store(self.state_dir)
         return self._store
 
     # -- observing --------------------------------------------------------------------------
@@ -185,9 +186,8 @@ class Daemon:
         return self.store.tasks.get(task_id)
 
     def instances_received(self, study_uid: str) -> int:
-        with sqlite3.connect(self.state_dir / "state.db", timeout=5) as c:
-            return c.execute("SELECT COUNT(*) FROM instances WHERE study_uid=?",
-                             (study_uid,)).fetchone()[0]
+        return engines.read(self.state_dir, "SELECT COUNT(*) FROM instances WHERE study_uid=?",
+                            (study_uid,))[0][0]
 
     def storescu(self, paths: list[Path]) -> None:
         r = subprocess.run(["storescu", "-aet", "MODALITY1", "-aec", GW_AET, "127.0.0.1",

@@ -7,6 +7,8 @@ import errno
 import os
 from pathlib import Path
 
+import pytest
+
 from dicomgate.sandbox.studies import StudySpec, ct_instances, sop_uid_of
 from dicomgate.state.names import TaskState
 
@@ -27,6 +29,7 @@ def _fill(fs: Path) -> Path:
     return filler
 
 
+@pytest.mark.sqlite_only  # the store itself on the file system that fills
 def test_enospc_pauses_workers_and_resumes(tmpfs, daemon_factory, cloud, tmp_path: Path):
     fs = tmpfs("40M")
     d = daemon_factory(state_dir=fs / "state", workers=2)
@@ -64,6 +67,7 @@ def test_enospc_pauses_workers_and_resumes(tmpfs, daemon_factory, cloud, tmp_pat
                                                               "task.worker_died")]
 
 
+@pytest.mark.sqlite_only  # the store itself on the file system that fills
 def test_outcome_recorded_after_the_disk_frees(tmpfs):
     """The disk fills while a task runs: its outcome cannot be written; the worker keeps
     it, pauses (lease renewed, no other claim), and records it once space returns."""

@@ -18,8 +18,8 @@ from dicomgate.images.spool import Spool
 from dicomgate.sandbox.cloud_api import CloudApi
 from dicomgate.sandbox.orthanc import Orthanc, free_port
 from dicomgate.sandbox.studies import StudySpec, ct_instances, sop_uid_of
-from dicomgate.state import Store
 from dicomgate.state.names import StudyState
+from tests.support.engines import built_app, state_toml
 
 
 def _app(tmp_path: Path, cloud: Orthanc, api: CloudApi) -> App:
@@ -38,9 +38,9 @@ api_url = "{api.url}"
 confirm_delay = "1s"
 [tasks]
 backoff_base = "1s"
-""")
+{state_toml(state)}""")
     config = load(cfg)
-    return App.build(config, Store(config.gateway.db_path))
+    return built_app(config)
 
 
 def _ingest(app: App, blobs: list[bytes]) -> list[str]:

@@ -18,6 +18,7 @@ from dicomgate.images.spool import Spool
 from dicomgate.state import Store, Task
 from dicomgate.state.kinds import Retrieve, decode
 from tests.support import gateway_toml, toml_table, write_config
+from tests.support.engines import open_store
 
 GW_AET = "DICOMGATE"
 PACS_AET = "HOSPPACS"
@@ -47,7 +48,7 @@ class Gateway:
 
 
 def start_gateway(config: Config) -> Gateway:
-    store = Store(config.gateway.db_path)
+    store = open_store(config)
     spool = Spool(config.gateway.state_dir)
     uploads = config.upstream is not None
     scp = StorageSCP(config, Ingest(store, spool, config.dicom.min_free_disk,

@@ -15,8 +15,8 @@ from dicomgate.config.load import load
 from dicomgate.images.echo import FACT, EchoMonitor
 from dicomgate.images.scu import PacsClient
 from dicomgate.sandbox.studies import StudySpec, bundled_instances, ct_instances
-from dicomgate.state import Store
 from tests.support import DICOMGATE, start_daemon, stop_daemon, wait_until
+from tests.support.engines import open_store
 
 
 def test_echo_cli_up_and_down(config_path, pacs, capsys):
@@ -31,7 +31,7 @@ def test_echo_cli_up_and_down(config_path, pacs, capsys):
 
 def test_scheduled_echo_transitions(config_path, pacs):
     cfg = load(config_path)
-    store = Store(cfg.gateway.db_path)
+    store = open_store(cfg)
     monitor = EchoMonitor(store, PacsClient(cfg.dicom, cfg.pacs))
     with capture_logs() as logs:
         assert "ms" in monitor.run()
@@ -91,7 +91,7 @@ def test_pull_by_accession_hands_over_to_running_daemon(config_path, pacs, gw_po
         out = capsys.readouterr()
         assert code == 0, out.err
         assert f"study {spec.study_uid}: complete, 6/6 instances" in out.out
-        store = Store(load(config_path).gateway.db_path)
+        store = open_store(load(config_path))
         task = store.tasks.find("retrieve", "acc:H33010200001:ACC500")
         assert task is not None and task.state == "done"  # the daemon did it
         assert store.instances.study(spec.study_uid)["accession_no"] == "ACC500"

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from images_helpers import images_config, retrieve_task
 
-from dicomgate.app import App
 from dicomgate.config.load import load
 from dicomgate.sandbox.studies import StudySpec, bundled_instances
 from dicomgate.tasks import Fatal
+from tests.support.engines import built_app
 
 
 def _task(payload: dict) -> tuple:
@@ -24,7 +24,7 @@ def http_app(tmp_path, gw_port, pacs):
     cfg = load(images_config(tmp_path / "http.toml", state_dir=tmp_path / "state",
                             port=gw_port, pacs_port=pacs.dicom_port,
                             extra='[images]\nsource = "http"\nhttp_timeout = "10s"\n'))
-    app = App.build(cfg)
+    app = built_app(cfg)
     yield app
     app.store.close()
 

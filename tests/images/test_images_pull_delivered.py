@@ -10,8 +10,8 @@ from images_helpers import images_config
 from dicomgate.cli import main
 from dicomgate.config.load import load
 from dicomgate.sandbox.studies import StudySpec, ct_instances
-from dicomgate.state import Store
 from dicomgate.upstream.feature import queue_waiting_uploads
+from tests.support.engines import open_store
 from tests.support.orthanc import PeerOrthanc as Orthanc
 
 
@@ -34,7 +34,7 @@ def test_pull_exits_0_for_a_delivered_study(tmp_path, pacs, gw_port, cloud, caps
     cfg = images_config(tmp_path / "up.toml", state_dir=tmp_path / "state", port=gw_port,
                        pacs_port=pacs.dicom_port, extra=_upstream(cloud))
     assert main(["--config", str(cfg), "pull", "--study-uid", spec.study_uid]) == 0
-    store = Store(load(cfg).gateway.db_path)
+    store = open_store(load(cfg))
     try:
         assert store.tasks.find("upload", f"study:{spec.study_uid}") is not None
         assert main(["--config", str(cfg), "push", "--once", "--study", spec.study_uid,
@@ -56,7 +56,7 @@ def test_uploads_queued_when_upstream_is_switched_on(tmp_path, pacs, gw_port):
     cfg = images_config(tmp_path / "off.toml", state_dir=tmp_path / "state", port=gw_port,
                        pacs_port=pacs.dicom_port)
     assert main(["--config", str(cfg), "pull", "--study-uid", spec.study_uid]) == 0
-    store = Store(load(cfg).gateway.db_path)
+    store = open_store(load(cfg))
     try:
         assert store.tasks.list(kind="upload") == []  # no [upstream]: nothing queued
         assert queue_waiting_uploads(store) == 1  # what upstream runs when it starts

@@ -22,6 +22,7 @@ from dicomgate.sandbox.studies import (
     sop_uid_of,
 )
 from dicomgate.tasks import Fatal
+from tests.support.engines import open_store
 from tests.support.studies import write_study
 
 
@@ -138,7 +139,6 @@ def dcmqrscp(tmp_path):
 
 def test_unknown_move_destination_message(tmp_path, dcmqrscp, gw_port):
     from dicomgate.config.load import load
-    from dicomgate.state import Store
 
     spec = StudySpec(accession="ACC300")
     files = write_study(ct_instances(spec, series=1, per_series=2), tmp_path / "in")
@@ -152,7 +152,7 @@ def test_unknown_move_destination_message(tmp_path, dcmqrscp, gw_port):
     assert out.returncode == 0, out.stderr
     cfg = load(images_config(tmp_path / "gw.toml", state_dir=tmp_path / "state", port=gw_port,
                             pacs_port=dcmqrscp))
-    store = Store(cfg.gateway.db_path)
+    store = open_store(cfg)
     retriever = Retriever(store, PacsClient(cfg.dicom, cfg.pacs))
     with pytest.raises(Fatal) as err:
         retriever.handle(*retrieve_task({"study_uid": spec.study_uid}))

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import threading
 import time
@@ -23,7 +22,7 @@ from pynetdicom.sop_class import CTImageStorage
 
 from dicomgate.sandbox.orthanc import free_port
 from dicomgate.sandbox.studies import StudySpec, ct_instances
-from tests.support import gateway_toml, start_daemon, toml_table, write_config
+from tests.support import engines, gateway_toml, start_daemon, toml_table, write_config
 
 CT = get_testdata_file("CT_small.dcm")
 MR = get_testdata_file("MR_small.dcm")
@@ -101,9 +100,9 @@ class Daemon:
 
     def recorded(self) -> tuple[int, int]:
         """(instances, upload tasks) in the state store."""
-        with sqlite3.connect(self.db) as c:
-            return (c.execute("SELECT COUNT(*) FROM instances").fetchone()[0],
-                    c.execute("SELECT COUNT(*) FROM tasks WHERE kind='upload'").fetchone()[0])
+        state_dir = self.db.parent
+        return (engines.read(state_dir, "SELECT COUNT(*) FROM instances")[0][0],
+                engines.read(state_dir, "SELECT COUNT(*) FROM tasks WHERE kind='upload'")[0][0])
 
 
 def _alive(pid: int) -> bool:

@@ -3,6 +3,7 @@ interface but a down loopback), read the state store as the installed release se
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -11,6 +12,8 @@ import sqlite3
 import subprocess
 import sys
 import tarfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +41,10 @@ def build_bundle(src: Path, out: Path, *extra: str, arch: str = "x86_64",
                  env: dict[str, str] | None = None) -> Path:
     """scripts/bundle into `out`; its staging beside it (pip's own cache makes a repeated
     download a copy, so nothing is shared with another run but that cache)."""
-    r = subprocess.run([sys.executable, str(src / "packaging" / "bundle.py"), "--arch", arch,
+    # At a low CPU priority (nice 10): the builds use the cores the daemon tests beside them (the
+    # same run, other workers) leave idle while they wait on their peers, and yield when those wake.
+    r = subprocess.run(["nice", "-n", "10", sys.executable, str(src / "packaging" / "bundle.py"),
+                        "--arch", arch,
                         "--out", str(out), "--work", str(out.parent / f"{out.name}-work"),
                         *extra],
                        capture_output=True, text=True, timeout=1500,
@@ -55,15 +61,44 @@ def unpack(tarball: Path, dest: Path) -> Path:
     return top
 
 
-_BUILT: dict[str, Path] = {}
+def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder every pytest-xdist worker of this run shares, and no other run."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    base = tmp_path_factory.getbasetemp()
+    return base.parent / f"shared-{run}" if run else base / "shared"
+
+
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str,
+               build: Callable[[Path], Path]) -> Path:
+    """`build(folder)` run once per test run, whichever worker asks first; the others wait
+    for it (a file lock) and get the same result (a path inside the folder)."""
+    folder = shared_dir(tmp_path_factory) / name
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with (folder.parent / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = folder.parent / f"{name}.done"
+        if not done.exists():  # a build that failed left no mark: the next one tries again
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            done.write_text(str(build(folder).relative_to(folder)))
+        return folder / done.read_text()
 
 
 def this_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """This tree's x86_64 bundle, unpacked; built once per session for every module."""
-    if "x86_64" not in _BUILT:
-        tarball = build_bundle(ROOT, tmp_path_factory.mktemp("dist"))
-        _BUILT["x86_64"] = unpack(tarball, tmp_path_factory.mktemp("unpacked"))
-    return _BUILT["x86_64"]
+    """This tree's x86_64 bundle, unpacked; built once per run for every module and worker."""
+    return built_once(tmp_path_factory, "bundle-x86_64",
+                      lambda d: unpack(build_bundle(ROOT, d / "dist"), d / "unpacked"))
+
+
+def wait_for_prebuilt(folder: Path, timeout: float = 1800) -> None:
+    """A build `scripts/test` started in the background before pytest (its exit status in
+    `rc`, its output in `log`): wait for it, fail with its output if it failed."""
+    deadline = time.monotonic() + timeout
+    while not (folder / "rc").exists():
+        assert time.monotonic() < deadline, f"the build in {folder} did not end in {timeout} s"
+        time.sleep(1)
+    log = (folder / "log").read_text(errors="replace") if (folder / "log").exists() else ""
+    assert (folder / "rc").read_text().strip() == "0", log[-3000:]
 
 
 @dataclass

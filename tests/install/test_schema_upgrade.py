@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -45,14 +46,14 @@ def next_version(tmp: Path, name: str, version: str, sql: str) -> Path:
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("schema")
-    return {
-        "old": this_bundle(tmp_path_factory),
-        "new": next_version(tmp, "new", "99.0.0",
-                            "CREATE TABLE install_probe (id INTEGER PRIMARY KEY, note TEXT);"),
-        "broken": next_version(tmp, "broken", "99.0.1",
-                               "CREATE TABLE install_probe (id INTEGER PRIMARY KEY);\n"
-                               "INSERT INTO no_such_table VALUES (1);"),
-    }
+    with ThreadPoolExecutor(max_workers=2) as pool:  # the two later releases side by side
+        new = pool.submit(next_version, tmp, "new", "99.0.0",
+                          "CREATE TABLE install_probe (id INTEGER PRIMARY KEY, note TEXT);")
+        broken = pool.submit(next_version, tmp, "broken", "99.0.1",
+                             "CREATE TABLE install_probe (id INTEGER PRIMARY KEY);\n"
+                             "INSERT INTO no_such_table VALUES (1);")
+        return {"old": this_bundle(tmp_path_factory), "new": new.result(),
+                "broken": broken.result()}
 
 
 def installed_with_data(bundle: Path, root: Path) -> tuple[Host, Path, list[str]]:

@@ -9,11 +9,15 @@ import sqlite3
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from dicomgate import __version__
 from dicomgate.config import load
 from dicomgate.metrics import render
 from dicomgate.state import SCHEMA_VERSION, Store
 from tests.support import run_cli
+
+pytestmark = pytest.mark.sqlite_only  # an older SQLite store, read without a change
 
 
 def db_path(config: Path) -> Path:

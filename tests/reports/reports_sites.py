@@ -14,6 +14,7 @@ from reports_support import Pacs, reports_config, view_reports
 from dicomgate.app import App
 from dicomgate.config import load
 from tests.support import toml_table
+from tests.support.engines import built_app
 
 DATABASES = ("sqlite", "postgres", "mariadb")
 
@@ -56,7 +57,7 @@ def cloud_app(tmp_path: Path, site: Site, cloud_url: str, view_extra: str = "",
     if gateway_extra:  # more [gateway] keys
         text = config.read_text().replace("[gateway]\n", f"[gateway]\n{gateway_extra}\n", 1)
         config.write_text(text)
-    return App.build(load(config))
+    return built_app(load(config))
 
 
 def push_reports(app: App, limit: int = 500) -> list[str]:

@@ -9,7 +9,7 @@ from reports_pacs import COLUMNS, TABLES, VIEW
 
 from dicomgate.config import load
 from dicomgate.state import Store
-from tests.support import gateway_toml, toml_table, write_config
+from tests.support import engines, gateway_toml, toml_table, write_config
 
 
 def reports_config(tmp: Path, reports: str, extra: str = "") -> Path:
@@ -77,6 +77,6 @@ class Pacs:
         return value
 
 
-
 def open_store(config: Path) -> Store:
-    return Store(load(config).gateway.db_path)
+    """The store the configuration file names."""
+    return engines.open_store(load(config))

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from reports_pacs import Exam, insert_exam_sql
 
-from dicomgate.app import App
 from dicomgate.config import load
-from dicomgate.state import Store
+from tests.support.engines import built_app
 
 
 def test_scheduled_poll_and_status(sqlite_pacs, sqlite_config, cli):
     sqlite_pacs.run(insert_exam_sql(), Exam("M1").values())
     config = load(sqlite_config)
-    app = App.build(config, Store(config.gateway.db_path))
+    app = built_app(config)
     assert "reports.poll" in app.scheduler.names()
     app.scheduler.run_now("reports.poll")
     job = {j["name"]: j for j in app.store.jobs.all()}["reports.poll"]
@@ -28,7 +27,7 @@ def test_failed_poll_is_recorded(tmp_path, cli):
     from reports_support import reports_config, view_reports
 
     config = load(reports_config(tmp_path, view_reports("Driver=SQLite3;Database=/nonexistent/x")))
-    app = App.build(config, Store(config.gateway.db_path))
+    app = built_app(config)
     app.scheduler.run_now("reports.poll")
     job = {j["name"]: j for j in app.store.jobs.all()}["reports.poll"]
     assert job["outcome"] == "error" and "type 1: FAILED" in job["detail"]

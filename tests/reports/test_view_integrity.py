@@ -9,8 +9,8 @@ import sqlite3
 from reports_pacs import Exam, ago, insert_exam_sql, insert_report_sql, report_values, ts
 from reports_support import Pacs, open_store, reports_config, view_reports
 
-from dicomgate.app import App
 from dicomgate.config import load
+from tests.support.engines import built_app
 
 
 def sync(cli, config, *extra) -> dict[int, dict]:
@@ -180,7 +180,7 @@ def test_the_daemon_reconciles_on_its_schedule(cli, sqlite_pacs, sqlite_config):
     sync(cli, sqlite_config)
     add(sqlite_pacs, Exam("S2", minutes_ago=180))  # late: before every window from now on
     assert sync(cli, sqlite_config)[1]["new"] == 0
-    app = App.build(load(sqlite_config))
+    app = built_app(load(sqlite_config))
     assert "reports.reconcile" in app.scheduler.names()
     app.scheduler.run_now("reports.reconcile")
     store = open_store(sqlite_config)

@@ -9,8 +9,8 @@ from reports_mariadb import MariaPacs
 from reports_pacs import Exam, insert_exam_sql, insert_report_sql, report_values
 from reports_support import open_store, reports_config, view_reports
 
-from dicomgate.app import App
 from dicomgate.config import load
+from tests.support.engines import built_app
 
 LONG = ("左肺下叶见结节影边界清楚大小约厘米建议随访复查𠮷野家双肺纹理清晰" * 10)[:200]
 
@@ -78,7 +78,7 @@ def test_text_that_does_not_arrive_whole_stops_the_sync_and_the_check(tmp_path, 
     code, out, _ = cli(config, "sync", "--check")
     assert code == 1 and "PROBLEM: text column IMPRESSION (examConclusion)" in out
     # the daemon's daily check says so in health (/healthz 503) too
-    app = App.build(load(config))
+    app = built_app(load(config))
     app.scheduler.run_now("reports.check")
     assert "text column IMPRESSION (examConclusion)" in app.health()["reports"]
 

@@ -9,8 +9,9 @@ import time
 from reports_pacs import Exam, ago, insert_exam_sql, insert_report_sql, report_values, ts
 from reports_support import Pacs, open_store, reports_config, view_reports
 
-from dicomgate.app import App
 from dicomgate.config import load
+from tests.support import engines
+from tests.support.engines import built_app
 
 
 def add(pacs: Pacs, exam: Exam) -> None:
@@ -202,8 +203,7 @@ def test_gbk_database(tmp_path, cli):
     # the same database read without the setting: the text does not arrive as the
     # database holds it, so nothing is applied and the setting is named
     plain = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
-    for suffix in ("", "-wal", "-shm"):
-        (tmp_path / "state" / f"state.db{suffix}").unlink(missing_ok=True)
+    engines.discard_store(tmp_path / "state")
     code, out, _ = cli(plain, "sync", "--once", "--json")
     error = json.loads(out)[0]["error"]
     assert code == 1 and "text column FINDINGS (examFindings) does not arrive" in error
@@ -260,7 +260,7 @@ def test_a_view_file_replaced_by_rename_is_read_again(tmp_path, cli):
     pacs = Pacs(tmp_path / "pacs.db")
     add(pacs, Exam("B1", minutes_ago=30))
     config = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
-    app = App.build(load(config))
+    app = built_app(load(config))
     app.scheduler.run_now("reports.poll")
     assert app.store.exams.get("H33010200001", "B1").state == "synced"
 

@@ -15,8 +15,8 @@ import pytest
 from reports_pacs import TZ, Exam, ago, insert_exam_sql, insert_report_sql, report_values
 from reports_support import Pacs, open_store, reports_config, view_reports
 
-from dicomgate.app import App
 from dicomgate.config import load
+from tests.support.engines import built_app
 
 TIME_COLUMNS = (("RIS_EXAM", "EXAM_DATE"), ("RIS_REPORT", "REPORT_DATE"),
                 ("RIS_REPORT", "AUDIT_DATE"), ("RIS_REPORT", "MODIFY_DATE"),
@@ -116,7 +116,7 @@ def test_one_careless_row_is_quarantined_and_the_rest_flows(tmp_path, cli):
     assert check["problems"] == [] and check["time_columns"]["examTime"]["odd"] == 2
     assert any("2 value(s) of EXAM_DATE (examTime) are not 'yyyy-MM-dd HH:mm:ss'" in w
                for w in check["warnings"])
-    app = App.build(load(config))
+    app = built_app(load(config))
     app.scheduler.run_now("reports.poll")
     assert app.health()["reports"] is None
 
@@ -140,7 +140,7 @@ def test_a_column_mostly_not_times_fails_loudly_and_names_the_column(tmp_path, c
     code, out, _ = cli(config, "sync", "--check")
     assert code == 1 and "PROBLEM: view column EXAM_DATE (examTime)" in out
     # the daemon: the check job at start feeds health (-> /healthz 503) and status
-    app = App.build(load(config))
+    app = built_app(load(config))
     assert "reports.check" in app.scheduler.names()
     app.scheduler.run_now("reports.check")
     assert "EXAM_DATE (examTime)" in app.health()["reports"]
@@ -189,7 +189,7 @@ def test_the_daemon_verifies_the_formats_again(tmp_path, cli):
     pacs.run(insert_exam_sql(), Exam("L1", minutes_ago=30).values())
     pacs.run(insert_exam_sql(), Exam("L0", minutes_ago=40).values())
     config = reports_config(tmp_path, view_reports(f"Driver=SQLite3;Database={pacs.path}"))
-    app = App.build(load(config))
+    app = built_app(load(config))
     app.scheduler.run_now("reports.poll")
     assert app.health()["reports"] is None
     pacs.run(insert_exam_sql(), Exam("L2", minutes_ago=20).values())

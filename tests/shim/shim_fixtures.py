@@ -19,6 +19,7 @@ import requests
 
 from dicomgate.sandbox.orthanc import free_port
 from tests.support import gateway_toml, start_daemon, stop_daemon, toml_table, write_config
+from tests.support.engines import open_store
 from tests.support.orthanc import PeerOrthanc as Orthanc
 
 SM4_KEY = "0123456789abcdeffedcba9876543210"
@@ -84,8 +85,7 @@ class Shim:
                                              "X-Dicomgate-Signature": sig})
 
     def store(self):
-        from dicomgate.state import Store
-        return Store(self.state_dir / "state.db")
+        return open_store(self.state_dir)
 
 
 def sign(secret: str, ts: str, method: str, path: str, query: str, body: bytes) -> str:

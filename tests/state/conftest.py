@@ -8,17 +8,16 @@ from collections.abc import Iterator
 import pytest
 
 from dicomgate.state import PgLocation, Store
+from tests.support import engines
 from tests.support.pg_server import PgServer
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
-    server = PgServer()
-    yield server
-    server.close()
+def pg_server() -> PgServer:
+    return engines.pg_server()  # the one the suite's other tests use on PostgreSQL
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=engines.ENGINES)
 def engine(request) -> str:
     return request.param
 

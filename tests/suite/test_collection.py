@@ -9,11 +9,11 @@ module of the same name (the second would silently get the first's)."""
 from __future__ import annotations
 
 import ast
+import json
 import re
 import subprocess
 import sys
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent.parent
@@ -26,28 +26,25 @@ RUNS = {**{f: [f"tests/{f}"] for f in FOLDERS},
         "all-reversed": [f"tests/{f}" for f in reversed(FOLDERS)]}
 
 
-def _collect(args: list[str], basetemp: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-         "-p", "no:xdist", "-p", "no:hypothesispytest", f"--basetemp={basetemp}", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
-
-
-def _failure(name: str, out: subprocess.CompletedProcess) -> str | None:
-    lines = (out.stdout + out.stderr).strip().splitlines() or [""]
-    if out.returncode == 0 and re.fullmatch(r"\d+ tests? collected in .*", lines[-1]):
+def _failure(name: str, rc: int, output: str) -> str | None:
+    lines = output.strip().splitlines() or [""]
+    if rc == 0 and re.fullmatch(r"\d+ tests? collected in .*", lines[-1]):
         return None
-    return (f"pytest --collect-only {' '.join(RUNS[name])} (exit {out.returncode}):\n"
+    return (f"pytest --collect-only {' '.join(RUNS[name])} (exit {rc}):\n"
             + "\n".join(lines[-40:]))
 
 
 def test_every_folder_collects_alone_and_in_reverse_order(tmp_path: Path) -> None:
     """One test, not one per folder: under pytest-xdist a shared fixture would run on
-    every worker that got one of them. Two subprocesses at a time."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        runs = {name: pool.submit(_collect, args, tmp_path / name)
-                for name, args in RUNS.items()}
-        failures = [f for name, run in runs.items() if (f := _failure(name, run.result()))]
+    every worker that got one of them. The runs are forked from one interpreter that has
+    imported the big libraries (not the tests) once: two at a time."""
+    r = subprocess.run([sys.executable, str(Path(__file__).parent / "collect_forked.py"),
+                        json.dumps(RUNS), str(tmp_path), "2"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    failures = [f for name in RUNS
+                if (f := _failure(name, int((tmp_path / f"{name}.rc").read_text()),
+                                  (tmp_path / f"{name}.log").read_text()))]
     assert not failures, "\n\n".join(failures)
 
 

@@ -43,11 +43,13 @@ def toml_table(name: str, **values: Any) -> str:
 def gateway_toml(state_dir: Path, port: int, hospital_id: str = HOSPITAL_ID,
                  gateway: dict[str, Any] | None = None, **dicom: Any) -> str:
     """The two sections every configuration has: [gateway] and [dicom] (Portal AET on `port`);
-    more [dicom] keys as keywords."""
+    more [dicom] keys as keywords. On PostgreSQL (tests/support/engines.py), [state] too."""
+    from tests.support.engines import state_toml
+
     dicom = {"ae_title": "DICOMGATE", **dicom}
     return (toml_table("gateway", hospital_id=hospital_id, state_dir=str(state_dir),
                        **(gateway or {}))
-            + toml_table("dicom", port=port, **dicom))
+            + toml_table("dicom", port=port, **dicom) + state_toml(state_dir))
 
 
 # -- the command and the daemon -----------------------------------------------------------------

@@ -14,10 +14,10 @@ import pydicom
 from dicomgate.app import App
 from dicomgate.config import load
 from dicomgate.sandbox.orthanc import free_port
-from dicomgate.state import Store
 from dicomgate.state.kinds import Upload
 from dicomgate.state.names import StudyState
 from tests.support import gateway_toml, toml_table, write_config
+from tests.support.engines import built_app
 
 
 def upstream_config(state_dir: Path, dicomweb_url: str, api_url: str, **upstream) -> Path:
@@ -32,7 +32,7 @@ def upstream_config(state_dir: Path, dicomweb_url: str, api_url: str, **upstream
 
 def build_app(config_path: Path) -> App:
     config = load(config_path)
-    return App.build(config, Store(config.gateway.db_path))
+    return built_app(config)
 
 
 def spool(app: App, instances: list[bytes], source: str = "test") -> list[str]:
