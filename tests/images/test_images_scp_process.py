@@ -279,9 +279,8 @@ def test_scp_child_killed_mid_association_loses_no_acknowledged_instance(daemon,
     assert any(len(a) < 60 for a in acked), "the kill came after the senders were done"
     answered = [u for a in acked for u in a] + _storescu_acked(out, files)
     daemon.wait_health(200, timeout=20)  # restarted: it cleaned up, the store opens
-    with sqlite3.connect(daemon.db) as c:
-        rows = {r[0]: (r[1], r[2]) for r in c.execute(
-            "SELECT sop_uid, path, size FROM instances")}
+    rows = {r[0]: (r[1], r[2]) for r in engines.read(
+        daemon.db.parent, "SELECT sop_uid, path, size FROM instances")}
     lost = [u for u in answered if u not in rows]
     assert not lost, f"{len(lost)} of {len(answered)} acknowledged instances not recorded"
     for uid in answered:
