@@ -18,6 +18,7 @@ from console_fixtures import (
     stop,
 )
 
+from dicomgate.state.names import TaskState
 from tests.support import run_cli
 
 
@@ -231,7 +232,7 @@ def test_retry_all_dead_is_the_cli_all_dead(daemon):
     try:
         ids = [dead_task(store, f"7.7.{n}", "PACS refused") for n in (1, 2)]
         # the module's daemon is shared: an earlier test may have left (or retried) others
-        dead = len(store.tasks.list(state="dead"))
+        dead = len(store.tasks.list(state=TaskState.DEAD))
     finally:
         store.close()
     r = daemon.act("retry_all_dead", {})

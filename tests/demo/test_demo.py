@@ -105,9 +105,12 @@ def test_ctrl_c_stops_everything_the_demo_started(tmp_path):
     import sys
 
     workdir = tmp_path / "demo"
+    # As at a terminal: a run started in the background by a non-interactive shell (a CI
+    # script's `cmd &`) inherits SIGINT ignored, and Python then never raises Ctrl-C.
     proc = subprocess.Popen([sys.executable, "-m", "dicomgate.cli", "demo", "--dir",
                              str(workdir), "--timeout", "180"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     try:
         for line in proc.stdout:  # bounded by the demo's own --timeout
