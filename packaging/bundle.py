@@ -93,11 +93,11 @@ def build_project_wheel(work: Path) -> Path:
 
 
 def download_target(wheel: Path, arch: str, py: str, dest: Path, extra_links: list[Path],
-                    pins: Path | None) -> list[str]:
+                    pins: Path | None, offline: bool = False) -> list[str]:
     """Wheels for one (arch, python) into dest; returns the requirement names pip could not
-    find as a wheel (empty when complete)."""
+    find as a wheel (empty when complete). offline: from extra_links only, no index."""
     args = ["download", "-q", "-d", str(dest), "--only-binary=:all:", "--implementation", "cp",
-            "--python-version", py]
+            "--python-version", py, *(["--no-index"] if offline else [])]
     for tag in platform_tags(arch):
         args += ["--platform", tag]
     for link in extra_links:
@@ -145,20 +145,25 @@ def wheel_kind(name: str) -> str:
     return "pure" if m and m["plat"] == "any" else "binary"
 
 
-def gather_wheels(arch: str, pythons: list[str], wheel: Path, work: Path,
-                  pins: Path | None) -> tuple[Path, dict[str, list[str]], dict[str, list[str]]]:
-    """Download every target of one arch. Returns the wheels folder, the lock lines per
-    Python and what could not be had per Python."""
+def gather_wheels(arch: str, pythons: list[str], wheel: Path, work: Path, pins: Path | None,
+                  reuse: Path | None = None
+                  ) -> tuple[Path, dict[str, list[str]], dict[str, list[str]]]:
+    """Download every target of one arch (reuse: resolve from that bundle's wheels only).
+    Returns the wheels folder, the lock lines per Python and what could not be had per
+    Python."""
     wheels = work / f"wheels-{arch}"
     wheels.mkdir(parents=True, exist_ok=True)
     locks: dict[str, list[str]] = {}
     missing: dict[str, list[str]] = {}
-    links: list[Path] = []
+    links: list[Path] = [reuse / "wheels"] if reuse else []
     for py in pythons:
         tag = "cp" + py.replace(".", "")
         dest = work / f"target-{arch}-{tag}"
         shutil.rmtree(dest, ignore_errors=True)
-        lacking = download_target(wheel, arch, py, dest, links, pins)
+        lacking = download_target(wheel, arch, py, dest, links, pins, offline=reuse is not None)
+        if lacking and reuse:
+            raise BundleError(f"{tag} {arch}: {', '.join(lacking)} not among the wheels of "
+                              f"{reuse}: build without --reuse-wheelhouse")
         for req in lacking:
             log(f"{req}: no wheel for {tag} {arch} on the index; building one here")
             built = build_missing(req, work)
@@ -180,6 +185,25 @@ def gather_wheels(arch: str, pythons: list[str], wheel: Path, work: Path,
     return wheels, locks, missing
 
 
+def reused_bundle(bundle: Path, arch: str) -> Path:
+    """An unpacked bundle of `arch` whose wheels are the ones it shipped (its SHA256SUMS):
+    the third-party wheels of a build that only changes the project's own wheel."""
+    manifest = bundle / "MANIFEST.json"
+    if not manifest.is_file():
+        raise BundleError(f"--reuse-wheelhouse {bundle}: not an unpacked bundle "
+                          "(no MANIFEST.json)")
+    built_for = json.loads(manifest.read_text()).get("arch")
+    if built_for != arch:
+        raise BundleError(f"--reuse-wheelhouse {bundle}: built for {built_for}, not {arch}")
+    sums = dict(reversed(line.split("  ", 1)) for line in
+                (bundle / "SHA256SUMS").read_text().splitlines() if line)
+    for f in sorted((bundle / "wheels").glob("*.whl")):
+        if sums.get(f"wheels/{f.name}") != sha256(f):
+            raise BundleError(f"--reuse-wheelhouse {bundle}: {f.name} does not match the "
+                              "bundle's SHA256SUMS")
+    return bundle
+
+
 def pin_file(locks: dict[str, list[str]], path: Path) -> Path:
     """name==version of the first target, so every other target resolves the same versions."""
     pins = sorted({line.split(" ")[0] for line in next(iter(locks.values()))
@@ -188,9 +212,13 @@ def pin_file(locks: dict[str, list[str]], path: Path) -> Path:
     return path
 
 
-def bootstrap_pip(work: Path) -> Path:
+def bootstrap_pip(work: Path, reuse: Path | None = None) -> Path:
     """pip itself (pure Python): the installer builds the venv --without-pip and runs pip
     from this wheel, so the host needs no ensurepip (Debian's python3-venv)."""
+    if reuse:
+        (name,) = [line.split("==")[0] for line in
+                   (reuse / "locks" / "bootstrap.txt").read_text().splitlines() if line]
+        return next((reuse / "wheels").glob(f"{name}-*.whl"))
     out = work / "bootstrap"
     if not list(out.glob("pip-*.whl")):
         r = pip("download", "-q", "--no-deps", "--only-binary=:all:", "-d", str(out),
@@ -293,8 +321,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=None,
                     help="download cache and staging (default: OUT/.work); reused across runs")
     ap.add_argument("--pins", type=Path, help="name==version constraints to reproduce a lock")
+    ap.add_argument("--reuse-wheelhouse", type=Path, metavar="BUNDLE",
+                    help="an unpacked bundle of the same --arch: build only the project's "
+                    "wheel and lock it with that bundle's other wheels (no index; its pins "
+                    "unless --pins); for a release that changes no dependency")
     args = ap.parse_args(argv)
     arches = ARCHES if args.arch == "all" else (args.arch,)
+    if args.reuse_wheelhouse and (len(arches) > 1 or args.debs or args.oci):
+        ap.error("--reuse-wheelhouse takes one --arch and no --debs/--oci")
     pythons = args.pythons.split()
     out = args.out.resolve()
     work = (args.work or out / ".work").resolve()
@@ -303,11 +337,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         version, schema = project_version(), code_schema_version()
         started = time.monotonic()
+        reuse = (reused_bundle(args.reuse_wheelhouse.resolve(), arches[0])
+                 if args.reuse_wheelhouse else None)
         wheel = build_project_wheel(work)
-        pip_wheel = bootstrap_pip(work)
-        pins = args.pins
+        pip_wheel = bootstrap_pip(work, reuse)
+        pins = args.pins or (reuse / "locks" / "pins.txt" if reuse else None)
         for arch in arches:
-            wheels, locks, missing = gather_wheels(arch, pythons, wheel, work, pins)
+            wheels, locks, missing = gather_wheels(arch, pythons, wheel, work, pins, reuse)
             if not locks:
                 raise BundleError(f"{arch}: no supported Python has every wheel: "
                                   f"{json.dumps(missing)}")

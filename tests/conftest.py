@@ -43,7 +43,7 @@ def _restore_logging() -> Iterator[None]:
 # pytest-xdist (--dist loadscope) hands out modules in collection order: the long ones go first,
 # so that none starts last and runs alone at the end; the OCI image test goes last, as it waits
 # for the build scripts/test started in the background at the beginning.
-FIRST = ("tests/ha/test_two_nodes.py", "tests/demo/", "tests/healing/",
+FIRST = ("tests/ha/test_two_nodes_", "tests/demo/", "tests/healing/",
          "tests/install/test_schema_upgrade.py", "tests/install/test_offline_install.py")
 LAST = ("tests/install/test_oci_image.py",)
 

@@ -41,6 +41,19 @@ def _retrieve_lane(config: Path) -> dict:
     return _status(config)["workers"]["lanes"]["retrieve"]
 
 
+def _logged_waiting(log: Path) -> int:
+    """Retrieves the daemon's JSON log says wait for the PACS."""
+    ids = set()
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:  # a line still being written, or not the daemon's
+            continue
+        if event.get("event") == "task.waiting" and event.get("waiting_for") == "PACS":
+            ids.add(event["task_id"])
+    return len(ids)
+
+
 def _lane_row(text: str, lane: str) -> str:
     """The lane's line in the text's workers table (the tasks table has a `retrieve` row
     too)."""
@@ -57,8 +70,14 @@ def test_status_lists_retrieves_waiting_for_the_pacs(tmp_path: Path):
     log = tmp_path / "daemon.log"
     proc = start_daemon(config, log=log)
     try:
+        # the daemon's log first: polling `status` (a CLI process each time) while the
+        # daemon starts takes the CPU the daemon needs to start
+        wait_until(lambda: _logged_waiting(log) == 3, timeout=30, interval=0.2,
+                   what="the daemon to log 3 retrieves waiting for the PACS",
+                   detail=lambda: log.read_text()[-3000:])
         lane = wait_until(lambda: (x := _retrieve_lane(config))["waiting"].get("PACS") == 3
-                          and x, timeout=30, what="3 retrieves waiting for the PACS",
+                          and x, timeout=30, interval=0.5,
+                          what="status to show 3 retrieves waiting for the PACS",
                           detail=lambda: log.read_text()[-3000:])
         data = _status(config)
         assert data["daemon"]["running"] and data["workers"]["daemon_running"]

@@ -3,9 +3,11 @@ a rollback that restores the backup; a failing migration that leaves the old ver
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,8 +32,10 @@ SKIP = shutil.ignore_patterns(".git", ".venv", "dist", "__pycache__", "*.egg-inf
                               ".pytest_cache", ".ruff_cache", ".hypothesis")
 
 
-def next_version(tmp: Path, name: str, version: str, sql: str) -> Path:
-    """This tree as a later release: `version`, with one more migration (PROBE)."""
+def next_version(tmp: Path, name: str, version: str, sql: str, old: Path) -> Path:
+    """This tree as a later release: `version`, with one more migration (PROBE). Its
+    dependencies are this tree's, so the bundle takes them from the `old` bundle and builds
+    only the project's wheel (`--reuse-wheelhouse`)."""
     src = tmp / name / "src"
     shutil.copytree(ROOT, src, ignore=SKIP)
     init = src / "dicomgate" / "__init__.py"
@@ -39,21 +43,23 @@ def next_version(tmp: Path, name: str, version: str, sql: str) -> Path:
                            init.read_text()))
     (src / "dicomgate" / "state" / "migrations" / f"m{PROBE}_install_probe.py").write_text(
         f'MIGRATIONS = [({PROBE}, "install_probe", """{sql}""")]\n')
-    tarball = build_bundle(src, tmp / name / "dist", "--python", "3.11")
+    tarball = build_bundle(src, tmp / name / "dist", "--python", "3.11",
+                           "--reuse-wheelhouse", str(old))
     return unpack(tarball, tmp / name / "unpacked")
 
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("schema")
+    old = this_bundle(tmp_path_factory)
     with ThreadPoolExecutor(max_workers=2) as pool:  # the two later releases side by side
         new = pool.submit(next_version, tmp, "new", "99.0.0",
-                          "CREATE TABLE install_probe (id INTEGER PRIMARY KEY, note TEXT);")
+                          "CREATE TABLE install_probe (id INTEGER PRIMARY KEY, note TEXT);",
+                          old)
         broken = pool.submit(next_version, tmp, "broken", "99.0.1",
                              "CREATE TABLE install_probe (id INTEGER PRIMARY KEY);\n"
-                             "INSERT INTO no_such_table VALUES (1);")
-        return {"old": this_bundle(tmp_path_factory), "new": new.result(),
-                "broken": broken.result()}
+                             "INSERT INTO no_such_table VALUES (1);", old)
+        return {"old": old, "new": new.result(), "broken": broken.result()}
 
 
 def installed_with_data(bundle: Path, root: Path) -> tuple[Host, Path, list[str]]:
@@ -130,3 +136,21 @@ def test_a_daemon_still_running_stops_the_upgrade_before_any_change(bundles, tmp
     assert host.current() == first
     assert [p.name for p in (host.prefix / "releases").iterdir()] == [first.name]
     assert dump(host.state / "state.db") == before
+
+
+def test_a_reused_wheelhouse_must_hold_what_its_bundle_shipped(bundles, tmp_path: Path):
+    """`--reuse-wheelhouse` takes another bundle's wheels only as its SHA256SUMS lists them."""
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundles["old"], copy, copy_function=os.link)
+    victim = next(p for p in sorted((copy / "wheels").glob("*.whl"))
+                  if not p.name.startswith(("dicomgate-", "pip-")))
+    data = victim.read_bytes()
+    victim.unlink()  # a hard link to the shared bundle's file: replace it, do not write it
+    victim.write_bytes(data + b"\0")
+    r = subprocess.run([sys.executable, str(ROOT / "packaging" / "bundle.py"), "--arch",
+                        "x86_64", "--out", str(tmp_path / "dist"), "--work",
+                        str(tmp_path / "work"), "--reuse-wheelhouse", str(copy)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr
+    assert f"{victim.name} does not match the bundle's SHA256SUMS" in r.stderr, r.stderr
+    assert not list((tmp_path / "dist").glob("*.tar.gz"))
