@@ -76,3 +76,29 @@ def test_unchanged_batch_costs_the_same_few_statements_whatever_its_size(tmp_pat
     # COMMIT; the watermark's own transaction); one look-up per row made it 900
     assert many == few, (few, many)
     assert many <= 12, many
+
+
+def test_batch_lookups_span_parameter_chunks_and_hospitals(tmp_path):
+    """More keys than one statement may carry (900 parameters): every exam is found, each
+    under its own hospital, and a key with no exam is absent."""
+    from dicomgate.state.kinds import Retrieve
+    from tests.support import gateway_toml, write_config
+
+    config = write_config(tmp_path / "dicomgate.toml", gateway_toml(tmp_path / "state", 11112))
+    store = open_store(config)
+    try:
+        ids = {}
+        with store.transaction():
+            for i in range(1000):
+                hid = "H1" if i % 3 else "H2"
+                ids[(hid, f"K{i}")] = store.exams.insert(hospital_id=hid, accession_no=f"K{i}")
+            store.tasks.enqueue(Retrieve(study_uid=None, accession_no="K1", hospital_id="H1",
+                                         exam_id=ids[("H1", "K1")], reason="test"),
+                                exam_id=ids[("H1", "K1")])
+        wanted = [*ids, ("H1", "K0"), ("H3", "K1"), ("H1", "missing")]
+        found = store.exams.by_keys(wanted)
+        assert {k: e.id for k, e in found.items()} == ids
+        kinds = store.exams.task_kinds(ids.values())
+        assert kinds == {ids[("H1", "K1")]: {"retrieve"}}
+    finally:
+        store.close()
