@@ -80,8 +80,9 @@ level = "warning"
     return path
 
 
-def run_child(argv: list[str]) -> tuple[float, int, str]:
-    """Wall seconds, this child's own peak RSS (KiB, from wait4), its stdout."""
+def run_child(argv: list[str]) -> tuple[float, int, str, float]:
+    """Wall seconds, this child's own peak RSS (KiB, from wait4), its stdout, its CPU
+    seconds (user + system, from wait4: steadier than wall time on a loaded machine)."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL)
@@ -91,7 +92,8 @@ def run_child(argv: list[str]) -> tuple[float, int, str]:
         if proc.returncode != 0:
             raise SystemExit(f"{' '.join(argv[:3])}... exited {proc.returncode}")
         out.seek(0)
-        return seconds, usage.ru_maxrss, out.read().decode()
+        return (seconds, usage.ru_maxrss, out.read().decode(),
+                usage.ru_utime + usage.ru_stime)
 
 
 PEER = """
@@ -121,16 +123,17 @@ def bench(rows: int) -> dict:
         now = dt.datetime.now(TZ).replace(tzinfo=None)
         window = [(now - dt.timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S"),
                   now.strftime("%Y-%m-%d %H:%M:%S")]
-        peer_s, peer_rss, peer_out = run_child(
+        peer_s, peer_rss, peer_out, peer_cpu = run_child(
             [sys.executable, "-c", PEER, f"Driver=SQLite3;Database={db};{DRIVER_OPTS}", *window])
-        first_s, first_rss, out = run_child([*exe, "sync", "--once", "--json"])
+        first_s, first_rss, out, first_cpu = run_child([*exe, "sync", "--once", "--json"])
         read = sum(r["read"] for r in json.loads(out))
-        again_s, again_rss, out2 = run_child([*exe, "sync", "--once", "--json"])
+        again_s, again_rss, out2, again_cpu = run_child([*exe, "sync", "--once", "--json"])
         again = sum(r["read"] for r in json.loads(out2))
         assert int(peer_out) == read, (peer_out, read)
         return {"rows": rows, "read": read, "peer_s": peer_s, "first_s": first_s,
                 "again_s": again_s, "again": again, "peer_rss": peer_rss,
-                "first_rss": first_rss, "again_rss": again_rss}
+                "first_rss": first_rss, "again_rss": again_rss, "peer_cpu": peer_cpu,
+                "first_cpu": first_cpu, "again_cpu": again_cpu}
 
 
 def _rate(r: dict, key: str) -> str:
@@ -143,14 +146,15 @@ def main() -> None:
     args = p.parse_args()
     print("| exams | rows read | ODBC read alone (peer) | sync --once, first | "
           "next poll (overlap re-read) | first sync time ÷ peer time | "
-          "peak RSS peer / first / re-read |")
-    print("|---|---|---|---|---|---|---|")
+          "peak RSS peer / first / re-read | CPU s peer / first / re-read |")
+    print("|---|---|---|---|---|---|---|---|")
     for rows in args.rows or [20_000, 100_000]:
         r = bench(rows)
         print(f"| {rows:,} | {r['read']:,} | {_rate(r, 'peer_s')} | {_rate(r, 'first_s')} | "
               f"{r['again']:,} rows in {r['again_s']:.2f} s | {r['first_s'] / r['peer_s']:.1f}× | "
               f"{r['peer_rss'] // 1024} / {r['first_rss'] // 1024} / "
-              f"{r['again_rss'] // 1024} MiB |", flush=True)
+              f"{r['again_rss'] // 1024} MiB | {r['peer_cpu']:.2f} / {r['first_cpu']:.2f} / "
+              f"{r['again_cpu']:.2f} |", flush=True)
     print(f"\n{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, SQLite3 ODBC driver, "
           f"batch_size {BATCH}, {DRIVER_OPTS}")
 

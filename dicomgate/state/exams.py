@@ -10,6 +10,7 @@ import builtins
 import json
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,8 @@ from .db import Database
 from .names import ExamState, member
 
 EXAM_STATES = tuple(ExamState)
+# Parameters per look-up of many keys: under SQLite's oldest limit (999) and PostgreSQL's.
+CHUNK = 900
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,34 @@ class ExamStore:
                           (hospital_id, accession_no))
         return Exam.from_row(row) if row else None
 
+    def by_keys(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Exam]:
+        """The stored exams of many (hospital_id, accession_no) keys, a few statements for
+        a whole batch (one per hospital and CHUNK keys): a key with no exam is absent."""
+        by_hospital: dict[str, set[str]] = {}
+        for hid, acc in keys:
+            by_hospital.setdefault(hid, set()).add(acc)
+        out: dict[tuple[str, str], Exam] = {}
+        for hid, accs in by_hospital.items():
+            for part in _chunks(sorted(accs), CHUNK - 1):
+                rows = self.db.query(
+                    "SELECT * FROM exams WHERE hospital_id=? AND accession_no IN "
+                    f"({','.join('?' * len(part))})", (hid, *part))
+                for r in rows:
+                    exam = Exam.from_row(r)
+                    out[(exam.hospital_id, exam.accession_no)] = exam
+        return out
+
+    def task_kinds(self, exam_ids: Iterable[int]) -> dict[int, set[str]]:
+        """The kinds of task (any state) each of many exams has, one statement per CHUNK
+        exams: an exam with none is absent."""
+        out: dict[int, set[str]] = {}
+        for part in _chunks(sorted(set(exam_ids)), CHUNK):
+            rows = self.db.query("SELECT DISTINCT exam_id, kind FROM tasks WHERE exam_id IN "
+                                 f"({','.join('?' * len(part))})", tuple(part))
+            for r in rows:
+                out.setdefault(int(r[0]), set()).add(r[1])
+        return out
+
     def by_accession(self, accession_no: str) -> list[Exam]:
         rows = self.db.query("SELECT * FROM exams WHERE accession_no=? ORDER BY hospital_id",
                              (accession_no,))
@@ -190,3 +221,8 @@ class ExamStore:
         if rejects:
             out["rejected (no accessionNo)"] = rejects
         return out
+
+
+def _chunks(items: builtins.list[Any], size: int) -> Iterable[builtins.list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
