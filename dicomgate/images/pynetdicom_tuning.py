@@ -28,6 +28,9 @@ longer has what they rely on; the SCP logs `pynetdicom.tuning_unavailable` at st
   `presentation`, and `PresentationContext.add_transfer_syntax`, replaced by memoised
   stand-ins (pynetdicom_uids.py): a UID pynetdicom's own check passed without a warning is
   not checked again on the next association (memoise_uid_checks).
+- Internal: `dimse._RSP_TO_MESSAGE[C_STORE]`, the message class of a C-STORE response,
+  replaced by one that encodes our responses' command set straight to the same bytes
+  (pynetdicom_store_rsp.py, encode_store_responses).
 
 Negotiation (the sender's syntax order, the bounded PDU, rejected contexts recorded) uses
 public API only (EVT_REQUESTED, `acceptor.supported_contexts`) and lives in negotiation.py.
@@ -52,7 +55,9 @@ from pydicom import config as pydicom_config
 from pynetdicom import (
     _config,
     association,
+    dimse,
     dimse_messages,
+    dimse_primitives,
     dul,
     evt,
     pdu_items,
@@ -62,7 +67,7 @@ from pynetdicom import (
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
-from . import pynetdicom_uids, pynetdicom_waits
+from . import pynetdicom_store_rsp, pynetdicom_uids, pynetdicom_waits
 from .spool import file_meta_bytes
 
 MEASURED_ON = "3.0.4"
@@ -121,7 +126,34 @@ def _check() -> list[str]:
                  "ENFORCE_UID_CONFORMANCE", "CODECS"):
         if not hasattr(_config, name):
             out.append(f"pynetdicom._config.{name}")
-    return out + _check_uid_checks()
+    return out + _check_uid_checks() + _check_store_rsp()
+
+
+def _check_store_rsp() -> list[str]:
+    out = []
+    table = getattr(dimse, "_RSP_TO_MESSAGE", {})
+    if table.get(dimse_primitives.C_STORE) not in (dimse_messages.C_STORE_RSP,
+                                                   pynetdicom_store_rsp.C_STORE_RSP):
+        out.append("pynetdicom.dimse._RSP_TO_MESSAGE[C_STORE] (the C-STORE-RSP message class)")
+    if not all(s in _source(dimse.DIMSEServiceProvider.send_msg) for s in (
+            "_RSP_TO_MESSAGE[primitive.__class__]()", "primitive_to_message(primitive)",
+            "encode_msg(context_id, self.maximum_pdu_size)")):
+        out.append("pynetdicom.dimse.DIMSEServiceProvider.send_msg (builds and encodes the "
+                   "response message)")
+    if getattr(dimse_messages, "_COMMAND_SET_KEYWORDS", {}).get("C-STORE-RSP") != (
+            "CommandGroupLength", "AffectedSOPClassUID", "CommandField",
+            "MessageIDBeingRespondedTo", "CommandDataSetType", "Status",
+            "AffectedSOPInstanceUID", "OffendingElement", "ErrorComment"):
+        out.append("pynetdicom.dimse_messages._COMMAND_SET_KEYWORDS['C-STORE-RSP'] (the "
+                   "elements of a C-STORE response)")
+    return out
+
+
+def encode_store_responses() -> None:
+    """Send C-STORE responses through pynetdicom_store_rsp (process-wide; applied by the
+    Portal AET at start, only when `missing()` found everything it relies on)."""
+    if not _missing():
+        dimse._RSP_TO_MESSAGE[dimse_primitives.C_STORE] = pynetdicom_store_rsp.C_STORE_RSP
 
 
 # Where pynetdicom's negotiation imported `set_uid` (module globals it calls by name).

@@ -338,3 +338,35 @@ def test_an_associate_rq_decodes_and_negotiates_alike_with_the_memo(sop_classes,
         assert pynetdicom_tuning._is_memo(pdu_primitives.set_uid)
         assert _negotiated(data, supported) == expected
         assert _negotiated(data, supported) == expected
+
+
+def _store_rsp_pdvs(message_class, primitive, max_pdu) -> tuple:
+    msg = message_class()
+    msg.primitive_to_message(primitive)
+    pdvs = [pdv for pdata in msg.encode_msg(1, max_pdu)
+            for pdv in pdata.presentation_data_value_list]
+    return pdvs, msg.command_set.CommandGroupLength, str(msg.command_set.Status)
+
+
+@settings(max_examples=400, deadline=None)
+@given(message_id=st.integers(0, 0xFFFF), status=st.integers(0, 0xFFFF),
+       sop_class=st.one_of(SHORT_UIDS, st.sampled_from(["1.2.840.10008.5.1.4.1.1.2",
+                                                  "1.2.840.10008.5.1.4.1.1.4"])),
+       sop_instance=SHORT_UIDS, comment=st.one_of(st.none(), st.text("ABC xyz", max_size=20)),
+       max_pdu=st.sampled_from([0, 16384, 262144, 60, 120]))
+def test_store_responses_are_the_bytes_pynetdicom_sends(message_id, status, sop_class,
+                                                        sop_instance, comment, max_pdu):
+    """Every C-STORE-RSP, through our message class and through pynetdicom's: the same PDVs
+    on the wire (fragmented alike when the PDU is small), and the same command set for
+    whoever reads the message (EVT_DIMSE_SENT)."""
+    from pynetdicom.dimse_messages import C_STORE_RSP
+    from pynetdicom.dimse_primitives import C_STORE
+
+    from dicomgate.images import pynetdicom_store_rsp
+
+    rsp = C_STORE()
+    rsp.MessageIDBeingRespondedTo, rsp.Status = message_id, status
+    rsp.AffectedSOPClassUID, rsp.AffectedSOPInstanceUID = sop_class, sop_instance
+    rsp.ErrorComment = comment
+    assert _store_rsp_pdvs(pynetdicom_store_rsp.C_STORE_RSP, rsp, max_pdu) == \
+        _store_rsp_pdvs(C_STORE_RSP, rsp, max_pdu)
