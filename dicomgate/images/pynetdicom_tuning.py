@@ -24,6 +24,13 @@ longer has what they rely on; the SCP logs `pynetdicom.tuning_unavailable` at st
 - Internal: `Association.dimse.msg_queue`: an abandoned C-MOVE's wait is woken by an
   empty item (wake_waiting).
 - pydicom's value validation off in the Portal AET process (skip_value_validation).
+- Internal: `utils.set_uid` as imported by `pdu_items`, `pdu_primitives` and
+  `presentation`, and `PresentationContext.add_transfer_syntax`, replaced by memoised
+  stand-ins (pynetdicom_uids.py): a UID pynetdicom's own check passed without a warning is
+  not checked again on the next association (memoise_uid_checks).
+- Internal: `dimse._RSP_TO_MESSAGE[C_STORE]`, the message class of a C-STORE response,
+  replaced by one that encodes our responses' command set straight to the same bytes
+  (pynetdicom_store_rsp.py, encode_store_responses).
 
 Negotiation (the sender's syntax order, the bounded PDU, rejected contexts recorded) uses
 public API only (EVT_REQUESTED, `acceptor.supported_contexts`) and lives in negotiation.py.
@@ -45,10 +52,22 @@ from typing import Any
 
 import pynetdicom
 from pydicom import config as pydicom_config
-from pynetdicom import _config, association, dimse_messages, dul, evt
+from pynetdicom import (
+    _config,
+    association,
+    dimse,
+    dimse_messages,
+    dimse_primitives,
+    dul,
+    evt,
+    pdu_items,
+    pdu_primitives,
+    presentation,
+    utils,
+)
 from pynetdicom.transport import ThreadedAssociationServer
 
-from . import pynetdicom_waits
+from . import pynetdicom_store_rsp, pynetdicom_uids, pynetdicom_waits
 from .spool import file_meta_bytes
 
 MEASURED_ON = "3.0.4"
@@ -103,10 +122,90 @@ def _check() -> list[str]:
     for name in ("create_file_meta", "write_file_meta_info"):
         if f"{name}(" not in _source(dimse_messages.DIMSEMessage.decode_msg):
             out.append(f"pynetdicom.dimse_messages.{name} (File Meta of a received file)")
-    for name in ("STORE_RECV_CHUNKED_DATASET", "LOG_HANDLER_LEVEL"):
+    for name in ("STORE_RECV_CHUNKED_DATASET", "LOG_HANDLER_LEVEL", "VALIDATORS",
+                 "ENFORCE_UID_CONFORMANCE", "CODECS"):
         if not hasattr(_config, name):
             out.append(f"pynetdicom._config.{name}")
+    return out + _check_uid_checks() + _check_store_rsp()
+
+
+def _check_store_rsp() -> list[str]:
+    out = []
+    table = getattr(dimse, "_RSP_TO_MESSAGE", {})
+    if table.get(dimse_primitives.C_STORE) not in (dimse_messages.C_STORE_RSP,
+                                                   pynetdicom_store_rsp.C_STORE_RSP):
+        out.append("pynetdicom.dimse._RSP_TO_MESSAGE[C_STORE] (the C-STORE-RSP message class)")
+    if not all(s in _source(dimse.DIMSEServiceProvider.send_msg) for s in (
+            "_RSP_TO_MESSAGE[primitive.__class__]()", "primitive_to_message(primitive)",
+            "encode_msg(context_id, self.maximum_pdu_size)")):
+        out.append("pynetdicom.dimse.DIMSEServiceProvider.send_msg (builds and encodes the "
+                   "response message)")
+    if getattr(dimse_messages, "_COMMAND_SET_KEYWORDS", {}).get("C-STORE-RSP") != (
+            "CommandGroupLength", "AffectedSOPClassUID", "CommandField",
+            "MessageIDBeingRespondedTo", "CommandDataSetType", "Status",
+            "AffectedSOPInstanceUID", "OffendingElement", "ErrorComment"):
+        out.append("pynetdicom.dimse_messages._COMMAND_SET_KEYWORDS['C-STORE-RSP'] (the "
+                   "elements of a C-STORE response)")
     return out
+
+
+def encode_store_responses() -> None:
+    """Send C-STORE responses through pynetdicom_store_rsp (process-wide; applied by the
+    Portal AET at start, only when `missing()` found everything it relies on)."""
+    if not _missing():
+        dimse._RSP_TO_MESSAGE[dimse_primitives.C_STORE] = pynetdicom_store_rsp.C_STORE_RSP
+
+
+# Where pynetdicom's negotiation imported `set_uid` (module globals it calls by name).
+UID_CHECK_MODULES = (pdu_items, pdu_primitives, presentation)
+
+
+def _check_uid_checks() -> list[str]:
+    out = []
+    source = _source(utils.set_uid)
+    params = list(inspect.signature(utils.set_uid).parameters) if callable(
+        getattr(utils, "set_uid", None)) else []
+    if params != ["value", "name", "allow_empty", "allow_none", "validate"] or not all(
+            s in source for s in ('_config.VALIDATORS["UI"]', "value.is_valid",
+                                  "decode_bytes(value)")):
+        out.append("pynetdicom.utils.set_uid(value, name, allow_empty, allow_none, validate) "
+                   "(the UID check of negotiation)")
+    for module in UID_CHECK_MODULES:
+        current = getattr(module, "set_uid", None)
+        if current is not utils.set_uid and not _is_memo(current):
+            out.append(f"{module.__name__}.set_uid (imported from pynetdicom.utils)")
+    add = presentation.PresentationContext.add_transfer_syntax
+    source = _source(getattr(add, "__wrapped__", add))
+    if not all(s in source for s in ("syntax not in self._transfer_syntax",
+                                     "self._transfer_syntax.append(syntax)",
+                                     "validate_uid(syntax)", "syntax.is_valid",
+                                     "syntax.is_transfer_syntax")):
+        out.append("pynetdicom.presentation.PresentationContext.add_transfer_syntax "
+                   "(appends to _transfer_syntax)")
+    return out
+
+
+def _is_memo(func: object) -> bool:
+    return isinstance(getattr(func, "__self__", None), pynetdicom_uids.UidMemo)
+
+
+def memoise_uid_checks() -> None:
+    """Check each UID of a negotiation once per process, not on every association
+    (pynetdicom_uids.py). Process-wide; applied by the Portal AET at start, and only when
+    `missing()` found everything it relies on."""
+    if _missing() or _is_memo(presentation.set_uid):
+        return
+    add = presentation.PresentationContext.add_transfer_syntax
+    memo = pynetdicom_uids.UidMemo(utils.set_uid, add)
+
+    @functools.wraps(add)
+    def add_transfer_syntax(self: Any, syntax: Any) -> None:
+        memo.add_transfer_syntax(self, syntax)
+
+    for module in UID_CHECK_MODULES:
+        module.set_uid = memo.set_uid  # type: ignore[attr-defined]
+    presentation.PresentationContext.add_transfer_syntax = (  # type: ignore[method-assign]
+        add_transfer_syntax)
 
 
 def _waits_available() -> bool:

@@ -107,6 +107,8 @@ class StorageSCP:
                         measured_on=pynetdicom_tuning.MEASURED_ON,
                         effect="received datasets may be copied, not renamed, and answered "
                                "slower; install the pynetdicom range setup.cfg names")
+        pynetdicom_tuning.memoise_uid_checks()
+        pynetdicom_tuning.encode_store_responses()
         pynetdicom_tuning.receive_into(self.ingest.spool.incoming_dir(),
                                        suffix=pynetdicom_tuning.receiving_suffix(self.index),
                                        room=self.ingest.short_of_space)

@@ -8,7 +8,7 @@ import io
 import string
 from pathlib import Path
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from packaging.specifiers import SpecifierSet
 from pydicom.filewriter import write_file_meta_info
@@ -191,3 +191,182 @@ def test_fast_file_meta_is_what_pydicom_writes(uids, version):
                                 transfer_syntax=UID(syntax), implementation_uid=implementation,
                                 implementation_version=version))
     assert got.getvalue() == expected.getvalue()
+
+
+# Values a peer may put where negotiation expects a UID: conformant UIDs, non-conformant
+# ones (leading zeros, letters, too long), padding, empty, bytes, None.
+UID_LIKE = st.one_of(
+    UIDS, UIDS.map(lambda u: u + ".0"), UIDS.map(lambda u: "0" + u),
+    UIDS.map(lambda u: u + " "), st.sampled_from(["", " ", "1.2.840.10008.1.2.1",
+                                                  "1.2.840.10008.5.1.4.1.1.2", "1" * 65]),
+    st.text(string.digits + ".", max_size=70), st.text(max_size=12))
+UID_VALUES = st.one_of(UID_LIKE, UID_LIKE.map(lambda u: u.encode("utf-8")), st.none())
+
+
+def _outcome(caplog, call, *args):
+    caplog.clear()
+    try:
+        result = call(*args)
+        got = (type(result).__name__, None if result is None else str(result))
+    except Exception as exc:  # the same error pynetdicom raises, message and all
+        got = (type(exc).__name__, str(exc))
+    return got, [(r.levelname, r.getMessage()) for r in caplog.records]
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # cleared per call
+@given(values=st.lists(st.tuples(UID_VALUES, st.booleans(), st.booleans(), st.booleans()),
+                       min_size=1, max_size=6),
+       enforce=st.booleans())
+def test_memoised_set_uid_answers_as_pynetdicom_does(values, enforce, caplog):
+    """Each value twice (the second from the memo when remembered): the same UID, error and
+    log lines as pynetdicom.utils.set_uid, in either conformance mode."""
+    from pynetdicom import presentation, utils
+
+    from dicomgate.images.pynetdicom_uids import UidMemo
+
+    caplog.set_level("DEBUG", logger="pynetdicom")
+    memo = UidMemo(utils.set_uid, presentation.PresentationContext.add_transfer_syntax)
+    before = _config.ENFORCE_UID_CONFORMANCE
+    _config.ENFORCE_UID_CONFORMANCE = enforce
+    try:
+        for value, allow_empty, allow_none, validate in values * 2:
+            args = (value, "Transfer Syntax Name", allow_empty, allow_none, validate)
+            assert _outcome(caplog, memo.set_uid, *args) == \
+                _outcome(caplog, utils.set_uid, *args)
+    finally:
+        _config.ENFORCE_UID_CONFORMANCE = before
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # cleared per call
+@given(syntaxes=st.lists(UID_VALUES, min_size=1, max_size=8), enforce=st.booleans())
+def test_memoised_add_transfer_syntax_builds_what_pynetdicom_builds(syntaxes, enforce,
+                                                                     caplog):
+    """Two contexts built from the same syntaxes, one through the memo, one through
+    pynetdicom's own method: the same syntax list, errors and log lines (twice over)."""
+    from pynetdicom import utils
+    from pynetdicom.presentation import PresentationContext
+
+    from dicomgate.images.pynetdicom_uids import UidMemo
+
+    caplog.set_level("DEBUG", logger="pynetdicom")
+    own = PresentationContext.add_transfer_syntax
+    memo = UidMemo(utils.set_uid, own)
+    before = _config.ENFORCE_UID_CONFORMANCE
+    _config.ENFORCE_UID_CONFORMANCE = enforce
+    try:
+        for _ in range(2):
+            ours, theirs = PresentationContext(), PresentationContext()
+            for syntax in syntaxes:
+                assert _outcome(caplog, memo.add_transfer_syntax, ours, syntax) == \
+                    _outcome(caplog, own, theirs, syntax)
+            assert [(type(t), str(t)) for t in ours.transfer_syntax] == \
+                [(type(t), str(t)) for t in theirs.transfer_syntax]
+    finally:
+        _config.ENFORCE_UID_CONFORMANCE = before
+
+
+SHORT_UIDS = UIDS.filter(lambda u: len(u) <= 64)  # what a sender can propose
+
+
+def _associate_rq(abstract_syntaxes, syntaxes) -> bytes:
+    from pynetdicom.pdu import A_ASSOCIATE_RQ
+    from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
+    from pynetdicom.presentation import build_context
+
+    rq = A_ASSOCIATE()
+    rq.application_context_name = "1.2.840.10008.3.1.1.1"
+    rq.calling_ae_title, rq.called_ae_title = "ORTHANC", "DICOMGATE"
+    contexts = []
+    for i, sop_class in enumerate(abstract_syntaxes):
+        cx = build_context(sop_class, syntaxes)
+        cx.context_id = 2 * i + 1
+        contexts.append(cx)
+    rq.presentation_context_definition_list = contexts
+    limit = MaximumLengthNotification()
+    limit.maximum_length_received = 16384
+    rq.user_information = [limit]
+    pdu = A_ASSOCIATE_RQ()
+    pdu.from_primitive(rq)
+    return pdu.encode()
+
+
+def _negotiated(data: bytes, supported) -> tuple:
+    from pynetdicom.pdu import A_ASSOCIATE_RQ
+    from pynetdicom.presentation import negotiate_as_acceptor
+
+    pdu = A_ASSOCIATE_RQ()
+    pdu.decode(data)
+    primitive = pdu.to_primitive()
+    accepted, _roles = negotiate_as_acceptor(primitive.presentation_context_definition_list,
+                                             supported)
+    return (pdu.encode(), _snapshot(primitive.presentation_context_definition_list),
+            [(cx.context_id, cx.result, str(cx.abstract_syntax),
+              [str(t) for t in cx.transfer_syntax]) for cx in accepted])
+
+
+@settings(max_examples=40, deadline=None)
+@given(sop_classes=st.lists(st.one_of(
+    st.sampled_from(["1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4",
+                     "1.2.840.10008.5.1.4.1.1.1.1", "1.2.840.10008.5.1.4.1.1.3"]), SHORT_UIDS),
+    min_size=1, max_size=20),
+       syntaxes=st.lists(st.one_of(st.sampled_from(
+           ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.70",
+            "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.2"]), SHORT_UIDS), min_size=1, max_size=4,
+           unique=True))
+def test_an_associate_rq_decodes_and_negotiates_alike_with_the_memo(sop_classes, syntaxes):
+    """The whole negotiation of an A-ASSOCIATE-RQ (decode, contexts, result) with the UID
+    checks memoised, twice, against pynetdicom's own path: the same contexts, results and
+    re-encoded PDU."""
+    import pytest
+    from pynetdicom import pdu_items, pdu_primitives, presentation
+    from pynetdicom.presentation import build_context
+
+    from dicomgate.images.negotiation import TRANSFER_SYNTAXES, storage_sop_classes
+
+    supported = [build_context(u, TRANSFER_SYNTAXES) for u in storage_sop_classes()[:60]]
+    data = _associate_rq(sop_classes, syntaxes)
+    expected = _negotiated(data, supported)
+    with pytest.MonkeyPatch.context() as mp:
+        for module in pynetdicom_tuning.UID_CHECK_MODULES:
+            mp.setattr(module, "set_uid", module.set_uid)
+        mp.setattr(presentation.PresentationContext, "add_transfer_syntax",
+                   presentation.PresentationContext.add_transfer_syntax)
+        pynetdicom_tuning.memoise_uid_checks()
+        assert pynetdicom_tuning._is_memo(pdu_items.set_uid)
+        assert pynetdicom_tuning._is_memo(pdu_primitives.set_uid)
+        assert _negotiated(data, supported) == expected
+        assert _negotiated(data, supported) == expected
+
+
+def _store_rsp_pdvs(message_class, primitive, max_pdu) -> tuple:
+    msg = message_class()
+    msg.primitive_to_message(primitive)
+    pdvs = [pdv for pdata in msg.encode_msg(1, max_pdu)
+            for pdv in pdata.presentation_data_value_list]
+    return pdvs, msg.command_set.CommandGroupLength, str(msg.command_set.Status)
+
+
+@settings(max_examples=400, deadline=None)
+@given(message_id=st.integers(0, 0xFFFF), status=st.integers(0, 0xFFFF),
+       sop_class=st.one_of(SHORT_UIDS, st.sampled_from(["1.2.840.10008.5.1.4.1.1.2",
+                                                  "1.2.840.10008.5.1.4.1.1.4"])),
+       sop_instance=SHORT_UIDS, comment=st.one_of(st.none(), st.text("ABC xyz", max_size=20)),
+       max_pdu=st.sampled_from([0, 16384, 262144, 60, 120]))
+def test_store_responses_are_the_bytes_pynetdicom_sends(message_id, status, sop_class,
+                                                        sop_instance, comment, max_pdu):
+    """Every C-STORE-RSP, through our message class and through pynetdicom's: the same PDVs
+    on the wire (fragmented alike when the PDU is small), and the same command set for
+    whoever reads the message (EVT_DIMSE_SENT)."""
+    from pynetdicom.dimse_messages import C_STORE_RSP
+    from pynetdicom.dimse_primitives import C_STORE
+
+    from dicomgate.images import pynetdicom_store_rsp
+
+    rsp = C_STORE()
+    rsp.MessageIDBeingRespondedTo, rsp.Status = message_id, status
+    rsp.AffectedSOPClassUID, rsp.AffectedSOPInstanceUID = sop_class, sop_instance
+    rsp.ErrorComment = comment
+    assert _store_rsp_pdvs(pynetdicom_store_rsp.C_STORE_RSP, rsp, max_pdu) == \
+        _store_rsp_pdvs(C_STORE_RSP, rsp, max_pdu)
