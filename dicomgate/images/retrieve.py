@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -293,6 +293,7 @@ class Retriever:
             raise RetryLater(f"{self.pacs.where} lists no instance for study {study_uid} "
                              "(yet); will ask again")
         have = present_sop_uids(self.store, study_uid)
+        exp = at_least_held(study_uid, exp, have, self.pacs.where)
         missing = self._still_missing(study_uid, exp, verdicts)  # less what we quarantined
         if not missing and self._already_delivered(study_uid):
             return f"study {study_uid}: delivered, {exp.count} instances, 0 moved"
@@ -314,6 +315,8 @@ class Retriever:
             missing = self._still_missing(study_uid, exp, verdicts)
         if self.store.facts.get(STALL_FACT):
             self.store.facts.set(STALL_FACT, None)  # C-MOVEs end again
+        exp = at_least_held(study_uid, exp, present_sop_uids(self.store, study_uid),
+                            self.pacs.where)
         if missing:
             verdicts.explain_missing(study_uid, exp.size(missing), exp.count)
         bad = quarantined_of(exp, verdicts)
@@ -397,8 +400,9 @@ class Retriever:
             if self.queue_uploads:
                 self.store.tasks.enqueue(Upload(study_uid), reopen=True, study_uid=study_uid)
         log.info("study.complete", study_uid=study_uid, instances=exp.count, moved=moved,
-                 seconds=seconds)
-        return f"study {study_uid}: complete, {exp.count} instances, {moved} moved"
+                 seconds=seconds, **exp.short_count())
+        return f"study {study_uid}: complete, {exp.count} instances, {moved} moved" + (
+            f" ({self.pacs.where} counted {exp.pacs_count})" if exp.pacs_count else "")
 
     def _finish_without(self, study_uid: str, exp: Expected, left_out: dict[str, str],
                         moved: int, unsendable: set[str]) -> str:
@@ -442,6 +446,10 @@ class Expected:
     by_series: dict[str, set[str]] | None  # None: the PACS only told us how many
     count: int
     classes: tuple[tuple[str, str], ...] = ()  # (SOP Instance UID, SOP Class UID)
+    pacs_count: int | None = None  # the PACS's own figure, when fewer than we hold
+
+    def short_count(self) -> dict[str, int]:
+        return {"pacs_count": self.pacs_count} if self.pacs_count is not None else {}
 
     def missing(self, have: set[str]) -> Missing:
         if self.by_series is None:
@@ -452,6 +460,22 @@ class Expected:
     @staticmethod
     def size(missing: Missing) -> int:
         return sum(len(s) for s in missing.values()) if isinstance(missing, dict) else missing
+
+
+def at_least_held(study_uid: str, exp: Expected, held: set[str], where: str) -> Expected:
+    """The study has at least every instance of it we hold: a PACS whose count or listing
+    says fewer (an index that lags an upload, a response lost on the way) is not taken as
+    the truth, or a study one short would be called complete."""
+    listed = ({u for s in exp.by_series.values() for u in s} if exp.by_series is not None
+              else set())
+    count = len(listed | held) if exp.by_series is not None else len(held)
+    if count <= exp.count:
+        return exp
+    log.warning("study.count_raised", study_uid=study_uid, pacs_count=exp.count,
+                expected=count, held=len(held),
+                why=f"we hold more instances of the study than {where} counted or listed: "
+                    "the larger figure is expected")
+    return replace(exp, count=count, pacs_count=exp.pacs_count or exp.count)
 
 
 def quarantined_of(exp: Expected, verdicts: MoveVerdicts) -> dict[str, str]:
