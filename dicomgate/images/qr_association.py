@@ -28,7 +28,7 @@ from pynetdicom.sop_class import (
 )
 
 from ..config import DicomConfig, PacsConfig
-from . import pynetdicom_tuning
+from . import pynetdicom_tuning, reactor_guard
 
 
 class PacsUnavailable(Exception):
@@ -106,6 +106,7 @@ class Associator:
                                            (evt.EVT_CONN_OPEN, _no_delay)])
         if not assoc.is_established:
             raise self.failure(assoc, seen, service, time.monotonic() - started)
+        reactor_guard.keep_responses(assoc)
         model = model_of(assoc, service) if service != "echo" else None
         if service != "echo" and model is None:
             assoc.release()

@@ -24,9 +24,11 @@ REFUSED = 0xC310  # "unable to process": what such PACS answer
 class StudyOnlyPacs:
     def __init__(self, aet: str, port: int, destinations: dict[str, tuple[str, int]],
                  give_count: bool = True, find_levels: tuple[str, ...] = ("STUDY",),
-                 move_levels: tuple[str, ...] = ("STUDY",), count_extra: int = 0):
+                 move_levels: tuple[str, ...] = ("STUDY",), count_extra: int = 0,
+                 unlisted: int = 0):
         self.find_levels, self.move_levels = find_levels, move_levels
         self.count_extra = count_extra  # a stale index: claims more than it can move
+        self.unlisted = unlisted  # an index lagging its uploads: the last ones not listed
         self.associations = 0
         self.moves: list[str] = []  # the level of each C-MOVE asked
         self.instances: list[pydicom.Dataset] = []
@@ -86,7 +88,8 @@ class StudyOnlyPacs:
     def _find_below_study(self, query):
         level = query.QueryRetrieveLevel
         series_seen: set[str] = set()
-        for d in self._study(query.StudyInstanceUID):
+        study = self._study(query.StudyInstanceUID)
+        for d in study[:len(study) - self.unlisted]:
             if level == "IMAGE" and d.SeriesInstanceUID != query.get("SeriesInstanceUID"):
                 continue
             if level == "SERIES":  # one answer per series

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -164,7 +165,8 @@ def test_unknown_move_destination_message(tmp_path, dcmqrscp, gw_port):
     store.close()
 
 
-def _study_only_pacs(tmp_path, gw_port: int, give_count: bool, count_extra: int = 0):
+def _study_only_pacs(tmp_path, gw_port: int, give_count: bool, count_extra: int = 0,
+                     **options):
     from images_helpers import start_gateway
     from study_only_pacs import StudyOnlyPacs
 
@@ -172,7 +174,7 @@ def _study_only_pacs(tmp_path, gw_port: int, give_count: bool, count_extra: int 
 
     pacs_port = free_port()
     peer = StudyOnlyPacs(PACS_AET, pacs_port, {GW_AET: ("127.0.0.1", gw_port)},
-                         give_count=give_count, count_extra=count_extra)
+                         give_count=give_count, count_extra=count_extra, **options)
     gw = start_gateway(load(images_config(tmp_path / "so.toml", state_dir=tmp_path / "so",
                                          port=gw_port, pacs_port=pacs_port)))
     return peer, gw
@@ -231,7 +233,7 @@ def test_first_retrieve_is_one_association_without_listing(tmp_path, gw_port):
     peer.start()
     try:
         result = gw.retriever.run(study_uid=spec.study_uid)
-        assert "complete, 4 instances, 4 moved" in result
+        assert "complete, 4 instances" in result
         assert peer.associations == 1
         assert peer.refused_levels == []
         assert present_sop_uids(gw.store, spec.study_uid) == {sop_uid_of(d) for d in data}
@@ -262,3 +264,97 @@ def test_a_count_the_move_does_not_match_is_not_complete(tmp_path, gw_port):
         peer.stop()
         gw.scp.stop()
         gw.store.close()
+
+
+def test_a_short_count_is_raised_to_what_arrived(tmp_path, gw_port):
+    """The PACS's NumberOfStudyRelatedInstances says 2 and it refuses image-level queries,
+    but its C-MOVE sends 3: the study has 3, not the PACS's 2."""
+    peer, gw = _study_only_pacs(tmp_path, gw_port, give_count=True, count_extra=-1)
+    spec = StudySpec(accession="ACC-SHORT")
+    for d in ct_instances(spec, series=1, per_series=3):
+        peer.add(d)
+    peer.start()
+    try:
+        result = gw.retriever.run(study_uid=spec.study_uid)
+        assert "complete, 3 instances" in result
+        assert f"PACS {PACS_AET} at 127.0.0.1:{peer.port} counted 2" in result
+        study = gw.store.instances.study(spec.study_uid)
+        assert study["state"] == "complete" and study["expected_count"] == 3
+    finally:
+        peer.stop()
+        gw.scp.stop()
+        gw.store.close()
+
+
+def test_a_short_listing_is_raised_to_what_arrived(tmp_path, gw_port):
+    """The PACS's index lags its last upload: its count and its image-level listing both
+    leave one instance out, its C-MOVE sends it. All four are expected, and a re-check
+    that moves nothing still expects four."""
+    peer, gw = _study_only_pacs(tmp_path, gw_port, give_count=True, count_extra=-1,
+                                find_levels=("STUDY", "SERIES", "IMAGE"), unlisted=1)
+    spec = StudySpec(accession="ACC-LAG")
+    data = ct_instances(spec, series=2, per_series=2)
+    for d in data:
+        peer.add(d)
+    peer.start()
+    try:
+        result = gw.retriever.run(study_uid=spec.study_uid)
+        assert "complete, 4 instances" in result
+        assert "counted 3" in result
+        result = gw.retriever.run(study_uid=spec.study_uid)
+        assert "complete, 4 instances, 0 moved" in result
+        study = gw.store.instances.study(spec.study_uid)
+        assert study["state"] == "complete" and study["expected_count"] == 4
+        assert present_sop_uids(gw.store, spec.study_uid) == {sop_uid_of(d) for d in data}
+    finally:
+        peer.stop()
+        gw.scp.stop()
+        gw.store.close()
+
+
+class _DrowsyCheckpoint(threading.Event):
+    """pynetdicom's reactor checkpoint, as it behaves when the association's own thread is
+    descheduled right after waking (a busy two-core host): its wait returns, then the
+    thread runs 10 ms later, still flagged as paused."""
+
+    def __init__(self, reactor_thread: threading.Thread):
+        super().__init__()
+        self.reactor_thread = reactor_thread
+
+    def wait(self, timeout: float | None = None) -> bool:
+        woke = super().wait(timeout)
+        if threading.current_thread() is self.reactor_thread:
+            time.sleep(0.01)
+        return woke
+
+
+def _busy_host(assoc) -> None:
+    """Both of an association's threads scheduled as on a loaded host: its reactor wakes
+    late, and the thread sending a request reads each response 40 ms after it came."""
+    drowsy = _DrowsyCheckpoint(assoc)
+    drowsy.set()
+    assoc._reactor_checkpoint = drowsy
+    read = assoc.dimse.get_msg
+
+    def late_read(block: bool = False):
+        if block and threading.current_thread() is not assoc:
+            time.sleep(0.04)
+        return read(block)
+    assoc.dimse.get_msg = late_read
+
+
+def test_successive_queries_on_one_association_lose_no_response(pacs, gateway):
+    """The queries of one retrieve share an association; pynetdicom's association thread,
+    waking late between two of them, took a response meant for the next query and dropped
+    it: a listing one instance short, a study counted short and called complete."""
+    spec = StudySpec(accession="ACC-REACTOR")
+    data = ct_instances(spec, series=2, per_series=3)
+    for d in data:
+        pacs.upload(d)
+    expected = {sop_uid_of(d) for d in data}
+    with gateway.pacs.session() as session:
+        _busy_host(session._session)
+        for _ in range(3):
+            listing = session.study_instances(spec.study_uid)
+            assert {u for s in listing.by_series.values() for u in s} == expected
+            assert session.study_instance_count(spec.study_uid) == len(data)
