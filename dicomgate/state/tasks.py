@@ -18,6 +18,7 @@ from .db import Database
 from .doorbell import Doorbell
 from .kinds import KINDS, TaskKind
 from .names import TaskState, member
+from .nodes import NODE_TIMEOUT
 
 ACTIVE = (TaskState.PENDING, TaskState.RUNNING)
 FINISHED = (TaskState.DONE, TaskState.DEAD, TaskState.CANCELLED)
@@ -189,21 +190,53 @@ class TaskStore:
     def claim_more(self, kind: str, owner: str, lease: float, limit: int) -> list[Task]:
         """Up to `limit` more due tasks of one kind for a worker that already runs one (a
         batch of uploads or of C-MOVEs), oldest first, each leased to `owner` as `claim` leases; the
-        caller renews, completes or fails each one by its id."""
+        caller renews, completes or fails each one by its id. Nodes sharing a store take
+        at most their share of the unbound due tasks, so a backlog spreads over them."""
         if limit <= 0:
             return []
         now = time.time()
-        skip = " FOR UPDATE SKIP LOCKED" if self.db.engine == "postgresql" else ""
-        mine = "" if self.db.node is None else " AND (node IS NULL OR node = ?)"
         with self.db.claim_tx() as c:
+            if self.db.node is None:
+                ids = self._due_ids(c, kind, now, "", (), limit)
+            else:
+                share = self._fair_share(c, kind, now, limit)
+                ids = sorted(self._due_ids(c, kind, now, " AND node = ?", (self.db.node,), limit)
+                             + self._due_ids(c, kind, now, " AND node IS NULL", (), share))
+            ids = ids[:limit]
+            if not ids:
+                return []
             rows = c.execute(
                 f"UPDATE tasks SET state='running', lease_owner=?, lease_until=?, "
-                f"attempts=attempts+1, updated_at=? WHERE id IN ("
-                f"SELECT id FROM tasks WHERE state='pending' AND run_after<=? "
-                f"AND kind=?{mine} ORDER BY run_after, id LIMIT ?{skip}) RETURNING *",
-                (owner, now + lease, now, now, kind,
-                 *(() if self.db.node is None else (self.db.node,)), limit)).fetchall()
+                f"attempts=attempts+1, updated_at=? WHERE id IN ({','.join('?' * len(ids))}) "
+                f"RETURNING *", (owner, now + lease, now, *(i for _, i in ids))).fetchall()
         return sorted((Task.from_row(r) for r in rows), key=lambda t: (t.run_after, t.id))
+
+    def _due_ids(self, c: Any, kind: str, now: float, where: str, args: tuple[Any, ...],
+                 limit: int) -> list[tuple[float, int]]:
+        """The oldest due pending tasks of `kind` as (run_after, id); on PostgreSQL locked
+        for this transaction, a row another node is taking skipped."""
+        if limit <= 0:
+            return []
+        skip = " FOR UPDATE SKIP LOCKED" if self.db.engine == "postgresql" else ""
+        rows = c.execute(
+            f"SELECT id, run_after FROM tasks WHERE state='pending' AND run_after<=? "
+            f"AND kind=?{where} ORDER BY run_after, id LIMIT ?{skip}",
+            (now, kind, *args, limit)).fetchall()
+        return [(float(r["run_after"]), int(r["id"])) for r in rows]
+
+    @staticmethod
+    def _fair_share(c: Any, kind: str, now: float, limit: int) -> int:
+        """How many unbound due tasks of `kind` one node takes: all it asks for when it is
+        alone, else its part of them among the live nodes (at least one)."""
+        live = int(c.execute(
+            "SELECT count(*) AS n FROM nodes WHERE last_seen >= "
+            "EXTRACT(EPOCH FROM clock_timestamp()) - ?", (NODE_TIMEOUT,)).fetchone()["n"])
+        if live <= 1:
+            return limit
+        free = int(c.execute(
+            "SELECT count(*) AS n FROM tasks WHERE state='pending' AND run_after<=? AND kind=? "
+            "AND node IS NULL", (now, kind)).fetchone()["n"])
+        return min(limit, max(1, -(-free // live)))
 
     def take_reruns(self, task_ids: list[int], owner: str) -> list[int]:
         """Clear the "run again" mark that `enqueue(reopen=True)` left on running tasks of

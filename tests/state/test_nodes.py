@@ -53,6 +53,27 @@ def test_concurrent_claims_from_two_nodes_never_take_one_task_twice(two):
     assert got["a"] and got["b"]  # both nodes claimed: SKIP LOCKED, no waiting in line
 
 
+def test_a_batch_claim_leaves_the_other_live_nodes_their_share(two):
+    a, b = two
+    for i in range(12):
+        a.tasks.enqueue(PushReport(i, 1))
+    # alone, a node takes all it asks for
+    a.nodes.beat("gw-a", "gw-a:1:1", 0, {})
+    alone = a.tasks.claim_more("push_report", "gw-a:1:1", lease=60, limit=16)
+    assert len(alone) == 12
+    for t in alone:
+        a.tasks.fail(t.id, "gw-a:1:1", "again", retry_in=0, refund=True)
+    # two live nodes: each batch takes at most half of what is due, never nothing
+    b.nodes.beat("gw-b", "gw-b:1:1", 0, {})
+    first = a.tasks.claim_more("push_report", "gw-a:1:1", lease=60, limit=16)
+    second = b.tasks.claim_more("push_report", "gw-b:1:1", lease=60, limit=16)
+    assert (len(first), len(second)) == (6, 3)
+    assert not {t.id for t in first} & {t.id for t in second}
+    rest = [a.tasks.claim_more("push_report", "gw-a:1:1", lease=60, limit=16)
+            for _ in range(3)]
+    assert [len(r) for r in rest] == [2, 1, 0]
+
+
 def test_one_leader_and_the_lease_moves_when_it_lapses(two):
     a, b = two
     assert a.nodes.lead("scheduler", "gw-a", "gw-a:1:1", ttl=0.5)
