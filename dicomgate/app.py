@@ -91,7 +91,7 @@ class App:
             from .nodes import SWEEP_EVERY, SWEEP_JOB, NodeService
             from .state.kinds import SpoolPurge
 
-            node = NodeService(config, store, app.owner, tasks_done=lambda: app.pool.done,
+            node = NodeService(config, store, app.owner, tasks_done=lambda: store.tasks.completed,
                                on_leading=app.scheduler.kick,
                                running_jobs=app.scheduler.running)
             app.node = node

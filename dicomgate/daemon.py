@@ -39,6 +39,7 @@ def run(config: Config, stop: threading.Event | None = None) -> int:
         if not store.tasks.doorbell.listen(app.pool.wake):
             log.warning("daemon.no_doorbell", path=str(store.tasks.doorbell.path),
                         effect="tasks queued by other processes start within 1 s, not at once")
+        store.db.listen(app.pool.wake)  # nodes sharing a store: another's enqueue wakes ours
         app.pool.reclaim_orphans()
         for service in app.services:
             service.start()

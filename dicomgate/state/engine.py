@@ -69,6 +69,15 @@ class Database(ABC, Generic[C]):
     def problem(self) -> str | None:
         """None when the database answers a query, else why not (for the health check)."""
 
+    def announce(self, c: C, topic: str) -> None:
+        """Tell the other nodes sharing this store, once the open transaction commits, that
+        work of `topic` is due (one host: nothing to tell; the doorbell wakes this one)."""
+
+    def listen(self, on_announce: Callable[[], None]) -> bool:
+        """Call `on_announce` whenever another node announces work, until `close()`. False
+        when the engine has no other nodes to hear from."""
+        return False
+
     # -- shared ----------------------------------------------------------------------------
     @contextmanager
     def tx(self) -> Iterator[C]:

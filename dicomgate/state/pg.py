@@ -30,6 +30,7 @@ from .engine import Database
 
 WRITE_LOCK = 0x64636D67  # "dcmg": the store's single-writer lock (pg_advisory_xact_lock)
 CONNECT_TIMEOUT = 5  # seconds: a node notices a dead server quickly, then retries
+CHANNEL = "dicomgate_tasks"  # LISTEN/NOTIFY: a task enqueued on one node wakes the others
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,7 @@ class PgDatabase(Database[Connection]):
         self.url = url
         self.node = node
         self.path = state_dir / "state.db"
+        self._closed = threading.Event()
         secure_dir(state_dir)
         self.conn()
 
@@ -192,6 +194,35 @@ class PgDatabase(Database[Connection]):
                 self._close(old)
             self._all.append(c)
         return c
+
+    def announce(self, c: Connection, topic: str) -> None:
+        c.execute("SELECT pg_notify(?, ?)", (CHANNEL, topic))
+
+    def listen(self, on_announce: Callable[[], None]) -> bool:
+        threading.Thread(target=self._listen, args=(on_announce,), name="store-listen",
+                         daemon=True).start()
+        return True
+
+    def _listen(self, on_announce: Callable[[], None]) -> None:
+        """One connection of its own in LISTEN; while the server is away, retry each few
+        seconds (the workers' own poll carries on meanwhile) and look once on reconnect."""
+        import psycopg
+
+        while not self._closed.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
+                                     application_name="dicomgate-listen") as raw:
+                    raw.execute(f"LISTEN {CHANNEL}")
+                    on_announce()  # whatever was announced while no one listened
+                    while not self._closed.is_set():
+                        for _ in raw.notifies(timeout=1.0):
+                            on_announce()
+            except psycopg.Error:
+                self._closed.wait(CONNECT_TIMEOUT)
+
+    def close(self) -> None:
+        self._closed.set()
+        super().close()
 
     def _forget(self, c: Connection) -> None:
         with self._lock:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,8 +88,12 @@ class TaskStore:
         # local workers start at once instead of at their next poll.
         self.listeners: list[Callable[[str], None]] = []
         self.doorbell = Doorbell(db.path.parent / "wake.sock")  # the daemon, elsewhere
+        self.completed = 0  # tasks this process completed (a node's `tasks_done`)
+        self._count_lock = threading.Lock()
 
-    def _announce(self, kind: str) -> None:
+    def _announce(self, conn: Any, kind: str) -> None:
+        self.db.announce(conn, kind)  # other nodes: delivered with the commit
+
         def notify() -> None:
             for fn in self.listeners:
                 fn(kind)
@@ -132,7 +137,7 @@ class TaskStore:
                 "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
                 (kind, key, body, now + delay, max_attempts, exam_id, study_uid, now, now,
                  node))
-            self._announce(kind)
+            self._announce(conn, kind)
             return Enqueued(int(cur.lastrowid), True)
         task_id, state = int(row["id"]), row["state"]
         if not reopen:
@@ -148,7 +153,7 @@ class TaskStore:
                 "UPDATE tasks SET state='pending', attempts=0, rerun=0, payload=?, "
                 "run_after=?, last_error=NULL, finished_at=NULL, updated_at=?, node=? "
                 "WHERE id=?", (body, now + delay, now, node, task_id))
-            self._announce(kind)
+            self._announce(conn, kind)
         return Enqueued(task_id, state in FINISHED)
 
     def _node_of(self, conn: Any, task: TaskKind) -> str | None:
@@ -199,7 +204,7 @@ class TaskStore:
             if self.db.node is None:
                 ids = self._due_ids(c, kind, now, "", (), limit)
             else:
-                share = self._fair_share(c, kind, now, limit)
+                share = self._fair_share(c, kind, owner, now, limit)
                 ids = sorted(self._due_ids(c, kind, now, " AND node = ?", (self.db.node,), limit)
                              + self._due_ids(c, kind, now, " AND node IS NULL", (), share))
             ids = ids[:limit]
@@ -225,18 +230,21 @@ class TaskStore:
         return [(float(r["run_after"]), int(r["id"])) for r in rows]
 
     @staticmethod
-    def _fair_share(c: Any, kind: str, now: float, limit: int) -> int:
-        """How many unbound due tasks of `kind` one node takes: all it asks for when it is
-        alone, else its part of them among the live nodes (at least one)."""
+    def _fair_share(c: Any, kind: str, owner: str, now: float, limit: int) -> int:
+        """How many more unbound due tasks of `kind` this node takes: all it asks for when
+        it is alone, else what brings it to its part of the kind's work (running or due)
+        among the live nodes; it never waits for the others to take theirs."""
         live = int(c.execute(
             "SELECT count(*) AS n FROM nodes WHERE last_seen >= "
             "EXTRACT(EPOCH FROM clock_timestamp()) - ?", (NODE_TIMEOUT,)).fetchone()["n"])
         if live <= 1:
             return limit
-        free = int(c.execute(
-            "SELECT count(*) AS n FROM tasks WHERE state='pending' AND run_after<=? AND kind=? "
-            "AND node IS NULL", (now, kind)).fetchone()["n"])
-        return min(limit, max(1, -(-free // live)))
+        row = c.execute(
+            "SELECT count(*) AS work, "
+            "SUM(CASE WHEN state='running' AND lease_owner=? THEN 1 ELSE 0 END) AS mine "
+            "FROM tasks WHERE kind=? AND node IS NULL AND (state='running' OR "
+            "(state='pending' AND run_after<=?))", (owner, kind, now)).fetchone()
+        return max(0, min(limit, -(-int(row["work"]) // live) - int(row["mine"] or 0)))
 
     def take_reruns(self, task_ids: list[int], owner: str) -> list[int]:
         """Clear the "run again" mark that `enqueue(reopen=True)` left on running tasks of
@@ -306,7 +314,11 @@ class TaskStore:
                 "result=?, last_error=NULL, lease_owner=NULL, lease_until=NULL, updated_at=? "
                 "WHERE id=? AND state='running' AND lease_owner=?",
                 (now, now, result, now, task_id, owner))
-        return cur.rowcount == 1
+        if cur.rowcount != 1:
+            return False
+        with self._count_lock:
+            self.completed += 1
+        return True
 
     def fail(self, task_id: int, owner: str, error: str, *, retry_in: float | None,
              dead: bool = False, refund: bool = False,

@@ -51,7 +51,6 @@ class WorkerPool:
         self._heartbeat_thread: threading.Thread | None = None
         self._running: dict[int, Task] = {}
         self._lock = threading.Lock()
-        self.done = 0  # tasks completed since start (status shows it per node)
         store.tasks.listeners.append(lambda _kind: self.wake())
 
     # -- life cycle ---------------------------------------------------------------------
@@ -222,7 +221,6 @@ class WorkerPool:
                 return self._failed(task, f"internal error: {describe(exc)}",
                                     started=started)
             self._record(task, lambda: self.store.tasks.complete(task.id, self.owner, result))
-            self.done += 1
             log.info("task.done", task_id=task.id, kind=task.kind, key=task.key,
                      seconds=round(time.monotonic() - started, 3), result=result)
             return TaskState.DONE

@@ -63,15 +63,16 @@ def test_a_batch_claim_leaves_the_other_live_nodes_their_share(two):
     assert len(alone) == 12
     for t in alone:
         a.tasks.fail(t.id, "gw-a:1:1", "again", retry_in=0, refund=True)
-    # two live nodes: each batch takes at most half of what is due, never nothing
+    # two live nodes: a node takes up to its half of the kind's work, counting what it runs
     b.nodes.beat("gw-b", "gw-b:1:1", 0, {})
-    first = a.tasks.claim_more("push_report", "gw-a:1:1", lease=60, limit=16)
-    second = b.tasks.claim_more("push_report", "gw-b:1:1", lease=60, limit=16)
-    assert (len(first), len(second)) == (6, 3)
-    assert not {t.id for t in first} & {t.id for t in second}
-    rest = [a.tasks.claim_more("push_report", "gw-a:1:1", lease=60, limit=16)
-            for _ in range(3)]
-    assert [len(r) for r in rest] == [2, 1, 0]
+    head = a.tasks.claim(["push_report"], "gw-a:1:1", lease=60)
+    assert head is not None
+    more = a.tasks.claim_more("push_report", "gw-a:1:1", lease=60, limit=16)
+    assert len(more) == 5
+    assert a.tasks.claim_more("push_report", "gw-a:1:1", lease=60, limit=16) == []
+    theirs = b.tasks.claim_more("push_report", "gw-b:1:1", lease=60, limit=16)
+    assert len(theirs) == 6
+    assert not {t.id for t in theirs} & {head.id, *(t.id for t in more)}
 
 
 def test_one_leader_and_the_lease_moves_when_it_lapses(two):
@@ -212,3 +213,17 @@ def test_the_portal_association_record_runs_on_both_engines(store):
     pa.counted(aid, study_uid=None, move_aet=None, move_msg_id=None, refused=1)
     got = pa.of_move("DGATE", 7, "9.1", since=0.0)
     assert [(a.id, a.stored, a.refused, a.study_uids) for a in got] == [(aid, 1, 1, "9.1")]
+
+
+def test_a_task_enqueued_on_one_node_wakes_the_others_at_commit(two):
+    a, b = two
+    heard = threading.Event()
+    assert b.db.listen(heard.set)
+    deadline = time.monotonic() + 10
+    while not heard.is_set() and time.monotonic() < deadline:  # its first look on connecting
+        time.sleep(0.05)
+    heard.clear()
+    with a.transaction():
+        a.tasks.enqueue(PushReport(1, 1))
+        assert not heard.wait(0.5)  # not before the commit: nothing to claim yet
+    assert heard.wait(5)
