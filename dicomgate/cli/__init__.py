@@ -12,7 +12,7 @@ import sys
 
 from ..buildinfo import one_line
 from ..config import ConfigError
-from .context import EXIT_FAILED, EXIT_USAGE, CommandError
+from .context import EXIT_FAILED, EXIT_USAGE, CommandError, closing_stores
 
 # Modules that add sub-commands: each has `add_commands(subparsers)`.
 COMMAND_MODULES = (
@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with closing_stores():
+            return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"configuration {exc.path} has {len(exc.lines)} problem(s):", file=sys.stderr)
         for line in exc.lines:

@@ -7,6 +7,9 @@ import getpass
 import json
 import os
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ..app import App, DaemonLock, Progress
@@ -38,7 +41,30 @@ def open_app(args: argparse.Namespace, progress: Progress | None = None, *,
     return App.build(config, open_store(config, create), progress)
 
 
+_opened = threading.local()  # the stores the command running on this thread opened
+
+
+@contextmanager
+def closing_stores() -> Iterator[None]:
+    """Close, when the command ends, every store it opened: a command run in a process that
+    lives on (tests, the console's `act`) must not keep its PostgreSQL connections."""
+    _opened.stores = []
+    try:
+        yield
+    finally:
+        for store in _opened.stores:
+            store.close()
+        _opened.stores = []
+
+
 def open_store(config: Config, create: bool = True) -> Store:
+    store = _open_store(config, create)
+    if getattr(_opened, "stores", None) is not None:
+        _opened.stores.append(store)
+    return store
+
+
+def _open_store(config: Config, create: bool = True) -> Store:
     """The store as it is: an existing one is never migrated (only the daemon, under its
     lock, and `dicomgate migrate` do) and a schema this version does not know is refused.
     `create`: where nothing has run yet and no daemon is starting, create it (there is no

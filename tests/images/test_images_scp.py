@@ -190,6 +190,7 @@ def test_disk_floor_refuses_then_accepts_again_when_space_returns(tmp_path, gw_p
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
+@pytest.mark.sqlite_only  # another writer holds SQLite's file lock
 def test_store_locked_refuses_0xa700_on_every_association_then_stores(gateway):
     """While the state store cannot be written (another writer holds its lock), concurrent
     C-STOREs, recorded in groups, are each refused 0xA700 and nothing of them is kept;
@@ -217,6 +218,7 @@ def test_store_locked_refuses_0xa700_on_every_association_then_stores(gateway):
     assert gateway.store.instances.instance_state_counts() == {"received": 4}
 
 
+@pytest.mark.sqlite_only  # another writer holds SQLite's file lock
 def test_instances_arriving_during_a_commit_share_the_next_one(gateway):
     """Group commit: while one transaction waits (here on another writer's lock), the
     C-STOREs of three more associations queue; they are committed together, and each is
