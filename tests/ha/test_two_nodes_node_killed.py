@@ -3,6 +3,9 @@ its spool, the other retrieves them again; back, the killed node drops its stale
 
 from __future__ import annotations
 
+import os
+import signal
+
 from ha_harness import delivered, report_pushes, sql, wait
 from ha_harness import load as _load
 
@@ -13,13 +16,20 @@ def test_a_node_killed_with_files_in_its_spool_the_other_retrieves_them(nodes, p
                                                                        api, view_db):
     """...and when the killed node returns, it drops its stale copies of those studies."""
     a = nodes["gw-a"].start()
-    exams = _load(pacs, view_db, 12)
 
     def a_holds_undelivered() -> bool:
         return bool(sql(a.url, "SELECT 1 FROM instances WHERE node='gw-a' AND state IN "
                                "('received', 'uploaded') LIMIT 1"))
-    wait(a_holds_undelivered, 60, "gw-a to hold files not yet delivered", a)
-    a.kill()  # power off with studies only in its spool
+    # The cloud hangs meanwhile, so that gw-a surely holds studies it has not delivered
+    # (a small backlog otherwise passes through its spool between two looks).
+    assert cloud.proc is not None
+    os.kill(cloud.proc.pid, signal.SIGSTOP)
+    try:
+        exams = _load(pacs, view_db, 12)
+        wait(a_holds_undelivered, 60, "gw-a to hold files not yet delivered", a)
+        a.kill()  # power off with studies only in its spool
+    finally:
+        os.kill(cloud.proc.pid, signal.SIGCONT)
     left = {r[0] for r in sql(a.url, "SELECT DISTINCT study_uid FROM instances WHERE "
                                      "node='gw-a' AND state IN ('received', 'uploaded')")}
     assert left
