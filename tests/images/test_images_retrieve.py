@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pydicom
@@ -180,14 +181,26 @@ def _study_only_pacs(tmp_path, gw_port: int, give_count: bool, count_extra: int 
     return peer, gw
 
 
-def test_pacs_refusing_image_queries_falls_back_to_the_study_count(tmp_path, gw_port):
-    peer, gw = _study_only_pacs(tmp_path, gw_port, give_count=True)
-    spec = StudySpec(accession="ACC-SO")
-    data = ct_instances(spec, series=2, per_series=3)
+@contextmanager
+def _serving(peer, gw, data: list[bytes]):
+    """The study-only PACS holding `data`, answering while the test runs; both stopped
+    after it."""
     for d in data:
         peer.add(d)
     peer.start()
     try:
+        yield
+    finally:
+        peer.stop()
+        gw.scp.stop()
+        gw.store.close()
+
+
+def test_pacs_refusing_image_queries_falls_back_to_the_study_count(tmp_path, gw_port):
+    peer, gw = _study_only_pacs(tmp_path, gw_port, give_count=True)
+    spec = StudySpec(accession="ACC-SO")
+    data = ct_instances(spec, series=2, per_series=3)
+    with _serving(peer, gw, data):
         result = gw.retriever.run(study_uid=spec.study_uid)
         assert "complete, 6 instances" in result
         # First retrieve: the STUDY-level count and move account for every instance, so no
@@ -200,10 +213,6 @@ def test_pacs_refusing_image_queries_falls_back_to_the_study_count(tmp_path, gw_
         study = gw.store.instances.study(spec.study_uid)
         assert study["state"] == "complete" and study["expected_count"] == 6
         assert present_sop_uids(gw.store, spec.study_uid) == {sop_uid_of(d) for d in data}
-    finally:
-        peer.stop()
-        gw.scp.stop()
-        gw.store.close()
 
 
 def test_pacs_refusing_image_queries_without_a_count_is_a_clear_error(tmp_path, gw_port):
@@ -211,15 +220,9 @@ def test_pacs_refusing_image_queries_without_a_count_is_a_clear_error(tmp_path, 
 
     peer, gw = _study_only_pacs(tmp_path, gw_port, give_count=False)
     spec = StudySpec(accession="ACC-SO2")
-    peer.add(ct_instances(spec, series=1, per_series=1)[0])
-    peer.start()
-    try:
+    with _serving(peer, gw, ct_instances(spec, series=1, per_series=1)):
         with pytest.raises(PacsRefused, match="NumberOfStudyRelatedInstances"):
             gw.retriever.run(study_uid=spec.study_uid)
-    finally:
-        peer.stop()
-        gw.scp.stop()
-        gw.store.close()
 
 
 def test_first_retrieve_is_one_association_without_listing(tmp_path, gw_port):
@@ -228,19 +231,12 @@ def test_first_retrieve_is_one_association_without_listing(tmp_path, gw_port):
     peer, gw = _study_only_pacs(tmp_path, gw_port, give_count=True)
     spec = StudySpec(accession="ACC-ONE")
     data = ct_instances(spec, series=2, per_series=2)
-    for d in data:
-        peer.add(d)
-    peer.start()
-    try:
+    with _serving(peer, gw, data):
         result = gw.retriever.run(study_uid=spec.study_uid)
         assert "complete, 4 instances" in result
         assert peer.associations == 1
         assert peer.refused_levels == []
         assert present_sop_uids(gw.store, spec.study_uid) == {sop_uid_of(d) for d in data}
-    finally:
-        peer.stop()
-        gw.scp.stop()
-        gw.store.close()
 
 
 def test_a_count_the_move_does_not_match_is_not_complete(tmp_path, gw_port):
@@ -251,19 +247,12 @@ def test_a_count_the_move_does_not_match_is_not_complete(tmp_path, gw_port):
 
     peer, gw = _study_only_pacs(tmp_path, gw_port, give_count=True, count_extra=1)
     spec = StudySpec(accession="ACC-STALE")
-    for d in ct_instances(spec, series=1, per_series=3):
-        peer.add(d)
-    peer.start()
-    try:
+    with _serving(peer, gw, ct_instances(spec, series=1, per_series=3)):
         with pytest.raises(RetryLater, match="1 of 4 instances did not arrive"):
             gw.retriever.run(study_uid=spec.study_uid)
         assert peer.refused_levels  # the listing was asked for
         study = gw.store.instances.study(spec.study_uid)
         assert study["state"] == "incomplete" and study["expected_count"] == 4
-    finally:
-        peer.stop()
-        gw.scp.stop()
-        gw.store.close()
 
 
 def test_a_short_count_is_raised_to_what_arrived(tmp_path, gw_port):
@@ -271,19 +260,12 @@ def test_a_short_count_is_raised_to_what_arrived(tmp_path, gw_port):
     but its C-MOVE sends 3: the study has 3, not the PACS's 2."""
     peer, gw = _study_only_pacs(tmp_path, gw_port, give_count=True, count_extra=-1)
     spec = StudySpec(accession="ACC-SHORT")
-    for d in ct_instances(spec, series=1, per_series=3):
-        peer.add(d)
-    peer.start()
-    try:
+    with _serving(peer, gw, ct_instances(spec, series=1, per_series=3)):
         result = gw.retriever.run(study_uid=spec.study_uid)
         assert "complete, 3 instances" in result
         assert f"PACS {PACS_AET} at 127.0.0.1:{peer.port} counted 2" in result
         study = gw.store.instances.study(spec.study_uid)
         assert study["state"] == "complete" and study["expected_count"] == 3
-    finally:
-        peer.stop()
-        gw.scp.stop()
-        gw.store.close()
 
 
 def test_a_short_listing_is_raised_to_what_arrived(tmp_path, gw_port):
@@ -294,10 +276,7 @@ def test_a_short_listing_is_raised_to_what_arrived(tmp_path, gw_port):
                                 find_levels=("STUDY", "SERIES", "IMAGE"), unlisted=1)
     spec = StudySpec(accession="ACC-LAG")
     data = ct_instances(spec, series=2, per_series=2)
-    for d in data:
-        peer.add(d)
-    peer.start()
-    try:
+    with _serving(peer, gw, data):
         result = gw.retriever.run(study_uid=spec.study_uid)
         assert "complete, 4 instances" in result
         assert "counted 3" in result
@@ -306,10 +285,6 @@ def test_a_short_listing_is_raised_to_what_arrived(tmp_path, gw_port):
         study = gw.store.instances.study(spec.study_uid)
         assert study["state"] == "complete" and study["expected_count"] == 4
         assert present_sop_uids(gw.store, spec.study_uid) == {sop_uid_of(d) for d in data}
-    finally:
-        peer.stop()
-        gw.scp.stop()
-        gw.store.close()
 
 
 class _DrowsyCheckpoint(threading.Event):
