@@ -9,25 +9,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from dicomgate.state import PgLocation, Store
+from dicomgate.state import Store
 from dicomgate.state.kinds import PushReport, Upload
 from dicomgate.state.nodes import NODE_TIMEOUT
+from tests.support.stores import record_instance, two_nodes
 
 
 @pytest.fixture
 def two(pg_server, tmp_path) -> Iterator[tuple[Store, Store]]:
-    url = pg_server.new_database()
-    a = Store(PgLocation(url, tmp_path / "a", node="gw-a"))
-    b = Store(PgLocation(url, tmp_path / "b", node="gw-b"))
-    yield a, b
-    a.close()
-    b.close()
+    with two_nodes(pg_server.new_database(), tmp_path) as pair:
+        yield pair
 
-
-def _record(store: Store, sop: str, study: str) -> None:
-    store.instances.record(sop_uid=sop, study_uid=study, series_uid="1", sop_class_uid="1.2",
-                           transfer_syntax="1.2.840.10008.1.2.1", path=f"/spool/{sop}",
-                           size=10, sha256=sop, source="test")
 
 
 def test_concurrent_claims_from_two_nodes_never_take_one_task_twice(two):
@@ -88,7 +80,7 @@ def test_one_leader_and_the_lease_moves_when_it_lapses(two):
 
 def test_an_upload_is_claimed_only_by_the_node_holding_its_files(two):
     a, b = two
-    _record(a, "1.1", "9.1")
+    record_instance(a, "1.1", "9.1")
     b.tasks.enqueue(Upload("9.1"))  # queued by b (e.g. a catch-up job), files on a
     assert b.tasks.claim(["upload"], "gw-b:1:1", lease=60) is None
     t = a.tasks.claim(["upload"], "gw-a:1:1", lease=60)
@@ -99,7 +91,7 @@ def test_a_dead_nodes_tasks_and_undelivered_studies_move_to_a_live_node(two):
     a, b = two
     a.nodes.beat("gw-a", "gw-a:1:1", 0, {})
     b.nodes.beat("gw-b", "gw-b:1:1", 0, {})
-    _record(a, "1.1", "9.1")
+    record_instance(a, "1.1", "9.1")
     a.tasks.enqueue(Upload("9.1"))
     a.tasks.enqueue(PushReport(1, 1))
     running = a.tasks.claim(["push_report"], "gw-a:1:1", lease=3600)
@@ -118,8 +110,8 @@ def test_a_dead_nodes_tasks_and_undelivered_studies_move_to_a_live_node(two):
 def test_every_repository_write_path_runs_on_both_engines(store):
     """The statements the dialect seam must carry (executemany, lastrowid, GREATEST,
     ON CONFLICT, LIKE with ESCAPE) through the repositories, not through SQL of the test."""
-    _record(store, "1.1", "9.1")
-    _record(store, "1.2", "9.1")
+    record_instance(store, "1.1", "9.1")
+    record_instance(store, "1.2", "9.1")
     store.delivery.mark_sending(["1.1", "1.2"])
     t = store.tasks.enqueue(Upload("9.1"))
     claimed = store.tasks.claim(["upload"], "gw-test:1:1", lease=60)
@@ -170,7 +162,7 @@ def test_a_clean_stop_hands_the_leader_lease_over_at_once(two):
 
 def test_every_repository_read_path_runs_on_both_engines(store):
     """The console's, status's, the shim's and upstream's reads through the dialect seam."""
-    _record(store, "1.1", "9.1")
+    record_instance(store, "1.1", "9.1")
     store.delivery.log_send("push_report", "exam:1", "k1", 200, "ok", None)
     sid = store.sessions.open("H1", "doc", {}, None, 60.0, {})
     assert store.sessions.active("H1", "doc")["id"] == sid and store.sessions.count_open() == 1

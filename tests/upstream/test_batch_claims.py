@@ -15,14 +15,14 @@ from dicomgate.state import PgLocation, Store
 from dicomgate.state.kinds import PushReport, Upload
 from dicomgate.tasks import RetryLater
 from dicomgate.upstream.batch_claims import BatchClaims
+from tests.support import engines
 from tests.support.pg_server import PgServer
+from tests.support.stores import record_instance, two_nodes
 
 
 @pytest.fixture(scope="module")
-def pg_server() -> Iterator[PgServer]:
-    server = PgServer()
-    yield server
-    server.close()
+def pg_server() -> PgServer:
+    return engines.pg_server()  # the one the suite's other tests use on PostgreSQL
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -38,18 +38,9 @@ def store(request, tmp_path) -> Iterator[Store]:
 
 @pytest.fixture
 def two(pg_server, tmp_path) -> Iterator[tuple[Store, Store]]:
-    url = pg_server.new_database()
-    a = Store(PgLocation(url, tmp_path / "a", node="gw-a"))
-    b = Store(PgLocation(url, tmp_path / "b", node="gw-b"))
-    yield a, b
-    a.close()
-    b.close()
+    with two_nodes(pg_server.new_database(), tmp_path) as pair:
+        yield pair
 
-
-def _record(store: Store, sop: str, study: str) -> None:
-    store.instances.record(sop_uid=sop, study_uid=study, series_uid="1", sop_class_uid="1.2",
-                           transfer_syntax="1.2.840.10008.1.2.1", path=f"/spool/{sop}",
-                           size=10, sha256=sop, source="test")
 
 
 def _owner(store: Store) -> str:
@@ -58,7 +49,7 @@ def _owner(store: Store) -> str:
 
 def test_claim_more_takes_due_tasks_of_the_kind_oldest_first(store):
     for i in range(5):
-        _record(store, f"1.{i}", f"9.{i}")
+        record_instance(store, f"1.{i}", f"9.{i}")
         store.tasks.enqueue(Upload(f"9.{i}"))
     store.tasks.enqueue(Upload("9.later"), delay=3600)
     store.tasks.enqueue(PushReport(1, 1))
@@ -79,7 +70,7 @@ def test_claim_more_takes_due_tasks_of_the_kind_oldest_first(store):
 def test_claim_more_on_two_nodes_takes_only_uploads_whose_files_are_here(two):
     a, b = two
     for i in range(4):
-        _record(a if i % 2 == 0 else b, f"1.{i}", f"9.{i}")
+        record_instance(a if i % 2 == 0 else b, f"1.{i}", f"9.{i}")
         a.tasks.enqueue(Upload(f"9.{i}"))
     got_b = b.tasks.claim_more("upload", "gw-b:1:1", lease=60, limit=10)
     assert sorted(t.key for t in got_b) == ["study:9.1", "study:9.3"]
