@@ -22,8 +22,16 @@ NODE_TIMEOUT = 30.0  # seconds without a beat: the node is dead, its work moves
 LEADER_TTL = 20.0  # the leader lease's length; renewed at every beat (every ~5 s)
 BEAT_EVERY = 5.0
 
-_CLOCK = "SELECT EXTRACT(EPOCH FROM clock_timestamp()) AS now"
+_NOW = "EXTRACT(EPOCH FROM clock_timestamp())"  # the store's clock, unix seconds
+_CLOCK = f"SELECT {_NOW} AS now"
 _UNDELIVERED = (InstanceState.RECEIVED, InstanceState.UPLOADED, InstanceState.REJECTED)
+
+
+def live_count(c: Any) -> int:
+    """How many nodes beat within NODE_TIMEOUT, on the store's clock (PostgreSQL only)."""
+    row = c.execute(f"SELECT count(*) AS n FROM nodes WHERE last_seen >= {_NOW} - ?",
+                    (NODE_TIMEOUT,)).fetchone()
+    return int(row["n"])
 
 
 @dataclass(frozen=True)

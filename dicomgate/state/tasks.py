@@ -19,7 +19,7 @@ from .db import Database
 from .doorbell import Doorbell
 from .kinds import KINDS, TaskKind
 from .names import TaskState, member
-from .nodes import NODE_TIMEOUT
+from .nodes import live_count
 
 ACTIVE = (TaskState.PENDING, TaskState.RUNNING)
 FINISHED = (TaskState.DONE, TaskState.DEAD, TaskState.CANCELLED)
@@ -234,9 +234,7 @@ class TaskStore:
         """How many more unbound due tasks of `kind` this node takes: all it asks for when
         it is alone, else what brings it to its part of the kind's work (running or due)
         among the live nodes; it never waits for the others to take theirs."""
-        live = int(c.execute(
-            "SELECT count(*) AS n FROM nodes WHERE last_seen >= "
-            "EXTRACT(EPOCH FROM clock_timestamp()) - ?", (NODE_TIMEOUT,)).fetchone()["n"])
+        live = live_count(c)
         if live <= 1:
             return limit
         row = c.execute(
