@@ -299,47 +299,23 @@ def test_rerun_asked_before_the_batch_moved_is_dropped(tmp_path):
 
 @pytest.fixture(scope="module")
 def pg_url():
-    from tests.support.pg_server import PgServer
+    from tests.support import engines
 
-    server = PgServer()
-    yield server.new_database
-    server.close()
+    return engines.pg_server().new_database  # the server the suite's other tests use
 
 
 def test_batch_claims_from_two_nodes_never_take_one_task_twice(pg_url, tmp_path):
     """Nodes sharing a PostgreSQL store claim batches at once (SKIP LOCKED): each due
     retrieve goes to exactly one node."""
-    import threading
+    from tests.support.stores import drain_from_both, two_nodes
 
-    from dicomgate.state import PgLocation, Store
-
-    url = pg_url()
-    a = Store(PgLocation(url, tmp_path / "a", node="gw-a"))
-    b = Store(PgLocation(url, tmp_path / "b", node="gw-b"))
-    try:
+    with two_nodes(pg_url(), tmp_path) as (a, b):
         for i in range(120):
             a.tasks.enqueue(Retrieve(study_uid=f"1.2.9.{i}"))
-        got: dict[str, list[int]] = {"a": [], "b": []}
-
-        def drain(store: Store, name: str) -> None:
-            for _ in range(100):  # bounded
-                batch = store.tasks.claim_more("retrieve", f"gw-{name}:1:1", 60, 7)
-                if not batch:
-                    return
-                assert len(batch) <= 7
-                got[name].extend(t.id for t in batch)
-
-        threads = [threading.Thread(target=drain, args=(s, n)) for s, n in ((a, "a"), (b, "b"))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
+        got = drain_from_both(a, b, "retrieve", 7)
         assert len(got["a"]) + len(got["b"]) == 120
         assert not set(got["a"]) & set(got["b"])
         assert {t.state for t in a.tasks.list(kind="retrieve")} == {"running"}
-    finally:
-        a.close()
-        b.close()
 
 
 @pytest.mark.parametrize("line, key, expected", [

@@ -3,6 +3,7 @@ PostgreSQL database, and an instance row recorded with placeholder file facts.""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,3 +27,24 @@ def record_instance(store: Store, sop: str, study: str) -> None:
     store.instances.record(sop_uid=sop, study_uid=study, series_uid="1", sop_class_uid="1.2",
                            transfer_syntax="1.2.840.10008.1.2.1", path=f"/spool/{sop}",
                            size=10, sha256=sop, source="test")
+
+
+def drain_from_both(a: Store, b: Store, kind: str, batch: int) -> dict[str, list[int]]:
+    """Both nodes claim batches of `kind` at the same time until none is left; the ids
+    each took, by node ("a", "b")."""
+    got: dict[str, list[int]] = {"a": [], "b": []}
+
+    def drain(store: Store, name: str) -> None:
+        for _ in range(200):  # bounded
+            taken = store.tasks.claim_more(kind, f"gw-{name}:1:1", lease=60, limit=batch)
+            if not taken:
+                return
+            assert len(taken) <= batch
+            got[name] += [t.id for t in taken]
+
+    threads = [threading.Thread(target=drain, args=(s, n)) for s, n in ((a, "a"), (b, "b"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return got

@@ -4,7 +4,6 @@ SQLite and on a shared PostgreSQL store, and the batch's own lease keeping
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 
@@ -17,7 +16,7 @@ from dicomgate.tasks import RetryLater
 from dicomgate.upstream.batch_claims import BatchClaims
 from tests.support import engines
 from tests.support.pg_server import PgServer
-from tests.support.stores import record_instance, two_nodes
+from tests.support.stores import drain_from_both, record_instance, two_nodes
 
 
 @pytest.fixture(scope="module")
@@ -82,20 +81,7 @@ def test_concurrent_batch_claims_from_two_nodes_never_take_one_task_twice(two):
     a, b = two
     for i in range(120):
         a.tasks.enqueue(Upload(f"8.{i}"))  # no files anywhere yet: either node may run it
-    got: dict[str, list[int]] = {"a": [], "b": []}
-
-    def take(store: Store, name: str) -> None:
-        for _ in range(200):  # bounded
-            batch = store.tasks.claim_more("upload", f"gw-{name}:1:1", lease=60, limit=7)
-            if not batch:
-                return
-            got[name] += [t.id for t in batch]
-
-    threads = [threading.Thread(target=take, args=(s, n)) for s, n in ((a, "a"), (b, "b"))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    got = drain_from_both(a, b, "upload", 7)
     assert len(got["a"]) + len(got["b"]) == 120
     assert not set(got["a"]) & set(got["b"])
 
