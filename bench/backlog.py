@@ -346,8 +346,9 @@ def main() -> int:
                   f"+ STOW {b['stow_s']:.2f} s)", flush=True)
             a = leg_dicomgate(run, pacs, studies, n, args)
             ratio = a["images_s"] / b["total_s"]
+            target = 1.0 if args.day == "small" else 0.8  # issue 23's targets
             print(f"(a) dicomgate: images {a['images_s']:.2f} s = {ratio:.2f}x Orthanc's "
-                  f"(target <= 0.6x), reports {a['reports_s']:.2f} s", flush=True)
+                  f"(target <= {target}x), reports {a['reports_s']:.2f} s", flush=True)
             print("    phases: " + ", ".join(f"{k} {_fmt(v)}" for k, v in a.items()
                                              if k not in ("images_s", "reports_s")), flush=True)
             results.append({"orthanc": b, "dicomgate": a, "ratio": ratio})
