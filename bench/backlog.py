@@ -131,14 +131,21 @@ bind = "127.0.0.1"
 port = {port}
 min_free_disk = "100MB"
 scp_processes = {args.scp_processes}
-[pacs]
+""" + peer_sections(pacs, cloud, api, connection, args,
+                    pacs_extra=f"move_batch = {args.move_batch}\n") + extra
+
+
+def peer_sections(pacs: Orthanc, cloud: Orthanc, api: CloudApi, connection: str, args,
+                  pacs_extra: str = "") -> str:
+    """[pacs] to [log], as every benchmarked node has them: the PACS, the view polled each
+    second, the cloud, the workers (`args.max_associations`, `concurrency`, `workers`)."""
+    return f"""[pacs]
 ae_title = "{pacs.aet}"
 host = "127.0.0.1"
 port = {pacs.dicom_port}
 echo_interval = "1h"
 max_associations = {args.max_associations}
-move_batch = {args.move_batch}
-[reports]
+{pacs_extra}[reports]
 source = "view"
 poll_interval = "1s"
 overlap = "10m"
@@ -156,7 +163,7 @@ workers = {args.workers}
 [log]
 level = "info"
 format = "json"
-{extra}"""
+"""
 
 
 def leg_dicomgate(work: Path, pacs: Orthanc, studies: list[Study], n: int,

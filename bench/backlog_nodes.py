@@ -45,6 +45,7 @@ from backlog import (  # noqa: E402
     count,
     cpu_seconds,
     make_studies,
+    peer_sections,
     started,
     view_row,
     wait_until,
@@ -70,31 +71,7 @@ ae_title = "{aet}"
 bind = "127.0.0.1"
 port = {port}
 min_free_disk = "100MB"
-[pacs]
-ae_title = "{pacs.aet}"
-host = "127.0.0.1"
-port = {pacs.dicom_port}
-echo_interval = "1h"
-max_associations = {args.max_associations}
-[reports]
-source = "view"
-poll_interval = "1s"
-overlap = "10m"
-settle_delay = "0s"
-initial_lookback = "1d"
-[reports.view]
-connection = "{connection}"
-[upstream]
-dicomweb_url = "{cloud.dicomweb_url}"
-api_url = "{api.url}"
-concurrency = {args.concurrency}
-confirm_delay = "1s"
-[tasks]
-workers = {args.workers}
-[log]
-level = "info"
-format = "json"
-"""
+""" + peer_sections(pacs, cloud, api, connection, args)
 
 
 def tree_cpu(pids: list[int]) -> float:
