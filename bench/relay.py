@@ -41,7 +41,7 @@ import pydicom
 
 from dicomgate.app import FEATURES
 from dicomgate.config import load
-from dicomgate.sandbox.orthanc import Orthanc, free_port
+from dicomgate.sandbox.orthanc import Orthanc, free_port, request_logging
 from dicomgate.sandbox.studies import StudySpec, ct_instances
 from dicomgate.state import Store
 from dicomgate.state.kinds import Retrieve
@@ -190,42 +190,36 @@ def leg_b(work: Path, pacs: Orthanc, study_uid: str, n: int, args) -> tuple[floa
         cloud.stop()
 
 
+def push_once(config: Path, cloud: Orthanc, n: int, args) -> tuple[float, float]:
+    """`dicomgate push --once` until the cloud holds `n` instances: seconds, and the CPU
+    seconds of the push process."""
+    before = os.times()
+    t0 = time.monotonic()
+    out = subprocess.run([DICOMGATE, "--config", str(config), "push", "--once"],
+                         capture_output=True, text=True, timeout=args.timeout)
+    if out.returncode != 0:
+        raise SystemExit(f"push --once failed:\n{out.stdout}\n{out.stderr}")
+    t1 = wait_count(cloud, n, args.timeout)
+    after = os.times()
+    return t1 - t0, (after.children_user - before.children_user
+                     + after.children_system - before.children_system)
+
+
 def leg_c(work: Path, files: list[bytes], n: int, args) -> tuple[float, float]:
     cloud = Orthanc(work / "cloudC", "CLOUDC", dicomweb=True).start()
     try:
         config = write_config(work / "gw_c", cloud, None, free_port(), args.concurrency,
                               args.batch)
         spool_into(config, files)
-        before = os.times()
-        t0 = time.monotonic()
-        out = subprocess.run([DICOMGATE, "--config", str(config), "push", "--once"],
-                             capture_output=True, text=True, timeout=args.timeout)
-        if out.returncode != 0:
-            raise SystemExit(f"push --once failed:\n{out.stdout}\n{out.stderr}")
-        t1 = wait_count(cloud, n, args.timeout)
-        after = os.times()
-        return t1 - t0, (after.children_user - before.children_user
-                         + after.children_system - before.children_system)
+        return push_once(config, cloud, n, args)
     finally:
         cloud.stop()
 
 
-COUNTING_LUA = """
-function IncomingHttpRequestFilter(method, uri, ip, username, headers)
-  local f = io.open("{log}", "a")
-  f:write(method .. " " .. uri .. "\\n")
-  f:close()
-  return true
-end
-"""
-
-
 def counting_cloud(work: Path, aet: str) -> tuple[Orthanc, Path]:
     """An Orthanc cloud that logs each HTTP request it gets (method and path)."""
-    work.mkdir(parents=True, exist_ok=True)
-    log, script = work / "requests.log", work / "count.lua"
-    script.write_text(COUNTING_LUA.replace("{log}", str(log)))
-    return Orthanc(work, aet, dicomweb=True, extra={"LuaScripts": [str(script)]}).start(), log
+    extra, log = request_logging(work)
+    return Orthanc(work, aet, dicomweb=True, extra=extra).start(), log
 
 
 def backlog_files(args) -> list[list[bytes]]:
@@ -243,18 +237,9 @@ def leg_d(work: Path, studies: list[list[bytes]], args) -> dict[str, float]:
                               args.batch)
         spool_into(config, [f for s in studies for f in s], complete=True)
         requests_log.write_text("")
-        before = os.times()
-        t0 = time.monotonic()
-        out = subprocess.run([DICOMGATE, "--config", str(config), "push", "--once"],
-                             capture_output=True, text=True, timeout=args.timeout)
-        if out.returncode != 0:
-            raise SystemExit(f"push --once failed:\n{out.stdout}\n{out.stderr}")
-        t1 = wait_count(cloud, n, args.timeout)
-        after = os.times()
+        seconds, cpu = push_once(config, cloud, n, args)
         seen = [line.split(" ", 1) for line in requests_log.read_text().splitlines()]
-        return {"s": t1 - t0,
-                "cpu_s": (after.children_user - before.children_user
-                          + after.children_system - before.children_system),
+        return {"s": seconds, "cpu_s": cpu,
                 "stow_posts": sum(1 for m, u in seen if m == "POST"),
                 "qido_gets": sum(1 for m, u in seen if m == "GET" and "/instances" in u)}
     finally:

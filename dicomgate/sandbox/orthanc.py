@@ -55,6 +55,26 @@ def _ephemeral_low() -> int:
         return 32768
 
 
+# Orthanc runs this for every HTTP request, before its own handlers and the plugins'.
+_REQUEST_LOG_LUA = """
+function IncomingHttpRequestFilter(method, uri, ip, username, headers)
+  local f = io.open("{log}", "a")
+  f:write(method .. " " .. uri .. "\\n")
+  f:close()
+  return true
+end
+"""
+
+
+def request_logging(workdir: Path) -> tuple[dict[str, Any], Path]:
+    """Configuration (`extra`) that makes an Orthanc append every HTTP request it gets, as
+    "METHOD URI", to a file in `workdir`; and that file. The count is Orthanc's own."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    log, script = workdir / "requests.log", workdir / "count.lua"
+    script.write_text(_REQUEST_LOG_LUA.replace("{log}", str(log)))
+    return {"LuaScripts": [str(script)]}, log
+
+
 class Orthanc:
     """One Orthanc process. `modalities` maps a name to (AET, host, port) it may talk to."""
 

@@ -14,28 +14,16 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
+from dicomgate.sandbox.orthanc import request_logging
 from tests.support.orthanc import PeerOrthanc
-
-# Orthanc runs this for every HTTP request, before its own handlers and the plugins'.
-LUA = """
-function IncomingHttpRequestFilter(method, uri, ip, username, headers)
-  local f = io.open("{log}", "a")
-  f:write(method .. " " .. uri .. "\\n")
-  f:close()
-  return true
-end
-"""
 
 
 class CountingCloud(PeerOrthanc):
     """The cloud's Orthanc (DICOMweb plugin) with a log of the requests it got."""
 
     def __init__(self, workdir: Path):
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.requests_log = workdir / "requests.log"
-        script = workdir / "count.lua"
-        script.write_text(LUA.replace("{log}", str(self.requests_log)))
-        super().__init__(workdir, "CLOUD", dicomweb=True, extra={"LuaScripts": [str(script)]})
+        extra, self.requests_log = request_logging(workdir)
+        super().__init__(workdir, "CLOUD", dicomweb=True, extra=extra)
 
     def requests_seen(self) -> list[tuple[str, str]]:
         """(method, path) of every request since the last `forget_requests`."""
