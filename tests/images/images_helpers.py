@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
+import pytest
 
 from dicomgate.config import Config
 from dicomgate.images.ingest import Ingest
@@ -97,3 +98,15 @@ def retrieve_task(payload: dict) -> tuple[Retrieve, Task]:
                       lease_owner="t", lease_until=now + 60, last_error=None, result=None,
                       exam_id=None, study_uid=None, created_at=now, updated_at=now,
                       finished_at=None, work=work)
+
+
+def with_long_uid(blob: bytes, digit: str) -> tuple[bytes, str]:
+    """The instance with a 66-character SOP Instance UID ("1.2.826.0.1.3680043.8.498."
+    and 40 x `digit`): our Portal AET quarantines it. The bytes and the UID."""
+    ds = pydicom.dcmread(io.BytesIO(blob))
+    ds.SOPInstanceUID = "1.2.826.0.1.3680043.8.498." + digit * 40
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    out = io.BytesIO()
+    with pytest.warns(UserWarning):  # pydicom warns of the over-long UID it writes
+        ds.save_as(out, enforce_file_format=True)
+    return out.getvalue(), str(ds.SOPInstanceUID)

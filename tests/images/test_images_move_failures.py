@@ -4,31 +4,18 @@ and the task says which instance the PACS must correct (a real Orthanc PACS)."""
 
 from __future__ import annotations
 
-import io
-
-import pydicom
 import pytest
-from images_helpers import retrieve_task
+from images_helpers import retrieve_task, with_long_uid
 
 from dicomgate.images.retrieve import present_sop_uids
 from dicomgate.sandbox.studies import StudySpec, ct_instances, sop_uid_of
 from dicomgate.tasks import Fatal
 
 
-def _with_long_uid(blob: bytes) -> tuple[bytes, str]:
-    ds = pydicom.dcmread(io.BytesIO(blob))
-    ds.SOPInstanceUID = "1.2.826.0.1.3680043.8.498." + "1" * 40  # 66 characters
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    out = io.BytesIO()
-    with pytest.warns(UserWarning):
-        ds.save_as(out, enforce_file_format=True)
-    return out.getvalue(), str(ds.SOPInstanceUID)
-
-
 def test_one_quarantined_instance_does_not_block_the_others(pacs, gateway):
     spec = StudySpec(accession="ACC-BAD")
     good = ct_instances(spec, series=1, per_series=5)
-    bad, bad_uid = _with_long_uid(ct_instances(spec, series=1, per_series=1, seed=7)[0])
+    bad, bad_uid = with_long_uid(ct_instances(spec, series=1, per_series=1, seed=7)[0], "1")
     for blob in [bad, *good]:
         pacs.upload(blob)
 

@@ -3,14 +3,12 @@ peers: Orthanc (which does list moves) and DCMTK dcmqrscp (which does not: fallb
 
 from __future__ import annotations
 
-import io
 import time
 
-import pydicom
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from images_helpers import GW_AET, PACS_AET, images_config, start_gateway
+from images_helpers import GW_AET, PACS_AET, images_config, start_gateway, with_long_uid
 from pacs_peers import DcmQrScp
 from study_only_pacs import StudyOnlyPacs
 
@@ -107,7 +105,7 @@ def test_incomplete_study_in_a_batch_is_repaired_alone(pacs, gateway):
     list's order and ends the move at the failed sub-operation: the victim goes last)."""
     studies = _studies(3, per=3, prefix="R")
     victim = studies[-1][0]  # Orthanc ends a C-MOVE at its first failed sub-operation
-    bad, bad_uid = _with_long_uid(ct_instances(victim, series=1, per_series=1, seed=9)[0])
+    bad, bad_uid = with_long_uid(ct_instances(victim, series=1, per_series=1, seed=9)[0], "2")
     for blob in [b for _, data in studies for b in data] + [bad]:
         pacs.upload(blob)
     _enqueue(gateway, studies)
@@ -137,7 +135,7 @@ def test_failed_suboperation_in_a_batch_is_not_taken_for_no_lists(pacs, gateway,
     arrived. That says nothing about UID lists: the verdict stays open, each study is moved
     alone and ends with its own message."""
     studies = [(spec, data[:good]) for spec, data in _studies(2, per=2, prefix="V")]
-    bad = {spec.study_uid: _with_long_uid(ct_instances(spec, series=1, per_series=1,
+    bad = {spec.study_uid: with_long_uid(ct_instances(spec, series=1, per_series=1,
                                                        seed=9 + i)[0], str(i + 3))
            for i, (spec, _) in enumerate(studies)}
     for blob in [b for b, _ in bad.values()] + [b for _, data in studies for b in data]:
@@ -152,17 +150,6 @@ def test_failed_suboperation_in_a_batch_is_not_taken_for_no_lists(pacs, gateway,
         # leave the over-long UID out: "lists no instance", retried)
     assert verdict(gateway.store, gateway.config.pacs) is None  # still undecided
     assert list_moves_wanted(gateway.store, gateway.config.pacs)
-
-
-def _with_long_uid(blob: bytes, digit: str = "2") -> tuple[bytes, str]:
-    """An instance whose SOP Instance UID is over 64 characters: our SCP quarantines it."""
-    ds = pydicom.dcmread(io.BytesIO(blob))
-    ds.SOPInstanceUID = "1.2.826.0.1.3680043.8.498." + digit * 40
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    out = io.BytesIO()
-    with pytest.warns(UserWarning):
-        ds.save_as(out, enforce_file_format=True)
-    return out.getvalue(), str(ds.SOPInstanceUID)
 
 
 def test_list_moves_off_moves_one_study_per_association(tmp_path, gw_port, pacs):

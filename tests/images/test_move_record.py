@@ -4,14 +4,19 @@ C-MOVE (study) it happened in, and "no association at all" is a fact, not a gues
 
 from __future__ import annotations
 
-import io
 import subprocess
 import threading
 from pathlib import Path
 
-import pydicom
 import pytest
-from images_helpers import GW_AET, PACS_AET, images_config, retrieve_task, start_gateway
+from images_helpers import (
+    GW_AET,
+    PACS_AET,
+    images_config,
+    retrieve_task,
+    start_gateway,
+    with_long_uid,
+)
 from pacs_peers import DcmQrScp
 
 from dicomgate.config.load import load
@@ -38,17 +43,6 @@ def _damage(pacs: PeerOrthanc, sop_uid: str) -> None:
     uuid = pacs.session.get(f"{pacs.url}/instances/{item['ID']}/attachments/dicom/info",
                             timeout=10).json()["Uuid"]
     (pacs.workdir / "storage" / uuid[:2] / uuid[2:4] / uuid).write_bytes(b"damaged" * 100)
-
-
-def _long_uid(blob: bytes) -> tuple[bytes, str]:
-    """An instance our Portal AET must quarantine (SOP Instance UID over 64 characters)."""
-    ds = pydicom.dcmread(io.BytesIO(blob))
-    ds.SOPInstanceUID = "1.2.826.0.1.3680043.8.498." + "2" * 40
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    out = io.BytesIO()
-    with pytest.warns(UserWarning):
-        ds.save_as(out, enforce_file_format=True)
-    return out.getvalue(), str(ds.SOPInstanceUID)
 
 
 def test_each_association_is_recorded_with_its_cmove(pacs, gateway, tmp_path):
@@ -95,7 +89,7 @@ def test_a_refusal_counts_only_for_its_own_study(pacs, gateway):
     A is not told the PACS cannot send: each gets its own cause."""
     a = StudySpec(accession="ACC-A")
     a_good = ct_instances(a, series=1, per_series=20)
-    a_bad, a_bad_uid = _long_uid(ct_instances(a, series=1, per_series=1, seed=3)[0])
+    a_bad, a_bad_uid = with_long_uid(ct_instances(a, series=1, per_series=1, seed=3)[0], "2")
     b = StudySpec(accession="ACC-B")
     b_data = ct_instances(b, series=1, per_series=20, seed=11)
     for blob in [a_bad, *a_good, *b_data]:
