@@ -12,8 +12,9 @@ from collections.abc import Callable
 import structlog
 
 from . import __version__, notify
-from .app import App, DaemonLock
+from .app import App
 from .config import Config
+from .daemon_lock import DaemonLock
 from .state import StateError, Store, migrate
 from .state.db import secure_dir
 

@@ -5,47 +5,20 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
+from collections.abc import Callable
 
-from ..buildinfo import one_line
 from ..config import ConfigError
 from .context import EXIT_FAILED, EXIT_USAGE, CommandError, closing_stores
-
-# Modules that add sub-commands: each has `add_commands(subparsers)`.
-COMMAND_MODULES = (
-    "dicomgate.cli.core",
-    "dicomgate.cli.migrate",
-    "dicomgate.cli.version",
-    "dicomgate.cli.tasks",
-    "dicomgate.cli.demo",
-    "dicomgate.cli.reports",
-    "dicomgate.cli.shim",
-    "dicomgate.cli.images",
-    "dicomgate.cli.upstream",
-)
+from .parser import build_parser
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # usage errors exit 2 with one clear line
-        self.print_usage(sys.stderr)
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="dicomgate", description="Hospital-side gateway of the imaging cloud.")
-    p.add_argument("--config", metavar="PATH",
-                   help="configuration file (default: $DICOMGATE_CONFIG, else "
-                        "/etc/dicomgate/dicomgate.toml)")
-    p.add_argument("--version", action="version", version=one_line())
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).add_commands(sub)
-    return p
+def command(ref: str) -> Callable[..., int | None]:
+    """"module:function" of this package (cli/parser.py): imported now, as it runs."""
+    module, function = ref.split(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), function)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with closing_stores():
-            return int(args.func(args) or 0)
+            return int(command(args.func)(args) or 0)
     except ConfigError as exc:
         print(f"configuration {exc.path} has {len(exc.lines)} problem(s):", file=sys.stderr)
         for line in exc.lines:

@@ -10,11 +10,14 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..app import App, DaemonLock, Progress
 from ..config import Config, config_path, load
+from ..daemon_lock import DaemonLock
 from ..state import NoState, SchemaTooNew, SchemaTooOld, Store, migrate
+
+if TYPE_CHECKING:  # the App (its features, the scheduler) is imported by commands that build one
+    from ..app import App, Progress
 
 # Exit codes (also in cli/__init__.py and docs/operations.md).
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -37,6 +40,8 @@ def open_app(args: argparse.Namespace, progress: Progress | None = None, *,
              create: bool = True) -> App:
     """Config + state store + registered features, nothing started. `create=False` for
     commands that only read: on a state dir where nothing has run they say so."""
+    from ..app import App
+
     config = load_config(args)
     return App.build(config, open_store(config, create), progress)
 

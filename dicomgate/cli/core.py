@@ -36,27 +36,6 @@ from .status_workers import print_workers, workers_section
 log = structlog.get_logger("dicomgate.daemon")
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("check-config", help="validate the configuration file")
-    p.add_argument("path", nargs="?", help="file to check (default: --config)")
-    p.set_defaults(func=cmd_check_config)
-
-    p = sub.add_parser("run", help="run the daemon in the foreground")
-    p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("status", help="what the gateway knows right now")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_status)
-
-
-def cmd_check_config(args: argparse.Namespace) -> int:
-    path = config_path(args.path or args.config)
-    config = load(path)  # ConfigError -> every problem, exit 2 (in main)
-    print(f"config OK: {path}")
-    for feature, on in config.features().items():
-        print(f"  {'on ' if on else 'off'}  {feature}")
-    return 0
-
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The daemon writes only JSON lines (journald), its fatal start-up errors included."""

@@ -27,25 +27,6 @@ from .context import (
 )
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("echo", help="C-ECHO the PACS now and print the round trip")
-    p.set_defaults(func=cmd_echo)
-
-    p = sub.add_parser("pull", help="retrieve a study from the PACS now (C-FIND + C-MOVE)")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--study-uid", metavar="UID")
-    which.add_argument("--accession", metavar="ACC")
-    p.set_defaults(func=cmd_pull)
-
-    p = sub.add_parser("study", help="inspect studies in the spool")
-    ssub = p.add_subparsers(dest="study_command", metavar="ACTION")
-    ssub.required = True
-    sp = ssub.add_parser("show", help="a study's state and its instances")
-    sp.add_argument("uid")
-    sp.add_argument("--json", action="store_true")
-    sp.set_defaults(func=cmd_study_show)
-
-
 def _pacs(app: App) -> PacsClient:
     if app.config.pacs is None:
         raise CommandError(f"no [pacs] section in {app.config.path}: add one with the PACS "

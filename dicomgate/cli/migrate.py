@@ -5,19 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..app import DaemonLock
+from ..daemon_lock import DaemonLock
 from ..state import SchemaTooNew, StateError, migrate
 from ..state.db import secure_dir
 from .context import EXIT_FAILED, EXIT_LOCKED, EXIT_SCHEMA, CommandError, load_config, print_json
-
-
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("migrate", help="back the state store up, then bring its schema up "
-                                       "to this version's (the daemon must be stopped)")
-    p.add_argument("--backup-dir", metavar="DIR",
-                   help="where the copy goes (default: <state_dir>/backups)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_migrate)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

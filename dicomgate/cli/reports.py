@@ -19,56 +19,9 @@ from ..reports import (
     reconcile,
     run_check,
 )
-from ..state.exams import EXAM_STATES, Exam
+from ..state.exams import Exam
 from ..state.names import ExamState
 from .context import EXIT_FAILED, EXIT_USAGE, CommandError, open_app, print_json, print_table, when
-
-
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sync", help="read exams and reports from the PACS now (one pass), "
-                       "or check the view (--check)")
-    mode = p.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--once", action="store_true",
-                      help="one pass now (the daemon polls by itself every reports.poll_interval)")
-    mode.add_argument("--check", action="store_true",
-                      help="check the view before trusting it: columns, time formats, the "
-                           "newest rows against the record rules (exit 1 on a problem)")
-    p.add_argument("--type", type=int, choices=sorted(BY_CODE), action="append",
-                   help="event type: 1 performed, 2 refunded, 3 audited, 4 modified "
-                        "(repeatable; default all)")
-    p.add_argument("--since", metavar="T", help="window start, e.g. '2024-05-01 08:00:00' "
-                   "(local time); the watermarks are left alone")
-    p.add_argument("--until", metavar="T", help="window end (default now; needs --since)")
-    p.add_argument("--accession", metavar="ACC", help="one accession number, no time limit")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_sync)
-
-    p = sub.add_parser("reconcile", help="compare a past period of the PACS with the state "
-                       "store; re-read what the time windows missed")
-    p.add_argument("--since", metavar="T", help="period start (local time; default: "
-                   "yesterday 00:00)")
-    p.add_argument("--until", metavar="T", help="period end (default: --since + 1 day, or "
-                   "today 00:00)")
-    p.add_argument("--report-only", action="store_true",
-                   help="only list what was missed (exit 1 if anything was)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_reconcile)
-
-    p = sub.add_parser("exams", help="exams and reports read from the PACS")
-    esub = p.add_subparsers(dest="exams_command", metavar="ACTION")
-    esub.required = True
-    lp = esub.add_parser("list", help="exams, most recently changed first")
-    lp.add_argument("--state", type=ExamState, choices=EXAM_STATES)
-    lp.add_argument("--since", metavar="T", help="changed at or after T (local time)")
-    lp.add_argument("--limit", type=int, default=100)
-    lp.add_argument("--json", action="store_true")
-    lp.set_defaults(func=cmd_list)
-    sp = esub.add_parser("show", help="one exam: record, state, versions, tasks")
-    sp.add_argument("accession", metavar="ACC")
-    sp.add_argument("--hospital", metavar="ID", help="hospitalId, when several share ACC")
-    sp.add_argument("--reveal", action="store_true", help="show personal data unmasked")
-    sp.add_argument("--json", action="store_true")
-    sp.set_defaults(func=cmd_show)
 
 
 # -- sync ---------------------------------------------------------------------------------
@@ -78,6 +31,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if args.accession and args.since:
         raise CommandError("--accession reads one exam with no time limit: drop --since",
                            EXIT_USAGE)
+    for code in args.type or ():
+        if code not in BY_CODE:
+            raise CommandError(f"--type {code}: expected one of " + ", ".join(
+                f"{e.code} ({e.name})" for e in BY_CODE.values()), EXIT_USAGE)
     app = open_app(args)
     if app.config.reports is None:
         raise CommandError(f"report polling is off: {app.config.path} has no [reports] "

@@ -15,42 +15,7 @@ from ..shim import (
     parse_login_string,
 )
 from ..smcrypto import Sm2Decryptor
-from ..state.names import SessionState
 from .context import EXIT_USAGE, CommandError, load_config, open_app, print_json, print_table, when
-
-
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("qr", help="QR code film links (spec 4.3)")
-    qsub = p.add_subparsers(dest="qr_command", metavar="ACTION")
-    qsub.required = True
-    d = qsub.add_parser("decode", help="decrypt a film-link token (or the whole URL)")
-    d.add_argument("token")
-    d.add_argument("--json", action="store_true")
-    d.set_defaults(func=cmd_qr_decode)
-    u = qsub.add_parser("url", help="the film link the PACS gets for an exam")
-    u.add_argument("--accession", required=True)
-    u.add_argument("--modality", required=True)
-    u.add_argument("--hospital", help="default: gateway.hospital_id")
-    u.set_defaults(func=cmd_qr_url)
-
-    p = sub.add_parser("login", help="doctor login sync (spec 4.4.3.1)")
-    lsub = p.add_subparsers(dest="login_command", metavar="ACTION")
-    lsub.required = True
-    lp = lsub.add_parser("parse", help="decode a login string (hrball URL, WYHT:// URL or "
-                                       "plugin command line)")
-    lp.add_argument("string")
-    lp.add_argument("--reveal", action="store_true", help="show personal data unmasked")
-    lp.add_argument("--json", action="store_true")
-    lp.set_defaults(func=cmd_login_parse)
-    ls = lsub.add_parser("sessions", help="doctor sessions, newest first")
-    ls.add_argument("--state", type=SessionState, choices=tuple(SessionState))
-    ls.add_argument("--limit", type=int, default=50)
-    ls.set_defaults(func=cmd_login_sessions)
-
-    p = sub.add_parser("deletions", help="image deletions received from the PACS (spec 4.5)")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_deletions)
 
 
 def _links(args: argparse.Namespace) -> tuple[FilmLinks, str]:

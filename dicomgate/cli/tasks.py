@@ -4,27 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..state import STATES
 from ..state.names import TaskState
 from .context import EXIT_USAGE, CommandError, audit, open_app, print_json, print_table, when
-
-
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("tasks", help="inspect and retry queued work")
-    tsub = p.add_subparsers(dest="tasks_command", metavar="ACTION")
-    tsub.required = True
-
-    lp = tsub.add_parser("list", help="list tasks, newest first")
-    lp.add_argument("--state", type=TaskState, choices=STATES)
-    lp.add_argument("--kind")
-    lp.add_argument("--limit", type=int, default=100)
-    lp.add_argument("--json", action="store_true")
-    lp.set_defaults(func=cmd_list)
-
-    rp = tsub.add_parser("retry", help="run a dead or cancelled task again now")
-    rp.add_argument("id", nargs="?", type=int)
-    rp.add_argument("--all-dead", action="store_true", help="every dead task")
-    rp.set_defaults(func=cmd_retry)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -23,25 +23,6 @@ from .context import (
 )
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("push", help="deliver queued images and reports to the cloud now")
-    p.add_argument("--once", action="store_true",
-                   help="drain what is due now (backed-off work included), then exit")
-    p.add_argument("--study", metavar="UID", help="only this study's upload")
-    p.add_argument("--retry-rejected", action="store_true",
-                   help="send instances the cloud rejected again (after it was fixed)")
-    p.add_argument("--timeout", type=float, default=3600.0,
-                   help="stop after this many seconds (default 3600)")
-    p.set_defaults(func=cmd_push)
-
-    p = sub.add_parser("upload-state", help="per-instance upload state of a study")
-    p.add_argument("study_uid", nargs="?", metavar="UID")
-    p.add_argument("--rejected", action="store_true",
-                   help="every instance the cloud rejected, all studies")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_upload_state)
-
-
 def _upstream_app(args: argparse.Namespace, progress: Progress | None = None) -> App:
     app = open_app(args, progress)
     if app.config.upstream is None:

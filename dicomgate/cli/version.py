@@ -11,12 +11,6 @@ from ..state.peek import store_schema_version
 from .context import print_json
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("version", help="version, Python, platform and schema versions")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_version)
-
-
 def gather(args: argparse.Namespace) -> dict[str, Any]:
     b = build_info()
     out: dict[str, Any] = {**{k: v for k, v in b.items() if k != "schema"},

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dicomgate.app import DaemonLock
+from dicomgate.daemon_lock import DaemonLock
 from dicomgate.state import SCHEMA_VERSION, Store
 from dicomgate.state.db import SqliteDatabase
 from dicomgate.state.schema import KNOWN, split_statements

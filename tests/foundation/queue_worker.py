@@ -13,8 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: the project
 
-from dicomgate.app import DaemonLock, owner_id  # noqa: E402
+from dicomgate.app import owner_id  # noqa: E402
 from dicomgate.config import TasksConfig
+from dicomgate.daemon_lock import DaemonLock  # noqa: E402
 from dicomgate.state import Task
 from dicomgate.state.kinds import Upload
 from dicomgate.tasks import Registry, WorkerPool

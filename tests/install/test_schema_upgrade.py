@@ -122,7 +122,7 @@ def test_a_daemon_still_running_stops_the_upgrade_before_any_change(bundles, tmp
     host, first, before = installed_with_data(bundles["old"], tmp_path)
     holder = subprocess.Popen(  # the daemon's own lock, taken as `dicomgate run` takes it
         [host.python(), "-c", "import sys, time; from pathlib import Path\n"
-         "from dicomgate.app import DaemonLock\n"
+         "from dicomgate.daemon_lock import DaemonLock\n"
          "assert DaemonLock(Path(sys.argv[1])).acquire(); print('locked', flush=True)\n"
          "time.sleep(120)", str(host.state)], stdout=subprocess.PIPE, text=True)
     try:
