@@ -40,21 +40,40 @@ def _restore_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
-# pytest-xdist (--dist loadscope) hands out modules in collection order: the long ones go first,
-# so that none starts last and runs alone at the end; the OCI image test goes last, as it waits
-# for the build scripts/test started in the background at the beginning.
-FIRST = ("tests/ha/test_two_nodes_", "tests/demo/", "tests/healing/",
-         "tests/install/test_schema_upgrade.py", "tests/install/test_offline_install.py")
-LAST = ("tests/install/test_oci_image.py",)
+# pytest-xdist (--dist loadscope) hands out modules in collection order, two to each worker at
+# the start (worker k gets the k-th and the (k+7)-th), then one to whichever frees first. The
+# long modules go first so that none starts late and runs alone at the end: the seven longest
+# one per worker, then the next seven shortest first, so each worker's pair evens out. Figures:
+# a module's seconds in a whole run on two cores (durations summed). The OCI image test goes
+# last: it waits for the build scripts/test started in the background at the beginning.
+LONG = (
+    "tests/install/test_offline_install.py",  # 171: it builds the run's bundle
+    "tests/install/test_schema_upgrade.py",  # 140
+    "tests/healing/test_cmove_faults.py",  # 86
+    "tests/ha/test_two_nodes_node_killed.py",  # 72: waits out a 30 s node timeout
+    "tests/demo/test_demo.py",  # 65
+    "tests/foundation/test_config.py",  # 45
+    "tests/console/test_console_browser.py",  # 44
+    "tests/ha/test_two_nodes_backlog.py",  # 21
+    "tests/shim/test_shim_generated.py",  # 23
+    "tests/healing/test_spool_filesystem.py",  # 32
+    "tests/cli/test_cli_migrate.py",  # 33
+    "tests/ha/test_two_nodes_leader_killed.py",  # 35
+    "tests/reports/test_view_every_database.py",  # 37
+    "tests/ha/test_two_nodes_store_restart.py",  # 40
+    "tests/install/test_bundle_without_wheel.py",  # 43
+    "tests/images/test_images_repair.py",  # 38
+)
+LAST = "tests/install/test_oci_image.py"
 
 
 def _rank(item: pytest.Item) -> int:
     path = item.nodeid.split("::")[0]
-    return 0 if path.startswith(FIRST) else 2 if path.startswith(LAST) else 1
+    return (LONG.index(path) if path in LONG else len(LONG) + (path == LAST))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=_rank)  # stable: the order within each group is pytest's
+    items.sort(key=_rank)  # stable: the order within each module and among the rest is pytest's
 
 
 @pytest.fixture(autouse=True)
