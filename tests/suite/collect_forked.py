@@ -41,6 +41,9 @@ def _child(name: str, args: list[str], out: Path) -> int:
 
 def main(runs: dict[str, list[str]], out: Path, parallel: int) -> None:
     sys.path[0] = os.getcwd()  # as `python -m pytest` run from the project root has it
+    # the outer run's extra options (-v changes the output read here; --report-log would be
+    # overwritten by every child) are not this check's
+    os.environ.pop("PYTEST_ADDOPTS", None)
     for module in PRELOAD:
         importlib.import_module(module)
     assert not [m for m in sys.modules if m == "tests" or m.startswith(("tests.", "conftest"))]
