@@ -61,24 +61,28 @@ def _drain(app: App, kinds: list[str], args: argparse.Namespace) -> int:
     store, pool = app.store, app.pool
     deadline = time.monotonic() + args.timeout
     failed = done = 0
-    while time.monotonic() < deadline:
-        if args.study:
-            task = store.tasks.claim_key(Upload.kind, Upload(args.study).key(), pool.owner,
-                                           pool.cfg.lease)
-        else:
-            task = store.tasks.claim(kinds, pool.owner, pool.cfg.lease)
-        if task is None:
-            break
-        print(f"{task.kind} {task.key} ...", flush=True)
-        state = pool.run(task)
-        after = store.tasks.get(task.id)
-        if state is TaskState.DONE:
-            done += 1
-            print(f"  done: {after.result if after else ''}")
-        else:
-            failed += 1
-            print(f"  {'DEAD' if state is TaskState.DEAD else 'will retry'}: "
-                  f"{after.last_error if after else ''}")
+    pool.keep_leases()  # a daemon running beside us must not take what runs here
+    try:
+        while time.monotonic() < deadline:
+            if args.study:
+                task = store.tasks.claim_key(Upload.kind, Upload(args.study).key(), pool.owner,
+                                             pool.cfg.lease)
+            else:
+                task = store.tasks.claim(kinds, pool.owner, pool.cfg.lease)
+            if task is None:
+                break
+            print(f"{task.kind} {task.key} ...", flush=True)
+            state = pool.run(task)
+            after = store.tasks.get(task.id)
+            if state is TaskState.DONE:
+                done += 1
+                print(f"  done: {after.result if after else ''}")
+            else:
+                failed += 1
+                print(f"  {'DEAD' if state is TaskState.DEAD else 'will retry'}: "
+                      f"{after.last_error if after else ''}")
+    finally:
+        pool.stop(grace=0)
     print(f"{done} task(s) done, {failed} failed")
     return 0 if failed == 0 else 1
 

@@ -41,8 +41,7 @@ def setup(app: App) -> Images:
         # the stall text starts "C-MOVE stalled: ..." (scu.MoveStalled)
         app.lane("retrieve", cfg.pacs.max_associations, note=lambda: stall_health(app.store))
         app.handle(Retrieve, retriever.handle, lane="retrieve")
-        retriever.batcher = Batcher(app.store, cfg.pacs, app.owner, cfg.tasks.lease,
-                                    app.pool.run)
+        retriever.batcher = Batcher(app.store, cfg.pacs, app.pool)
         # added after the Portal AET, so stopped before it: C-MOVEs under way are cancelled
         # and handed back while the Portal AET still answers
         app.add_service(RetrievesStopper(retriever))

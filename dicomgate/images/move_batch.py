@@ -17,10 +17,8 @@ after a day; `pacs.list_moves` forces either way).
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -29,6 +27,7 @@ from ..config import PacsConfig
 from ..state import Store, Task
 from ..state.kinds import Retrieve
 from ..state.names import Fact, StudyState
+from ..tasks import Batching
 from . import move_record
 from .scu import Cancelled, MoveResult, PacsClient, PacsRefused, PacsUnavailable
 
@@ -102,55 +101,29 @@ def remember(store: Store, pacs: PacsConfig, ok: bool, why: str) -> None:
 
 
 class Batcher:
-    """Claims more due retrieves beside the one a worker took, and moves them together."""
+    """Claims more due retrieves beside the one a worker took, and moves them together.
+    The worker pool takes them (it renews their leases with its own) and runs each one's
+    handler afterwards, which records each outcome on its own."""
 
-    def __init__(self, store: Store, pacs: PacsConfig, owner: str, lease: float,
-                 run_task: Callable[[Task], object]):
+    def __init__(self, store: Store, pacs: PacsConfig, pool: Batching):
         self.store = store
         self.pacs = pacs
-        self.owner = owner
-        self.lease = lease
-        self.run_task = run_task  # the worker's run(): records each task's outcome
+        self.pool = pool
 
     def claim_more(self, first: Task) -> list[Task]:
         """Due retrieves besides `first`: none if the PACS does not do list moves. What is
         due now, never waiting for a batch to fill (the first study's latency)."""
         if self.pacs.move_batch < 2 or not list_moves_wanted(self.store, self.pacs):
             return []
-        return self.store.tasks.claim_more(Retrieve.kind, self.owner, self.lease,
-                                                  self.pacs.move_batch - 1)
+        return self.pool.claim_more(Retrieve.kind, self.pacs.move_batch - 1)
+
+    def run_task(self, task: Task) -> None:
+        """The worker's run(): the task's handler, its outcome recorded."""
+        self.pool.run(task)
 
     def release(self, task: Task) -> None:
         """dicomgate is stopping: a task of the batch not run yet goes back untouched."""
-        try:
-            self.store.tasks.release(task.id, self.owner)
-        except Exception as exc:  # its lease ends by itself; the next start reclaims it
-            log.error("move_batch.release_failed", task_id=task.id, error=str(exc))
-            return
-        log.info("move_batch.released", task_id=task.id, key=task.key,
-                 reason="dicomgate is stopping; it runs at the next start")
-
-    @contextmanager
-    def leased(self, task_ids: list[int]) -> Iterator[None]:
-        """Keep the batch's other leases renewed while it runs (the worker renews only the
-        task it runs)."""
-        stop = threading.Event()
-        period = max(0.5, min(self.lease / 3, 5.0))
-
-        def renew() -> None:
-            while not stop.wait(period):
-                try:
-                    self.store.tasks.renew(task_ids, self.owner, self.lease)
-                except Exception as exc:  # the next round tries again; the lease is long
-                    log.warning("move_batch.renew_failed", error=str(exc))
-
-        thread = threading.Thread(target=renew, name="batch-leases", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join(5)
+        self.pool.give_back(task, "dicomgate is stopping; it runs at the next start")
 
     def prepare(self, client: PacsClient, tasks: list[Task], resolve: Resolve,
                 finish: Finish) -> dict[int, Prepared]:

@@ -127,21 +127,21 @@ class Retriever:
         batcher = self.batcher
         with self._prepared_lock:  # none of them batches again, whatever happens
             self._prepared.update({t.id: Prepared() for t in more})
-        with batcher.leased([t.id for t in more]):
-            try:
+        try:
+            if self.stopping.is_set():
+                raise WaitFor(SHUTDOWN_TEXT, "dicomgate stopping", after=0.0)
+            prepared = batcher.prepare(self.pacs, [task, *more], self.resolve,
+                                       self._complete)
+            with self._prepared_lock:
+                self._prepared.update({t.id: prepared[t.id] for t in more})
+            return self._retrieve_task(work, task, prepared[task.id])
+        finally:
+            for t in more:  # stopping: handed back as never started (no attempt)
                 if self.stopping.is_set():
-                    raise WaitFor(SHUTDOWN_TEXT, "dicomgate stopping", after=0.0)
-                prepared = batcher.prepare(self.pacs, [task, *more], self.resolve,
-                                           self._complete)
-                with self._prepared_lock:
-                    self._prepared.update({t.id: prepared[t.id] for t in more})
-                return self._retrieve_task(work, task, prepared[task.id])
-            finally:
-                for t in more:  # stopping: handed back as never started (no attempt)
-                    if self.stopping.is_set():
-                        batcher.release(t)
-                    else:
-                        batcher.run_task(t)
+                    batcher.release(t)
+                else:
+                    batcher.run_task(t)
+
 
     def retrieve(self, *, study_uid: str | None = None, accession_no: str | None = None,
                  exam_id: int | None = None, hospital_id: str | None = None,

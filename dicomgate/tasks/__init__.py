@@ -2,6 +2,7 @@
 
 from .errors import Fatal, RetryLater, WaitFor
 from .registry import GENERAL, Handler, Registry
-from .workers import WorkerPool
+from .workers import Batching, WorkerPool
 
-__all__ = ["GENERAL", "Fatal", "Handler", "Registry", "RetryLater", "WaitFor", "WorkerPool"]
+__all__ = ["GENERAL", "Batching", "Fatal", "Handler", "Registry", "RetryLater", "WaitFor",
+           "WorkerPool"]

@@ -13,6 +13,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 
@@ -28,6 +29,15 @@ log = structlog.get_logger("dicomgate.tasks")
 
 IDLE_POLL = 1.0  # seconds between looks at the queue when nothing woke the workers
 WRITE_PROBE = Fact.TASKS_WRITE_PROBE
+
+
+class Batching(Protocol):
+    """What the worker pool offers a handler that takes more tasks of its kind along."""
+
+    def claim_more(self, kind: str, limit: int) -> list[Task]: ...
+    def run(self, task: Task) -> TaskState: ...
+    def finish(self, task: Task, outcome: str | Exception) -> TaskState | None: ...
+    def give_back(self, task: Task, why: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -49,7 +59,8 @@ class WorkerPool:
         self._wake = threading.Condition()
         self._workers: list[_Worker] = []
         self._heartbeat_thread: threading.Thread | None = None
-        self._running: dict[int, Task] = {}
+        self._running: dict[int, Task] = {}  # run here, or claimed along by a batch
+        self._started: dict[int, float] = {}  # monotonic, for the seconds each took
         self._lock = threading.Lock()
         store.tasks.listeners.append(lambda _kind: self.wake())
 
@@ -66,9 +77,15 @@ class WorkerPool:
         for lane, (kinds, size) in self.registry.lanes(self.cfg.workers).items():
             for i in range(size):
                 self._workers.append(self._spawn(lane, tuple(kinds), i))
-        hb = threading.Thread(target=self._heartbeat, name="lease-heartbeat", daemon=True)
-        hb.start()
-        self._heartbeat_thread = hb
+        self.keep_leases()
+
+    def keep_leases(self) -> None:
+        """Renew the leases of what runs here (and what a batch took along) until stop():
+        start() does it for the daemon; a command that runs tasks in the foreground calls it."""
+        if self._heartbeat_thread is None:
+            hb = threading.Thread(target=self._heartbeat, name="lease-heartbeat", daemon=True)
+            hb.start()
+            self._heartbeat_thread = hb
 
     def _spawn(self, lane: str, kinds: tuple[str, ...], index: int) -> _Worker:
         t = threading.Thread(target=self._loop, args=(list(kinds),),
@@ -193,40 +210,90 @@ class WorkerPool:
     def run(self, task: Task) -> TaskState:
         """Run one claimed task; returns its new state."""
         reg = self.registry.get(task.kind)
-        with self._lock:
-            self._running[task.id] = task
         started = time.monotonic()
+        with self._lock:
+            batched = task.id in self._running  # claimed along by a batch: said then
+            self._running[task.id] = task
         try:
-            log.info("task.started", task_id=task.id, kind=task.kind, key=task.key,
-                     attempt=task.attempts)
+            if not batched:
+                log.info("task.started", task_id=task.id, kind=task.kind, key=task.key,
+                         attempt=task.attempts)
             try:
                 if reg is None:
                     raise Fatal(f"no handler registered for task kind {task.kind!r}")
                 if task.work is None:  # never a default in place of what is missing
                     raise Fatal(f"{task.kind} task {task.key}: {task.malformed}")
-                result = reg.handler(task.work, task)
-            except Fatal as exc:
-                return self._failed(task, str(exc), dead=True, started=started)
-            except WaitFor as exc:
-                return self._failed(task, str(exc), after=exc.after, started=started,
-                                    waiting=exc.cause)
-            except RetryLater as exc:
-                return self._failed(task, str(exc), after=exc.after, started=started)
+                outcome: str | Exception = reg.handler(task.work, task)
             except Exception as exc:
-                if self.pause.is_store_problem(exc):  # not the task's fault: no attempt used
-                    return self._failed(task, f"state store unusable: {describe(exc)}",
-                                        started=started, waiting="state store")
-                log.error("task.crashed", task_id=task.id, kind=task.kind,
-                          error=describe(exc), where=_where(exc))
-                return self._failed(task, f"internal error: {describe(exc)}",
-                                    started=started)
-            self._record(task, lambda: self.store.tasks.complete(task.id, self.owner, result))
-            log.info("task.done", task_id=task.id, kind=task.kind, key=task.key,
-                     seconds=round(time.monotonic() - started, 3), result=result)
-            return TaskState.DONE
+                outcome = exc
+            return self._finish(task, outcome, started)
         finally:
             with self._lock:
                 self._running.pop(task.id, None)
+                self._started.pop(task.id, None)
+
+    # -- batches: a handler that takes more tasks of its kind along (uploads, retrieves) --
+    def claim_more(self, kind: str, limit: int) -> list[Task]:
+        """Up to `limit` more due tasks of `kind` for the handler running now. Their leases
+        are renewed with the pool's own; each ends by `run` (a handler of its own),
+        `finish` (the batch's outcome for it) or `give_back`; `stop` hands back the rest."""
+        if limit < 1 or self.stopping.is_set():
+            return []
+        got = self.store.tasks.claim_more(kind, self.owner, self.cfg.lease, limit)
+        now = time.monotonic()
+        with self._lock:
+            for t in got:
+                self._running[t.id] = t
+                self._started[t.id] = now
+        for t in got:
+            log.info("task.started", task_id=t.id, kind=t.kind, key=t.key, attempt=t.attempts,
+                     batched=True)
+        return got
+
+    def finish(self, task: Task, outcome: str | Exception) -> TaskState | None:
+        """Record the outcome of a task taken by `claim_more` as `run` records its own: a
+        result string, or the exception its handler would have raised. None: it had ended."""
+        with self._lock:
+            if self._running.pop(task.id, None) is None:
+                return None
+            started = self._started.pop(task.id, time.monotonic())
+        return self._finish(task, outcome, started)
+
+    def give_back(self, task: Task, why: str) -> bool:
+        """A task taken by `claim_more` goes back untouched (the attempt does not count):
+        due again at once, for any worker. False: it had ended."""
+        with self._lock:
+            if self._running.pop(task.id, None) is None:
+                return False
+            self._started.pop(task.id, None)
+        try:
+            self.store.tasks.release(task.id, self.owner)
+        except Exception as exc:  # its lease ends by itself and the task is reclaimed
+            log.error("task.release_failed", task_id=task.id, error=describe(exc))
+            return True
+        log.info("task.handed_back", task_id=task.id, kind=task.kind, key=task.key,
+                 reason=why)
+        return True
+
+    def _finish(self, task: Task, outcome: str | Exception, started: float) -> TaskState:
+        if isinstance(outcome, Fatal):
+            return self._failed(task, str(outcome), dead=True, started=started)
+        if isinstance(outcome, WaitFor):
+            return self._failed(task, str(outcome), after=outcome.after, started=started,
+                                waiting=outcome.cause)
+        if isinstance(outcome, RetryLater):
+            return self._failed(task, str(outcome), after=outcome.after, started=started)
+        if isinstance(outcome, Exception):
+            if self.pause.is_store_problem(outcome):  # not the task's fault: no attempt used
+                return self._failed(task, f"state store unusable: {describe(outcome)}",
+                                    started=started, waiting="state store")
+            log.error("task.crashed", task_id=task.id, kind=task.kind,
+                      error=describe(outcome), where=_where(outcome))
+            return self._failed(task, f"internal error: {describe(outcome)}", started=started)
+        self._record(task, lambda: self.store.tasks.complete(task.id, self.owner, outcome))
+        log.info("task.done", task_id=task.id, kind=task.kind, key=task.key,
+                 seconds=round(time.monotonic() - started, 3), result=outcome)
+        return TaskState.DONE
 
     def _failed(self, task: Task, error: str, *, started: float, dead: bool = False,
                 after: float | None = None, waiting: str | None = None) -> TaskState:

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import structlog
 
-from ..config import TasksConfig, UpstreamConfig
+from ..config import UpstreamConfig
 from ..state import Store, Task
 from ..state.kinds import Deletion, Upload
 from ..state.names import InstanceState, StudyState, TaskState
-from ..tasks import RetryLater
+from ..tasks import Batching, RetryLater
 from .batch_claims import BatchClaims
 from .dicomweb import DicomWebClient
 from .errors import Refused, Transient
@@ -48,17 +48,16 @@ class Confirmation:
 class UploadHandler:
     def __init__(self, store: Store, client: DicomWebClient, uploader: Uploader,
                  cfg: UpstreamConfig, replacer: Replacer | None = None,
-                 tasks: TasksConfig | None = None, max_attempts: int = 0,
+                 pool: Batching | None = None,
                  stopping: Callable[[], bool] = lambda: False):
         self.store = store
         self.client = client
         self.uploader = uploader
         self.cfg = cfg
         self.replacer = replacer or Replacer(store, client, None, "")
-        self.tasks_cfg = tasks  # None: each task alone (no other task is claimed)
-        self.max_attempts = max_attempts
+        self.pool = pool  # the worker pool; None: each task alone (no other is claimed)
         self.stopping = stopping  # the daemon is stopping: take no other task along
-        self.batching = tasks is not None and cfg.batch_max_studies > 1
+        self.batching = pool is not None and cfg.batch_max_studies > 1
 
     def __call__(self, work: Upload, task: Task) -> str:
         early = self.check(work.study_uid, self.deletions())
@@ -67,9 +66,8 @@ class UploadHandler:
         if early is not None:
             return early
         claims = None
-        if self.batching and task.lease_owner and self.tasks_cfg is not None:
-            claims = BatchClaims(self.store, self.tasks_cfg, task.lease_owner,
-                                 self.max_attempts)
+        if self.batching and task.lease_owner and self.pool is not None:
+            claims = BatchClaims(self.pool)
         try:
             outcome = Rounds(self, task, claims).run()
         finally:

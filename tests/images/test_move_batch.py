@@ -29,8 +29,7 @@ def _workers(gw) -> WorkerPool:
     registry = Registry()
     registry.register("retrieve", gw.retriever.handle)
     pool = WorkerPool(gw.store, registry, gw.config.tasks, OWNER)
-    gw.retriever.batcher = Batcher(gw.store, gw.config.pacs, OWNER, gw.config.tasks.lease,
-                                   pool.run)
+    gw.retriever.batcher = Batcher(gw.store, gw.config.pacs, pool)
     return pool
 
 

@@ -1,6 +1,6 @@
 """Claiming several upload tasks at once (state/tasks.py `claim_more`, `take_reruns`) on
 SQLite and on a shared PostgreSQL store, and the batch's own lease keeping
-(upstream/batch_claims.py)."""
+(the worker pool, through upstream/batch_claims.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from dicomgate.config import TasksConfig
 from dicomgate.state import PgLocation, Store
 from dicomgate.state.kinds import PushReport, Upload
-from dicomgate.tasks import RetryLater
+from dicomgate.tasks import Registry, RetryLater, WaitFor, WorkerPool
 from dicomgate.upstream.batch_claims import BatchClaims
 from tests.support import engines
 from tests.support.pg_server import PgServer
@@ -104,23 +104,31 @@ def test_take_reruns_clears_only_what_was_asked_before(store):
 
 
 def test_a_batch_keeps_its_leases_and_ends_each_task_on_its_own(store):
+    """The pool renews the leases of what a batch took with its own, and records each
+    one's outcome as it records a task it runs: a wait gives its attempt back."""
     cfg = TasksConfig(lease=2.0, backoff_base=1.0, backoff_max=5.0)
     owner = _owner(store)
-    for i in range(4):
+    for i in range(5):
         store.tasks.enqueue(Upload(f"6.{i}"))
-    first = store.tasks.claim(["upload"], owner, lease=cfg.lease)
-    claims = BatchClaims(store, cfg, owner, max_attempts=10)
-    done, retry, left = claims.claim(3)
+    first = store.tasks.claim(["upload"], owner, lease=cfg.lease)  # not the pool's: no renewal
+    pool = WorkerPool(store, Registry(), cfg, owner)  # nothing registered: no worker threads
+    pool.start()  # its lease keeper
+    claims = BatchClaims(pool)
+    done, retry, wait, left = claims.claim(4)
     try:
         time.sleep(3.5)  # longer than the lease: only renewal keeps them
-        assert store.tasks.reclaim_expired() == 1  # the worker's own task, not renewed here
-        assert store.tasks.get(done.id).state == "running"
+        assert store.tasks.get(first.id).state == "pending"  # expired, taken back
+        assert {store.tasks.get(t.id).state for t in (done, retry, wait, left)} == {"running"}
         claims.done(done, "sent 3; study delivered")
         claims.failed(retry, RetryLater("cloud busy", after=30))
+        claims.failed(wait, WaitFor("the cloud is unreachable", "cloud", after=30))
+        claims.done(done, "again")  # ended already: nothing more is written
     finally:
         claims.close()
-    assert store.tasks.get(first.id).state == "pending"
-    d, r, lf = (store.tasks.get(t.id) for t in (done, retry, left))
+        pool.stop(grace=0)
+    d, r, w, lf = (store.tasks.get(t.id) for t in (done, retry, wait, left))
     assert d.state == "done" and d.result == "sent 3; study delivered"
     assert r.state == "pending" and r.last_error == "cloud busy" and r.run_after > time.time() + 20
+    assert r.attempts == 1
+    assert w.state == "pending" and w.attempts == 0  # a wait uses no attempt
     assert lf.state == "pending" and lf.attempts == 0 and lf.lease_owner is None  # handed back
