@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import select
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +12,7 @@ from . import __version__, notify
 from .app import App
 from .config import Config
 from .daemon_lock import DaemonLock
+from .signal_pipe import SignalPipe
 from .state import StateError, Store, migrate
 from .state.db import secure_dir
 
@@ -132,40 +130,24 @@ def _install_signals(stop: threading.Event) -> Callable[[float], bool]:
 
 
 class SignalStop:
-    """A Python signal handler runs in the main thread between two bytecodes, possibly
-    while that same thread holds a lock: `stop`'s own (inside Event.wait, every beat) or
-    the log's write lock (inside any log call). A handler that logs or calls `stop.set()`
-    then waits forever for a lock its own thread holds: the daemon hangs on SIGTERM. So
-    the handler only writes a byte to a pipe (no lock); the main thread waits on that
-    pipe, and logs and sets `stop` itself."""
+    """The daemon's stop on SIGTERM/SIGINT: the handler only writes to a pipe
+    (signal_pipe.py); the main loop's wait logs the signal and sets `stop`."""
 
     def __init__(self, stop: threading.Event):
         self.stop = stop
-        self._read, self._write = os.pipe()
-        os.set_blocking(self._write, False)
-        self._signals: list[int] = []
+        self.signals = SignalPipe()
 
     def install(self) -> Callable[[float], bool]:
-        signal.signal(signal.SIGTERM, self._handler)
-        signal.signal(signal.SIGINT, self._handler)
+        self.signals.install()
         return self.wait
-
-    def _handler(self, signum: int, _frame: object) -> None:
-        self._signals.append(signum)  # list.append takes no lock the thread could hold
-        try:
-            os.write(self._write, b"\0")
-        except BlockingIOError:
-            pass  # the pipe is full of earlier signals: it is readable anyway
 
     def wait(self, timeout: float) -> bool:
         """Like `stop.wait(timeout)`, woken by a signal as well; True once stopping."""
         if not self.stop.is_set():
-            readable, _, _ = select.select([self._read], [], [], timeout)
-            if readable:
-                os.read(self._read, 64)
-                for signum in self._signals:
-                    log.info("daemon.signal", signal=signal.Signals(signum).name)
-                self._signals.clear()
+            names, _ = self.signals.wait(timeout)
+            for name in names:
+                log.info("daemon.signal", signal=name)
+            if names:
                 self.stop.set()
         return self.stop.is_set()
 

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
+import time
 
 import structlog
 
 from .. import logs
 from ..config import handoff
+from ..signal_pipe import SignalPipe
 from ..state import Store
 from . import pynetdicom_tuning
 from .ingest import Ingest
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         pipe.say(f"error {exc}")
         return 2
     logs.configure(config.log.level, config.log.format)
-    stop = _stop_event()
+    signals = SignalPipe().install()
     pynetdicom_tuning.skip_value_validation()  # this process only receives (see there)
     store = Store.open(config.store_location)  # the daemon migrated it under its lock
     scp = StorageSCP(config, Ingest(store, Spool(config.gateway.state_dir),
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         store.close()
         return 2
     pipe.say("ready")
-    stop.wait()
+    _until_stopped(signals)
     log.info("scp.stopping", pid=os.getpid(), drain_seconds=DRAIN_SECONDS)
     scp.stop(drain=DRAIN_SECONDS)
     store.close()
@@ -94,38 +94,28 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _stop_event() -> threading.Event:
-    """Set when this process must stop: the daemon closed our stdin (its way of stopping
-    us, after it cancelled the C-MOVEs under way) or went away. A SIGTERM/SIGINT while the
-    daemon runs (systemd signals every process of the service at once) only starts a
-    PARENT_GRACE deadline: the Portal AET keeps answering the PACS until the daemon's
-    retrieves are handed back, then the daemon stops it."""
-    stop = threading.Event()
+def _until_stopped(signals: SignalPipe) -> None:
+    """Until the daemon closes our stdin (its way of stopping us, after it cancelled the
+    C-MOVEs under way) or goes away (even by SIGKILL: its end of the pipe closes). A
+    SIGTERM/SIGINT while the daemon runs (systemd signals every process of the service at
+    once) only starts a PARENT_GRACE deadline: the Portal AET keeps answering the PACS until
+    the daemon's retrieves are handed back, then the daemon stops it."""
     parent = os.getppid()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        name = signal.Signals(signum).name
-        if os.getppid() != parent:  # the daemon is gone: nobody will stop us in order
-            log.info("scp.signal", signal=name)
-            stop.set()
+    deadline: float | None = None
+    while deadline is None or time.monotonic() < deadline:
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        names, readable = signals.wait(timeout, 0)
+        # os.read, not sys.stdin: nothing buffered; b"": end of file
+        if readable and not os.read(0, 4096):
             return
-        log.info("scp.signal", signal=name, effect="stopping when the daemon says so, "
-                 f"at most {PARENT_GRACE:g}s from now")
-        timer = threading.Timer(PARENT_GRACE, stop.set)
-        timer.daemon = True
-        timer.start()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-
-    def watch_parent() -> None:  # EOF: the daemon stops us, or died (even by SIGKILL)
-        # os.read, not sys.stdin: a buffered read still blocked at exit aborts Python.
-        while os.read(0, 4096):
-            pass
-        stop.set()
-
-    threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
-    return stop
+        for name in names:
+            if os.getppid() != parent:  # the daemon is gone: nobody will stop us in order
+                log.info("scp.signal", signal=name)
+                return
+            log.info("scp.signal", signal=name, effect="stopping when the daemon says so, "
+                     f"at most {PARENT_GRACE:g}s from now")
+            if deadline is None:
+                deadline = time.monotonic() + PARENT_GRACE
 
 
 def guarded_main() -> int:

@@ -286,3 +286,20 @@ def test_scp_child_killed_mid_association_loses_no_acknowledged_instance(daemon,
     for uid in answered:
         path, size = rows[uid]
         assert Path(path).stat().st_size == size
+
+
+def test_sigterm_to_the_child_alone_keeps_it_answering_until_the_daemon_stops_it(daemon):
+    """systemd signals every process of the service; the Portal AET must go on answering
+    the PACS (the daemon hands its retrieves back first) and stop when the daemon says so."""
+    [child] = daemon.scp_pids()
+    os.kill(child, signal.SIGTERM)
+    daemon.store(CT)  # still answered, and recorded
+    assert daemon.recorded()[0] == 1
+    assert _alive(child)
+    said = [e for e in daemon.events() if e["event"] == "scp.signal"]
+    assert said and said[0]["signal"] == "SIGTERM" and "daemon says so" in said[0]["effect"]
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(20) == 0
+    _wait_gone(child, 5)
+    names = [e["event"] for e in daemon.events()]
+    assert "scp.stopped" in names and "scp.process_died" not in names
