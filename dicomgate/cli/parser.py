@@ -64,9 +64,7 @@ def _commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func="version:cmd_version")
 
     # tasks.py
-    p = sub.add_parser("tasks", help="inspect and retry queued work")
-    tsub = p.add_subparsers(dest="tasks_command", metavar="ACTION")
-    tsub.required = True
+    tsub = _actions(sub, "tasks", help="inspect and retry queued work")
 
     lp = tsub.add_parser("list", help="list tasks, newest first")
     lp.add_argument("--state", type=TaskState, choices=STATES)
@@ -120,9 +118,7 @@ def _commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func="reports:cmd_reconcile")
 
-    p = sub.add_parser("exams", help="exams and reports read from the PACS")
-    esub = p.add_subparsers(dest="exams_command", metavar="ACTION")
-    esub.required = True
+    esub = _actions(sub, "exams", help="exams and reports read from the PACS")
     lp = esub.add_parser("list", help="exams, most recently changed first")
     lp.add_argument("--state", type=ExamState, choices=EXAM_STATES)
     lp.add_argument("--since", metavar="T", help="changed at or after T (local time)")
@@ -137,9 +133,7 @@ def _commands(sub: argparse._SubParsersAction) -> None:
     sp.set_defaults(func="reports:cmd_show")
 
     # shim.py
-    p = sub.add_parser("qr", help="QR code film links (spec 4.3)")
-    qsub = p.add_subparsers(dest="qr_command", metavar="ACTION")
-    qsub.required = True
+    qsub = _actions(sub, "qr", help="QR code film links (spec 4.3)")
     d = qsub.add_parser("decode", help="decrypt a film-link token (or the whole URL)")
     d.add_argument("token")
     d.add_argument("--json", action="store_true")
@@ -150,9 +144,7 @@ def _commands(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--hospital", help="default: gateway.hospital_id")
     u.set_defaults(func="shim:cmd_qr_url")
 
-    p = sub.add_parser("login", help="doctor login sync (spec 4.4.3.1)")
-    lsub = p.add_subparsers(dest="login_command", metavar="ACTION")
-    lsub.required = True
+    lsub = _actions(sub, "login", help="doctor login sync (spec 4.4.3.1)")
     lp = lsub.add_parser("parse", help="decode a login string (hrball URL, WYHT:// URL or "
                                        "plugin command line)")
     lp.add_argument("string")
@@ -179,9 +171,7 @@ def _commands(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--accession", metavar="ACC")
     p.set_defaults(func="images:cmd_pull")
 
-    p = sub.add_parser("study", help="inspect studies in the spool")
-    ssub = p.add_subparsers(dest="study_command", metavar="ACTION")
-    ssub.required = True
+    ssub = _actions(sub, "study", help="inspect studies in the spool")
     sp = ssub.add_parser("show", help="a study's state and its instances")
     sp.add_argument("uid")
     sp.add_argument("--json", action="store_true")
@@ -204,3 +194,11 @@ def _commands(sub: argparse._SubParsersAction) -> None:
                    help="every instance the cloud rejected, all studies")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func="upstream:cmd_upload_state")
+
+
+def _actions(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
+    """A command whose actions are sub-commands (`tasks list`, `qr url`, ...)."""
+    p = sub.add_parser(name, help=help)
+    actions = p.add_subparsers(dest=f"{name}_command", metavar="ACTION")
+    actions.required = True
+    return actions
