@@ -72,9 +72,10 @@ class SqliteDatabase(Database[sqlite3.Connection]):
         finally:
             os.umask(old_umask)
         for suffix in ("", "-wal", "-shm"):
-            p = Path(f"{path}{suffix}")
-            if p.exists():
-                os.chmod(p, 0o600)
+            try:
+                os.chmod(f"{path}{suffix}", 0o600)
+            except FileNotFoundError:  # none yet, or another process's last close removed it
+                pass
 
     def conn(self) -> sqlite3.Connection:
         c = getattr(self._local, "conn", None)

@@ -43,19 +43,28 @@ CREATE TABLE RIS_FEE (EXAM_NO VARCHAR(64), REFUND_DATE {ts});
 @contextmanager
 def mariadb_server() -> Iterator[dict]:
     base = Path(tempfile.mkdtemp(prefix="dicomgate-maria-"))
-    data, sock = base / "data", base / "mysqld.sock"
+    data, sock, tmp = base / "data", base / "mysqld.sock", base / "tmp"
+    # A temp dir of its own: bootstraps sharing /tmp (two test workers at once) collide on
+    # their temporary tables ("Unknown table 'mysql.tmp_proxies_priv'"), 1 in 6 here.
+    tmp.mkdir()
     user = "mysql" if os.geteuid() == 0 else os.environ.get("USER", "")
     if os.geteuid() == 0:
         shutil.chown(base, "mysql")
-    subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={data}",
-                    f"--user={user}", "--auth-root-authentication-method=normal",
-                    "--skip-test-db"], check=True, capture_output=True, timeout=120,
-                   cwd=base)
+        shutil.chown(tmp, "mysql")
+    init = subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={data}",
+                           f"--user={user}", "--auth-root-authentication-method=normal",
+                           "--skip-test-db", f"--tmpdir={tmp}"], capture_output=True,
+                          text=True, timeout=120, cwd=base)
+    if init.returncode != 0:
+        shutil.rmtree(base, ignore_errors=True)
+        raise RuntimeError(f"mariadb-install-db failed (exit {init.returncode}):\n"
+                           + (init.stdout + init.stderr)[-2000:])
     port = free_port()
     log = open(base / "mariadbd.log", "wb")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
         [MARIADBD, "--no-defaults", f"--datadir={data}", f"--user={user}", f"--port={port}",
          "--bind-address=127.0.0.1", f"--socket={sock}", f"--pid-file={base / 'pid'}",
+         f"--tmpdir={tmp}",
          "--skip-log-bin", "--innodb-buffer-pool-size=16M", "--default-time-zone=+00:00",
          "--character-set-server=utf8mb4", "--skip-name-resolve"],
         stdout=log, stderr=subprocess.STDOUT)
