@@ -24,6 +24,7 @@ from dicomgate.sandbox.orthanc import free_port
 from dicomgate.sandbox.studies import StudySpec, ct_instances, sop_uid_of
 from dicomgate.state import PortalAssociation
 from dicomgate.tasks import Fatal, RetryLater
+from tests.support import wait_until
 from tests.support.orthanc import PeerOrthanc
 from tests.support.studies import write_study
 
@@ -56,7 +57,12 @@ def test_each_association_is_recorded_with_its_cmove(pacs, gateway, tmp_path):
     [a] = moved
     assert a.calling_aet == PACS_AET and a.move_aet == GW_AET and a.move_msg_id
     assert a.stored == 4 and a.refused == 0 and a.carried(spec.study_uid)
-    assert a.outcome in ("released", "closed") and a.ended_at is not None
+    # how it ended is written after the release, not waited for (ingest.ended): it may land
+    # after the PACS's final C-MOVE response
+    ended = wait_until(lambda: next(x for x in _all(gateway) if x.id == a.id).ended_at,
+                       what="the association's end recorded")
+    a = next(x for x in _all(gateway) if x.id == a.id)
+    assert a.outcome in ("released", "closed") and ended is not None
     again = gateway.store.portal_associations.of_move(GW_AET, a.move_msg_id,
                                                       spec.study_uid, 0)
     assert [x.id for x in again] == [a.id]
