@@ -29,14 +29,11 @@ class BatchClaims:
         if self.tasks.pop(task.id, None) is not None:
             self.pool.give_back(task, why)
 
-    def done(self, task: Task, result: str) -> None:
+    def finish(self, task: Task, outcome: str | Exception) -> None:
+        """Record a result, or the exception its handler would have raised, as the worker
+        records a task it runs; once (a task this batch no longer holds is left alone)."""
         if self.tasks.pop(task.id, None) is not None:
-            self.pool.finish(task, result)
-
-    def failed(self, task: Task, exc: Exception) -> None:
-        """Record `exc` as the worker would for the task it runs."""
-        if self.tasks.pop(task.id, None) is not None:
-            self.pool.finish(task, exc)
+            self.pool.finish(task, outcome)
 
     def close(self) -> None:
         """Hand back what was not finished (it runs again at once)."""

@@ -244,7 +244,4 @@ class Rounds:
         if s.task.id == self.primary.id:
             self.outcome = outcome
         elif self.claims is not None:
-            if isinstance(outcome, Exception):
-                self.claims.failed(s.task, outcome)
-            else:
-                self.claims.done(s.task, outcome)
+            self.claims.finish(s.task, outcome)

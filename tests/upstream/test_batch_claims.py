@@ -119,10 +119,10 @@ def test_a_batch_keeps_its_leases_and_ends_each_task_on_its_own(store):
         time.sleep(3.5)  # longer than the lease: only renewal keeps them
         assert store.tasks.get(first.id).state == "pending"  # expired, taken back
         assert {store.tasks.get(t.id).state for t in (done, retry, wait, left)} == {"running"}
-        claims.done(done, "sent 3; study delivered")
-        claims.failed(retry, RetryLater("cloud busy", after=30))
-        claims.failed(wait, WaitFor("the cloud is unreachable", "cloud", after=30))
-        claims.done(done, "again")  # ended already: nothing more is written
+        claims.finish(done, "sent 3; study delivered")
+        claims.finish(retry, RetryLater("cloud busy", after=30))
+        claims.finish(wait, WaitFor("the cloud is unreachable", "cloud", after=30))
+        claims.finish(done, "again")  # ended already: nothing more is written
     finally:
         claims.close()
         pool.stop(grace=0)
