@@ -69,7 +69,7 @@ LAST = "tests/install/test_oci_image.py"
 
 def _rank(item: pytest.Item) -> int:
     path = item.nodeid.split("::")[0]
-    return (LONG.index(path) if path in LONG else len(LONG) + (path == LAST))
+    return LONG.index(path) if path in LONG else len(LONG) + (path == LAST)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

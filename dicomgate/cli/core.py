@@ -36,7 +36,6 @@ from .status_workers import print_workers, workers_section
 log = structlog.get_logger("dicomgate.daemon")
 
 
-
 def cmd_run(args: argparse.Namespace) -> int:
     """The daemon writes only JSON lines (journald), its fatal start-up errors included."""
     path = config_path(args.config)
